@@ -1,0 +1,264 @@
+"""bank: balances, transfers, fees and the total supply.
+
+Fees are **burned**: they leave the supply instead of going to the block's authority, so an authority gains
+nothing by stuffing blocks with its own transactions, and the supply is genesis + minted - burned.
+Other modules hold funds through ``hold``/``release`` (stake, escrow, locks); the bank books what each module
+holds, so the supply invariant covers every grain: supply = Σ balances + Σ held by modules.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gridmint.chain.crypto import format_address, parse_address
+from gridmint.chain.errors import (
+    INSUFFICIENT_FUNDS,
+    INVALID_AMOUNT,
+    INVALID_GENESIS,
+    OVERFLOW,
+    UNKNOWN_QUERY,
+    ChainError,
+    FEE_TOO_LOW,
+)
+from gridmint.chain.fields import address, amount
+from gridmint.chain.module import Context, ModuleSpec
+from gridmint.chain.state import Reader, State
+from gridmint.chain.tx import Msg, message
+from gridmint.chain.units import MAX_AMOUNT, MAX_U64, format_mint
+
+NAME = "bank"
+
+# --- parameters --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Params:
+    min_tx_fee: int = 10_000  # grains (0.00001 MINT) that every transaction pays at least
+
+    def to_json(self) -> dict[str, Any]:
+        return {"min_tx_fee": self.min_tx_fee}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> Params:
+        if not isinstance(raw, dict) or set(raw) - {"min_tx_fee"}:
+            raise INVALID_GENESIS("bank.params: expected {\"min_tx_fee\": <grains>}")
+        fee = raw.get("min_tx_fee", cls.min_tx_fee)
+        if not isinstance(fee, int) or isinstance(fee, bool) or not 0 <= fee <= MAX_U64:
+            raise INVALID_GENESIS("bank.params.min_tx_fee: expected a whole number of grains")
+        return cls(min_tx_fee=fee)
+
+
+# --- state -------------------------------------------------------------------------------------------------
+# bank/params                 -> {"min_tx_fee": int}
+# bank/supply                 -> int, grains in existence
+# bank/balance/<address 20B>  -> int, grains (absent = 0)
+# bank/held/<module name>     -> int, grains a module holds for accounts (absent = 0)
+
+PARAMS_KEY = b"bank/params"
+SUPPLY_KEY = b"bank/supply"
+BALANCE_PREFIX = b"bank/balance/"
+HELD_PREFIX = b"bank/held/"
+
+
+def get_params(state: Reader) -> Params:
+    return Params(**state.get_value(PARAMS_KEY, {}))
+
+
+def get_balance(state: Reader, account: bytes) -> int:
+    return state.get_int(BALANCE_PREFIX + account)
+
+
+def get_supply(state: Reader) -> int:
+    return state.get_int(SUPPLY_KEY)
+
+
+def get_held(state: Reader, module: str) -> int:
+    return state.get_int(HELD_PREFIX + module.encode())
+
+
+def _checked(total: int) -> int:
+    if total > MAX_AMOUNT:
+        raise OVERFLOW(f"amount would exceed the largest representable balance ({MAX_AMOUNT} grains)")
+    return total
+
+
+def credit(state: State, account: bytes, grains: int) -> None:
+    state.set_int(BALANCE_PREFIX + account, _checked(get_balance(state, account) + grains))
+
+
+def debit(state: State, account: bytes, grains: int, purpose: str = "") -> None:
+    balance = get_balance(state, account)
+    if balance < grains:
+        what = f" for {purpose}" if purpose else ""
+        raise INSUFFICIENT_FUNDS(
+            f"insufficient funds{what}: balance {format_mint(balance)}, needed {format_mint(grains)}"
+        )
+    state.set_int(BALANCE_PREFIX + account, balance - grains)
+
+
+def burn(state: State, account: bytes, grains: int, purpose: str) -> None:
+    """Take ``grains`` from ``account`` out of existence (fees)."""
+    debit(state, account, grains, purpose)
+    state.set_int(SUPPLY_KEY, get_supply(state) - grains)
+
+
+def mint(state: State, account: bytes, grains: int) -> None:
+    """Create ``grains`` for ``account`` (emission)."""
+    state.set_int(SUPPLY_KEY, _checked(get_supply(state) + grains))
+    credit(state, account, grains)
+
+
+def hold(state: State, account: bytes, module: str, grains: int, purpose: str) -> None:
+    """Move funds from an account into a module's keeping (stake, escrow, locks)."""
+    debit(state, account, grains, purpose)
+    key = HELD_PREFIX + module.encode()
+    state.set_int(key, _checked(state.get_int(key) + grains))
+
+
+def release(state: State, module: str, account: bytes, grains: int) -> None:
+    """Return funds a module holds to an account."""
+    key = HELD_PREFIX + module.encode()
+    held = state.get_int(key)
+    if held < grains:
+        # A module releasing more than it holds is a bug in that module, never a user's mistake.
+        raise RuntimeError(f"module {module} releases {grains} grains but holds {held}")
+    state.set_int(key, held - grains)
+    credit(state, account, grains)
+
+
+# --- messages ----------------------------------------------------------------------------------------------
+
+
+@message
+@dataclass(frozen=True)
+class MsgSend(Msg):
+    """Send ``amount`` grains from the signer to ``to``."""
+
+    TYPE = "bank/send"
+    FIELDS = (("to", address), ("amount", amount))
+
+    to: bytes
+    amount: int
+
+
+def process_send(ctx: Context, msg: MsgSend) -> None:
+    debit(ctx.state, ctx.signer, msg.amount)
+    credit(ctx.state, msg.to, msg.amount)
+    ctx.emit("transfer", sender=format_address(ctx.signer), recipient=format_address(msg.to), amount=msg.amount)
+
+
+def charge_fee(ctx: Context, fee: int) -> None:
+    """Burn the transaction fee; called by the app before the messages run."""
+    params = get_params(ctx.state)
+    if fee < params.min_tx_fee:
+        raise FEE_TOO_LOW(f"fee {format_mint(fee)} is below the minimum {format_mint(params.min_tx_fee)}")
+    if fee:
+        burn(ctx.state, ctx.signer, fee, "fee")
+        ctx.emit("fee", payer=format_address(ctx.signer), amount=fee)
+
+
+# --- queries -----------------------------------------------------------------------------------------------
+
+
+def query_balance(state: Reader, parts: list[str], data: bytes) -> Any:
+    if len(parts) != 1:
+        raise UNKNOWN_QUERY("expected /bank/balance/<address>")
+    account = parse_address(parts[0])
+    return {"address": parts[0], "balance": get_balance(state, account)}
+
+
+def query_supply(state: Reader, parts: list[str], data: bytes) -> Any:
+    return {"supply": get_supply(state), "held": dict(_held_by_module(state))}
+
+
+def query_params(state: Reader, parts: list[str], data: bytes) -> Any:
+    return get_params(state).to_json()
+
+
+def _held_by_module(state: Reader) -> list[tuple[str, int]]:
+    return [(key.decode(), int(value)) for key, value in state.scan_values(HELD_PREFIX)]
+
+
+# --- genesis -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Genesis:
+    params: Params
+    balances: tuple[tuple[bytes, int], ...]  # sorted by address
+
+
+def validate_genesis(raw: Any) -> Genesis:
+    if not isinstance(raw, dict) or set(raw) - {"params", "balances"}:
+        raise INVALID_GENESIS("bank: expected {\"params\": {...}, \"balances\": [...]}")
+    params = Params.from_json(raw.get("params", {}))
+    entries = raw.get("balances", [])
+    if not isinstance(entries, list):
+        raise INVALID_GENESIS("bank.balances: expected a list of {\"address\", \"amount\"}")
+    balances: dict[bytes, int] = {}
+    for index, entry in enumerate(entries):
+        where = f"bank.balances[{index}]"
+        if not isinstance(entry, dict) or set(entry) != {"address", "amount"}:
+            raise INVALID_GENESIS(f"{where}: expected {{\"address\": \"gm1...\", \"amount\": <grains>}}")
+        try:
+            account = parse_address(entry["address"])
+            grains = amount(f"{where}.amount", entry["amount"])
+        except ChainError as exc:
+            raise INVALID_GENESIS(f"{where}: {exc.message}") from None
+        if account in balances:
+            raise INVALID_GENESIS(f"{where}: address {entry['address']} is listed twice")
+        balances[account] = grains
+    if sum(balances.values()) > MAX_AMOUNT:
+        raise INVALID_GENESIS("bank.balances: the total exceeds the largest representable supply")
+    return Genesis(params, tuple(sorted(balances.items())))
+
+
+def init_genesis(state: State, genesis: Genesis) -> None:
+    state.set_value(PARAMS_KEY, genesis.params.to_json())
+    for account, grains in genesis.balances:
+        mint(state, account, grains)
+
+
+def export_genesis(state: Reader) -> Any:
+    return {
+        "params": get_params(state).to_json(),
+        "balances": [
+            {"address": format_address(account), "amount": int(grains)}
+            for account, grains in state.scan_values(BALANCE_PREFIX)
+        ],
+    }
+
+
+# --- invariants --------------------------------------------------------------------------------------------
+
+
+def invariant_supply(state: Reader) -> str | None:
+    """supply = Σ balances + Σ held by modules."""
+    balances = sum(int(v) for _, v in state.scan_values(BALANCE_PREFIX))
+    held = sum(grains for _, grains in _held_by_module(state))
+    supply = get_supply(state)
+    if supply != balances + held:
+        return f"supply {supply} != balances {balances} + held {held}"
+    return None
+
+
+def invariant_no_empty_balances(state: Reader) -> str | None:
+    for key, value in state.scan_values(BALANCE_PREFIX):
+        if int(value) <= 0:
+            return f"balance of {key.hex()} is {value}; empty balances must be deleted"
+    return None
+
+
+MODULE = ModuleSpec(
+    name=NAME,
+    handlers={MsgSend: process_send},
+    queries={"balance": query_balance, "supply": query_supply, "params": query_params},
+    validate_genesis=validate_genesis,
+    init_genesis=init_genesis,
+    export_genesis=export_genesis,
+    invariants={"supply": invariant_supply, "no_empty_balances": invariant_no_empty_balances},
+)
+
+__all__ = ["INVALID_AMOUNT", "MODULE", "MsgSend", "burn", "credit", "debit", "get_balance", "hold", "mint",
+           "release"]

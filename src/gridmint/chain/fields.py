@@ -1,0 +1,77 @@
+"""Field kinds for messages: each turns a decoded wire value into a checked Python value or raises.
+
+A message declares its fields as ``(name, kind)`` pairs; the kind's check runs before any handler sees the
+value, so handlers work with addresses of the right length, positive amounts and bounded strings.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from gridmint.chain.crypto import ADDRESS_BYTES, PUBLIC_KEY_BYTES, format_address
+from gridmint.chain.errors import INVALID_ADDRESS, INVALID_AMOUNT, INVALID_FIELD
+from gridmint.chain.units import MAX_AMOUNT, MAX_U64
+
+FieldCheck = Callable[[str, Any], Any]
+
+
+def _type_name(value: Any) -> str:
+    return type(value).__name__
+
+
+def address(name: str, value: Any) -> bytes:
+    if not isinstance(value, bytes) or len(value) != ADDRESS_BYTES:
+        shown = value.hex() if isinstance(value, bytes) else repr(value)[:40]
+        raise INVALID_ADDRESS(f"{name}: {shown} is not an address; expected {ADDRESS_BYTES} bytes (gm1...)")
+    return value
+
+
+def public_key(name: str, value: Any) -> bytes:
+    if not isinstance(value, bytes) or len(value) != PUBLIC_KEY_BYTES:
+        raise INVALID_FIELD(f"{name}: expected a {PUBLIC_KEY_BYTES}-byte ed25519 public key")
+    return value
+
+
+def u64(name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_U64:
+        raise INVALID_FIELD(f"{name}: expected a whole number from 0 to {MAX_U64}, got {_type_name(value)}")
+    return value
+
+
+def amount(name: str, value: Any) -> int:
+    """A positive amount in grains. Zero and negative amounts are refused with ``invalid_amount``."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise INVALID_FIELD(f"{name}: expected a whole number of grains, got {_type_name(value)}")
+    if value <= 0:
+        raise INVALID_AMOUNT(f"{name}: amount must be positive, got {value} grains")
+    if value > MAX_AMOUNT:
+        raise INVALID_AMOUNT(f"{name}: amount {value} grains is larger than any supply")
+    return value
+
+
+def text(max_bytes: int) -> FieldCheck:
+    def check(name: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise INVALID_FIELD(f"{name}: expected text, got {_type_name(value)}")
+        if len(value.encode()) > max_bytes:
+            raise INVALID_FIELD(f"{name}: longer than {max_bytes} bytes")
+        return value
+
+    return check
+
+
+def choice(*options: str) -> FieldCheck:
+    def check(name: str, value: Any) -> str:
+        if value not in options:
+            raise INVALID_FIELD(f"{name}: expected one of {', '.join(options)}, got {str(value)[:40]!r}")
+        return str(value)
+
+    return check
+
+
+def describe(value: Any) -> Any:
+    """A JSON-friendly view of a field value (addresses in gm1 form, other bytes in hex)."""
+    if isinstance(value, bytes):
+        return format_address(value) if len(value) == ADDRESS_BYTES else value.hex()
+    return value

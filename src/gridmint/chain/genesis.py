@@ -1,0 +1,132 @@
+"""Genesis: chain id, start time, initial height and each module's starting state, validated and exportable.
+
+The file has CometBFT's genesis shape (``genesis_time``, ``chain_id``, ``initial_height``, ``app_state``), so the
+same file starts the devnode and, later, a CometBFT network; ``app_state`` holds one section per module plus
+``tx`` (transaction limits). Every problem is reported with the path of the field at fault.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from gridmint.chain.errors import INVALID_GENESIS, ChainError
+from gridmint.chain.module import ModuleSpec
+from gridmint.chain.tx import ABSOLUTE_MAX_TX_BYTES
+
+CHAIN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,48}[a-z0-9]$")
+
+
+@dataclass(frozen=True)
+class TxParams:
+    max_tx_bytes: int = 8_192
+
+    def to_json(self) -> dict[str, Any]:
+        return {"max_tx_bytes": self.max_tx_bytes}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> TxParams:
+        if not isinstance(raw, dict) or set(raw) - {"max_tx_bytes"}:
+            raise INVALID_GENESIS("tx: expected {\"max_tx_bytes\": <bytes>}")
+        size = raw.get("max_tx_bytes", cls.max_tx_bytes)
+        if not isinstance(size, int) or isinstance(size, bool) or not 256 <= size <= ABSOLUTE_MAX_TX_BYTES:
+            raise INVALID_GENESIS(f"tx.max_tx_bytes: expected 256 to {ABSOLUTE_MAX_TX_BYTES}")
+        return cls(max_tx_bytes=size)
+
+
+@dataclass(frozen=True)
+class Genesis:
+    chain_id: str
+    genesis_time: str  # RFC 3339, as CometBFT writes it
+    initial_height: int
+    tx_params: TxParams
+    modules: dict[str, Any]  # module name -> its validated genesis state
+    document: dict[str, Any]  # the JSON it came from
+
+    @property
+    def genesis_time_ns(self) -> int:
+        return parse_time_ns(self.genesis_time)
+
+
+def parse_time_ns(text: str) -> int:
+    """RFC 3339 (``2026-11-23T10:00:00.5Z``) -> nanoseconds since the epoch, in integers."""
+    match = re.fullmatch(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})", text)
+    if match is None:
+        raise INVALID_GENESIS(f"genesis_time: '{text}' is not an RFC 3339 time such as 2026-01-01T00:00:00Z")
+    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
+    seconds = int(datetime.fromisoformat(match.group(1) + zone).timestamp())
+    return seconds * 10**9 + int((match.group(2) or "0").ljust(9, "0"))
+
+
+def validate_genesis(document: Any, modules: tuple[ModuleSpec, ...]) -> Genesis:
+    if not isinstance(document, dict):
+        raise INVALID_GENESIS("a genesis file is a JSON object")
+    chain_id = document.get("chain_id")
+    if not isinstance(chain_id, str) or not CHAIN_ID_PATTERN.match(chain_id):
+        raise INVALID_GENESIS("chain_id: expected 2 to 50 characters of a-z, 0-9 and '-', such as gridmint-dev")
+    genesis_time = document.get("genesis_time", "1970-01-01T00:00:00Z")
+    if not isinstance(genesis_time, str):
+        raise INVALID_GENESIS("genesis_time: expected an RFC 3339 string")
+    parse_time_ns(genesis_time)
+    try:
+        initial_height = int(document.get("initial_height", "1"))
+    except (TypeError, ValueError):
+        initial_height = 0
+    if initial_height < 1:
+        raise INVALID_GENESIS("initial_height: expected a whole number of at least 1")
+    app_state = document.get("app_state")
+    if not isinstance(app_state, dict):
+        raise INVALID_GENESIS("app_state: expected an object with one section per module")
+    known = {"tx"} | {module.name for module in modules}
+    unknown = sorted(set(app_state) - known)
+    if unknown:
+        raise INVALID_GENESIS(f"app_state: unknown sections {unknown}; known sections are {sorted(known)}")
+    validated: dict[str, Any] = {}
+    for module in modules:
+        if module.validate_genesis is not None:
+            validated[module.name] = module.validate_genesis(app_state.get(module.name, {}))
+    return Genesis(chain_id, genesis_time, initial_height, TxParams.from_json(app_state.get("tx", {})),
+                   validated, document)
+
+
+def load_genesis(path: Path, modules: tuple[ModuleSpec, ...]) -> Genesis:
+    try:
+        document = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise INVALID_GENESIS(f"no genesis file at {path}; create one with `gridmint node init`") from None
+    except (OSError, ValueError) as exc:
+        raise INVALID_GENESIS(f"{path} is not readable JSON: {exc}") from None
+    try:
+        return validate_genesis(document, modules)
+    except ChainError as exc:
+        raise INVALID_GENESIS(f"{path}: {exc.message}") from None
+
+
+def write_genesis(path: Path, document: dict[str, Any]) -> None:
+    path.write_text(json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+def make_genesis_document(chain_id: str, genesis_time: str, authorities: list[tuple[str, bytes]],
+                          balances: list[tuple[str, int]], min_tx_fee: int = 10_000,
+                          voting_period: int = 1_000) -> dict[str, Any]:
+    """A genesis document from names and public keys of authorities and ``(gm1 address, grains)`` balances."""
+    return {
+        "chain_id": chain_id,
+        "genesis_time": genesis_time,
+        "initial_height": "1",
+        "app_state": {
+            "tx": TxParams().to_json(),
+            "bank": {"params": {"min_tx_fee": min_tx_fee},
+                     "balances": [{"address": address, "amount": grains} for address, grains in balances]},
+            "authority": {
+                "params": {"voting_period": voting_period},
+                "members": [{"name": name, "pub_key": base64.b64encode(key).decode(), "power": 10}
+                            for name, key in authorities],
+            },
+        },
+    }

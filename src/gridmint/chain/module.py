@@ -1,0 +1,75 @@
+"""What a chain module declares, so that the app can compose modules the way it composes ``bank``.
+
+A module is one file that ends with a ``MODULE = ModuleSpec(...)``: its message handlers, block hooks,
+queries, genesis functions and invariants. The app knows nothing module-specific beyond this list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gridmint.chain.state import Reader, State
+from gridmint.chain.tx import Msg
+
+
+@dataclass(frozen=True)
+class Event:
+    """A CometBFT-shaped event: a type and ordered string attributes."""
+
+    type: str
+    attributes: tuple[tuple[str, str], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"type": self.type,
+                "attributes": [{"key": k, "value": v, "index": True} for k, v in self.attributes]}
+
+
+@dataclass(frozen=True)
+class BlockInfo:
+    height: int
+    time_ns: int  # from the block header, never the wall clock
+    proposer: bytes  # 20-byte address of the authority that proposed the block
+    chain_id: str
+
+
+@dataclass(frozen=True)
+class ValidatorUpdate:
+    """What CometBFT receives: an ed25519 public key and its power (0 removes the validator)."""
+
+    pub_key: bytes
+    power: int
+
+
+@dataclass
+class Context:
+    """What a message handler or block hook sees: staged state, the block, the signer, and an event sink."""
+
+    state: State
+    block: BlockInfo
+    signer: bytes = b""  # 20-byte address of the transaction's signer; empty in block hooks
+    events: list[Event] = field(default_factory=list)
+    validator_updates: list[ValidatorUpdate] = field(default_factory=list)
+
+    def emit(self, event_type: str, **attributes: str | int) -> None:
+        self.events.append(Event(event_type, tuple((k, str(v)) for k, v in attributes.items())))
+
+
+Handler = Callable[[Context, Any], None]
+BlockHook = Callable[[Context], None]
+QueryHandler = Callable[[Reader, list[str], bytes], Any]  # (committed view, path parts, data) -> answer
+Invariant = Callable[[Reader], str | None]  # returns a description of the breach, or None
+
+
+@dataclass(frozen=True)
+class ModuleSpec:
+    name: str
+    handlers: Mapping[type[Msg], Handler] = field(default_factory=dict)
+    begin_block: BlockHook | None = None
+    end_block: BlockHook | None = None
+    queries: Mapping[str, QueryHandler] = field(default_factory=dict)
+    validate_genesis: Callable[[Any], Any] | None = None  # raw JSON section -> checked genesis state
+    init_genesis: Callable[[State, Any], None] | None = None
+    export_genesis: Callable[[Reader], Any] | None = None
+    invariants: Mapping[str, Invariant] = field(default_factory=dict)
