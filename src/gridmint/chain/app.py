@@ -152,10 +152,10 @@ class App:
 
     # --- ABCI: mempool ---------------------------------------------------------------------------------
 
-    def check_tx(self, raw: bytes, recheck: bool = False) -> TxResult:
+    def check_tx(self, raw: bytes) -> TxResult:
         """Admit a transaction to the mempool if it would succeed on top of what the mempool already holds.
 
-        A recheck (after each block) skips decoding and signature checks that a new check already did.
+        Rechecks after each block cost little: decoding and the signature are cached by transaction hash.
         """
         try:
             tx = self._decode(raw)

@@ -1,0 +1,1 @@
+"""The ``gridmint`` command."""

@@ -1,0 +1,42 @@
+"""``gridmint``: wallets, a devnode, and a look at the chain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from gridmint import __version__
+from gridmint.chain.errors import ChainError
+from gridmint.cli.output import fail
+
+
+class GridMintGroup(click.Group):
+    """Turns every ChainError (a user's mistake or a refusal) into one clear line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ChainError as error:
+            fail(ctx, error)
+
+
+@click.group(cls=GridMintGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="gridmint")
+@click.option("--json", "json_output", is_flag=True, help="Print JSON instead of sentences.")
+def cli(json_output: bool) -> None:
+    """GridMint: an open network for decentralized AI compute."""
+
+
+def main() -> None:
+    from gridmint.cli import chain, demo, node, wallet
+
+    cli.add_command(wallet.wallet)
+    cli.add_command(node.node)
+    cli.add_command(chain.chain)
+    cli.add_command(demo.demo)
+    cli(prog_name="gridmint")
+
+
+if __name__ == "__main__":
+    main()

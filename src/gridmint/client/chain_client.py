@@ -1,0 +1,163 @@
+"""The chain client: JSON-RPC to a devnode or a CometBFT node (same methods), signing and waiting for inclusion.
+
+Every answer is checked before use; failures raise ChainErrors with stable codes (``client/*`` for transport
+problems, the chain's own codes for refused transactions), never a bare HTTP or JSON exception.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from gridmint.chain import codec
+from gridmint.chain.crypto import PrivateKey, format_address
+from gridmint.chain.errors import ChainError, ErrorKind
+from gridmint.chain.tx import Msg, TxBody, sign_tx
+from gridmint.client.errors import NODE_UNREACHABLE, RPC_FAILED, TX_TIMEOUT
+
+DEFAULT_NODE = "http://127.0.0.1:26657"
+
+
+def default_node_url() -> str:
+    return os.environ.get("GRIDMINT_NODE", DEFAULT_NODE)
+
+
+@dataclass(frozen=True)
+class TxOutcome:
+    hash: str
+    height: int
+    code: int
+    codespace: str
+    log: str
+    events: list[dict[str, Any]]
+
+    @property
+    def ok(self) -> bool:
+        return self.code == 0
+
+
+def raise_for_code(code: int, codespace: str, log: str) -> None:
+    """Turn a non-zero result code into the ChainError it stands for."""
+    if code:
+        kind = ErrorKind._registry.get((codespace, code)) or ErrorKind(codespace, code, "unknown")
+        raise ChainError(kind, log)
+
+
+class ChainClient:
+    def __init__(self, url: str | None = None, timeout: float = 15.0) -> None:
+        self.url = (url or default_node_url()).rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        self._ids = itertools.count(1)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> ChainClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- transport -------------------------------------------------------------------------------------
+
+    def call(self, method: str, **params: Any) -> Any:
+        request = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
+        try:
+            response = self._http.post("/", json=request)
+        except httpx.HTTPError as exc:
+            raise NODE_UNREACHABLE(f"cannot reach the node at {self.url} ({exc.__class__.__name__}); "
+                                   "is it running? Set --node or GRIDMINT_NODE") from None
+        try:
+            answer = response.json()
+        except ValueError:
+            raise RPC_FAILED(f"the node at {self.url} answered {response.status_code} without JSON") from None
+        if not isinstance(answer, dict):
+            raise RPC_FAILED(f"unexpected answer from {self.url}")
+        if "error" in answer:
+            error = answer["error"]
+            raise RPC_FAILED(f"{method} failed: {error.get('message')} {error.get('data', '')}".strip())
+        return answer.get("result")
+
+    # --- reads -----------------------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("status")
+        return result
+
+    def chain_id(self) -> str:
+        return str(self.status()["node_info"]["network"])
+
+    def height(self) -> int:
+        return int(self.status()["sync_info"]["latest_block_height"])
+
+    def query(self, path: str, data: bytes = b"", height: int = 0) -> Any:
+        params: dict[str, Any] = {"path": path, "data": data.hex()}
+        if height:
+            params["height"] = str(height)
+        response = self.call("abci_query", **params)["response"]
+        raise_for_code(int(response["code"]), response.get("codespace", ""), response.get("log", ""))
+        return codec.decode(base64.b64decode(response["value"]))
+
+    def balance(self, address: str) -> int:
+        return int(self.query(f"/bank/balance/{address}")["balance"])
+
+    def nonce(self, address: str) -> int:
+        return int(self.query(f"/tx/nonce/{address}")["nonce"])
+
+    def block(self, height: int = 0) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("block", **({"height": str(height)} if height else {}))
+        return result
+
+    def tx(self, tx_hash: str) -> dict[str, Any]:
+        result: dict[str, Any] = self.call("tx", hash=base64.b64encode(bytes.fromhex(tx_hash)).decode())
+        return result
+
+    # --- writes ----------------------------------------------------------------------------------------
+
+    def sign(self, key: PrivateKey, messages: list[Msg], fee: int, memo: str = "", nonce: int | None = None,
+             chain_id: str | None = None) -> bytes:
+        if nonce is None:
+            nonce = self.nonce(format_address(key.address)) + 1
+        body = TxBody(chain_id or self.chain_id(), key.public_key, nonce, fee, tuple(messages), memo)
+        return sign_tx(body, key)
+
+    def broadcast_sync(self, raw: bytes) -> str:
+        """Submit to the mempool; raises the chain's error if ``check_tx`` refuses. Returns the hash."""
+        result = self.call("broadcast_tx_sync", tx=base64.b64encode(raw).decode())
+        raise_for_code(int(result["code"]), result.get("codespace", ""), result.get("log", ""))
+        return str(result["hash"])
+
+    def broadcast_commit(self, raw: bytes) -> TxOutcome:
+        """Submit and wait for the block; raises if refused at entry, returns the outcome otherwise."""
+        result = self.call("broadcast_tx_commit", tx=base64.b64encode(raw).decode())
+        check = result["check_tx"]
+        raise_for_code(int(check["code"]), check.get("codespace", ""), check.get("log", ""))
+        executed = result["tx_result"]
+        return TxOutcome(result["hash"], int(result["height"]), int(executed["code"]), executed.get("codespace", ""),
+                         executed.get("log", ""), executed.get("events", []))
+
+    def wait_for_tx(self, tx_hash: str, timeout: float = 30.0) -> TxOutcome:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                found = self.tx(tx_hash)
+            except ChainError as error:
+                if error.kind != RPC_FAILED or time.monotonic() > deadline:
+                    if time.monotonic() > deadline:
+                        raise TX_TIMEOUT(f"transaction {tx_hash} was not committed within {timeout:.0f} s") from None
+                    raise
+                time.sleep(0.1)
+                continue
+            executed = found["tx_result"]
+            return TxOutcome(tx_hash, int(found["height"]), int(executed["code"]), executed.get("codespace", ""),
+                             executed.get("log", ""), executed.get("events", []))
+
+    def send(self, key: PrivateKey, messages: list[Msg], fee: int, memo: str = "") -> TxOutcome:
+        """Sign with the next nonce, submit, and wait for the block that includes it."""
+        return self.broadcast_commit(self.sign(key, messages, fee, memo))

@@ -1,0 +1,1 @@
+"""Nodes that run the chain's app: the embedded devnode and its CometBFT-compatible RPC."""

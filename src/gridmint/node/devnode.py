@@ -1,0 +1,237 @@
+"""The embedded devnode: one process, one authority, blocks on a timer or as soon as transactions wait.
+
+Data directory layout::
+
+    genesis.json      the genesis document (CometBFT's shape)
+    node_key.json     this authority's ed25519 seed (0600)
+    state.sqlite      the app's committed state (chain/store)
+    blocks.sqlite     the block log with transaction results (node/blockstore)
+
+Start-up follows CometBFT's handshake: ``info`` gives the app's committed height; at 0 the node calls
+``init_chain``; if the block log is ahead (the node died between saving a block and committing it), the missing
+blocks are replayed through ``finalize_block`` and ``commit``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gridmint.chain import authority
+from gridmint.chain.app import MODULES, App, BlockResult, TxResult
+from gridmint.chain.crypto import PrivateKey, format_address, generate_seed
+from gridmint.chain.genesis import Genesis, load_genesis
+from gridmint.chain.state import CommittedView
+from gridmint.chain.store import Store
+from gridmint.chain.tx import tx_hash
+from gridmint.node.blockstore import Block, BlockStore, Header, data_hash
+from gridmint.node.events import EventBus, EventMap
+from gridmint.node.mempool import Mempool, MempoolLimits
+from gridmint.node.metrics import NodeMetrics
+
+log = logging.getLogger("gridmint.devnode")
+
+GENESIS_FILE = "genesis.json"
+NODE_KEY_FILE = "node_key.json"
+MAX_BLOCK_TXS = 10_000
+MAX_BLOCK_BYTES = 8 * 1024 * 1024
+
+
+class NodeSetupError(Exception):
+    """The data directory cannot be started from; the message says how to fix it."""
+
+
+def write_node_key(data_dir: Path, seed: bytes | None = None) -> PrivateKey:
+    key = PrivateKey(seed or generate_seed())
+    path = data_dir / NODE_KEY_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"type": "ed25519", "seed": base64.b64encode(key.seed).decode(),
+                   "pub_key": base64.b64encode(key.public_key).decode(),
+                   "address": format_address(key.address)}, handle, indent=2)
+    return key
+
+
+def read_node_key(data_dir: Path) -> PrivateKey:
+    path = data_dir / NODE_KEY_FILE
+    try:
+        document = json.loads(path.read_text())
+        return PrivateKey(base64.b64decode(document["seed"]))
+    except FileNotFoundError:
+        raise NodeSetupError(f"no node key at {path}; run `gridmint node init --data-dir {data_dir}`") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise NodeSetupError(f"{path} is not a node key file: {exc}") from None
+
+
+@dataclass
+class Committed:
+    """What waiters on a transaction learn when its block is committed."""
+
+    height: int
+    index: int
+    result: TxResult
+
+
+class DevNode:
+    def __init__(self, data_dir: Path, block_time: float = 1.0, mempool_limits: MempoolLimits | None = None) -> None:
+        self.data_dir = data_dir
+        self.block_time = block_time
+        self.genesis: Genesis = load_genesis(data_dir / GENESIS_FILE, MODULES)
+        self.key = read_node_key(data_dir)
+        self.store = Store(data_dir / "state.sqlite")
+        self.blocks = BlockStore(data_dir / "blocks.sqlite")
+        self.app = App(self.store)
+        self.mempool = Mempool(self.app, mempool_limits)
+        self.events = EventBus()
+        self.metrics = NodeMetrics()
+        self.last_block_hash = b""
+        self.last_app_hash = b""
+        self.last_block_time_ns = self.genesis.genesis_time_ns
+        self._waiters: dict[bytes, list[asyncio.Future[Committed]]] = {}
+        self._tx_arrived = asyncio.Event()
+        self._handshake()
+
+    # --- start-up --------------------------------------------------------------------------------------
+
+    def _handshake(self) -> None:
+        app_height = self.app.info()["last_block_height"]
+        if app_height > self.blocks.height:
+            raise NodeSetupError(
+                f"state is at height {app_height} but the block log ends at {self.blocks.height}: "
+                f"the data directory {self.data_dir} is damaged")
+        if app_height == 0:
+            _, self.last_app_hash = self.app.init_chain(self.genesis)
+        else:
+            self.last_app_hash = self.store.app_hash
+        if self.app.chain_id != self.genesis.chain_id:
+            raise NodeSetupError(f"state belongs to chain {self.app.chain_id}, genesis to {self.genesis.chain_id}")
+        for height in range(app_height + 1, self.blocks.height + 1):
+            stored = self.blocks.block(height)
+            if stored is None:
+                raise NodeSetupError(f"block {height} is missing from the block log")
+            block, _ = stored
+            log.info("Replaying block %d that was saved but not committed.", height)
+            result = self.app.finalize_block(block.txs, height, block.header.time_ns, block.header.proposer)
+            self.app.commit()
+            self.last_app_hash = result.app_hash
+        if self.blocks.height:
+            stored = self.blocks.block(self.blocks.height)
+            if stored is not None:
+                self.last_block_hash = stored[0].hash
+                self.last_block_time_ns = stored[0].header.time_ns
+        members = (authority.get_members(CommittedView(self.store)) if self.store.height
+                   else self.genesis.modules["authority"].members)
+        if self.key.address not in {account for account, _ in members}:
+            raise NodeSetupError(
+                f"this node's key {format_address(self.key.address)} is not an authority in the genesis of "
+                f"{self.genesis.chain_id}; a devnode must be one")
+
+    @property
+    def height(self) -> int:
+        return self.store.height
+
+    # --- transactions ----------------------------------------------------------------------------------
+
+    def submit(self, raw: bytes) -> tuple[bytes, TxResult]:
+        digest, result = self.mempool.add(raw)
+        if result.ok:
+            self._tx_arrived.set()
+        self.metrics.mempool_size.set(len(self.mempool))
+        return digest, result
+
+    def wait_for(self, digest: bytes) -> asyncio.Future[Committed]:
+        future: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(digest, []).append(future)
+        return future
+
+    def forget_waiter(self, digest: bytes, future: asyncio.Future[Committed]) -> None:
+        waiting = self._waiters.get(digest, [])
+        if future in waiting:
+            waiting.remove(future)
+        if not waiting:
+            self._waiters.pop(digest, None)
+
+    # --- blocks ----------------------------------------------------------------------------------------
+
+    def produce_block(self) -> tuple[Block, BlockResult]:
+        txs = self.mempool.reap(MAX_BLOCK_TXS, MAX_BLOCK_BYTES)
+        height = self.store.height + 1
+        time_ns = max(time.time_ns(), self.last_block_time_ns + 1)  # header times strictly increase
+        header = Header(self.genesis.chain_id, height, time_ns, self.last_block_hash, data_hash(txs),
+                        self.last_app_hash, self.key.address)
+        block = Block(header, txs)
+        result = self.app.finalize_block(txs, height, time_ns, self.key.address)
+        self.blocks.save(block, result_to_record(result))
+        self.app.commit()
+        self.last_block_hash = block.hash
+        self.last_app_hash = result.app_hash
+        self.last_block_time_ns = time_ns
+        self.mempool.update(txs)
+        self.metrics.block_committed(height, time_ns, len(txs), len(self.mempool))
+        self._announce(block, result)
+        if len(txs) or height % 100 == 0:
+            log.info("Committed block %d with %d transactions; %d wait in the mempool.", height, len(txs),
+                     len(self.mempool))
+        return block, result
+
+    def _announce(self, block: Block, result: BlockResult) -> None:
+        height = block.header.height
+        for index, (raw, tx_result) in enumerate(zip(block.txs, result.tx_results)):
+            digest = tx_hash(raw)
+            for future in self._waiters.pop(digest, []):
+                if not future.done():
+                    future.set_result(Committed(height, index, tx_result))
+            if len(self.events):
+                events: EventMap = {"tm.event": ["Tx"], "tx.hash": [digest.hex().upper()], "tx.height": [str(height)]}
+                for event in tx_result.events:
+                    for key, value in event.attributes:
+                        events.setdefault(f"{event.type}.{key}", []).append(value)
+                self.events.publish(events, ("Tx", block, index, tx_result))
+        if len(self.events):
+            block_events: EventMap = {"tm.event": ["NewBlock"], "block.height": [str(height)]}
+            self.events.publish(block_events, ("NewBlock", block, result))
+
+    async def produce_forever(self) -> None:
+        """Make a block every ``block_time`` seconds, or (at 0) as soon as transactions wait."""
+        next_at = time.monotonic()
+        while True:
+            if self.block_time > 0:
+                next_at += self.block_time
+                await asyncio.sleep(max(0.0, next_at - time.monotonic()))
+                next_at = max(next_at, time.monotonic() - self.block_time)
+            else:
+                await self._tx_arrived.wait()
+                await asyncio.sleep(0)  # let requests already in flight reach the mempool first
+            self._tx_arrived.clear()
+            try:
+                self.produce_block()
+            except Exception:
+                log.exception("Block production failed; the node stops so that no inconsistent state is served.")
+                raise
+            if self.block_time == 0 and len(self.mempool):
+                self._tx_arrived.set()
+
+    def close(self) -> None:
+        self.store.close()
+        self.blocks.close()
+
+
+def result_to_record(result: BlockResult) -> dict[str, Any]:
+    """A block's results in the codec's types, as the block log keeps them."""
+    return {
+        "tx_results": [
+            {"code": r.code, "codespace": r.codespace, "log": r.log, "data": r.data,
+             "events": [[e.type, [list(a) for a in e.attributes]] for e in r.events]}
+            for r in result.tx_results
+        ],
+        "validator_updates": [[u.pub_key, u.power] for u in result.validator_updates],
+        "app_hash": result.app_hash,
+        "events": [[e.type, [list(a) for a in e.attributes]] for e in result.events],
+    }

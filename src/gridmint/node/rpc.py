@@ -1,0 +1,442 @@
+"""JSON-RPC over HTTP and websocket with CometBFT's method names, parameters and answer shapes.
+
+Methods: ``health``, ``status``, ``abci_info``, ``abci_query``, ``broadcast_tx_sync``, ``broadcast_tx_async``,
+``broadcast_tx_commit``, ``block``, ``tx``, ``num_unconfirmed_txs``, and over ``/websocket`` also ``subscribe``,
+``unsubscribe`` and ``unsubscribe_all``. Requests come as JSON-RPC 2.0 POSTs to ``/`` (single or batch) or as
+CometBFT's URI form (``GET /block?height=5``). Integers of 64 bits are strings, hashes upper-case hex, and
+transactions and query values base64, as CometBFT writes them, so one client works against both.
+``/metrics`` serves Prometheus metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from gridmint import __version__
+from gridmint.chain.app import TxResult
+from gridmint.chain.module import Event
+from gridmint.chain.tx import tx_hash
+from gridmint.node.blockstore import Block
+from gridmint.node.devnode import Committed, DevNode
+from gridmint.node.events import QueryError, Subscription, parse_query
+
+log = logging.getLogger("gridmint.rpc")
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+MAX_BATCH = 5_000
+MAX_SUBSCRIPTIONS_PER_CLIENT = 5
+BROADCAST_COMMIT_TIMEOUT_S = 10.0
+
+PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
+
+
+class RPCError(Exception):
+    def __init__(self, code: int, message: str, data: str = "") -> None:
+        super().__init__(message)
+        self.code, self.message, self.data = code, message, data
+
+
+def _invalid(data: str) -> RPCError:
+    return RPCError(INVALID_PARAMS, "Invalid params", data)
+
+
+# --- encoding helpers --------------------------------------------------------------------------------------
+
+
+def rfc3339(time_ns: int) -> str:
+    seconds, nanos = divmod(time_ns, 10**9)
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S") + f".{nanos:09d}Z"
+
+
+def hex_upper(raw: bytes) -> str:
+    return raw.hex().upper()
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def events_json(events: list[Event] | list[Any]) -> list[dict[str, Any]]:
+    out = []
+    for event in events:
+        if isinstance(event, Event):
+            out.append(event.to_json())
+        else:  # the block log's [type, [[key, value], ...]]
+            event_type, attributes = event
+            out.append({"type": event_type,
+                        "attributes": [{"key": k, "value": v, "index": True} for k, v in attributes]})
+    return out
+
+
+def tx_result_json(result: TxResult | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(result, TxResult):
+        code, codespace, log_text, data, events = result.code, result.codespace, result.log, result.data, result.events
+    else:
+        code, codespace, log_text = result["code"], result["codespace"], result["log"]
+        data, events = result["data"], result["events"]
+    return {"code": code, "data": b64(data), "log": log_text, "info": "", "gas_wanted": "0", "gas_used": "0",
+            "events": events_json(events), "codespace": codespace}
+
+
+def block_json(block: Block) -> dict[str, Any]:
+    header = block.header
+    return {
+        "block_id": {"hash": hex_upper(block.hash), "parts": {"total": 1, "hash": hex_upper(block.hash)}},
+        "block": {
+            "header": {
+                "version": {"block": "11", "app": "1"},
+                "chain_id": header.chain_id,
+                "height": str(header.height),
+                "time": rfc3339(header.time_ns),
+                "last_block_id": {"hash": hex_upper(header.last_block_hash), "parts": {"total": 0, "hash": ""}},
+                "data_hash": hex_upper(header.data_hash),
+                "app_hash": hex_upper(header.app_hash),
+                "proposer_address": hex_upper(header.proposer),
+            },
+            "data": {"txs": [b64(tx) for tx in block.txs]},
+            "evidence": {"evidence": []},
+            "last_commit": None,
+        },
+    }
+
+
+def _decode_bytes(value: Any, name: str, uri: bool) -> bytes:
+    """Bytes as CometBFT accepts them: base64 in JSON bodies; ``0x``-hex or quoted base64 in URIs."""
+    if not isinstance(value, str):
+        raise _invalid(f"{name}: expected a string")
+    try:
+        if value.startswith("0x"):
+            return bytes.fromhex(value[2:])
+        if uri and value.startswith('"') and value.endswith('"'):
+            value = value[1:-1]
+        return base64.b64decode(value, validate=True)
+    except (ValueError, binascii.Error):
+        raise _invalid(f"{name}: expected base64 (or 0x-prefixed hex)") from None
+
+
+def _decode_hash(value: Any) -> bytes:
+    if isinstance(value, str) and len(value) == 64:
+        try:
+            return bytes.fromhex(value)
+        except ValueError:
+            pass
+    digest = _decode_bytes(value, "hash", uri=False)
+    if len(digest) != 32:
+        raise _invalid("hash: expected 32 bytes (64 hex characters)")
+    return digest
+
+
+def _height(value: Any, name: str = "height") -> int:
+    if value is None or value == "":
+        return 0
+    try:
+        height = int(str(value).strip('"'))
+    except ValueError:
+        raise _invalid(f"{name}: expected a whole number") from None
+    if height < 0:
+        raise _invalid(f"{name}: must not be negative")
+    return height
+
+
+def _text(value: Any, name: str, uri: bool) -> str:
+    if not isinstance(value, str):
+        raise _invalid(f"{name}: expected a string")
+    if uri and len(value) >= 2 and value[0] == value[-1] == '"':
+        return value[1:-1]
+    return value
+
+
+# --- the methods -------------------------------------------------------------------------------------------
+
+
+class RPCMethods:
+    def __init__(self, node: DevNode) -> None:
+        self.node = node
+
+    def health(self, params: dict[str, Any], uri: bool) -> Any:
+        return {}
+
+    def status(self, params: dict[str, Any], uri: bool) -> Any:
+        node = self.node
+        return {
+            "node_info": {
+                "protocol_version": {"p2p": "8", "block": "11", "app": "1"},
+                "id": node.key.address.hex(), "listen_addr": "", "network": node.genesis.chain_id,
+                "version": f"gridmint-devnode/{__version__}", "channels": "", "moniker": "devnode",
+                "other": {"tx_index": "on", "rpc_address": ""},
+            },
+            "sync_info": {
+                "latest_block_hash": hex_upper(node.last_block_hash),
+                "latest_app_hash": hex_upper(node.last_app_hash),
+                "latest_block_height": str(node.height),
+                "latest_block_time": rfc3339(node.last_block_time_ns),
+                "earliest_block_height": str(node.blocks.base_height()),
+                "catching_up": False,
+            },
+            "validator_info": {
+                "address": hex_upper(node.key.address),
+                "pub_key": {"type": "tendermint/PubKeyEd25519", "value": b64(node.key.public_key)},
+                "voting_power": "10",
+            },
+        }
+
+    def abci_info(self, params: dict[str, Any], uri: bool) -> Any:
+        info = self.node.app.info()
+        return {"response": {"data": info["data"], "version": info["version"], "app_version": str(info["app_version"]),
+                             "last_block_height": str(info["last_block_height"]),
+                             "last_block_app_hash": b64(info["last_block_app_hash"])}}
+
+    def abci_query(self, params: dict[str, Any], uri: bool) -> Any:
+        path = _text(params.get("path", ""), "path", uri)
+        raw_data = params.get("data", "")
+        try:
+            data = bytes.fromhex(str(raw_data).removeprefix("0x").strip('"')) if raw_data else b""
+        except ValueError:
+            raise _invalid("data: expected hex") from None
+        result = self.node.app.query(path, data, _height(params.get("height")))
+        return {"response": {"code": result.code, "log": result.log, "info": "", "index": "0", "key": b64(data),
+                             "value": b64(result.value), "proofOps": None, "height": str(result.height),
+                             "codespace": result.codespace}}
+
+    def _submit(self, params: dict[str, Any], uri: bool) -> tuple[bytes, TxResult]:
+        if "tx" not in params:
+            raise _invalid("tx: missing; send the signed transaction as base64")
+        return self.node.submit(_decode_bytes(params["tx"], "tx", uri))
+
+    def broadcast_tx_sync(self, params: dict[str, Any], uri: bool) -> Any:
+        digest, result = self._submit(params, uri)
+        return {"code": result.code, "data": b64(result.data), "log": result.log, "codespace": result.codespace,
+                "hash": hex_upper(digest)}
+
+    broadcast_tx_async = broadcast_tx_sync  # check_tx is cheap here, so async answers after it too
+
+    async def broadcast_tx_commit(self, params: dict[str, Any], uri: bool) -> Any:
+        tx = _decode_bytes(params.get("tx"), "tx", uri)
+        digest = tx_hash(tx)
+        future = self.node.wait_for(digest)  # wait first: a block may be made before this coroutine resumes
+        try:
+            digest, check = self.node.submit(tx)
+            answer: dict[str, Any] = {"check_tx": tx_result_json(check), "tx_result": tx_result_json(TxResult()),
+                                      "hash": hex_upper(digest), "height": "0"}
+            if not check.ok:
+                return answer
+            try:
+                committed: Committed = await asyncio.wait_for(asyncio.shield(future), BROADCAST_COMMIT_TIMEOUT_S)
+            except TimeoutError:
+                raise RPCError(INTERNAL_ERROR, "Internal error",
+                               f"timed out waiting for tx to be included in a block after "
+                               f"{BROADCAST_COMMIT_TIMEOUT_S:.0f}s") from None
+            answer["tx_result"] = tx_result_json(committed.result)
+            answer["height"] = str(committed.height)
+            return answer
+        finally:
+            self.node.forget_waiter(digest, future)
+
+    def num_unconfirmed_txs(self, params: dict[str, Any], uri: bool) -> Any:
+        return {"n_txs": str(len(self.node.mempool)), "total": str(len(self.node.mempool)),
+                "total_bytes": str(self.node.mempool.size_bytes), "txs": None}
+
+    def block(self, params: dict[str, Any], uri: bool) -> Any:
+        height = _height(params.get("height")) or self.node.height
+        stored = self.node.blocks.block(height)
+        if stored is None:
+            raise _invalid(f"height {height} must be less than or equal to the current blockchain height "
+                           f"{self.node.height}")
+        return block_json(stored[0])
+
+    def tx(self, params: dict[str, Any], uri: bool) -> Any:
+        digest = _decode_hash(params.get("hash"))
+        location = self.node.blocks.find_tx(digest)
+        if location is None:
+            raise RPCError(INTERNAL_ERROR, "Internal error", f"tx ({hex_upper(digest)}) not found")
+        height, index = location
+        stored = self.node.blocks.block(height)
+        if stored is None:
+            raise RPCError(INTERNAL_ERROR, "Internal error", f"block {height} is missing")
+        block, results = stored
+        return {"hash": hex_upper(digest), "height": str(height), "index": index,
+                "tx_result": tx_result_json(results["tx_results"][index]), "tx": b64(block.txs[index])}
+
+
+class RPCServer:
+    """Routes JSON-RPC calls to ``RPCMethods`` and websocket subscriptions to the node's event bus."""
+
+    def __init__(self, node: DevNode) -> None:
+        self.node = node
+        self.methods = RPCMethods(node)
+        self._names = {"health", "status", "abci_info", "abci_query", "broadcast_tx_sync", "broadcast_tx_async",
+                       "broadcast_tx_commit", "num_unconfirmed_txs", "block", "tx"}
+        self.app = Starlette(routes=[
+            Route("/", self.http_post, methods=["POST"]),
+            Route("/metrics", self.metrics, methods=["GET"]),
+            WebSocketRoute("/websocket", self.websocket),
+            Route("/{method}", self.http_get, methods=["GET"]),
+        ])
+
+    async def call(self, method: str, params: Any, uri: bool) -> Any:
+        if method not in self._names:
+            raise RPCError(METHOD_NOT_FOUND, "Method not found", f"unknown method '{str(method)[:64]}'")
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            raise _invalid("params must be an object of named parameters")
+        result = getattr(self.methods, method)(params, uri)
+        if isinstance(result, Awaitable):
+            result = await result
+        return result
+
+    async def _one(self, request: Any) -> dict[str, Any]:
+        request_id = request.get("id", -1) if isinstance(request, dict) else -1
+        try:
+            if not isinstance(request, dict) or not isinstance(request.get("method"), str):
+                raise RPCError(INVALID_REQUEST, "Invalid Request", "expected {jsonrpc, id, method, params}")
+            result = await self.call(request["method"], request.get("params"), uri=False)
+            return {"jsonrpc": "2.0", "id": request_id, "result": result}
+        except RPCError as error:
+            return _error(request_id, error)
+        except Exception:
+            log.exception("RPC method %s failed", request.get("method") if isinstance(request, dict) else "?")
+            return _error(request_id, RPCError(INTERNAL_ERROR, "Internal error", "the node failed to answer"))
+
+    async def http_post(self, request: Request) -> Response:
+        body = await _read_bounded(request)
+        if body is None:
+            return _json(_error(-1, RPCError(INVALID_REQUEST, "Invalid Request",
+                                             f"body larger than {MAX_BODY_BYTES} bytes")), 413)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return _json(_error(-1, RPCError(PARSE_ERROR, "Parse error", "body is not JSON")))
+        if isinstance(payload, list):
+            if not payload or len(payload) > MAX_BATCH:
+                return _json(_error(-1, RPCError(INVALID_REQUEST, "Invalid Request",
+                                                 f"a batch holds 1 to {MAX_BATCH} requests")))
+            return _json([await self._one(item) for item in payload])
+        return _json(await self._one(payload))
+
+    async def http_get(self, request: Request) -> Response:
+        method = request.path_params["method"]
+        try:
+            result = await self.call(method, dict(request.query_params), uri=True)
+            return _json({"jsonrpc": "2.0", "id": -1, "result": result})
+        except RPCError as error:
+            return _json(_error(-1, error), 404 if error.code == METHOD_NOT_FOUND else 200)
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(self.node.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    async def websocket(self, socket: WebSocket) -> None:
+        await socket.accept()
+        subscriptions: dict[str, tuple[Subscription, asyncio.Task[None]]] = {}
+        try:
+            while True:
+                message = await socket.receive_text()
+                if len(message) > 1024 * 1024:
+                    await socket.send_text(json.dumps(_error(-1, RPCError(INVALID_REQUEST, "Invalid Request",
+                                                                        "message too large"))))
+                    continue
+                try:
+                    request = json.loads(message)
+                except ValueError:
+                    await socket.send_text(json.dumps(_error(-1, RPCError(PARSE_ERROR, "Parse error", "not JSON"))))
+                    continue
+                await socket.send_text(json.dumps(await self._ws_request(socket, request, subscriptions)))
+        except WebSocketDisconnect:
+            pass
+        finally:
+            for subscription, task in subscriptions.values():
+                task.cancel()
+                self.node.events.unsubscribe(subscription)
+
+    async def _ws_request(self, socket: WebSocket, request: Any,
+                          subscriptions: dict[str, tuple[Subscription, asyncio.Task[None]]]) -> dict[str, Any]:
+        if not isinstance(request, dict):
+            return _error(-1, RPCError(INVALID_REQUEST, "Invalid Request", "expected a JSON-RPC object"))
+        request_id = request.get("id", -1)
+        method = request.get("method")
+        params = request.get("params") or {}
+        try:
+            if method == "subscribe":
+                query = parse_query(params.get("query", "") if isinstance(params, dict) else "")
+                if query.text in subscriptions:
+                    raise _invalid("already subscribed to this query")
+                if len(subscriptions) >= MAX_SUBSCRIPTIONS_PER_CLIENT:
+                    raise _invalid(f"at most {MAX_SUBSCRIPTIONS_PER_CLIENT} subscriptions per client")
+                subscription = self.node.events.subscribe(query)
+                task = asyncio.create_task(self._forward(socket, request_id, subscription))
+                subscriptions[query.text] = (subscription, task)
+                return {"jsonrpc": "2.0", "id": request_id, "result": {}}
+            if method in ("unsubscribe", "unsubscribe_all"):
+                texts = list(subscriptions) if method == "unsubscribe_all" else [params.get("query", "")]
+                for text in texts:
+                    if text not in subscriptions:
+                        raise _invalid("subscription not found")
+                    subscription, task = subscriptions.pop(text)
+                    task.cancel()
+                    self.node.events.unsubscribe(subscription)
+                return {"jsonrpc": "2.0", "id": request_id, "result": {}}
+            return await self._one(request)
+        except QueryError as error:
+            return _error(request_id, _invalid(str(error)))
+        except RPCError as error:
+            return _error(request_id, error)
+
+    async def _forward(self, socket: WebSocket, request_id: Any, subscription: Subscription) -> None:
+        while not subscription.dropped:
+            events, data = await subscription.queue.get()
+            await socket.send_text(json.dumps({"jsonrpc": "2.0", "id": request_id, "result": {
+                "query": subscription.query.text, "data": _event_data(data), "events": events}}))
+        await socket.send_text(json.dumps(_error(request_id, RPCError(
+            INTERNAL_ERROR, "Internal error", "subscription was cancelled: the client did not keep up"))))
+
+
+def _event_data(data: tuple[Any, ...]) -> dict[str, Any]:
+    if data[0] == "Tx":
+        _, block, index, result = data
+        return {"type": "tendermint/event/Tx", "value": {"TxResult": {
+            "height": str(block.header.height), "index": index, "tx": b64(block.txs[index]),
+            "result": tx_result_json(result)}}}
+    _, block, block_result = data
+    return {"type": "tendermint/event/NewBlock", "value": {
+        **block_json(block),
+        "result_finalize_block": {
+            "events": events_json(block_result.events),
+            "tx_results": [tx_result_json(r) for r in block_result.tx_results],
+            "validator_updates": [
+                {"pub_key": {"type": "tendermint/PubKeyEd25519", "value": b64(u.pub_key)}, "power": str(u.power)}
+                for u in block_result.validator_updates],
+            "app_hash": b64(block_result.app_hash),
+        }}}
+
+
+def _error(request_id: Any, error: RPCError) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id,
+            "error": {"code": error.code, "message": error.message, "data": error.data}}
+
+
+def _json(payload: Any, status: int = 200) -> Response:
+    return Response(json.dumps(payload, separators=(",", ":")), status_code=status, media_type="application/json")
+
+
+async def _read_bounded(request: Request) -> bytes | None:
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -1,0 +1,55 @@
+"""Runs a devnode: block production and the RPC server on one event loop, until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+import uvicorn
+
+from gridmint.chain.crypto import format_address
+from gridmint.node.devnode import DevNode
+from gridmint.node.rpc import RPCServer
+
+log = logging.getLogger("gridmint.devnode")
+
+
+async def serve(node: DevNode, host: str, port: int) -> None:
+    server = uvicorn.Server(uvicorn.Config(
+        RPCServer(node).app, host=host, port=port, log_level="warning", ws="websockets-sansio", lifespan="off",
+        timeout_graceful_shutdown=2))
+    producer = asyncio.create_task(node.produce_forever())
+    serving = asyncio.create_task(server.serve())
+    log.info("Devnode of chain %s is at height %d; authority %s; RPC on http://%s:%d; a block every %s.",
+             node.genesis.chain_id, node.height, format_address(node.key.address), host, port,
+             f"{node.block_time:g} s" if node.block_time else "batch of waiting transactions")
+    done, _ = await asyncio.wait({producer, serving}, return_when=asyncio.FIRST_COMPLETED)
+    server.should_exit = True
+    producer.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await producer
+    await serving
+    for task in done:
+        if task is producer and not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+
+def run_devnode(data_dir: Path, block_time: float, host: str, port: int) -> None:
+    node = DevNode(data_dir, block_time=block_time)
+    try:
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(serve(node, host, port))
+    finally:
+        node.close()
+        log.info("Devnode stopped at height %d.", node.height)
+
+
+def _loop_factory():  # type: ignore[no-untyped-def]
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop
+    except ImportError:  # uvloop is a speed-up, not a requirement
+        return None
