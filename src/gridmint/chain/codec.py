@@ -24,6 +24,7 @@ _I64_MIN = -(2**63)
 _BIG_LIMIT = 2**96
 _BIG_TAG = "\x00big"
 
+_SCALARS = (int, str, bytes)  # exact types: bool and float are not among them
 Value = Any  # None | bool | int | bytes | str | list[Value] | dict[str, Value]
 
 
@@ -82,7 +83,7 @@ def decode(data: bytes) -> Value:
     """Read canonical bytes; anything else raises ``tx/malformed``."""
     try:
         raw = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True, timestamp=0)
-        value = _denormalise(raw, 0)
+        value = raw if type(raw) in _SCALARS else _denormalise(raw, 0)
     except Exception as exc:
         raise MALFORMED(f"bytes are not a canonical GridMint encoding: {exc}") from None
     if msgpack.packb(raw, use_bin_type=True) != data:

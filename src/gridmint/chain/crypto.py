@@ -7,6 +7,7 @@ bech32m with the prefix ``gm`` (``gm1...``): the checksum catches typos before a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 import nacl.bindings
@@ -101,6 +102,7 @@ def _convert_bits(data: bytes | list[int], from_bits: int, to_bits: int, pad: bo
     return out
 
 
+@functools.lru_cache(maxsize=65_536)  # events name the same accounts over and over; bech32 is slow in Python
 def format_address(raw: bytes) -> str:
     """20 raw bytes -> ``gm1...``."""
     if len(raw) != ADDRESS_BYTES:

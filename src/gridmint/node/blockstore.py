@@ -1,5 +1,8 @@
 """The devnode's block log: headers, transactions and their results, in SQLite beside the app's state.
 
+Headers and transactions use the canonical codec; results are JSON (they are the node's record of what the app
+answered, never hashed into consensus, and JSON is the cheapest to write for large blocks).
+
 A block is saved with its results *after* ``finalize_block`` and *before* the app's ``commit``. If the node dies
 between the two, the block store is one block ahead of the app, and start-up replays that block (as CometBFT's
 handshake does); a block that never reached the store was never reported, so nothing reported is lost.
@@ -8,6 +11,7 @@ handshake does); a block that never reached the store was never reported, so not
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,7 +82,8 @@ class BlockStore:
         try:
             db.execute(
                 "INSERT OR REPLACE INTO blocks (height, hash, header, txs, results) VALUES (?, ?, ?, ?, ?)",
-                (header.height, block.hash, _encode_header(header), codec.encode(block.txs), codec.encode(results)),
+                (header.height, block.hash, _encode_header(header), codec.encode(block.txs),
+                 json.dumps(results, separators=(",", ":")).encode()),
             )
             db.executemany(
                 "INSERT OR REPLACE INTO txs (hash, height, idx) VALUES (?, ?, ?)",
@@ -94,7 +99,7 @@ class BlockStore:
         row = self._db.execute("SELECT header, txs, results FROM blocks WHERE height = ?", (height,)).fetchone()
         if row is None:
             return None
-        return Block(_decode_header(bytes(row[0])), codec.decode(bytes(row[1]))), codec.decode(bytes(row[2]))
+        return Block(_decode_header(bytes(row[0])), codec.decode(bytes(row[1]))), json.loads(bytes(row[2]))
 
     def find_tx(self, tx_hash: bytes) -> tuple[int, int] | None:
         row = self._db.execute("SELECT height, idx FROM txs WHERE hash = ?", (tx_hash,)).fetchone()

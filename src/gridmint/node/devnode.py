@@ -224,14 +224,14 @@ class DevNode:
 
 
 def result_to_record(result: BlockResult) -> dict[str, Any]:
-    """A block's results in the codec's types, as the block log keeps them."""
+    """A block's results as JSON types, as the block log keeps them (bytes in hex)."""
     return {
         "tx_results": [
-            {"code": r.code, "codespace": r.codespace, "log": r.log, "data": r.data,
-             "events": [[e.type, [list(a) for a in e.attributes]] for e in r.events]}
+            {"code": r.code, "codespace": r.codespace, "log": r.log, "data": r.data.hex(),
+             "events": [[e.type, e.attributes] for e in r.events]}
             for r in result.tx_results
         ],
-        "validator_updates": [[u.pub_key, u.power] for u in result.validator_updates],
-        "app_hash": result.app_hash,
-        "events": [[e.type, [list(a) for a in e.attributes]] for e in result.events],
+        "validator_updates": [[u.pub_key.hex(), u.power] for u in result.validator_updates],
+        "app_hash": result.app_hash.hex(),
+        "events": [[e.type, e.attributes] for e in result.events],
     }

@@ -86,7 +86,7 @@ def tx_result_json(result: TxResult | dict[str, Any]) -> dict[str, Any]:
         code, codespace, log_text, data, events = result.code, result.codespace, result.log, result.data, result.events
     else:
         code, codespace, log_text = result["code"], result["codespace"], result["log"]
-        data, events = result["data"], result["events"]
+        data, events = bytes.fromhex(result["data"]), result["events"]
     return {"code": code, "data": b64(data), "log": log_text, "info": "", "gas_wanted": "0", "gas_used": "0",
             "events": events_json(events), "codespace": codespace}
 
