@@ -40,7 +40,6 @@ VERIFIED_CACHE_SIZE = 200_000
 # --- state owned by the app itself --------------------------------------------------------------------------
 # app/chain_id                -> str
 # app/tx_params               -> {"max_tx_bytes": int}
-# app/last_block_time         -> int, ns (the header time of the last block)
 # tx/nonce/<address 20B>      -> int, the last nonce the account used (absent = 0)
 CHAIN_ID_KEY = b"app/chain_id"
 TX_PARAMS_KEY = b"app/tx_params"
@@ -106,7 +105,9 @@ class App:
         self._pending: _Pending | None = None
         self._chain_id: str = self._read_chain_id(CommittedView(store))
         self._tx_params = TxParams(**CommittedView(store).get_value(TX_PARAMS_KEY, {}))
-        self._last_block_time = CommittedView(store).get_int(b"app/last_block_time")
+        # Block time as check_tx sees it; known again after a restart once a block is committed. Kept out of
+        # state so that a block that changes nothing leaves the app hash alone.
+        self._last_block_time = 0
         self._check_state: State = BlockState(store)
 
     @staticmethod
@@ -130,7 +131,6 @@ class App:
         state = BlockState(self.store)
         state.set_value(CHAIN_ID_KEY, genesis.chain_id)
         state.set_value(TX_PARAMS_KEY, genesis.tx_params.to_json())
-        state.set_int(b"app/last_block_time", genesis.genesis_time_ns)
         for module in self.modules:
             if module.init_genesis is not None:
                 module.init_genesis(state, genesis.modules[module.name])
@@ -196,7 +196,6 @@ class App:
             except ChainError as error:
                 results.append(TxResult.failure(error))
         self._run_hooks("end_block", state, block, block_events, updates)
-        state.set_int(b"app/last_block_time", time_ns)
         pending.height = height
         pending.time_ns = time_ns
         pending.lanes = self.store.digest_with(state.writes)

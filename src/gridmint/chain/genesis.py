@@ -11,7 +11,6 @@ import base64
 import json
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,9 +57,27 @@ def parse_time_ns(text: str) -> int:
     match = re.fullmatch(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})", text)
     if match is None:
         raise INVALID_GENESIS(f"genesis_time: '{text}' is not an RFC 3339 time such as 2026-01-01T00:00:00Z")
-    zone = "+00:00" if match.group(3) == "Z" else match.group(3)
-    seconds = int(datetime.fromisoformat(match.group(1) + zone).timestamp())
+    date, clock = match.group(1).split("T")
+    year, month, day = (int(part) for part in date.split("-"))
+    hour, minute, second = (int(part) for part in clock.split(":"))
+    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61):
+        raise INVALID_GENESIS(f"genesis_time: '{text}' is not a valid date and time")
+    offset = 0
+    if match.group(3) != "Z":
+        sign = -1 if match.group(3)[0] == "-" else 1
+        offset = sign * (int(match.group(3)[1:3]) * 3600 + int(match.group(3)[4:6]) * 60)
+    seconds = _days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset
     return seconds * 10**9 + int((match.group(2) or "0").ljust(9, "0"))
+
+
+def _days_from_civil(year: int, month: int, day: int) -> int:
+    """Days since 1970-01-01 in the proleptic Gregorian calendar, in integers (H. Hinnant's algorithm)."""
+    year -= month <= 2
+    era = year // 400
+    year_of_era = year - era * 400
+    day_of_year = (153 * (month + (-3 if month > 2 else 9)) + 2) // 5 + day - 1
+    day_of_era = year_of_era * 365 + year_of_era // 4 - year_of_era // 100 + day_of_year
+    return era * 146_097 + day_of_era - 719_468
 
 
 def validate_genesis(document: Any, modules: tuple[ModuleSpec, ...]) -> Genesis:

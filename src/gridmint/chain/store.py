@@ -158,7 +158,3 @@ class Store:
         """The digest of the whole committed state from scratch: must equal ``lanes`` (tests check it)."""
         return lthash.of_pairs(self.all_pairs())
 
-
-def open_store(data_dir: Path) -> Store:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    return Store(data_dir / "state.sqlite")

@@ -1,0 +1,78 @@
+"""Helpers shared by the suite: deterministic keys, a genesis, signed transactions, an app driven by hand."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from gridmint.chain.app import MODULES, App
+from gridmint.chain.crypto import PrivateKey, format_address
+from gridmint.chain.genesis import Genesis, make_genesis_document, validate_genesis
+from gridmint.chain.store import Store
+from gridmint.chain.tx import Msg, TxBody, sign_tx
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+CHAIN_ID = "gridmint-test"
+GENESIS_TIME = "2026-01-01T00:00:00Z"
+MINT = 10**9
+START_BALANCE = 1_000 * MINT
+FEE = 10_000
+
+
+def key(name: str) -> PrivateKey:
+    """A deterministic key per name, so failures are reproducible."""
+    return PrivateKey(hashlib.sha256(b"gridmint test key " + name.encode()).digest())
+
+
+def genesis(authorities: int = 1, accounts: tuple[str, ...] = ("alice", "bob"), chain_id: str = CHAIN_ID) -> Genesis:
+    document = make_genesis_document(
+        chain_id, GENESIS_TIME,
+        [(f"authority-{i}", key(f"authority-{i}").public_key) for i in range(authorities)],
+        [(format_address(key(name).address), START_BALANCE) for name in accounts],
+        min_tx_fee=FEE,
+    )
+    return validate_genesis(document, MODULES)
+
+
+def make_app(path: Path, gen: Genesis | None = None) -> App:
+    app = App(Store(path / "state.sqlite"))
+    app.init_chain(gen or genesis())
+    return app
+
+
+def signed(signer: PrivateKey, nonce: int, *messages: Msg, fee: int = FEE, chain_id: str = CHAIN_ID,
+           memo: str = "") -> bytes:
+    return sign_tx(TxBody(chain_id, signer.public_key, nonce, fee, tuple(messages), memo), signer)
+
+
+class Chain:
+    """An app plus block bookkeeping, for tests that drive blocks by hand."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.height = app.store.height
+        self.time_ns = 1_767_225_600 * 10**9
+
+    def block(self, *txs: bytes) -> list:  # type: ignore[type-arg]
+        self.height += 1
+        self.time_ns += 10**9
+        result = self.app.finalize_block(list(txs), self.height, self.time_ns, key("authority-0").address)
+        self.app.commit()
+        return result.tx_results  # type: ignore[no-any-return]
+
+
+
+
+def balances(app: App, *names: str) -> dict[str, int]:
+    from gridmint.chain.bank import get_balance
+    from gridmint.chain.state import CommittedView
+
+    view = CommittedView(app.store)
+    return {name: get_balance(view, key(name).address) for name in names}
+
+
+def snapshot(app: App) -> tuple[bytes, int, dict[str, int]]:
+    """What a refused transaction must leave unchanged: app hash, height and balances."""
+    return app.store.app_hash, app.store.height, balances(app, "alice", "bob", "carol")
