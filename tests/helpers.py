@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 from gridmint.chain.app import MODULES, App
@@ -76,3 +79,69 @@ def balances(app: App, *names: str) -> dict[str, int]:
 def snapshot(app: App) -> tuple[bytes, int, dict[str, int]]:
     """What a refused transaction must leave unchanged: app hash, height and balances."""
     return app.store.app_hash, app.store.height, balances(app, "alice", "bob", "carol")
+
+
+def write_data_dir(data_dir: Path, accounts: tuple[str, ...] = ("alice", "bob")) -> None:
+    """A devnode data directory whose authority is ``key("authority-0")`` and whose accounts are funded."""
+    from gridmint.chain.genesis import write_genesis
+    from gridmint.node.devnode import write_node_key
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    write_node_key(data_dir, key("authority-0").seed)
+    document = make_genesis_document(
+        CHAIN_ID, GENESIS_TIME, [("authority-0", key("authority-0").public_key)],
+        [(format_address(key(name).address), START_BALANCE) for name in accounts], min_tx_fee=FEE)
+    write_genesis(data_dir / "genesis.json", document)
+
+
+class DevnodeProcess:
+    """A real devnode process on a loopback port, for tests that need sockets, signals or restarts."""
+
+    def __init__(self, data_dir: Path, block_time: float = 0.2) -> None:
+        import socket
+
+        self.data_dir = data_dir
+        self.block_time = block_time
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        import time
+
+        import httpx
+
+        log = (self.data_dir / "devnode.log").open("a")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gridmint.cli.main", "node", "start", "--data-dir", str(self.data_dir),
+             "--block-time", str(self.block_time), "--rpc-laddr", f"127.0.0.1:{self.port}"],
+            stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"devnode exited with {self.process.returncode}: "
+                                   f"{(self.data_dir / 'devnode.log').read_text()[-2000:]}")
+            try:
+                answer = httpx.post(self.url, json={"jsonrpc": "2.0", "id": 1, "method": "status"}, timeout=2)
+                if int(answer.json()["result"]["sync_info"]["latest_block_height"]) >= 1 or self.block_time == 0:
+                    return
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("devnode did not answer in time")
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()

@@ -10,7 +10,7 @@ import pytest
 
 from gridmint.chain import codec
 from gridmint.chain.bank import MsgSend
-from gridmint.chain.tx import TxBody, sign_tx
+from gridmint.chain.tx import TxBody
 from tests.helpers import CHAIN_ID, FEE, MINT, START_BALANCE, Chain, key, signed, snapshot
 
 ALICE, BOB = key("alice"), key("bob")
@@ -85,7 +85,7 @@ def test_check_tx_refuses_and_changes_nothing(chain: Chain, case: str) -> None:
 @pytest.mark.parametrize("case", sorted(c for c in CASES if CASES[c][2] not in ("insufficient_funds",)))
 def test_a_block_holding_it_changes_nothing(chain: Chain, case: str) -> None:
     """A proposer may include what the mempool refused; executing it must not change state at all."""
-    make, module, name = CASES[case]
+    make, _, name = CASES[case]
     chain.block()
     before = snapshot(chain.app)
     (result,) = chain.block(make())

@@ -236,19 +236,21 @@ class App:
         if body.nonce > last_nonce + 1:
             raise NONCE_FUTURE(f"nonce {body.nonce} is ahead; the next nonce of {format_address(signer)} "
                                f"is {last_nonce + 1}")
-        envelope = Context(TxState(state), block, signer)
+        envelope_state = TxState(state)
+        envelope = Context(envelope_state, block, signer)
         bank.charge_fee(envelope, body.fee)
-        envelope.state.set_int(NONCE_PREFIX + signer, body.nonce)
+        envelope_state.set_int(NONCE_PREFIX + signer, body.nonce)
         if keep_fee_on_failure:
-            envelope.state.apply()
-        ctx = Context(TxState(envelope.state), block, signer)
+            envelope_state.apply()
+        messages_state = TxState(envelope_state)
+        ctx = Context(messages_state, block, signer)
         try:
             for msg in body.messages:
                 self._handlers[type(msg)](ctx, msg)
         except ChainError as error:
             return TxResult.failure(error, envelope.events)
-        ctx.state.apply()
-        envelope.state.apply()
+        messages_state.apply()
+        envelope_state.apply()
         updates.extend(ctx.validator_updates)
         return TxResult(events=envelope.events + ctx.events)
 

@@ -122,7 +122,8 @@ def process_propose(ctx: Context, msg: MsgPropose) -> None:
     ctx.state.set_int(NEXT_ID_KEY, proposal_id)
     proposal = {
         "action": msg.action, "pub_key": msg.pub_key, "power": msg.power, "name": msg.name,
-        "proposer": ctx.signer, "votes": [ctx.signer], "expires": ctx.block.height + get_params(ctx.state).voting_period,
+        "proposer": ctx.signer, "votes": [ctx.signer],
+        "expires": ctx.block.height + get_params(ctx.state).voting_period,
     }
     ctx.emit("authority_proposal", id=proposal_id, action=msg.action, target=format_address(target),
              proposer=format_address(ctx.signer))

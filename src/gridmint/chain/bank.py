@@ -13,13 +13,13 @@ from typing import Any
 
 from gridmint.chain.crypto import format_address, parse_address
 from gridmint.chain.errors import (
+    FEE_TOO_LOW,
     INSUFFICIENT_FUNDS,
     INVALID_AMOUNT,
     INVALID_GENESIS,
     OVERFLOW,
     UNKNOWN_QUERY,
     ChainError,
-    FEE_TOO_LOW,
 )
 from gridmint.chain.fields import address, amount
 from gridmint.chain.module import Context, ModuleSpec

@@ -108,7 +108,7 @@ class Store:
 
     # --- hashing and commit ----------------------------------------------------------------------------
 
-    def digest_with(self, changes: Changes) -> np.ndarray:  # type: ignore[type-arg]
+    def digest_with(self, changes: Changes) -> lthash.Lanes:
         """The LtHash of the committed state with ``changes`` applied (nothing is written)."""
         added: list[tuple[bytes, bytes]] = []
         removed: list[tuple[bytes, bytes]] = []
@@ -123,7 +123,7 @@ class Store:
                 added.append((key, new))
         return lthash.combine(self.lanes, added, removed)
 
-    def commit(self, height: int, changes: Changes, lanes: np.ndarray) -> bytes:  # type: ignore[type-arg]
+    def commit(self, height: int, changes: Changes, lanes: lthash.Lanes) -> bytes:
         """Write one block's changes and its digest atomically; returns the new app hash."""
         if height != self.height + 1:
             raise ValueError(f"commit of height {height} after height {self.height}")
@@ -154,7 +154,7 @@ class Store:
         self.app_hash = app_hash
         return app_hash
 
-    def recompute_digest(self) -> np.ndarray:  # type: ignore[type-arg]
+    def recompute_digest(self) -> lthash.Lanes:
         """The digest of the whole committed state from scratch: must equal ``lanes`` (tests check it)."""
         return lthash.of_pairs(self.all_pairs())
 

@@ -77,7 +77,8 @@ def decode_message(wire: Any) -> Msg:
         raise UNKNOWN_MESSAGE(f"unknown message type '{wire[0][:64]}'; known types: {', '.join(message_types())}")
     if len(wire) != len(cls.FIELDS) + 1:
         raise MALFORMED(f"{cls.TYPE} takes {len(cls.FIELDS)} fields, got {len(wire) - 1}")
-    values = {name: check(f"{cls.TYPE}.{name}", value) for (name, check), value in zip(cls.FIELDS, wire[1:])}
+    values = {name: check(f"{cls.TYPE}.{name}", value)
+              for (name, check), value in zip(cls.FIELDS, wire[1:], strict=True)}
     return cls(**values)
 
 

@@ -8,7 +8,11 @@ import click
 
 from gridmint import __version__
 from gridmint.chain.errors import ChainError
+from gridmint.cli.chain import chain
+from gridmint.cli.demo import demo
+from gridmint.cli.node import node
 from gridmint.cli.output import fail
+from gridmint.cli.wallet import wallet
 
 
 class GridMintGroup(click.Group):
@@ -28,13 +32,11 @@ def cli(json_output: bool) -> None:
     """GridMint: an open network for decentralized AI compute."""
 
 
-def main() -> None:
-    from gridmint.cli import chain, demo, node, wallet
+for command in (wallet, node, chain, demo):
+    cli.add_command(command)
 
-    cli.add_command(wallet.wallet)
-    cli.add_command(node.node)
-    cli.add_command(chain.chain)
-    cli.add_command(demo.demo)
+
+def main() -> None:
     cli(prog_name="gridmint")
 
 

@@ -19,7 +19,8 @@ wallet_dir_option = click.option(
 node_option = click.option("--node", "node_url", default=None,
                            help="RPC address of a node (default $GRIDMINT_NODE or http://127.0.0.1:26657).")
 password_option = click.option("--password-file", type=click.Path(exists=True, dir_okay=False), default=None,
-                               help="Read the coldkey password from this file (else $GRIDMINT_PASSWORD, else a prompt).")
+                               help="Read the coldkey password from this file "
+                                    "(else $GRIDMINT_PASSWORD, else a prompt).")
 
 
 @click.group()

@@ -183,7 +183,7 @@ class DevNode:
 
     def _announce(self, block: Block, result: BlockResult) -> None:
         height = block.header.height
-        for index, (raw, tx_result) in enumerate(zip(block.txs, result.tx_results)):
+        for index, (raw, tx_result) in enumerate(zip(block.txs, result.tx_results, strict=True)):
             digest = tx_hash(raw)
             for future in self._waiters.pop(digest, []):
                 if not future.done():

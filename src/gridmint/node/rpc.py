@@ -118,13 +118,15 @@ def _decode_bytes(value: Any, name: str, uri: bool) -> bytes:
     if not isinstance(value, str):
         raise _invalid(f"{name}: expected a string")
     try:
-        if value.startswith("0x"):
-            return bytes.fromhex(value[2:])
-        if uri and value.startswith('"') and value.endswith('"'):
-            value = value[1:-1]
+        if uri:
+            if value.startswith("0x"):
+                return bytes.fromhex(value[2:])
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
         return base64.b64decode(value, validate=True)
     except (ValueError, binascii.Error):
-        raise _invalid(f"{name}: expected base64 (or 0x-prefixed hex)") from None
+        expected = "0x-prefixed hex or quoted base64" if uri else "base64"
+        raise _invalid(f"{name}: expected {expected}") from None
 
 
 def _decode_hash(value: Any) -> bytes:

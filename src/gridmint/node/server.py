@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
@@ -46,7 +47,7 @@ def run_devnode(data_dir: Path, block_time: float, host: str, port: int) -> None
         log.info("Devnode stopped at height %d.", node.height)
 
 
-def _loop_factory():  # type: ignore[no-untyped-def]
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     try:
         import uvloop
 

@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gridmint.chain.bank import MsgSend
+from gridmint.node.blockstore import Block, Header, data_hash
+from gridmint.node.devnode import DevNode, NodeSetupError, result_to_record, write_node_key
+from tests.helpers import MINT, START_BALANCE, balances, key, signed
+
+
+def test_restart_continues_from_the_last_committed_height(data_dir: Path) -> None:
+    node = DevNode(data_dir, block_time=0)
+    node.submit(signed(key("alice"), 1, MsgSend(key("bob").address, MINT)))
+    node.produce_block()
+    node.produce_block()
+    height, app_hash, block_hash = node.height, node.last_app_hash, node.last_block_hash
+    node.close()
+    again = DevNode(data_dir, block_time=0)
+    assert (again.height, again.last_app_hash, again.last_block_hash) == (height, app_hash, block_hash)
+    block, _ = again.produce_block()
+    assert block.header.height == height + 1 and block.header.last_block_hash == block_hash
+    assert block.header.app_hash == app_hash
+    assert balances(again.app, "bob")["bob"] == START_BALANCE + MINT
+    again.close()
+
+
+def test_a_block_saved_but_not_committed_is_replayed_at_start(data_dir: Path) -> None:
+    node = DevNode(data_dir, block_time=0)
+    node.produce_block()
+    # Die between saving block 2 and committing it: the block log is one ahead of the state.
+    tx = signed(key("alice"), 1, MsgSend(key("bob").address, MINT))
+    header = Header(node.genesis.chain_id, 2, node.last_block_time_ns + 1, node.last_block_hash, data_hash([tx]),
+                    node.last_app_hash, node.key.address)
+    result = node.app.finalize_block([tx], 2, header.time_ns, node.key.address)
+    node.blocks.save(Block(header, [tx]), result_to_record(result))
+    node.close()
+    again = DevNode(data_dir, block_time=0)
+    assert again.height == 2 and again.last_app_hash == result.app_hash
+    assert balances(again.app, "bob")["bob"] == START_BALANCE + MINT
+    again.close()
+
+
+def test_a_node_whose_key_is_not_an_authority_refuses_to_start(data_dir: Path) -> None:
+    write_node_key(data_dir, key("stranger").seed)
+    with pytest.raises(NodeSetupError, match="not an authority"):
+        DevNode(data_dir)
+
+
+def test_missing_and_broken_genesis_give_clear_errors(tmp_path: Path, data_dir: Path) -> None:
+    from gridmint.chain.errors import ChainError
+
+    with pytest.raises(ChainError, match="gridmint node init"):
+        DevNode(tmp_path / "nothing-here")
+    document = json.loads((data_dir / "genesis.json").read_text())
+    document["app_state"]["bank"]["balances"][0]["amount"] = -5
+    (data_dir / "genesis.json").write_text(json.dumps(document))
+    with pytest.raises(ChainError, match=r"bank.balances\[0\]"):
+        DevNode(data_dir)
+
+
+def test_metrics_follow_blocks(node: DevNode) -> None:
+    node.submit(signed(key("alice"), 1, MsgSend(key("bob").address, MINT)))
+    node.produce_block()
+    node.produce_block()
+    text = node.metrics.render().decode()
+    assert "gridmint_block_height 2.0" in text
+    assert "gridmint_txs_committed_total 1.0" in text
+    assert "gridmint_mempool_size 0.0" in text

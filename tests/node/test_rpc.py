@@ -1,0 +1,98 @@
+"""The JSON-RPC against an in-process devnode (no sockets): CometBFT's shapes, batches, URI form, errors."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from gridmint.chain import codec
+from gridmint.chain.bank import MsgSend
+from gridmint.chain.crypto import format_address
+from gridmint.node.devnode import DevNode
+from gridmint.node.rpc import RPCServer
+from tests.helpers import CHAIN_ID, MINT, START_BALANCE, key, signed
+
+
+@contextlib.asynccontextmanager
+async def running(node: DevNode) -> AsyncIterator[httpx.AsyncClient]:
+    producer = asyncio.create_task(node.produce_forever())
+    transport = httpx.ASGITransport(app=RPCServer(node).app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://devnode") as client:
+        try:
+            yield client
+        finally:
+            producer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await producer
+
+
+async def call(client: httpx.AsyncClient, method: str, **params: Any) -> dict[str, Any]:
+    answer = (await client.post("/", json={"jsonrpc": "2.0", "id": 7, "method": method, "params": params})).json()
+    assert answer["id"] == 7
+    return answer  # type: ignore[no-any-return]
+
+
+def b64tx(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+def test_broadcast_commit_then_tx_block_and_query(node: DevNode) -> None:
+    async def scenario() -> None:
+        async with running(node) as client:
+            raw = signed(key("alice"), 1, MsgSend(key("bob").address, 2 * MINT))
+            result = (await call(client, "broadcast_tx_commit", tx=b64tx(raw)))["result"]
+            assert result["check_tx"]["code"] == 0 and result["tx_result"]["code"] == 0
+            height = int(result["height"])
+            assert height >= 1 and len(result["hash"]) == 64 and result["hash"].isupper()
+            found = (await call(client, "tx", hash=base64.b64encode(bytes.fromhex(result["hash"])).decode()))["result"]
+            assert found["height"] == str(height) and found["tx"] == b64tx(raw) and found["tx_result"]["code"] == 0
+            assert any(e["type"] == "transfer" for e in found["tx_result"]["events"])
+            block = (await call(client, "block", height=str(height)))["result"]
+            assert block["block"]["header"]["chain_id"] == CHAIN_ID
+            assert block["block"]["data"]["txs"] == [b64tx(raw)]
+            status = (await call(client, "status"))["result"]
+            assert status["node_info"]["network"] == CHAIN_ID
+            assert int(status["sync_info"]["latest_block_height"]) >= height
+            bob = format_address(key("bob").address)
+            response = (await call(client, "abci_query", path=f"/bank/balance/{bob}"))["result"]["response"]
+            assert codec.decode(base64.b64decode(response["value"]))["balance"] == START_BALANCE + 2 * MINT
+            uri = (await client.get(f'/abci_query?path="/bank/balance/{bob}"')).json()["result"]["response"]
+            assert uri["value"] == response["value"]
+            metrics = (await client.get("/metrics")).text
+            assert "gridmint_block_height" in metrics
+
+    asyncio.run(scenario())
+
+
+def test_refusals_errors_and_batches(node: DevNode) -> None:
+    async def scenario() -> None:
+        async with running(node) as client:
+            bad = (await call(client, "broadcast_tx_sync", tx=b64tx(b"garbage")))["result"]
+            assert (bad["code"], bad["codespace"]) == (1, "tx") and bad["log"]
+            commit = (await call(client, "broadcast_tx_commit", tx=b64tx(b"garbage")))["result"]
+            assert commit["check_tx"]["code"] == 1 and commit["height"] == "0"
+            assert (await call(client, "nope"))["error"]["code"] == -32601
+            assert (await call(client, "broadcast_tx_sync", tx="%%%"))["error"]["code"] == -32602
+            assert (await call(client, "broadcast_tx_sync"))["error"]["code"] == -32602
+            assert (await call(client, "block", height="abc"))["error"]["code"] == -32602
+            assert (await call(client, "block", height="999"))["error"]["code"] == -32602
+            missing = base64.b64encode(b"\x00" * 32).decode()
+            assert "not found" in (await call(client, "tx", hash=missing))["error"]["data"]
+            assert (await client.post("/", content=b"{not json")).json()["error"]["code"] == -32700
+            assert (await client.post("/", content=b"[]")).json()["error"]["code"] == -32600
+            batch = [{"jsonrpc": "2.0", "id": n, "method": "broadcast_tx_sync",
+                      "params": {"tx": b64tx(signed(key("alice"), n, MsgSend(key("bob").address, MINT)))}}
+                     for n in range(1, 4)] + [{"jsonrpc": "2.0", "id": 9, "method": "health"}, 5]
+            answers = (await client.post("/", json=batch)).json()
+            assert [a["result"]["code"] for a in answers[:3]] == [0, 0, 0]
+            assert answers[3]["result"] == {} and answers[4]["error"]["code"] == -32600
+            query = (await call(client, "abci_query", path="/bank/nothing"))["result"]["response"]
+            assert (query["code"], query["codespace"]) == (1, "query")
+            assert (await client.get("/unknown_method")).status_code == 404
+
+    asyncio.run(scenario())
