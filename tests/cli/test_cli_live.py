@@ -45,8 +45,15 @@ def test_transfer_balance_and_chain_commands(tmp_path: Path, monkeypatch: pytest
         assert "balance 997.49998 MINT" in too_much.output  # what is left once this transfer's fee is paid
         after = json.loads(runner.invoke(cli, ["--json", "wallet", "balance", "alice"]).output)
         assert after == balance  # refused at the mempool: nothing changed, no fee taken
+        monkeypatch.setenv("GRIDMINT_PASSWORD", "not pw")
+        wrong = runner.invoke(cli, ["wallet", "transfer", "alice", bob, "1"])
+        assert wrong.exit_code == 1 and "[wallet/1 wrong_password]" in wrong.output
+        assert json.loads(runner.invoke(cli, ["--json", "wallet", "balance", "alice"]).output) == balance
+        app_hash = json.loads(runner.invoke(cli, ["--json", "chain", "status"]).output)["sync_info"]["latest_app_hash"]
+        monkeypatch.setenv("GRIDMINT_PASSWORD", "pw")
         status = json.loads(runner.invoke(cli, ["--json", "chain", "status"]).output)
         assert status["node_info"]["network"] == "gridmint-test"
+        assert status["sync_info"]["latest_app_hash"] == app_hash  # blocks kept coming; the state did not move
         tx = runner.invoke(cli, ["chain", "tx", receipt["hash"]])
         assert tx.exit_code == 0 and "succeeded" in tx.output
         block = runner.invoke(cli, ["chain", "block", str(receipt["height"])])

@@ -35,7 +35,7 @@ from gridmint.chain.tx import SignedTx, decode_tx, tx_hash
 APP_NAME = "gridmint"
 APP_VERSION = 1
 MODULES: tuple[ModuleSpec, ...] = (bank.MODULE, authority.MODULE)
-VERIFIED_CACHE_SIZE = 200_000
+VERIFIED_CACHE_SIZE = 100_000  # twice the default mempool bound
 
 # --- state owned by the app itself --------------------------------------------------------------------------
 # app/chain_id                -> str

@@ -9,11 +9,10 @@ from pathlib import Path
 import click
 
 from gridmint.chain.crypto import parse_address
-from gridmint.chain.errors import INVALID_GENESIS
 from gridmint.chain.units import format_mint, parse_mint
 from gridmint.cli.output import emit
 from gridmint.client.wallet import DEV_ACCOUNT_BALANCE, dev_account
-from gridmint.node.devnode import GENESIS_FILE, NodeSetupError
+from gridmint.node.devnode import GENESIS_FILE
 from gridmint.node.setup import init_data_dir
 
 DEFAULT_DATA_DIR = Path.home() / ".gridmint" / "node"
@@ -53,10 +52,7 @@ def init(ctx: click.Context, data_dir: Path, chain_id: str, dev_accounts: int, f
     funded = _parse_funding(fund)
     accounts = [dev_account(i) for i in range(dev_accounts)]
     balances = [(a.address, DEV_ACCOUNT_BALANCE) for a in accounts] + funded
-    try:
-        authority = init_data_dir(data_dir, chain_id, balances, force=force)
-    except NodeSetupError as exc:
-        raise INVALID_GENESIS(str(exc)) from None
+    authority = init_data_dir(data_dir, chain_id, balances, force=force)
     (data_dir / "dev_accounts.json").write_text(json.dumps([a.__dict__ for a in accounts], indent=2) + "\n")
     lines = [f"Initialised chain {chain_id} in {data_dir}; authority {authority}."]
     lines += [f"  {a.name}: {a.address} (well-known dev key: `gridmint wallet restore {a.name} --mnemonic ...`, "
@@ -86,7 +82,4 @@ def start(data_dir: Path, dev: bool, block_time: float, rpc_laddr: str, log_leve
         raise click.BadParameter(f"--rpc-laddr {rpc_laddr}: expected HOST:PORT")
     if dev and not (data_dir / GENESIS_FILE).exists():
         init_data_dir(data_dir, "gridmint-dev", [(dev_account(i).address, DEV_ACCOUNT_BALANCE) for i in range(2)])
-    try:
-        run_devnode(data_dir, block_time, host or "127.0.0.1", int(port))
-    except NodeSetupError as exc:
-        raise INVALID_GENESIS(str(exc)) from None
+    run_devnode(data_dir, block_time, host or "127.0.0.1", int(port))

@@ -27,6 +27,7 @@ from typing import Any
 from gridmint.chain import authority
 from gridmint.chain.app import MODULES, App, BlockResult, TxResult
 from gridmint.chain.crypto import PrivateKey, format_address, generate_seed
+from gridmint.chain.errors import ChainError, register
 from gridmint.chain.genesis import Genesis, load_genesis
 from gridmint.chain.state import CommittedView
 from gridmint.chain.store import Store
@@ -44,8 +45,14 @@ MAX_BLOCK_TXS = 10_000
 MAX_BLOCK_BYTES = 8 * 1024 * 1024
 
 
-class NodeSetupError(Exception):
+NODE_SETUP = register("node", 1, "setup")
+
+
+class NodeSetupError(ChainError):
     """The data directory cannot be started from; the message says how to fix it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(NODE_SETUP, message)
 
 
 def write_node_key(data_dir: Path, seed: bytes | None = None) -> PrivateKey:

@@ -5,24 +5,39 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
 
 from gridmint.chain.crypto import format_address
-from gridmint.node.devnode import DevNode
+from gridmint.node.devnode import DevNode, NodeSetupError
 from gridmint.node.rpc import RPCServer
 
 log = logging.getLogger("gridmint.devnode")
 
 
+def listen(host: str, port: int) -> socket.socket:
+    """Bind the RPC socket first, so that a taken port is one clear error before any block is made."""
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        raise NodeSetupError(f"cannot listen on {host}:{port} ({exc.strerror}); is another node running there? "
+                             "Choose another address with --rpc-laddr") from None
+    return listener
+
+
 async def serve(node: DevNode, host: str, port: int) -> None:
+    listener = listen(host, port)
     server = uvicorn.Server(uvicorn.Config(
-        RPCServer(node).app, host=host, port=port, log_level="warning", ws="websockets-sansio", lifespan="off",
+        RPCServer(node).app, log_level="warning", ws="websockets-sansio", lifespan="off",
         timeout_graceful_shutdown=2))
     producer = asyncio.create_task(node.produce_forever())
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(sockets=[listener]))
     log.info("Devnode of chain %s is at height %d; authority %s; RPC on http://%s:%d; a block every %s.",
              node.genesis.chain_id, node.height, format_address(node.key.address), host, port,
              f"{node.block_time:g} s" if node.block_time else "batch of waiting transactions")
