@@ -24,6 +24,7 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-unt
 
 
 COMMANDS = [[], ["wallet"], ["wallet", "create"], ["wallet", "list"], ["wallet", "show"], ["wallet", "restore"],
+            ["wallet", "new-hotkey"],
             ["wallet", "balance"], ["wallet", "transfer"], ["node"], ["node", "start"], ["node", "init"],
             ["chain"], ["chain", "status"], ["chain", "block"], ["chain", "tx"], ["demo"]]
 
@@ -43,6 +44,11 @@ def test_wallet_create_list_show_restore(run) -> None:  # type: ignore[no-untype
     assert created["address"] in shown and "default" in shown
     restored = json.loads(run("--json", "wallet", "restore", "copy", "--mnemonic", created["mnemonic"]).output)
     assert restored["address"] == created["address"]
+    hot = json.loads(run("--json", "wallet", "new-hotkey", "alice", "miner", "--encrypt").output)
+    assert hot["encrypted"] and hot["address"].startswith("gm1") and hot["address"] != created["address"]
+    assert hot["address"] in run("wallet", "show", "alice").output
+    assert run("wallet", "new-hotkey", "ghost", "miner").exit_code == 1
+    assert "[wallet/3 exists]" in run("wallet", "new-hotkey", "alice", "miner").output
 
 
 @pytest.mark.parametrize("args, code", [

@@ -28,6 +28,7 @@ from gridmint.chain.errors import (
 from gridmint.chain.genesis import Genesis, TxParams
 from gridmint.chain.lthash import checksum
 from gridmint.chain.module import BlockInfo, Context, Event, ModuleSpec, ValidatorUpdate
+from gridmint.chain.params import params_to_json
 from gridmint.chain.state import BlockState, CommittedView, Reader, State, TxState
 from gridmint.chain.store import Store
 from gridmint.chain.tx import SignedTx, decode_tx, tx_hash
@@ -130,7 +131,7 @@ class App:
             raise BAD_BLOCK(f"init_chain on a chain already at height {self.store.height}")
         state = BlockState(self.store)
         state.set_value(CHAIN_ID_KEY, genesis.chain_id)
-        state.set_value(TX_PARAMS_KEY, genesis.tx_params.to_json())
+        state.set_value(TX_PARAMS_KEY, params_to_json(genesis.tx_params))
         for module in self.modules:
             if module.init_genesis is not None:
                 module.init_genesis(state, genesis.modules[module.name])
@@ -143,7 +144,7 @@ class App:
 
     def export_genesis(self, genesis_time: str) -> dict[str, Any]:
         view = CommittedView(self.store)
-        app_state: dict[str, Any] = {"tx": self._tx_params.to_json()}
+        app_state: dict[str, Any] = {"tx": params_to_json(self._tx_params)}
         for module in self.modules:
             if module.export_genesis is not None:
                 app_state[module.name] = module.export_genesis(view)
@@ -276,7 +277,7 @@ class App:
         if module_name == "tx" and query_name == "nonce" and len(args) == 1:
             return {"address": args[0], "nonce": view.get_int(NONCE_PREFIX + parse_address(args[0]))}
         if module_name == "app" and query_name == "info" and not args:
-            return {"chain_id": self._chain_id, "tx_params": self._tx_params.to_json(),
+            return {"chain_id": self._chain_id, "tx_params": params_to_json(self._tx_params),
                     "modules": [m.name for m in self.modules]}
         for module in self.modules:
             if module.name == module_name:

@@ -17,6 +17,7 @@ from gridmint.chain.crypto import PUBLIC_KEY_BYTES, address_of, format_address
 from gridmint.chain.errors import INVALID_GENESIS, UNKNOWN_QUERY, register
 from gridmint.chain.fields import choice, public_key, text, u64
 from gridmint.chain.module import Context, ModuleSpec, ValidatorUpdate
+from gridmint.chain.params import params_from_json, params_to_json
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 
@@ -36,8 +37,8 @@ INVALID_CHANGE = register(NAME, 4, "invalid_change")
 class Params:
     voting_period: int = 1_000  # blocks a proposal stays open
 
-    def to_json(self) -> dict[str, Any]:
-        return {"voting_period": self.voting_period}
+
+BOUNDS = {"voting_period": (1, 10_000_000)}
 
 
 # --- state -------------------------------------------------------------------------------------------------
@@ -214,10 +215,7 @@ class Genesis:
 def validate_genesis(raw: Any) -> Genesis:
     if not isinstance(raw, dict) or set(raw) - {"params", "members"}:
         raise INVALID_GENESIS("authority: expected {\"params\": {...}, \"members\": [...]}")
-    params_raw = raw.get("params", {})
-    period = params_raw.get("voting_period", Params.voting_period) if isinstance(params_raw, dict) else None
-    if not isinstance(period, int) or isinstance(period, bool) or not 1 <= period <= 10_000_000:
-        raise INVALID_GENESIS("authority.params.voting_period: expected a number of blocks from 1 to 10000000")
+    params = params_from_json(Params, "authority.params", raw.get("params", {}), BOUNDS)
     entries = raw.get("members", [])
     if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_AUTHORITIES:
         raise INVALID_GENESIS(f"authority.members: expected 1 to {MAX_AUTHORITIES} authorities")
@@ -244,17 +242,17 @@ def validate_genesis(raw: Any) -> Genesis:
         if account in members:
             raise INVALID_GENESIS(f"{where}: authority {format_address(account)} is listed twice")
         members[account] = {"pub_key": key, "power": power, "name": name}
-    return Genesis(Params(voting_period=period), tuple(sorted(members.items())))
+    return Genesis(params, tuple(sorted(members.items())))
 
 
 def init_genesis(state: State, genesis: Genesis) -> None:
-    state.set_value(PARAMS_KEY, genesis.params.to_json())
+    state.set_value(PARAMS_KEY, params_to_json(genesis.params))
     for account, member in genesis.members:
         state.set_value(MEMBER_PREFIX + account, member)
 
 
 def export_genesis(state: Reader) -> Any:
-    return {"params": get_params(state).to_json(),
+    return {"params": params_to_json(get_params(state)),
             "members": [_member_json(account, member) for account, member in get_members(state)]}
 
 

@@ -23,6 +23,7 @@ from gridmint.chain.errors import (
 )
 from gridmint.chain.fields import address, amount
 from gridmint.chain.module import Context, ModuleSpec
+from gridmint.chain.params import params_from_json, params_to_json
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 from gridmint.chain.units import MAX_AMOUNT, MAX_U64, format_mint
@@ -36,17 +37,8 @@ NAME = "bank"
 class Params:
     min_tx_fee: int = 10_000  # grains (0.00001 MINT) that every transaction pays at least
 
-    def to_json(self) -> dict[str, Any]:
-        return {"min_tx_fee": self.min_tx_fee}
 
-    @classmethod
-    def from_json(cls, raw: Any) -> Params:
-        if not isinstance(raw, dict) or set(raw) - {"min_tx_fee"}:
-            raise INVALID_GENESIS("bank.params: expected {\"min_tx_fee\": <grains>}")
-        fee = raw.get("min_tx_fee", cls.min_tx_fee)
-        if not isinstance(fee, int) or isinstance(fee, bool) or not 0 <= fee <= MAX_U64:
-            raise INVALID_GENESIS("bank.params.min_tx_fee: expected a whole number of grains")
-        return cls(min_tx_fee=fee)
+BOUNDS = {"min_tx_fee": (0, MAX_U64)}
 
 
 # --- state -------------------------------------------------------------------------------------------------
@@ -173,7 +165,7 @@ def query_supply(state: Reader, parts: list[str], data: bytes) -> Any:
 
 
 def query_params(state: Reader, parts: list[str], data: bytes) -> Any:
-    return get_params(state).to_json()
+    return params_to_json(get_params(state))
 
 
 def _held_by_module(state: Reader) -> list[tuple[str, int]]:
@@ -192,7 +184,7 @@ class Genesis:
 def validate_genesis(raw: Any) -> Genesis:
     if not isinstance(raw, dict) or set(raw) - {"params", "balances"}:
         raise INVALID_GENESIS("bank: expected {\"params\": {...}, \"balances\": [...]}")
-    params = Params.from_json(raw.get("params", {}))
+    params = params_from_json(Params, "bank.params", raw.get("params", {}), BOUNDS)
     entries = raw.get("balances", [])
     if not isinstance(entries, list):
         raise INVALID_GENESIS("bank.balances: expected a list of {\"address\", \"amount\"}")
@@ -215,14 +207,14 @@ def validate_genesis(raw: Any) -> Genesis:
 
 
 def init_genesis(state: State, genesis: Genesis) -> None:
-    state.set_value(PARAMS_KEY, genesis.params.to_json())
+    state.set_value(PARAMS_KEY, params_to_json(genesis.params))
     for account, grains in genesis.balances:
         mint(state, account, grains)
 
 
 def export_genesis(state: Reader) -> Any:
     return {
-        "params": get_params(state).to_json(),
+        "params": params_to_json(get_params(state)),
         "balances": [
             {"address": format_address(account), "amount": int(grains)}
             for account, grains in state.scan_values(BALANCE_PREFIX)

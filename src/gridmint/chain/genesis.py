@@ -16,6 +16,7 @@ from typing import Any
 
 from gridmint.chain.errors import INVALID_GENESIS, ChainError
 from gridmint.chain.module import ModuleSpec
+from gridmint.chain.params import params_from_json, params_to_json
 from gridmint.chain.tx import ABSOLUTE_MAX_TX_BYTES
 
 CHAIN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,48}[a-z0-9]$")
@@ -25,17 +26,8 @@ CHAIN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,48}[a-z0-9]$")
 class TxParams:
     max_tx_bytes: int = 8_192
 
-    def to_json(self) -> dict[str, Any]:
-        return {"max_tx_bytes": self.max_tx_bytes}
 
-    @classmethod
-    def from_json(cls, raw: Any) -> TxParams:
-        if not isinstance(raw, dict) or set(raw) - {"max_tx_bytes"}:
-            raise INVALID_GENESIS("tx: expected {\"max_tx_bytes\": <bytes>}")
-        size = raw.get("max_tx_bytes", cls.max_tx_bytes)
-        if not isinstance(size, int) or isinstance(size, bool) or not 256 <= size <= ABSOLUTE_MAX_TX_BYTES:
-            raise INVALID_GENESIS(f"tx.max_tx_bytes: expected 256 to {ABSOLUTE_MAX_TX_BYTES}")
-        return cls(max_tx_bytes=size)
+TX_PARAMS_BOUNDS = {"max_tx_bytes": (256, ABSOLUTE_MAX_TX_BYTES)}
 
 
 @dataclass(frozen=True)
@@ -107,8 +99,8 @@ def validate_genesis(document: Any, modules: tuple[ModuleSpec, ...]) -> Genesis:
     for module in modules:
         if module.validate_genesis is not None:
             validated[module.name] = module.validate_genesis(app_state.get(module.name, {}))
-    return Genesis(chain_id, genesis_time, initial_height, TxParams.from_json(app_state.get("tx", {})),
-                   validated, document)
+    tx_params = params_from_json(TxParams, "tx", app_state.get("tx", {}), TX_PARAMS_BOUNDS)
+    return Genesis(chain_id, genesis_time, initial_height, tx_params, validated, document)
 
 
 def load_genesis(path: Path, modules: tuple[ModuleSpec, ...]) -> Genesis:
@@ -137,7 +129,7 @@ def make_genesis_document(chain_id: str, genesis_time: str, authorities: list[tu
         "genesis_time": genesis_time,
         "initial_height": "1",
         "app_state": {
-            "tx": TxParams().to_json(),
+            "tx": params_to_json(TxParams()),
             "bank": {"params": {"min_tx_fee": min_tx_fee},
                      "balances": [{"address": address, "amount": grains} for address, grains in balances]},
             "authority": {

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from gridmint.chain import bank
-from gridmint.chain.crypto import parse_address
+from gridmint.chain.crypto import format_address, parse_address
 from gridmint.chain.units import format_mint, parse_mint
 from gridmint.cli.output import emit, read_password
 from gridmint.client.chain_client import ChainClient, default_node_url, raise_for_code
@@ -41,6 +41,25 @@ def create(ctx: click.Context, name: str, hotkey: str, wallet_dir: Path | None, 
     emit(ctx, {"name": name, "address": created.address, "mnemonic": words, "hotkeys": created.hotkeys()},
          f"Created wallet '{name}' with address {created.address}.\n"
          f"Mnemonic (the only backup of this coldkey; keep it offline):\n  {words}")
+
+
+@wallet.command(name="new-hotkey")
+@click.argument("name")
+@click.argument("hotkey")
+@click.option("--encrypt", is_flag=True, help="Encrypt the hotkey with a password too (a daemon then needs it).")
+@wallet_dir_option
+@password_option
+@click.pass_context
+def new_hotkey(ctx: click.Context, name: str, hotkey: str, encrypt: bool, wallet_dir: Path | None,
+               password_file: str | None) -> None:
+    """Add a hotkey (an operational identity for a miner or validator) to wallet NAME."""
+    owner = open_wallet(name, wallet_dir)
+    owner.address  # noqa: B018 - raises wallet/not_found for a wallet that does not exist
+    password = read_password(password_file, confirm=True, what="hotkey") if encrypt else None
+    key, words = owner.add_hotkey(hotkey, password=password)
+    address = format_address(key.address)
+    emit(ctx, {"wallet": name, "hotkey": hotkey, "address": address, "mnemonic": words, "encrypted": encrypt},
+         f"Added hotkey '{hotkey}' to wallet '{name}' at {address}.\nMnemonic (backup of this hotkey):\n  {words}")
 
 
 @wallet.command()

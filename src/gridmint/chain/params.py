@@ -1,0 +1,34 @@
+"""Module parameters: frozen dataclasses of integers, each with bounds, read from genesis and kept in state.
+
+Every module declares ``Params`` with defaults and ``BOUNDS``; ``params_from_json`` checks a genesis section
+against them and names the field at fault, so each new module's parameters are validated the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from gridmint.chain.errors import INVALID_GENESIS
+
+P = TypeVar("P")
+
+
+def params_from_json(cls: type[P], section: str, raw: Any, bounds: Mapping[str, tuple[int, int]]) -> P:
+    """``cls`` built from a JSON object of integers within ``bounds``; missing fields take their defaults."""
+    defaults = {field.name: field.default for field in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    if not isinstance(raw, dict) or set(raw) - set(defaults):
+        raise INVALID_GENESIS(f"{section}: expected an object with some of {sorted(defaults)}")
+    values = {}
+    for name, default in defaults.items():
+        value = raw.get(name, default)
+        low, high = bounds[name]
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise INVALID_GENESIS(f"{section}.{name}: expected a whole number from {low} to {high}, got {value!r}")
+        values[name] = value
+    return cls(**values)
+
+
+def params_to_json(params: Any) -> dict[str, int]:
+    return dict(dataclasses.asdict(params))
