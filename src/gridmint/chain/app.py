@@ -1,4 +1,4 @@
-"""The application, in the shape of ABCI 2.0: ``info``, ``init_chain``, ``check_tx``, ``finalize_block``,
+"""The application, in the shape of ABCI 2 (CometBFT v0.38): ``info``, ``init_chain``, ``check_tx``, ``finalize_block``,
 ``commit`` and ``query``. The devnode calls it directly; under CometBFT an ABCI server calls the same methods.
 
 A transaction is processed in two stages. First its envelope: chain id, nonce (exactly the account's last nonce

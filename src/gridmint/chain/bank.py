@@ -35,7 +35,7 @@ NAME = "bank"
 
 @dataclass(frozen=True)
 class Params:
-    min_tx_fee: int = 10_000  # grains (0.00001 MINT) that every transaction pays at least
+    min_tx_fee: int = 10_000  # grains (10 micro-MINT) that every transaction pays at least
 
 
 BOUNDS = {"min_tx_fee": (0, MAX_U64)}

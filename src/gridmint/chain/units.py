@@ -1,4 +1,4 @@
-"""Amounts in grains: 1 MINT = 10**9 grains. Parsing and formatting without floats."""
+"""Amounts in grains: 1 MINT = 10**9 grains, shown without floats."""
 
 from __future__ import annotations
 
@@ -9,29 +9,8 @@ MAX_AMOUNT = 2**96 - 1  # no balance or supply may exceed this; arithmetic beyon
 
 
 def format_mint(grains: int) -> str:
-    """``1500000000`` -> ``"1.5 MINT"``; exact for every integer."""
+    """Grains as MINT text with up to nine decimals, exact for every integer (no float is involved)."""
     sign = "-" if grains < 0 else ""
     whole, frac = divmod(abs(grains), GRAINS_PER_MINT)
     frac_text = f"{frac:09d}".rstrip("0") or "0"
     return f"{sign}{whole}.{frac_text} MINT"
-
-
-def parse_mint(text: str) -> int:
-    """``"1.5"`` or ``"1.5 MINT"`` -> ``1500000000`` grains; ``"42grain"`` -> 42. Raises ValueError."""
-    cleaned = text.strip().replace("_", "")
-    lowered = cleaned.lower()
-    if lowered.endswith("grains") or lowered.endswith("grain"):
-        digits = lowered.removesuffix("grains").removesuffix("grain").strip()
-        if not digits.isdigit():
-            raise ValueError(f"'{text}' is not a whole number of grains")
-        return int(digits)
-    if lowered.endswith("mint"):
-        cleaned = cleaned[: -len("mint")].strip()
-    whole, _, frac = cleaned.partition(".")
-    if not whole:
-        whole = "0"
-    if not whole.isdigit() or (frac and not frac.isdigit()):
-        raise ValueError(f"'{text}' is not an amount; expected a number of MINT such as 1.5")
-    if len(frac) > MINT_DECIMALS:
-        raise ValueError(f"'{text}' has more than {MINT_DECIMALS} decimals; 1 grain = 0.000000001 MINT")
-    return int(whole) * GRAINS_PER_MINT + int(frac.ljust(MINT_DECIMALS, "0") or "0")

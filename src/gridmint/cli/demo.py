@@ -16,8 +16,9 @@ import click
 from gridmint.chain import bank
 from gridmint.chain.crypto import parse_address
 from gridmint.chain.errors import ChainError
-from gridmint.chain.units import format_mint, parse_mint
+from gridmint.chain.units import format_mint
 from gridmint.cli.output import emit
+from gridmint.client.amounts import parse_mint
 from gridmint.client.chain_client import ChainClient
 from gridmint.client.errors import NODE_UNREACHABLE
 from gridmint.client.wallet import create_wallet

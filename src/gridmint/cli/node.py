@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 
 from gridmint.chain.crypto import parse_address
-from gridmint.chain.units import format_mint, parse_mint
+from gridmint.chain.units import format_mint
 from gridmint.cli.output import emit
+from gridmint.client.amounts import parse_mint
 from gridmint.client.wallet import DEV_ACCOUNT_BALANCE, dev_account
 from gridmint.node.devnode import GENESIS_FILE
 from gridmint.node.setup import init_data_dir

@@ -8,8 +8,9 @@ import click
 
 from gridmint.chain import bank
 from gridmint.chain.crypto import format_address, parse_address
-from gridmint.chain.units import format_mint, parse_mint
+from gridmint.chain.units import format_mint
 from gridmint.cli.output import emit, read_password
+from gridmint.client.amounts import parse_mint
 from gridmint.client.chain_client import ChainClient, default_node_url, raise_for_code
 from gridmint.client.wallet import create_wallet, default_wallet_dir, list_wallets, open_wallet
 
