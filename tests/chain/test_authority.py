@@ -6,7 +6,7 @@ import pytest
 
 from gridmint.chain import authority, codec
 from gridmint.chain.authority import MsgPropose, MsgVote
-from gridmint.chain.errors import ErrorKind
+from gridmint.chain.errors import lookup
 from gridmint.chain.state import CommittedView
 from tests.helpers import Chain, genesis, key, make_app, signed
 
@@ -60,7 +60,7 @@ def test_only_authorities_vote_and_only_once(four: Chain) -> None:
     result = finalize(four, signed(key("alice"), 1, MsgPropose("add", NEWCOMER.public_key, 10, "x")),
                       signed(a0, 1, MsgPropose("add", NEWCOMER.public_key, 10, "x")),
                       signed(a0, 2, MsgVote(1)), signed(key("authority-1"), 1, MsgVote(7)))
-    names = [ErrorKind._registry[(r.codespace, r.code)].name if r.code else "ok" for r in result.tx_results]
+    names = [lookup(r.codespace, r.code).name if r.code else "ok" for r in result.tx_results]
     assert names == ["not_authority", "ok", "already_voted", "unknown_proposal"]
 
 
@@ -73,7 +73,7 @@ def test_the_last_authority_cannot_be_removed(one: Chain) -> None:
     chain = one
     only = key("authority-0")
     (result,) = chain.block(signed(only, 1, MsgPropose("remove", only.public_key, 0, "")))
-    assert ErrorKind._registry[(result.codespace, result.code)].name == "invalid_change"
+    assert lookup(result.codespace, result.code).name == "invalid_change"
 
 
 def test_a_single_authority_passes_its_own_proposal_at_once(one: Chain) -> None:

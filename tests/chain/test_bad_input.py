@@ -10,6 +10,7 @@ import pytest
 
 from gridmint.chain import codec
 from gridmint.chain.bank import MsgSend
+from gridmint.chain.errors import lookup
 from gridmint.chain.tx import TxBody
 from tests.helpers import CHAIN_ID, FEE, MINT, START_BALANCE, Chain, key, signed, snapshot
 
@@ -126,6 +127,6 @@ def test_failed_message_in_a_multi_message_tx_undoes_the_earlier_ones(chain: Cha
 
 
 def registered_name(module: str, code: int) -> str:
-    from gridmint.chain.errors import ErrorKind
-
-    return ErrorKind._registry[(module, code)].name
+    kind = lookup(module, code)
+    assert kind is not None, f"unregistered error {module}/{code}"
+    return kind.name

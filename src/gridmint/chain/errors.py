@@ -57,9 +57,9 @@ def register(module: str, code: int, name: str) -> ErrorKind:
     return kind
 
 
-def registered_errors() -> list[ErrorKind]:
-    """All registered errors, ordered by module and code (for docs and tests)."""
-    return [ErrorKind._registry[key] for key in sorted(ErrorKind._registry)]
+def lookup(module: str, code: int) -> ErrorKind | None:
+    """The registered error for a result's ``(codespace, code)``, if this build knows it."""
+    return ErrorKind._registry.get((module, code))
 
 
 # Errors of the transaction envelope, shared by every module.

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gridmint.chain.crypto import ADDRESS_BYTES, PUBLIC_KEY_BYTES, format_address
+from gridmint.chain.crypto import ADDRESS_BYTES, PUBLIC_KEY_BYTES
 from gridmint.chain.errors import INVALID_ADDRESS, INVALID_AMOUNT, INVALID_FIELD
 from gridmint.chain.units import MAX_AMOUNT, MAX_U64
 
@@ -69,9 +69,3 @@ def choice(*options: str) -> FieldCheck:
 
     return check
 
-
-def describe(value: Any) -> Any:
-    """A JSON-friendly view of a field value (addresses in gm1 form, other bytes in hex)."""
-    if isinstance(value, bytes):
-        return format_address(value) if len(value) == ADDRESS_BYTES else value.hex()
-    return value

@@ -28,7 +28,7 @@ from gridmint.chain.errors import (
     UNKNOWN_MESSAGE,
     UNSUPPORTED_VERSION,
 )
-from gridmint.chain.fields import FieldCheck, describe, text, u64
+from gridmint.chain.fields import FieldCheck, text, u64
 
 TX_VERSION = 1
 # Hard limits that hold before parameters can be read; genesis may set tighter ones (see app.TxParams).
@@ -46,9 +46,6 @@ class Msg:
 
     def to_wire(self) -> list[Any]:
         return [self.TYPE, *(getattr(self, name) for name, _ in self.FIELDS)]
-
-    def describe(self) -> dict[str, Any]:
-        return {"type": self.TYPE, **{name: describe(getattr(self, name)) for name, _ in self.FIELDS}}
 
 
 _MESSAGE_TYPES: dict[str, type[Msg]] = {}

@@ -17,7 +17,7 @@ import httpx
 
 from gridmint.chain import codec
 from gridmint.chain.crypto import PrivateKey, format_address
-from gridmint.chain.errors import ChainError, ErrorKind
+from gridmint.chain.errors import ChainError, ErrorKind, lookup
 from gridmint.chain.tx import Msg, TxBody, sign_tx
 from gridmint.client.errors import NODE_UNREACHABLE, RPC_FAILED, TX_TIMEOUT
 
@@ -45,7 +45,7 @@ class TxOutcome:
 def raise_for_code(code: int, codespace: str, log: str) -> None:
     """Turn a non-zero result code into the ChainError it stands for."""
     if code:
-        kind = ErrorKind._registry.get((codespace, code)) or ErrorKind(codespace, code, "unknown")
+        kind = lookup(codespace, code) or ErrorKind(codespace, code, "unknown")
         raise ChainError(kind, log)
 
 

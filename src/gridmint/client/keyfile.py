@@ -80,10 +80,6 @@ def read_public(path: Path) -> dict[str, Any]:
     return document
 
 
-def is_encrypted(path: Path) -> bool:
-    return "crypto" in read_public(path)
-
-
 def load_key(path: Path, password: str | None) -> PrivateKey:
     """The key in ``path``; encrypted files need the password they were saved with."""
     document = read_public(path)
