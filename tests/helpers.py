@@ -29,13 +29,16 @@ def key(name: str) -> PrivateKey:
     return PrivateKey(hashlib.sha256(b"gridmint test key " + name.encode()).digest())
 
 
-def genesis(authorities: int = 1, accounts: tuple[str, ...] = ("alice", "bob"), chain_id: str = CHAIN_ID) -> Genesis:
+def genesis(authorities: int = 1, accounts: tuple[str, ...] = ("alice", "bob"), chain_id: str = CHAIN_ID,
+            balance: int = START_BALANCE, **sections: dict) -> Genesis:  # type: ignore[type-arg]
+    """A validated genesis; ``sections`` replace whole app_state sections (e.g. ``subnets={"params": ...}``)."""
     document = make_genesis_document(
         chain_id, GENESIS_TIME,
         [(f"authority-{i}", key(f"authority-{i}").public_key) for i in range(authorities)],
-        [(format_address(key(name).address), START_BALANCE) for name in accounts],
+        [(format_address(key(name).address), balance) for name in accounts],
         min_tx_fee=FEE,
     )
+    document["app_state"].update(sections)
     return validate_genesis(document, MODULES)
 
 
@@ -145,3 +148,44 @@ class DevnodeProcess:
                 self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class Driver(Chain):
+    """A chain driven by name: ``send("alice", msg, ...)`` signs with the next nonce and queues the transaction;
+    ``block()`` commits what is queued. Results of the last block are kept by signer name."""
+
+    def __init__(self, app: App) -> None:
+        super().__init__(app)
+        self.nonces: dict[str, int] = {}
+        self.queued: list[tuple[str, bytes]] = []
+        self.last: dict[str, list] = {}  # type: ignore[type-arg]
+
+    def send(self, name: str, *messages: Msg) -> None:
+        from gridmint.chain.state import CommittedView
+
+        if name not in self.nonces:
+            self.nonces[name] = CommittedView(self.app.store).get_int(b"tx/nonce/" + key(name).address)
+        self.nonces[name] += 1
+        self.queued.append((name, signed(key(name), self.nonces[name], *messages)))
+
+    def commit(self) -> dict[str, list]:  # type: ignore[type-arg]
+        """One block with everything queued; returns the results by signer and re-syncs nonces of failures."""
+        names = [name for name, _ in self.queued]
+        results = self.block(*(raw for _, raw in self.queued))
+        self.queued = []
+        self.last = {}
+        for name, result in zip(names, results, strict=True):
+            self.last.setdefault(name, []).append(result)
+            if result.codespace == "tx":  # an envelope refusal does not use the nonce
+                self.nonces.pop(name, None)
+        return self.last
+
+    def ok(self, name: str, *messages: Msg) -> None:
+        """Send in a block of its own and insist that it succeeded."""
+        self.send(name, *messages)
+        (result,) = self.commit()[name]
+        assert result.code == 0, result.log
+
+    def advance(self, blocks: int) -> None:
+        for _ in range(blocks):
+            self.block()

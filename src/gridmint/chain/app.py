@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from gridmint.chain import authority, bank, codec
+from gridmint.chain import authority, bank, codec, emission, staking, subnets, weights
 from gridmint.chain.crypto import format_address, parse_address
 from gridmint.chain.errors import (
     BAD_BLOCK,
@@ -35,7 +35,9 @@ from gridmint.chain.tx import SignedTx, decode_tx, tx_hash
 
 APP_NAME = "gridmint"
 APP_VERSION = 1
-MODULES: tuple[ModuleSpec, ...] = (bank.MODULE, authority.MODULE)
+# Order matters only for block hooks: emission's end_block runs after every message of the block.
+MODULES: tuple[ModuleSpec, ...] = (bank.MODULE, authority.MODULE, subnets.MODULE, staking.MODULE, weights.MODULE,
+                                   emission.MODULE)
 VERIFIED_CACHE_SIZE = 100_000  # twice the default mempool bound
 
 # --- state owned by the app itself --------------------------------------------------------------------------
@@ -282,6 +284,8 @@ class App:
         for module in self.modules:
             if module.name == module_name:
                 handler = module.queries.get(query_name)
+                if handler is None and "*" in module.queries:  # e.g. /subnets/<netuid>/metagraph
+                    handler, args = module.queries["*"], parts[1:]
                 if handler is None:
                     break
                 try:

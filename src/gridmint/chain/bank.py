@@ -108,14 +108,37 @@ def hold(state: State, account: bytes, module: str, grains: int, purpose: str) -
     state.set_int(key, _checked(state.get_int(key) + grains))
 
 
-def release(state: State, module: str, account: bytes, grains: int) -> None:
-    """Return funds a module holds to an account."""
+def mint_held(state: State, module: str, grains: int) -> None:
+    """Create ``grains`` in a module's keeping (emission accrues this way until it is paid out)."""
+    state.set_int(SUPPLY_KEY, _checked(get_supply(state) + grains))
+    key = HELD_PREFIX + module.encode()
+    state.set_int(key, _checked(state.get_int(key) + grains))
+
+
+def move_held(state: State, from_module: str, to_module: str, grains: int) -> None:
+    """Hand funds from one module's keeping to another's (emission paid out as stake)."""
+    _take_held(state, from_module, grains)
+    key = HELD_PREFIX + to_module.encode()
+    state.set_int(key, _checked(state.get_int(key) + grains))
+
+
+def burn_held(state: State, module: str, grains: int) -> None:
+    _take_held(state, module, grains)
+    state.set_int(SUPPLY_KEY, get_supply(state) - grains)
+
+
+def _take_held(state: State, module: str, grains: int) -> None:
     key = HELD_PREFIX + module.encode()
     held = state.get_int(key)
     if held < grains:
-        # A module releasing more than it holds is a bug in that module, never a user's mistake.
-        raise RuntimeError(f"module {module} releases {grains} grains but holds {held}")
+        # A module giving more than it holds is a bug in that module, never a user's mistake.
+        raise RuntimeError(f"module {module} gives {grains} grains but holds {held}")
     state.set_int(key, held - grains)
+
+
+def release(state: State, module: str, account: bytes, grains: int) -> None:
+    """Return funds a module holds to an account."""
+    _take_held(state, module, grains)
     credit(state, account, grains)
 
 

@@ -69,3 +69,35 @@ def choice(*options: str) -> FieldCheck:
 
     return check
 
+
+
+def u16(name: str, value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65_535:
+        raise INVALID_FIELD(f"{name}: expected a whole number from 0 to 65535")
+    return value
+
+
+def u16_list(max_items: int) -> FieldCheck:
+    def check(name: str, value: Any) -> list[int]:
+        if not isinstance(value, list) or len(value) > max_items:
+            raise INVALID_FIELD(f"{name}: expected a list of at most {max_items} numbers from 0 to 65535")
+        return [u16(f"{name}[{index}]", item) for index, item in enumerate(value)]
+
+    return check
+
+
+def text_list(max_items: int, max_bytes: int) -> FieldCheck:
+    item_check = text(max_bytes)
+
+    def check(name: str, value: Any) -> list[str]:
+        if not isinstance(value, list) or len(value) > max_items:
+            raise INVALID_FIELD(f"{name}: expected a list of at most {max_items} texts")
+        return [item_check(f"{name}[{index}]", item) for index, item in enumerate(value)]
+
+    return check
+
+
+def bytes32(name: str, value: Any) -> bytes:
+    if not isinstance(value, bytes) or len(value) != 32:
+        raise INVALID_FIELD(f"{name}: expected 32 bytes")
+    return value

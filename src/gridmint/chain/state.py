@@ -24,6 +24,11 @@ class Reader(ABC):
     @abstractmethod
     def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
 
+    @property
+    @abstractmethod
+    def height(self) -> int:
+        """The committed height this view starts from (a block being built is at ``height + 1``)."""
+
     def get_value(self, key: bytes, default: Any = None) -> Any:
         raw = self.get(key)
         return default if raw is None else codec.decode(raw)
@@ -47,6 +52,10 @@ class CommittedView(Reader):
         self._store = store
         self._height = height
 
+    @property
+    def height(self) -> int:
+        return self._store.height if self._height is None else self._height
+
     def get(self, key: bytes) -> bytes | None:
         if self._height is None:
             return self._store.get(key)
@@ -62,6 +71,10 @@ class _CachedStore(Reader):
     def __init__(self, store: Store) -> None:
         self._store = store
         self._cache: dict[bytes, bytes | None] = {}
+
+    @property
+    def height(self) -> int:
+        return self._store.height
 
     def get(self, key: bytes) -> bytes | None:
         try:
@@ -80,6 +93,10 @@ class State(Reader):
     def __init__(self, parent: Reader) -> None:
         self.parent = parent
         self.writes: dict[bytes, bytes | None] = {}
+
+    @property
+    def height(self) -> int:
+        return self.parent.height
 
     def get(self, key: bytes) -> bytes | None:
         if key in self.writes:

@@ -1,0 +1,205 @@
+"""emission: the block reward, accrued per subnet every block and paid at each subnet's epoch by Yuma consensus.
+
+- **Schedule.** The reward of block h is ``initial_reward >> (h // halving_interval)`` grains, and nothing once
+  ``cap`` grains have been minted in total (the last block is cut to land on the cap exactly). Defaults:
+  1 MINT per block, halving every 10,512,000 blocks, cap 21,000,000 MINT.
+- **Split across subnets.** Equal shares among the subnets that exist in that block, to the grain (the largest
+  remainder method gives leftover grains to the lowest netuids). No subnet: nothing is minted.
+- **Accrual.** Each subnet's share is minted into this module's keeping and booked as the subnet's pending
+  emission, so supply grows by exactly the block rewards.
+- **Epoch** (when ``tempo`` blocks have passed since the last one): Yuma consensus (chain/yuma.py) on the
+  subnet's stake, weights and bonds, then the pending emission E is paid: 18% to the owner, 41% to miners by
+  incentive, 41% to validators by dividends (each validator keeps its take and compounds the rest into its
+  stakers' stake). Without incentive the miners' part goes to validators; without dividends the validators'
+  part goes by active stake; with no stake at all it stays pending for the next epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from gridmint.chain import bank, neurons, staking
+from gridmint.chain.errors import INVALID_GENESIS
+from gridmint.chain.module import Context, ModuleSpec
+from gridmint.chain.params import params_from_json, params_to_json
+from gridmint.chain.state import Reader, State
+from gridmint.chain.subnets import get_hyperparams
+from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64
+from gridmint.chain.weights import get_weights
+from gridmint.chain.yuma import EpochInput, EpochOutput, run_epoch, split_exactly
+
+NAME = "emission"
+OWNER_SHARE, MINER_SHARE = 18, 41  # percent; validators get the rest (41)
+
+
+@dataclass(frozen=True)
+class Params:
+    initial_reward: int = GRAINS_PER_MINT
+    halving_interval: int = 10_512_000
+    cap: int = 21_000_000 * GRAINS_PER_MINT
+
+
+BOUNDS = {"initial_reward": (0, MAX_U64), "halving_interval": (1, MAX_U64), "cap": (0, MAX_U64)}
+
+# --- state -------------------------------------------------------------------------------------------------
+# emission/params  -> Params
+# emission/minted  -> grains minted by emission so far
+# and subnets/pending/<netuid> (neurons.py): what each subnet has accrued since its last epoch.
+
+PARAMS_KEY = b"emission/params"
+MINTED_KEY = b"emission/minted"
+
+
+def get_params(state: Reader) -> Params:
+    return Params(**state.get_value(PARAMS_KEY, {}))
+
+
+def compute_block_reward(params: Params, height: int, minted: int) -> int:
+    reward = params.initial_reward >> min(height // params.halving_interval, 127)
+    return max(0, min(reward, params.cap - minted))
+
+
+# --- block hooks -------------------------------------------------------------------------------------------
+
+
+def end_block(ctx: Context) -> None:
+    state, height = ctx.state, ctx.block.height
+    subnets = neurons.netuids(state)
+    if not subnets:
+        return
+    minted = state.get_int(MINTED_KEY)
+    reward = compute_block_reward(get_params(state), height, minted)
+    if reward:
+        bank.mint_held(state, NAME, reward)
+        state.set_int(MINTED_KEY, minted + reward)
+        for netuid, share in zip(subnets, split_exactly(reward, [1] * len(subnets)), strict=True):
+            neurons.set_pending(state, netuid, neurons.get_pending(state, netuid) + share)
+    for netuid in subnets:
+        subnet = neurons.require_subnet(state, netuid)
+        if height - subnet["last_epoch"] >= get_hyperparams(subnet).tempo:
+            run_subnet_epoch(ctx, netuid, subnet)
+
+
+def epoch_input(state: Reader, netuid: int, subnet: dict[str, Any], height: int) -> EpochInput:
+    hyper = get_hyperparams(subnet)
+    size = subnet["n"]
+    weights: dict[int, Any] = {}
+    bonds: dict[int, Any] = {}
+    for uid in range(size):
+        row = get_weights(state, netuid, uid)
+        if row is not None:
+            weights[uid] = row
+        bond = neurons.get_bonds(state, netuid, uid)
+        if bond is not None:
+            bonds[uid] = bond
+    return EpochInput(
+        block=height,
+        stake=neurons.get_vector(state, netuid, "stake", size).tolist(),
+        last_update=neurons.get_vector(state, netuid, "last_update", size).tolist(),
+        registered_at=neurons.get_vector(state, netuid, "registered_at", size).tolist(),
+        weights=weights, bonds=bonds, kappa=hyper.kappa, bonds_alpha=hyper.bonds_alpha,
+        max_validators=hyper.max_validators, activity_cutoff=hyper.activity_cutoff)
+
+
+def run_subnet_epoch(ctx: Context, netuid: int, subnet: dict[str, Any]) -> EpochOutput:
+    state, height = ctx.state, ctx.block.height
+    size = subnet["n"]
+    result = run_epoch(epoch_input(state, netuid, subnet, height))
+    paid = _distribute(state, netuid, subnet, result) if size else np.zeros(0, dtype=np.int64)
+    vectors = {"active": [int(a) for a in result.active], "permit": [int(p) for p in result.permit],
+               "consensus": result.consensus, "trust": result.trust, "incentive": result.incentive,
+               "dividends": result.dividends}
+    for name, values in vectors.items():
+        neurons.set_vector(state, netuid, name, np.asarray(values, dtype=np.int64))
+    neurons.set_vector(state, netuid, "emission", paid)
+    for uid in range(size):
+        neurons.set_bonds(state, netuid, uid, result.bonds.get(uid))
+    subnet = neurons.require_subnet(state, netuid)  # _distribute may not change it, but read fresh
+    subnet["last_epoch"] = height
+    subnet["epoch"] += 1
+    neurons.put_subnet(state, netuid, subnet)
+    ctx.emit("epoch", netuid=netuid, epoch=subnet["epoch"], paid=int(paid.sum()),
+             pending=neurons.get_pending(state, netuid))
+    return result
+
+
+def _distribute(state: State, netuid: int, subnet: dict[str, Any], result: EpochOutput) -> np.ndarray:
+    """Pay the pending emission; returns grains paid per UID (miner and validator parts)."""
+    size = subnet["n"]
+    paid = np.zeros(size, dtype=np.int64)
+    pending = neurons.get_pending(state, netuid)
+    owner_part = pending * OWNER_SHARE // 100
+    miner_part = pending * MINER_SHARE // 100
+    validator_part = pending - owner_part - miner_part
+    if sum(result.incentive) == 0:
+        validator_part, miner_part = validator_part + miner_part, 0
+    shares = result.dividends if sum(result.dividends) else result.stake_share
+    if sum(shares) == 0:
+        # No one to pay as validator: that part (and the miners', if they had no incentive) waits.
+        carried = validator_part
+        validator_part = 0
+    else:
+        carried = 0
+    rows = dict(neurons.neurons(state, netuid))
+    if owner_part:
+        bank.release(state, NAME, subnet["owner"], owner_part)
+    for uid, grains in enumerate(split_exactly(miner_part, result.incentive)):
+        if grains:
+            bank.release(state, NAME, rows[uid]["coldkey"], grains)
+            paid[uid] += grains
+    for uid, grains in enumerate(split_exactly(validator_part, shares)):
+        if grains:
+            staking.pay_dividend(state, netuid, uid, rows[uid]["hotkey"], grains, NAME)
+            paid[uid] += grains
+    neurons.set_pending(state, netuid, carried)
+    return paid
+
+
+# --- queries, genesis and invariants -----------------------------------------------------------------------
+
+
+def query_info(state: Reader, parts: list[str], data: bytes) -> Any:
+    params = get_params(state)
+    minted = state.get_int(MINTED_KEY)
+    return {"params": params_to_json(params), "minted": minted,
+            "next_block_reward": compute_block_reward(params, state.height + 1, minted),
+            "pending": {str(n): neurons.get_pending(state, n) for n in neurons.netuids(state)}}
+
+
+def validate_genesis(raw: Any) -> Params:
+    if not isinstance(raw, dict) or set(raw) - {"params"}:
+        raise INVALID_GENESIS("emission: expected {\"params\": {...}}")
+    return params_from_json(Params, "emission.params", raw.get("params", {}), BOUNDS)
+
+
+def init_genesis(state: State, params: Params) -> None:
+    state.set_value(PARAMS_KEY, params_to_json(params))
+
+
+def export_genesis(state: Reader) -> Any:
+    return {"params": params_to_json(get_params(state))}
+
+
+def invariant_pending(state: Reader) -> str | None:
+    pending = sum(neurons.get_pending(state, n) for n in neurons.netuids(state))
+    held = bank.get_held(state, NAME)
+    return None if pending == held else f"pending emission {pending} != held by emission {held}"
+
+
+def invariant_cap(state: Reader) -> str | None:
+    minted = state.get_int(MINTED_KEY)
+    return None if minted <= get_params(state).cap else f"emission minted {minted}, above the cap"
+
+
+MODULE = ModuleSpec(
+    name=NAME,
+    end_block=end_block,
+    queries={"info": query_info},
+    validate_genesis=validate_genesis,
+    init_genesis=init_genesis,
+    export_genesis=export_genesis,
+    invariants={"pending": invariant_pending, "cap": invariant_cap},
+)

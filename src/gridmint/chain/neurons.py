@@ -1,0 +1,142 @@
+"""The state that subnets, staking, weights and emission share: subnets, their UIDs, and per-UID vectors.
+
+No messages live here; the modules that change this state do (``subnets``, ``staking``, ``weights``,
+``emission``). Keeping the layout in one file lets each of them read the others' data without import cycles.
+
+State keys (netuid: 2 bytes big-endian; uid: 2 bytes big-endian):
+- ``subnets/net/<netuid>`` -> the subnet: owner, modality, name, lock, created_at, last_epoch, n (UIDs in use),
+  burn (registration price base) and burn_block, and ``params`` (its hyperparameters).
+- ``subnets/uid/<netuid><uid>`` -> the neuron: hotkey, coldkey, endpoint (or None), endpoint_block.
+- ``subnets/hotkey/<netuid><hotkey>`` -> uid.
+- ``subnets/owner/<hotkey>`` -> the coldkey that first registered the hotkey (a hotkey belongs to one coldkey).
+- ``subnets/vec/<netuid>/<name>`` -> a packed little-endian int64 array with one entry per UID (see VECTORS).
+- ``subnets/bonds/<netuid><uid>`` -> a packed uint32 array of Q30 bonds of a validator, one per UID.
+- ``subnets/pending/<netuid>`` -> grains of emission accrued since the subnet's last epoch (held by ``emission``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from gridmint.chain.crypto import format_address
+from gridmint.chain.errors import register
+from gridmint.chain.state import Reader, State
+
+NAME = "subnets"
+
+SUBNET_NOT_FOUND = register(NAME, 1, "subnet_not_found")
+NOT_REGISTERED = register(NAME, 2, "not_registered")
+
+# Per-UID vectors. last_update and registered_at are blocks; stake is grains; the rest are epoch outputs in Q30
+# (active and permit are 0 or 1; emission is grains paid at the last epoch).
+VECTORS = ("last_update", "registered_at", "stake", "active", "permit", "consensus", "trust", "incentive",
+           "dividends", "emission")
+
+NET_PREFIX = b"subnets/net/"
+UID_PREFIX = b"subnets/uid/"
+HOTKEY_PREFIX = b"subnets/hotkey/"
+OWNER_PREFIX = b"subnets/owner/"
+VECTOR_PREFIX = b"subnets/vec/"
+BONDS_PREFIX = b"subnets/bonds/"
+PENDING_PREFIX = b"subnets/pending/"
+
+IntArray = npt.NDArray[np.int64]
+
+
+def netuid_bytes(netuid: int) -> bytes:
+    return netuid.to_bytes(2, "big")
+
+
+def uid_key(netuid: int, uid: int) -> bytes:
+    return UID_PREFIX + netuid_bytes(netuid) + uid.to_bytes(2, "big")
+
+
+def get_subnet(state: Reader, netuid: int) -> dict[str, Any] | None:
+    value = state.get_value(NET_PREFIX + netuid_bytes(netuid))
+    return value if isinstance(value, dict) else None
+
+
+def require_subnet(state: Reader, netuid: int) -> dict[str, Any]:
+    subnet = get_subnet(state, netuid)
+    if subnet is None:
+        raise SUBNET_NOT_FOUND(f"subnet {netuid} does not exist; see `gridmint subnet list`")
+    return subnet
+
+
+def put_subnet(state: State, netuid: int, subnet: dict[str, Any]) -> None:
+    state.set_value(NET_PREFIX + netuid_bytes(netuid), subnet)
+
+
+def netuids(state: Reader) -> list[int]:
+    return [int.from_bytes(key[len(NET_PREFIX):], "big") for key, _ in state.scan(NET_PREFIX)]
+
+
+def get_neuron(state: Reader, netuid: int, uid: int) -> dict[str, Any] | None:
+    value = state.get_value(uid_key(netuid, uid))
+    return value if isinstance(value, dict) else None
+
+
+def uid_of(state: Reader, netuid: int, hotkey: bytes) -> int | None:
+    value = state.get_value(HOTKEY_PREFIX + netuid_bytes(netuid) + hotkey)
+    return value if isinstance(value, int) else None
+
+
+def require_uid(state: Reader, netuid: int, hotkey: bytes) -> int:
+    uid = uid_of(state, netuid, hotkey)
+    if uid is None:
+        raise NOT_REGISTERED(f"hotkey {format_address(hotkey)} is not registered on subnet {netuid}")
+    return uid
+
+
+def hotkey_owner(state: Reader, hotkey: bytes) -> bytes | None:
+    value = state.get_value(OWNER_PREFIX + hotkey)
+    return value if isinstance(value, bytes) else None
+
+
+def neurons(state: Reader, netuid: int) -> list[tuple[int, dict[str, Any]]]:
+    prefix = UID_PREFIX + netuid_bytes(netuid)
+    return [(int.from_bytes(key, "big"), value) for key, value in state.scan_values(prefix)]
+
+
+def get_vector(state: Reader, netuid: int, name: str, size: int) -> IntArray:
+    """A per-UID vector, zero-padded or cut to ``size`` entries (a writable copy)."""
+    raw = state.get_value(VECTOR_PREFIX + netuid_bytes(netuid) + b"/" + name.encode(), b"")
+    stored = np.frombuffer(raw, dtype="<i8").astype(np.int64)
+    vector = np.zeros(size, dtype=np.int64)
+    count = min(size, len(stored))
+    vector[:count] = stored[:count]
+    return vector
+
+
+def set_vector(state: State, netuid: int, name: str, vector: IntArray) -> None:
+    state.set_value(VECTOR_PREFIX + netuid_bytes(netuid) + b"/" + name.encode(), vector.astype("<i8").tobytes())
+
+
+def set_vector_entry(state: State, netuid: int, name: str, uid: int, value: int, size: int) -> None:
+    vector = get_vector(state, netuid, name, size)
+    vector[uid] = value
+    set_vector(state, netuid, name, vector)
+
+
+def get_bonds(state: Reader, netuid: int, uid: int) -> npt.NDArray[np.uint32] | None:
+    raw = state.get_value(BONDS_PREFIX + netuid_bytes(netuid) + uid.to_bytes(2, "big"))
+    return None if raw is None else np.frombuffer(raw, dtype="<u4")
+
+
+def set_bonds(state: State, netuid: int, uid: int, bonds: IntArray | None) -> None:
+    key = BONDS_PREFIX + netuid_bytes(netuid) + uid.to_bytes(2, "big")
+    if bonds is None or not bonds.any():
+        state.delete(key)
+    else:
+        state.set_value(key, bonds.astype("<u4").tobytes())
+
+
+def get_pending(state: Reader, netuid: int) -> int:
+    return state.get_int(PENDING_PREFIX + netuid_bytes(netuid))
+
+
+def set_pending(state: State, netuid: int, grains: int) -> None:
+    state.set_int(PENDING_PREFIX + netuid_bytes(netuid), grains)

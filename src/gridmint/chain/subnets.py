@@ -1,0 +1,474 @@
+"""subnets: create and dissolve subnets, tune their hyperparameters, register neurons, announce endpoints.
+
+- **Lock.** Creating a subnet locks ``lock_cost`` grains, returned when the owner dissolves it. The cost doubles
+  with each creation and decays linearly back to ``min_lock`` over ``lock_decay_period`` blocks:
+  ``max(min_lock, 2·last − last·elapsed / period)``.
+- **Registration.** A coldkey registers a hotkey for the current burn price, which is burned. Each registration
+  multiplies the price by ``burn_multiplier`` (per mille); between registrations it halves every
+  ``burn_half_life`` blocks (whole halvings by shifts, linear in between), within ``[burn_min, burn_max]``.
+- **Pruning.** When all ``max_uids`` are taken, a new registration replaces the UID with the lowest emission
+  among those past their ``immunity_period`` (ties: the oldest registration, then the lowest UID); its stake
+  returns to its stakers. If every UID is immune, registration is refused.
+- **Endpoints.** A registered hotkey announces its URL, models, price per 1k tokens and protocol version, at
+  most once every ``serving_rate_limit`` blocks.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from gridmint.chain import bank, neurons, staking
+from gridmint.chain.crypto import format_address, parse_address
+from gridmint.chain.errors import INSUFFICIENT_FUNDS, INVALID_FIELD, INVALID_GENESIS, UNKNOWN_QUERY, register
+from gridmint.chain.fields import address, text, text_list, u16, u64
+from gridmint.chain.module import Context, ModuleSpec
+from gridmint.chain.params import params_from_json, params_to_json
+from gridmint.chain.state import Reader, State
+from gridmint.chain.tx import Msg, message
+from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64, format_mint
+
+NAME = "subnets"
+
+NOT_OWNER = register(NAME, 3, "not_owner")
+UNKNOWN_PARAM = register(NAME, 4, "unknown_param")
+PARAM_OUT_OF_BOUNDS = register(NAME, 5, "param_out_of_bounds")
+HOTKEY_REGISTERED = register(NAME, 6, "hotkey_registered")
+HOTKEY_OWNED = register(NAME, 7, "hotkey_owned")
+SUBNET_FULL = register(NAME, 8, "subnet_full")
+INVALID_ENDPOINT = register(NAME, 9, "invalid_endpoint")
+RATE_LIMITED = register(NAME, 10, "rate_limited")
+TOO_MANY_SUBNETS = register(NAME, 11, "too_many_subnets")
+INVALID_MODALITY = register(NAME, 12, "invalid_modality")
+
+MODALITY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,31}$")
+MAX_URL_BYTES = 256
+MAX_MODELS = 8
+
+# --- parameters --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Params:
+    """Chain-wide: what subnets cost and the hyperparameters a new subnet starts with."""
+
+    min_lock: int = 1_000 * GRAINS_PER_MINT
+    lock_decay_period: int = 100_800  # blocks (14 days of 12 s blocks)
+    max_subnets: int = 128
+    default_tempo: int = 360  # the devnode's dev genesis sets a small one
+
+
+BOUNDS = {"min_lock": (0, MAX_U64), "lock_decay_period": (1, 10_000_000), "max_subnets": (1, 1_024),
+          "default_tempo": (2, 50_400)}
+
+
+@dataclass(frozen=True)
+class Hyperparams:
+    """Owner-tunable, per subnet. Ratios are u16 out of 65535 unless named otherwise."""
+
+    tempo: int = 360  # blocks between epochs
+    kappa: int = 32_767  # share of active stake that defines consensus (≈ 0.5)
+    immunity_period: int = 5_000  # blocks a new UID cannot be pruned
+    max_uids: int = 256
+    max_validators: int = 64
+    activity_cutoff: int = 5_000  # blocks without weights after which a UID is inactive
+    min_allowed_weights: int = 1
+    max_weight_limit: int = 65_535  # the largest share of a weight vector one UID may get
+    weights_rate_limit: int = 100  # blocks between set_weights (commit-reveal off)
+    commit_reveal: int = 1  # 1: weights are committed and revealed; 0: set in the clear
+    reveal_period: int = 1  # epochs between a commit and its reveal
+    bonds_alpha: int = 6_554  # bonds' moving average rate (≈ 0.1)
+    burn_initial: int = GRAINS_PER_MINT  # registration price of a new subnet
+    burn_min: int = GRAINS_PER_MINT // 1_000
+    burn_max: int = 100 * GRAINS_PER_MINT
+    burn_multiplier: int = 1_260  # per mille: each registration multiplies the price by 1.26
+    burn_half_life: int = 360  # blocks
+    serving_rate_limit: int = 50  # blocks between endpoint announcements
+
+
+HYPERPARAM_BOUNDS = {
+    "tempo": (2, 50_400), "kappa": (0, 65_535), "immunity_period": (0, 10_000_000), "max_uids": (1, 4_096),
+    "max_validators": (1, 4_096), "activity_cutoff": (1, 10_000_000), "min_allowed_weights": (0, 4_096),
+    "max_weight_limit": (1, 65_535), "weights_rate_limit": (0, 10_000_000), "commit_reveal": (0, 1),
+    "reveal_period": (1, 100), "bonds_alpha": (655, 65_535), "burn_initial": (0, MAX_U64), "burn_min": (0, MAX_U64),
+    "burn_max": (0, MAX_U64), "burn_multiplier": (1_000, 10_000), "burn_half_life": (1, 10_000_000),
+    "serving_rate_limit": (0, 10_000_000),
+}
+HYPERPARAM_NAMES = tuple(field.name for field in fields(Hyperparams))
+
+# --- state -------------------------------------------------------------------------------------------------
+# subnets/params         -> Params
+# subnets/next_netuid    -> int
+# subnets/last_lock      -> {"amount": grains, "block": height}
+# and the layout of neurons.py (subnets, UIDs, hotkeys, vectors, bonds, pending emission).
+
+PARAMS_KEY = b"subnets/params"
+NEXT_NETUID_KEY = b"subnets/next_netuid"
+LAST_LOCK_KEY = b"subnets/last_lock"
+
+
+def get_params(state: Reader) -> Params:
+    return Params(**state.get_value(PARAMS_KEY, {}))
+
+
+def get_hyperparams(subnet: dict[str, Any]) -> Hyperparams:
+    return Hyperparams(**subnet["params"])
+
+
+def compute_lock_cost(params: Params, last_amount: int, last_block: int, height: int) -> int:
+    decayed = 2 * last_amount - last_amount * min(height - last_block, params.lock_decay_period) \
+        // params.lock_decay_period
+    return max(params.min_lock, decayed)
+
+
+def get_lock_cost(state: Reader, height: int) -> int:
+    last = state.get_value(LAST_LOCK_KEY, {"amount": 0, "block": 0})
+    return compute_lock_cost(get_params(state), last["amount"], last["block"], height)
+
+
+def compute_burn(base: int, since: int, hyper: Hyperparams) -> int:
+    """The registration price ``since`` blocks after it was ``base``: halved per half-life, clamped."""
+    halvings, rest = divmod(max(since, 0), hyper.burn_half_life)
+    price = base >> min(halvings, 127)
+    price -= price * rest // (2 * hyper.burn_half_life)  # linear between two halvings
+    return min(max(price, hyper.burn_min), hyper.burn_max)
+
+
+def get_burn(subnet: dict[str, Any], height: int) -> int:
+    return compute_burn(subnet["burn"], height - subnet["burn_block"], get_hyperparams(subnet))
+
+
+# --- messages ----------------------------------------------------------------------------------------------
+
+
+@message
+@dataclass(frozen=True)
+class MsgCreateSubnet(Msg):
+    TYPE = "subnets/create"
+    FIELDS = (("modality", text(32)), ("name", text(64)))
+
+    modality: str
+    name: str
+
+
+@message
+@dataclass(frozen=True)
+class MsgSetHyperparam(Msg):
+    TYPE = "subnets/set_param"
+    FIELDS = (("netuid", u16), ("param", text(32)), ("value", u64))
+
+    netuid: int
+    param: str
+    value: int
+
+
+@message
+@dataclass(frozen=True)
+class MsgDissolveSubnet(Msg):
+    TYPE = "subnets/dissolve"
+    FIELDS = (("netuid", u16),)
+
+    netuid: int
+
+
+@message
+@dataclass(frozen=True)
+class MsgRegister(Msg):
+    """The signer (a coldkey) pays the burn to register ``hotkey`` on ``netuid``."""
+
+    TYPE = "subnets/register"
+    FIELDS = (("netuid", u16), ("hotkey", address), ("max_burn", u64))
+
+    netuid: int
+    hotkey: bytes
+    max_burn: int  # refuse if the price has risen above this (0: no limit)
+
+
+@message
+@dataclass(frozen=True)
+class MsgAnnounceEndpoint(Msg):
+    """The signer (a registered hotkey) announces where and what it serves."""
+
+    TYPE = "subnets/announce"
+    FIELDS = (("netuid", u16), ("url", text(MAX_URL_BYTES + 64)), ("models", text_list(MAX_MODELS, 64)),
+              ("price_per_1k", u64), ("protocol_version", u16))
+
+    netuid: int
+    url: str
+    models: list[str]
+    price_per_1k: int
+    protocol_version: int
+
+
+def _require_owner(ctx: Context, subnet: dict[str, Any], netuid: int) -> None:
+    if subnet["owner"] != ctx.signer:
+        raise NOT_OWNER(f"only the owner of subnet {netuid} ({format_address(subnet['owner'])}) may do this")
+
+
+def process_create(ctx: Context, msg: MsgCreateSubnet) -> None:
+    params = get_params(ctx.state)
+    if not MODALITY_PATTERN.match(msg.modality):
+        raise INVALID_MODALITY(f"modality '{msg.modality[:40]}' should be lower-case words joined by '-', "
+                               "such as text-generation, embedding or image-generation")
+    if not msg.name.strip():
+        raise INVALID_FIELD("subnets/create.name: a subnet needs a name")
+    if len(neurons.netuids(ctx.state)) >= params.max_subnets:
+        raise TOO_MANY_SUBNETS(f"the chain already has its maximum of {params.max_subnets} subnets")
+    height = ctx.block.height
+    cost = get_lock_cost(ctx.state, height)
+    bank.hold(ctx.state, ctx.signer, NAME, cost, f"the subnet lock of {format_mint(cost)}")
+    ctx.state.set_value(LAST_LOCK_KEY, {"amount": cost, "block": height})
+    netuid = ctx.state.get_int(NEXT_NETUID_KEY) + 1
+    if netuid > 65_535:
+        raise TOO_MANY_SUBNETS("subnet numbers are exhausted")
+    ctx.state.set_int(NEXT_NETUID_KEY, netuid)
+    hyper = Hyperparams(tempo=params.default_tempo)
+    neurons.put_subnet(ctx.state, netuid, {
+        "owner": ctx.signer, "modality": msg.modality, "name": msg.name, "lock": cost, "created_at": height,
+        "last_epoch": height, "epoch": 0, "n": 0, "burn": hyper.burn_initial, "burn_block": height,
+        "params": params_to_json(hyper),
+    })
+    ctx.emit("subnet_created", netuid=netuid, owner=format_address(ctx.signer), modality=msg.modality, lock=cost)
+
+
+def process_set_hyperparam(ctx: Context, msg: MsgSetHyperparam) -> None:
+    subnet = neurons.require_subnet(ctx.state, msg.netuid)
+    _require_owner(ctx, subnet, msg.netuid)
+    if msg.param not in HYPERPARAM_NAMES:
+        raise UNKNOWN_PARAM(f"'{msg.param[:32]}' is not a hyperparameter; known: {', '.join(HYPERPARAM_NAMES)}")
+    low, high = HYPERPARAM_BOUNDS[msg.param]
+    if not low <= msg.value <= high:
+        raise PARAM_OUT_OF_BOUNDS(f"{msg.param} must be from {low} to {high}, got {msg.value}")
+    if msg.param == "max_uids" and msg.value < subnet["n"]:
+        raise PARAM_OUT_OF_BOUNDS(f"max_uids cannot go below the {subnet['n']} UIDs already registered")
+    subnet["params"][msg.param] = msg.value
+    hyper = get_hyperparams(subnet)
+    if hyper.burn_min > hyper.burn_max:
+        raise PARAM_OUT_OF_BOUNDS("burn_min must not exceed burn_max")
+    neurons.put_subnet(ctx.state, msg.netuid, subnet)
+    ctx.emit("subnet_param", netuid=msg.netuid, param=msg.param, value=msg.value)
+
+
+def process_dissolve(ctx: Context, msg: MsgDissolveSubnet) -> None:
+    subnet = neurons.require_subnet(ctx.state, msg.netuid)
+    _require_owner(ctx, subnet, msg.netuid)
+    for uid, neuron in neurons.neurons(ctx.state, msg.netuid):
+        staking.unstake_all(ctx.state, msg.netuid, uid, neuron["hotkey"])
+        ctx.state.delete(neurons.HOTKEY_PREFIX + neurons.netuid_bytes(msg.netuid) + neuron["hotkey"])
+    prefix = neurons.netuid_bytes(msg.netuid)
+    for key_prefix in (neurons.UID_PREFIX + prefix, neurons.VECTOR_PREFIX + prefix, neurons.BONDS_PREFIX + prefix,
+                       b"weights/w/" + prefix, b"weights/commit/" + prefix):
+        for key, _ in list(ctx.state.scan(key_prefix)):
+            ctx.state.delete(key)
+    pending = neurons.get_pending(ctx.state, msg.netuid)
+    if pending:
+        bank.burn_held(ctx.state, "emission", pending)  # emission not yet paid out leaves with the subnet
+        neurons.set_pending(ctx.state, msg.netuid, 0)
+    bank.release(ctx.state, NAME, subnet["owner"], subnet["lock"])
+    ctx.state.delete(neurons.NET_PREFIX + prefix)
+    ctx.emit("subnet_dissolved", netuid=msg.netuid, returned=subnet["lock"], burned_pending=pending)
+
+
+def process_register(ctx: Context, msg: MsgRegister) -> None:
+    netuid, hotkey, height = msg.netuid, msg.hotkey, ctx.block.height
+    subnet = neurons.require_subnet(ctx.state, netuid)
+    hyper = get_hyperparams(subnet)
+    if neurons.uid_of(ctx.state, netuid, hotkey) is not None:
+        raise HOTKEY_REGISTERED(f"hotkey {format_address(hotkey)} is already registered on subnet {netuid}")
+    owner = neurons.hotkey_owner(ctx.state, hotkey)
+    if owner is not None and owner != ctx.signer:
+        raise HOTKEY_OWNED(f"hotkey {format_address(hotkey)} belongs to coldkey {format_address(owner)}")
+    price = get_burn(subnet, height)
+    if msg.max_burn and price > msg.max_burn:
+        raise INSUFFICIENT_FUNDS(f"registration costs {format_mint(price)}, more than your limit "
+                                 f"{format_mint(msg.max_burn)}")
+    bank.burn(ctx.state, ctx.signer, price, f"the registration burn of {format_mint(price)}")
+    uid = _free_uid(ctx.state, netuid, subnet, hyper, height)
+    ctx.state.set_value(neurons.OWNER_PREFIX + hotkey, ctx.signer)
+    ctx.state.set_value(neurons.uid_key(netuid, uid),
+                        {"hotkey": hotkey, "coldkey": ctx.signer, "endpoint": None, "endpoint_block": 0})
+    ctx.state.set_value(neurons.HOTKEY_PREFIX + neurons.netuid_bytes(netuid) + hotkey, uid)
+    size = subnet["n"]
+    for name in neurons.VECTORS:
+        vector = neurons.get_vector(ctx.state, netuid, name, size)
+        vector[uid] = height if name in ("registered_at", "last_update") else 0
+        neurons.set_vector(ctx.state, netuid, name, vector)
+    subnet["burn"] = min(price * hyper.burn_multiplier // 1_000, hyper.burn_max)
+    subnet["burn_block"] = height
+    neurons.put_subnet(ctx.state, netuid, subnet)
+    ctx.emit("neuron_registered", netuid=netuid, uid=uid, hotkey=format_address(hotkey),
+             coldkey=format_address(ctx.signer), burn=price)
+
+
+def _free_uid(state: State, netuid: int, subnet: dict[str, Any], hyper: Hyperparams, height: int) -> int:
+    """A new UID while there is room; otherwise the pruned one (its previous occupant removed)."""
+    if subnet["n"] < hyper.max_uids:
+        subnet["n"] += 1
+        return int(subnet["n"] - 1)
+    size = subnet["n"]
+    registered_at = neurons.get_vector(state, netuid, "registered_at", size)
+    emission = neurons.get_vector(state, netuid, "emission", size)
+    candidates = [uid for uid in range(size) if registered_at[uid] + hyper.immunity_period < height]
+    if not candidates:
+        raise SUBNET_FULL(f"subnet {netuid} is full ({size} UIDs) and every UID is still immune; "
+                          "try again later")
+    uid = min(candidates, key=lambda u: (int(emission[u]), int(registered_at[u]), u))
+    previous = neurons.get_neuron(state, netuid, uid)
+    if previous is not None:
+        staking.unstake_all(state, netuid, uid, previous["hotkey"])
+        state.delete(neurons.HOTKEY_PREFIX + neurons.netuid_bytes(netuid) + previous["hotkey"])
+    state.delete(b"weights/w/" + neurons.netuid_bytes(netuid) + uid.to_bytes(2, "big"))
+    state.delete(b"weights/commit/" + neurons.netuid_bytes(netuid) + uid.to_bytes(2, "big"))
+    neurons.set_bonds(state, netuid, uid, None)
+    for key, _ in list(state.scan(neurons.BONDS_PREFIX + neurons.netuid_bytes(netuid))):
+        validator = int.from_bytes(key[-2:], "big")
+        bonds = neurons.get_bonds(state, netuid, validator)
+        if bonds is not None and len(bonds) > uid and bonds[uid]:
+            # Other validators' bonds on this UID belonged to the previous occupant.
+            updated = bonds.astype(np.int64)
+            updated[uid] = 0
+            neurons.set_bonds(state, netuid, validator, updated)
+    return uid
+
+
+def process_announce(ctx: Context, msg: MsgAnnounceEndpoint) -> None:
+    subnet = neurons.require_subnet(ctx.state, msg.netuid)
+    uid = neurons.require_uid(ctx.state, msg.netuid, ctx.signer)
+    url = msg.url
+    if not re.match(r"^https?://[^\s/]+", url) or len(url.encode()) > MAX_URL_BYTES:
+        raise INVALID_ENDPOINT(f"endpoint URL must start with http:// or https:// and be at most {MAX_URL_BYTES} "
+                               f"bytes; got '{url[:80]}'")
+    neuron = neurons.get_neuron(ctx.state, msg.netuid, uid)
+    if neuron is None:
+        raise neurons.NOT_REGISTERED(f"UID {uid} has no neuron")
+    limit = get_hyperparams(subnet).serving_rate_limit
+    if neuron["endpoint"] is not None and ctx.block.height - neuron["endpoint_block"] < limit:
+        raise RATE_LIMITED(f"an endpoint may be announced once every {limit} blocks; next at block "
+                           f"{neuron['endpoint_block'] + limit}")
+    neuron["endpoint"] = {"url": url, "models": msg.models, "price_per_1k": msg.price_per_1k,
+                          "protocol_version": msg.protocol_version}
+    neuron["endpoint_block"] = ctx.block.height
+    ctx.state.set_value(neurons.uid_key(msg.netuid, uid), neuron)
+    ctx.emit("endpoint_announced", netuid=msg.netuid, uid=uid, url=url)
+
+
+# --- queries -----------------------------------------------------------------------------------------------
+
+
+def _subnet_json(netuid: int, subnet: dict[str, Any], height: int) -> dict[str, Any]:
+    return {"netuid": netuid, "owner": format_address(subnet["owner"]), "modality": subnet["modality"],
+            "name": subnet["name"], "lock": subnet["lock"], "created_at": subnet["created_at"], "n": subnet["n"],
+            "last_epoch": subnet["last_epoch"], "epoch": subnet["epoch"],
+            "registration_price": get_burn(subnet, height), "params": subnet["params"]}
+
+
+def query_list(state: Reader, parts: list[str], data: bytes) -> Any:
+    height = state.height
+    return [_subnet_json(netuid, neurons.require_subnet(state, netuid), height) for netuid in neurons.netuids(state)]
+
+
+def query_lock_cost(state: Reader, parts: list[str], data: bytes) -> Any:
+    return {"lock_cost": get_lock_cost(state, state.height + 1)}
+
+
+def query_subnet(state: Reader, parts: list[str], data: bytes) -> Any:
+    """``/subnets/<netuid>`` (info), ``/subnets/<netuid>/metagraph`` (data ``weights``/``bonds`` adds them)."""
+    if not parts or not parts[0].isdigit() or len(parts) > 2:
+        raise UNKNOWN_QUERY("expected /subnets/<netuid> or /subnets/<netuid>/metagraph")
+    netuid = int(parts[0])
+    subnet = neurons.require_subnet(state, netuid)
+    what = parts[1] if len(parts) == 2 else "info"
+    if what == "info":
+        return _subnet_json(netuid, subnet, state.height + 1)
+    if what == "metagraph":
+        return metagraph(state, netuid, subnet, include=set(data.decode(errors="replace").split(",")))
+    raise UNKNOWN_QUERY(f"no query '{what[:32]}' on a subnet; try info or metagraph")
+
+
+def metagraph(state: Reader, netuid: int, subnet: dict[str, Any], include: set[str]) -> dict[str, Any]:
+    size = subnet["n"]
+    vectors = {name: neurons.get_vector(state, netuid, name, size).tolist() for name in neurons.VECTORS}
+    hotkeys, coldkeys, endpoints = [], [], []
+    for _, neuron in neurons.neurons(state, netuid):
+        hotkeys.append(format_address(neuron["hotkey"]))
+        coldkeys.append(format_address(neuron["coldkey"]))
+        endpoints.append(neuron["endpoint"])
+    answer: dict[str, Any] = {"netuid": netuid, "n": size, "block": state.height, "hotkeys": hotkeys,
+                              "coldkeys": coldkeys, "endpoints": endpoints, **vectors}
+    if "weights" in include:
+        answer["weights"] = {str(uid): pair for uid, pair in _weights_rows(state, netuid)}
+    if "bonds" in include:
+        prefix = neurons.BONDS_PREFIX + neurons.netuid_bytes(netuid)
+        answer["bonds"] = {str(int.from_bytes(key, "big")): value for key, value in state.scan_values(prefix)}
+    return answer
+
+
+def _weights_rows(state: Reader, netuid: int) -> list[tuple[int, Any]]:
+    prefix = b"weights/w/" + neurons.netuid_bytes(netuid)
+    return [(int.from_bytes(key, "big"), value) for key, value in state.scan_values(prefix)]
+
+
+def query_params(state: Reader, parts: list[str], data: bytes) -> Any:
+    return params_to_json(get_params(state))
+
+
+def query_hotkey(state: Reader, parts: list[str], data: bytes) -> Any:
+    if len(parts) != 1:
+        raise UNKNOWN_QUERY("expected /subnets/hotkey/<address>")
+    hotkey = parse_address(parts[0])
+    owner = neurons.hotkey_owner(state, hotkey)
+    registrations = [netuid for netuid in neurons.netuids(state) if neurons.uid_of(state, netuid, hotkey) is not None]
+    return {"hotkey": parts[0], "owner": format_address(owner) if owner else None,
+            "subnets": {str(n): neurons.uid_of(state, n, hotkey) for n in registrations}}
+
+
+# --- genesis -----------------------------------------------------------------------------------------------
+
+
+def validate_genesis(raw: Any) -> Params:
+    if not isinstance(raw, dict) or set(raw) - {"params"}:
+        raise INVALID_GENESIS("subnets: expected {\"params\": {...}}")
+    return params_from_json(Params, "subnets.params", raw.get("params", {}), BOUNDS)
+
+
+def init_genesis(state: State, params: Params) -> None:
+    state.set_value(PARAMS_KEY, params_to_json(params))
+
+
+def export_genesis(state: Reader) -> Any:
+    return {"params": params_to_json(get_params(state))}
+
+
+# --- invariants --------------------------------------------------------------------------------------------
+
+
+def invariant_locks(state: Reader) -> str | None:
+    locked = sum(neurons.require_subnet(state, n)["lock"] for n in neurons.netuids(state))
+    held = bank.get_held(state, NAME)
+    return None if locked == held else f"subnet locks {locked} != held by subnets {held}"
+
+
+def invariant_uids(state: Reader) -> str | None:
+    for netuid in neurons.netuids(state):
+        subnet = neurons.require_subnet(state, netuid)
+        for uid, neuron in neurons.neurons(state, netuid):
+            if uid >= subnet["n"] or neurons.uid_of(state, netuid, neuron["hotkey"]) != uid:
+                return f"subnet {netuid} UID {uid} is not consistent with its hotkey index"
+    return None
+
+
+MODULE = ModuleSpec(
+    name=NAME,
+    handlers={MsgCreateSubnet: process_create, MsgSetHyperparam: process_set_hyperparam,
+              MsgDissolveSubnet: process_dissolve, MsgRegister: process_register,
+              MsgAnnounceEndpoint: process_announce},
+    queries={"list": query_list, "lock_cost": query_lock_cost, "params": query_params, "hotkey": query_hotkey,
+             "*": query_subnet},
+    validate_genesis=validate_genesis,
+    init_genesis=init_genesis,
+    export_genesis=export_genesis,
+    invariants={"locks": invariant_locks, "uids": invariant_uids},
+)
