@@ -56,27 +56,32 @@ def encode(value: Value) -> bytes:
     return bytes(msgpack.packb(_normalise(value, 0), use_bin_type=True))
 
 
+_LEAVES = (int, str, bytes, bool, type(None))  # exact types that need no further look
+
+
 def _denormalise(value: Value, depth: int) -> Value:
-    """Check the types read back and turn tagged big integers into ints."""
+    """Check the types read back and turn tagged big integers into ints (leaves are passed over inline,
+    which keeps decoding thousands of small records fast)."""
     if depth > MAX_DEPTH:
         raise ValueError("nested too deep")
-    if value is None or isinstance(value, (bool, int, str, bytes)):
+    kind = type(value)
+    if kind in _LEAVES:
         return value
-    if isinstance(value, list):
-        if len(value) == 2 and value[0] == _BIG_TAG and isinstance(value[1], bytes):
+    if kind is list:
+        if len(value) == 2 and value[0] == _BIG_TAG and type(value[1]) is bytes:
             if len(value[1]) != 12:
                 raise ValueError("big integer of the wrong width")
             number = int.from_bytes(value[1], "big")
             if number < _U64:
                 raise ValueError("small integer written as a big one")
             return number
-        return [_denormalise(item, depth + 1) for item in value]
-    if isinstance(value, dict):
+        return [item if type(item) in _LEAVES else _denormalise(item, depth + 1) for item in value]
+    if kind is dict:
         keys = list(value)
         if keys != sorted(keys):
             raise ValueError("map keys are not in sorted order")
-        return {key: _denormalise(item, depth + 1) for key, item in value.items()}
-    raise ValueError(f"type {type(value).__name__} is not allowed")
+        return {key: item if type(item) in _LEAVES else _denormalise(item, depth + 1) for key, item in value.items()}
+    raise ValueError(f"type {kind.__name__} is not allowed")
 
 
 def decode(data: bytes) -> Value:
@@ -89,3 +94,14 @@ def decode(data: bytes) -> Value:
     if msgpack.packb(raw, use_bin_type=True) != data:
         raise MALFORMED("bytes are not the canonical encoding of their value (non-minimal or trailing data)")
     return value
+
+
+def decode_stored(data: bytes) -> Value:
+    """Read bytes that ``encode`` wrote into this node's own store: the types are still checked, but the
+    canonical re-encoding is skipped (it cannot fail for bytes that ``encode`` produced, and state is read far
+    more often than it is written)."""
+    try:
+        raw = msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=True, timestamp=0)
+        return raw if type(raw) in _SCALARS else _denormalise(raw, 0)
+    except Exception as exc:
+        raise MALFORMED(f"stored value is not a GridMint encoding: {exc}") from None

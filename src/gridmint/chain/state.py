@@ -31,7 +31,7 @@ class Reader(ABC):
 
     def get_value(self, key: bytes, default: Any = None) -> Any:
         raw = self.get(key)
-        return default if raw is None else codec.decode(raw)
+        return default if raw is None else codec.decode_stored(raw)
 
     def get_int(self, key: bytes) -> int:
         value = self.get_value(key, 0)
@@ -42,7 +42,7 @@ class Reader(ABC):
     def scan_values(self, prefix: bytes) -> Iterator[tuple[bytes, Any]]:
         """Decoded values under ``prefix`` in key order, with the prefix stripped from the keys."""
         for key, raw in self.scan(prefix):
-            yield key[len(prefix):], codec.decode(raw)
+            yield key[len(prefix):], codec.decode_stored(raw)
 
 
 class CommittedView(Reader):
