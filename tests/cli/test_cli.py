@@ -26,7 +26,11 @@ def run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-unt
 COMMANDS = [[], ["wallet"], ["wallet", "create"], ["wallet", "list"], ["wallet", "show"], ["wallet", "restore"],
             ["wallet", "new-hotkey"],
             ["wallet", "balance"], ["wallet", "transfer"], ["node"], ["node", "start"], ["node", "init"],
-            ["chain"], ["chain", "status"], ["chain", "block"], ["chain", "tx"], ["demo"]]
+            ["chain"], ["chain", "status"], ["chain", "block"], ["chain", "tx"], ["demo"],
+            ["subnet"], ["subnet", "create"], ["subnet", "list"], ["subnet", "show"], ["subnet", "params"],
+            ["subnet", "set-param"], ["subnet", "dissolve"], ["subnet", "register"], ["subnet", "metagraph"],
+            ["stake"], ["stake", "add"], ["stake", "remove"], ["stake", "list"], ["weights"], ["weights", "set"],
+            ["weights", "commit"], ["weights", "reveal"], ["endpoint"], ["endpoint", "announce"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "gridmint")

@@ -6,8 +6,8 @@ import base64
 
 import click
 
+from gridmint.cli.common import node_option
 from gridmint.cli.output import emit
-from gridmint.cli.wallet import node_option
 from gridmint.client.chain_client import ChainClient
 
 

@@ -12,6 +12,7 @@ from gridmint.cli.chain import chain
 from gridmint.cli.demo import demo
 from gridmint.cli.node import node
 from gridmint.cli.output import fail
+from gridmint.cli.subnet import endpoint, stake, subnet, weights
 from gridmint.cli.wallet import wallet
 
 
@@ -32,7 +33,7 @@ def cli(json_output: bool) -> None:
     """GridMint: an open network for decentralized AI compute."""
 
 
-for command in (wallet, node, chain, demo):
+for command in (wallet, node, chain, subnet, stake, weights, endpoint, demo):
     cli.add_command(command)
 
 

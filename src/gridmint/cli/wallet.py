@@ -9,19 +9,11 @@ import click
 from gridmint.chain import bank
 from gridmint.chain.crypto import format_address, parse_address
 from gridmint.chain.units import format_mint
+from gridmint.cli.common import node_option, password_option, wallet_dir_option
 from gridmint.cli.output import emit, read_password
 from gridmint.client.amounts import parse_mint
 from gridmint.client.chain_client import ChainClient, default_node_url, raise_for_code
 from gridmint.client.wallet import create_wallet, default_wallet_dir, list_wallets, open_wallet
-
-wallet_dir_option = click.option(
-    "--wallet-dir", type=click.Path(path_type=Path), default=None,
-    help="Where wallets live (default $GRIDMINT_WALLET_DIR or ~/.gridmint/wallets).")
-node_option = click.option("--node", "node_url", default=None,
-                           help="RPC address of a node (default $GRIDMINT_NODE or http://127.0.0.1:26657).")
-password_option = click.option("--password-file", type=click.Path(exists=True, dir_okay=False), default=None,
-                               help="Read the coldkey password from this file "
-                                    "(else $GRIDMINT_PASSWORD, else a prompt).")
 
 
 @click.group()

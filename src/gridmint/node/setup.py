@@ -8,7 +8,11 @@ from pathlib import Path
 from gridmint.chain.app import MODULES
 from gridmint.chain.crypto import PrivateKey, format_address, generate_seed
 from gridmint.chain.genesis import make_genesis_document, validate_genesis, write_genesis
+from gridmint.chain.units import GRAINS_PER_MINT
 from gridmint.node.devnode import GENESIS_FILE, NodeSetupError, write_node_key
+
+# Dev chains: epochs every 20 blocks and a cheap subnet lock, so that a subnet's life can be watched in minutes.
+DEV_SUBNETS = {"params": {"default_tempo": 20, "min_lock": 100 * GRAINS_PER_MINT}}
 
 
 def init_data_dir(data_dir: Path, chain_id: str, balances: list[tuple[str, int]], force: bool = False) -> str:
@@ -19,6 +23,7 @@ def init_data_dir(data_dir: Path, chain_id: str, balances: list[tuple[str, int]]
     key = PrivateKey(generate_seed())
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     document = make_genesis_document(chain_id, now, [("devnode", key.public_key)], balances)
+    document["app_state"]["subnets"] = DEV_SUBNETS
     validate_genesis(document, MODULES)  # refuse before touching anything: a bad request loses nothing
     data_dir.mkdir(parents=True, exist_ok=True)
     for stale in ("state.sqlite", "blocks.sqlite"):

@@ -1,0 +1,66 @@
+"""What the chain-writing commands share: options, loading the signing key, sending and the receipt."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from gridmint.chain.crypto import PrivateKey, format_address, parse_address
+from gridmint.chain.tx import Msg
+from gridmint.cli.output import read_password
+from gridmint.client.chain_client import ChainClient, TxOutcome, default_node_url, raise_for_code
+from gridmint.client.keyfile import read_public
+from gridmint.client.wallet import Wallet, open_wallet
+
+wallet_dir_option = click.option(
+    "--wallet-dir", type=click.Path(path_type=Path), default=None,
+    help="Where wallets live (default $GRIDMINT_WALLET_DIR or ~/.gridmint/wallets).")
+node_option = click.option("--node", "node_url", default=None,
+                           help="RPC address of a node (default $GRIDMINT_NODE or http://127.0.0.1:26657).")
+password_option = click.option("--password-file", type=click.Path(exists=True, dir_okay=False), default=None,
+                               help="Read the coldkey password from this file "
+                                    "(else $GRIDMINT_PASSWORD, else a prompt).")
+wallet_option = click.option("--wallet", "wallet_name", required=True, help="The wallet whose key signs.")
+hotkey_option = click.option("--hotkey", default="default", show_default=True, help="The wallet's hotkey.")
+
+
+def signer_options(function: Any) -> Any:
+    for option in (wallet_option, wallet_dir_option, node_option, password_option):
+        function = option(function)
+    return function
+
+
+def coldkey(wallet_name: str, wallet_dir: Path | None, password_file: str | None) -> tuple[Wallet, PrivateKey]:
+    wallet = open_wallet(wallet_name, wallet_dir)
+    return wallet, wallet.coldkey(read_password(password_file))
+
+
+def load_hotkey(wallet_name: str, hotkey_name: str, wallet_dir: Path | None, password_file: str | None) -> PrivateKey:
+    wallet = open_wallet(wallet_name, wallet_dir)
+    path = wallet.hotkey_path(hotkey_name)
+    encrypted = path.exists() and "crypto" in read_public(path)
+    return wallet.hotkey(hotkey_name, read_password(password_file, what="hotkey") if encrypted else None)
+
+
+def resolve_hotkey(target: str, wallet_dir: Path | None) -> bytes:
+    """A gm1 address, or ``wallet/hotkey`` (``wallet`` alone means its ``default`` hotkey)."""
+    if target.startswith("gm1"):
+        return parse_address(target)
+    wallet_name, _, hotkey_name = target.partition("/")
+    return parse_address(open_wallet(wallet_name, wallet_dir).hotkey_address(hotkey_name or "default"))
+
+
+def send(node_url: str | None, key: PrivateKey, messages: list[Msg], memo: str = "") -> TxOutcome:
+    """Sign with the chain's minimum fee, wait for the block, and raise the chain's error if it failed."""
+    with ChainClient(node_url or default_node_url()) as client:
+        fee = int(client.query("/bank/params")["min_tx_fee"])
+        outcome = client.send(key, messages, fee, memo)
+    raise_for_code(outcome.code, outcome.codespace, outcome.log)
+    return outcome
+
+
+def receipt(outcome: TxOutcome, signer: PrivateKey) -> dict[str, Any]:
+    return {"hash": outcome.hash, "height": outcome.height, "signer": format_address(signer.address),
+            "events": outcome.events}
