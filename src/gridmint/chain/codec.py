@@ -25,6 +25,7 @@ _BIG_LIMIT = 2**96
 _BIG_TAG = "\x00big"
 
 _SCALARS = (int, str, bytes)  # exact types: bool and float are not among them
+_PLAIN = (str, bytes, bool, type(None))
 Value = Any  # None | bool | int | bytes | str | list[Value] | dict[str, Value]
 
 
@@ -41,14 +42,20 @@ def _normalise(value: Value, depth: int) -> Value:
             return [_BIG_TAG, value.to_bytes(12, "big")]
         raise ValueError(f"integer {value} is outside the encodable range")
     if isinstance(value, (list, tuple)):
-        return [_normalise(item, depth + 1) for item in value]
+        return [item if _is_plain_leaf(item) else _normalise(item, depth + 1) for item in value]
     if isinstance(value, dict):
         keys = sorted(value)
         for key in keys:
             if not isinstance(key, str):
                 raise ValueError(f"map key {key!r} is not a string")
-        return {key: _normalise(value[key], depth + 1) for key in keys}
+        return {key: value[key] if _is_plain_leaf(value[key]) else _normalise(value[key], depth + 1) for key in keys}
     raise ValueError(f"type {type(value).__name__} cannot be encoded canonically")
+
+
+def _is_plain_leaf(value: Value) -> bool:
+    """Leaves written as they are (checked inline: encoding thousands of small records stays fast)."""
+    kind = type(value)
+    return kind in _PLAIN or (kind is int and _I64_MIN <= value < _U64)
 
 
 def encode(value: Value) -> bytes:
@@ -56,7 +63,7 @@ def encode(value: Value) -> bytes:
     return bytes(msgpack.packb(_normalise(value, 0), use_bin_type=True))
 
 
-_LEAVES = (int, str, bytes, bool, type(None))  # exact types that need no further look
+_LEAVES = (int, str, bytes, bool, type(None))  # exact types that need no further look when decoding
 
 
 def _denormalise(value: Value, depth: int) -> Value:

@@ -6,7 +6,10 @@ No messages live here; the modules that change this state do (``subnets``, ``sta
 State keys (netuid: 2 bytes big-endian; uid: 2 bytes big-endian):
 - ``subnets/net/<netuid>`` -> the subnet: owner, modality, name, lock, created_at, last_epoch, n (UIDs in use),
   burn (registration price base) and burn_block, and ``params`` (its hyperparameters).
-- ``subnets/uid/<netuid><uid>`` -> the neuron: hotkey, coldkey, endpoint (or None), endpoint_block.
+- ``subnets/keys/<netuid>`` -> the neurons' keys packed in UID order: 20-byte hotkey then 20-byte coldkey
+  (one value for the whole subnet, so a metagraph of thousands of UIDs reads one row, not thousands).
+- ``subnets/endpoint/<netuid><uid>`` -> what a neuron announced: url, models, price_per_1k, protocol_version,
+  block.
 - ``subnets/hotkey/<netuid><hotkey>`` -> uid.
 - ``subnets/owner/<hotkey>`` -> the coldkey that first registered the hotkey (a hotkey belongs to one coldkey).
 - ``subnets/vec/<netuid>/<name>`` -> a packed little-endian int64 array with one entry per UID (see VECTORS).
@@ -21,7 +24,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from gridmint.chain.crypto import format_address
+from gridmint.chain.crypto import ADDRESS_BYTES, format_address
 from gridmint.chain.errors import register
 from gridmint.chain.state import Reader, State
 
@@ -36,7 +39,9 @@ VECTORS = ("last_update", "registered_at", "stake", "active", "permit", "consens
            "dividends", "emission")
 
 NET_PREFIX = b"subnets/net/"
-UID_PREFIX = b"subnets/uid/"
+KEYS_PREFIX = b"subnets/keys/"
+ENDPOINT_PREFIX = b"subnets/endpoint/"
+KEY_PAIR = 2 * ADDRESS_BYTES
 HOTKEY_PREFIX = b"subnets/hotkey/"
 OWNER_PREFIX = b"subnets/owner/"
 VECTOR_PREFIX = b"subnets/vec/"
@@ -50,8 +55,8 @@ def netuid_bytes(netuid: int) -> bytes:
     return netuid.to_bytes(2, "big")
 
 
-def uid_key(netuid: int, uid: int) -> bytes:
-    return UID_PREFIX + netuid_bytes(netuid) + uid.to_bytes(2, "big")
+def endpoint_key(netuid: int, uid: int) -> bytes:
+    return ENDPOINT_PREFIX + netuid_bytes(netuid) + uid.to_bytes(2, "big")
 
 
 def get_subnet(state: Reader, netuid: int) -> dict[str, Any] | None:
@@ -74,9 +79,27 @@ def netuids(state: Reader) -> list[int]:
     return [int.from_bytes(key[len(NET_PREFIX):], "big") for key, _ in state.scan(NET_PREFIX)]
 
 
+def packed_keys(state: Reader, netuid: int) -> bytes:
+    value = state.get_value(KEYS_PREFIX + netuid_bytes(netuid), b"")
+    return value if isinstance(value, bytes) else b""
+
+
 def get_neuron(state: Reader, netuid: int, uid: int) -> dict[str, Any] | None:
-    value = state.get_value(uid_key(netuid, uid))
-    return value if isinstance(value, dict) else None
+    """``{"hotkey", "coldkey"}`` of a UID, or None past the last UID."""
+    packed = packed_keys(state, netuid)
+    start = uid * KEY_PAIR
+    if start + KEY_PAIR > len(packed):
+        return None
+    return {"hotkey": packed[start:start + ADDRESS_BYTES], "coldkey": packed[start + ADDRESS_BYTES:start + KEY_PAIR]}
+
+
+def set_neuron(state: State, netuid: int, uid: int, hotkey: bytes, coldkey: bytes) -> None:
+    packed = bytearray(packed_keys(state, netuid))
+    start = uid * KEY_PAIR
+    if len(packed) < start + KEY_PAIR:
+        packed.extend(bytes(start + KEY_PAIR - len(packed)))
+    packed[start:start + KEY_PAIR] = hotkey + coldkey
+    state.set_value(KEYS_PREFIX + netuid_bytes(netuid), bytes(packed))
 
 
 def uid_of(state: Reader, netuid: int, hotkey: bytes) -> int | None:
@@ -97,8 +120,22 @@ def hotkey_owner(state: Reader, hotkey: bytes) -> bytes | None:
 
 
 def neurons(state: Reader, netuid: int) -> list[tuple[int, dict[str, Any]]]:
-    prefix = UID_PREFIX + netuid_bytes(netuid)
-    return [(int.from_bytes(key, "big"), value) for key, value in state.scan_values(prefix)]
+    packed = packed_keys(state, netuid)
+    return [(uid, {"hotkey": packed[start:start + ADDRESS_BYTES],
+                   "coldkey": packed[start + ADDRESS_BYTES:start + KEY_PAIR]})
+            for uid, start in enumerate(range(0, len(packed), KEY_PAIR))]
+
+
+def encoded_endpoints(state: Reader, netuid: int, size: int) -> list[bytes | None]:
+    """What each UID announced, as the stored canonical bytes (None where nothing), in UID order; passing them
+    on undecoded keeps a metagraph of thousands of endpoints cheap to serve."""
+    prefix = ENDPOINT_PREFIX + netuid_bytes(netuid)
+    found: list[bytes | None] = [None] * size
+    for key, raw in state.scan(prefix):
+        uid = int.from_bytes(key[len(prefix):], "big")
+        if uid < size:
+            found[uid] = raw
+    return found
 
 
 def get_vector(state: Reader, netuid: int, name: str, size: int) -> IntArray:

@@ -259,7 +259,8 @@ def process_dissolve(ctx: Context, msg: MsgDissolveSubnet) -> None:
         staking.unstake_all(ctx.state, msg.netuid, uid, neuron["hotkey"])
         ctx.state.delete(neurons.HOTKEY_PREFIX + neurons.netuid_bytes(msg.netuid) + neuron["hotkey"])
     prefix = neurons.netuid_bytes(msg.netuid)
-    for key_prefix in (neurons.UID_PREFIX + prefix, neurons.VECTOR_PREFIX + prefix, neurons.BONDS_PREFIX + prefix,
+    ctx.state.delete(neurons.KEYS_PREFIX + prefix)
+    for key_prefix in (neurons.ENDPOINT_PREFIX + prefix, neurons.VECTOR_PREFIX + prefix, neurons.BONDS_PREFIX + prefix,
                        b"weights/w/" + prefix, b"weights/commit/" + prefix):
         for key, _ in list(ctx.state.scan(key_prefix)):
             ctx.state.delete(key)
@@ -288,8 +289,7 @@ def process_register(ctx: Context, msg: MsgRegister) -> None:
     bank.burn(ctx.state, ctx.signer, price, f"the registration burn of {format_mint(price)}")
     uid = _free_uid(ctx.state, netuid, subnet, hyper, height)
     ctx.state.set_value(neurons.OWNER_PREFIX + hotkey, ctx.signer)
-    ctx.state.set_value(neurons.uid_key(netuid, uid),
-                        {"hotkey": hotkey, "coldkey": ctx.signer, "endpoint": None, "endpoint_block": 0})
+    neurons.set_neuron(ctx.state, netuid, uid, hotkey, ctx.signer)
     ctx.state.set_value(neurons.HOTKEY_PREFIX + neurons.netuid_bytes(netuid) + hotkey, uid)
     size = subnet["n"]
     for name in neurons.VECTORS:
@@ -320,6 +320,7 @@ def _free_uid(state: State, netuid: int, subnet: dict[str, Any], hyper: Hyperpar
     if previous is not None:
         staking.unstake_all(state, netuid, uid, previous["hotkey"])
         state.delete(neurons.HOTKEY_PREFIX + neurons.netuid_bytes(netuid) + previous["hotkey"])
+    state.delete(neurons.endpoint_key(netuid, uid))
     state.delete(b"weights/w/" + neurons.netuid_bytes(netuid) + uid.to_bytes(2, "big"))
     state.delete(b"weights/commit/" + neurons.netuid_bytes(netuid) + uid.to_bytes(2, "big"))
     neurons.set_bonds(state, netuid, uid, None)
@@ -341,17 +342,14 @@ def process_announce(ctx: Context, msg: MsgAnnounceEndpoint) -> None:
     if not re.match(r"^https?://[^\s/]+", url) or len(url.encode()) > MAX_URL_BYTES:
         raise INVALID_ENDPOINT(f"endpoint URL must start with http:// or https:// and be at most {MAX_URL_BYTES} "
                                f"bytes; got '{url[:80]}'")
-    neuron = neurons.get_neuron(ctx.state, msg.netuid, uid)
-    if neuron is None:
-        raise neurons.NOT_REGISTERED(f"UID {uid} has no neuron")
+    previous = ctx.state.get_value(neurons.endpoint_key(msg.netuid, uid))
     limit = get_hyperparams(subnet).serving_rate_limit
-    if neuron["endpoint"] is not None and ctx.block.height - neuron["endpoint_block"] < limit:
+    if previous is not None and ctx.block.height - previous["block"] < limit:
         raise RATE_LIMITED(f"an endpoint may be announced once every {limit} blocks; next at block "
-                           f"{neuron['endpoint_block'] + limit}")
-    neuron["endpoint"] = {"url": url, "models": msg.models, "price_per_1k": msg.price_per_1k,
-                          "protocol_version": msg.protocol_version}
-    neuron["endpoint_block"] = ctx.block.height
-    ctx.state.set_value(neurons.uid_key(msg.netuid, uid), neuron)
+                           f"{previous['block'] + limit}")
+    ctx.state.set_value(neurons.endpoint_key(msg.netuid, uid), {
+        "url": url, "models": msg.models, "price_per_1k": msg.price_per_1k,
+        "protocol_version": msg.protocol_version, "block": ctx.block.height})
     ctx.emit("endpoint_announced", netuid=msg.netuid, uid=uid, url=url)
 
 
@@ -390,17 +388,16 @@ def query_subnet(state: Reader, parts: list[str], data: bytes) -> Any:
 
 def metagraph(state: Reader, netuid: int, subnet: dict[str, Any], include: set[str]) -> dict[str, Any]:
     """Packed for size and speed at thousands of UIDs: ``hotkeys``/``coldkeys`` are the 20-byte addresses
-    concatenated in UID order; each vector of neurons.VECTORS is a little-endian int64 array in bytes."""
+    concatenated in UID order; each vector of neurons.VECTORS is a little-endian int64 array in bytes;
+    ``endpoints`` holds each UID's announcement as canonical codec bytes (or None)."""
     size = subnet["n"]
     vectors = {name: neurons.get_vector(state, netuid, name, size).astype("<i8").tobytes()
                for name in neurons.VECTORS}
-    hotkeys, coldkeys, endpoints = [], [], []
-    for _, neuron in neurons.neurons(state, netuid):
-        hotkeys.append(neuron["hotkey"])
-        coldkeys.append(neuron["coldkey"])
-        endpoints.append(neuron["endpoint"])
-    answer: dict[str, Any] = {"netuid": netuid, "n": size, "block": state.height, "hotkeys": b"".join(hotkeys),
-                              "coldkeys": b"".join(coldkeys), "endpoints": endpoints,
+    packed = neurons.packed_keys(state, netuid)
+    hotkeys = b"".join(packed[start:start + 20] for start in range(0, len(packed), neurons.KEY_PAIR))
+    coldkeys = b"".join(packed[start + 20:start + 40] for start in range(0, len(packed), neurons.KEY_PAIR))
+    answer: dict[str, Any] = {"netuid": netuid, "n": size, "block": state.height, "hotkeys": hotkeys,
+                              "coldkeys": coldkeys, "endpoints": neurons.encoded_endpoints(state, netuid, size),
                               "params": subnet["params"], **vectors}
     if "weights" in include:
         answer["weights"] = {str(uid): pair for uid, pair in _weights_rows(state, netuid)}

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from gridmint.chain import codec
 from gridmint.chain.crypto import ADDRESS_BYTES, format_address
 from gridmint.client.chain_client import ChainClient
 
@@ -19,23 +20,23 @@ VECTORS = ("last_update", "registered_at", "stake", "active", "permit", "consens
 @dataclass
 class Metagraph:
     """``metagraph.incentive`` (and every name in VECTORS) is an int64 numpy array indexed by UID; Q30 vectors
-    read as fractions through ``fraction(name)``. Addresses are formatted on first use."""
+    read as fractions through ``fraction(name)``. Addresses and endpoints are decoded on first use."""
 
     netuid: int
     block: int = 0
     n: int = 0
     hotkey_bytes: bytes = b""
     coldkey_bytes: bytes = b""
-    endpoints: list[dict[str, Any] | None] = field(default_factory=list)
+    encoded_endpoints: list[bytes | None] = field(default_factory=list)
     params: dict[str, int] = field(default_factory=dict)
     vectors: dict[str, npt.NDArray[np.int64]] = field(default_factory=dict)
-    _addresses: dict[str, list[str]] = field(default_factory=dict, repr=False)
+    _decoded: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_answer(cls, answer: dict[str, Any]) -> Metagraph:
         return cls(netuid=int(answer["netuid"]), block=int(answer["block"]), n=int(answer["n"]),
                    hotkey_bytes=answer["hotkeys"], coldkey_bytes=answer["coldkeys"],
-                   endpoints=list(answer["endpoints"]), params=dict(answer["params"]),
+                   encoded_endpoints=list(answer["endpoints"]), params=dict(answer["params"]),
                    vectors={name: np.frombuffer(answer[name], dtype="<i8").astype(np.int64) for name in VECTORS})
 
     @classmethod
@@ -47,10 +48,18 @@ class Metagraph:
         return self
 
     def _formatted(self, which: str, packed: bytes) -> list[str]:
-        if which not in self._addresses:
-            self._addresses[which] = [format_address(packed[i * ADDRESS_BYTES:(i + 1) * ADDRESS_BYTES])
-                                      for i in range(self.n)]
-        return self._addresses[which]
+        if which not in self._decoded:
+            self._decoded[which] = [format_address(packed[i * ADDRESS_BYTES:(i + 1) * ADDRESS_BYTES])
+                                    for i in range(self.n)]
+        return list(self._decoded[which])
+
+    @property
+    def endpoints(self) -> list[dict[str, Any] | None]:
+        """Each UID's announced endpoint (url, models, price_per_1k, protocol_version, block) or None."""
+        if "endpoints" not in self._decoded:
+            self._decoded["endpoints"] = [None if raw is None else codec.decode(raw) for raw in self.encoded_endpoints]
+        decoded: list[dict[str, Any] | None] = self._decoded["endpoints"]
+        return decoded
 
     @property
     def hotkeys(self) -> list[str]:
