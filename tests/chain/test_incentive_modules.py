@@ -120,6 +120,9 @@ def test_metagraph_and_queries_at_a_height(tmp_path: Path) -> None:
     assert stakes[0]["netuid"] == 1 and stakes[0]["amount"] >= 300 * MINT
     emission = codec.decode(net.app.query("/emission/info").value)
     assert emission["next_block_reward"] == MINT and emission["minted"] > 0
+    full = codec.decode(net.app.query("/subnets/1/metagraph", b"weights,bonds").value)
+    assert str(net.uid("v1")) in full["weights"] and str(net.uid("v1")) in full["bonds"]
+    assert "weights" not in new and "bonds" not in new
     assert net.app.query("/subnets/7").codespace == "subnets"
     assert net.app.query("/subnets/1/nothing").codespace == "query"
 
