@@ -77,24 +77,21 @@ def u16(name: str, value: Any) -> int:
     return value
 
 
-def u16_list(max_items: int) -> FieldCheck:
-    def check(name: str, value: Any) -> list[int]:
+def list_of(item_check: FieldCheck, max_items: int, items: str) -> FieldCheck:
+    def check(name: str, value: Any) -> list[Any]:
         if not isinstance(value, list) or len(value) > max_items:
-            raise INVALID_FIELD(f"{name}: expected a list of at most {max_items} numbers from 0 to 65535")
-        return [u16(f"{name}[{index}]", item) for index, item in enumerate(value)]
-
-    return check
-
-
-def text_list(max_items: int, max_bytes: int) -> FieldCheck:
-    item_check = text(max_bytes)
-
-    def check(name: str, value: Any) -> list[str]:
-        if not isinstance(value, list) or len(value) > max_items:
-            raise INVALID_FIELD(f"{name}: expected a list of at most {max_items} texts")
+            raise INVALID_FIELD(f"{name}: expected a list of at most {max_items} {items}")
         return [item_check(f"{name}[{index}]", item) for index, item in enumerate(value)]
 
     return check
+
+
+def u16_list(max_items: int) -> FieldCheck:
+    return list_of(u16, max_items, "numbers from 0 to 65535")
+
+
+def text_list(max_items: int, max_bytes: int) -> FieldCheck:
+    return list_of(text(max_bytes), max_items, f"texts of at most {max_bytes} bytes")
 
 
 def bytes32(name: str, value: Any) -> bytes:
