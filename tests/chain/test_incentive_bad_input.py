@@ -66,6 +66,8 @@ def m_uid(net: Network, name: str) -> int:
 CASES: dict[str, tuple[str, Callable[[Network], Msg], str]] = {
     "register on a missing subnet": ("outsider", lambda n: MsgRegister(9, key(hot("outsider")).address, 0),
                                      "subnet_not_found"),
+    "registration above the caller's limit": ("outsider", lambda n: MsgRegister(1, key(hot("outsider")).address, 1),
+                                              "burn_above_limit"),
     "register a hotkey twice": ("m1", lambda n: MsgRegister(1, key(hot("m1")).address, 0), "hotkey_registered"),
     "register someone else's hotkey": ("outsider", lambda n: MsgRegister(1, key(hot("m1")).address, 0),
                                        "hotkey_registered"),

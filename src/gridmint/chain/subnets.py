@@ -23,7 +23,7 @@ import numpy as np
 
 from gridmint.chain import bank, neurons, staking
 from gridmint.chain.crypto import format_address, parse_address
-from gridmint.chain.errors import INSUFFICIENT_FUNDS, INVALID_FIELD, INVALID_GENESIS, UNKNOWN_QUERY, register
+from gridmint.chain.errors import INVALID_FIELD, INVALID_GENESIS, UNKNOWN_QUERY, register
 from gridmint.chain.fields import address, text, text_list, u16, u64
 from gridmint.chain.module import Context, ModuleSpec
 from gridmint.chain.params import params_from_json, params_to_json
@@ -43,6 +43,7 @@ INVALID_ENDPOINT = register(NAME, 9, "invalid_endpoint")
 RATE_LIMITED = register(NAME, 10, "rate_limited")
 TOO_MANY_SUBNETS = register(NAME, 11, "too_many_subnets")
 INVALID_MODALITY = register(NAME, 12, "invalid_modality")
+BURN_ABOVE_LIMIT = register(NAME, 13, "burn_above_limit")
 
 MODALITY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,31}$")
 MAX_URL_BYTES = 256
@@ -284,7 +285,7 @@ def process_register(ctx: Context, msg: MsgRegister) -> None:
         raise HOTKEY_OWNED(f"hotkey {format_address(hotkey)} belongs to coldkey {format_address(owner)}")
     price = get_burn(subnet, height)
     if msg.max_burn and price > msg.max_burn:
-        raise INSUFFICIENT_FUNDS(f"registration costs {format_mint(price)}, more than your limit "
+        raise BURN_ABOVE_LIMIT(f"registration costs {format_mint(price)}, more than your limit "
                                  f"{format_mint(msg.max_burn)}")
     bank.burn(ctx.state, ctx.signer, price, f"the registration burn of {format_mint(price)}")
     uid = _free_uid(ctx.state, netuid, subnet, hyper, height)
