@@ -1,0 +1,1 @@
+"""The inference network off chain: the signed protocol's policy, miners, backends and validators."""

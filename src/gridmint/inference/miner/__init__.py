@@ -1,0 +1,1 @@
+"""The miner: an OpenAI-shaped, signed HTTP server in front of a model backend."""

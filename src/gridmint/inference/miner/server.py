@@ -1,0 +1,18 @@
+"""Runs a MinerApp under uvicorn (httptools parser, uvloop where available) until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from gridmint.inference.miner.app import MinerApp
+
+log = logging.getLogger("gridmint.miner")
+
+
+def serve_miner(app: MinerApp, host: str, port: int) -> None:
+    log.info("Miner %s serves %s (%s backend) on http://%s:%d; at most %d requests at once.", app.address,
+             ", ".join(app.backend.models()), app.backend.name, host, port, app.max_concurrency)
+    uvicorn.run(app, host=host, port=port, log_level="warning", http="httptools", loop="auto",
+                access_log=False, lifespan="on", timeout_keep_alive=30, backlog=2048)
