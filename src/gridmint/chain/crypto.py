@@ -57,6 +57,7 @@ def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=65_536)  # signed requests name the same few callers over and over
 def address_of(public_key: bytes) -> bytes:
     return hashlib.sha256(public_key).digest()[:ADDRESS_BYTES]
 

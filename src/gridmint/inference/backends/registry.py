@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gridmint.inference.backends.base import Backend
 
-BACKENDS = ("echo",)
+BACKENDS = ("echo", "llama-cpp")
 
 
 class UnknownBackendError(ValueError):
@@ -17,4 +17,8 @@ def load_backend(name: str, model: str | None = None) -> Backend:
         from gridmint.inference.backends.echo import ECHO_MODEL, EchoBackend
 
         return EchoBackend(model or ECHO_MODEL)
+    if name == "llama-cpp":
+        from gridmint.inference.backends.llama_cpp import LlamaCppBackend
+
+        return LlamaCppBackend(model_path=model)
     raise UnknownBackendError(f"unknown backend '{name}'; choose one of {', '.join(BACKENDS)}")

@@ -1,0 +1,144 @@
+"""A small keep-alive HTTP/1.1 client on asyncio protocols with httptools' C parser.
+
+Validators and gateways make many small signed calls to miners; a general client (aiohttp, httpx) spends more
+per request in Python than the ed25519 work the call needs. This one does only what those calls need: POST a
+body, read one response, reuse the connection. Connections are pooled per host and port, bounded, and closed
+when a response is malformed, the server closes, or a call times out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import httptools
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+
+
+class HttpError(Exception):
+    """The call failed on the way (refused, reset, malformed, timed out); the message says which."""
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self._parser = httptools.HttpResponseParser(self)
+        self._waiter: asyncio.Future[Response] | None = None
+        self._headers: dict[str, str] = {}
+        self._body: list[bytes] = []
+        self.usable = True
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self._parser.feed_data(data)
+        except httptools.HttpParserError as error:
+            self._fail(HttpError(f"malformed HTTP response: {error}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(HttpError(f"connection closed by the server{': ' + str(exc) if exc else ''}"))
+
+    # httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if not self._parser.should_keep_alive():
+            self.usable = False
+        response = Response(self._parser.get_status_code(), self._headers, b"".join(self._body))
+        self._headers, self._body = {}, []
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(response)
+
+    def _fail(self, error: HttpError) -> None:
+        self.usable = False
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_exception(error)
+
+    async def exchange(self, request: bytes) -> Response:
+        if self.transport is None or self.transport.is_closing():
+            raise HttpError("connection is closed")
+        self._waiter = asyncio.get_running_loop().create_future()
+        self.transport.write(request)
+        return await self._waiter
+
+    def close(self) -> None:
+        self.usable = False
+        if self.transport is not None:
+            self.transport.close()
+
+
+class HttpPool:
+    def __init__(self, max_per_host: int = 64) -> None:
+        self.max_per_host = max_per_host
+        self._idle: dict[tuple[str, int], list[_Connection]] = defaultdict(list)
+        self._open: dict[tuple[str, int], int] = defaultdict(int)
+        self._slots: dict[tuple[str, int], asyncio.Semaphore] = {}
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> Response:
+        parts = urlsplit(url)
+        if parts.scheme != "http" or not parts.hostname:
+            raise HttpError(f"only http:// URLs are supported here, got {url[:100]}")
+        address = (parts.hostname, parts.port or 80)
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        head = [f"POST {path} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}"]
+        head += [f"{name}: {value}" for name, value in headers.items()]
+        request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+        slot = self._slots.setdefault(address, asyncio.Semaphore(self.max_per_host))
+        async with slot:
+            connection = await self._acquire(address, timeout_s)
+            try:
+                async with asyncio.timeout(timeout_s):
+                    response = await connection.exchange(request)
+            except TimeoutError:
+                connection.close()
+                raise HttpError(f"no answer from {parts.netloc} within {timeout_s:g} s") from None
+            except HttpError:
+                connection.close()
+                raise
+            finally:
+                self._release(address, connection)
+        return response
+
+    async def _acquire(self, address: tuple[str, int], timeout_s: float) -> _Connection:
+        idle = self._idle[address]
+        while idle:
+            connection = idle.pop()
+            if connection.usable and connection.transport is not None and not connection.transport.is_closing():
+                return connection
+            self._open[address] -= 1
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout_s):
+                _, connection = await loop.create_connection(_Connection, *address)
+        except (OSError, TimeoutError) as error:
+            raise HttpError(f"cannot connect to {address[0]}:{address[1]}: {error}") from None
+        self._open[address] += 1
+        return connection
+
+    def _release(self, address: tuple[str, int], connection: _Connection) -> None:
+        if connection.usable and connection.transport is not None and not connection.transport.is_closing():
+            self._idle[address].append(connection)
+        else:
+            connection.close()
+            self._open[address] -= 1
+
+    def close(self) -> None:
+        for connections in self._idle.values():
+            for connection in connections:
+                connection.close()
+        self._idle.clear()

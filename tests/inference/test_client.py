@@ -1,0 +1,73 @@
+"""MinerClient against a real miner process on loopback: signed answers verify; failures are clear."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from gridmint.chain.crypto import PrivateKey, format_address
+from gridmint.inference.client import HttpError, MinerClient
+
+pytestmark = pytest.mark.slow
+
+MINER_SEED, CALLER_SEED = b"\x31" * 32, b"\x32" * 32
+MINER_MAIN = """
+import sys
+from gridmint.chain.crypto import PrivateKey, format_address
+from gridmint.inference.backends.echo import EchoBackend
+from gridmint.inference.miner.app import MinerApp
+from gridmint.inference.miner.server import serve_miner
+from gridmint.inference.protocol import CallerPolicy
+caller = PrivateKey(bytes.fromhex(sys.argv[2]))
+serve_miner(MinerApp(PrivateKey(bytes.fromhex(sys.argv[1])), EchoBackend(),
+                     CallerPolicy(validators={format_address(caller.address)})), "127.0.0.1", int(sys.argv[3]))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_calls_through_a_real_socket() -> None:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    process = subprocess.Popen([sys.executable, "-c", MINER_MAIN, MINER_SEED.hex(), CALLER_SEED.hex(), str(port)])
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        miner = format_address(PrivateKey(MINER_SEED).address)
+        payload = {"model": "echo", "messages": [{"role": "user", "content": "over the wire"}]}
+
+        async def scenario() -> None:
+            async with MinerClient(PrivateKey(CALLER_SEED), timeout_s=5) as client:
+                answers = await asyncio.gather(*(client.call(url, "/v1/chat/completions", miner, payload)
+                                                 for _ in range(20)))
+                assert all(a.status == 200 and a.signed for a in answers)
+                assert answers[0].json()["choices"][0]["message"]["content"] == "over the wire"
+                impostor = await client.call(url, "/v1/chat/completions", format_address(PrivateKey(b"\x33" * 32)
+                                                                                          .address), payload)
+                assert impostor.status == 421 and not impostor.signed
+            async with MinerClient(PrivateKey(b"\x34" * 32), timeout_s=5) as stranger:
+                refused = await stranger.call(url, "/v1/chat/completions", miner, payload)
+                assert refused.status == 403 and refused.json()["error"]["code"] == "auth/not_permitted"
+            async with MinerClient(PrivateKey(CALLER_SEED), timeout_s=2) as client:
+                with pytest.raises(HttpError, match="cannot connect"):
+                    await client.call(f"http://127.0.0.1:{free_port()}", "/v1/chat/completions", miner, payload)
+
+        asyncio.run(scenario())
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
