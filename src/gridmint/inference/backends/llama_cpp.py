@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from gridmint.inference.backends.base import (
     TEXT_GENERATION,
@@ -65,7 +65,8 @@ class LlamaCppBackend:
 
     def _run(self, request: Generation, stream: bool) -> Any:
         if request.messages is not None:
-            return self.llama.create_chat_completion(messages=request.messages, stream=stream,
+            # llama-cpp-python types messages as TypedDicts; ours are checked plain dicts of the same shape.
+            return self.llama.create_chat_completion(messages=cast(Any, request.messages), stream=stream,
                                                      **self._arguments(request))
         return self.llama.create_completion(prompt=request.prompt or "", stream=stream, **self._arguments(request))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gridmint.inference.backends.base import Backend
 
-BACKENDS = ("echo", "llama-cpp")
+BACKENDS = ("echo", "llama-cpp", "wordllama")
 
 
 class UnknownBackendError(ValueError):
@@ -21,4 +21,8 @@ def load_backend(name: str, model: str | None = None) -> Backend:
         from gridmint.inference.backends.llama_cpp import LlamaCppBackend
 
         return LlamaCppBackend(model_path=model)
+    if name == "wordllama":
+        from gridmint.inference.backends.wordllama import WordLlamaBackend
+
+        return WordLlamaBackend()
     raise UnknownBackendError(f"unknown backend '{name}'; choose one of {', '.join(BACKENDS)}")
