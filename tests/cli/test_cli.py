@@ -30,7 +30,8 @@ COMMANDS = [[], ["wallet"], ["wallet", "create"], ["wallet", "list"], ["wallet",
             ["subnet"], ["subnet", "create"], ["subnet", "list"], ["subnet", "show"], ["subnet", "params"],
             ["subnet", "set-param"], ["subnet", "dissolve"], ["subnet", "register"], ["subnet", "metagraph"],
             ["stake"], ["stake", "add"], ["stake", "remove"], ["stake", "list"], ["weights"], ["weights", "set"],
-            ["weights", "commit"], ["weights", "reveal"], ["endpoint"], ["endpoint", "announce"]]
+            ["weights", "commit"], ["weights", "reveal"], ["endpoint"], ["endpoint", "announce"], ["miner"],
+            ["miner", "run"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "gridmint")

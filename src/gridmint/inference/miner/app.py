@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import orjson
@@ -50,7 +50,8 @@ JSON = (b"content-type", b"application/json")
 class MinerApp:
     def __init__(self, key: PrivateKey, backend: Backend, policy: CallerPolicy, max_concurrency: int = 8,
                  request_timeout_s: float = 60.0, max_body_bytes: int = MAX_BODY_BYTES,
-                 nonces: NonceWindow | None = None) -> None:
+                 nonces: NonceWindow | None = None,
+                 background: list[Callable[[], Coroutine[Any, Any, None]]] | None = None) -> None:
         self.key = key
         self.address = format_address(key.address)
         self.backend = backend
@@ -61,6 +62,8 @@ class MinerApp:
         self.nonces = nonces or NonceWindow()
         self.metrics = MinerMetrics()
         self.in_flight = 0
+        self.background = background or []  # started at lifespan start-up (metagraph sync), cancelled at shutdown
+        self._tasks: list[asyncio.Task[None]] = []
         self._routes: dict[bytes | str, Callable[..., Awaitable[None]]] = {
             "/v1/chat/completions": self._chat, "/v1/completions": self._completion,
             "/v1/embeddings": self._embedding,
@@ -68,7 +71,7 @@ class MinerApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
+            await self._lifespan(receive, send)
             return
         if scope["type"] != "http":
             return
@@ -139,6 +142,18 @@ class MinerApp:
             self.metrics.in_flight.set(self.in_flight)
             self.metrics.answered(path, status, time.perf_counter() - started)
 
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._tasks = [asyncio.create_task(job()) for job in self.background]
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                for task in self._tasks:
+                    task.cancel()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
     def _check_model(self, model: str, modality: str) -> None:
         if model not in self.backend.models():
             raise wire.BAD_REQUEST(f"model '{model[:64]}' is not served here; this miner serves "
@@ -195,14 +210,6 @@ class MinerApp:
         await self._signed_json(send, caller, wire.embedding_answer(model, result))
 
 
-async def _lifespan(receive: Receive, send: Send) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
 
 
 async def _read_body(scope: dict[str, Any], receive: Receive, limit: int) -> bytes | None:

@@ -1,0 +1,70 @@
+"""Running a miner for real: announce the endpoint on chain, keep the caller policy in step with the metagraph,
+and serve. Used by ``gridmint miner run``."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+from gridmint.chain.crypto import PrivateKey, format_address
+from gridmint.chain.errors import ChainError
+from gridmint.chain.neurons import NOT_REGISTERED
+from gridmint.chain.subnets import MsgAnnounceEndpoint
+from gridmint.client.chain_client import ChainClient, raise_for_code
+from gridmint.client.metagraph import Metagraph
+from gridmint.inference.miner.app import MinerApp
+from gridmint.inference.protocol import CallerPolicy
+
+log = logging.getLogger("gridmint.miner")
+PROTOCOL_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Announcement:
+    url: str
+    models: list[str]
+    price_per_1k: int
+
+
+def announce_if_changed(client: ChainClient, key: PrivateKey, netuid: int, wanted: Announcement) -> bool:
+    """Put the endpoint on chain unless the chain already holds exactly this one; True if a tx was sent."""
+    graph = Metagraph.fetch(client, netuid)
+    uid = graph.uid_of(format_address(key.address))
+    if uid is None:
+        raise NOT_REGISTERED(f"hotkey {format_address(key.address)} is not registered on subnet "
+                             f"{netuid}; run `gridmint subnet register {netuid}` first")
+    current = graph.endpoints[uid]
+    if current is not None and (current["url"], current["models"], current["price_per_1k"]) == (
+            wanted.url, wanted.models, wanted.price_per_1k):
+        log.info("The chain already announces %s for UID %d on subnet %d.", wanted.url, uid, netuid)
+        return False
+    fee = int(client.query("/bank/params")["min_tx_fee"])
+    outcome = client.send(key, [MsgAnnounceEndpoint(netuid, wanted.url, wanted.models, wanted.price_per_1k,
+                                                    PROTOCOL_VERSION)], fee)
+    raise_for_code(outcome.code, outcome.codespace, outcome.log)
+    log.info("Announced %s (%s) for UID %d on subnet %d in block %d.", wanted.url, ", ".join(wanted.models), uid,
+             netuid, outcome.height)
+    return True
+
+
+def policy_from_metagraph(graph: Metagraph, policy: CallerPolicy) -> None:
+    permits = graph.vectors["permit"]
+    policy.update(set(graph.hotkeys), {hotkey for uid, hotkey in enumerate(graph.hotkeys) if permits[uid]})
+
+
+async def keep_policy_in_step(app: MinerApp, node_url: str, netuid: int, every_s: float) -> None:
+    """Refresh who may call from the chain's metagraph, forever (errors are logged, not fatal)."""
+    with ChainClient(node_url) as client:
+        while True:
+            try:
+                graph = await asyncio.to_thread(Metagraph.fetch, client, netuid)
+                before = len(app.policy.validators)
+                policy_from_metagraph(graph, app.policy)
+                if len(app.policy.validators) != before:
+                    log.info("Subnet %d now has %d validators with a permit that may call.", netuid,
+                             len(app.policy.validators))
+            except (ChainError, OSError) as error:
+                log.warning("Could not refresh the metagraph of subnet %d: %s", netuid, error)
+            await asyncio.sleep(every_s)
+

@@ -1,0 +1,66 @@
+"""``gridmint miner run`` on a live devnode: it announces its endpoint, learns who may call from the metagraph,
+and answers the validator with signed answers while refusing hotkeys without a permit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gridmint.client.wallet import open_wallet
+from gridmint.inference.client import MinerClient
+from tests.live_network import live_subnet
+
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_miner_run_announces_and_serves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with live_subnet(tmp_path, monkeypatch) as live:
+        port = free_port()
+        log = (tmp_path / "miner.log").open("w")
+        miner = subprocess.Popen(
+            [sys.executable, "-m", "gridmint.cli.main", "miner", "run", "--netuid", "1", "--backend", "echo",
+             "--wallet", "miner", "--port", str(port), "--price", "0.001", "--sync-seconds", "0.5"],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+        try:
+            url = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(url + "/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.1)
+            graph = live.metagraph()
+            announced = graph["uids"][1]["endpoint"]
+            assert announced["url"] == url and announced["models"] == ["echo"]
+            assert announced["price_per_1k"] == 1_000_000
+            miner_address = graph["uids"][1]["hotkey"]
+            payload = {"model": "echo", "messages": [{"role": "user", "content": "are you there"}]}
+
+            async def call(wallet: str) -> tuple[int, bool]:
+                key = open_wallet(wallet, live.wallets).hotkey("default")
+                async with MinerClient(key, timeout_s=5) as client:
+                    answer = await client.call(url, "/v1/chat/completions", miner_address, payload)
+                    return answer.status, answer.signed
+
+            assert asyncio.run(call("val")) == (200, True)
+            assert asyncio.run(call("owner")) == (403, False)  # no UID, no permit
+        finally:
+            miner.terminate()
+            miner.wait(timeout=10)
+            log.close()
+        assert "Announced http://127.0.0.1" in (tmp_path / "miner.log").read_text()
