@@ -1,0 +1,167 @@
+"""The validator loop for one subnet.
+
+Each round: sync the metagraph, draw a challenge, query every miner that announced an endpoint concurrently (with
+a timeout), and score each answer: 0 for a timeout, an error, an unsigned answer or a failed model check, else
+the scorer's quality times a latency factor. Scores feed an exponential moving average per UID, reset when a UID
+changes hands. Once per subnet epoch the averages become weights: with commit-reveal, the validator reveals what
+it committed ``reveal_period`` epochs ago and commits the new weights; without, it sets them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+from dataclasses import dataclass, field
+from typing import Any
+
+from gridmint.chain.crypto import PrivateKey, format_address
+from gridmint.chain.errors import ChainError
+from gridmint.chain.weights import MsgCommitWeights, MsgRevealWeights, MsgSetWeights, commit_hash
+from gridmint.client.chain_client import ChainClient, raise_for_code
+from gridmint.client.metagraph import Metagraph
+from gridmint.inference.client import HttpError, MinerClient
+from gridmint.inference.validator.scoring import Scorer
+
+log = logging.getLogger("gridmint.validator")
+
+
+@dataclass
+class ValidatorState:
+    scores: dict[int, float] = field(default_factory=dict)  # EMA per UID
+    hotkeys: dict[int, str] = field(default_factory=dict)  # who held each UID when it was scored
+    last_epoch_acted: int = -1
+    pending: dict[str, Any] | None = None  # {"epoch", "uids", "weights", "salt"} of the last commit
+
+
+class Validator:
+    def __init__(self, key: PrivateKey, netuid: int, node_url: str, scorer: Scorer, timeout_s: float = 10.0,
+                 ema_alpha: float = 0.3, latency_weight: float = 0.2, seed: int | None = None) -> None:
+        self.key = key
+        self.address = format_address(key.address)
+        self.netuid = netuid
+        self.node_url = node_url
+        self.scorer = scorer
+        self.timeout_s = timeout_s
+        self.ema_alpha = ema_alpha
+        self.latency_weight = latency_weight
+        self.rng = random.Random(seed if seed is not None else secrets.randbits(64))
+        self.state = ValidatorState()
+        self.chain = ChainClient(node_url)
+
+    def close(self) -> None:
+        self.chain.close()
+
+    # --- one round ---------------------------------------------------------------------------------------
+
+    async def round(self, client: MinerClient) -> dict[int, float]:
+        graph = await asyncio.to_thread(Metagraph.fetch, self.chain, self.netuid)
+        self._forget_replaced(graph)
+        targets = [(uid, graph.hotkeys[uid], endpoint["url"]) for uid, endpoint in enumerate(graph.endpoints)
+                   if endpoint is not None and graph.hotkeys[uid] != self.address]
+        if not targets:
+            log.info("No miner on subnet %d has announced an endpoint yet.", self.netuid)
+            return {}
+        challenge = self.scorer.draw(self.rng)
+        answers = await asyncio.gather(*(self._ask(client, url, hotkey, challenge) for _, hotkey, url in targets))
+        scores: dict[int, float] = {}
+        for (uid, hotkey, url), (score, note) in zip(targets, answers, strict=True):
+            scores[uid] = score
+            previous = self.state.scores.get(uid, 0.0)
+            self.state.scores[uid] = self.ema_alpha * score + (1 - self.ema_alpha) * previous
+            self.state.hotkeys[uid] = hotkey
+            log.info("UID %d (%s at %s): score %.3f (%s); average %.3f.", uid, hotkey[:12], url, score, note,
+                     self.state.scores[uid])
+        return scores
+
+    async def _ask(self, client: MinerClient, url: str, hotkey: str, challenge: Any) -> tuple[float, str]:
+        try:
+            answer = await client.call(url, challenge.path, hotkey, challenge.payload, timeout_s=self.timeout_s)
+        except HttpError as error:
+            return 0.0, f"no answer: {error}"
+        if answer.status != 200:
+            return 0.0, f"HTTP {answer.status}"
+        if not answer.signed:
+            return 0.0, "answer not signed by the miner's hotkey"
+        try:
+            body = answer.json()
+        except ValueError:
+            return 0.0, "answer is not JSON"
+        quality = await asyncio.to_thread(self.scorer.score, challenge, body)
+        speed = 1.0 - self.latency_weight * min(answer.latency_s / self.timeout_s, 1.0)
+        return quality * speed, f"quality {quality:.3f} in {answer.latency_s * 1000:.0f} ms"
+
+    def _forget_replaced(self, graph: Metagraph) -> None:
+        for uid, hotkey in list(self.state.hotkeys.items()):
+            if uid >= graph.n or graph.hotkeys[uid] != hotkey:
+                log.info("UID %d changed hands; its average starts again.", uid)
+                self.state.scores.pop(uid, None)
+                self.state.hotkeys.pop(uid, None)
+
+    # --- weights -----------------------------------------------------------------------------------------
+
+    def weights(self) -> tuple[list[int], list[int]]:
+        """The averages scaled so the best UID gets 65535; UIDs at 0 are left out."""
+        best = max(self.state.scores.values(), default=0.0)
+        if best <= 0:
+            return [], []
+        pairs = sorted((uid, round(65_535 * score / best)) for uid, score in self.state.scores.items() if score > 0)
+        pairs = [(uid, weight) for uid, weight in pairs if weight > 0]
+        return [uid for uid, _ in pairs], [weight for _, weight in pairs]
+
+    def submit_weights(self) -> str:
+        """Act once per subnet epoch: reveal what is due, then commit (or set) the current weights."""
+        info = self.chain.query(f"/subnets/{self.netuid}")
+        epoch, params = int(info["epoch"]), info["params"]
+        if epoch == self.state.last_epoch_acted:
+            return "already acted this epoch"
+        fee = int(self.chain.query("/bank/params")["min_tx_fee"])
+        done = []
+        pending = self.state.pending
+        if params["commit_reveal"] and pending is not None:
+            due = pending["epoch"] + params["reveal_period"]
+            if due == epoch:
+                self._send(MsgRevealWeights(self.netuid, pending["uids"], pending["weights"], pending["salt"]), fee)
+                done.append(f"revealed {len(pending['uids'])} weights committed in epoch {pending['epoch']}")
+            elif due < epoch:
+                done.append(f"missed the reveal of epoch {due}")
+            if due <= epoch:
+                self.state.pending = None
+        uids, weights = self.weights()
+        if uids:
+            if params["commit_reveal"]:
+                salt = secrets.token_bytes(32)
+                self._send(MsgCommitWeights(self.netuid, commit_hash(self.netuid, self.key.address, uids, weights,
+                                                                     salt)), fee)
+                self.state.pending = {"epoch": epoch, "uids": uids, "weights": weights, "salt": salt}
+                done.append(f"committed {len(uids)} weights")
+            else:
+                self._send(MsgSetWeights(self.netuid, uids, weights), fee)
+                done.append(f"set {len(uids)} weights")
+        self.state.last_epoch_acted = epoch
+        summary = f"epoch {epoch}: " + ("; ".join(done) if done else "nothing to submit yet")
+        log.info("Subnet %d %s.", self.netuid, summary)
+        return summary
+
+    def _send(self, message: Any, fee: int) -> None:
+        outcome = self.chain.send(self.key, [message], fee)
+        raise_for_code(outcome.code, outcome.codespace, outcome.log)
+
+    # --- forever -----------------------------------------------------------------------------------------
+
+    async def run(self, interval_s: float, rounds: int | None = None) -> None:
+        """Rounds every ``interval_s`` seconds; ``rounds`` bounds the loop (tests), None runs until cancelled."""
+        done = 0
+        async with MinerClient(self.key, timeout_s=self.timeout_s) as client:
+            while rounds is None or done < rounds:
+                started = asyncio.get_running_loop().time()
+                try:
+                    await self.round(client)
+                    await asyncio.to_thread(self.submit_weights)
+                except (ChainError, OSError) as error:
+                    log.warning("Round on subnet %d failed: %s", self.netuid, error)
+                done += 1
+                elapsed = asyncio.get_running_loop().time() - started
+                await asyncio.sleep(max(0.0, interval_s - elapsed))
+

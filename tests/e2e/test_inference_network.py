@@ -1,0 +1,140 @@
+"""End to end on a devnode: a text-generation subnet with three miners — SmolLM2 through llama.cpp, one that
+answers random tokens while claiming SmolLM2, and one that is down — and one validator scoring them with the
+reference model. After the validator's weights have counted for 3 epochs, the chain's metagraph ranks SmolLM2
+first and the other two near 0."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from gridmint.client.wallet import open_wallet
+from gridmint.inference.backends.base import (
+    TEXT_GENERATION,
+    EmbeddingResult,
+    Generation,
+    GenerationResult,
+    StreamPiece,
+)
+from gridmint.inference.client import MinerClient
+from gridmint.inference.miner.app import MinerApp
+from gridmint.inference.protocol import CallerPolicy
+from gridmint.inference.validator.loop import Validator
+from gridmint.inference.validator.scoring import TextScorer
+from tests.live_network import live_subnet
+
+pytestmark = pytest.mark.slow
+ONE = 1 << 30
+SMOLLM2 = "smollm2-135m-instruct"
+
+
+class GarbageBackend:
+    """Claims SmolLM2 and answers random tokens: what a lazy or dishonest miner would do."""
+
+    name = "garbage"
+    modality = TEXT_GENERATION
+
+    def __init__(self) -> None:
+        self.rng = random.Random(7)
+
+    def models(self) -> list[str]:
+        return [SMOLLM2]
+
+    async def generate(self, request: Generation) -> GenerationResult:
+        words = " ".join(self.rng.choice(["zq", "blorp", "7x", "##", "lorem", "qua", "the"]) for _ in range(20))
+        return GenerationResult(words, 10, 20)
+
+    async def stream(self, request: Generation) -> AsyncIterator[StreamPiece]:
+        yield StreamPiece("zq", "stop", 10, 1)
+
+    async def embed(self, model: str, inputs: list[str]) -> EmbeddingResult:
+        raise NotImplementedError("garbage does not embed")  # never called: the miner checks the modality
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def wait_healthy(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise AssertionError(f"{url} did not come up")
+
+
+def test_validator_ranks_a_real_model_above_garbage_and_dead_miners(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    names = ("owner", "val", "smol", "garbage", "dead")
+    with live_subnet(tmp_path, monkeypatch, names=names, tempo=40) as live:
+        smol_port, garbage_port, dead_port = free_port(), free_port(), free_port()
+        log = (tmp_path / "smol.log").open("w")
+        smol = subprocess.Popen(
+            [sys.executable, "-m", "gridmint.cli.main", "miner", "run", "--netuid", "1", "--backend", "llama-cpp",
+             "--wallet", "smol", "--port", str(smol_port), "--sync-seconds", "0.5"],
+            stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+        garbage_app = MinerApp(open_wallet("garbage", live.wallets).hotkey("default"), GarbageBackend(),
+                               CallerPolicy(allow="any"))
+        garbage_server = uvicorn.Server(uvicorn.Config(garbage_app, host="127.0.0.1", port=garbage_port,
+                                                       log_level="warning", lifespan="off"))
+        garbage_thread = threading.Thread(target=garbage_server.run, daemon=True)
+        garbage_thread.start()
+        try:
+            wait_healthy(f"http://127.0.0.1:{smol_port}")
+            wait_healthy(f"http://127.0.0.1:{garbage_port}")
+            live.run("endpoint", "announce", "1", f"http://127.0.0.1:{garbage_port}", "--model", SMOLLM2,
+                     "--wallet", "garbage")
+            live.run("endpoint", "announce", "1", f"http://127.0.0.1:{dead_port}", "--model", SMOLLM2,
+                     "--wallet", "dead")  # announced, but nothing listens there
+            uid = {name: live.metagraph()["uids"][i]["uid"] for i, name in enumerate(names[1:])}
+            validator = Validator(open_wallet("val", live.wallets).hotkey("default"), 1, live.node.url,
+                                  TextScorer(), timeout_s=5, seed=1)
+
+            summaries: list[str] = []
+
+            async def validate() -> None:
+                async with MinerClient(validator.key, timeout_s=5) as client:
+                    first_weights_epoch = None
+                    for _ in range(120):
+                        await validator.round(client)
+                        summary = await asyncio.to_thread(validator.submit_weights)
+                        summaries.append(summary)
+                        epoch = int(summary.split(":")[0].split()[-1]) if summary.startswith("epoch") else 0
+                        if first_weights_epoch is None and "committed" in summary:
+                            first_weights_epoch = epoch
+                        # Commit in epoch e, reveal in e+1, counted at the end of e+1: 3 epochs of counting.
+                        if first_weights_epoch is not None and epoch >= first_weights_epoch + 4:
+                            return
+                        await asyncio.sleep(0.2)
+                    raise AssertionError("the subnet did not pass enough epochs")
+
+            asyncio.run(validate())
+            validator.close()
+            graph = live.metagraph()
+            incentive = {name: graph["uids"][uid[name]]["incentive"] / ONE for name in ("smol", "garbage", "dead")}
+            assert incentive["smol"] > 0.9, (incentive, validator.state.scores, summaries, uid)
+            assert incentive["garbage"] < 0.05 and incentive["dead"] < 0.05, incentive
+            assert validator.state.scores[uid["smol"]] > 10 * max(validator.state.scores[uid["garbage"]], 1e-9)
+        finally:
+            smol.terminate()
+            smol.wait(timeout=10)
+            log.close()
+            garbage_server.should_exit = True
+            garbage_thread.join(timeout=10)
