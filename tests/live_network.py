@@ -45,7 +45,7 @@ class LiveSubnet:
 
 @contextmanager
 def live_subnet(tmp_path: Path, monkeypatch: Any, names: tuple[str, ...] = ("owner", "val", "miner"),
-                tempo: int = 5) -> Iterator[LiveSubnet]:
+                tempo: int = 5, modality: str = "text-generation") -> Iterator[LiveSubnet]:
     wallets = tmp_path / "wallets"
     funded = []
     for name in names:
@@ -64,7 +64,7 @@ def live_subnet(tmp_path: Path, monkeypatch: Any, names: tuple[str, ...] = ("own
     monkeypatch.setenv("GRIDMINT_PASSWORD", "pw")
     live = LiveSubnet(node, wallets, CliRunner())
     try:
-        live.run("subnet", "create", "--modality", "text-generation", "--name", "live", "--wallet", "owner")
+        live.run("subnet", "create", "--modality", modality, "--name", "live", "--wallet", "owner")
         for name in names[1:]:
             live.run("subnet", "register", "1", "--wallet", name)
         live.run("stake", "add", "1", "val/default", "500", "--wallet", "val")

@@ -14,6 +14,7 @@ from gridmint.cli.miner import miner
 from gridmint.cli.node import node
 from gridmint.cli.output import fail
 from gridmint.cli.subnet import endpoint, stake, subnet, weights
+from gridmint.cli.validator import validator
 from gridmint.cli.wallet import wallet
 
 
@@ -34,7 +35,7 @@ def cli(json_output: bool) -> None:
     """GridMint: an open network for decentralized AI compute."""
 
 
-for command in (wallet, node, chain, subnet, stake, weights, endpoint, miner, demo):
+for command in (wallet, node, chain, subnet, stake, weights, endpoint, miner, validator, demo):
     cli.add_command(command)
 
 
