@@ -24,6 +24,7 @@ import time
 
 import httpx
 import orjson
+import uvloop
 
 from gridmint.chain.crypto import PrivateKey, format_address, verify
 from gridmint.client.signing import sign_answer, sign_request
@@ -121,7 +122,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
     baseline = signature_baseline()
-    results = asyncio.run(main_async(args.seconds))
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # as validators and gateways run
+        results = runner.run(main_async(args.seconds))
     for concurrency in (1, 32):
         print(f"concurrency {concurrency:>2}: {results[f'rps_c{concurrency}']:8.0f} req/s, "
               f"p50 {results[f'p50_ms_c{concurrency}']:.2f} ms, p99 {results[f'p99_ms_c{concurrency}']:.2f} ms")

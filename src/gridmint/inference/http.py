@@ -9,6 +9,7 @@ when a response is malformed, the server closes, or a call times out.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import defaultdict
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -82,6 +83,15 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
 
+@functools.lru_cache(maxsize=4_096)  # callers talk to the same few hundred miners over and over
+def _target(url: str) -> tuple[tuple[str, int], str, str]:
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise HttpError(f"only http:// URLs are supported here, got {url[:100]}")
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return (parts.hostname, parts.port or 80), parts.netloc, path
+
+
 class HttpPool:
     def __init__(self, max_per_host: int = 64) -> None:
         self.max_per_host = max_per_host
@@ -90,12 +100,8 @@ class HttpPool:
         self._slots: dict[tuple[str, int], asyncio.Semaphore] = {}
 
     async def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> Response:
-        parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
-            raise HttpError(f"only http:// URLs are supported here, got {url[:100]}")
-        address = (parts.hostname, parts.port or 80)
-        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        head = [f"POST {path} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}"]
+        address, netloc, path = _target(url)
+        head = [f"POST {path} HTTP/1.1", f"Host: {netloc}", f"Content-Length: {len(body)}"]
         head += [f"{name}: {value}" for name, value in headers.items()]
         request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
         slot = self._slots.setdefault(address, asyncio.Semaphore(self.max_per_host))
@@ -106,7 +112,7 @@ class HttpPool:
                     response = await connection.exchange(request)
             except TimeoutError:
                 connection.close()
-                raise HttpError(f"no answer from {parts.netloc} within {timeout_s:g} s") from None
+                raise HttpError(f"no answer from {netloc} within {timeout_s:g} s") from None
             except HttpError:
                 connection.close()
                 raise

@@ -231,8 +231,9 @@ async def _read_body(scope: dict[str, Any], receive: Receive, limit: int) -> byt
 
 async def _raw(send: Send, status: int, body: bytes, content_type: bytes,
                extra: list[tuple[bytes, bytes]] | None = None) -> None:
+    # A content-length spares the server chunked framing and the caller a chunked parse.
     await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type), *(extra or [])]})
+                "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *(extra or [])]})
     await send({"type": "http.response.body", "body": body})
 
 
