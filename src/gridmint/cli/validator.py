@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 import click
+import uvloop
 
 from gridmint.cli.common import hotkey_option, load_hotkey, node_option, password_option, wallet_dir_option
 from gridmint.client.chain_client import ChainClient, default_node_url
@@ -42,7 +43,8 @@ def run(netuid: int, interval: float, timeout: float, wallet_name: str, hotkey: 
     logging.getLogger("gridmint.validator").info(
         "Validating subnet %d (%s) as %s, a round every %g s.", netuid, modality, worker.address, interval)
     try:
-        asyncio.run(worker.run(interval))
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(worker.run(interval))
     except KeyboardInterrupt:
         pass
     finally:
