@@ -71,7 +71,7 @@ class Hyperparams:
     """Owner-tunable, per subnet. Ratios are u16 out of 65535 unless named otherwise."""
 
     tempo: int = 360  # blocks between epochs
-    kappa: int = 32_767  # share of active stake that defines consensus (≈ 0.5)
+    kappa: int = 32_767  # share of active stake that defines consensus (about half)
     immunity_period: int = 5_000  # blocks a new UID cannot be pruned
     max_uids: int = 256
     max_validators: int = 64
@@ -81,11 +81,11 @@ class Hyperparams:
     weights_rate_limit: int = 100  # blocks between set_weights (commit-reveal off)
     commit_reveal: int = 1  # 1: weights are committed and revealed; 0: set in the clear
     reveal_period: int = 1  # epochs between a commit and its reveal
-    bonds_alpha: int = 6_554  # bonds' moving average rate (≈ 0.1)
+    bonds_alpha: int = 6_554  # bonds' moving average rate (about a tenth)
     burn_initial: int = GRAINS_PER_MINT  # registration price of a new subnet
     burn_min: int = GRAINS_PER_MINT // 1_000
     burn_max: int = 100 * GRAINS_PER_MINT
-    burn_multiplier: int = 1_260  # per mille: each registration multiplies the price by 1.26
+    burn_multiplier: int = 1_260  # per mille: each registration multiplies the price by 1260/1000
     burn_half_life: int = 360  # blocks
     serving_rate_limit: int = 50  # blocks between endpoint announcements
 

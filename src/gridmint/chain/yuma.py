@@ -1,6 +1,6 @@
 """Yuma consensus for one subnet epoch, in integer fixed point (vectorised with numpy int64, no floats).
 
-Every fraction is a Q30 integer: 1.0 is ``ONE = 2**30``. Q30 keeps every product below 2**61: a stake share
+Every fraction is a Q30 integer: one whole is ``ONE = 2**30``. Q30 keeps every product below 2**61: a stake share
 (≤ 2**30) times a weight (≤ 2**30) summed over validators is at most ``ONE * ONE`` because the shares sum to
 ``ONE``. Divisions floor, and normalisations hand the floor's remainder to nobody (vectors may sum to a few
 units less than ``ONE``); the emission module splits grains exactly with ``split_exactly``.
@@ -39,8 +39,8 @@ class EpochInput:
     registered_at: list[int]  # block at which each UID's current hotkey registered
     weights: dict[int, tuple[IntSequence, IntSequence]]  # validator UID -> (target UIDs, u16 weights)
     bonds: dict[int, IntSequence]  # validator UID -> Q30 bond per UID (dense), from the previous epoch
-    kappa: int  # u16: the share of active stake that defines consensus (32_767 ≈ 0.5)
-    bonds_alpha: int  # u16: the moving average's rate (6_554 ≈ 0.1)
+    kappa: int  # u16: the share of active stake that defines consensus (32_767 is about half)
+    bonds_alpha: int  # u16: the moving average's rate (6_554 is about a tenth)
     max_validators: int
     activity_cutoff: int  # blocks
 
