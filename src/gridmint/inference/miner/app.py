@@ -24,7 +24,7 @@ import orjson
 
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import ChainError
-from gridmint.client.signing import BODY, NonceWindow, http_status, sign_answer, verify_request
+from gridmint.client.signing import BODY, Caller, NonceWindow, http_status, sign_answer, verify_request
 from gridmint.inference import wire
 from gridmint.inference.backends.base import (
     ANY_MODALITY,
@@ -64,7 +64,7 @@ class MinerApp:
         self.in_flight = 0
         self.background = background or []  # started at lifespan start-up (metagraph sync), cancelled at shutdown
         self._tasks: list[asyncio.Task[None]] = []
-        self._routes: dict[bytes | str, Callable[..., Awaitable[None]]] = {
+        self._routes: dict[str, Callable[[Send, Any, Caller], Awaitable[None]]] = {
             "/v1/chat/completions": self._chat, "/v1/completions": self._completion,
             "/v1/embeddings": self._embedding,
         }
@@ -94,7 +94,7 @@ class MinerApp:
         await self._signed(scope, receive, send, path, handler)
 
     async def _signed(self, scope: dict[str, Any], receive: Receive, send: Send, path: str,
-                      handler: Callable[..., Awaitable[None]]) -> None:
+                      handler: Callable[[Send, Any, Caller], Awaitable[None]]) -> None:
         started = time.perf_counter()
         body = await _read_body(scope, receive, self.max_body_bytes)
         if body is None:
@@ -161,21 +161,21 @@ class MinerApp:
         if self.backend.modality not in (modality, ANY_MODALITY):
             raise UnsupportedError(f"this miner serves {self.backend.modality}, not {modality}")
 
-    async def _signed_json(self, send: Send, caller: Any, payload: dict[str, Any]) -> None:
+    async def _signed_json(self, send: Send, caller: Caller, payload: dict[str, Any]) -> None:
         body = orjson.dumps(payload)
         signature = sign_answer(self.key, caller.nonce, caller.address, body)
         await _raw(send, 200, body, b"application/json",
                    [(name.encode(), value.encode()) for name, value in signature.items()])
 
-    async def _chat(self, send: Send, body: Any, caller: Any) -> None:
+    async def _chat(self, send: Send, body: Any, caller: Caller) -> None:
         request, stream = wire.parse_chat(body)
         await self._generate(send, request, stream, caller, chat=True)
 
-    async def _completion(self, send: Send, body: Any, caller: Any) -> None:
+    async def _completion(self, send: Send, body: Any, caller: Caller) -> None:
         request, stream = wire.parse_completion(body)
         await self._generate(send, request, stream, caller, chat=False)
 
-    async def _generate(self, send: Send, request: Generation, stream: bool, caller: Any, chat: bool) -> None:
+    async def _generate(self, send: Send, request: Generation, stream: bool, caller: Caller, chat: bool) -> None:
         self._check_model(request.model, TEXT_GENERATION)
         request_id = f"gm-{caller.nonce}"
         if not stream:
@@ -202,7 +202,7 @@ class MinerApp:
             await send({"type": "http.response.body", "body": event, "more_body": True})
         await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
 
-    async def _embedding(self, send: Send, body: Any, caller: Any) -> None:
+    async def _embedding(self, send: Send, body: Any, caller: Caller) -> None:
         model, inputs = wire.parse_embedding(body)
         self._check_model(model, EMBEDDING)
         result = await self.backend.embed(model, inputs)
