@@ -38,6 +38,7 @@ def test_smollm2_generates_and_streams(llama) -> None:  # type: ignore[no-untype
 
     pieces = asyncio.run(collect())
     assert "".join(p.text for p in pieces).strip()
+    assert pieces[-1].prompt_tokens == result.prompt_tokens  # the same template is counted both ways
     assert pieces[-1].finish_reason in ("stop", "length") and pieces[-1].completion_tokens > 0
 
 

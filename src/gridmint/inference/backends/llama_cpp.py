@@ -39,6 +39,21 @@ def default_model_path() -> Path:
     return found[0]
 
 
+class ChatPrompt:
+    """The model's own chat template (from its GGUF metadata), to count or score exactly what the model reads."""
+
+    def __init__(self, llama: Any) -> None:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        eos = llama.detokenize([llama.token_eos()]).decode(errors="replace")
+        bos = llama.detokenize([llama.token_bos()]).decode(errors="replace")
+        self._format = Jinja2ChatFormatter(template=llama.metadata["tokenizer.chat_template"], eos_token=eos,
+                                           bos_token=bos)
+
+    def __call__(self, messages: list[dict[str, str]]) -> str:
+        return str(self._format(messages=cast(Any, messages)).prompt)  # plain dicts of the TypedDicts' shape
+
+
 class LlamaCppBackend:
     name = "llama-cpp"
     modality = TEXT_GENERATION
@@ -52,6 +67,7 @@ class LlamaCppBackend:
         self.llama = Llama(model_path=str(path), n_ctx=n_ctx, n_threads=n_threads or max(1, (os.cpu_count() or 2)),
                            n_gpu_layers=n_gpu_layers, seed=seed, verbose=False)
         self._lock = asyncio.Lock()
+        self._chat_prompt = ChatPrompt(self.llama)
 
     def models(self) -> list[str]:
         return [self.model]
@@ -113,7 +129,7 @@ class LlamaCppBackend:
                 if text:
                     produced.append(text)
                     yield StreamPiece(text)
-        prompt = "".join(m["content"] for m in request.messages) if request.messages else request.prompt or ""
+        prompt = self._chat_prompt(request.messages) if request.messages is not None else request.prompt or ""
         yield StreamPiece("", finish, self.count_tokens(prompt), self.count_tokens("".join(produced)))
 
     async def embed(self, model: str, inputs: list[str]) -> EmbeddingResult:

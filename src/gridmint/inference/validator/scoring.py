@@ -46,9 +46,8 @@ class TextScorer:
     def __init__(self, model: str = "smollm2-135m-instruct", model_path: str | None = None, max_tokens: int = 24,
                  claim_threshold: float = 0.05) -> None:
         from llama_cpp import Llama
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
-        from gridmint.inference.backends.llama_cpp import default_model_path
+        from gridmint.inference.backends.llama_cpp import ChatPrompt, default_model_path
 
         self.model = model
         self.max_tokens = max_tokens
@@ -56,10 +55,7 @@ class TextScorer:
         self.llama = Llama(model_path=model_path or str(default_model_path()), n_ctx=1024, logits_all=True,
                            verbose=False, seed=0)
         self._lock = threading.Lock()  # one llama.cpp context: answers are scored one at a time
-        eos = self.llama.detokenize([self.llama.token_eos()]).decode(errors="replace")
-        bos = self.llama.detokenize([self.llama.token_bos()]).decode(errors="replace")
-        self._format = Jinja2ChatFormatter(template=self.llama.metadata["tokenizer.chat_template"], eos_token=eos,
-                                           bos_token=bos)
+        self._chat_prompt = ChatPrompt(self.llama)
 
     def draw(self, rng: random.Random) -> Challenge:
         messages = [{"role": "user", "content": draw_question(rng)}]
@@ -69,7 +65,7 @@ class TextScorer:
 
     def likelihood(self, messages: list[dict[str, str]], answer: str) -> float:
         """Geometric mean probability of the answer's tokens under the reference model."""
-        prompt = self._format(messages=cast(Any, messages)).prompt  # plain dicts of the TypedDicts' shape
+        prompt = self._chat_prompt(messages)
         prompt_tokens = self.llama.tokenize(prompt.encode(), add_bos=False, special=True)
         answer_tokens = self.llama.tokenize(answer.encode(), add_bos=False, special=False)[: 4 * self.max_tokens]
         if not answer_tokens:
