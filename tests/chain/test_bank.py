@@ -33,17 +33,17 @@ def test_hold_and_release_keep_the_supply_invariant(chain: Chain) -> None:
     chain.block()
     state = BlockState(chain.app.store)
     alice = key("alice").address
-    bank.hold(state, alice, "escrow", 7 * MINT, "a deposit")
-    assert bank.get_held(state, "escrow") == 7 * MINT
+    bank.hold(state, alice, "example", 7 * MINT, "a deposit")
+    assert bank.get_held(state, "example") == 7 * MINT
     with pytest.raises(ChainError) as caught:
-        bank.hold(state, alice, "escrow", START_BALANCE, "a deposit")
+        bank.hold(state, alice, "example", START_BALANCE, "a deposit")
     assert "insufficient funds for a deposit" in caught.value.message
-    bank.release(state, "escrow", key("bob").address, 2 * MINT)
+    bank.release(state, "example", key("bob").address, 2 * MINT)
     with pytest.raises(RuntimeError):
-        bank.release(state, "escrow", alice, 6 * MINT)
+        bank.release(state, "example", alice, 6 * MINT)
     chain.app.store.commit(2, state.writes, chain.app.store.digest_with(state.writes))
     assert chain.app.check_invariants() == []
-    assert codec.decode(chain.app.query("/bank/supply").value)["held"] == {"escrow": 5 * MINT}
+    assert codec.decode(chain.app.query("/bank/supply").value)["held"] == {"example": 5 * MINT}
 
 
 def test_the_invariant_notices_a_broken_supply(chain: Chain) -> None:

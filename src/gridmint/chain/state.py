@@ -22,7 +22,8 @@ class Reader(ABC):
     def get(self, key: bytes) -> bytes | None: ...
 
     @abstractmethod
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+    def scan(self, prefix: bytes, below: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        """``(key, value)`` under ``prefix`` in key order, stopping before ``below`` when given."""
 
     @property
     @abstractmethod
@@ -61,8 +62,8 @@ class CommittedView(Reader):
             return self._store.get(key)
         return self._store.get_at(key, self._height)
 
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        return self._store.scan(prefix, self._height)
+    def scan(self, prefix: bytes, below: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        return self._store.scan(prefix, self._height, below)
 
 
 class _CachedStore(Reader):
@@ -83,8 +84,8 @@ class _CachedStore(Reader):
             value = self._cache[key] = self._store.get(key)
             return value
 
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        return self._store.scan(prefix)
+    def scan(self, prefix: bytes, below: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        return self._store.scan(prefix, below=below)
 
 
 class State(Reader):
@@ -103,10 +104,10 @@ class State(Reader):
             return self.writes[key]
         return self.parent.get(key)
 
-    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        merged = dict(self.parent.scan(prefix))
+    def scan(self, prefix: bytes, below: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        merged = dict(self.parent.scan(prefix, below))
         for key, value in self.writes.items():
-            if key.startswith(prefix):
+            if key.startswith(prefix) and (below is None or key < below):
                 if value is None:
                     merged.pop(key, None)
                 else:

@@ -78,9 +78,13 @@ class Store:
         ).fetchone()
         return None if row is None or row[0] is None else bytes(row[0])
 
-    def scan(self, prefix: bytes, height: int | None = None) -> Iterator[tuple[bytes, bytes]]:
-        """Committed ``(key, value)`` pairs under ``prefix`` in key order, latest or at ``height``."""
+    def scan(self, prefix: bytes, height: int | None = None, below: bytes | None = None
+             ) -> Iterator[tuple[bytes, bytes]]:
+        """Committed ``(key, value)`` pairs under ``prefix`` (and before ``below``) in key order, latest or at
+        ``height``. A bounded range reads only what it returns: queues ordered by block stay cheap."""
         end = prefix_end(prefix)
+        if below is not None and (end is None or below < end):
+            end = below
         upper = "AND key < ?" if end is not None else ""
         args: tuple[object, ...] = (prefix, end) if end is not None else (prefix,)
         if height is None:

@@ -1,0 +1,429 @@
+"""market: providers, deployments (orders), bids and leases. Payments run through ``escrow``.
+
+- A **provider** registers its host URI and attributes (GPU model, count, VRAM, CPU, memory, storage, region,
+  tags) with a bond held by the market.
+- A **tenant** creates a deployment: the resources it needs, a max price per block, the manifest's hash and a
+  deposit (held by the market). That opens an order, which expires after ``order_ttl`` blocks without a lease.
+- Registered providers whose attributes match **bid** (price ≤ max, one bid per provider, at most ``max_bids``),
+  each with ``bid_deposit`` held until the order ends.
+- The tenant **accepts** a bid: the deposit moves into an escrow stream at the bid's price, every bid deposit is
+  returned, and the lease begins. Tenant or provider closes it (the provider gives a reason code); the chain
+  closes it in the block where the escrow runs dry. A lease is open exactly while its escrow account is.
+
+State: ``market/provider/<owner 20B>``, ``market/order/<id 8B>``, ``market/bid/<order 8B><provider 20B>``,
+``market/lease/<escrow id 8B>``, ``market/order_due/<expiry block 8B><order 8B>``, ``market/next_order``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gridmint.chain import bank, escrow
+from gridmint.chain.crypto import format_address
+from gridmint.chain.errors import INVALID_FIELD, INVALID_GENESIS, UNKNOWN_QUERY, register
+from gridmint.chain.fields import address, amount, bytes32, text, text_list, u16, u64
+from gridmint.chain.module import Context, ModuleSpec
+from gridmint.chain.params import params_from_json, params_to_json
+from gridmint.chain.state import Reader, State
+from gridmint.chain.tx import Msg, message
+from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64, format_mint
+
+NAME = "market"
+
+NOT_PROVIDER = register(NAME, 1, "not_provider")
+NO_ORDER = register(NAME, 2, "no_order")
+ORDER_NOT_OPEN = register(NAME, 3, "order_not_open")
+BID_ABOVE_MAX = register(NAME, 4, "bid_above_max")
+RESOURCES_MISMATCH = register(NAME, 5, "resources_mismatch")
+TOO_MANY_BIDS = register(NAME, 6, "too_many_bids")
+ALREADY_BID = register(NAME, 7, "already_bid")
+NOT_TENANT = register(NAME, 8, "not_tenant")
+NO_BID = register(NAME, 9, "no_bid")
+NO_LEASE = register(NAME, 10, "no_lease")
+NOT_PARTY = register(NAME, 11, "not_party")
+BOND_TOO_LOW = register(NAME, 12, "bond_too_low")
+DEPOSIT_TOO_LOW = register(NAME, 13, "deposit_too_low")
+
+
+@dataclass(frozen=True)
+class Params:
+    min_bond: int = 10 * GRAINS_PER_MINT
+    bid_deposit: int = GRAINS_PER_MINT // 10
+    max_bids: int = 20
+    order_ttl: int = 600  # blocks an order stays open without a lease
+
+
+BOUNDS = {"min_bond": (0, MAX_U64), "bid_deposit": (0, MAX_U64), "max_bids": (1, 1_000),
+          "order_ttl": (1, 10_000_000)}
+
+PARAMS_KEY = b"market/params"
+PROVIDER_PREFIX = b"market/provider/"
+ORDER_PREFIX = b"market/order/"
+BID_PREFIX = b"market/bid/"
+LEASE_PREFIX = b"market/lease/"
+ORDER_DUE_PREFIX = b"market/order_due/"
+NEXT_ORDER_KEY = b"market/next_order"
+
+RESOURCE_FIELDS = ("cpu_millis", "memory_mb", "gpu_units", "min_vram_gb")
+
+
+def get_params(state: Reader) -> Params:
+    return Params(**state.get_value(PARAMS_KEY, {}))
+
+
+def _id(number: int) -> bytes:
+    return number.to_bytes(8, "big")
+
+
+def get_order(state: Reader, order_id: int) -> dict[str, Any]:
+    order = state.get_value(ORDER_PREFIX + _id(order_id))
+    if order is None:
+        raise NO_ORDER(f"order {order_id} does not exist")
+    return dict(order)
+
+
+def bids_of(state: Reader, order_id: int) -> list[tuple[bytes, dict[str, Any]]]:
+    return list(state.scan_values(BID_PREFIX + _id(order_id)))
+
+
+def mismatch(provider: dict[str, Any], order: dict[str, Any]) -> str | None:
+    """Why ``provider`` cannot serve ``order``, or None if it can (also what `gridmint market match` shows)."""
+    need, have = order["resources"], provider
+    if have["cpu_millis"] < need["cpu_millis"]:
+        return f"CPU {have['cpu_millis']}m < {need['cpu_millis']}m needed"
+    if have["memory_mb"] < need["memory_mb"]:
+        return f"memory {have['memory_mb']} MB < {need['memory_mb']} MB needed"
+    if need["gpu_units"]:
+        if have["gpu_count"] < need["gpu_units"]:
+            return f"{have['gpu_count']} GPUs < {need['gpu_units']} needed"
+        if need["gpu_models"] and have["gpu_model"].lower() not in [m.lower() for m in need["gpu_models"]]:
+            return f"GPU {have['gpu_model']} is not among {', '.join(need['gpu_models'])}"
+        if have["vram_gb"] < need["min_vram_gb"]:
+            return f"VRAM {have['vram_gb']} GB < {need['min_vram_gb']} GB needed"
+    return None
+
+
+# --- messages ----------------------------------------------------------------------------------------------
+
+
+@message
+@dataclass(frozen=True)
+class MsgRegisterProvider(Msg):
+    TYPE = "market/register_provider"
+    FIELDS = (("host_uri", text(256)), ("gpu_model", text(64)), ("gpu_count", u16), ("vram_gb", u16),
+              ("cpu_millis", u64), ("memory_mb", u64), ("storage_mb", u64), ("region", text(64)),
+              ("tags", text_list(16, 64)), ("bond", u64))
+
+    host_uri: str
+    gpu_model: str
+    gpu_count: int
+    vram_gb: int
+    cpu_millis: int
+    memory_mb: int
+    storage_mb: int
+    region: str
+    tags: list[str]
+    bond: int
+
+
+@message
+@dataclass(frozen=True)
+class MsgCreateDeployment(Msg):
+    TYPE = "market/create_deployment"
+    FIELDS = (("cpu_millis", u64), ("memory_mb", u64), ("gpu_units", u16), ("gpu_models", text_list(16, 64)),
+              ("min_vram_gb", u16), ("max_price", amount), ("manifest_hash", bytes32), ("deposit", amount))
+
+    cpu_millis: int
+    memory_mb: int
+    gpu_units: int
+    gpu_models: list[str]
+    min_vram_gb: int
+    max_price: int
+    manifest_hash: bytes
+    deposit: int
+
+
+@message
+@dataclass(frozen=True)
+class MsgBid(Msg):
+    TYPE = "market/bid"
+    FIELDS = (("order_id", u64), ("price", amount))
+
+    order_id: int
+    price: int
+
+
+@message
+@dataclass(frozen=True)
+class MsgAcceptBid(Msg):
+    TYPE = "market/accept_bid"
+    FIELDS = (("order_id", u64), ("provider", address))
+
+    order_id: int
+    provider: bytes
+
+
+@message
+@dataclass(frozen=True)
+class MsgCloseLease(Msg):
+    TYPE = "market/close_lease"
+    FIELDS = (("lease_id", u64), ("reason", u16))
+
+    lease_id: int
+    reason: int  # the provider's reason code (0 when the tenant closes)
+
+
+@message
+@dataclass(frozen=True)
+class MsgWithdraw(Msg):
+    TYPE = "market/withdraw"
+    FIELDS = (("lease_id", u64),)
+
+    lease_id: int
+
+
+@message
+@dataclass(frozen=True)
+class MsgTopUp(Msg):
+    TYPE = "market/top_up"
+    FIELDS = (("lease_id", u64), ("amount", amount))
+
+    lease_id: int
+    amount: int
+
+
+@message
+@dataclass(frozen=True)
+class MsgCloseDeployment(Msg):
+    TYPE = "market/close_deployment"
+    FIELDS = (("order_id", u64),)
+
+    order_id: int
+
+
+def process_register_provider(ctx: Context, msg: MsgRegisterProvider) -> None:
+    params = get_params(ctx.state)
+    key = PROVIDER_PREFIX + ctx.signer
+    previous = ctx.state.get_value(key)
+    held = int(previous["bond"]) if previous else 0
+    if msg.bond < params.min_bond:
+        raise BOND_TOO_LOW(f"a provider's bond is at least {format_mint(params.min_bond)}")
+    if not msg.host_uri.startswith(("http://", "https://")):
+        raise INVALID_FIELD("host_uri: expected an http(s):// address where tenants reach the provider")
+    if msg.bond > held:
+        bank.hold(ctx.state, ctx.signer, NAME, msg.bond - held, "the provider bond")
+    elif msg.bond < held:
+        bank.release(ctx.state, NAME, ctx.signer, held - msg.bond)
+    ctx.state.set_value(key, {
+        "host_uri": msg.host_uri, "gpu_model": msg.gpu_model, "gpu_count": msg.gpu_count, "vram_gb": msg.vram_gb,
+        "cpu_millis": msg.cpu_millis, "memory_mb": msg.memory_mb, "storage_mb": msg.storage_mb,
+        "region": msg.region, "tags": msg.tags, "bond": msg.bond})
+    ctx.emit("provider_registered", provider=format_address(ctx.signer), host=msg.host_uri, gpus=msg.gpu_count)
+
+
+def process_create_deployment(ctx: Context, msg: MsgCreateDeployment) -> None:
+    if msg.deposit < msg.max_price:
+        raise DEPOSIT_TOO_LOW(f"the deposit {format_mint(msg.deposit)} does not cover one block at the max price "
+                              f"{format_mint(msg.max_price)}")
+    bank.hold(ctx.state, ctx.signer, NAME, msg.deposit, f"a deposit of {format_mint(msg.deposit)}")
+    order_id = ctx.state.get_int(NEXT_ORDER_KEY) + 1
+    ctx.state.set_int(NEXT_ORDER_KEY, order_id)
+    expires = ctx.block.height + get_params(ctx.state).order_ttl
+    ctx.state.set_value(ORDER_PREFIX + _id(order_id), {
+        "tenant": ctx.signer, "state": "open", "created": ctx.block.height, "expires": expires,
+        "resources": {"cpu_millis": msg.cpu_millis, "memory_mb": msg.memory_mb, "gpu_units": msg.gpu_units,
+                      "gpu_models": msg.gpu_models, "min_vram_gb": msg.min_vram_gb},
+        "max_price": msg.max_price, "manifest_hash": msg.manifest_hash, "deposit": msg.deposit, "lease": 0})
+    ctx.state.set(ORDER_DUE_PREFIX + _id(expires) + _id(order_id), b"")
+    ctx.emit("order_created", order=order_id, tenant=format_address(ctx.signer), max_price=msg.max_price)
+
+
+def _open_order(state: State, order_id: int) -> dict[str, Any]:
+    order = get_order(state, order_id)
+    if order["state"] != "open":
+        raise ORDER_NOT_OPEN(f"order {order_id} is {order['state']}; it takes no bids and no acceptance")
+    return order
+
+
+def process_bid(ctx: Context, msg: MsgBid) -> None:
+    provider = ctx.state.get_value(PROVIDER_PREFIX + ctx.signer)
+    if provider is None:
+        raise NOT_PROVIDER(f"{format_address(ctx.signer)} is not a registered provider")
+    order = _open_order(ctx.state, msg.order_id)
+    if msg.price > order["max_price"]:
+        raise BID_ABOVE_MAX(f"bid {format_mint(msg.price)} per block is above the order's max "
+                            f"{format_mint(order['max_price'])}")
+    reason = mismatch(provider, order)
+    if reason is not None:
+        raise RESOURCES_MISMATCH(f"this provider cannot serve order {msg.order_id}: {reason}")
+    params = get_params(ctx.state)
+    key = BID_PREFIX + _id(msg.order_id) + ctx.signer
+    if ctx.state.get(key) is not None:
+        raise ALREADY_BID(f"{format_address(ctx.signer)} already bid on order {msg.order_id}")
+    if len(bids_of(ctx.state, msg.order_id)) >= params.max_bids:
+        raise TOO_MANY_BIDS(f"order {msg.order_id} already has {params.max_bids} bids")
+    if params.bid_deposit:
+        bank.hold(ctx.state, ctx.signer, NAME, params.bid_deposit, "the bid deposit")
+    ctx.state.set_value(key, {"price": msg.price, "deposit": params.bid_deposit, "created": ctx.block.height})
+    ctx.emit("bid", order=msg.order_id, provider=format_address(ctx.signer), price=msg.price)
+
+
+def _refund_bids(state: State, order_id: int) -> None:
+    for provider, bid in bids_of(state, order_id):
+        if bid["deposit"]:
+            bank.release(state, NAME, provider, bid["deposit"])
+        state.delete(BID_PREFIX + _id(order_id) + provider)
+
+
+def process_accept(ctx: Context, msg: MsgAcceptBid) -> None:
+    order = _open_order(ctx.state, msg.order_id)
+    if order["tenant"] != ctx.signer:
+        raise NOT_TENANT(f"order {msg.order_id} belongs to {format_address(order['tenant'])}")
+    provider = msg.provider
+    bid = ctx.state.get_value(BID_PREFIX + _id(msg.order_id) + provider)
+    if bid is None:
+        raise NO_BID(f"{format_address(provider)} has no bid on order {msg.order_id}")
+    lease_id = escrow.open_account(ctx.state, NAME, ctx.signer, provider, bid["price"], order["deposit"],
+                                   ctx.block.height)
+    _refund_bids(ctx.state, msg.order_id)
+    ctx.state.delete(ORDER_DUE_PREFIX + _id(order["expires"]) + _id(msg.order_id))
+    order.update(state="leased", lease=lease_id)
+    ctx.state.set_value(ORDER_PREFIX + _id(msg.order_id), order)
+    ctx.state.set_value(LEASE_PREFIX + _id(lease_id), {"order": msg.order_id, "tenant": ctx.signer,
+                                                        "provider": provider, "price": bid["price"]})
+    ctx.emit("lease_started", lease=lease_id, order=msg.order_id, provider=format_address(provider),
+             price=bid["price"])
+
+
+def get_lease(state: Reader, lease_id: int) -> dict[str, Any]:
+    lease = state.get_value(LEASE_PREFIX + _id(lease_id))
+    if lease is None:
+        raise NO_LEASE(f"lease {lease_id} does not exist")
+    return dict(lease)
+
+
+def process_close_lease(ctx: Context, msg: MsgCloseLease) -> None:
+    lease = get_lease(ctx.state, msg.lease_id)
+    if ctx.signer == lease["tenant"]:
+        reason = "closed by the tenant"
+    elif ctx.signer == lease["provider"]:
+        reason = f"closed by the provider (code {msg.reason})"
+    else:
+        raise NOT_PARTY(f"only the tenant or the provider of lease {msg.lease_id} may close it")
+    paid, refunded = escrow.close(ctx.state, msg.lease_id, ctx.block.height, reason)
+    ctx.emit("lease_closed", lease=msg.lease_id, reason=reason, paid=paid, refunded=refunded)
+
+
+def process_withdraw(ctx: Context, msg: MsgWithdraw) -> None:
+    lease = get_lease(ctx.state, msg.lease_id)
+    if ctx.signer != lease["provider"]:
+        raise NOT_PARTY(f"only the provider of lease {msg.lease_id} withdraws its earnings")
+    paid = escrow.withdraw(ctx.state, msg.lease_id, ctx.block.height)
+    ctx.emit("withdrawn", lease=msg.lease_id, amount=paid)
+
+
+def process_top_up(ctx: Context, msg: MsgTopUp) -> None:
+    lease = get_lease(ctx.state, msg.lease_id)
+    if ctx.signer != lease["tenant"]:
+        raise NOT_PARTY(f"only the tenant of lease {msg.lease_id} tops it up")
+    escrow.top_up(ctx.state, msg.lease_id, ctx.signer, msg.amount, ctx.block.height)
+    ctx.emit("topped_up", lease=msg.lease_id, amount=msg.amount)
+
+
+def _end_order(state: State, order_id: int, order: dict[str, Any], new_state: str) -> None:
+    _refund_bids(state, order_id)
+    bank.release(state, NAME, order["tenant"], order["deposit"])
+    state.delete(ORDER_DUE_PREFIX + _id(order["expires"]) + _id(order_id))
+    order["state"] = new_state
+    state.set_value(ORDER_PREFIX + _id(order_id), order)
+
+
+def process_close_deployment(ctx: Context, msg: MsgCloseDeployment) -> None:
+    order = _open_order(ctx.state, msg.order_id)
+    if order["tenant"] != ctx.signer:
+        raise NOT_TENANT(f"order {msg.order_id} belongs to {format_address(order['tenant'])}")
+    _end_order(ctx.state, msg.order_id, order, "closed")
+    ctx.emit("order_closed", order=msg.order_id)
+
+
+def end_block(ctx: Context) -> None:
+    """Expire orders that found no lease in time (only due entries are read)."""
+    height = ctx.block.height
+    for key, _ in list(ctx.state.scan(ORDER_DUE_PREFIX, below=ORDER_DUE_PREFIX + _id(height + 1))):
+        order_id = int.from_bytes(key[-8:], "big")
+        _end_order(ctx.state, order_id, get_order(ctx.state, order_id), "expired")
+        ctx.emit("order_expired", order=order_id)
+
+
+# --- queries, genesis, invariants --------------------------------------------------------------------------
+
+
+def _order_json(order_id: int, order: dict[str, Any]) -> dict[str, Any]:
+    return {**order, "id": order_id, "tenant": format_address(order["tenant"]),
+            "manifest_hash": order["manifest_hash"].hex()}
+
+
+def query_providers(state: Reader, parts: list[str], data: bytes) -> Any:
+    return [{**p, "owner": format_address(owner)} for owner, p in state.scan_values(PROVIDER_PREFIX)]
+
+
+def query_orders(state: Reader, parts: list[str], data: bytes) -> Any:
+    wanted = data.decode(errors="replace") or None  # e.g. "open"
+    return [_order_json(int.from_bytes(key, "big"), order) for key, order in state.scan_values(ORDER_PREFIX)
+            if wanted is None or order["state"] == wanted]
+
+
+def query_order(state: Reader, parts: list[str], data: bytes) -> Any:
+    if len(parts) != 1 or not parts[0].isdigit():
+        raise UNKNOWN_QUERY("expected /market/order/<id>")
+    order_id = int(parts[0])
+    return {**_order_json(order_id, get_order(state, order_id)),
+            "bids": [{"provider": format_address(p), **b} for p, b in bids_of(state, order_id)]}
+
+
+def query_lease(state: Reader, parts: list[str], data: bytes) -> Any:
+    if len(parts) != 1 or not parts[0].isdigit():
+        raise UNKNOWN_QUERY("expected /market/lease/<id>")
+    lease_id = int(parts[0])
+    lease = get_lease(state, lease_id)
+    account = escrow.query_account(state, [parts[0]], b"")
+    return {**lease, "id": lease_id, "tenant": format_address(lease["tenant"]),
+            "provider": format_address(lease["provider"]), "open": account["open"], "escrow": account}
+
+
+def validate_genesis(raw: Any) -> Params:
+    if not isinstance(raw, dict) or set(raw) - {"params"}:
+        raise INVALID_GENESIS("market: expected {\"params\": {...}}")
+    return params_from_json(Params, "market.params", raw.get("params", {}), BOUNDS)
+
+
+def init_genesis(state: State, params: Params) -> None:
+    state.set_value(PARAMS_KEY, params_to_json(params))
+
+
+def export_genesis(state: Reader) -> Any:
+    return {"params": params_to_json(get_params(state))}
+
+
+def invariant_held(state: Reader) -> str | None:
+    bonds = sum(int(p["bond"]) for _, p in state.scan_values(PROVIDER_PREFIX))
+    deposits = sum(int(o["deposit"]) for _, o in state.scan_values(ORDER_PREFIX) if o["state"] == "open")
+    bids = sum(int(b["deposit"]) for _, b in state.scan_values(BID_PREFIX))
+    held = bank.get_held(state, NAME)
+    total = bonds + deposits + bids
+    return None if total == held else f"bonds + open deposits + bid deposits {total} != held by market {held}"
+
+
+MODULE = ModuleSpec(
+    name=NAME,
+    handlers={MsgRegisterProvider: process_register_provider, MsgCreateDeployment: process_create_deployment,
+              MsgBid: process_bid, MsgAcceptBid: process_accept, MsgCloseLease: process_close_lease,
+              MsgWithdraw: process_withdraw, MsgTopUp: process_top_up, MsgCloseDeployment: process_close_deployment},
+    end_block=end_block,
+    queries={"providers": query_providers, "orders": query_orders, "order": query_order, "lease": query_lease},
+    validate_genesis=validate_genesis,
+    init_genesis=init_genesis,
+    export_genesis=export_genesis,
+    invariants={"held": invariant_held},
+)
