@@ -61,7 +61,10 @@ def test_sigkill_under_load(tmp_path: Path) -> None:
                    for name in SENDERS]
         for thread in threads:
             thread.start()
-        time.sleep(rng.uniform(0.4, 1.2))
+        deadline = time.monotonic() + 30  # on a loaded machine, wait for the stream to get going first
+        while len(reported) == before and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.8))  # then kill at a random moment under load
         node.kill()
         stop.set()
         for thread in threads:
