@@ -31,7 +31,8 @@ COMMANDS = [[], ["wallet"], ["wallet", "create"], ["wallet", "list"], ["wallet",
             ["subnet", "set-param"], ["subnet", "dissolve"], ["subnet", "register"], ["subnet", "metagraph"],
             ["stake"], ["stake", "add"], ["stake", "remove"], ["stake", "list"], ["weights"], ["weights", "set"],
             ["weights", "commit"], ["weights", "reveal"], ["endpoint"], ["endpoint", "announce"], ["miner"],
-            ["miner", "run"], ["validator"], ["validator", "run"]]
+            ["miner", "run"], ["validator"], ["validator", "run"],
+            ["market"], ["market", "providers"], ["market", "match"]]
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "gridmint")

@@ -10,6 +10,7 @@ from gridmint import __version__
 from gridmint.chain.errors import ChainError
 from gridmint.cli.chain import chain
 from gridmint.cli.demo import demo
+from gridmint.cli.market import market
 from gridmint.cli.miner import miner
 from gridmint.cli.node import node
 from gridmint.cli.output import fail
@@ -35,7 +36,7 @@ def cli(json_output: bool) -> None:
     """GridMint: an open network for decentralized AI compute."""
 
 
-for command in (wallet, node, chain, subnet, stake, weights, endpoint, miner, validator, demo):
+for command in (wallet, node, chain, subnet, stake, weights, endpoint, miner, validator, market, demo):
     cli.add_command(command)
 
 
