@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_subnet_lifecycle_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with live_subnet(tmp_path, monkeypatch) as live:
+    with live_subnet(tmp_path, monkeypatch, tempo=20) as live:
         run, runner = live.run, live.runner
         info = run("subnet", "show", "1")
         assert info["lock"] == 100 * MINT and info["n"] == 2
@@ -25,12 +25,18 @@ def test_subnet_lifecycle_through_the_cli(tmp_path: Path, monkeypatch: pytest.Mo
         assert graph["uids"][0]["permit"] == 1 and graph["uids"][1]["permit"] == 0
         assert run("stake", "list", "val")[0]["amount"] >= 500 * MINT  # dividends compound into it
 
-        run("weights", "commit", "1", "1=65535", "--wallet", "val")
-        epoch = run("subnet", "show", "1")["epoch"]
-        deadline = time.monotonic() + 30
-        while run("subnet", "show", "1")["epoch"] == epoch and time.monotonic() < deadline:
-            time.sleep(0.05)
-        run("weights", "reveal", "1", "--wallet", "val")
+        for _ in range(5):  # a loaded machine can miss the reveal epoch; then the chain says so and we commit again
+            run("weights", "commit", "1", "1=65535", "--wallet", "val")
+            epoch = run("subnet", "show", "1")["epoch"]
+            deadline = time.monotonic() + 30
+            while run("subnet", "show", "1")["epoch"] == epoch and time.monotonic() < deadline:
+                time.sleep(0.05)
+            revealed = runner.invoke(cli, ["weights", "reveal", "1", "--wallet", "val"])
+            if revealed.exit_code == 0:
+                break
+            assert "[weights/12 reveal_too_late]" in revealed.output, revealed.output
+        else:
+            raise AssertionError("never revealed in time")
         graph = live.wait_for(lambda g: g["uids"][1]["incentive"] > 0, "the miner's incentive")
         assert graph["uids"][1]["incentive"] == 1 << 30
 

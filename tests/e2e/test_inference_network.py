@@ -83,7 +83,7 @@ def wait_healthy(url: str) -> None:
 def test_validator_ranks_a_real_model_above_garbage_and_dead_miners(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     names = ("owner", "val", "smol", "garbage", "dead")
-    with live_subnet(tmp_path, monkeypatch, names=names, tempo=40) as live:
+    with live_subnet(tmp_path, monkeypatch, names=names, tempo=80) as live:
         smol_port, garbage_port, dead_port = free_port(), free_port(), free_port()
         log = (tmp_path / "smol.log").open("w")
         smol = subprocess.Popen(
@@ -111,16 +111,16 @@ def test_validator_ranks_a_real_model_above_garbage_and_dead_miners(tmp_path: Pa
 
             async def validate() -> None:
                 async with MinerClient(validator.key, timeout_s=5) as client:
-                    first_weights_epoch = None
-                    for _ in range(120):
+                    revealed_in = None
+                    for _ in range(300):
                         await validator.round(client)
                         summary = await asyncio.to_thread(validator.submit_weights)
                         summaries.append(summary)
                         epoch = int(summary.split(":")[0].split()[-1]) if summary.startswith("epoch") else 0
-                        if first_weights_epoch is None and "committed" in summary:
-                            first_weights_epoch = epoch
-                        # Commit in epoch e, reveal in e+1, counted at the end of e+1: 3 epochs of counting.
-                        if first_weights_epoch is not None and epoch >= first_weights_epoch + 4:
+                        if revealed_in is None and "revealed" in summary:
+                            revealed_in = epoch
+                        # Weights revealed in epoch r count in the epochs that end r, r+1 and r+2.
+                        if revealed_in is not None and int(live.run("subnet", "show", "1")["epoch"]) >= revealed_in + 3:
                             return
                         await asyncio.sleep(0.2)
                     raise AssertionError("the subnet did not pass enough epochs")
