@@ -39,6 +39,9 @@ def broken(path: str, value: Any) -> dict[str, Any]:
     ("app_state.authority.members.0.pub_key", "AAAA", "pub_key"),
     ("app_state.authority.members.0.power", 0, "power"),
     ("app_state.authority.params.voting_period", 0, "voting_period"),
+    ("app_state.market", {"params": {"max_bids": 0}}, "market.params.max_bids"),
+    ("app_state.emission", {"rate": 1}, "emission: expected"),
+    ("app_state.subnets", {"params": {"default_tempo": 1}}, "subnets.params.default_tempo"),
 ])
 def test_invalid_genesis_names_the_field(path: str, value: Any, expected: str) -> None:
     with pytest.raises(ChainError) as caught:

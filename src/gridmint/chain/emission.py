@@ -22,9 +22,8 @@ from typing import Any
 import numpy as np
 
 from gridmint.chain import bank, neurons, staking
-from gridmint.chain.errors import INVALID_GENESIS
 from gridmint.chain.module import Context, ModuleSpec
-from gridmint.chain.params import params_from_json, params_to_json
+from gridmint.chain.params import ParamsGenesis, params_to_json
 from gridmint.chain.state import Reader, State
 from gridmint.chain.subnets import get_hyperparams
 from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64
@@ -169,18 +168,7 @@ def query_info(state: Reader, parts: list[str], data: bytes) -> Any:
             "pending": {str(n): neurons.get_pending(state, n) for n in neurons.netuids(state)}}
 
 
-def validate_genesis(raw: Any) -> Params:
-    if not isinstance(raw, dict) or set(raw) - {"params"}:
-        raise INVALID_GENESIS("emission: expected {\"params\": {...}}")
-    return params_from_json(Params, "emission.params", raw.get("params", {}), BOUNDS)
-
-
-def init_genesis(state: State, params: Params) -> None:
-    state.set_value(PARAMS_KEY, params_to_json(params))
-
-
-def export_genesis(state: Reader) -> Any:
-    return {"params": params_to_json(get_params(state))}
+GENESIS = ParamsGenesis("emission", Params, BOUNDS, PARAMS_KEY)
 
 
 def invariant_pending(state: Reader) -> str | None:
@@ -198,8 +186,8 @@ MODULE = ModuleSpec(
     name=NAME,
     end_block=end_block,
     queries={"info": query_info},
-    validate_genesis=validate_genesis,
-    init_genesis=init_genesis,
-    export_genesis=export_genesis,
+    validate_genesis=GENESIS.validate,
+    init_genesis=GENESIS.init,
+    export_genesis=GENESIS.export,
     invariants={"pending": invariant_pending, "cap": invariant_cap},
 )

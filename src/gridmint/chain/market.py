@@ -21,10 +21,10 @@ from typing import Any
 
 from gridmint.chain import bank, escrow
 from gridmint.chain.crypto import format_address
-from gridmint.chain.errors import INVALID_FIELD, INVALID_GENESIS, UNKNOWN_QUERY, register
+from gridmint.chain.errors import INVALID_FIELD, UNKNOWN_QUERY, register
 from gridmint.chain.fields import address, amount, bytes32, text, text_list, u16, u64
 from gridmint.chain.module import Context, ModuleSpec
-from gridmint.chain.params import params_from_json, params_to_json
+from gridmint.chain.params import ParamsGenesis
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64, format_mint
@@ -392,18 +392,7 @@ def query_lease(state: Reader, parts: list[str], data: bytes) -> Any:
             "provider": format_address(lease["provider"]), "open": account["open"], "escrow": account}
 
 
-def validate_genesis(raw: Any) -> Params:
-    if not isinstance(raw, dict) or set(raw) - {"params"}:
-        raise INVALID_GENESIS("market: expected {\"params\": {...}}")
-    return params_from_json(Params, "market.params", raw.get("params", {}), BOUNDS)
-
-
-def init_genesis(state: State, params: Params) -> None:
-    state.set_value(PARAMS_KEY, params_to_json(params))
-
-
-def export_genesis(state: Reader) -> Any:
-    return {"params": params_to_json(get_params(state))}
+GENESIS = ParamsGenesis("market", Params, BOUNDS, PARAMS_KEY)
 
 
 def invariant_held(state: Reader) -> str | None:
@@ -422,8 +411,8 @@ MODULE = ModuleSpec(
               MsgWithdraw: process_withdraw, MsgTopUp: process_top_up, MsgCloseDeployment: process_close_deployment},
     end_block=end_block,
     queries={"providers": query_providers, "orders": query_orders, "order": query_order, "lease": query_lease},
-    validate_genesis=validate_genesis,
-    init_genesis=init_genesis,
-    export_genesis=export_genesis,
+    validate_genesis=GENESIS.validate,
+    init_genesis=GENESIS.init,
+    export_genesis=GENESIS.export,
     invariants={"held": invariant_held},
 )

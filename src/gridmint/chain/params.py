@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from gridmint.chain.errors import INVALID_GENESIS
+from gridmint.chain.state import Reader, State
 
 P = TypeVar("P")
 
@@ -32,3 +34,24 @@ def params_from_json(cls: type[P], section: str, raw: Any, bounds: Mapping[str, 
 
 def params_to_json(params: Any) -> dict[str, int]:
     return dict(dataclasses.asdict(params))
+
+
+@dataclass(frozen=True)
+class ParamsGenesis:
+    """Genesis functions for a module whose genesis section is only ``{"params": {...}}``."""
+
+    section: str
+    cls: type[Any]
+    bounds: Mapping[str, tuple[int, int]]
+    key: bytes
+
+    def validate(self, raw: Any) -> Any:
+        if not isinstance(raw, dict) or set(raw) - {"params"}:
+            raise INVALID_GENESIS(f"{self.section}: expected {{\"params\": {{...}}}}")
+        return params_from_json(self.cls, f"{self.section}.params", raw.get("params", {}), self.bounds)
+
+    def init(self, state: State, params: Any) -> None:
+        state.set_value(self.key, params_to_json(params))
+
+    def export(self, state: Reader) -> Any:
+        return {"params": params_to_json(self.cls(**state.get_value(self.key, {})))}

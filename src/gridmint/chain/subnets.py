@@ -23,10 +23,10 @@ import numpy as np
 
 from gridmint.chain import bank, neurons, staking
 from gridmint.chain.crypto import format_address, parse_address
-from gridmint.chain.errors import INVALID_FIELD, INVALID_GENESIS, UNKNOWN_QUERY, register
+from gridmint.chain.errors import INVALID_FIELD, UNKNOWN_QUERY, register
 from gridmint.chain.fields import address, text, text_list, u16, u64
 from gridmint.chain.module import Context, ModuleSpec
-from gridmint.chain.params import params_from_json, params_to_json
+from gridmint.chain.params import ParamsGenesis, params_to_json
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64, format_mint
@@ -430,18 +430,7 @@ def query_hotkey(state: Reader, parts: list[str], data: bytes) -> Any:
 # --- genesis -----------------------------------------------------------------------------------------------
 
 
-def validate_genesis(raw: Any) -> Params:
-    if not isinstance(raw, dict) or set(raw) - {"params"}:
-        raise INVALID_GENESIS("subnets: expected {\"params\": {...}}")
-    return params_from_json(Params, "subnets.params", raw.get("params", {}), BOUNDS)
-
-
-def init_genesis(state: State, params: Params) -> None:
-    state.set_value(PARAMS_KEY, params_to_json(params))
-
-
-def export_genesis(state: Reader) -> Any:
-    return {"params": params_to_json(get_params(state))}
+GENESIS = ParamsGenesis("subnets", Params, BOUNDS, PARAMS_KEY)
 
 
 # --- invariants --------------------------------------------------------------------------------------------
@@ -469,8 +458,8 @@ MODULE = ModuleSpec(
               MsgAnnounceEndpoint: process_announce},
     queries={"list": query_list, "lock_cost": query_lock_cost, "params": query_params, "hotkey": query_hotkey,
              "*": query_subnet},
-    validate_genesis=validate_genesis,
-    init_genesis=init_genesis,
-    export_genesis=export_genesis,
+    validate_genesis=GENESIS.validate,
+    init_genesis=GENESIS.init,
+    export_genesis=GENESIS.export,
     invariants={"locks": invariant_locks, "uids": invariant_uids},
 )
