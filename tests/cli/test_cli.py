@@ -89,6 +89,10 @@ def test_bad_amount_is_a_usage_error(run) -> None:  # type: ignore[no-untyped-de
     run("wallet", "create", "alice")
     result = run("wallet", "transfer", "alice", "gm1zw0rjs8xfd2fzu3q3rv6p46pv28usfhqsk3z80", "1.0000000001")
     assert result.exit_code == 2 and "decimals" in result.output
+    for args in (["demo", "--amount", "lots"], ["stake", "add", "1", "gm1x", "3.x", "--wallet", "alice"],
+                 ["subnet", "register", "1", "--max-burn", "x", "--wallet", "alice"]):
+        refused = run(*args)
+        assert refused.exit_code == 2 and "is not an amount" in refused.output, args
 
 
 def test_node_init_writes_a_genesis(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

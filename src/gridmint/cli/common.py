@@ -10,9 +10,27 @@ import click
 from gridmint.chain.crypto import PrivateKey, format_address, parse_address
 from gridmint.chain.tx import Msg
 from gridmint.cli.output import read_password
+from gridmint.client.amounts import parse_mint
 from gridmint.client.chain_client import ChainClient, TxOutcome, default_node_url, raise_for_code
 from gridmint.client.keyfile import read_public
 from gridmint.client.wallet import Wallet, open_wallet
+
+
+class MintAmount(click.ParamType[int]):
+    """An amount typed as MINT (``1.5``) or grains (``42grain``), checked where the command line is read."""
+
+    name = "MINT"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_mint(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+MINT_AMOUNT = MintAmount()
 
 wallet_dir_option = click.option(
     "--wallet-dir", type=click.Path(path_type=Path), default=None,

@@ -17,6 +17,7 @@ from gridmint.chain import bank
 from gridmint.chain.crypto import parse_address
 from gridmint.chain.errors import ChainError
 from gridmint.chain.units import format_mint
+from gridmint.cli.common import MINT_AMOUNT
 from gridmint.cli.output import emit
 from gridmint.client.amounts import parse_mint
 from gridmint.client.chain_client import ChainClient
@@ -40,13 +41,13 @@ def _step(text: str) -> None:
 @click.command()
 @click.option("--workdir", type=click.Path(path_type=Path), default=None,
               help="Keep the node's data and the wallets here (default: a temporary folder).")
-@click.option("--amount", default="12.5", show_default=True, help="MINT that alice sends to bob.")
+@click.option("--amount", type=MINT_AMOUNT, default="12.5", show_default=True, help="MINT that alice sends to bob.")
 @click.pass_context
-def demo(ctx: click.Context, workdir: Path | None, amount: str) -> None:
+def demo(ctx: click.Context, workdir: Path | None, amount: int) -> None:
     """Start a devnode, create wallets alice and bob, send a transfer and show both balances."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="gridmint-demo-"))
     data_dir, wallet_dir = workdir / "node", workdir / "wallets"
-    grains = parse_mint(amount)
+    grains = amount
 
     _step(f"Creating wallets alice and bob in {wallet_dir} (coldkeys encrypted with Argon2id)")
     alice, _ = create_wallet("alice", DEMO_PASSWORD, wallet_dir)

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import click
 
-from gridmint.cli.common import hotkey_option, load_hotkey, node_option, password_option, wallet_dir_option
-from gridmint.client.amounts import parse_mint
+from gridmint.cli.common import MINT_AMOUNT, hotkey_option, load_hotkey, node_option, password_option, wallet_dir_option
 from gridmint.client.chain_client import ChainClient, default_node_url
 from gridmint.client.metagraph import Metagraph
 from gridmint.inference.backends.registry import BACKENDS, load_backend
@@ -35,7 +34,8 @@ def miner() -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8091, show_default=True)
 @click.option("--external-url", default=None, help="URL announced on chain (default http://HOST:PORT).")
-@click.option("--price", default="0", show_default=True, help="MINT per 1k tokens, announced on chain.")
+@click.option("--price", "price_per_1k", type=MINT_AMOUNT, default="0", show_default=True,
+              help="MINT per 1k tokens, announced on chain.")
 @click.option("--max-concurrency", type=int, default=8, show_default=True)
 @click.option("--allow", type=click.Choice(ALLOW_MODES), default="validators", show_default=True,
               help="Who may call: validators with a permit (and listed gateways), any registered hotkey, or any.")
@@ -48,17 +48,13 @@ def miner() -> None:
 @node_option
 @password_option
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]), show_default=True)
-def run(netuid: int, backend: str, model: str | None, host: str, port: int, external_url: str | None, price: str,
+def run(netuid: int, backend: str, model: str | None, host: str, port: int, external_url: str | None, price_per_1k: int,
         max_concurrency: int, allow: str, gateways: tuple[str, ...], sync_seconds: float, no_announce: bool,
         wallet_name: str, hotkey: str, wallet_dir: Path | None, node_url: str | None, password_file: str | None,
         log_level: str) -> None:
     """Load the model, announce the endpoint on chain, and serve signed OpenAI-shaped requests."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     key = load_hotkey(wallet_name, hotkey, wallet_dir, password_file)
-    try:
-        price_per_1k = parse_mint(price)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
     node = node_url or default_node_url()
     served = load_backend(backend, model)
     policy = CallerPolicy(allow=allow, gateways=set(gateways))

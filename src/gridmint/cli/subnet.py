@@ -22,6 +22,7 @@ from gridmint.chain.subnets import (
 from gridmint.chain.units import format_mint
 from gridmint.chain.weights import MsgCommitWeights, MsgRevealWeights, MsgSetWeights, commit_hash
 from gridmint.cli.common import (
+    MINT_AMOUNT,
     coldkey,
     hotkey_option,
     load_hotkey,
@@ -33,7 +34,6 @@ from gridmint.cli.common import (
     wallet_dir_option,
 )
 from gridmint.cli.output import emit
-from gridmint.client.amounts import parse_mint
 from gridmint.client.chain_client import ChainClient
 from gridmint.client.metagraph import Metagraph
 from gridmint.client.wallet import open_wallet
@@ -136,16 +136,15 @@ def dissolve(ctx: click.Context, netuid: int, wallet_name: str, wallet_dir: Path
 @subnet.command(name="register")
 @click.argument("netuid", type=int)
 @hotkey_option
-@click.option("--max-burn", default=None, help="Refuse if the price is above this many MINT.")
+@click.option("--max-burn", type=MINT_AMOUNT, default=None, help="Refuse if the price is above this many MINT.")
 @signer_options
 @click.pass_context
-def register_command(ctx: click.Context, netuid: int, hotkey: str, max_burn: str | None, wallet_name: str,
+def register_command(ctx: click.Context, netuid: int, hotkey: str, max_burn: int | None, wallet_name: str,
                      wallet_dir: Path | None, node_url: str | None, password_file: str | None) -> None:
     """Register the wallet's hotkey on a subnet; the coldkey pays the burn."""
     wallet, key = coldkey(wallet_name, wallet_dir, password_file)
     target = resolve_hotkey(f"{wallet_name}/{hotkey}", wallet_dir)
-    limit = parse_mint(max_burn) if max_burn else 0
-    outcome = send(node_url, key, [MsgRegister(netuid, target, limit)])
+    outcome = send(node_url, key, [MsgRegister(netuid, target, max_burn or 0)])
     uid, burn = _event(outcome.events, "neuron_registered", "uid"), _event(outcome.events, "neuron_registered", "burn")
     emit(ctx, {**receipt(outcome, key), "uid": int(uid or 0), "burn": int(burn or 0)},
          f"Registered {wallet.name}/{hotkey} ({format_address(target)}) on subnet {netuid} as UID {uid} "
@@ -189,31 +188,31 @@ def stake() -> None:
 @stake.command(name="add")
 @click.argument("netuid", type=int)
 @click.argument("target")
-@click.argument("amount")
+@click.argument("amount", type=MINT_AMOUNT)
 @signer_options
 @click.pass_context
-def stake_add(ctx: click.Context, netuid: int, target: str, amount: str, wallet_name: str, wallet_dir: Path | None,
+def stake_add(ctx: click.Context, netuid: int, target: str, amount: int, wallet_name: str, wallet_dir: Path | None,
               node_url: str | None, password_file: str | None) -> None:
     """Stake AMOUNT MINT to TARGET (a gm1 hotkey address, or wallet/hotkey)."""
     _, key = coldkey(wallet_name, wallet_dir, password_file)
     hot = resolve_hotkey(target, wallet_dir)
-    outcome = send(node_url, key, [MsgAddStake(netuid, hot, _grains(amount))])
-    emit(ctx, receipt(outcome, key), f"Staked {amount} MINT to {format_address(hot)} on subnet {netuid}.")
+    outcome = send(node_url, key, [MsgAddStake(netuid, hot, amount)])
+    emit(ctx, receipt(outcome, key), f"Staked {format_mint(amount)} to {format_address(hot)} on subnet {netuid}.")
 
 
 @stake.command(name="remove")
 @click.argument("netuid", type=int)
 @click.argument("target")
-@click.argument("amount")
+@click.argument("amount", type=MINT_AMOUNT)
 @signer_options
 @click.pass_context
-def stake_remove(ctx: click.Context, netuid: int, target: str, amount: str, wallet_name: str,
+def stake_remove(ctx: click.Context, netuid: int, target: str, amount: int, wallet_name: str,
                  wallet_dir: Path | None, node_url: str | None, password_file: str | None) -> None:
     """Unstake AMOUNT MINT from TARGET back to the coldkey's balance."""
     _, key = coldkey(wallet_name, wallet_dir, password_file)
     hot = resolve_hotkey(target, wallet_dir)
-    outcome = send(node_url, key, [MsgRemoveStake(netuid, hot, _grains(amount))])
-    emit(ctx, receipt(outcome, key), f"Unstaked {amount} MINT from {format_address(hot)} on subnet {netuid}.")
+    outcome = send(node_url, key, [MsgRemoveStake(netuid, hot, amount)])
+    emit(ctx, receipt(outcome, key), f"Unstaked {format_mint(amount)} from {format_address(hot)} on subnet {netuid}.")
 
 
 @stake.command(name="list")
@@ -228,13 +227,6 @@ def stake_list(ctx: click.Context, owner: str, wallet_dir: Path | None, node_url
         rows = client.query(f"/staking/stakes/{address}")
     lines = [f"subnet {r['netuid']:>4}  {r['hotkey']}  {format_mint(r['amount'])}" for r in rows]
     emit(ctx, rows, "\n".join(lines) if lines else f"{address} has no stake.")
-
-
-def _grains(amount: str) -> int:
-    try:
-        return parse_mint(amount)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 # --- weights -----------------------------------------------------------------------------------------------
@@ -328,15 +320,15 @@ def endpoint() -> None:
 @click.argument("netuid", type=int)
 @click.argument("url")
 @click.option("--model", "models", multiple=True, help="A model served (repeatable).")
-@click.option("--price", default="0", help="Price per 1k tokens in MINT.")
+@click.option("--price", type=MINT_AMOUNT, default="0", help="Price per 1k tokens in MINT.")
 @click.option("--protocol-version", default=1, show_default=True, type=int)
 @hotkey_option
 @signer_options
 @click.pass_context
-def announce(ctx: click.Context, netuid: int, url: str, models: tuple[str, ...], price: str, protocol_version: int,
+def announce(ctx: click.Context, netuid: int, url: str, models: tuple[str, ...], price: int, protocol_version: int,
              hotkey: str, wallet_name: str, wallet_dir: Path | None, node_url: str | None,
              password_file: str | None) -> None:
     """Announce URL, models and price for the wallet's hotkey on a subnet."""
     key = load_hotkey(wallet_name, hotkey, wallet_dir, password_file)
-    outcome = send(node_url, key, [MsgAnnounceEndpoint(netuid, url, list(models), _grains(price), protocol_version)])
+    outcome = send(node_url, key, [MsgAnnounceEndpoint(netuid, url, list(models), price, protocol_version)])
     emit(ctx, receipt(outcome, key), f"Announced {url} on subnet {netuid} in block {outcome.height}.")

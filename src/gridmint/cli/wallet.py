@@ -9,9 +9,8 @@ import click
 from gridmint.chain import bank
 from gridmint.chain.crypto import format_address, parse_address
 from gridmint.chain.units import format_mint
-from gridmint.cli.common import node_option, password_option, wallet_dir_option
+from gridmint.cli.common import MINT_AMOUNT, node_option, password_option, wallet_dir_option
 from gridmint.cli.output import emit, read_password
-from gridmint.client.amounts import parse_mint
 from gridmint.client.chain_client import ChainClient, default_node_url, raise_for_code
 from gridmint.client.wallet import create_wallet, default_wallet_dir, list_wallets, open_wallet
 
@@ -119,22 +118,18 @@ def balance(ctx: click.Context, target: str, wallet_dir: Path | None, node_url: 
 @wallet.command()
 @click.argument("name")
 @click.argument("to")
-@click.argument("amount")
-@click.option("--fee", default=None, help="Fee in MINT (default: the chain's minimum).")
+@click.argument("amount", type=MINT_AMOUNT)
+@click.option("--fee", type=MINT_AMOUNT, default=None, help="Fee in MINT (default: the chain's minimum).")
 @click.option("--memo", default="", help="A note stored with the transaction.")
 @wallet_dir_option
 @node_option
 @password_option
 @click.pass_context
-def transfer(ctx: click.Context, name: str, to: str, amount: str, fee: str | None, memo: str,
+def transfer(ctx: click.Context, name: str, to: str, amount: int, fee: int | None, memo: str,
              wallet_dir: Path | None, node_url: str | None, password_file: str | None) -> None:
     """Send AMOUNT MINT from wallet NAME to TO (an address or a wallet name) and wait for the block."""
     recipient = resolve_address(to, wallet_dir)
-    try:
-        grains = parse_mint(amount)
-        fee_grains = parse_mint(fee) if fee is not None else None
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from None
+    grains, fee_grains = amount, fee
     sender = open_wallet(name, wallet_dir)
     key = sender.coldkey(read_password(password_file))
     with ChainClient(node_url or default_node_url()) as client:
