@@ -47,6 +47,9 @@ OWNER_PREFIX = b"subnets/owner/"
 VECTOR_PREFIX = b"subnets/vec/"
 BONDS_PREFIX = b"subnets/bonds/"
 PENDING_PREFIX = b"subnets/pending/"
+# The weights module's keys, here because subnets clears them when a UID is pruned or a subnet dissolved.
+WEIGHTS_PREFIX = b"weights/w/"
+COMMIT_PREFIX = b"weights/commit/"
 
 IntArray = npt.NDArray[np.int64]
 

@@ -262,7 +262,7 @@ def process_dissolve(ctx: Context, msg: MsgDissolveSubnet) -> None:
     prefix = neurons.netuid_bytes(msg.netuid)
     ctx.state.delete(neurons.KEYS_PREFIX + prefix)
     for key_prefix in (neurons.ENDPOINT_PREFIX + prefix, neurons.VECTOR_PREFIX + prefix, neurons.BONDS_PREFIX + prefix,
-                       b"weights/w/" + prefix, b"weights/commit/" + prefix):
+                       neurons.WEIGHTS_PREFIX + prefix, neurons.COMMIT_PREFIX + prefix):
         for key, _ in list(ctx.state.scan(key_prefix)):
             ctx.state.delete(key)
     pending = neurons.get_pending(ctx.state, msg.netuid)
@@ -322,8 +322,9 @@ def _free_uid(state: State, netuid: int, subnet: dict[str, Any], hyper: Hyperpar
         staking.unstake_all(state, netuid, uid, previous["hotkey"])
         state.delete(neurons.HOTKEY_PREFIX + neurons.netuid_bytes(netuid) + previous["hotkey"])
     state.delete(neurons.endpoint_key(netuid, uid))
-    state.delete(b"weights/w/" + neurons.netuid_bytes(netuid) + uid.to_bytes(2, "big"))
-    state.delete(b"weights/commit/" + neurons.netuid_bytes(netuid) + uid.to_bytes(2, "big"))
+    uid_suffix = neurons.netuid_bytes(netuid) + uid.to_bytes(2, "big")
+    state.delete(neurons.WEIGHTS_PREFIX + uid_suffix)
+    state.delete(neurons.COMMIT_PREFIX + uid_suffix)
     neurons.set_bonds(state, netuid, uid, None)
     for key, _ in list(state.scan(neurons.BONDS_PREFIX + neurons.netuid_bytes(netuid))):
         validator = int.from_bytes(key[-2:], "big")
@@ -409,7 +410,7 @@ def metagraph(state: Reader, netuid: int, subnet: dict[str, Any], include: set[s
 
 
 def _weights_rows(state: Reader, netuid: int) -> list[tuple[int, Any]]:
-    prefix = b"weights/w/" + neurons.netuid_bytes(netuid)
+    prefix = neurons.WEIGHTS_PREFIX + neurons.netuid_bytes(netuid)
     return [(int.from_bytes(key, "big"), value) for key, value in state.scan_values(prefix)]
 
 

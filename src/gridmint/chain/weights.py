@@ -47,8 +47,8 @@ REVEAL_TOO_LATE = register(NAME, 12, "reveal_too_late")
 REVEAL_MISMATCH = register(NAME, 13, "reveal_mismatch")
 ALL_ZERO = register(NAME, 14, "all_zero")
 
-WEIGHTS_PREFIX = b"weights/w/"
-COMMIT_PREFIX = b"weights/commit/"
+WEIGHTS_PREFIX = neurons.WEIGHTS_PREFIX
+COMMIT_PREFIX = neurons.COMMIT_PREFIX
 
 
 def _uid_suffix(netuid: int, uid: int) -> bytes:
