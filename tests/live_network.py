@@ -43,9 +43,10 @@ class LiveSubnet:
         raise AssertionError(f"timed out waiting for {what}")
 
 
-@contextmanager
-def live_subnet(tmp_path: Path, monkeypatch: Any, names: tuple[str, ...] = ("owner", "val", "miner"),
-                tempo: int = 5, modality: str = "text-generation") -> Iterator[LiveSubnet]:
+def funded_devnode(tmp_path: Path, names: tuple[str, ...], block_time: float = 0.05,
+                   **sections: Any) -> tuple[DevnodeProcess, Path]:
+    """A started devnode whose genesis funds each named wallet's coldkey and default hotkey (10,000 MINT each);
+    ``sections`` replace app_state sections of the genesis."""
     wallets = tmp_path / "wallets"
     funded = []
     for name in names:
@@ -55,10 +56,18 @@ def live_subnet(tmp_path: Path, monkeypatch: Any, names: tuple[str, ...] = ("own
     write_data_dir(data_dir, accounts=())
     genesis = json.loads((data_dir / "genesis.json").read_text())
     genesis["app_state"]["bank"]["balances"] = [{"address": a, "amount": 10_000 * MINT} for a in funded]
-    genesis["app_state"]["subnets"] = {"params": {"default_tempo": tempo, "min_lock": 100 * MINT}}
+    genesis["app_state"].update(sections)
     (data_dir / "genesis.json").write_text(json.dumps(genesis))
-    node = DevnodeProcess(data_dir, block_time=0.05)
+    node = DevnodeProcess(data_dir, block_time=block_time)
     node.start()
+    return node, wallets
+
+
+@contextmanager
+def live_subnet(tmp_path: Path, monkeypatch: Any, names: tuple[str, ...] = ("owner", "val", "miner"),
+                tempo: int = 5, modality: str = "text-generation") -> Iterator[LiveSubnet]:
+    node, wallets = funded_devnode(tmp_path, names, subnets={"params": {"default_tempo": tempo,
+                                                                        "min_lock": 100 * MINT}})
     monkeypatch.setenv("GRIDMINT_WALLET_DIR", str(wallets))
     monkeypatch.setenv("GRIDMINT_NODE", node.url)
     monkeypatch.setenv("GRIDMINT_PASSWORD", "pw")

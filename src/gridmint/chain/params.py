@@ -55,3 +55,7 @@ class ParamsGenesis:
 
     def export(self, state: Reader) -> Any:
         return {"params": params_to_json(self.cls(**state.get_value(self.key, {})))}
+
+    def query(self, state: Reader, parts: list[str], data: bytes) -> Any:
+        """``/<module>/params``: the parameters in force."""
+        return params_to_json(self.cls(**state.get_value(self.key, {})))

@@ -414,10 +414,6 @@ def _weights_rows(state: Reader, netuid: int) -> list[tuple[int, Any]]:
     return [(int.from_bytes(key, "big"), value) for key, value in state.scan_values(prefix)]
 
 
-def query_params(state: Reader, parts: list[str], data: bytes) -> Any:
-    return params_to_json(get_params(state))
-
-
 def query_hotkey(state: Reader, parts: list[str], data: bytes) -> Any:
     if len(parts) != 1:
         raise UNKNOWN_QUERY("expected /subnets/hotkey/<address>")
@@ -457,7 +453,7 @@ MODULE = ModuleSpec(
     handlers={MsgCreateSubnet: process_create, MsgSetHyperparam: process_set_hyperparam,
               MsgDissolveSubnet: process_dissolve, MsgRegister: process_register,
               MsgAnnounceEndpoint: process_announce},
-    queries={"list": query_list, "lock_cost": query_lock_cost, "params": query_params, "hotkey": query_hotkey,
+    queries={"list": query_list, "lock_cost": query_lock_cost, "params": GENESIS.query, "hotkey": query_hotkey,
              "*": query_subnet},
     validate_genesis=GENESIS.validate,
     init_genesis=GENESIS.init,

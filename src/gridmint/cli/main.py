@@ -10,10 +10,12 @@ from gridmint import __version__
 from gridmint.chain.errors import ChainError
 from gridmint.cli.chain import chain
 from gridmint.cli.demo import demo
+from gridmint.cli.deploy import deploy
 from gridmint.cli.market import market
 from gridmint.cli.miner import miner
 from gridmint.cli.node import node
 from gridmint.cli.output import fail
+from gridmint.cli.provider import provider
 from gridmint.cli.subnet import endpoint, stake, subnet, weights
 from gridmint.cli.validator import validator
 from gridmint.cli.wallet import wallet
@@ -36,7 +38,8 @@ def cli(json_output: bool) -> None:
     """GridMint: an open network for decentralized AI compute."""
 
 
-for command in (wallet, node, chain, subnet, stake, weights, endpoint, miner, validator, market, demo):
+for command in (wallet, node, chain, subnet, stake, weights, endpoint, miner, validator, market, provider, deploy,
+                demo):
     cli.add_command(command)
 
 

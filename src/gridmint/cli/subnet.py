@@ -6,7 +6,6 @@ import json
 import os
 import secrets
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -39,15 +38,6 @@ from gridmint.client.metagraph import Metagraph
 from gridmint.client.wallet import open_wallet
 
 
-def _event(outcome_events: list[dict[str, Any]], event_type: str, key: str) -> str | None:
-    for event in outcome_events:
-        if event["type"] == event_type:
-            for attribute in event["attributes"]:
-                if attribute["key"] == key:
-                    return str(attribute["value"])
-    return None
-
-
 @click.group()
 def subnet() -> None:
     """Subnets: create, tune, register on, and look at their metagraph."""
@@ -63,7 +53,7 @@ def create(ctx: click.Context, modality: str, name: str, wallet_name: str, walle
     """Create a subnet; its lock is taken from the wallet's coldkey and returned on dissolve."""
     _, key = coldkey(wallet_name, wallet_dir, password_file)
     outcome = send(node_url, key, [MsgCreateSubnet(modality, name)])
-    netuid, lock = _event(outcome.events, "subnet_created", "netuid"), _event(outcome.events, "subnet_created", "lock")
+    netuid, lock = outcome.attribute("subnet_created", "netuid"), outcome.attribute("subnet_created", "lock")
     emit(ctx, {**receipt(outcome, key), "netuid": int(netuid or 0), "lock": int(lock or 0)},
          f"Created subnet {netuid} ({modality}) in block {outcome.height}; locked {format_mint(int(lock or 0))}.")
 
@@ -145,7 +135,7 @@ def register_command(ctx: click.Context, netuid: int, hotkey: str, max_burn: int
     wallet, key = coldkey(wallet_name, wallet_dir, password_file)
     target = resolve_hotkey(f"{wallet_name}/{hotkey}", wallet_dir)
     outcome = send(node_url, key, [MsgRegister(netuid, target, max_burn or 0)])
-    uid, burn = _event(outcome.events, "neuron_registered", "uid"), _event(outcome.events, "neuron_registered", "burn")
+    uid, burn = outcome.attribute("neuron_registered", "uid"), outcome.attribute("neuron_registered", "burn")
     emit(ctx, {**receipt(outcome, key), "uid": int(uid or 0), "burn": int(burn or 0)},
          f"Registered {wallet.name}/{hotkey} ({format_address(target)}) on subnet {netuid} as UID {uid} "
          f"for {format_mint(int(burn or 0))}.")

@@ -42,6 +42,15 @@ class TxOutcome:
     def ok(self) -> bool:
         return self.code == 0
 
+    def attribute(self, event_type: str, key: str) -> str | None:
+        """The value of ``key`` in the first ``event_type`` event the transaction emitted."""
+        for event in self.events:
+            if event["type"] == event_type:
+                for attribute in event["attributes"]:
+                    if attribute["key"] == key:
+                        return str(attribute["value"])
+        return None
+
 
 def raise_for_code(code: int, codespace: str, log: str) -> None:
     """Turn a non-zero result code into the ChainError it stands for."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,8 +33,11 @@ from gridmint.chain.errors import register
 from gridmint.client.amounts import parse_mint
 
 INVALID_DEPLOYMENT = register("deploy", 1, "invalid_deployment")
+INVALID_MANIFEST = register("deploy", 2, "invalid_manifest")
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+ENV_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+MAX_SERVICES = 16
 MAX_FILE_BYTES = 64 * 1024
 
 
@@ -131,9 +135,9 @@ def parse_deployment(text: str) -> Deployment:
     if doc.get("version") != 1:
         raise marked.error(("version",), "expected version: 1")
     services_raw = doc.get("services")
-    if not isinstance(services_raw, dict) or not services_raw:
-        raise marked.error(("services",), "expected at least one service")
-    services = [_service(marked, name, spec) for name, spec in services_raw.items()]
+    if not isinstance(services_raw, dict) or not 0 < len(services_raw) <= MAX_SERVICES:
+        raise marked.error(("services",), f"expected 1 to {MAX_SERVICES} services")
+    services = [_service(marked.error, name, spec) for name, spec in services_raw.items()]
     resources = doc.get("resources")
     if not isinstance(resources, dict):
         raise marked.error(("resources",), "expected cpu, memory and optionally gpu")
@@ -159,24 +163,44 @@ def parse_deployment(text: str) -> Deployment:
     return Deployment(services, round(cpu * 1000), round(memory), units, models, vram, max_price, deposit, manifest)
 
 
-def _service(marked: _Marked, name: str, spec: Any) -> Service:
+ErrorAt = Callable[[tuple[Any, ...], str], Exception]
+
+
+def _service(error: ErrorAt, name: str, spec: Any) -> Service:
     path = ("services", name)
-    if not NAME_PATTERN.match(name):
-        raise marked.error(path, "a service name is lower-case letters, digits and '-'")
+    if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        raise error(path, "a service name is lower-case letters, digits and '-'")
     if not isinstance(spec, dict) or set(spec) - {"image", "command", "env", "ports"}:
-        raise marked.error(path, "expected image or command, and optionally env and ports")
+        raise error(path, "expected image or command, and optionally env and ports")
     image, command = spec.get("image"), spec.get("command")
     if (image is None) == (command is None):
-        raise marked.error(path, "give exactly one of image or command")
-    if image is not None and not isinstance(image, str):
-        raise marked.error((*path, "image"), "expected an image name such as nginx:1.27")
-    if command is not None and (not isinstance(command, list) or not command
-                                or not all(isinstance(part, str) for part in command)):
-        raise marked.error((*path, "command"), "expected a list of strings, such as [python, app.py]")
+        raise error(path, "give exactly one of image or command")
+    if image is not None and (not isinstance(image, str) or not 0 < len(image) <= 256):
+        raise error((*path, "image"), "expected an image name such as nginx:1.27")
+    if command is not None and (not isinstance(command, list) or not 0 < len(command) <= 256
+                                or not all(isinstance(part, str) and len(part) <= 4096 for part in command)):
+        raise error((*path, "command"), "expected a list of strings, such as [python, app.py]")
     env = spec.get("env") or {}
-    if not isinstance(env, dict) or not all(isinstance(k, str) for k in env):
-        raise marked.error((*path, "env"), "expected a mapping of names to values")
+    if not isinstance(env, dict) or len(env) > 256 or not all(isinstance(k, str) and ENV_PATTERN.match(k)
+                                                               for k in env):
+        raise error((*path, "env"), "expected a mapping of variable names (letters, digits, _) to values")
     ports = spec.get("ports") or []
-    if not isinstance(ports, list) or not all(isinstance(p, int) and 1 <= p <= 65_535 for p in ports):
-        raise marked.error((*path, "ports"), "expected a list of port numbers from 1 to 65535")
+    if not isinstance(ports, list) or len(ports) > 16 or \
+            not all(isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 65_535 for p in ports):
+        raise error((*path, "ports"), "expected a list of port numbers from 1 to 65535")
     return Service(name, image, command, {k: str(v) for k, v in env.items()}, ports)
+
+
+def _manifest_error(path: tuple[Any, ...], message: str) -> Exception:
+    where = ".".join(str(p) for p in path) or "the manifest"
+    return INVALID_MANIFEST(f"{where}: {message}")
+
+
+def parse_manifest(manifest: Any) -> list[Service]:
+    """The services of a manifest as a provider receives it (JSON), checked like the deployment file was."""
+    if not isinstance(manifest, dict) or manifest.get("version") != 1 or set(manifest) != {"version", "services"}:
+        raise INVALID_MANIFEST("expected a manifest {version: 1, services: {...}}")
+    services = manifest["services"]
+    if not isinstance(services, dict) or not 0 < len(services) <= MAX_SERVICES:
+        raise INVALID_MANIFEST(f"expected 1 to {MAX_SERVICES} services")
+    return [_service(_manifest_error, name, spec) for name, spec in services.items()]

@@ -1,9 +1,9 @@
 """JSON-RPC over HTTP and websocket with CometBFT's method names, parameters and answer shapes.
 
 Methods: ``health``, ``status``, ``abci_info``, ``abci_query``, ``broadcast_tx_sync``, ``broadcast_tx_async``,
-``broadcast_tx_commit``, ``block``, ``tx``, ``num_unconfirmed_txs``, and over ``/websocket`` also ``subscribe``,
-``unsubscribe`` and ``unsubscribe_all``. Requests come as JSON-RPC 2.0 POSTs to ``/`` (single or batch) or as
-CometBFT's URI form (``GET /block?height=5``). Integers of 64 bits are strings, hashes upper-case hex, and
+``broadcast_tx_commit``, ``block``, ``block_results``, ``tx``, ``num_unconfirmed_txs``, and over ``/websocket``
+also ``subscribe``, ``unsubscribe`` and ``unsubscribe_all``. Requests come as JSON-RPC 2.0 POSTs to ``/`` (single
+or batch) or as CometBFT's URI form (``GET /block?height=5``). Integers of 64 bits are strings, hashes upper-case hex, and
 transactions and query values base64, as CometBFT writes them, so one client works against both.
 ``/metrics`` serves Prometheus metrics.
 """
@@ -259,6 +259,21 @@ class RPCMethods:
                            f"{self.node.height}")
         return block_json(stored[0])
 
+    def block_results(self, params: dict[str, Any], uri: bool) -> Any:
+        """CometBFT 0.38's shape: each transaction's result, then the block's own (end-block) events."""
+        height = _height(params.get("height")) or self.node.height
+        stored = self.node.blocks.block(height)
+        if stored is None:
+            raise _invalid(f"height {height} must be less than or equal to the current blockchain height "
+                           f"{self.node.height}")
+        results = stored[1]
+        return {"height": str(height), "txs_results": [tx_result_json(r) for r in results["tx_results"]],
+                "finalize_block_events": events_json(results.get("events", [])),
+                "validator_updates": [{"pub_key": {"type": "tendermint/PubKeyEd25519",
+                                                   "value": b64(bytes.fromhex(key))}, "power": str(power)}
+                                      for key, power in results.get("validator_updates", [])],
+                "consensus_param_updates": None, "app_hash": b64(bytes.fromhex(results.get("app_hash", "")))}
+
     def tx(self, params: dict[str, Any], uri: bool) -> Any:
         digest = _decode_hash(params.get("hash"))
         location = self.node.blocks.find_tx(digest)
@@ -280,7 +295,7 @@ class RPCServer:
         self.node = node
         self.methods = RPCMethods(node)
         self._names = {"health", "status", "abci_info", "abci_query", "broadcast_tx_sync", "broadcast_tx_async",
-                       "broadcast_tx_commit", "num_unconfirmed_txs", "block", "tx"}
+                       "broadcast_tx_commit", "num_unconfirmed_txs", "block", "block_results", "tx"}
         self.app = Starlette(routes=[
             Route("/", self.http_post, methods=["POST"]),
             Route("/metrics", self.metrics, methods=["GET"]),

@@ -1,0 +1,1 @@
+"""The provider daemon: inventory, bidding, runtimes, the endpoint tenants and their users reach."""

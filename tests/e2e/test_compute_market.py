@@ -1,0 +1,197 @@
+"""The compute market end to end: a devnode, provider daemons as processes, the tenant's CLI, a real workload."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gridmint.client.chain_client import ChainClient
+from gridmint.client.wallet import open_wallet
+from gridmint.market.deployment import parse_deployment
+from gridmint.market.tenant import ProviderClient, accept_bid, create_order, wait_for_bids
+from tests.market_network import deployment_yaml, live_market
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("market")]
+
+MIN_FEE_QUERY = "/bank/params"
+
+
+def _balance_at(client: ChainClient, address: str, height: int) -> int:
+    return int(client.query(f"/bank/balance/{address}", height=height)["balance"])
+
+
+def _wait(condition: Any, what: str, timeout_s: float = 60) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_cheapest_matching_provider_serves_the_workload_and_is_paid_rate_times_blocks(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with live_market(tmp_path, monkeypatch) as market:
+        alpha = market.start_provider("alpha", "--cpu", "2", "--memory", "2048", "--region", "eu-west",
+                                      "--price-per-cpu", "0.0004", "--withdraw-every", "0")
+        beta = market.start_provider("beta", "--cpu", "1", "--memory", "1024", "--region", "us-east",
+                                     "--tag", "cheap", "--price-per-cpu", "0.0002", "--withdraw-every", "0")
+        file = market.write("web.yaml", deployment_yaml(greeting="bonjour"))
+        tenant = market.address("tenant")
+        created = market.run("deploy", "create", str(file), "--wallet", "tenant", "--bid-wait", "30")
+
+        # Both bid; the tenant took the cheaper one (beta), whose price is what the lease pays.
+        prices = {b["provider"]: int(b["price"]) for b in created["bids"]}
+        assert set(prices) == {alpha.address, beta.address}
+        assert prices[beta.address] < prices[alpha.address]
+        assert created["provider"] == beta.address
+        lease_id = created["lease"]
+
+        # The service answers through the provider's endpoint, and its logs are readable.
+        endpoint = created["status"]["endpoints"]["web"]
+        assert endpoint == f"{beta.url}/leases/{lease_id}/web/"
+        answer = httpx.get(endpoint + "hello", timeout=10)
+        assert answer.status_code == 200 and answer.text == "bonjour from /hello"
+        logs = market.run("deploy", "logs", str(lease_id), "--wallet", "tenant")["logs"]
+        assert "[web] listening on" in logs and "[web] served /hello" in logs
+        status = market.run("deploy", "status", str(lease_id), "--wallet", "tenant")
+        assert status["provider_status"]["services"]["web"]["state"] == "running"
+
+        with market.client() as client:
+            time.sleep(1.0)  # let a few blocks accrue
+            closed = market.run("deploy", "close", str(lease_id), "--wallet", "tenant")
+            account = client.query(f"/escrow/account/{lease_id}")
+            fee = int(client.query(MIN_FEE_QUERY)["min_tx_fee"])
+            start, end, rate = account["start"], account["closed_at"], account["rate"]
+            blocks = end - start
+            assert blocks > 0 and rate == prices[beta.address]
+            # The provider received exactly rate × blocks (it sent no transaction during the lease) ...
+            gained = client.balance(beta.address) - _balance_at(client, beta.address, start)
+            assert gained == rate * blocks
+            # ... and the tenant got the unspent deposit back (it was held since the order), less the closing fee.
+            deposit = parse_deployment(file.read_text()).deposit
+            returned = client.balance(tenant) - _balance_at(client, tenant, start)
+            assert returned == deposit - rate * blocks - fee
+            refunded = int(next(a["value"] for e in closed["events"] if e["type"] == "lease_closed"
+                                for a in e["attributes"] if a["key"] == "refunded"))
+            assert refunded == deposit - rate * blocks
+
+        # The provider stopped the workload: the endpoint is gone, and so is the process.
+        _wait(lambda: httpx.get(endpoint + "hello", timeout=5).status_code == 503, "the proxy to close")
+        assert "Lease 1 stopped" in beta.log()
+        assert "Not bidding" not in alpha.log() and "Bid " in alpha.log()
+
+
+def test_a_lease_funded_for_n_blocks_is_closed_in_block_n_and_its_workload_stopped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    blocks_funded = 60
+    with live_market(tmp_path, monkeypatch, names=("tenant", "alpha")) as market:
+        price = 7_000_000  # grains per block, from the provider's expression rule
+        alpha = market.start_provider("alpha", "--cpu", "1", "--memory", "1024", "--price-expr", str(price),
+                                      "--withdraw-every", "10")
+        file = market.write("web.yaml", deployment_yaml(max_price="0.007", deposit=f"{0.007 * blocks_funded:.3f}"))
+        tenant = market.address("tenant")
+        created = market.run("deploy", "create", str(file), "--wallet", "tenant", "--bid-wait", "30")
+        lease_id = created["lease"]
+        endpoint = created["status"]["endpoints"]["web"]
+        assert httpx.get(endpoint, timeout=10).status_code == 200
+
+        with market.client() as client:
+            account = _wait(lambda: (lambda a: a if not a["open"] else None)(
+                client.query(f"/escrow/account/{lease_id}")), "the escrow to run dry", timeout_s=120)
+            start = account["start"]
+            assert account["reason"] == "insufficient_funds"
+            assert account["closed_at"] == start + blocks_funded
+            assert account["balance"] == 0 and account["withdrawable"] == 0
+            block = client.block(start + blocks_funded)
+            assert any(e["type"] == "escrow_exhausted" for e in _block_events(client, start + blocks_funded)), block
+
+            # Nobody gained or lost a grain: the provider got rate × N (less the fees of its own withdrawals),
+            # the tenant's whole deposit went to it and nothing else.
+            fee = int(client.query(MIN_FEE_QUERY)["min_tx_fee"])
+            address = alpha.address
+            provider_txs = client.nonce(address) - int(client.query(f"/tx/nonce/{address}", height=start)["nonce"])
+            gained = client.balance(address) - _balance_at(client, address, start)
+            assert provider_txs >= 1  # it withdrew during the lease
+            assert gained + provider_txs * fee == price * blocks_funded
+            assert client.balance(tenant) == _balance_at(client, tenant, start)
+
+        # The provider saw it in that block's events and stopped the workload.
+        _wait(lambda: "escrow ran out" in alpha.log(), "the provider to stop the workload")
+        assert httpx.get(endpoint, timeout=5).status_code == 503
+
+
+def _block_events(client: ChainClient, height: int) -> list[dict[str, Any]]:
+    results = client.call("block_results", height=str(height))
+    return list(results.get("finalize_block_events") or [])
+
+
+def test_a_manifest_with_another_hash_or_from_another_key_is_refused_and_nothing_runs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with live_market(tmp_path, monkeypatch, names=("tenant", "alpha", "mallory")) as market:
+        alpha = market.start_provider("alpha", "--cpu", "1", "--memory", "1024", "--withdraw-every", "0")
+        ordered = parse_deployment(deployment_yaml(greeting="ordered"))
+        other = parse_deployment(deployment_yaml(greeting="swapped"))
+        tenant_key = open_wallet("tenant", market.wallets).coldkey("pw")
+        mallory_key = open_wallet("mallory", market.wallets).coldkey("pw")
+        with market.client() as client:
+            order_id, _ = create_order(client, tenant_key, ordered)
+            bids = wait_for_bids(client, order_id, 1, 30)
+            lease_id = accept_bid(client, tenant_key, order_id, bids[0]["provider"])
+        with ProviderClient(tenant_key, alpha.address, alpha.url) as tenant, \
+                ProviderClient(mallory_key, alpha.address, alpha.url) as mallory:
+            _wait(lambda: "Won order" in alpha.log(), "the provider to see its lease")
+
+            mismatch = _error_of(lambda: tenant.send_manifest(lease_id, other.manifest))
+            assert (mismatch["code"], mismatch["name"]) == ("provider/5", "manifest_mismatch")
+
+            foreign = _error_of(lambda: mallory.send_manifest(lease_id, ordered.manifest))
+            assert foreign["name"] == "not_permitted"
+            assert _error_of(lambda: mallory.logs(lease_id))["name"] == "not_permitted"
+
+            # Nothing changed: still waiting for the manifest, no service, no working directory.
+            status = tenant.status(lease_id)
+            assert status["state"] == "awaiting_manifest" and status["services"] == {}
+            assert not (market.tmp / "provider-alpha" / "leases" / str(lease_id)).exists()
+
+            # The right manifest from the right key still starts it.
+            started = tenant.send_manifest(lease_id, ordered.manifest)
+            assert started["state"] == "running"
+            _wait(lambda: httpx.get(f"{alpha.url}/leases/{lease_id}/web/x", timeout=5).status_code == 200,
+                  "the service to answer")
+            assert httpx.get(f"{alpha.url}/leases/{lease_id}/web/x", timeout=5).text == "ordered from /x"
+            again = _error_of(lambda: tenant.send_manifest(lease_id, ordered.manifest))
+            assert again["name"] == "already_running"
+
+
+def _error_of(call: Any) -> dict[str, Any]:
+    from gridmint.chain.errors import ChainError
+
+    try:
+        call()
+    except ChainError as error:
+        return {"code": f"{error.kind.module}/{error.kind.code}", "name": error.kind.name, "message": error.message}
+    raise AssertionError("expected the provider to refuse")
+
+
+def test_an_order_nobody_can_serve_gets_no_bid_and_the_tenant_is_told_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with live_market(tmp_path, monkeypatch, names=("tenant", "alpha")) as market:
+        market.start_provider("alpha", "--cpu", "1", "--memory", "512", "--withdraw-every", "0")
+        file = market.write("big.yaml", deployment_yaml(memory=4096))
+        with market.client() as client:
+            before = client.balance(market.address("tenant"))
+        error = market.run_fails("deploy", "create", str(file), "--wallet", "tenant", "--bid-wait", "1")
+        assert error["name"] == "no_bids" and "market match" in error["message"]
+        matches = market.run("market", "match", str(file))
+        assert matches[0]["fits"] is False and "memory 512 MB < 4096 MB" in matches[0]["reason"]
+        # The order stays open until the tenant closes it; then only the two fees are gone.
+        market.run("deploy", "close-order", "1", "--wallet", "tenant")  # the chain's first order
+        with market.client() as client:
+            fee = int(client.query(MIN_FEE_QUERY)["min_tx_fee"])
+            assert client.balance(market.address("tenant")) == before - 2 * fee

@@ -1,0 +1,146 @@
+"""A real devnode and real provider daemons (``gridmint provider run`` processes), driven through the tenant's CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from click.testing import CliRunner
+
+from gridmint.cli.main import cli
+from gridmint.client.chain_client import ChainClient
+from gridmint.client.wallet import open_wallet
+from tests.helpers import DevnodeProcess
+from tests.live_network import funded_devnode
+
+# A small HTTP service: answers GET with its greeting and logs each request, listening where the provider says.
+SERVICE = """
+import http.server, os
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = (os.environ["GREETING"] + " from " + self.path).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        print("served", self.path, flush=True)
+print("listening on", os.environ["PORT"], flush=True)
+http.server.HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"""
+
+
+def deployment_yaml(max_price: str = "0.001", deposit: str = "5", greeting: str = "hello", cpu: float = 0.5,
+                    memory: int = 256) -> str:
+    return json.dumps({  # JSON is YAML
+        "version": 1,
+        "services": {"web": {"command": ["python3", "-c", SERVICE], "env": {"GREETING": greeting}, "ports": [8080]}},
+        "resources": {"cpu": cpu, "memory": memory},
+        "price": {"max_per_block": max_price},
+        "deposit": deposit,
+    }, indent=2)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class ProviderProcess:
+    name: str
+    url: str
+    address: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@dataclass
+class LiveMarket:
+    node: DevnodeProcess
+    wallets: Path
+    tmp: Path
+    runner: CliRunner = field(default_factory=CliRunner)
+    providers: dict[str, ProviderProcess] = field(default_factory=dict)
+
+    def run(self, *args: str) -> Any:
+        result = self.runner.invoke(cli, ["--json", *args])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.stdout)
+
+    def run_fails(self, *args: str) -> dict[str, Any]:
+        result = self.runner.invoke(cli, ["--json", *args])
+        assert result.exit_code == 1, result.output
+        return dict(json.loads(result.stderr)["error"])
+
+    def client(self) -> ChainClient:
+        return ChainClient(self.node.url)
+
+    def address(self, wallet: str) -> str:
+        return open_wallet(wallet, self.wallets).address
+
+    def start_provider(self, wallet: str, *options: str) -> ProviderProcess:
+        port = _free_port()
+        log_path = self.tmp / f"provider-{wallet}.log"
+        env = {**os.environ, "GRIDMINT_PASSWORD": "pw", "GRIDMINT_WALLET_DIR": str(self.wallets)}
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "gridmint.cli.main", "provider", "run", "--wallet", wallet, "--node",
+                 self.node.url, "--port", str(port), "--data-dir", str(self.tmp / f"provider-{wallet}"),
+                 "--health-seconds", "0.5", *options], stdout=log, stderr=subprocess.STDOUT, env=env)
+        provider = ProviderProcess(wallet, f"http://127.0.0.1:{port}", self.address(wallet), process, log_path)
+        self.providers[wallet] = provider
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert process.poll() is None, provider.log()
+            try:
+                if httpx.get(f"{provider.url}/health", timeout=1).status_code == 200:
+                    return provider
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"provider {wallet} did not start:\n{provider.log()}")
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.tmp / name
+        path.write_text(text)
+        return path
+
+
+@contextmanager
+def live_market(tmp_path: Path, monkeypatch: Any, names: tuple[str, ...] = ("tenant", "alpha", "beta"),
+                block_time: float = 0.1) -> Iterator[LiveMarket]:
+    node, wallets = funded_devnode(tmp_path, names, block_time=block_time)
+    monkeypatch.setenv("GRIDMINT_WALLET_DIR", str(wallets))
+    monkeypatch.setenv("GRIDMINT_NODE", node.url)
+    monkeypatch.setenv("GRIDMINT_PASSWORD", "pw")
+    market = LiveMarket(node, wallets, tmp_path)
+    try:
+        yield market
+    finally:
+        for provider in market.providers.values():
+            provider.stop()
+        node.stop()
