@@ -3,8 +3,8 @@
 Methods: ``health``, ``status``, ``abci_info``, ``abci_query``, ``broadcast_tx_sync``, ``broadcast_tx_async``,
 ``broadcast_tx_commit``, ``block``, ``block_results``, ``tx``, ``num_unconfirmed_txs``, and over ``/websocket``
 also ``subscribe``, ``unsubscribe`` and ``unsubscribe_all``. Requests come as JSON-RPC 2.0 POSTs to ``/`` (single
-or batch) or as CometBFT's URI form (``GET /block?height=5``). Integers of 64 bits are strings, hashes upper-case hex, and
-transactions and query values base64, as CometBFT writes them, so one client works against both.
+or batch) or as CometBFT's URI form (``GET /block?height=5``). Integers of 64 bits are strings, hashes upper-case
+hex, and transactions and query values base64, as CometBFT writes them, so one client works against both.
 ``/metrics`` serves Prometheus metrics.
 """
 
