@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -195,3 +196,22 @@ def test_an_order_nobody_can_serve_gets_no_bid_and_the_tenant_is_told_why(
         with market.client() as client:
             fee = int(client.query(MIN_FEE_QUERY)["min_tx_fee"])
             assert client.balance(market.address("tenant")) == before - 2 * fee
+
+
+def test_a_workload_that_fails_has_its_lease_closed_by_the_provider_with_a_reason(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    crash = "import sys, time\nprint('working', flush=True)\ntime.sleep(3)\nsys.exit(3)\n"
+    with live_market(tmp_path, monkeypatch, names=("tenant", "alpha")) as market:
+        alpha = market.start_provider("alpha", "--cpu", "1", "--memory", "1024", "--withdraw-every", "0")
+        file = market.write("job.yaml", json.dumps({
+            "version": 1, "services": {"job": {"command": ["python3", "-c", crash]}},
+            "resources": {"cpu": 0.5, "memory": 256}, "price": {"max_per_block": "0.001"}, "deposit": "5"}))
+        created = market.run("deploy", "create", str(file), "--wallet", "tenant", "--bid-wait", "30")
+        lease_id = created["lease"]
+        with market.client() as client:
+            account = _wait(lambda: (lambda a: a if not a["open"] else None)(
+                client.query(f"/escrow/account/{lease_id}")), "the provider to close the lease")
+        assert account["reason"] == "closed by the provider (code 1)"
+        assert "Closing lease 1: service job exited with code 3 (reason code 1)" in alpha.log()
+        status = market.run("deploy", "status", str(lease_id), "--wallet", "tenant")
+        assert status["lease"]["open"] is False and status["provider_status"] is None

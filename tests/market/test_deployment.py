@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from gridmint.chain.errors import ChainError
-from gridmint.market.deployment import parse_deployment
+from gridmint.market.deployment import parse_deployment, parse_manifest
 
 GOOD = """\
 version: 1
@@ -52,3 +52,21 @@ def test_errors_point_at_the_line(text: str, line: int, words: str) -> None:
         parse_deployment(text)
     assert caught.value.kind.name == "invalid_deployment"
     assert caught.value.message.startswith(f"line {line}") and words in caught.value.message, caught.value.message
+
+
+def test_a_manifest_is_checked_like_the_file_it_came_from() -> None:
+    manifest = parse_deployment(GOOD).manifest
+    assert [s.name for s in parse_manifest(manifest)] == list(manifest["services"])
+    for bad, words in [
+        ([], "expected a manifest"),
+        ({"version": 2, "services": {}}, "expected a manifest"),
+        ({"version": 1, "services": {}, "extra": 1}, "expected a manifest"),
+        ({"version": 1, "services": {}}, "expected 1 to 16 services"),
+        ({"version": 1, "services": {"Web": {"command": ["x"]}}}, "services.Web: a service name"),
+        ({"version": 1, "services": {"web": {"command": "x"}}}, "services.web.command: expected a list"),
+        ({"version": 1, "services": {"web": {"command": ["x"], "ports": [True]}}}, "services.web.ports"),
+        ({"version": 1, "services": {"web": {"command": ["x"], "env": {"A B": "1"}}}}, "services.web.env"),
+    ]:
+        with pytest.raises(ChainError, match=words) as caught:
+            parse_manifest(bad)
+        assert caught.value.kind.name == "invalid_manifest"

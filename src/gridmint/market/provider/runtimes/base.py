@@ -73,14 +73,16 @@ class Runtime(Protocol):
     def start(self, spec: LaunchSpec) -> Workload: ...
 
 
-def free_port(host: str = "127.0.0.1") -> int:
+def free_port() -> int:
+    """A port free on this machine now (the service binds it a moment later; a clash fails the service loudly)."""
     with socket.socket() as probe:
-        probe.bind((host, 0))
+        probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
 def allocate_ports(service: Service, host: str = "127.0.0.1") -> PortMap:
-    return PortMap(host, {declared: free_port(host) for declared in service.ports})
+    """Ports free on this machine for each declared port, reached at ``host``."""
+    return PortMap(host, {declared: free_port() for declared in service.ports})
 
 
 def substitute(command: list[str], values: dict[str, str]) -> list[str]:
