@@ -91,6 +91,11 @@ class LiveMarket:
         assert result.exit_code == 0, result.output
         return json.loads(result.stdout)
 
+    def deploy(self, file: Path, *options: str) -> Any:
+        """`gridmint deploy create FILE` by the tenant, taking the cheapest bid."""
+        return self.run("deploy", "create", str(file), "--wallet", "tenant", "--auto-accept", "cheapest",
+                        "--bid-wait", "30", *options)
+
     def run_fails(self, *args: str) -> dict[str, Any]:
         result = self.runner.invoke(cli, ["--json", *args])
         assert result.exit_code == 1, result.output

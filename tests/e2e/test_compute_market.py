@@ -44,7 +44,7 @@ def test_cheapest_matching_provider_serves_the_workload_and_is_paid_rate_times_b
                                      "--tag", "cheap", "--price-per-cpu", "0.0002", "--withdraw-every", "0")
         file = market.write("web.yaml", deployment_yaml(greeting="bonjour"))
         tenant = market.address("tenant")
-        created = market.run("deploy", "create", str(file), "--wallet", "tenant", "--bid-wait", "30")
+        created = market.deploy(file)
 
         # Both bid; the tenant took the cheaper one (beta), whose price is what the lease pays.
         prices = {b["provider"]: int(b["price"]) for b in created["bids"]}
@@ -97,7 +97,7 @@ def test_a_lease_funded_for_n_blocks_is_closed_in_block_n_and_its_workload_stopp
                                       "--withdraw-every", "10")
         file = market.write("web.yaml", deployment_yaml(max_price="0.007", deposit=f"{0.007 * blocks_funded:.3f}"))
         tenant = market.address("tenant")
-        created = market.run("deploy", "create", str(file), "--wallet", "tenant", "--bid-wait", "30")
+        created = market.deploy(file)
         lease_id = created["lease"]
         endpoint = created["status"]["endpoints"]["web"]
         assert httpx.get(endpoint, timeout=10).status_code == 200
@@ -187,7 +187,8 @@ def test_an_order_nobody_can_serve_gets_no_bid_and_the_tenant_is_told_why(
         file = market.write("big.yaml", deployment_yaml(memory=4096))
         with market.client() as client:
             before = client.balance(market.address("tenant"))
-        error = market.run_fails("deploy", "create", str(file), "--wallet", "tenant", "--bid-wait", "1")
+        error = market.run_fails("deploy", "create", str(file), "--wallet", "tenant", "--auto-accept",
+                                 "cheapest", "--bid-wait", "1")
         assert error["name"] == "no_bids" and "market match" in error["message"]
         matches = market.run("market", "match", str(file))
         assert matches[0]["fits"] is False and "memory 512 MB < 4096 MB" in matches[0]["reason"]
@@ -206,7 +207,7 @@ def test_a_workload_that_fails_has_its_lease_closed_by_the_provider_with_a_reaso
         file = market.write("job.yaml", json.dumps({
             "version": 1, "services": {"job": {"command": ["python3", "-c", crash]}},
             "resources": {"cpu": 0.5, "memory": 256}, "price": {"max_per_block": "0.001"}, "deposit": "5"}))
-        created = market.run("deploy", "create", str(file), "--wallet", "tenant", "--bid-wait", "30")
+        created = market.deploy(file)
         lease_id = created["lease"]
         with market.client() as client:
             account = _wait(lambda: (lambda a: a if not a["open"] else None)(
@@ -215,3 +216,24 @@ def test_a_workload_that_fails_has_its_lease_closed_by_the_provider_with_a_reaso
         assert "Closing lease 1: service job exited with code 3 (reason code 1)" in alpha.log()
         status = market.run("deploy", "status", str(lease_id), "--wallet", "tenant")
         assert status["lease"]["open"] is False and status["provider_status"] is None
+
+
+def test_the_tenant_can_review_bids_accept_one_and_top_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with live_market(tmp_path, monkeypatch, names=("tenant", "alpha")) as market:
+        alpha = market.start_provider("alpha", "--cpu", "1", "--memory", "1024", "--withdraw-every", "0")
+        file = market.write("web.yaml", deployment_yaml(greeting="manual"))
+        shown = market.run("deploy", "create", str(file), "--wallet", "tenant", "--bid-wait", "30")
+        assert "lease" not in shown and [b["provider"] for b in shown["bids"]] == [alpha.address]
+        order_id = shown["order"]
+        assert market.run("deploy", "bids", str(order_id))[0]["provider"] == alpha.address
+        accepted = market.run("deploy", "accept", str(order_id), alpha.address, "--wallet", "tenant")
+        lease_id = accepted["lease"]
+        assert httpx.get(accepted["status"]["endpoints"]["web"], timeout=10).text == "manual from /"
+        with market.client() as client:
+            before = client.query(f"/escrow/account/{lease_id}")
+            market.run("deploy", "top-up", str(lease_id), "2", "--wallet", "tenant")
+            after = client.query(f"/escrow/account/{lease_id}")
+        assert after["exhaustion_block"] > before["exhaustion_block"]
+        market.run("deploy", "close", str(lease_id), "--wallet", "tenant")
+        error = market.run_fails("deploy", "top-up", str(lease_id), "1", "--wallet", "tenant")
+        assert error["name"] == "account_closed"

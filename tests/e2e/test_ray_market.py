@@ -59,8 +59,7 @@ def test_a_deployment_runs_as_a_ray_job_behind_the_providers_endpoint(
         alpha = market.start_provider("alpha", "--cpu", "2", "--memory", "2048", "--runtime", "ray",
                                       "--ray-address", ray_head, "--withdraw-every", "0")
         file = market.write("web.yaml", deployment_yaml(greeting="from ray"))
-        created = market.run("deploy", "create", str(file), "--wallet", "tenant", "--bid-wait", "30",
-                             "--start-timeout", "120")
+        created = market.deploy(file, "--start-timeout", "120")
         lease_id = created["lease"]
         assert created["status"]["runtime"] == "ray"
         endpoint = created["status"]["endpoints"]["web"]

@@ -49,14 +49,16 @@ def deploy() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--bid-wait", type=float, default=10.0, show_default=True,
               help="Seconds to wait for bids (less once every matching provider has bid).")
-@click.option("--no-accept", is_flag=True, help="Stop after the bids; accept later with `deploy accept`.")
+@click.option("--auto-accept", type=click.Choice(["none", "cheapest"]), default="none", show_default=True,
+              help="Accept the cheapest bid at once, or stop after the bids (accept with `deploy accept`).")
 @click.option("--start-timeout", type=float, default=60.0, show_default=True,
               help="Seconds to wait for the services to run.")
 @signer_options
 @click.pass_context
-def create(ctx: click.Context, file: Path, bid_wait: float, no_accept: bool, start_timeout: float, wallet_name: str,
+def create(ctx: click.Context, file: Path, bid_wait: float, auto_accept: str, start_timeout: float, wallet_name: str,
            wallet_dir: Path | None, node_url: str | None, password_file: str | None) -> None:
-    """Order FILE, accept the cheapest bid, send the manifest and wait until it runs."""
+    """Order FILE and show the bids; with --auto-accept cheapest, also take the cheapest, send the manifest and
+    wait until it runs."""
     progress = _progress(ctx)
     deployment = parse_deployment(file.read_text())
     _, key = coldkey(wallet_name, wallet_dir, password_file)
@@ -73,7 +75,7 @@ def create(ctx: click.Context, file: Path, bid_wait: float, no_accept: bool, sta
             raise NO_BIDS(f"no provider bid on order {order_id} within {bid_wait:g} s; `gridmint market match "
                           f"{file}` says why each provider cannot serve it; the order stays open until it expires "
                           f"or `gridmint deploy close-order {order_id}`")
-        if no_accept:
+        if auto_accept == "none":
             emit(ctx, result, "\n".join(_bid_lines(bids)) + f"\nAccept one with: gridmint deploy accept {order_id} "
                                                              "PROVIDER")
             return
