@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gridmint.inference.backends.base import Backend
 
-BACKENDS = ("echo", "llama-cpp", "wordllama")
+BACKENDS = ("echo", "llama-cpp", "wordllama", "transformers", "sentence-transformers")
 
 
 class UnknownBackendError(ValueError):
@@ -25,4 +25,14 @@ def load_backend(name: str, model: str | None = None) -> Backend:
         from gridmint.inference.backends.wordllama import WordLlamaBackend
 
         return WordLlamaBackend()
+    if name == "transformers":
+        if model is None:
+            raise UnknownBackendError("the transformers backend needs --model: a local model folder")
+        from gridmint.inference.backends.transformers import TransformersBackend
+
+        return TransformersBackend(model)
+    if name == "sentence-transformers":
+        from gridmint.inference.backends.sentence_transformers import SentenceTransformersBackend
+
+        return SentenceTransformersBackend(model)
     raise UnknownBackendError(f"unknown backend '{name}'; choose one of {', '.join(BACKENDS)}")
