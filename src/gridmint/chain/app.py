@@ -14,7 +14,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from gridmint.chain import authority, bank, codec, emission, escrow, market, staking, subnets, weights
+from gridmint.chain import authority, bank, codec, credit, emission, escrow, market, staking, subnets, weights
 from gridmint.chain.crypto import format_address, parse_address
 from gridmint.chain.errors import (
     BAD_BLOCK,
@@ -37,7 +37,7 @@ APP_NAME = "gridmint"
 APP_VERSION = 1
 # Order matters only for block hooks: emission's end_block runs after every message of the block.
 MODULES: tuple[ModuleSpec, ...] = (bank.MODULE, authority.MODULE, subnets.MODULE, staking.MODULE, weights.MODULE,
-                                   emission.MODULE, market.MODULE, escrow.MODULE)
+                                   emission.MODULE, market.MODULE, escrow.MODULE, credit.MODULE)
 VERIFIED_CACHE_SIZE = 100_000  # twice the default mempool bound
 
 # --- state owned by the app itself --------------------------------------------------------------------------

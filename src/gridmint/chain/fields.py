@@ -86,6 +86,18 @@ def list_of(item_check: FieldCheck, max_items: int, items: str) -> FieldCheck:
     return check
 
 
+def record(*parts: tuple[str, FieldCheck]) -> FieldCheck:
+    """A fixed-length list whose items are checked by position, such as ``[consumer, miner, amount, requests]``."""
+    names = ", ".join(part for part, _ in parts)
+
+    def check(name: str, value: Any) -> list[Any]:
+        if not isinstance(value, list) or len(value) != len(parts):
+            raise INVALID_FIELD(f"{name}: expected [{names}]")
+        return [item_check(f"{name}.{part}", item) for (part, item_check), item in zip(parts, value, strict=True)]
+
+    return check
+
+
 def u16_list(max_items: int) -> FieldCheck:
     return list_of(u16, max_items, "numbers from 0 to 65535")
 
