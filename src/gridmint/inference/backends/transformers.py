@@ -24,6 +24,22 @@ from gridmint.inference.backends.base import (
 )
 
 
+def _counting_streamer_class() -> Any:
+    from transformers import TextIteratorStreamer
+
+    class CountingStreamer(TextIteratorStreamer):  # type: ignore[misc]
+        """A text streamer that also counts the tokens generated after the prompt."""
+
+        generated = 0
+
+        def put(self, value: Any) -> None:
+            if not self.next_tokens_are_prompt:
+                self.generated += int(value.numel())
+            super().put(value)
+
+    return CountingStreamer
+
+
 class TransformersBackend:
     name = "transformers"
     modality = TEXT_GENERATION
@@ -76,7 +92,7 @@ class TransformersBackend:
     def _encode(self, request: Generation) -> Any:
         if request.seed is not None:
             self.torch.manual_seed(request.seed)
-        return self.tokenizer(self._prompt(request), return_tensors="pt").to(self.device)
+        return self.tokenizer(self._prompt(request), return_tensors="pt", return_token_type_ids=False).to(self.device)
 
     def _generate(self, request: Generation) -> GenerationResult:
         inputs = self._encode(request)
@@ -95,12 +111,10 @@ class TransformersBackend:
             return await asyncio.to_thread(self._generate, request)
 
     async def stream(self, request: Generation) -> AsyncIterator[StreamPiece]:
-        from transformers import TextIteratorStreamer
-
         async with self._lock:
             inputs = self._encode(request)
             prompt_tokens = int(inputs["input_ids"].shape[1])
-            streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+            streamer = _counting_streamer_class()(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
             failure: list[BaseException] = []
 
             def produce() -> None:
@@ -125,7 +139,7 @@ class TransformersBackend:
             await asyncio.to_thread(thread.join)
             if failure:
                 raise failure[0]
-        completion = self.count_tokens("".join(produced))
+        completion = streamer.generated  # the tokens the model made, even those that decode to nothing
         finish = "length" if completion >= request.max_tokens else "stop"
         yield StreamPiece("", finish, prompt_tokens, completion)
 
