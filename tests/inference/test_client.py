@@ -63,6 +63,15 @@ def test_calls_through_a_real_socket() -> None:
             async with MinerClient(PrivateKey(b"\x34" * 32), timeout_s=5) as stranger:
                 refused = await stranger.call(url, "/v1/chat/completions", miner, payload)
                 assert refused.status == 403 and refused.json()["error"]["code"] == "auth/not_permitted"
+            async with MinerClient(PrivateKey(CALLER_SEED), timeout_s=5) as client:
+                for _ in range(3):  # the connection goes back to the pool after a finished stream
+                    async with client.stream(url, "/v1/chat/completions", miner, {**payload, "stream": True}) as sse:
+                        events = [event async for event in sse.events()]
+                    assert sse.status == 200 and sse.done and sse.signed
+                    assert sse.usage is not None and sse.usage["completion_tokens"] > 0
+                    assert events[-1] == b"data: [DONE]\n\n" and all(e.endswith(b"\n\n") for e in events)
+                    text = b"".join(events)
+                    assert b"over" in text and b"wire" in text
             async with MinerClient(PrivateKey(CALLER_SEED), timeout_s=2) as client:
                 with pytest.raises(HttpError, match="cannot connect"):
                     await client.call(f"http://127.0.0.1:{free_port()}", "/v1/chat/completions", miner, payload)

@@ -9,8 +9,10 @@ when a response is malformed, the server closes, or a call times out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -28,6 +30,29 @@ class HttpError(Exception):
     """The call failed on the way (refused, reset, malformed, timed out); the message says which."""
 
 
+class StreamingResponse:
+    """A response whose head has arrived; ``chunks()`` yields its body as it comes, each within ``idle_s``."""
+
+    def __init__(self, status: int, headers: dict[str, str], queue: asyncio.Queue[bytes | HttpError | None],
+                 idle_s: float) -> None:
+        self.status, self.headers, self._queue, self._idle_s = status, headers, queue, idle_s
+        self.complete = False
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        while not self.complete:
+            try:
+                async with asyncio.timeout(self._idle_s):
+                    item = await self._queue.get()
+            except TimeoutError:
+                raise HttpError(f"the stream sent nothing for {self._idle_s:g} s") from None
+            if item is None:
+                self.complete = True
+                return
+            if isinstance(item, HttpError):
+                raise item
+            yield item
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -35,6 +60,8 @@ class _Connection(asyncio.Protocol):
         self._waiter: asyncio.Future[Response] | None = None
         self._headers: dict[str, str] = {}
         self._body: list[bytes] = []
+        self._head: asyncio.Future[tuple[int, dict[str, str]]] | None = None  # streaming calls only
+        self._chunks: asyncio.Queue[bytes | HttpError | None] | None = None
         self.usable = True
 
     # asyncio.Protocol
@@ -54,12 +81,23 @@ class _Connection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
+    def on_headers_complete(self) -> None:
+        if self._head is not None and not self._head.done():
+            self._head.set_result((self._parser.get_status_code(), self._headers))
+
     def on_body(self, body: bytes) -> None:
-        self._body.append(body)
+        if self._chunks is not None:
+            self._chunks.put_nowait(body)
+        else:
+            self._body.append(body)
 
     def on_message_complete(self) -> None:
         if not self._parser.should_keep_alive():
             self.usable = False
+        if self._chunks is not None:
+            self._chunks.put_nowait(None)
+            self._chunks, self._head, self._headers = None, None, {}
+            return
         response = Response(self._parser.get_status_code(), self._headers, b"".join(self._body))
         self._headers, self._body = {}, []
         if self._waiter is not None and not self._waiter.done():
@@ -69,6 +107,10 @@ class _Connection(asyncio.Protocol):
         self.usable = False
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(error)
+        if self._head is not None and not self._head.done():
+            self._head.set_exception(error)
+        if self._chunks is not None:
+            self._chunks.put_nowait(error)
 
     async def exchange(self, request: bytes) -> Response:
         if self.transport is None or self.transport.is_closing():
@@ -76,6 +118,17 @@ class _Connection(asyncio.Protocol):
         self._waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)
         return await self._waiter
+
+    async def exchange_streaming(self, request: bytes) -> tuple[int, dict[str, str],
+                                                               asyncio.Queue[bytes | HttpError | None]]:
+        if self.transport is None or self.transport.is_closing():
+            raise HttpError("connection is closed")
+        self._head = asyncio.get_running_loop().create_future()
+        chunks: asyncio.Queue[bytes | HttpError | None] = asyncio.Queue()
+        self._chunks = chunks
+        self.transport.write(request)
+        status, headers = await self._head
+        return status, headers, chunks
 
     def close(self) -> None:
         self.usable = False
@@ -92,6 +145,13 @@ def _target(url: str) -> tuple[tuple[str, int], str, str]:
     return (parts.hostname, parts.port or 80), parts.netloc, path
 
 
+def _request(url: str, body: bytes, headers: dict[str, str]) -> tuple[tuple[str, int], str, bytes]:
+    address, netloc, path = _target(url)
+    head = [f"POST {path} HTTP/1.1", f"Host: {netloc}", f"Content-Length: {len(body)}"]
+    head += [f"{name}: {value}" for name, value in headers.items()]
+    return address, netloc, ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+
+
 class HttpPool:
     def __init__(self, max_per_host: int = 64) -> None:
         self.max_per_host = max_per_host
@@ -100,10 +160,7 @@ class HttpPool:
         self._slots: dict[tuple[str, int], asyncio.Semaphore] = {}
 
     async def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> Response:
-        address, netloc, path = _target(url)
-        head = [f"POST {path} HTTP/1.1", f"Host: {netloc}", f"Content-Length: {len(body)}"]
-        head += [f"{name}: {value}" for name, value in headers.items()]
-        request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+        address, netloc, request = _request(url, body, headers)
         slot = self._slots.setdefault(address, asyncio.Semaphore(self.max_per_host))
         async with slot:
             connection = await self._acquire(address, timeout_s)
@@ -119,6 +176,28 @@ class HttpPool:
             finally:
                 self._release(address, connection)
         return response
+
+    @contextlib.asynccontextmanager
+    async def stream(self, url: str, body: bytes, headers: dict[str, str], timeout_s: float,
+                     idle_s: float) -> AsyncIterator[StreamingResponse]:
+        """POST and hand back the response once its head arrives (within ``timeout_s``); the body then streams,
+        each piece within ``idle_s``. A stream left unfinished closes its connection."""
+        address, netloc, request = _request(url, body, headers)
+        slot = self._slots.setdefault(address, asyncio.Semaphore(self.max_per_host))
+        async with slot:
+            connection = await self._acquire(address, timeout_s)
+            response: StreamingResponse | None = None
+            try:
+                async with asyncio.timeout(timeout_s):
+                    status, answer_headers, chunks = await connection.exchange_streaming(request)
+                response = StreamingResponse(status, answer_headers, chunks, idle_s)
+                yield response
+            except TimeoutError:
+                raise HttpError(f"no answer from {netloc} within {timeout_s:g} s") from None
+            finally:
+                if response is None or not response.complete:
+                    connection.close()
+                self._release(address, connection)
 
     async def _acquire(self, address: tuple[str, int], timeout_s: float) -> _Connection:
         idle = self._idle[address]
