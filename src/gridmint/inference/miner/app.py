@@ -26,6 +26,7 @@ from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import ChainError
 from gridmint.client.signing import BODY, Caller, NonceWindow, http_status, sign_answer, verify_request
 from gridmint.inference import wire
+from gridmint.inference.asgi import Receive, Send, read_body, send_raw
 from gridmint.inference.backends.base import (
     ANY_MODALITY,
     EMBEDDING,
@@ -39,8 +40,6 @@ from gridmint.inference.protocol import CallerPolicy
 
 log = logging.getLogger("gridmint.miner")
 
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
 
 MAX_BODY_BYTES = 1024 * 1024
 SIGNED_HEADERS = (b"x-gm-caller", b"x-gm-callee", b"x-gm-nonce", b"x-gm-body", b"x-gm-signature")
@@ -83,7 +82,7 @@ class MinerApp:
             elif path == "/v1/models":
                 await _respond(send, 200, wire.models_answer(self.backend.models()))
             elif path == "/metrics":
-                await _raw(send, 200, self.metrics.render(), b"text/plain; version=0.0.4")
+                await send_raw(send, 200, self.metrics.render(), b"text/plain; version=0.0.4")
             else:
                 await _respond(send, 404, wire.error_body(f"no route GET {path}", "not_found"))
             return
@@ -96,7 +95,7 @@ class MinerApp:
     async def _signed(self, scope: dict[str, Any], receive: Receive, send: Send, path: str,
                       handler: Callable[[Send, Any, Caller], Awaitable[None]]) -> None:
         started = time.perf_counter()
-        body = await _read_body(scope, receive, self.max_body_bytes)
+        body = await read_body(scope, receive, self.max_body_bytes)
         if body is None:
             self.metrics.refused.labels("oversize").inc()
             await _respond(send, 413, wire.error_body(f"body larger than {self.max_body_bytes} bytes", "oversize"))
@@ -164,7 +163,7 @@ class MinerApp:
     async def _signed_json(self, send: Send, caller: Caller, payload: dict[str, Any]) -> None:
         body = orjson.dumps(payload)
         signature = sign_answer(self.key, caller.nonce, caller.address, body)
-        await _raw(send, 200, body, b"application/json",
+        await send_raw(send, 200, body, b"application/json",
                    [(name.encode(), value.encode()) for name, value in signature.items()])
 
     async def _chat(self, send: Send, body: Any, caller: Caller) -> None:
@@ -212,32 +211,7 @@ class MinerApp:
 
 
 
-async def _read_body(scope: dict[str, Any], receive: Receive, limit: int) -> bytes | None:
-    for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
-            return None
-    chunks = []
-    size = 0
-    while True:
-        message = await receive()
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
-
-
-async def _raw(send: Send, status: int, body: bytes, content_type: bytes,
-               extra: list[tuple[bytes, bytes]] | None = None) -> None:
-    # A content-length spares the server chunked framing and the caller a chunked parse.
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type), (b"content-length", b"%d" % len(body)), *(extra or [])]})
-    await send({"type": "http.response.body", "body": body})
-
-
 async def _respond(send: Send, status: int, payload: dict[str, Any], extra: list[tuple[bytes, bytes]] | None = None
                    ) -> None:
-    await _raw(send, status, orjson.dumps(payload), b"application/json", extra)
+    await send_raw(send, status, orjson.dumps(payload), b"application/json", extra)
 

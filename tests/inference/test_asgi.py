@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from gridmint.inference.miner.server import CoalescingTransport
+from gridmint.inference.asgi import CoalescingTransport
 
 
 class RecordingTransport:

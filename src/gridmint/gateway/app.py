@@ -1,0 +1,330 @@
+"""The gateway's ASGI application: OpenAI's API in front, signed calls to the best-ranked miners behind.
+
+Framework: a bare ASGI callable on uvicorn, as the miner (no router or middleware on a path that every request
+crosses twice). Order for the model endpoints: API key (401), rate limit (429), bounded body and its shape
+(400, checked with the same parsers the miners use), the model (404), the consumer's credit (402), then the
+miners in order (``routing``) until one answers with a signed 200. A failure before the first byte reaches the
+consumer fails over to the next miner; a stream that breaks after that ends with an error event
+``data: {"error": {...}}`` and ``data: [DONE]``, and the consumer pays nothing for it (a miner is paid only for a
+signed answer, and a broken stream carries no signature). Every paid answer is metered (``metering``) and
+written to the ledger before its last byte is sent.
+
+Errors are OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from gridmint.chain.errors import ChainError
+from gridmint.gateway import metering
+from gridmint.gateway.credit import CreditBook
+from gridmint.gateway.keys import ApiKeys, key_message
+from gridmint.gateway.ledger import Ledger
+from gridmint.gateway.metrics import GatewayMetrics
+from gridmint.gateway.routing import Candidate, Directory, parse_preferences
+from gridmint.inference import wire
+from gridmint.inference.asgi import Receive, Send, read_body, send_raw
+from gridmint.inference.client import HttpError, MinerClient
+
+log = logging.getLogger("gridmint.gateway")
+
+
+MAX_BODY_BYTES = 1024 * 1024
+MODEL_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+
+
+class RateLimiter:
+    """A token bucket per API key: ``rate`` requests per second, bursts up to ``burst``."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def allow(self, key: str) -> bool:
+        now = time.monotonic()
+        tokens, last = self._buckets.get(key, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens < 1:
+            self._buckets[key] = (tokens, now)
+            return False
+        self._buckets[key] = (tokens - 1, now)
+        return True
+
+
+@dataclass(frozen=True)
+class RefusalError(Exception):
+    status: int
+    message: str
+    type: str
+    code: str
+
+
+def _error_body(message: str, kind: str, code: str) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": kind, "param": None, "code": code}})
+
+
+class GatewayApp:
+    def __init__(self, address: str, miners: MinerClient, directory: Directory, keys: ApiKeys, ledger: Ledger,
+                 credit: CreditBook, limiter: RateLimiter, timeout_s: float = 60.0, idle_s: float = 30.0,
+                 background: list[Callable[[], Coroutine[Any, Any, None]]] | None = None) -> None:
+        self.address = address
+        self.miners = miners
+        self.directory = directory
+        self.keys = keys
+        self.ledger = ledger
+        self.credit = credit
+        self.limiter = limiter
+        self.timeout_s = timeout_s
+        self.idle_s = idle_s
+        self.metrics = GatewayMetrics()
+        self.background = background or []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        started = time.perf_counter()
+        status = 200
+        try:
+            if method == "GET" and path == "/v1/models":
+                await _json(send, 200, self._models())
+            elif method == "GET" and path == "/health":
+                await _json(send, 200, {"status": "ok", "gateway": self.address,
+                                        "miners": len(self.directory.candidates)})
+            elif method == "GET" and path == "/metrics":
+                await send_raw(send, 200, self.metrics.render(), b"text/plain; version=0.0.4")
+            elif method == "POST" and path in ("/v1/auth/challenge", "/v1/auth/key"):
+                await self._auth(scope, receive, send, path)
+            elif method == "POST" and path in MODEL_PATHS:
+                status = await self._model_call(scope, receive, send, path)
+            else:
+                raise RefusalError(404, f"no route {method} {path[:100]}", "invalid_request_error", "not_found")
+        except RefusalError as refusal:
+            status = refusal.status
+            await send_raw(send, refusal.status, _error_body(refusal.message, refusal.type, refusal.code),
+                       b"application/json")
+        finally:
+            self.metrics.answered(path if path in MODEL_PATHS else "other", status, time.perf_counter() - started)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._tasks = [asyncio.create_task(job()) for job in self.background]
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                for task in self._tasks:
+                    task.cancel()
+                await asyncio.gather(*self._tasks, return_exceptions=True)  # lets settlement finish its last batch
+                await self.miners.__aexit__()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _models(self) -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": model, "object": "model", "created": 0, "owned_by": "gridmint",
+                                            "modality": modality} for model, modality in self.directory.models()]}
+
+    # --- API keys ------------------------------------------------------------------------------------------
+
+    async def _auth(self, scope: dict[str, Any], receive: Receive, send: Send, path: str) -> None:
+        body = await _json_body(scope, receive, 16 * 1024)
+        address = body.get("address")
+        if not isinstance(address, str):
+            raise RefusalError(400, "expected {\"address\": \"gm1...\"}", "invalid_request_error", "bad_request")
+        try:
+            if path == "/v1/auth/challenge":
+                challenge = self.keys.challenge(address)
+                await _json(send, 200, {"gateway": self.address, "address": address, "challenge": challenge,
+                                        "message": key_message(self.address, address, challenge).decode()})
+                return
+            api_key = self.keys.issue(address, str(body.get("public_key", "")), str(body.get("signature", "")))
+        except ChainError as error:
+            status = 400 if error.kind.name == "bad_challenge" else 401
+            raise RefusalError(status, error.message, "invalid_request_error", error.kind.name) from None
+        log.info("Issued an API key to %s.", address)
+        await _json(send, 200, {"api_key": api_key, "address": address})
+
+    # --- model calls ---------------------------------------------------------------------------------------
+
+    async def _model_call(self, scope: dict[str, Any], receive: Receive, send: Send, path: str) -> int:
+        api_key = _bearer(scope)
+        if api_key is None:
+            raise RefusalError(401, "no API key: send Authorization: Bearer <key> (get one with "
+                                    "`gridmint gateway key`)", "invalid_request_error", "missing_api_key")
+        consumer = self.keys.lookup(api_key)
+        if consumer is None:
+            raise RefusalError(401, "the API key is not valid for this gateway", "invalid_request_error",
+                          "invalid_api_key")
+        if not self.limiter.allow(api_key):
+            raise RefusalError(429, f"rate limit: at most {self.limiter.rate:g} requests per second per key",
+                          "rate_limit_error", "rate_limit_exceeded")
+        payload = await _json_body(scope, receive, MAX_BODY_BYTES)
+        try:
+            prefs = parse_preferences(payload.pop("provider", None))
+            if path == "/v1/embeddings":
+                model, inputs = wire.parse_embedding(payload)
+                bound, stream, request = metering.embedding_bound(inputs), False, None
+            else:
+                request, stream = (wire.parse_chat if path == "/v1/chat/completions" else wire.parse_completion)(
+                    payload)
+                model, bound = request.model, metering.prompt_bound(request)
+        except ChainError as error:
+            raise RefusalError(400, error.message, "invalid_request_error", error.kind.name) from None
+        serving = self.directory.serving(model)
+        if not serving:
+            raise RefusalError(404, f"no miner serves the model '{model[:100]}'; GET /v1/models lists what is served",
+                          "invalid_request_error", "model_not_found")
+        if await self.credit.available(consumer) <= 0:
+            raise RefusalError(402, "your credit line with this gateway is spent or expired; top it up with "
+                               "`gridmint credit top-up`", "insufficient_quota", "insufficient_credit")
+        ordered = self.directory.order(serving, prefs)
+        if not ordered:
+            raise RefusalError(404, f"no miner of '{model[:100]}' meets the request's provider preferences",
+                          "invalid_request_error", "no_matching_miner")
+        if stream:
+            return await self._stream(send, path, payload, ordered, consumer, bound, request.max_tokens
+                                      if request else 0)
+        return await self._unary(send, path, payload, ordered, consumer, bound,
+                                 request.max_tokens if request else 0)
+
+    async def _unary(self, send: Send, path: str, payload: dict[str, Any], ordered: list[Candidate], consumer: str,
+                     prompt_bound: int, max_tokens: int) -> int:
+        for attempt, miner in enumerate(ordered):
+            health = self.directory.health_of(miner.hotkey)
+            try:
+                answer = await self.miners.call(miner.url, path, miner.hotkey, payload, self.timeout_s)
+            except HttpError as error:
+                self._failed(miner, attempt, str(error))
+                continue
+            if answer.status != 200 or not answer.signed:
+                self._failed(miner, attempt, f"answered {answer.status}" + ("" if answer.signed else " unsigned"))
+                continue
+            health.success(answer.latency_s)
+            body = answer.json()
+            usage = body.get("usage") or {}
+            prompt = metering.billed(_int(usage.get("prompt_tokens")), prompt_bound)
+            completion = 0
+            if path != "/v1/embeddings":
+                choice = (body.get("choices") or [{}])[0]
+                text = (choice.get("message") or {}).get("content") if "message" in choice else choice.get("text")
+                bound = min(metering.text_bound(str(text or "")), max_tokens)
+                completion = metering.billed(_int(usage.get("completion_tokens")), bound)
+            grains = self._meter(consumer, miner, prompt, completion)
+            await send_raw(send, 200, answer.body, b"application/json",
+                       [(b"x-gridmint-miner", miner.hotkey.encode()), (b"x-gridmint-cost", b"%d" % grains)])
+            return 200
+        raise RefusalError(503, f"none of the {len(ordered)} miners serving this model answered; try again shortly",
+                      "server_error", "no_miner_available")
+
+    async def _stream(self, send: Send, path: str, payload: dict[str, Any], ordered: list[Candidate],
+                      consumer: str, prompt_bound: int, max_tokens: int) -> int:
+        chat = path == "/v1/chat/completions"
+        for attempt, miner in enumerate(ordered):
+            health = self.directory.health_of(miner.hotkey)
+            started_at = time.perf_counter()
+            sent_head = False
+            content_bytes = 0
+            try:
+                async with self.miners.stream(miner.url, path, miner.hotkey, payload, self.timeout_s,
+                                              self.idle_s) as sse:
+                    if sse.status != 200:
+                        self._failed(miner, attempt, f"answered {sse.status}")
+                        continue
+                    async for event in sse.events():
+                        if not sent_head:
+                            await send({"type": "http.response.start", "status": 200, "headers": [
+                                (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
+                                (b"x-gridmint-miner", miner.hotkey.encode())]})
+                            sent_head = True
+                            health.success(time.perf_counter() - started_at)
+                        content_bytes += _content_bytes(event, chat)
+                        await send({"type": "http.response.body", "body": event, "more_body": True})
+                    if not sse.done or not sse.signed or sse.usage is None:
+                        raise HttpError("the stream ended without a signed final chunk and [DONE]")
+                    usage = sse.usage
+            except HttpError as error:
+                if not sent_head:
+                    self._failed(miner, attempt, str(error))
+                    continue
+                health.failure()
+                self.metrics.broken_streams.inc()
+                log.warning("Miner %s broke a stream after the first token (%s); the consumer is not charged.",
+                            miner.hotkey, error)
+                await send({"type": "http.response.body", "more_body": False, "body": b"data: " + _error_body(
+                    f"the miner failed mid-stream ({error}); what was sent is not charged", "server_error",
+                    "miner_failed_mid_stream") + b"\n\ndata: [DONE]\n\n"})
+                return 200
+            prompt = metering.billed(usage.get("prompt_tokens"), prompt_bound)
+            completion = metering.billed(usage.get("completion_tokens"), min(content_bytes + 4, max_tokens))
+            self._meter(consumer, miner, prompt, completion)
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return 200
+        raise RefusalError(503, f"none of the {len(ordered)} miners serving this model answered; try again shortly",
+                      "server_error", "no_miner_available")
+
+    def _failed(self, miner: Candidate, attempt: int, why: str) -> None:
+        self.directory.health_of(miner.hotkey).failure()
+        self.metrics.failovers.inc()
+        log.warning("Miner %s (subnet %d, UID %d) failed (%s); trying the next one.", miner.hotkey, miner.netuid,
+                    miner.uid, why)
+
+    def _meter(self, consumer: str, miner: Candidate, prompt: int, completion: int) -> int:
+        grains = metering.cost(prompt + completion, miner.price_per_1k)
+        self.ledger.record(consumer, miner.hotkey, grains)
+        self.metrics.tokens.labels("prompt").inc(prompt)
+        self.metrics.tokens.labels("completion").inc(completion)
+        self.metrics.metered.inc(grains)
+        return grains
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _content_bytes(event: bytes, chat: bool) -> int:
+    """Bytes of generated text in one SSE event (0 for [DONE] or anything unreadable)."""
+    if not event.startswith(b"data: {"):
+        return 0
+    try:
+        choice = (orjson.loads(event[6:]).get("choices") or [{}])[0]
+    except (orjson.JSONDecodeError, AttributeError, IndexError):
+        return 0
+    text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
+    return len(text.encode()) if isinstance(text, str) else 0
+
+
+def _bearer(scope: dict[str, Any]) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+    return None
+
+
+async def _json_body(scope: dict[str, Any], receive: Receive, limit: int) -> dict[str, Any]:
+    body = await read_body(scope, receive, limit)
+    if body is None:
+        raise RefusalError(413, f"the body is larger than {limit} bytes", "invalid_request_error", "body_too_large")
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        raise RefusalError(400, "the body is not JSON", "invalid_request_error", "bad_request") from None
+    if not isinstance(parsed, dict):
+        raise RefusalError(400, "expected a JSON object", "invalid_request_error", "bad_request")
+    return parsed
+
+
+async def _json(send: Send, status: int, payload: dict[str, Any]) -> None:
+    await send_raw(send, status, orjson.dumps(payload), b"application/json")

@@ -1,0 +1,83 @@
+"""API keys bound to on-chain accounts.
+
+A consumer asks for a challenge for its address, signs ``gridmint/gateway-key/v1.{gateway}.{address}.{challenge}``
+with the account's key, and gets an API key. Only the key's SHA-256 is stored (SQLite, beside the usage ledger),
+so a copy of the database hands out no keys. Challenges live in memory, bounded in number and time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import sqlite3
+import time
+from collections import OrderedDict
+
+from gridmint.chain.crypto import address_of, format_address, parse_address, verify
+from gridmint.chain.errors import ChainError, register
+
+BAD_CHALLENGE = register("gateway", 1, "bad_challenge")
+BAD_PROOF = register("gateway", 2, "bad_proof")
+
+KEY_PREFIX = "gmk_"
+
+
+def key_message(gateway: str, address: str, challenge: str) -> bytes:
+    return f"gridmint/gateway-key/v1.{gateway}.{address}.{challenge}".encode()
+
+
+def _digest(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+class ApiKeys:
+    def __init__(self, db: sqlite3.Connection, gateway: str, challenge_ttl_s: float = 300.0,
+                 max_challenges: int = 10_000) -> None:
+        self.db = db
+        self.gateway = gateway
+        self.challenge_ttl_s = challenge_ttl_s
+        self.max_challenges = max_challenges
+        self._challenges: OrderedDict[str, tuple[str, float]] = OrderedDict()
+        db.execute("CREATE TABLE IF NOT EXISTS api_keys (digest TEXT PRIMARY KEY, address TEXT NOT NULL, "
+                   "created REAL NOT NULL)")
+        db.commit()
+        self._cache: dict[str, str] = dict(db.execute("SELECT digest, address FROM api_keys").fetchall())
+
+    def challenge(self, address: str) -> str:
+        try:
+            parse_address(address)
+        except ChainError:
+            raise BAD_CHALLENGE(f"{address[:100]!r} is not an address (gm1...)") from None
+        value = secrets.token_hex(16)
+        self._challenges.pop(address, None)
+        self._challenges[address] = (value, time.monotonic() + self.challenge_ttl_s)
+        while len(self._challenges) > self.max_challenges:
+            self._challenges.popitem(last=False)
+        return value
+
+    def issue(self, address: str, public_key_hex: str, signature_hex: str) -> str:
+        """A new API key for ``address``, if it signed its pending challenge; the challenge is used up."""
+        pending = self._challenges.pop(address, None)
+        if pending is None or pending[1] < time.monotonic():
+            raise BAD_CHALLENGE("no live challenge for this address; ask /v1/auth/challenge first (they last "
+                                f"{self.challenge_ttl_s:g} s)")
+        try:
+            public_key, signature = bytes.fromhex(public_key_hex), bytes.fromhex(signature_hex)
+        except (ValueError, TypeError):
+            raise BAD_PROOF("public_key and signature are hex") from None
+        if len(public_key) != 32 or format_address(address_of(public_key)) != address or \
+                not verify(public_key, key_message(self.gateway, address, pending[0]), signature):
+            raise BAD_PROOF(f"the signature does not prove ownership of {address}; sign "
+                            "gridmint/gateway-key/v1.<gateway>.<address>.<challenge> with its key")
+        api_key = KEY_PREFIX + secrets.token_urlsafe(32)
+        digest = _digest(api_key)
+        self.db.execute("INSERT INTO api_keys VALUES (?, ?, ?)", (digest, address, time.time()))
+        self.db.commit()
+        self._cache[digest] = address
+        return api_key
+
+    def lookup(self, api_key: str) -> str | None:
+        """The account an API key belongs to, or None."""
+        if not api_key.startswith(KEY_PREFIX) or len(api_key) > 128:
+            return None
+        return self._cache.get(_digest(api_key))

@@ -1,0 +1,114 @@
+"""Metered usage that is owed to miners until it is settled on chain, kept in SQLite so a restart loses none.
+
+Each paid request is one row ``(consumer, miner hotkey, grains)``, committed before the answer is released (WAL
+with ``synchronous=NORMAL``: a crashed process loses nothing; only a power cut could lose the last commits). A
+settlement batch takes every unbatched row, sums them per (consumer, miner) into at most ``MAX_ENTRIES`` entries,
+and marks the rows with the batch id; the chain confirms (the batch is done) or refuses (the rows are freed for
+the next batch). After a crash between sending a batch and hearing back, the gateway's ``last_batch`` on chain
+says which way it went.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from dataclasses import dataclass
+
+from gridmint.chain.credit import MAX_ENTRIES, compute_fee
+from gridmint.chain.crypto import parse_address
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS usage (id INTEGER PRIMARY KEY, consumer TEXT NOT NULL, miner TEXT NOT NULL,
+                                  grains INTEGER NOT NULL, batch INTEGER);
+CREATE INDEX IF NOT EXISTS usage_batch ON usage (batch);
+CREATE TABLE IF NOT EXISTS batches (id INTEGER PRIMARY KEY, state TEXT NOT NULL);
+"""
+
+
+def open_db(path: str) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    return db
+
+
+@dataclass(frozen=True)
+class Batch:
+    id: int
+    entries: list[list[object]]  # [consumer 20B, miner 20B, grains, requests], as MsgSettle takes them
+    grains: int
+    fee: int
+
+
+class Ledger:
+    def __init__(self, db: sqlite3.Connection, fee_bps: int) -> None:
+        self.db = db
+        self.fee_bps = fee_bps
+        db.executescript(SCHEMA)
+        self._owed: dict[str, int] = defaultdict(int)  # consumer -> grains + fees not yet settled
+        for consumer, grains in db.execute("SELECT consumer, grains FROM usage WHERE batch IS NULL OR batch IN "
+                                           "(SELECT id FROM batches WHERE state = 'pending')"):
+            self._owed[consumer] += grains + compute_fee(grains, fee_bps)
+
+    def record(self, consumer: str, miner: str, grains: int) -> None:
+        if grains <= 0:
+            return
+        self.db.execute("INSERT INTO usage (consumer, miner, grains) VALUES (?, ?, ?)", (consumer, miner, grains))
+        self._owed[consumer] += grains + compute_fee(grains, self.fee_bps)
+
+    def owed(self, consumer: str) -> int:
+        """What the consumer's line will be charged for usage not settled yet (fees included)."""
+        return self._owed.get(consumer, 0)
+
+    def unsettled(self) -> int:
+        return int(self.db.execute("SELECT COALESCE(SUM(grains), 0) FROM usage WHERE batch IS NULL").fetchone()[0])
+
+    def pending_batch(self) -> int | None:
+        row = self.db.execute("SELECT id FROM batches WHERE state = 'pending'").fetchone()
+        return None if row is None else int(row[0])
+
+    def next_batch(self, after: int) -> Batch | None:
+        """Gather unbatched usage into batch ``after + 1`` (or later than any local one); None if nothing is owed."""
+        if self.pending_batch() is not None:
+            raise RuntimeError("a batch is still pending; confirm or release it first")
+        groups = self.db.execute(
+            "SELECT consumer, miner, SUM(grains), COUNT(*), MAX(id) FROM usage WHERE batch IS NULL "
+            "GROUP BY consumer, miner ORDER BY consumer, miner LIMIT ?", (MAX_ENTRIES,)).fetchall()
+        if not groups:
+            return None
+        last_local = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM batches").fetchone()[0]
+        batch_id = max(after, int(last_local)) + 1
+        self.db.execute("BEGIN")
+        self.db.execute("INSERT INTO batches VALUES (?, 'pending')", (batch_id,))
+        for consumer, miner, _, _, last_id in groups:
+            self.db.execute("UPDATE usage SET batch = ? WHERE batch IS NULL AND consumer = ? AND miner = ? "
+                            "AND id <= ?", (batch_id, consumer, miner, last_id))
+        self.db.execute("COMMIT")
+        entries = [[parse_address(c), parse_address(m), int(g), int(n)] for c, m, g, n, _ in groups]
+        grains = sum(int(g) for _, _, g, _, _ in groups)
+        fee = sum(compute_fee(int(g), self.fee_bps) for _, _, g, _, _ in groups)
+        return Batch(batch_id, entries, grains, fee)
+
+    def confirm(self, batch_id: int) -> None:
+        """The chain settled the batch: what it covered is no longer owed."""
+        rows = self.db.execute("SELECT consumer, grains FROM usage WHERE batch = ?", (batch_id,)).fetchall()
+        self.db.execute("UPDATE batches SET state = 'settled' WHERE id = ?", (batch_id,))
+        for consumer, grains in rows:
+            self._owed[consumer] -= grains + compute_fee(grains, self.fee_bps)
+
+    def release(self, batch_id: int) -> None:
+        """The chain refused the batch: its rows go into the next one."""
+        self.db.execute("BEGIN")
+        self.db.execute("UPDATE usage SET batch = NULL WHERE batch = ?", (batch_id,))
+        self.db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
+        self.db.execute("COMMIT")
+
+    def recover(self, last_on_chain: int) -> None:
+        """After a restart: a pending batch the chain has seen is settled; one it has not is released."""
+        pending = self.pending_batch()
+        if pending is None:
+            return
+        if pending <= last_on_chain:
+            self.confirm(pending)
+        else:
+            self.release(pending)

@@ -1,0 +1,164 @@
+"""Which miners may serve a request, and in what order to try them.
+
+Candidates are the miners whose announced endpoint lists the requested model, or every miner of a subnet when the
+model names one (``subnet-<netuid>``). They are ordered by incentive from the metagraph (what validators measured),
+then by the latency and error rate this gateway measured itself; a request may ask otherwise in an extra field,
+as OpenRouter's ``provider`` does::
+
+    "provider": {"sort": "rank" | "price" | "latency", "max_price": 0.002, "only": [...], "ignore": [...]}
+
+``max_price`` is MINT per 1k tokens; ``only`` and ``ignore`` list miner hotkeys. A circuit breaker per miner skips
+one that failed ``BREAKER_FAILURES`` times in a row for ``BREAKER_OPEN_S``, then lets one request through to test it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gridmint.chain.errors import register
+from gridmint.client.amounts import parse_mint
+from gridmint.client.chain_client import ChainClient
+from gridmint.client.metagraph import Metagraph
+
+BAD_PREFERENCES = register("gateway", 3, "bad_preferences")
+
+SORTS = ("rank", "price", "latency")
+BREAKER_FAILURES = 3
+BREAKER_OPEN_S = 10.0
+EWMA = 0.2
+
+
+@dataclass(frozen=True)
+class Candidate:
+    netuid: int
+    uid: int
+    hotkey: str
+    url: str
+    models: tuple[str, ...]
+    price_per_1k: int  # grains per 1k tokens, as announced
+    incentive: int  # Q30
+    modality: str
+
+
+@dataclass
+class Health:
+    latency_ms: float = 0.0
+    error_rate: float = 0.0
+    failures_in_row: int = 0
+    open_until: float = 0.0
+    served: int = 0
+
+    def success(self, latency_s: float) -> None:
+        self.latency_ms = latency_s * 1000 if self.served == 0 else \
+            (1 - EWMA) * self.latency_ms + EWMA * latency_s * 1000
+        self.error_rate *= 1 - EWMA
+        self.failures_in_row = 0
+        self.open_until = 0.0
+        self.served += 1
+
+    def failure(self) -> None:
+        self.error_rate = (1 - EWMA) * self.error_rate + EWMA
+        self.failures_in_row += 1
+        if self.failures_in_row >= BREAKER_FAILURES:
+            self.open_until = time.monotonic() + BREAKER_OPEN_S
+
+    def is_open(self, now: float) -> bool:
+        return self.open_until > now
+
+
+@dataclass(frozen=True)
+class Preferences:
+    sort: str = "rank"
+    max_price: int | None = None  # grains per 1k tokens
+    only: frozenset[str] = frozenset()
+    ignore: frozenset[str] = frozenset()
+
+
+def parse_preferences(raw: Any) -> Preferences:
+    if raw is None:
+        return Preferences()
+    if not isinstance(raw, dict) or set(raw) - {"sort", "max_price", "only", "ignore"}:
+        raise BAD_PREFERENCES("provider: expected {sort, max_price, only, ignore}")
+    sort = raw.get("sort", "rank")
+    if sort not in SORTS:
+        raise BAD_PREFERENCES(f"provider.sort: expected one of {', '.join(SORTS)}")
+    max_price = None
+    if raw.get("max_price") is not None:
+        try:
+            max_price = parse_mint(str(raw["max_price"]))
+        except ValueError as error:
+            raise BAD_PREFERENCES(f"provider.max_price: {error} (MINT per 1k tokens)") from None
+    lists = {}
+    for name in ("only", "ignore"):
+        value = raw.get(name) or []
+        if not isinstance(value, list) or len(value) > 256 or not all(isinstance(v, str) for v in value):
+            raise BAD_PREFERENCES(f"provider.{name}: expected a list of miner hotkeys")
+        lists[name] = frozenset(value)
+    return Preferences(sort, max_price, lists["only"], lists["ignore"])
+
+
+@dataclass
+class Directory:
+    """The miners the chain lists now, refreshed by the gateway; health is what this gateway saw of each."""
+
+    candidates: list[Candidate] = field(default_factory=list)
+    health: dict[str, Health] = field(default_factory=dict)
+
+    def replace(self, candidates: list[Candidate]) -> None:
+        self.candidates = candidates
+
+    def models(self) -> list[tuple[str, str]]:
+        """(model id, modality) of every model some miner serves, plus each subnet as ``subnet-<netuid>``."""
+        seen: dict[str, str] = {}
+        for c in self.candidates:
+            for model in c.models:
+                seen.setdefault(model, c.modality)
+            seen.setdefault(f"subnet-{c.netuid}", c.modality)
+        return sorted(seen.items())
+
+    def serving(self, model: str) -> list[Candidate]:
+        if model.startswith("subnet-") and model[7:].isdigit():
+            netuid = int(model[7:])
+            return [c for c in self.candidates if c.netuid == netuid]
+        return [c for c in self.candidates if model in c.models]
+
+    def health_of(self, hotkey: str) -> Health:
+        found = self.health.get(hotkey)
+        if found is None:
+            found = self.health[hotkey] = Health()
+        return found
+
+    def order(self, candidates: list[Candidate], prefs: Preferences) -> list[Candidate]:
+        """The candidates the preferences allow, best first; miners with an open breaker go last."""
+        now = time.monotonic()
+        allowed = [c for c in candidates
+                   if (not prefs.only or c.hotkey in prefs.only) and c.hotkey not in prefs.ignore
+                   and (prefs.max_price is None or c.price_per_1k <= prefs.max_price)]
+
+        def key(c: Candidate) -> tuple[Any, ...]:
+            health = self.health_of(c.hotkey)
+            rank = (-c.incentive, health.error_rate, health.latency_ms)
+            if prefs.sort == "price":
+                return (health.is_open(now), c.price_per_1k, *rank)
+            if prefs.sort == "latency":
+                return (health.is_open(now), health.latency_ms, -c.incentive, health.error_rate)
+            return (health.is_open(now), *rank)
+
+        return sorted(allowed, key=key)
+
+
+def load_candidates(client: ChainClient) -> list[Candidate]:
+    """Every miner with an announced endpoint on every subnet, with its incentive, from the chain now."""
+    found = []
+    for subnet in client.query("/subnets/list"):
+        graph = Metagraph.fetch(client, int(subnet["netuid"]))
+        incentive = graph.vectors["incentive"]
+        for uid, endpoint in enumerate(graph.endpoints):
+            if endpoint is None:
+                continue
+            found.append(Candidate(graph.netuid, uid, graph.hotkeys[uid], str(endpoint["url"]).rstrip("/"),
+                                   tuple(endpoint["models"]), int(endpoint["price_per_1k"]), int(incentive[uid]),
+                                   str(subnet["modality"])))
+    return found
