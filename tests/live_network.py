@@ -65,7 +65,7 @@ def funded_devnode(tmp_path: Path, names: tuple[str, ...], block_time: float = 0
 
 @contextmanager
 def live_subnet(tmp_path: Path, monkeypatch: Any, names: tuple[str, ...] = ("owner", "val", "miner"),
-                tempo: int = 5, modality: str = "text-generation") -> Iterator[LiveSubnet]:
+                tempo: int = 5, modality: str = "text-generation", permit: bool = True) -> Iterator[LiveSubnet]:
     node, wallets = funded_devnode(tmp_path, names, subnets={"params": {"default_tempo": tempo,
                                                                         "min_lock": 100 * MINT}})
     monkeypatch.setenv("GRIDMINT_WALLET_DIR", str(wallets))
@@ -77,7 +77,8 @@ def live_subnet(tmp_path: Path, monkeypatch: Any, names: tuple[str, ...] = ("own
         for name in names[1:]:
             live.run("subnet", "register", "1", "--wallet", name)
         live.run("stake", "add", "1", "val/default", "500", "--wallet", "val")
-        live.wait_for(lambda g: g["uids"][0]["permit"] == 1, "a validator permit")
+        if permit:  # permits come with the first epoch
+            live.wait_for(lambda g: g["uids"][0]["permit"] == 1, "a validator permit")
         yield live
     finally:
         node.stop()

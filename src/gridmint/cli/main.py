@@ -11,6 +11,7 @@ from gridmint.chain.errors import ChainError
 from gridmint.cli.chain import chain
 from gridmint.cli.demo import demo
 from gridmint.cli.deploy import deploy
+from gridmint.cli.gateway import credit, gateway
 from gridmint.cli.market import market
 from gridmint.cli.miner import miner
 from gridmint.cli.node import node
@@ -39,7 +40,7 @@ def cli(json_output: bool) -> None:
 
 
 for command in (wallet, node, chain, subnet, stake, weights, endpoint, miner, validator, market, provider, deploy,
-                demo):
+                gateway, credit, demo):
     cli.add_command(command)
 
 

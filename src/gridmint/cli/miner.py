@@ -15,6 +15,7 @@ from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.miner.runner import (
     Announcement,
     announce_if_changed,
+    gateways_on_chain,
     keep_policy_in_step,
     policy_from_metagraph,
 )
@@ -54,6 +55,7 @@ def run(netuid: int, backend: str, model: str | None, host: str, port: int, exte
         log_level: str) -> None:
     """Load the model, announce the endpoint on chain, and serve signed OpenAI-shaped requests."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per chain call would drown the sentences
     key = load_hotkey(wallet_name, hotkey, wallet_dir, password_file)
     node = node_url or default_node_url()
     served = load_backend(backend, model)
@@ -65,4 +67,5 @@ def run(netuid: int, backend: str, model: str | None, host: str, port: int, exte
             announce_if_changed(client, key, netuid, Announcement(external_url or f"http://{host}:{port}",
                                                                   served.models(), price_per_1k))
         policy_from_metagraph(Metagraph.fetch(client, netuid), policy)
+        policy.chain_gateways = gateways_on_chain(client)
     serve_miner(app, host, port)

@@ -117,11 +117,11 @@ class ChainClient:
         raise_for_code(int(response["code"]), response.get("codespace", ""), response.get("log", ""))
         return codec.decode(base64.b64decode(response["value"]))
 
-    def balance(self, address: str) -> int:
-        return int(self.query(f"/bank/balance/{address}")["balance"])
+    def balance(self, address: str, height: int = 0) -> int:
+        return int(self.query(f"/bank/balance/{address}", height=height)["balance"])
 
-    def nonce(self, address: str) -> int:
-        return int(self.query(f"/tx/nonce/{address}")["nonce"])
+    def nonce(self, address: str, height: int = 0) -> int:
+        return int(self.query(f"/tx/nonce/{address}", height=height)["nonce"])
 
     def block(self, height: int = 0) -> dict[str, Any]:
         result: dict[str, Any] = self.call("block", **({"height": str(height)} if height else {}))

@@ -204,7 +204,7 @@ class GatewayApp:
         for attempt, miner in enumerate(ordered):
             health = self.directory.health_of(miner.hotkey)
             try:
-                answer = await self.miners.call(miner.url, path, miner.hotkey, payload, self.timeout_s)
+                answer = await self.miners.call(miner.url, path, miner.hotkey, _for(miner, payload), self.timeout_s)
             except HttpError as error:
                 self._failed(miner, attempt, str(error))
                 continue
@@ -237,7 +237,7 @@ class GatewayApp:
             sent_head = False
             content_bytes = 0
             try:
-                async with self.miners.stream(miner.url, path, miner.hotkey, payload, self.timeout_s,
+                async with self.miners.stream(miner.url, path, miner.hotkey, _for(miner, payload), self.timeout_s,
                                               self.idle_s) as sse:
                     if sse.status != 200:
                         self._failed(miner, attempt, f"answered {sse.status}")
@@ -287,6 +287,13 @@ class GatewayApp:
         self.metrics.tokens.labels("completion").inc(completion)
         self.metrics.metered.inc(grains)
         return grains
+
+
+def _for(miner: Candidate, payload: dict[str, Any]) -> dict[str, Any]:
+    """The request as this miner takes it: a subnet name (``subnet-<n>``) becomes the miner's own model."""
+    if payload["model"] in miner.models or not miner.models:
+        return payload
+    return {**payload, "model": miner.models[0]}
 
 
 def _int(value: Any) -> int | None:

@@ -13,11 +13,14 @@ import sqlite3
 import time
 from collections import OrderedDict
 
-from gridmint.chain.crypto import address_of, format_address, parse_address, verify
+import httpx
+
+from gridmint.chain.crypto import PrivateKey, address_of, format_address, parse_address, verify
 from gridmint.chain.errors import ChainError, register
 
 BAD_CHALLENGE = register("gateway", 1, "bad_challenge")
 BAD_PROOF = register("gateway", 2, "bad_proof")
+GATEWAY_UNREACHABLE = register("gateway", 4, "gateway_unreachable")
 
 KEY_PREFIX = "gmk_"
 
@@ -81,3 +84,22 @@ class ApiKeys:
         if not api_key.startswith(KEY_PREFIX) or len(api_key) > 128:
             return None
         return self._cache.get(_digest(api_key))
+
+
+def request_api_key(gateway_url: str, key: PrivateKey, timeout_s: float = 15.0) -> str:
+    """The consumer's side: prove ownership of ``key``'s account to the gateway and get an API key."""
+    address = format_address(key.address)
+    base = gateway_url.rstrip("/")
+    try:
+        with httpx.Client(timeout=timeout_s) as http:
+            challenge = http.post(f"{base}/v1/auth/challenge", json={"address": address})
+            challenge.raise_for_status()
+            found = challenge.json()
+            signature = key.sign(key_message(found["gateway"], address, found["challenge"]))
+            answer = http.post(f"{base}/v1/auth/key", json={"address": address, "public_key": key.public_key.hex(),
+                                                              "signature": signature.hex()})
+    except (httpx.HTTPError, ValueError, KeyError) as error:
+        raise GATEWAY_UNREACHABLE(f"cannot get a key from the gateway at {base}: {error}") from None
+    if answer.status_code != 200:
+        raise BAD_PROOF(f"the gateway refused: {answer.text[:300]}")
+    return str(answer.json()["api_key"])

@@ -53,6 +53,11 @@ def policy_from_metagraph(graph: Metagraph, policy: CallerPolicy) -> None:
     policy.update(set(graph.hotkeys), {hotkey for uid, hotkey in enumerate(graph.hotkeys) if permits[uid]})
 
 
+def gateways_on_chain(client: ChainClient) -> set[str]:
+    """The gateways registered on chain (their keys sign the requests they forward)."""
+    return {str(entry["gateway"]) for entry in client.query("/credit/gateways")}
+
+
 async def keep_policy_in_step(app: MinerApp, node_url: str, netuid: int, every_s: float) -> None:
     """Refresh who may call from the chain's metagraph, forever (errors are logged, not fatal)."""
     with ChainClient(node_url) as client:
@@ -61,6 +66,7 @@ async def keep_policy_in_step(app: MinerApp, node_url: str, netuid: int, every_s
                 graph = await asyncio.to_thread(Metagraph.fetch, client, netuid)
                 before = len(app.policy.validators)
                 policy_from_metagraph(graph, app.policy)
+                app.policy.chain_gateways = await asyncio.to_thread(gateways_on_chain, client)
                 if len(app.policy.validators) != before:
                     log.info("Subnet %d now has %d validators with a permit that may call.", netuid,
                              len(app.policy.validators))

@@ -1,0 +1,173 @@
+"""``gridmint gateway`` (run one, get an API key) and ``gridmint credit`` (a consumer's credit lines)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from gridmint.chain.credit import MsgOpenCredit, MsgReclaimCredit, MsgTopUpCredit
+from gridmint.chain.crypto import parse_address
+from gridmint.chain.units import format_mint
+from gridmint.cli.common import (
+    MINT_AMOUNT,
+    coldkey,
+    node_option,
+    password_option,
+    receipt,
+    send,
+    signer_options,
+    wallet_dir_option,
+)
+from gridmint.cli.output import emit
+from gridmint.client.chain_client import ChainClient, default_node_url
+from gridmint.client.wallet import open_wallet
+from gridmint.gateway.keys import request_api_key
+from gridmint.gateway.server import build_gateway, register_gateway, serve_gateway
+
+
+@click.group()
+def gateway() -> None:
+    """The OpenAI-compatible gateway: run one, or get an API key from one."""
+
+
+@gateway.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--external-url", default=None, help="URL registered on chain (default http://HOST:PORT).")
+@click.option("--fee-bps", type=click.IntRange(0, 10_000), default=100, show_default=True,
+              help="The gateway's fee in basis points of what miners earn.")
+@click.option("--bond", type=MINT_AMOUNT, default="0", help="Bond to hold (default: the chain's minimum).")
+@click.option("--rate", type=float, default=100.0, show_default=True, help="Requests per second per API key.")
+@click.option("--burst", type=int, default=200, show_default=True)
+@click.option("--settle-seconds", type=float, default=30.0, show_default=True)
+@click.option("--sync-seconds", type=float, default=5.0, show_default=True, help="Miner directory refresh period.")
+@click.option("--timeout", "timeout_s", type=float, default=60.0, show_default=True, help="Per-miner time limit.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("gateway-data"),
+              show_default=True, help="API keys and the usage ledger (SQLite).")
+@click.option("--wallet", "wallet_name", required=True, help="The wallet whose coldkey is the gateway.")
+@wallet_dir_option
+@node_option
+@password_option
+@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]), show_default=True)
+def run(host: str, port: int, external_url: str | None, fee_bps: int, bond: int, rate: float, burst: int,
+        settle_seconds: float, sync_seconds: float, timeout_s: float, data_dir: Path, wallet_name: str,
+        wallet_dir: Path | None, node_url: str | None, password_file: str | None, log_level: str) -> None:
+    """Register the gateway on chain and serve the OpenAI API, routing to the best-ranked miners."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    _, key = coldkey(wallet_name, wallet_dir, password_file)
+    client = ChainClient(node_url or default_node_url())
+    fee = register_gateway(client, key, external_url or f"http://{host}:{port}", fee_bps, bond)
+    app = build_gateway(key, client, data_dir, fee, rate, burst, settle_seconds, sync_seconds, timeout_s)
+    try:
+        serve_gateway(app, host, port)
+    finally:
+        client.close()
+
+
+@gateway.command()
+@click.option("--gateway", "gateway_url", required=True, help="The gateway's URL, e.g. http://127.0.0.1:8080.")
+@click.option("--wallet", "wallet_name", required=True, help="The consumer's wallet (its coldkey proves ownership).")
+@wallet_dir_option
+@password_option
+@click.pass_context
+def key(ctx: click.Context, gateway_url: str, wallet_name: str, wallet_dir: Path | None,
+        password_file: str | None) -> None:
+    """Get an API key bound to the wallet's account (sign the gateway's challenge)."""
+    wallet, private = coldkey(wallet_name, wallet_dir, password_file)
+    api_key = request_api_key(gateway_url, private)
+    emit(ctx, {"api_key": api_key, "address": wallet.address, "base_url": gateway_url.rstrip("/") + "/v1"},
+         f"API key for {wallet.address}:\n{api_key}\nUse it with any OpenAI client: base_url="
+         f"{gateway_url.rstrip('/')}/v1")
+
+
+def _gateway_address(client: ChainClient, target: str) -> bytes:
+    """A gateway named by its gm1 address or by the URL it registered."""
+    if target.startswith("gm1"):
+        return parse_address(target)
+    for entry in client.query("/credit/gateways"):
+        if entry["url"].rstrip("/") == target.rstrip("/"):
+            return parse_address(entry["gateway"])
+    raise click.BadParameter(f"no gateway registered at {target}; `gridmint credit gateways` lists them")
+
+
+@click.group()
+def credit() -> None:
+    """A consumer's credit lines with gateways."""
+
+
+@credit.command()
+@node_option
+@click.pass_context
+def gateways(ctx: click.Context, node_url: str | None) -> None:
+    """Gateways registered on chain."""
+    with ChainClient(node_url) as client:
+        rows = client.query("/credit/gateways")
+    emit(ctx, rows, "\n".join(f"{g['gateway']}  {g['url']}  fee {g['fee_bps']} bps" for g in rows)
+         or "No gateway has registered yet.")
+
+
+@credit.command("open")
+@click.argument("gateway_name", metavar="GATEWAY")
+@click.argument("amount", type=MINT_AMOUNT)
+@click.option("--blocks", type=int, default=100_000, show_default=True, help="Blocks until the line expires.")
+@signer_options
+@click.pass_context
+def open_line(ctx: click.Context, gateway_name: str, amount: int, blocks: int, wallet_name: str,
+              wallet_dir: Path | None, node_url: str | None, password_file: str | None) -> None:
+    """Lock AMOUNT as credit with GATEWAY (its gm1 address or URL)."""
+    _, key_ = coldkey(wallet_name, wallet_dir, password_file)
+    with ChainClient(node_url) as client:
+        target = _gateway_address(client, gateway_name)
+    outcome = send(node_url, key_, [MsgOpenCredit(target, amount, blocks)])
+    emit(ctx, receipt(outcome, key_), f"Opened a credit line of {format_mint(amount)} in block {outcome.height}; "
+                                      f"it expires in block {outcome.attribute('credit_opened', 'expires')}.")
+
+
+@credit.command("top-up")
+@click.argument("gateway_name", metavar="GATEWAY")
+@click.argument("amount", type=MINT_AMOUNT)
+@click.option("--extend", type=int, default=0, show_default=True, help="Blocks added to the expiry.")
+@signer_options
+@click.pass_context
+def top_up(ctx: click.Context, gateway_name: str, amount: int, extend: int, wallet_name: str,
+           wallet_dir: Path | None, node_url: str | None, password_file: str | None) -> None:
+    """Add AMOUNT to the credit line with GATEWAY."""
+    _, key_ = coldkey(wallet_name, wallet_dir, password_file)
+    with ChainClient(node_url) as client:
+        target = _gateway_address(client, gateway_name)
+    outcome = send(node_url, key_, [MsgTopUpCredit(target, amount, extend)])
+    emit(ctx, receipt(outcome, key_), f"Added {format_mint(amount)} in block {outcome.height}; the line expires in "
+                                      f"block {outcome.attribute('credit_topped_up', 'expires')}.")
+
+
+@credit.command()
+@click.option("--wallet", "wallet_name", required=True)
+@wallet_dir_option
+@node_option
+@click.pass_context
+def status(ctx: click.Context, wallet_name: str, wallet_dir: Path | None, node_url: str | None) -> None:
+    """The wallet's credit lines: balance, spent, expiry."""
+    address = open_wallet(wallet_name, wallet_dir).address
+    with ChainClient(node_url) as client:
+        lines = client.query(f"/credit/lines/{address}")
+    emit(ctx, lines, "\n".join(f"{line['gateway']}: {format_mint(int(line['balance']))} left, "
+                               f"{format_mint(int(line['spent']))} spent, expires in block {line['expires']}"
+                               for line in lines) or f"{address} has no credit line.")
+
+
+@credit.command()
+@click.argument("gateway_name", metavar="GATEWAY")
+@signer_options
+@click.pass_context
+def reclaim(ctx: click.Context, gateway_name: str, wallet_name: str, wallet_dir: Path | None, node_url: str | None,
+            password_file: str | None) -> None:
+    """Take back what is left of an expired line (after the gateway's settlement grace)."""
+    _, key_ = coldkey(wallet_name, wallet_dir, password_file)
+    with ChainClient(node_url) as client:
+        target = _gateway_address(client, gateway_name)
+    outcome = send(node_url, key_, [MsgReclaimCredit(target)])
+    amount = int(outcome.attribute("credit_reclaimed", "amount") or 0)
+    emit(ctx, receipt(outcome, key_), f"Reclaimed {format_mint(amount)} in block {outcome.height}.")

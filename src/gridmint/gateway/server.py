@@ -1,0 +1,80 @@
+"""Builds a gateway from its wallet key, node and data folder, and runs it under uvicorn until SIGINT or SIGTERM.
+
+Beside the app run two loops: the directory of miners is re-read from the chain every ``sync_s``, and usage is
+settled every ``settle_s`` (and once more at shutdown). The gateway registers itself on chain (URL, fee, bond)
+when the chain does not already list it that way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import uvicorn
+
+from gridmint.chain.credit import MsgRegisterGateway
+from gridmint.chain.crypto import PrivateKey, format_address
+from gridmint.chain.errors import ChainError
+from gridmint.client.chain_client import ChainClient, raise_for_code
+from gridmint.gateway.app import GatewayApp, RateLimiter
+from gridmint.gateway.credit import CreditBook
+from gridmint.gateway.keys import ApiKeys
+from gridmint.gateway.ledger import Ledger, open_db
+from gridmint.gateway.routing import Directory, load_candidates
+from gridmint.gateway.settlement import settle_forever
+from gridmint.inference.asgi import CoalescingHttpToolsProtocol
+from gridmint.inference.client import MinerClient
+
+log = logging.getLogger("gridmint.gateway")
+
+
+def register_gateway(client: ChainClient, key: PrivateKey, url: str, fee_bps: int, bond: int) -> int:
+    """Make the chain list this gateway at ``url`` with ``fee_bps``; returns the fee in force."""
+    address = format_address(key.address)
+    current = next((g for g in client.query("/credit/gateways") if g["gateway"] == address), None)
+    bond = bond or (int(current["bond"]) if current else int(client.query("/credit/params")["min_bond"]))
+    if current is not None and (current["url"], current["fee_bps"], current["bond"]) == (url, fee_bps, bond):
+        log.info("The chain already lists this gateway at %s with a fee of %d bps.", url, fee_bps)
+        return fee_bps
+    fee = int(client.query("/bank/params")["min_tx_fee"])
+    outcome = client.send(key, [MsgRegisterGateway(url, fee_bps, bond)], fee)
+    raise_for_code(outcome.code, outcome.codespace, outcome.log)
+    log.info("Registered gateway %s at %s (fee %d bps) in block %d.", address, url, fee_bps, outcome.height)
+    return fee_bps
+
+
+async def sync_directory_forever(directory: Directory, client: ChainClient, every_s: float) -> None:
+    while True:
+        try:
+            candidates = await asyncio.to_thread(load_candidates, client)
+            if len(candidates) != len(directory.candidates):
+                log.info("%d miners announce endpoints across the subnets.", len(candidates))
+            directory.replace(candidates)
+        except (ChainError, OSError) as error:
+            log.warning("Could not refresh the miners from the chain: %s", error)
+        await asyncio.sleep(every_s)
+
+
+def build_gateway(key: PrivateKey, client: ChainClient, data_dir: Path, fee_bps: int, rate: float, burst: int,
+                  settle_s: float, sync_s: float, timeout_s: float = 60.0) -> GatewayApp:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    address = format_address(key.address)
+    db = open_db(str(data_dir / "gateway.db"))
+    ledger = Ledger(db, fee_bps)
+    credit = CreditBook(client, address, ledger)
+    directory = Directory()
+    directory.replace(load_candidates(client))
+    app = GatewayApp(address, MinerClient(key, timeout_s=timeout_s, connections=256), directory,
+                     ApiKeys(db, address), ledger, credit, RateLimiter(rate, burst), timeout_s=timeout_s)
+    app.background = [lambda: sync_directory_forever(directory, client, sync_s),
+                      lambda: settle_forever(client, key, ledger, credit, app.metrics, settle_s)]
+    return app
+
+
+def serve_gateway(app: GatewayApp, host: str, port: int) -> None:
+    log.info("Gateway %s serves the OpenAI API at http://%s:%d/v1 for %d miners.", app.address, host, port,
+             len(app.directory.candidates))
+    uvicorn.run(app, host=host, port=port, log_level="warning", http=CoalescingHttpToolsProtocol, loop="auto",
+                access_log=False, proxy_headers=False, server_header=False, date_header=False, lifespan="on",
+                timeout_keep_alive=30, backlog=4096)

@@ -1,0 +1,93 @@
+"""Processes for gateway tests: `gridmint gateway run` and `gridmint miner run` on loopback, beside a live subnet."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@dataclass
+class Process:
+    name: str
+    url: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+
+def start(name: str, args: list[str], tmp_path: Path, port: int, env: dict[str, str] | None = None) -> Process:
+    log_path = tmp_path / f"{name}.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "gridmint.cli.main", *args], stdout=log,
+                                   stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    started = Process(name, f"http://127.0.0.1:{port}", process, log_path)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, started.log()
+        try:
+            if httpx.get(f"{started.url}/health", timeout=1).status_code == 200:
+                return started
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{name} did not start:\n{started.log()}")
+
+
+def start_gateway(tmp_path: Path, wallet: str = "gw", *options: str) -> Process:
+    port = free_port()
+    return start("gateway", ["gateway", "run", "--wallet", wallet, "--port", str(port), "--data-dir",
+                             str(tmp_path / "gateway-data"), "--sync-seconds", "0.5", "--settle-seconds", "1",
+                             *options], tmp_path, port)
+
+
+def start_miner(tmp_path: Path, name: str, netuid: int, backend: str, price: str = "0.001",
+                *options: str) -> Process:
+    port = free_port()
+    return start(name, ["miner", "run", "--netuid", str(netuid), "--backend", backend, "--wallet", name, "--port",
+                        str(port), "--sync-seconds", "0.5", "--price", price, *options], tmp_path, port)
+
+
+def wait_for_models(gateway: Process, *models: str, timeout_s: float = 60) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        listed = httpx.get(f"{gateway.url}/v1/models", timeout=5).json()["data"]
+        if all(any(entry["id"] == model for entry in listed) for model in models):
+            return list(listed)
+        time.sleep(0.2)
+    raise AssertionError(f"the gateway never listed {models}:\n{gateway.log()}")
+
+
+def ledger_rows(tmp_path: Path) -> list[tuple[str, str, int, int | None]]:
+    """(consumer, miner hotkey, grains, batch) of every metered request, from the gateway's own ledger."""
+    with sqlite3.connect(tmp_path / "gateway-data" / "gateway.db") as db:
+        return [(c, m, int(g), b) for c, m, g, b in db.execute("SELECT consumer, miner, grains, batch FROM usage")]
