@@ -65,9 +65,12 @@ def funded_devnode(tmp_path: Path, names: tuple[str, ...], block_time: float = 0
 
 @contextmanager
 def live_subnet(tmp_path: Path, monkeypatch: Any, names: tuple[str, ...] = ("owner", "val", "miner"),
-                tempo: int = 5, modality: str = "text-generation", permit: bool = True) -> Iterator[LiveSubnet]:
-    node, wallets = funded_devnode(tmp_path, names, subnets={"params": {"default_tempo": tempo,
-                                                                        "min_lock": 100 * MINT}})
+                tempo: int = 5, modality: str = "text-generation", permit: bool = True,
+                others: tuple[str, ...] = ()) -> Iterator[LiveSubnet]:
+    """``names[0]`` owns subnet 1, ``names[1]`` validates on it, the rest are registered miners; ``others`` are
+    funded wallets that are not registered."""
+    node, wallets = funded_devnode(tmp_path, names + others, subnets={"params": {"default_tempo": tempo,
+                                                                                 "min_lock": 100 * MINT}})
     monkeypatch.setenv("GRIDMINT_WALLET_DIR", str(wallets))
     monkeypatch.setenv("GRIDMINT_NODE", node.url)
     monkeypatch.setenv("GRIDMINT_PASSWORD", "pw")
