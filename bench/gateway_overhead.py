@@ -1,0 +1,138 @@
+"""What the gateway adds: the same chat requests to an echo miner directly and through the gateway, interleaved in
+the same run, at concurrency 1 and 32, non-streaming and streaming.
+
+Direct calls are what a validator does (MinerClient: sign the request, verify the signed answer); calls through the
+gateway are what an OpenAI client does (a bearer key, no signatures: the gateway signs, verifies, routes, meters
+and writes the ledger). Both clients use the same lean HTTP client; the devnode, miner and gateway are processes
+on this machine (bench/bench_network.py), sharing its cores with the load.
+
+    .venv/bin/python bench/gateway_overhead.py [--seconds 2] [--rounds 3]
+
+The last line is JSON: {"added_p50_ms_c1", "throughput_ratio_c32", ...} (non-streaming), with the streaming
+figures beside them (``stream_`` prefix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import time
+from collections.abc import Awaitable, Callable
+
+import orjson
+import uvloop
+
+from bench_network import DIRECT, BenchNetwork, start_network
+from gridmint.inference.client import MinerClient
+from gridmint.inference.http import HttpPool
+
+PAYLOAD = {"model": "echo", "messages": [{"role": "user", "content": "ping through the gateway"}], "max_tokens": 8}
+Call = Callable[[], Awaitable[None]]
+
+
+async def load(call: Call, concurrency: int, seconds: float) -> tuple[list[float], float]:
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def worker() -> None:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            await call()
+            latencies.append(time.perf_counter() - started)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, time.perf_counter() - started
+
+
+def calls(net: BenchNetwork, miners: MinerClient, pool: HttpPool) -> dict[str, Call]:
+    miner_url, miner = net.miners[0]
+    body = orjson.dumps(PAYLOAD)
+    stream_body = orjson.dumps({**PAYLOAD, "stream": True})
+    headers = {"authorization": f"Bearer {net.api_key}", "content-type": "application/json"}
+
+    async def direct() -> None:
+        answer = await miners.call(miner_url, "/v1/chat/completions", miner, PAYLOAD)
+        if answer.status != 200 or not answer.signed:
+            raise SystemExit(f"direct call failed: {answer.status}")
+
+    async def direct_stream() -> None:
+        async with miners.stream(miner_url, "/v1/chat/completions", miner, {**PAYLOAD, "stream": True}) as sse:
+            async for _ in sse.events():
+                pass
+            if not (sse.status == 200 and sse.done and sse.signed):
+                raise SystemExit("direct stream failed")
+
+    async def gateway() -> None:
+        answer = await pool.post(net.gateway_url + "/v1/chat/completions", body, headers, 30)
+        if answer.status != 200:
+            raise SystemExit(f"gateway call failed: {answer.status} {answer.body[:200]!r}")
+
+    async def gateway_stream() -> None:
+        async with pool.stream(net.gateway_url + "/v1/chat/completions", stream_body, headers, 30, 30) as answer:
+            received = b"".join([chunk async for chunk in answer.chunks()])
+            if answer.status != 200 or not received.endswith(b"data: [DONE]\n\n"):
+                raise SystemExit(f"gateway stream failed: {answer.status} {received[-200:]!r}")
+
+    return {"direct": direct, "gateway": gateway, "direct_stream": direct_stream, "gateway_stream": gateway_stream}
+
+
+async def measure(net: BenchNetwork, seconds: float, rounds: int) -> dict[str, float]:
+    results: dict[str, float] = {}
+    async with MinerClient(DIRECT, timeout_s=30, connections=64) as miners:
+        pool = HttpPool(max_per_host=64)
+        paths = calls(net, miners, pool)
+        for name in paths:  # warm up every path's connections
+            await load(paths[name], 8, 0.3)
+        for concurrency in (1, 32):
+            for stream in ("", "stream_"):
+                samples: dict[str, list[float]] = {"direct": [], "gateway": []}
+                elapsed: dict[str, float] = {"direct": 0.0, "gateway": 0.0}
+                for _ in range(rounds):  # interleaved, so both see the same machine
+                    for path in ("direct", "gateway"):
+                        latencies, spent = await load(paths[path + ("_stream" if stream else "")], concurrency,
+                                                      seconds)
+                        samples[path] += latencies
+                        elapsed[path] += spent
+                for path in ("direct", "gateway"):
+                    ordered = sorted(samples[path])
+                    results[f"{stream}{path}_rps_c{concurrency}"] = len(ordered) / elapsed[path]
+                    results[f"{stream}{path}_p50_ms_c{concurrency}"] = statistics.median(ordered) * 1000
+                    results[f"{stream}{path}_p99_ms_c{concurrency}"] = ordered[int(len(ordered) * 0.99)] * 1000
+                results[f"{stream}added_p50_ms_c{concurrency}"] = (results[f"{stream}gateway_p50_ms_c{concurrency}"]
+                                                                   - results[f"{stream}direct_p50_ms_c{concurrency}"])
+                results[f"{stream}added_p99_ms_c{concurrency}"] = (results[f"{stream}gateway_p99_ms_c{concurrency}"]
+                                                                   - results[f"{stream}direct_p99_ms_c{concurrency}"])
+                results[f"{stream}throughput_ratio_c{concurrency}"] = (
+                    results[f"{stream}gateway_rps_c{concurrency}"] / results[f"{stream}direct_rps_c{concurrency}"])
+        pool.close()
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=2.0, help="per path, per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    net = start_network(miners=1)
+    try:
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            results = runner.run(measure(net, args.seconds, args.rounds))
+    finally:
+        net.stop()
+    for stream in ("", "stream_"):
+        label = "streaming    " if stream else "non-streaming"
+        for c in (1, 32):
+            print(f"{label} c{c:<2}: direct {results[f'{stream}direct_rps_c{c}']:7.0f} req/s "
+                  f"p50 {results[f'{stream}direct_p50_ms_c{c}']:.2f} ms | gateway "
+                  f"{results[f'{stream}gateway_rps_c{c}']:7.0f} req/s p50 {results[f'{stream}gateway_p50_ms_c{c}']:.2f}"
+                  f" ms | added p50 {results[f'{stream}added_p50_ms_c{c}']:+.2f} ms, p99 "
+                  f"{results[f'{stream}added_p99_ms_c{c}']:+.2f} ms | "
+                  f"ratio {results[f'{stream}throughput_ratio_c{c}']:.2f}")
+    print(json.dumps({k: round(v, 3) for k, v in results.items()}))
+
+
+if __name__ == "__main__":
+    main()
