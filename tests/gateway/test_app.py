@@ -21,6 +21,7 @@ from gridmint.gateway.app import GatewayApp, RateLimiter
 from gridmint.gateway.keys import ApiKeys, key_message
 from gridmint.gateway.ledger import Ledger, open_db
 from gridmint.gateway.routing import Candidate, Directory
+from gridmint.inference.asgi import CoalescingHttpToolsProtocol
 from gridmint.inference.backends.base import TEXT_GENERATION, Generation, GenerationResult, StreamPiece
 from gridmint.inference.backends.echo import EchoBackend
 from gridmint.inference.client import MinerClient
@@ -70,9 +71,10 @@ def _port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _serve(app: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
+def _serve(app: Any, **options: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
     port = _port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="off"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="off",
+                                           **options))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -103,7 +105,7 @@ def network(tmp_path: Path) -> Iterator[tuple[str, str, Ledger, dict[str, str]]]
     ledger = Ledger(db, 100)
     app = GatewayApp(gateway_address, MinerClient(key("gateway"), timeout_s=5), directory, keys, ledger,
                      FixedCredit(10**9), RateLimiter(1_000, 1_000), timeout_s=5, idle_s=5)  # type: ignore[arg-type]
-    url, server, thread = _serve(app)
+    url, server, thread = _serve(app, http=CoalescingHttpToolsProtocol)  # as serve_gateway runs it
     try:
         yield url, api_key, ledger, hotkeys
     finally:

@@ -249,6 +249,8 @@ class GatewayApp:
                                 (b"x-gridmint-miner", miner.hotkey.encode())]})
                             sent_head = True
                             health.success(time.perf_counter() - started_at)
+                        if event.startswith(b"data: [DONE]"):
+                            continue  # sent once the usage is in the ledger, below
                         content_bytes += _content_bytes(event, chat)
                         await send({"type": "http.response.body", "body": event, "more_body": True})
                     if not sse.done or not sse.signed or sse.usage is None:
@@ -269,7 +271,7 @@ class GatewayApp:
             prompt = metering.billed(usage.get("prompt_tokens"), prompt_bound)
             completion = metering.billed(usage.get("completion_tokens"), min(content_bytes + 4, max_tokens))
             self._meter(consumer, miner, prompt, completion)
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
             return 200
         raise RefusalError(503, f"none of the {len(ordered)} miners serving this model answered; try again shortly",
                       "server_error", "no_miner_available")

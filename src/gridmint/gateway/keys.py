@@ -45,6 +45,7 @@ class ApiKeys:
                    "created REAL NOT NULL)")
         db.commit()
         self._cache: dict[str, str] = dict(db.execute("SELECT digest, address FROM api_keys").fetchall())
+        self._known: dict[str, str] = {}  # API keys seen valid -> address (spares a SHA-256 per request)
 
     def challenge(self, address: str) -> str:
         try:
@@ -81,9 +82,15 @@ class ApiKeys:
 
     def lookup(self, api_key: str) -> str | None:
         """The account an API key belongs to, or None."""
+        known = self._known.get(api_key)
+        if known is not None:
+            return known
         if not api_key.startswith(KEY_PREFIX) or len(api_key) > 128:
             return None
-        return self._cache.get(_digest(api_key))
+        address = self._cache.get(_digest(api_key))
+        if address is not None and len(self._known) < 1_000_000:
+            self._known[api_key] = address
+        return address
 
 
 def request_api_key(gateway_url: str, key: PrivateKey, timeout_s: float = 15.0) -> str:

@@ -1,7 +1,9 @@
 """Metered usage that is owed to miners until it is settled on chain, kept in SQLite so a restart loses none.
 
-Each paid request is one row ``(consumer, miner hotkey, grains)``, committed before the answer is released (WAL
-with ``synchronous=NORMAL``: a crashed process loses nothing; only a power cut could lose the last commits). A
+Each paid request is one row ``(consumer, miner hotkey, grains)``. Rows recorded in one turn of the event loop
+are committed together at the end of that turn, before the answers of that turn leave (their writes are queued
+after the commit), so an answer is never out while its usage is not on disk; WAL with ``synchronous=NORMAL``: a
+crashed process loses nothing it answered, only a power cut could lose the last commits. A
 settlement batch takes every unbatched row, sums them per (consumer, miner) into at most ``MAX_ENTRIES`` entries,
 and marks the rows with the batch id; the chain confirms (the batch is done) or refuses (the rows are freed for
 the next batch). After a crash between sending a batch and hearing back, the gateway's ``last_batch`` on chain
@@ -10,6 +12,7 @@ says which way it went.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass
@@ -46,21 +49,36 @@ class Ledger:
         self.fee_bps = fee_bps
         db.executescript(SCHEMA)
         self._owed: dict[str, int] = defaultdict(int)  # consumer -> grains + fees not yet settled
+        self._unwritten: list[tuple[str, str, int]] = []
         for consumer, grains in db.execute("SELECT consumer, grains FROM usage WHERE batch IS NULL OR batch IN "
                                            "(SELECT id FROM batches WHERE state = 'pending')"):
             self._owed[consumer] += grains + compute_fee(grains, fee_bps)
 
     def record(self, consumer: str, miner: str, grains: int) -> None:
+        """Owe ``grains`` to ``miner``; written at the end of this event-loop turn (at once outside a loop)."""
         if grains <= 0:
             return
-        self.db.execute("INSERT INTO usage (consumer, miner, grains) VALUES (?, ?, ?)", (consumer, miner, grains))
         self._owed[consumer] += grains + compute_fee(grains, self.fee_bps)
+        self._unwritten.append((consumer, miner, grains))
+        if len(self._unwritten) == 1:
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:
+                self.flush()
+
+    def flush(self) -> None:
+        if self._unwritten:
+            rows, self._unwritten = self._unwritten, []
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT INTO usage (consumer, miner, grains) VALUES (?, ?, ?)", rows)
+            self.db.execute("COMMIT")
 
     def owed(self, consumer: str) -> int:
         """What the consumer's line will be charged for usage not settled yet (fees included)."""
         return self._owed.get(consumer, 0)
 
     def unsettled(self) -> int:
+        self.flush()
         return int(self.db.execute("SELECT COALESCE(SUM(grains), 0) FROM usage WHERE batch IS NULL").fetchone()[0])
 
     def pending_batch(self) -> int | None:
@@ -68,25 +86,33 @@ class Ledger:
         return None if row is None else int(row[0])
 
     def next_batch(self, after: int) -> Batch | None:
-        """Gather unbatched usage into batch ``after + 1`` (or later than any local one); None if nothing is owed."""
-        if self.pending_batch() is not None:
-            raise RuntimeError("a batch is still pending; confirm or release it first")
-        groups = self.db.execute(
-            "SELECT consumer, miner, SUM(grains), COUNT(*), MAX(id) FROM usage WHERE batch IS NULL "
-            "GROUP BY consumer, miner ORDER BY consumer, miner LIMIT ?", (MAX_ENTRIES,)).fetchall()
-        if not groups:
+        """The batch to send: the pending one again if its fate is unknown, else unbatched usage gathered into a
+        new batch numbered past ``after`` (the chain's last) and past any local one; None if nothing is owed."""
+        self.flush()
+        pending = self.pending_batch()
+        if pending is not None:
+            return self._batch(pending)
+        if self.db.execute("SELECT 1 FROM usage WHERE batch IS NULL LIMIT 1").fetchone() is None:
             return None
         last_local = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM batches").fetchone()[0]
         batch_id = max(after, int(last_local)) + 1
+        groups = self.db.execute(
+            "SELECT consumer, miner, MAX(id) FROM usage WHERE batch IS NULL GROUP BY consumer, miner "
+            "ORDER BY consumer, miner LIMIT ?", (MAX_ENTRIES,)).fetchall()
         self.db.execute("BEGIN")
         self.db.execute("INSERT INTO batches VALUES (?, 'pending')", (batch_id,))
-        for consumer, miner, _, _, last_id in groups:
+        for consumer, miner, last_id in groups:
             self.db.execute("UPDATE usage SET batch = ? WHERE batch IS NULL AND consumer = ? AND miner = ? "
                             "AND id <= ?", (batch_id, consumer, miner, last_id))
         self.db.execute("COMMIT")
-        entries = [[parse_address(c), parse_address(m), int(g), int(n)] for c, m, g, n, _ in groups]
-        grains = sum(int(g) for _, _, g, _, _ in groups)
-        fee = sum(compute_fee(int(g), self.fee_bps) for _, _, g, _, _ in groups)
+        return self._batch(batch_id)
+
+    def _batch(self, batch_id: int) -> Batch:
+        groups = self.db.execute("SELECT consumer, miner, SUM(grains), COUNT(*) FROM usage WHERE batch = ? "
+                                 "GROUP BY consumer, miner ORDER BY consumer, miner", (batch_id,)).fetchall()
+        entries = [[parse_address(c), parse_address(m), int(g), int(n)] for c, m, g, n in groups]
+        grains = sum(int(g) for _, _, g, _ in groups)
+        fee = sum(compute_fee(int(g), self.fee_bps) for _, _, g, _ in groups)
         return Batch(batch_id, entries, grains, fee)
 
     def confirm(self, batch_id: int) -> None:
@@ -97,18 +123,15 @@ class Ledger:
             self._owed[consumer] -= grains + compute_fee(grains, self.fee_bps)
 
     def release(self, batch_id: int) -> None:
-        """The chain refused the batch: its rows go into the next one."""
+        """The chain executed and refused the batch (so it can never land): its rows go into the next one."""
         self.db.execute("BEGIN")
         self.db.execute("UPDATE usage SET batch = NULL WHERE batch = ?", (batch_id,))
         self.db.execute("DELETE FROM batches WHERE id = ?", (batch_id,))
         self.db.execute("COMMIT")
 
     def recover(self, last_on_chain: int) -> None:
-        """After a restart: a pending batch the chain has seen is settled; one it has not is released."""
+        """A pending batch the chain has seen is settled. One it has not seen stays pending, to be sent again as
+        it is: its transaction may still land, and the same batch twice is refused by the chain, never paid twice."""
         pending = self.pending_batch()
-        if pending is None:
-            return
-        if pending <= last_on_chain:
+        if pending is not None and pending <= last_on_chain:
             self.confirm(pending)
-        else:
-            self.release(pending)

@@ -1,7 +1,8 @@
 """Settling metered usage on chain: a batch every period, and a last one on shutdown.
 
 A batch is sent only when the previous one is confirmed or refused, and its id follows the chain's record of this
-gateway's last batch, so a batch is never paid twice and a refused one is retried in the next.
+gateway's last batch. A batch whose outcome is unknown is sent again unchanged (the chain refuses a copy of a
+batch it paid), so usage is never paid twice and never lost; a refused batch's usage goes into the next one.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from gridmint.chain.credit import MsgSettle
+from gridmint.chain.credit import BATCH_REPLAYED, MsgSettle
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import ChainError
 from gridmint.chain.units import format_mint
@@ -28,22 +29,37 @@ def last_batch_on_chain(client: ChainClient, gateway: str) -> int:
     return 0
 
 
-def settle_once(client: ChainClient, key: PrivateKey, ledger: Ledger, credit: CreditBook | None = None,
-                metrics: GatewayMetrics | None = None) -> Batch | None:
-    """Send one batch of everything unsettled; returns it once the chain paid it, None if nothing was owed."""
+def _send_batch(client: ChainClient, key: PrivateKey, batch: Batch) -> int:
+    fee = int(client.query("/bank/params")["min_tx_fee"])
+    outcome = client.send(key, [MsgSettle(batch.id, batch.entries)], fee)
+    raise_for_code(outcome.code, outcome.codespace, outcome.log)
+    return outcome.height
+
+
+async def settle(client: ChainClient, key: PrivateKey, ledger: Ledger, credit: CreditBook | None = None,
+                 metrics: GatewayMetrics | None = None) -> Batch | None:
+    """Send one batch of everything unsettled; returns it once the chain paid it, None if nothing was owed.
+    The ledger is only touched on the event loop's thread; the chain is called from a worker thread."""
     gateway = format_address(key.address)
-    ledger.recover(last_batch_on_chain(client, gateway))
-    batch = ledger.next_batch(after=last_batch_on_chain(client, gateway))
+    last = await asyncio.to_thread(last_batch_on_chain, client, gateway)
+    ledger.recover(last)
+    batch = ledger.next_batch(after=last)
     if batch is None:
         return None
     try:
-        fee = int(client.query("/bank/params")["min_tx_fee"])
-        outcome = client.send(key, [MsgSettle(batch.id, batch.entries)], fee)
-        raise_for_code(outcome.code, outcome.codespace, outcome.log)
+        height = await asyncio.to_thread(_send_batch, client, key, batch)
     except ChainError as error:
-        ledger.release(batch.id)
-        log.warning("The chain refused settlement batch %d (%s); its usage goes into the next batch.", batch.id,
-                    error)
+        if error.kind == BATCH_REPLAYED:  # an earlier copy of this very batch landed
+            ledger.recover(await asyncio.to_thread(last_batch_on_chain, client, gateway))
+            if ledger.pending_batch() is None:
+                log.info("Settlement batch %d had already landed.", batch.id)
+                return batch
+        elif error.kind.module != "client":  # executed (or checked) and refused: it can never land
+            ledger.release(batch.id)
+            log.warning("The chain refused settlement batch %d (%s); its usage goes into the next batch.",
+                        batch.id, error)
+        else:  # the outcome is unknown: keep the batch as it is and send it again
+            log.warning("Settlement batch %d: %s; it will be sent again unchanged.", batch.id, error)
         raise
     ledger.confirm(batch.id)
     if credit is not None:
@@ -51,7 +67,7 @@ def settle_once(client: ChainClient, key: PrivateKey, ledger: Ledger, credit: Cr
             credit.forget(consumer)
     if metrics is not None:
         metrics.settled.inc(batch.grains)
-    log.info("Settled batch %d in block %d: %d entries, %s to miners and %s in fees.", batch.id, outcome.height,
+    log.info("Settled batch %d in block %d: %d entries, %s to miners and %s in fees.", batch.id, height,
              len(batch.entries), format_mint(batch.grains), format_mint(batch.fee))
     return batch
 
@@ -64,12 +80,12 @@ async def settle_forever(client: ChainClient, key: PrivateKey, ledger: Ledger, c
             await asyncio.sleep(every_s)
             metrics.unsettled.set(ledger.unsettled())
             try:
-                await asyncio.to_thread(settle_once, client, key, ledger, credit, metrics)
+                await settle(client, key, ledger, credit, metrics)
             except (ChainError, OSError) as error:
                 log.warning("Settlement failed: %s", error)
     except asyncio.CancelledError:
         try:
-            await asyncio.to_thread(settle_once, client, key, ledger, credit, metrics)
+            await settle(client, key, ledger, credit, metrics)
         except (ChainError, OSError) as error:
             log.warning("The last settlement before shutdown failed (%s); the usage stays in the ledger for the "
                         "next start.", error)
