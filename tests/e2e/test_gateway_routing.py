@@ -152,3 +152,32 @@ def _errors_are_openai_shaped(live: LiveSubnet, gateway: Process, key: str) -> N
     statuses = asyncio.run(flood())
     assert set(statuses) <= {200, 429} and statuses.count(200) >= 100
     assert _post(gateway.url, key, CHAT).status_code == 200
+
+
+def test_a_killed_gateway_loses_no_metered_usage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with live_subnet(tmp_path, monkeypatch, names=("owner", "val", "m1"), tempo=50_000, permit=False,
+                     others=("gw", "consumer")) as live:
+        miner = start_miner(tmp_path, "m1", 1, "echo", "0.001")
+        gateway = start_gateway(tmp_path, "gw", "--settle-seconds", "3600")  # no settlement while it lives
+        try:
+            wait_for_models(gateway, "echo")
+            live.run("credit", "open", gateway.url, "5", "--wallet", "consumer")
+            key = live.run("gateway", "key", "--gateway", gateway.url, "--wallet", "consumer")["api_key"]
+            costs = [int(_post(gateway.url, key, CHAT).headers["x-gridmint-cost"]) for _ in range(3)]
+            gateway.kill()  # SIGKILL: no shutdown settlement
+            gateway = start_gateway(tmp_path, "gw", "--settle-seconds", "0.5")
+            consumer = open_wallet("consumer", live.wallets).address
+            gateway_address = open_wallet("gw", live.wallets).address
+            deadline = time.monotonic() + 30
+            while live.run("credit", "status", "--wallet", "consumer")[0]["spent"] == 0:
+                assert time.monotonic() < deadline, gateway.log()
+                time.sleep(0.2)
+            line = live.run("credit", "status", "--wallet", "consumer")[0]
+            assert line["gateway"] == gateway_address and line["spent"] == sum(costs) + sum(costs) // 100
+            assert "Settled batch 1" in gateway.log()
+            assert live.run("credit", "status", "--wallet", "consumer")[0]["consumer"] == consumer
+            # The same API key still works after the restart (keys are kept too).
+            assert _post(gateway.url, key, CHAT).status_code == 200
+        finally:
+            gateway.stop()
+            miner.stop()
