@@ -116,6 +116,8 @@ def start_network(miners: int = 1) -> BenchNetwork:
     wait_http(net.node_url + "/status", node)
     gateway_address = format_address(GATEWAY.address)
     with ChainClient(net.node_url) as chain:
+        while chain.height() < 1:  # queries answer from the first committed block on
+            time.sleep(0.05)
         fee = int(chain.query("/bank/params")["min_tx_fee"])
 
         def send(key: PrivateKey, message: object) -> None:

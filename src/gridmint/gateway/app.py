@@ -285,8 +285,8 @@ class GatewayApp:
     def _meter(self, consumer: str, miner: Candidate, prompt: int, completion: int) -> int:
         grains = metering.cost(prompt + completion, miner.price_per_1k)
         self.ledger.record(consumer, miner.hotkey, grains)
-        self.metrics.tokens.labels("prompt").inc(prompt)
-        self.metrics.tokens.labels("completion").inc(completion)
+        self.metrics.prompt_tokens.inc(prompt)
+        self.metrics.completion_tokens.inc(completion)
         self.metrics.metered.inc(grains)
         return grains
 

@@ -18,6 +18,8 @@ class GatewayMetrics:
         self.broken_streams = Counter("gridmint_gateway_broken_streams", "Streams a miner broke after the first token",
                                       registry=self.registry)
         self.tokens = Counter("gridmint_gateway_tokens", "Tokens billed", ["kind"], registry=self.registry)
+        self.prompt_tokens = self.tokens.labels("prompt")
+        self.completion_tokens = self.tokens.labels("completion")
         self.metered = Counter("gridmint_gateway_metered_grains", "Grains metered for miners",
                                registry=self.registry)
         self.settled = Counter("gridmint_gateway_settled_grains", "Grains settled on chain", registry=self.registry)
