@@ -1,0 +1,161 @@
+"""A small protobuf3 codec for the ABCI messages CometBFT v0.38 exchanges with the app, schema-driven.
+
+A schema maps a field number to ``(name, kind)``; a kind is a scalar (``uint64``, ``int64``, ``int32``, ``uint32``,
+``bool``, ``string``, ``bytes``, ``enum``), another schema (an embedded message), or ``("repeated", kind)``.
+Decoding skips fields it does not know (as protobuf does), so a newer CometBFT's additions pass through; encoding
+leaves out proto3 defaults (0, "", b"", False, empty lists, None), as protobuf's own encoders do, so the bytes match
+theirs (the test vectors in tests/node/test_abci_proto.py pin them).
+
+Framing on the socket: each message is ``uvarint(length) || message``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+Schema = dict[int, tuple[str, Any]]
+Kind = str | Schema | tuple[str, Any]
+
+VARINT, FIXED64, LENGTH, FIXED32 = 0, 1, 2, 5
+_VARINT_KINDS = ("uint64", "int64", "int32", "uint32", "bool", "enum")
+
+
+class ProtoError(ValueError):
+    """The bytes are not a valid message of the expected schema."""
+
+
+def encode_uvarint(value: int) -> bytes:
+    if value < 0:
+        value += 1 << 64  # two's complement, as protobuf writes negative int64
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def decode_uvarint(data: bytes | memoryview, offset: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if offset >= len(data):
+            raise ProtoError("truncated varint")
+        byte = data[offset]
+        offset += 1
+        result |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            return result, offset
+        shift += 7
+        if shift >= 70:
+            raise ProtoError("varint longer than 10 bytes")
+
+
+def _signed(value: int, bits: int) -> int:
+    value &= (1 << 64) - 1
+    if bits == 32:
+        value &= (1 << 32) - 1
+        return value - (1 << 32) if value >= 1 << 31 else value
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def decode(data: bytes | memoryview, schema: Schema) -> dict[str, Any]:
+    """The fields of ``schema`` found in ``data``; missing fields take their proto3 default."""
+    out: dict[str, Any] = {}
+    for name, kind in schema.values():
+        out[name] = _default(kind)
+    offset = 0
+    view = memoryview(data)
+    while offset < len(view):
+        key, offset = decode_uvarint(view, offset)
+        number, wire = key >> 3, key & 7
+        if wire == VARINT:
+            raw, offset = decode_uvarint(view, offset)
+            value: Any = raw
+        elif wire == LENGTH:
+            length, offset = decode_uvarint(view, offset)
+            if offset + length > len(view):
+                raise ProtoError("truncated length-delimited field")
+            value = view[offset:offset + length]
+            offset += length
+        elif wire == FIXED64:
+            value, offset = view[offset:offset + 8], offset + 8
+        elif wire == FIXED32:
+            value, offset = view[offset:offset + 4], offset + 4
+        else:
+            raise ProtoError(f"unsupported wire type {wire}")
+        field = schema.get(number)
+        if field is None:
+            continue
+        name, kind = field
+        if isinstance(kind, tuple) and kind[0] == "repeated":
+            out[name].append(_value(kind[1], value, wire))
+        else:
+            out[name] = _value(kind, value, wire)
+    return out
+
+
+def _default(kind: Kind) -> Any:
+    if isinstance(kind, tuple):
+        return []
+    if isinstance(kind, dict):
+        return None
+    return {"string": "", "bytes": b"", "bool": False}.get(kind, 0)
+
+
+def _value(kind: Kind, value: Any, wire: int) -> Any:
+    if isinstance(kind, dict):
+        if wire != LENGTH:
+            raise ProtoError("an embedded message must be length-delimited")
+        return decode(value, kind)
+    if kind in _VARINT_KINDS:
+        if wire != VARINT:
+            raise ProtoError(f"a {kind} field must be a varint")
+        if kind == "bool":
+            return bool(value)
+        if kind == "int64":
+            return _signed(value, 64)
+        if kind == "int32":
+            return _signed(value, 32)
+        return value
+    if wire != LENGTH:
+        raise ProtoError(f"a {kind} field must be length-delimited")
+    if kind == "string":
+        try:
+            return bytes(value).decode()
+        except UnicodeDecodeError:
+            raise ProtoError("a string field is not UTF-8") from None
+    return bytes(value)
+
+
+def encode(message: dict[str, Any], schema: Schema) -> bytes:
+    out = bytearray()
+    for number, (name, kind) in sorted(schema.items()):
+        value = message.get(name)
+        if isinstance(kind, tuple) and kind[0] == "repeated":
+            for item in value or []:
+                out += _field(number, kind[1], item, repeated=True)
+        elif value is not None:
+            out += _field(number, kind, value, repeated=False)
+    return bytes(out)
+
+
+def _field(number: int, kind: Kind, value: Any, repeated: bool) -> bytes:
+    if isinstance(kind, dict):
+        body = encode(value, kind)
+        return encode_uvarint(number << 3 | LENGTH) + encode_uvarint(len(body)) + body
+    if kind in _VARINT_KINDS:
+        number_value = int(value)
+        if number_value == 0 and not repeated:
+            return b""
+        return encode_uvarint(number << 3 | VARINT) + encode_uvarint(number_value)
+    raw = value.encode() if kind == "string" else bytes(value)
+    if not raw and not repeated:
+        return b""
+    return encode_uvarint(number << 3 | LENGTH) + encode_uvarint(len(raw)) + raw
+
+
+def frame(payload: bytes) -> bytes:
+    return encode_uvarint(len(payload)) + payload

@@ -1,0 +1,219 @@
+"""An ABCI 2.0 socket server for CometBFT v0.38, driving the same ``App`` as the devnode.
+
+CometBFT opens four connections (query, snapshot, mempool, consensus) and pipelines requests on each; every
+request gets its response in order, and a ``Flush`` is answered and the socket drained. Handlers are synchronous
+and run on the event loop's one thread, so requests from different connections never interleave inside the app
+(CometBFT's own server takes a global lock for the same reason).
+
+``ProcessProposal`` accepts a block only if every transaction in it decodes and its signature verifies (the checks
+that do not depend on state, so every honest node answers alike); ``PrepareProposal`` keeps only such transactions
+and at most ``max_tx_bytes`` of them. State sync is not offered: snapshot calls get the answers that say so.
+An unexpected error answers with ``exception``, which stops CometBFT: better a halted node than a forked one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from gridmint.chain.app import MODULES, TX_PARAMS_KEY, App, TxResult
+from gridmint.chain.errors import ChainError
+from gridmint.chain.genesis import TxParams, validate_genesis
+from gridmint.chain.module import Event, ValidatorUpdate
+from gridmint.chain.state import CommittedView
+from gridmint.chain.tx import decode_tx
+from gridmint.node.abci import messages
+from gridmint.node.abci.proto import ProtoError, decode, decode_uvarint, encode, frame
+
+log = logging.getLogger("gridmint.abci")
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+def _events(events: list[Event]) -> list[dict[str, Any]]:
+    return [{"type": e.type, "attributes": [{"key": k, "value": v, "index": True} for k, v in e.attributes]}
+            for e in events]
+
+
+def _tx_result(result: TxResult) -> dict[str, Any]:
+    return {"code": result.code, "data": result.data, "log": result.log, "events": _events(result.events),
+            "codespace": result.codespace}
+
+
+def _updates(updates: list[ValidatorUpdate]) -> list[dict[str, Any]]:
+    return [{"pub_key": {"ed25519": u.pub_key}, "power": u.power} for u in updates]
+
+
+def _time_ns(timestamp: dict[str, int] | None) -> int:
+    return 0 if timestamp is None else timestamp["seconds"] * 1_000_000_000 + timestamp["nanos"]
+
+
+def rfc3339(timestamp: dict[str, int] | None) -> str:
+    if timestamp is None:
+        return "1970-01-01T00:00:00Z"
+    moment = datetime.fromtimestamp(timestamp["seconds"], UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{moment}.{timestamp['nanos']:09d}Z" if timestamp["nanos"] else f"{moment}Z"
+
+
+class AbciApplication:
+    """Turns decoded ABCI requests into calls on the app and the app's answers into responses."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def is_well_formed(self, raw: bytes) -> bool:
+        """Decodes, fits the chain's size limit and carries a valid signature: what no state can change."""
+        limit = TxParams(**CommittedView(self.app.store).get_value(TX_PARAMS_KEY, {})).max_tx_bytes
+        try:
+            decode_tx(raw, limit)
+        except ChainError:
+            return False
+        return True
+
+    def handle(self, kind: str, request: dict[str, Any]) -> dict[str, Any]:
+        handler = getattr(self, f"on_{kind}", None)
+        if handler is None:
+            raise ProtoError(f"unexpected request {kind}")
+        result: dict[str, Any] = handler(request)
+        return result
+
+    def on_echo(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"message": request["message"]}
+
+    def on_flush(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def on_info(self, request: dict[str, Any]) -> dict[str, Any]:
+        info = self.app.info()
+        log.info("CometBFT %s connected (ABCI %s); the app is at height %d.", request["version"],
+                 request["abci_version"], info["last_block_height"])
+        return info
+
+    def on_init_chain(self, request: dict[str, Any]) -> dict[str, Any]:
+        document = {"chain_id": request["chain_id"], "genesis_time": rfc3339(request["time"]),
+                    "initial_height": str(max(1, request["initial_height"])),
+                    "app_state": json.loads(request["app_state_bytes"] or b"{}")}
+        validators, app_hash = self.app.init_chain(validate_genesis(document, MODULES))
+        log.info("Initialised chain %s with %d authorities.", request["chain_id"], len(validators))
+        return {"validators": _updates(validators), "app_hash": app_hash}
+
+    def on_query(self, request: dict[str, Any]) -> dict[str, Any]:
+        answer = self.app.query(request["path"], request["data"], request["height"])
+        return {"code": answer.code, "codespace": answer.codespace, "log": answer.log, "value": answer.value,
+                "height": answer.height}
+
+    def on_check_tx(self, request: dict[str, Any]) -> dict[str, Any]:
+        result = self.app.check_tx(request["tx"])
+        return {"code": result.code, "data": result.data, "log": result.log, "events": _events(result.events),
+                "codespace": result.codespace}
+
+    def on_commit(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"retain_height": self.app.commit()}
+
+    def on_list_snapshots(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"snapshots": []}
+
+    def on_offer_snapshot(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"result": messages.SNAPSHOT_REJECT}
+
+    def on_load_snapshot_chunk(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"chunk": b""}
+
+    def on_apply_snapshot_chunk(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"result": messages.SNAPSHOT_ABORT}
+
+    def on_prepare_proposal(self, request: dict[str, Any]) -> dict[str, Any]:
+        kept, size = [], 0
+        for tx in request["txs"]:
+            if size + len(tx) > request["max_tx_bytes"]:
+                break
+            if self.is_well_formed(tx):
+                kept.append(tx)
+                size += len(tx)
+        return {"txs": kept}
+
+    def on_process_proposal(self, request: dict[str, Any]) -> dict[str, Any]:
+        bad = next((i for i, tx in enumerate(request["txs"]) if not self.is_well_formed(tx)), None)
+        if bad is not None:
+            log.warning("Rejecting the proposal for height %d: transaction %d is malformed or badly signed.",
+                        request["height"], bad)
+            return {"status": messages.REJECT}
+        return {"status": messages.ACCEPT}
+
+    def on_extend_vote(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"vote_extension": b""}
+
+    def on_verify_vote_extension(self, request: dict[str, Any]) -> dict[str, Any]:
+        return {"status": messages.ACCEPT}
+
+    def on_finalize_block(self, request: dict[str, Any]) -> dict[str, Any]:
+        result = self.app.finalize_block(list(request["txs"]), request["height"], _time_ns(request["time"]),
+                                         request["proposer_address"])
+        if request["txs"] or request["height"] % 100 == 0:
+            log.info("Finalized block %d with %d transactions.", request["height"], len(request["txs"]))
+        return {"events": _events(result.events), "tx_results": [_tx_result(r) for r in result.tx_results],
+                "validator_updates": _updates(result.validator_updates), "app_hash": result.app_hash}
+
+
+class AbciServer:
+    def __init__(self, app: App) -> None:
+        self.application = AbciApplication(app)
+        self.connections = 0
+
+    async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            buffer = b""
+            while True:
+                chunk = await reader.read(1 << 20)
+                if not chunk:
+                    return
+                buffer += chunk
+                while buffer:
+                    try:
+                        length, start = decode_uvarint(buffer, 0)
+                    except ProtoError:
+                        break  # the length itself is not complete yet
+                    if length > MAX_MESSAGE_BYTES:
+                        raise ProtoError(f"a message of {length} bytes is over the limit")
+                    if len(buffer) < start + length:
+                        break
+                    payload, buffer = buffer[start:start + length], buffer[start + length:]
+                    response, flush = self._respond(payload)
+                    writer.write(frame(response))
+                    if flush:
+                        await writer.drain()
+        except (ConnectionError, ProtoError) as error:
+            log.warning("An ABCI connection ended: %s", error)
+        finally:
+            self.connections -= 1
+            writer.close()
+
+    def _respond(self, payload: bytes) -> tuple[bytes, bool]:
+        try:
+            request = decode(payload, messages.REQUESTS)
+            kind = messages.kind_of(request)
+            answer = self.application.handle(kind, request[kind])
+            return encode({kind: answer}, messages.RESPONSES), kind == "flush"
+        except (ChainError, ProtoError, ValueError) as error:
+            log.exception("The app cannot answer an ABCI request; CometBFT will stop.")
+            return encode({"exception": {"error": str(error)}}, messages.RESPONSES), True
+
+
+async def serve_abci(app: App, address: str) -> None:
+    """Serve ``tcp://host:port`` or ``unix:///path`` until cancelled."""
+    server = AbciServer(app)
+    if address.startswith("unix://"):
+        path = Path(address[len("unix://"):])
+        path.unlink(missing_ok=True)
+        listener = await asyncio.start_unix_server(server.serve_connection, path=str(path))
+    else:
+        host, _, port = address.removeprefix("tcp://").rpartition(":")
+        listener = await asyncio.start_server(server.serve_connection, host or "127.0.0.1", int(port))
+    log.info("Serving ABCI at %s.", address)
+    async with listener:
+        await listener.serve_forever()
