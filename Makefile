@@ -6,7 +6,10 @@ PIP    := $(VENV)/bin/pip
 STAMP  := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: demo test install install-test lint bench clean
+COMETBFT_VERSION := v0.38.25
+COMETBFT := bin/cometbft
+
+.PHONY: demo test install install-test cometbft lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,14 +25,19 @@ $(TEST_STAMP): pyproject.toml | $(PY)
 	touch $@ $(STAMP)
 
 install: $(STAMP)
-install-test: $(TEST_STAMP)
+install-test: $(TEST_STAMP) $(COMETBFT)
+
+## CometBFT for multi-authority networks, pinned (the @latest line is v1, which speaks another ABCI).
+$(COMETBFT):
+	GOBIN=$(CURDIR)/bin CGO_ENABLED=0 go install github.com/cometbft/cometbft/cmd/cometbft@$(COMETBFT_VERSION)
+cometbft: $(COMETBFT)
 
 ## Main job: a devnode with a dev genesis, two wallets, a transfer, both balances.
 demo: $(STAMP)
 	$(VENV)/bin/gridmint demo
 
 ## Installs what the tests need, checks lint and types, runs the whole suite.
-test: $(TEST_STAMP)
+test: $(TEST_STAMP) $(COMETBFT)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -n 2 --dist loadgroup

@@ -14,6 +14,7 @@ from gridmint.cli.deploy import deploy
 from gridmint.cli.gateway import credit, gateway
 from gridmint.cli.market import market
 from gridmint.cli.miner import miner
+from gridmint.cli.net import net
 from gridmint.cli.node import node
 from gridmint.cli.output import fail
 from gridmint.cli.provider import provider
@@ -40,7 +41,7 @@ def cli(json_output: bool) -> None:
 
 
 for command in (wallet, node, chain, subnet, stake, weights, endpoint, miner, validator, market, provider, deploy,
-                gateway, credit, demo):
+                gateway, credit, net, demo):
     cli.add_command(command)
 
 

@@ -1,0 +1,79 @@
+"""``gridmint net``: a local network of authorities, each a CometBFT node and a GridMint app."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from gridmint.cli.output import emit
+from gridmint.client.amounts import parse_mint
+from gridmint.node.network import init_network, network_status, run_app, start_network, stop_network
+
+dir_option = click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
+                          default=Path("gridmint-net"), show_default=True, help="Where the nodes' homes live.")
+
+
+@click.group()
+def net() -> None:
+    """A local multi-authority network on CometBFT."""
+
+
+@net.command()
+@click.option("--authorities", type=click.IntRange(1, 32), default=4, show_default=True)
+@click.option("--chain-id", default="gridmint-net", show_default=True)
+@click.option("--fund", multiple=True, metavar="ADDRESS=MINT", help="Fund an account at genesis (repeatable).")
+@click.option("--base-port", type=int, default=27000, show_default=True,
+              help="Node i listens for RPC on base+10i and for peers on base+10i+1.")
+@click.option("--timeout-commit", default="300ms", show_default=True, help="CometBFT's pause between blocks.")
+@dir_option
+@click.pass_context
+def init(ctx: click.Context, authorities: int, chain_id: str, fund: tuple[str, ...], base_port: int,
+         timeout_commit: str, directory: Path) -> None:
+    """Write the nodes' homes: keys, one genesis, configs with every other node as a peer."""
+    balances = []
+    for entry in fund:
+        address, _, amount = entry.partition("=")
+        balances.append((address, parse_mint(amount)))
+    nodes = init_network(directory, authorities, chain_id, balances, base_port, timeout_commit)
+    emit(ctx, [n.__dict__ for n in nodes], "\n".join(
+        [f"{n.name}: RPC http://127.0.0.1:{n.rpc_port}, home {n.home}" for n in nodes]
+        + [f"Start it with: gridmint net start --dir {directory}"]))
+
+
+@net.command()
+@dir_option
+@click.pass_context
+def start(ctx: click.Context, directory: Path) -> None:
+    """Start every node's app and CometBFT (logs in each home)."""
+    nodes = start_network(directory)
+    emit(ctx, {"started": [n.name for n in nodes]},
+         f"Started {len(nodes)} nodes; RPC at http://127.0.0.1:{nodes[0].rpc_port} (and every 10th port after).")
+
+
+@net.command()
+@dir_option
+@click.pass_context
+def stop(ctx: click.Context, directory: Path) -> None:
+    """Stop every node (CometBFT, then its app)."""
+    stop_network(directory)
+    emit(ctx, {"stopped": True}, "Stopped.")
+
+
+@net.command()
+@dir_option
+@click.pass_context
+def status(ctx: click.Context, directory: Path) -> None:
+    """Each node's height and app hash."""
+    rows = network_status(directory)
+    emit(ctx, rows, "\n".join(f"{r['node']}: height {r['height']}, app hash {r['app_hash'][:16]}…"
+                              if r["running"] else f"{r['node']}: not running" for r in rows))
+
+
+@net.command(hidden=True)
+@click.option("--home", type=click.Path(file_okay=False, path_type=Path), required=True)
+def app(home: Path) -> None:
+    """Serve ABCI for one node (started by `gridmint net start`)."""
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    run_app(home)
