@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from gridmint.chain.authority import MsgPropose, MsgVote
 from gridmint.chain.bank import MsgSend
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import ChainError
@@ -25,6 +26,7 @@ from gridmint.node.network import (
     start_node,
     stop_network,
     stop_node,
+    validator_key,
 )
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cometbft")]
@@ -133,3 +135,49 @@ def test_three_of_four_keep_going_two_halt_and_restarted_nodes_catch_up(network:
     top = min(node_status(n)["height"] for n in network)
     hashes_by_height = _app_hashes(network, top)
     assert all(len(found) == 1 for found in hashes_by_height.values()), hashes_by_height
+
+
+def _signers(client: ChainClient, height: int) -> set[str]:
+    """Validator addresses whose signatures on block ``height - 1`` are in block ``height``."""
+    commit = client.block(height)["block"]["last_commit"]["signatures"]
+    return {s["validator_address"] for s in commit if s.get("signature")}
+
+
+def test_authorities_added_and_removed_by_vote_change_who_signs(tmp_path: Path) -> None:
+    nodes = init_network(tmp_path / "net", 4, "gridmint-net", [], _free_base(), "200ms", full_nodes=1)
+    start_network(tmp_path / "net")
+    try:
+        _wait(lambda: all(node_status(n).get("height", 0) >= 2 for n in nodes), "the first blocks")
+        keys = [validator_key(n) for n in nodes]
+        newcomer = keys[4]
+        with ChainClient(_url(nodes[0])) as client:
+            fee = int(client.query("/bank/params")["min_tx_fee"])
+
+            def run(signer: PrivateKey, message: object) -> dict[str, object]:
+                outcome = client.send(signer, [message], fee)  # type: ignore[list-item]
+                assert outcome.code == 0, outcome.log
+                return {"height": outcome.height, "id": outcome.attribute("authority_proposal", "id")}
+
+            proposal = run(keys[0], MsgPropose("add", newcomer.public_key, 10, "node4"))
+            run(keys[1], MsgVote(int(str(proposal["id"]))))
+            passed = run(keys[2], MsgVote(int(str(proposal["id"]))))  # 3 of 4: more than two thirds
+            newcomer_hex = newcomer.address.hex().upper()
+            _wait(lambda: newcomer_hex in _signers(client, client.height()), "the new authority to sign", 60)
+            assert int(str(passed["height"])) + 2 <= client.height()
+
+            removal = run(keys[0], MsgPropose("remove", keys[3].public_key, 0, "node3"))
+            for voter in (keys[1], keys[2], newcomer):  # 4 of 5
+                if voter is newcomer:
+                    last = run(voter, MsgVote(int(str(removal["id"]))))
+                else:
+                    run(voter, MsgVote(int(str(removal["id"]))))
+            members = {m["name"] for m in client.query("/authority/members")}
+            assert members == {"node0", "node1", "node2", "node4"}
+            _wait(lambda: client.height() >= int(str(last["height"])) + 3, "the removal to take effect")
+        # node3 no longer counts: with it and node2 stopped, 3 of the 4 authorities still make blocks.
+        stop_node(nodes[3])
+        stop_node(nodes[2])
+        start = node_status(nodes[0])["height"]
+        _wait(lambda: node_status(nodes[0])["height"] >= start + 3, "blocks without node2 and node3", 60)
+    finally:
+        stop_network(tmp_path / "net")

@@ -27,7 +27,7 @@ from typing import Any
 import httpx
 
 from gridmint.chain.app import MODULES
-from gridmint.chain.crypto import format_address
+from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import register
 from gridmint.chain.genesis import make_genesis_document, validate_genesis
 from gridmint.node.setup import DEV_SUBNETS
@@ -38,6 +38,7 @@ NETWORK_EXISTS = register("net", 3, "network_exists")
 
 PROJECT_BIN = Path(__file__).resolve().parents[3] / "bin"
 MANIFEST = "network.json"
+AUTHORITY_FUNDS = 1_000 * 10**9  # grains each node's validator account starts with, for the fees of its votes
 
 
 @dataclass(frozen=True)
@@ -79,12 +80,16 @@ def _set(text: str, section: str | None, key: str, value: str) -> str:
 
 def init_network(directory: Path, authorities: int = 4, chain_id: str = "gridmint-net",
                  balances: list[tuple[str, int]] | None = None, base_port: int = 27000,
-                 timeout_commit: str = "300ms") -> list[NodeSpec]:
+                 timeout_commit: str = "300ms", full_nodes: int = 0,
+                 sections: dict[str, Any] | None = None) -> list[NodeSpec]:
+    """Homes for ``authorities`` validators and ``full_nodes`` more nodes (peers that do not sign until a vote
+    adds them); every node's validator account gets ``AUTHORITY_FUNDS`` to pay for its votes. ``sections`` replace
+    app_state sections of the genesis (as tests do)."""
     if (directory / MANIFEST).exists():
         raise NETWORK_EXISTS(f"{directory} already holds a network; stop it and remove the folder to start anew")
     cometbft = find_cometbft()
     nodes = []
-    for index in range(authorities):
+    for index in range(authorities + full_nodes):
         home = directory / f"node{index}"
         subprocess.run([cometbft, "init", "--home", str(home)], check=True, capture_output=True)
         node_id = subprocess.run([cometbft, "show-node-id", "--home", str(home)], check=True, capture_output=True,
@@ -93,16 +98,19 @@ def init_network(directory: Path, authorities: int = 4, chain_id: str = "gridmin
         nodes.append(NodeSpec(f"node{index}", str(home), base_port + 10 * index, base_port + 10 * index + 1,
                               node_id, key["pub_key"]["value"]))
     template = json.loads((Path(nodes[0].home) / "config" / "genesis.json").read_text())
+    signers = nodes[:authorities]
+    funded = [(format_address(validator_key(n).address), AUTHORITY_FUNDS) for n in nodes]
     document = make_genesis_document(chain_id, template["genesis_time"].split(".")[0] + "Z",
-                                     [(n.name, base64.b64decode(n.validator_pub_key)) for n in nodes],
-                                     balances or [])
+                                     [(n.name, base64.b64decode(n.validator_pub_key)) for n in signers],
+                                     funded + (balances or []))
     document["app_state"]["subnets"] = DEV_SUBNETS
+    document["app_state"].update(sections or {})
     validate_genesis(document, MODULES)
     genesis = {**document, "consensus_params": template["consensus_params"], "app_hash": "",
                "validators": [{"address": json.loads((Path(n.home) / "config" / "priv_validator_key.json")
                                                      .read_text())["address"],
                                "pub_key": {"type": "tendermint/PubKeyEd25519", "value": n.validator_pub_key},
-                               "power": "10", "name": n.name} for n in nodes]}
+                               "power": "10", "name": n.name} for n in signers]}
     for node in nodes:
         home = Path(node.home)
         (home / "config" / "genesis.json").write_text(json.dumps(genesis, indent=2))
@@ -123,6 +131,12 @@ def init_network(directory: Path, authorities: int = 4, chain_id: str = "gridmin
     (directory / MANIFEST).write_text(json.dumps({"chain_id": chain_id, "nodes": [asdict(n) for n in nodes]},
                                                  indent=2))
     return nodes
+
+
+def validator_key(node: NodeSpec) -> PrivateKey:
+    """The node's CometBFT validator key, which is also its authority account on chain."""
+    key = json.loads((Path(node.home) / "config" / "priv_validator_key.json").read_text())
+    return PrivateKey(base64.b64decode(key["priv_key"]["value"])[:32])
 
 
 def load_nodes(directory: Path) -> list[NodeSpec]:
