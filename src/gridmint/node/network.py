@@ -63,7 +63,7 @@ def find_cometbft() -> str:
                            "github.com/cometbft/cometbft/cmd/cometbft@v0.38.25 into ./bin)")
 
 
-def _set(text: str, section: str | None, key: str, value: str) -> str:
+def set_config_value(text: str, section: str | None, key: str, value: str) -> str:
     """Replace ``key = ...`` in ``[section]`` (None: the top, before any section) of a config.toml."""
     lines = text.split("\n")
     current: str | None = None
@@ -126,7 +126,7 @@ def init_network(directory: Path, authorities: int = 4, chain_id: str = "gridmin
                 ("p2p", "allow_duplicate_ip", "true"),
                 ("consensus", "timeout_commit", f'"{timeout_commit}"'),
                 ("consensus", "timeout_propose", '"1s"')):
-            config = _set(config, section, key, value)
+            config = set_config_value(config, section, key, value)
         (home / "config" / "config.toml").write_text(config)
     (directory / MANIFEST).write_text(json.dumps({"chain_id": chain_id, "nodes": [asdict(n) for n in nodes]},
                                                  indent=2))

@@ -1,0 +1,174 @@
+"""Signed transfers committed per second on a 4-authority CometBFT network and on a devnode, in the same run.
+
+The same pre-signed transfers (``--txs`` from ``--senders`` accounts) go to each chain through JSON-RPC batches of
+``broadcast_tx_sync``; on the network, each sender's transactions go to one node (so its nonces arrive in order)
+and the senders are spread over the four nodes. The rate is transactions committed divided by the time from the
+first submission to the block time of the block that held the last one. Everything shares this machine: four
+CometBFT processes and four app processes on 2 cores for the network, one process for the devnode.
+
+    .venv/bin/python bench/network_throughput.py [--txs 8000] [--senders 200]
+
+The last line is JSON: {"network_transfers_per_s", "devnode_transfers_per_s", ...}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from gridmint.chain import bank
+from gridmint.chain.crypto import PrivateKey, format_address
+from gridmint.chain.genesis import parse_time_ns
+from gridmint.chain.tx import TxBody, sign_tx
+from gridmint.node.network import init_network, set_config_value, start_network, stop_network
+from gridmint.node.setup import init_data_dir
+
+BATCH = 250
+FEE = 10_000
+TIMEOUT_COMMIT = "1s"
+
+
+def rpc(url: str, method: str, **params: object) -> dict:  # type: ignore[type-arg]
+    answer = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, timeout=60)
+    result: dict = answer.json()["result"]  # type: ignore[type-arg]
+    return result
+
+
+def sign_all(chain_id: str, senders: list[PrivateKey], count: int) -> list[list[bytes]]:
+    """Per sender, its transfers in nonce order."""
+    recipient = PrivateKey(b"\xee" * 32).address
+    per_sender: list[list[bytes]] = [[] for _ in senders]
+    for i in range(count):
+        index = i % len(senders)
+        body = TxBody(chain_id, senders[index].public_key, len(per_sender[index]) + 1, FEE,
+                      (bank.MsgSend(recipient, 1_000 + i),))
+        per_sender[index].append(sign_tx(body, senders[index]))
+    return per_sender
+
+
+def submit(url: str, txs: list[bytes], refused: list[str]) -> None:
+    with httpx.Client(timeout=120) as client:
+        for offset in range(0, len(txs), BATCH):
+            batch = [{"jsonrpc": "2.0", "id": j, "method": "broadcast_tx_sync",
+                      "params": {"tx": base64.b64encode(raw).decode()}} for j, raw in enumerate(txs[offset:offset + BATCH])]
+            for answer in client.post(url, content=json.dumps(batch)).json():
+                result = answer.get("result") or {}
+                if result.get("code", 1) != 0:
+                    refused.append(result.get("log") or str(answer.get("error")))
+
+
+def measure(urls: list[str], per_sender: list[list[bytes]], total: int) -> tuple[float, int, int]:
+    """(transfers/s, committed, refused) after sending each sender's transactions to one of ``urls``."""
+    start_height = int(rpc(urls[0], "status")["sync_info"]["latest_block_height"])
+    refused: list[str] = []
+    groups: list[list[bytes]] = [[] for _ in urls]
+    for index, txs in enumerate(per_sender):
+        groups[index % len(urls)].extend(txs)
+    started_ns = time.time_ns()
+    threads = [threading.Thread(target=submit, args=(url, group, refused)) for url, group in zip(urls, groups, strict=True)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    committed, last_ns, height = 0, started_ns, start_height
+    deadline = time.monotonic() + 300
+    while committed + len(refused) < total and time.monotonic() < deadline:
+        latest = int(rpc(urls[0], "status")["sync_info"]["latest_block_height"])
+        while height < latest:
+            height += 1
+            block = rpc(urls[0], "block", height=str(height))["block"]
+            count = len(block["data"]["txs"] or [])
+            committed += count
+            if count:
+                last_ns = parse_time_ns(block["header"]["time"])
+        time.sleep(0.1)
+    if refused:
+        print(f"  {len(refused)} refused; first: {refused[0]}", file=sys.stderr)
+    elapsed = (last_ns - started_ns) / 1e9
+    return (committed / elapsed if elapsed > 0 else 0.0), committed, len(refused)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def run_network(workdir: Path, senders: list[PrivateKey], count: int) -> tuple[float, int, int]:
+    nodes = init_network(workdir / "net", 4, "bench-net", [(format_address(k.address), 10**15) for k in senders],
+                         free_port() // 100 * 100 % 50_000 + 10_000, TIMEOUT_COMMIT)
+    for node in nodes:  # room in the mempool for the whole load, and JSON-RPC batches as large as ours
+        config_path = Path(node.home) / "config" / "config.toml"
+        config = set_config_value(config_path.read_text(), "mempool", "size", str(count * 2))
+        config = set_config_value(config, "mempool", "cache_size", str(count * 4))
+        config_path.write_text(set_config_value(config, "rpc", "max_request_batch_size", str(BATCH)))
+    start_network(workdir / "net")
+    try:
+        urls = [f"http://127.0.0.1:{n.rpc_port}" for n in nodes]
+        deadline = time.monotonic() + 60
+        while int(rpc(urls[0], "status")["sync_info"]["latest_block_height"]) < 2:
+            if time.monotonic() > deadline:
+                raise SystemExit("the network made no blocks")
+            time.sleep(0.2)
+        return measure(urls, sign_all("bench-net", senders, count), count)
+    finally:
+        stop_network(workdir / "net")
+
+
+def run_devnode(workdir: Path, senders: list[PrivateKey], count: int) -> tuple[float, int, int]:
+    data_dir = workdir / "devnode"
+    init_data_dir(data_dir, "bench-dev", [(format_address(k.address), 10**15) for k in senders])
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with (workdir / "devnode.log").open("w") as log:
+        node = subprocess.Popen([sys.executable, "-m", "gridmint.cli.main", "node", "start", "--data-dir",
+                                 str(data_dir), "--block-time", "0.5", "--rpc-laddr", f"127.0.0.1:{port}",
+                                 "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if int(rpc(url, "status")["sync_info"]["latest_block_height"]) >= 1:
+                    break
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass
+            if time.monotonic() > deadline:
+                raise SystemExit("the devnode did not start")
+            time.sleep(0.1)
+        return measure([url], sign_all("bench-dev", senders, count), count)
+    finally:
+        node.terminate()
+        node.wait(timeout=20)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--txs", type=int, default=8_000)
+    parser.add_argument("--senders", type=int, default=200)
+    args = parser.parse_args()
+    senders = [PrivateKey((i + 1).to_bytes(32, "big")) for i in range(args.senders)]
+    workdir = Path(tempfile.mkdtemp(prefix="gridmint-net-bench-"))
+    network, network_committed, network_refused = run_network(workdir, senders, args.txs)
+    devnode, devnode_committed, devnode_refused = run_devnode(workdir, senders, args.txs)
+    print(f"4-authority CometBFT network: {network:8.0f} transfers/s ({network_committed} committed, "
+          f"{network_refused} refused)")
+    print(f"devnode (same machine)      : {devnode:8.0f} transfers/s ({devnode_committed} committed, "
+          f"{devnode_refused} refused)")
+    print(f"ratio network / devnode     : {network / devnode:8.2f}")
+    print(json.dumps({"network_transfers_per_s": round(network, 1), "devnode_transfers_per_s": round(devnode, 1),
+                      "ratio": round(network / devnode, 3), "txs": args.txs, "network_committed": network_committed,
+                      "devnode_committed": devnode_committed}))
+
+
+if __name__ == "__main__":
+    main()
