@@ -60,7 +60,8 @@ def submit(url: str, txs: list[bytes], refused: list[str]) -> None:
     with httpx.Client(timeout=120) as client:
         for offset in range(0, len(txs), BATCH):
             batch = [{"jsonrpc": "2.0", "id": j, "method": "broadcast_tx_sync",
-                      "params": {"tx": base64.b64encode(raw).decode()}} for j, raw in enumerate(txs[offset:offset + BATCH])]
+                      "params": {"tx": base64.b64encode(raw).decode()}}
+                     for j, raw in enumerate(txs[offset:offset + BATCH])]
             for answer in client.post(url, content=json.dumps(batch)).json():
                 result = answer.get("result") or {}
                 if result.get("code", 1) != 0:
@@ -75,7 +76,8 @@ def measure(urls: list[str], per_sender: list[list[bytes]], total: int) -> tuple
     for index, txs in enumerate(per_sender):
         groups[index % len(urls)].extend(txs)
     started_ns = time.time_ns()
-    threads = [threading.Thread(target=submit, args=(url, group, refused)) for url, group in zip(urls, groups, strict=True)]
+    threads = [threading.Thread(target=submit, args=(url, group, refused))
+               for url, group in zip(urls, groups, strict=True)]
     for thread in threads:
         thread.start()
     for thread in threads:

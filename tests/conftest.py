@@ -15,3 +15,9 @@ def chain(tmp_path: Path) -> Iterator[Chain]:
     app = make_app(tmp_path)
     yield Chain(app)
     app.store.close()
+
+
+@pytest.fixture(params=["devnode", "cometbft"])
+def node_kind(request: pytest.FixtureRequest) -> str:
+    """Run a live test against the devnode and against a 4-authority CometBFT network (``make cometbft``)."""
+    return str(request.param)

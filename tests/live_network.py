@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from click.testing import CliRunner
 
 from gridmint.cli.main import cli
 from gridmint.client.wallet import create_wallet
+from gridmint.node.network import init_network, node_status, start_network, stop_network
 from tests.helpers import MINT, DevnodeProcess, write_data_dir
 
 FAST_KDF = {"opslimit": 1, "memlimit": 65_536}
@@ -21,7 +23,7 @@ FAST_KDF = {"opslimit": 1, "memlimit": 65_536}
 
 @dataclass
 class LiveSubnet:
-    node: DevnodeProcess
+    node: DevnodeProcess | CometNetwork
     wallets: Path
     runner: CliRunner
 
@@ -43,15 +45,55 @@ class LiveSubnet:
         raise AssertionError(f"timed out waiting for {what}")
 
 
-def funded_devnode(tmp_path: Path, names: tuple[str, ...], block_time: float = 0.05,
-                   **sections: Any) -> tuple[DevnodeProcess, Path]:
-    """A started devnode whose genesis funds each named wallet's coldkey and default hotkey (10,000 MINT each);
-    ``sections`` replace app_state sections of the genesis."""
+class CometNetwork:
+    """A started 4-authority CometBFT network, used where a test takes a DevnodeProcess (``url``, ``stop``)."""
+
+    def __init__(self, directory: Path, balances: list[tuple[str, int]], sections: dict[str, Any]) -> None:
+        self.directory = directory
+        self.nodes = init_network(directory, 4, "gridmint-net", balances, free_port_range(), "200ms",
+                                  sections=sections)
+        self.url = f"http://127.0.0.1:{self.nodes[0].rpc_port}"
+        start_network(directory)
+        deadline = time.monotonic() + 60
+        while not all(node_status(n).get("height", 0) >= 2 for n in self.nodes):
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError("the CometBFT network made no blocks")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        stop_network(self.directory)
+
+
+def free_port_range(width: int = 40) -> int:
+    """A base port with the ``width`` ports after it free on loopback."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = int(probe.getsockname()[1]) // 100 * 100
+        if base + width > 65_000:
+            continue
+        try:
+            for offset in range(width):
+                with socket.socket() as check:
+                    check.bind(("127.0.0.1", base + offset))
+            return base
+        except OSError:
+            continue
+    raise RuntimeError("no free port range")
+
+
+def funded_devnode(tmp_path: Path, names: tuple[str, ...], block_time: float = 0.05, kind: str = "devnode",
+                   **sections: Any) -> tuple[DevnodeProcess | CometNetwork, Path]:
+    """A started devnode (or, with ``kind="cometbft"``, a 4-authority CometBFT network) whose genesis funds each
+    named wallet's coldkey and default hotkey (10,000 MINT each); ``sections`` replace app_state sections."""
     wallets = tmp_path / "wallets"
     funded = []
     for name in names:
         wallet, _ = create_wallet(name, "pw", wallets, **FAST_KDF)
         funded += [wallet.address, wallet.hotkey_address("default")]
+    if kind == "cometbft":
+        return CometNetwork(tmp_path / "net", [(a, 10_000 * MINT) for a in funded], sections), wallets
     data_dir = tmp_path / "node"
     write_data_dir(data_dir, accounts=())
     genesis = json.loads((data_dir / "genesis.json").read_text())
@@ -66,11 +108,11 @@ def funded_devnode(tmp_path: Path, names: tuple[str, ...], block_time: float = 0
 @contextmanager
 def live_subnet(tmp_path: Path, monkeypatch: Any, names: tuple[str, ...] = ("owner", "val", "miner"),
                 tempo: int = 5, modality: str = "text-generation", permit: bool = True,
-                others: tuple[str, ...] = ()) -> Iterator[LiveSubnet]:
+                others: tuple[str, ...] = (), kind: str = "devnode") -> Iterator[LiveSubnet]:
     """``names[0]`` owns subnet 1, ``names[1]`` validates on it, the rest are registered miners; ``others`` are
     funded wallets that are not registered."""
-    node, wallets = funded_devnode(tmp_path, names + others, subnets={"params": {"default_tempo": tempo,
-                                                                                 "min_lock": 100 * MINT}})
+    node, wallets = funded_devnode(tmp_path, names + others, kind=kind,
+                                   subnets={"params": {"default_tempo": tempo, "min_lock": 100 * MINT}})
     monkeypatch.setenv("GRIDMINT_WALLET_DIR", str(wallets))
     monkeypatch.setenv("GRIDMINT_NODE", node.url)
     monkeypatch.setenv("GRIDMINT_PASSWORD", "pw")

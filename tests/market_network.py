@@ -21,7 +21,7 @@ from gridmint.cli.main import cli
 from gridmint.client.chain_client import ChainClient
 from gridmint.client.wallet import open_wallet
 from tests.helpers import DevnodeProcess
-from tests.live_network import funded_devnode
+from tests.live_network import CometNetwork, funded_devnode
 
 # A small HTTP service: answers GET with its greeting and logs each request, listening where the provider says.
 SERVICE = """
@@ -80,7 +80,7 @@ class ProviderProcess:
 
 @dataclass
 class LiveMarket:
-    node: DevnodeProcess
+    node: DevnodeProcess | CometNetwork
     wallets: Path
     tmp: Path
     runner: CliRunner = field(default_factory=CliRunner)
@@ -137,8 +137,8 @@ class LiveMarket:
 
 @contextmanager
 def live_market(tmp_path: Path, monkeypatch: Any, names: tuple[str, ...] = ("tenant", "alpha", "beta"),
-                block_time: float = 0.1) -> Iterator[LiveMarket]:
-    node, wallets = funded_devnode(tmp_path, names, block_time=block_time)
+                block_time: float = 0.1, kind: str = "devnode") -> Iterator[LiveMarket]:
+    node, wallets = funded_devnode(tmp_path, names, block_time=block_time, kind=kind)
     monkeypatch.setenv("GRIDMINT_WALLET_DIR", str(wallets))
     monkeypatch.setenv("GRIDMINT_NODE", node.url)
     monkeypatch.setenv("GRIDMINT_PASSWORD", "pw")

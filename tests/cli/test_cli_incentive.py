@@ -1,4 +1,4 @@
-"""The incentive-layer commands against a real devnode: subnet, register, stake, commit-reveal, set weights,
+"""The incentive-layer commands against a real devnode and a 4-authority CometBFT network: subnet, register, stake, commit-reveal, set weights,
 endpoint, metagraph, dissolve (the subnet and its first registrations come from tests/live_network.py, which
 drives the same commands)."""
 
@@ -16,8 +16,8 @@ from tests.live_network import live_subnet
 pytestmark = pytest.mark.slow
 
 
-def test_subnet_lifecycle_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with live_subnet(tmp_path, monkeypatch, tempo=20) as live:
+def test_subnet_lifecycle_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, node_kind: str) -> None:
+    with live_subnet(tmp_path, monkeypatch, tempo=20, kind=node_kind) as live:
         run, runner = live.run, live.runner
         info = run("subnet", "show", "1")
         assert info["lock"] == 100 * MINT and info["n"] == 2

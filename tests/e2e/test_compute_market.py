@@ -36,8 +36,8 @@ def _wait(condition: Any, what: str, timeout_s: float = 60) -> Any:
 
 
 def test_cheapest_matching_provider_serves_the_workload_and_is_paid_rate_times_blocks(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    with live_market(tmp_path, monkeypatch) as market:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, node_kind: str) -> None:
+    with live_market(tmp_path, monkeypatch, kind=node_kind) as market:
         alpha = market.start_provider("alpha", "--cpu", "2", "--memory", "2048", "--region", "eu-west",
                                       "--price-per-cpu", "0.0004", "--withdraw-every", "0")
         beta = market.start_provider("beta", "--cpu", "1", "--memory", "1024", "--region", "us-east",
@@ -89,9 +89,9 @@ def test_cheapest_matching_provider_serves_the_workload_and_is_paid_rate_times_b
 
 
 def test_a_lease_funded_for_n_blocks_is_closed_in_block_n_and_its_workload_stopped(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, node_kind: str) -> None:
     blocks_funded = 60
-    with live_market(tmp_path, monkeypatch, names=("tenant", "alpha")) as market:
+    with live_market(tmp_path, monkeypatch, names=("tenant", "alpha"), kind=node_kind) as market:
         price = 7_000_000  # grains per block, from the provider's expression rule
         alpha = market.start_provider("alpha", "--cpu", "1", "--memory", "1024", "--price-expr", str(price),
                                       "--withdraw-every", "10")

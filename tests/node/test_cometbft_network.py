@@ -6,7 +6,6 @@ refused before it reaches a block."""
 from __future__ import annotations
 
 import base64
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from gridmint.node.network import (
     stop_node,
     validator_key,
 )
+from tests.live_network import free_port_range
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cometbft")]
 
@@ -35,28 +35,10 @@ SENDERS = [PrivateKey(bytes([i]) * 32) for i in range(1, 5)]
 MINT = 10**9
 
 
-def _free_base() -> int:
-    """A base port with the 40 ports after it free (node i uses base+10i and base+10i+1)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1]) // 100 * 100
-        if base + 40 > 65_000:
-            continue
-        try:
-            for offset in range(40):
-                with socket.socket() as check:
-                    check.bind(("127.0.0.1", base + offset))
-            return base
-        except OSError:
-            continue
-    raise RuntimeError("no free port range")
-
-
 @pytest.fixture
 def network(tmp_path: Path) -> Iterator[list[NodeSpec]]:
     nodes = init_network(tmp_path / "net", 4, "gridmint-net", [(format_address(k.address), 1_000 * MINT)
-                                                               for k in SENDERS], _free_base(), "200ms")
+                                                               for k in SENDERS], free_port_range(), "200ms")
     start_network(tmp_path / "net")
     try:
         _wait(lambda: all(node_status(n).get("height", 0) >= 2 for n in nodes), "the first blocks")
@@ -144,7 +126,7 @@ def _signers(client: ChainClient, height: int) -> set[str]:
 
 
 def test_authorities_added_and_removed_by_vote_change_who_signs(tmp_path: Path) -> None:
-    nodes = init_network(tmp_path / "net", 4, "gridmint-net", [], _free_base(), "200ms", full_nodes=1)
+    nodes = init_network(tmp_path / "net", 4, "gridmint-net", [], free_port_range(), "200ms", full_nodes=1)
     start_network(tmp_path / "net")
     try:
         _wait(lambda: all(node_status(n).get("height", 0) >= 2 for n in nodes), "the first blocks")
