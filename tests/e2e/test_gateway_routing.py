@@ -157,8 +157,9 @@ def _errors_are_openai_shaped(live: LiveSubnet, gateway: Process, key: str) -> N
 def test_a_killed_gateway_loses_no_metered_usage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with live_subnet(tmp_path, monkeypatch, names=("owner", "val", "m1"), tempo=50_000, permit=False,
                      others=("gw", "consumer")) as live:
-        miner = start_miner(tmp_path, "m1", 1, "echo", "0.001")
+        # The gateway registers first, so that the miner allows it from its first metagraph sync.
         gateway = start_gateway(tmp_path, "gw", "--settle-seconds", "3600")  # no settlement while it lives
+        miner = start_miner(tmp_path, "m1", 1, "echo", "0.001")
         try:
             wait_for_models(gateway, "echo")
             live.run("credit", "open", gateway.url, "5", "--wallet", "consumer")
