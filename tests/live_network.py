@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from gridmint.cli.main import cli
 from gridmint.client.wallet import create_wallet
 from gridmint.node.network import init_network, node_status, start_network, stop_network
-from tests.helpers import MINT, DevnodeProcess, write_data_dir
+from tests.helpers import CHAIN_ID, MINT, DevnodeProcess, write_data_dir
 
 FAST_KDF = {"opslimit": 1, "memlimit": 65_536}
 
@@ -50,8 +50,7 @@ class CometNetwork:
 
     def __init__(self, directory: Path, balances: list[tuple[str, int]], sections: dict[str, Any]) -> None:
         self.directory = directory
-        self.nodes = init_network(directory, 4, "gridmint-net", balances, free_port_range(), "200ms",
-                                  sections=sections)
+        self.nodes = init_network(directory, 4, CHAIN_ID, balances, free_port_range(), "200ms", sections=sections)
         self.url = f"http://127.0.0.1:{self.nodes[0].rpc_port}"
         start_network(directory)
         deadline = time.monotonic() + 60

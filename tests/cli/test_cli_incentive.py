@@ -1,6 +1,6 @@
-"""The incentive-layer commands against a real devnode and a 4-authority CometBFT network: subnet, register, stake, commit-reveal, set weights,
-endpoint, metagraph, dissolve (the subnet and its first registrations come from tests/live_network.py, which
-drives the same commands)."""
+"""The incentive-layer commands against a real devnode and a 4-authority CometBFT network: subnet, register,
+stake, commit-reveal, set weights, endpoint, metagraph, dissolve (the subnet and its first registrations come from
+tests/live_network.py, which drives the same commands)."""
 
 from __future__ import annotations
 

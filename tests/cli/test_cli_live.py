@@ -1,4 +1,5 @@
-"""The CLI against a real devnode process: transfer, balances, and the chain commands."""
+"""The CLI against a real devnode process and a 4-authority CometBFT network: transfer, balances, and the chain
+commands."""
 
 from __future__ import annotations
 
@@ -10,23 +11,17 @@ from click.testing import CliRunner
 
 from gridmint.chain.crypto import format_address
 from gridmint.cli.main import cli
-from gridmint.client.wallet import create_wallet
-from tests.helpers import FEE, START_BALANCE, DevnodeProcess, key, write_data_dir
+from tests.helpers import FEE, MINT, key
+from tests.live_network import funded_devnode
 
 pytestmark = pytest.mark.slow
 
+FUNDED = 10_000 * MINT  # what funded_devnode gives each wallet
 
-def test_transfer_balance_and_chain_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    wallets = tmp_path / "wallets"
-    alice, _ = create_wallet("alice", "pw", wallets, words=None, opslimit=1, memlimit=65536)
-    data_dir = tmp_path / "node"
-    write_data_dir(data_dir, accounts=("carol",))
-    # Fund the new wallet at genesis by rewriting the balance list before the first start.
-    genesis = json.loads((data_dir / "genesis.json").read_text())
-    genesis["app_state"]["bank"]["balances"].append({"address": alice.address, "amount": START_BALANCE})
-    (data_dir / "genesis.json").write_text(json.dumps(genesis))
-    node = DevnodeProcess(data_dir, block_time=0.1)
-    node.start()
+
+def test_transfer_balance_and_chain_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            node_kind: str) -> None:
+    node, wallets = funded_devnode(tmp_path, ("alice",), block_time=0.1, kind=node_kind)
     monkeypatch.setenv("GRIDMINT_WALLET_DIR", str(wallets))
     monkeypatch.setenv("GRIDMINT_NODE", node.url)
     monkeypatch.setenv("GRIDMINT_PASSWORD", "pw")
@@ -38,11 +33,11 @@ def test_transfer_balance_and_chain_commands(tmp_path: Path, monkeypatch: pytest
         receipt = json.loads(sent.output)
         assert receipt["amount"] == 2_500_000_000 and receipt["fee"] == FEE
         balance = json.loads(runner.invoke(cli, ["--json", "wallet", "balance", "alice"]).output)
-        assert balance["balance"] == START_BALANCE - 2_500_000_000 - FEE
+        assert balance["balance"] == FUNDED - 2_500_000_000 - FEE
         assert "2.5 MINT" in runner.invoke(cli, ["wallet", "balance", bob]).output
-        too_much = runner.invoke(cli, ["wallet", "transfer", "alice", bob, "5000"])
+        too_much = runner.invoke(cli, ["wallet", "transfer", "alice", bob, "50000"])
         assert too_much.exit_code == 1 and "[bank/1 insufficient_funds]" in too_much.output
-        assert "balance 997.49998 MINT" in too_much.output  # what is left once this transfer's fee is paid
+        assert "balance 9997.49998 MINT" in too_much.output  # what is left once this transfer's fee is paid
         after = json.loads(runner.invoke(cli, ["--json", "wallet", "balance", "alice"]).output)
         assert after == balance  # refused at the mempool: nothing changed, no fee taken
         monkeypatch.setenv("GRIDMINT_PASSWORD", "not pw")
