@@ -79,15 +79,16 @@ def calls(net: BenchNetwork, miners: MinerClient, pool: HttpPool) -> dict[str, C
     return {"direct": direct, "gateway": gateway, "direct_stream": direct_stream, "gateway_stream": gateway_stream}
 
 
-async def measure(net: BenchNetwork, seconds: float, rounds: int) -> dict[str, float]:
+async def measure(net: BenchNetwork, seconds: float, rounds: int, levels: tuple[int, ...] = (1, 32),
+                  modes: tuple[str, ...] = ("", "stream_")) -> dict[str, float]:
     results: dict[str, float] = {}
     async with MinerClient(DIRECT, timeout_s=30, connections=64) as miners:
         pool = HttpPool(max_per_host=64)
         paths = calls(net, miners, pool)
         for name in paths:  # warm up every path's connections
             await load(paths[name], 8, 0.3)
-        for concurrency in (1, 32):
-            for stream in ("", "stream_"):
+        for concurrency in levels:
+            for stream in modes:
                 samples: dict[str, list[float]] = {"direct": [], "gateway": []}
                 elapsed: dict[str, float] = {"direct": 0.0, "gateway": 0.0}
                 for _ in range(rounds):  # interleaved, so both see the same machine

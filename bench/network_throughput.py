@@ -36,6 +36,9 @@ from gridmint.node.setup import init_data_dir
 BATCH = 250
 FEE = 10_000
 TIMEOUT_COMMIT = "1s"
+# Transactions a node may hold unconfirmed before the load waits: CometBFT rechecks every waiting transaction
+# after each block, so a flood costs each node work in proportion to its backlog, block after block.
+BACKLOG = 1_000
 
 
 def rpc(url: str, method: str, **params: object) -> dict:  # type: ignore[type-arg]
@@ -56,9 +59,12 @@ def sign_all(chain_id: str, senders: list[PrivateKey], count: int) -> list[list[
     return per_sender
 
 
-def submit(url: str, txs: list[bytes], refused: list[str]) -> None:
+def submit(url: str, txs: list[bytes], refused: list[str], backlog: int) -> None:
+    """Send ``txs`` in batches, waiting while the node's mempool holds more than ``backlog`` (0: no waiting)."""
     with httpx.Client(timeout=120) as client:
         for offset in range(0, len(txs), BATCH):
+            while backlog and int(rpc(url, "num_unconfirmed_txs")["n_txs"]) > backlog:
+                time.sleep(0.02)
             batch = [{"jsonrpc": "2.0", "id": j, "method": "broadcast_tx_sync",
                       "params": {"tx": base64.b64encode(raw).decode()}}
                      for j, raw in enumerate(txs[offset:offset + BATCH])]
@@ -68,7 +74,7 @@ def submit(url: str, txs: list[bytes], refused: list[str]) -> None:
                     refused.append(result.get("log") or str(answer.get("error")))
 
 
-def measure(urls: list[str], per_sender: list[list[bytes]], total: int) -> tuple[float, int, int]:
+def measure(urls: list[str], per_sender: list[list[bytes]], total: int, backlog: int) -> tuple[float, int, int]:
     """(transfers/s, committed, refused) after sending each sender's transactions to one of ``urls``."""
     start_height = int(rpc(urls[0], "status")["sync_info"]["latest_block_height"])
     refused: list[str] = []
@@ -76,7 +82,7 @@ def measure(urls: list[str], per_sender: list[list[bytes]], total: int) -> tuple
     for index, txs in enumerate(per_sender):
         groups[index % len(urls)].extend(txs)
     started_ns = time.time_ns()
-    threads = [threading.Thread(target=submit, args=(url, group, refused))
+    threads = [threading.Thread(target=submit, args=(url, group, refused, backlog))
                for url, group in zip(urls, groups, strict=True)]
     for thread in threads:
         thread.start()
@@ -122,7 +128,7 @@ def run_network(workdir: Path, senders: list[PrivateKey], count: int) -> tuple[f
             if time.monotonic() > deadline:
                 raise SystemExit("the network made no blocks")
             time.sleep(0.2)
-        return measure(urls, sign_all("bench-net", senders, count), count)
+        return measure(urls, sign_all("bench-net", senders, count), count, BACKLOG)
     finally:
         stop_network(workdir / "net")
 
@@ -147,7 +153,7 @@ def run_devnode(workdir: Path, senders: list[PrivateKey], count: int) -> tuple[f
             if time.monotonic() > deadline:
                 raise SystemExit("the devnode did not start")
             time.sleep(0.1)
-        return measure([url], sign_all("bench-dev", senders, count), count)
+        return measure([url], sign_all("bench-dev", senders, count), count, 0)
     finally:
         node.terminate()
         node.wait(timeout=20)
