@@ -92,3 +92,8 @@ INVALID_GENESIS = register("genesis", 1, "invalid_genesis")
 
 # Errors of the block interface (a node feeding blocks out of order is a bug in the node, not in a tx).
 BAD_BLOCK = register("app", 1, "bad_block")
+
+
+def registered() -> list[ErrorKind]:
+    """Every registered error, by module then code (for the reference docs)."""
+    return sorted(ErrorKind._registry.values(), key=lambda kind: (kind.module, kind.code))

@@ -14,6 +14,16 @@ from gridmint.chain.errors import INVALID_ADDRESS, INVALID_AMOUNT, INVALID_FIELD
 from gridmint.chain.units import MAX_AMOUNT, MAX_U64
 
 FieldCheck = Callable[[str, Any], Any]
+_DESCRIPTIONS: dict[FieldCheck, str] = {}  # what each check accepts, in words (the reference docs read it)
+
+
+def described(description: str, check: FieldCheck) -> FieldCheck:
+    _DESCRIPTIONS[check] = description
+    return check
+
+
+def describe(check: FieldCheck) -> str:
+    return _DESCRIPTIONS.get(check, getattr(check, "__name__", "value"))
 
 
 def _type_name(value: Any) -> str:
@@ -58,7 +68,7 @@ def text(max_bytes: int) -> FieldCheck:
             raise INVALID_FIELD(f"{name}: longer than {max_bytes} bytes")
         return value
 
-    return check
+    return described(f"text (≤ {max_bytes} bytes)", check)
 
 
 def choice(*options: str) -> FieldCheck:
@@ -67,7 +77,7 @@ def choice(*options: str) -> FieldCheck:
             raise INVALID_FIELD(f"{name}: expected one of {', '.join(options)}, got {str(value)[:40]!r}")
         return str(value)
 
-    return check
+    return described(f"one of {', '.join(options)}", check)
 
 
 
@@ -83,7 +93,7 @@ def list_of(item_check: FieldCheck, max_items: int, items: str) -> FieldCheck:
             raise INVALID_FIELD(f"{name}: expected a list of at most {max_items} {items}")
         return [item_check(f"{name}[{index}]", item) for index, item in enumerate(value)]
 
-    return check
+    return described(f"list of ≤ {max_items} {describe(item_check)}", check)
 
 
 def record(*parts: tuple[str, FieldCheck]) -> FieldCheck:
@@ -95,7 +105,7 @@ def record(*parts: tuple[str, FieldCheck]) -> FieldCheck:
             raise INVALID_FIELD(f"{name}: expected [{names}]")
         return [item_check(f"{name}.{part}", item) for (part, item_check), item in zip(parts, value, strict=True)]
 
-    return check
+    return described("[" + ", ".join(f"{part}: {describe(c)}" for part, c in parts) + "]", check)
 
 
 def u16_list(max_items: int) -> FieldCheck:
@@ -110,3 +120,8 @@ def bytes32(name: str, value: Any) -> bytes:
     if not isinstance(value, bytes) or len(value) != 32:
         raise INVALID_FIELD(f"{name}: expected 32 bytes")
     return value
+
+
+for _check, _words in ((address, "address (20 bytes, gm1…)"), (public_key, "ed25519 public key (32 bytes)"),
+                       (u64, "u64"), (u16, "u16"), (amount, "amount (grains, > 0)"), (bytes32, "32 bytes")):
+    described(_words, _check)

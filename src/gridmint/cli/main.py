@@ -18,6 +18,7 @@ from gridmint.cli.net import net
 from gridmint.cli.node import node
 from gridmint.cli.output import fail
 from gridmint.cli.provider import provider
+from gridmint.cli.reference import reference
 from gridmint.cli.subnet import endpoint, stake, subnet, weights
 from gridmint.cli.validator import validator
 from gridmint.cli.wallet import wallet
@@ -41,7 +42,7 @@ def cli(json_output: bool) -> None:
 
 
 for command in (wallet, node, chain, subnet, stake, weights, endpoint, miner, validator, market, provider, deploy,
-                gateway, credit, net, demo):
+                gateway, credit, net, reference, demo):
     cli.add_command(command)
 
 

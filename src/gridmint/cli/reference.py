@@ -1,0 +1,100 @@
+"""The chain's reference, written from the modules themselves: ``gridmint reference > docs/chain.md``.
+
+For each module of the app: what it is and what state it keeps (its docstring), its messages with their fields,
+its queries, the events it emits, its errors with their stable codes, and its invariants. Generated, so it cannot
+drift from the code; a test regenerates it and compares it with the file in docs/.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+import sys
+from types import ModuleType
+
+import click
+
+from gridmint.chain.app import MODULES
+from gridmint.chain.errors import registered
+from gridmint.chain.fields import describe
+
+# Off-chain packages whose errors the reference lists too (importing them registers their codes).
+OFF_CHAIN = ("gridmint.client.errors", "gridmint.client.signing", "gridmint.inference.wire",
+             "gridmint.market.tenant", "gridmint.market.provider.api", "gridmint.gateway.app",
+             "gridmint.gateway.routing", "gridmint.node.network")
+
+EMIT = re.compile(r'\.emit\(\s*"([a-z_]+)"')
+
+
+def _module_of(name: str) -> ModuleType:
+    return sys.modules[f"gridmint.chain.{name}"]
+
+
+def _events(source: str) -> list[tuple[str, list[str]]]:
+    """Each ``ctx.emit("type", key=...)`` call's type and keyword names (the call's top-level ``key=`` only)."""
+    found: dict[str, list[str]] = {}
+    for match in EMIT.finditer(source):
+        depth, index, top_level = 1, match.end(), []
+        start = index
+        while depth and index < len(source):
+            char = source[index]
+            if char in "([{":
+                depth += 1
+            elif char in ")]}":
+                depth -= 1
+            elif char == "," and depth == 1:
+                top_level.append(source[start:index])
+                start = index + 1
+            index += 1
+        top_level.append(source[start:index - 1])
+        names = [m.group(1) for part in top_level if (m := re.match(r"\s*([a-z_]+)=", part))]
+        found.setdefault(match.group(1), names)
+    return sorted(found.items())
+
+
+def render() -> str:
+    lines = ["# GridMint chain reference", "",
+             "Generated from the modules by `gridmint reference` (a test keeps it current). Amounts "
+             "are integers in grains (1 MINT = 10^9 grains). Queries are `abci_query` paths; answers are canonical "
+             "MessagePack. Errors carry a stable `(codespace, code)`.", ""]
+    for spec in MODULES:
+        module = _module_of(spec.name)
+        lines += [f"## {spec.name}", "", inspect.cleandoc(module.__doc__ or "").strip(), ""]
+        if spec.handlers:
+            lines += ["### Messages", "", "| type | fields |", "|---|---|"]
+            for message in spec.handlers:
+                fields = "; ".join(f"`{name}`: {describe(check)}" for name, check in message.FIELDS) or "(none)"
+                lines.append(f"| `{message.TYPE}` | {fields} |")
+            lines.append("")
+        if spec.queries:
+            lines += ["### Queries", ""]
+            lines += [f"- `/{spec.name}/{path}`" + ("" if path != "*" else " (any path below the module)")
+                      for path in spec.queries]
+            lines.append("")
+        events = _events(inspect.getsource(module))
+        if events:
+            lines += ["### Events", ""]
+            lines += [f"- `{name}`" + (f": {', '.join(attributes)}" if attributes else "") for name, attributes in
+                      events]
+            lines.append("")
+        errors = [kind for kind in registered() if kind.module == spec.name]
+        if errors:
+            lines += ["### Errors", "", "| code | name |", "|---|---|"]
+            lines += [f"| {kind.module}/{kind.code} | {kind.name} |" for kind in errors]
+            lines.append("")
+        if spec.invariants:
+            lines += ["### Invariants", "", *[f"- `{name}`" for name in spec.invariants], ""]
+    for name in OFF_CHAIN:
+        importlib.import_module(name)
+    shared = [kind for kind in registered() if kind.module not in {spec.name for spec in MODULES}]
+    lines += ["## Other errors (transactions, queries, clients, miners, providers, gateways)", "",
+              "| code | name |", "|---|---|"]
+    lines += [f"| {kind.module}/{kind.code} | {kind.name} |" for kind in shared]
+    return "\n".join(lines) + "\n"
+
+
+@click.command(hidden=True)
+def reference() -> None:
+    """Print the chain reference (docs/chain.md) as Markdown."""
+    sys.stdout.write(render())
