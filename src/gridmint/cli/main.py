@@ -20,6 +20,7 @@ from gridmint.cli.output import fail
 from gridmint.cli.provider import provider
 from gridmint.cli.reference import reference
 from gridmint.cli.subnet import endpoint, stake, subnet, weights
+from gridmint.cli.up import down, up
 from gridmint.cli.validator import validator
 from gridmint.cli.wallet import wallet
 
@@ -42,7 +43,7 @@ def cli(json_output: bool) -> None:
 
 
 for command in (wallet, node, chain, subnet, stake, weights, endpoint, miner, validator, market, provider, deploy,
-                gateway, credit, net, reference, demo):
+                gateway, credit, net, reference, demo, up, down):
     cli.add_command(command)
 
 

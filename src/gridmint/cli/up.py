@@ -1,0 +1,254 @@
+"""``gridmint up`` and ``gridmint down``: the whole network on this machine, in one command.
+
+The first ``up`` creates dev wallets (one password, printed: this is a dev network), a devnode with a genesis that
+funds them, a text-generation subnet (SmolLM2 through llama.cpp, and a weak miner that echoes the prompt, so that
+the validator's weights have something to tell apart) and an embedding subnet (wordllama), a validator on each, a
+gateway with a credit line and an API key for a dev consumer, and a provider offering part of this machine.
+Everything runs as background processes with their logs in ``<data dir>/logs``; ``up`` returns once the gateway
+answers and prints how to use it. ``down`` stops them all (validators and miners first, the node last). A later
+``up`` with the same data directory resumes: same chain, same wallets, same API key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import httpx
+
+from gridmint.chain.credit import MsgOpenCredit
+from gridmint.chain.crypto import PrivateKey, parse_address
+from gridmint.chain.staking import MsgAddStake
+from gridmint.chain.subnets import MsgCreateSubnet, MsgRegister
+from gridmint.chain.tx import Msg
+from gridmint.cli.output import emit
+from gridmint.client.chain_client import ChainClient, raise_for_code
+from gridmint.client.wallet import Wallet, create_wallet, open_wallet
+from gridmint.gateway.keys import request_api_key
+from gridmint.node.setup import init_data_dir
+
+DEV_PASSWORD = "gridmint-dev"  # dev wallets only; printed in the summary  # noqa: S105
+WALLETS = ("owner", "validator", "smol", "weak", "embed", "gateway", "consumer", "provider")
+STATE = "up.json"
+PIDS = "pids.json"
+MINT = 10**9
+SERVED_MODELS = ("smollm2-135m-instruct", "echo", "wordllama-l2_supercat-256")
+STOP_ORDER = ("validator-1", "validator-2", "smol", "weak", "embed", "provider", "gateway", "node")
+
+
+def _step(text: str) -> None:
+    click.echo(click.style("==> ", fg="green") + text, err=True)
+
+
+def _wait_http(url: str, what: str, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise click.ClickException(f"{what} exited; see its log")
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise click.ClickException(f"{what} did not answer at {url} within {timeout_s:.0f} s; see its log")
+
+
+class Launcher:
+    def __init__(self, data_dir: Path, ports: dict[str, int]) -> None:
+        self.data_dir = data_dir
+        self.ports = ports
+        self.logs = data_dir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.pids: dict[str, int] = {}
+        self.env = {**os.environ, "GRIDMINT_PASSWORD": DEV_PASSWORD, "GRIDMINT_WALLET_DIR": str(data_dir / "wallets"),
+                    "GRIDMINT_NODE": self.node_url, "HF_HUB_OFFLINE": "1"}
+
+    @property
+    def node_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['node']}"
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        with (self.logs / f"{name}.log").open("ab") as log:
+            process = subprocess.Popen([sys.executable, "-m", "gridmint.cli.main", *args], stdout=log,
+                                       stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+        self.pids[name] = process.pid
+        (self.data_dir / PIDS).write_text(json.dumps(self.pids))
+        return process
+
+
+def _wait_for_models(gateway_url: str, models: tuple[str, ...], timeout_s: float) -> None:
+    """Until the gateway's directory lists every model (it re-reads the miners' announcements from the chain)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            listed = {m["id"] for m in httpx.get(gateway_url + "/v1/models", timeout=2).json()["data"]}
+            if set(models) <= listed:
+                return
+        except (httpx.HTTPError, ValueError, KeyError):
+            pass
+        time.sleep(0.3)
+    raise click.ClickException(f"the gateway did not list {', '.join(models)} within {timeout_s:.0f} s; see the logs")
+
+
+def _send(client: ChainClient, key: PrivateKey, *messages: Msg) -> None:
+    outcome = client.send(key, list(messages), int(client.query("/bank/params")["min_tx_fee"]))
+    raise_for_code(outcome.code, outcome.codespace, outcome.log)
+
+
+def _first_time(data_dir: Path) -> dict[str, Wallet]:
+    _step(f"Creating dev wallets in {data_dir / 'wallets'} (password: {DEV_PASSWORD})")
+    wallets = {name: create_wallet(name, DEV_PASSWORD, data_dir / "wallets", opslimit=2, memlimit=64 * 1024 * 1024)[0]
+               for name in WALLETS}
+    funded = [(w.address, 10_000 * MINT) for w in wallets.values()]
+    funded += [(w.hotkey_address("default"), 100 * MINT) for w in wallets.values()]
+    _step("Writing a dev genesis that funds them")
+    init_data_dir(data_dir / "node", "gridmint-local", funded, force=True)
+    return wallets
+
+
+def _set_up_chain(client: ChainClient, wallets: dict[str, Wallet]) -> None:
+    keys = {name: wallet.coldkey(DEV_PASSWORD) for name, wallet in wallets.items()}
+    hot = {name: parse_address(wallet.hotkey_address("default")) for name, wallet in wallets.items()}
+    _step("Creating subnet 1 (text generation) and subnet 2 (embeddings)")
+    _send(client, keys["owner"], MsgCreateSubnet("text-generation", "chat"))
+    _send(client, keys["owner"], MsgCreateSubnet("embedding", "embeddings"))
+    _step("Registering the validator on both subnets and the miners on theirs")
+    for netuid in (1, 2):
+        _send(client, keys["validator"], MsgRegister(netuid, hot["validator"], 0))
+        _send(client, keys["validator"], MsgAddStake(netuid, hot["validator"], 1_000 * MINT))
+    for name, netuid in (("smol", 1), ("weak", 1), ("embed", 2)):
+        _send(client, keys[name], MsgRegister(netuid, hot[name], 0))
+
+
+def _ports(base: int) -> dict[str, int]:
+    names = ("node", "gateway", "smol", "weak", "embed", "provider")
+    return {name: base + offset for offset, name in enumerate(names)}
+
+
+@click.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path.home() / ".gridmint" / "local", show_default=True)
+@click.option("--port-base", type=int, default=27600, show_default=True,
+              help="The node's RPC port; the gateway, miners and provider take the next ones.")
+@click.pass_context
+def up(ctx: click.Context, data_dir: Path, port_base: int) -> None:
+    """Start the whole local network (or resume it): chain, subnets, miners, validators, gateway, provider."""
+    if (data_dir / PIDS).exists():
+        raise click.ClickException(f"the network in {data_dir} seems to be running; `gridmint down --data-dir "
+                                   f"{data_dir}` first")
+    state_path = data_dir / STATE
+    fresh = not state_path.exists()
+    state: dict[str, Any] = {"ports": _ports(port_base)} if fresh else json.loads(state_path.read_text())
+    data_dir.mkdir(parents=True, exist_ok=True)
+    wallets = _first_time(data_dir) if fresh else {n: open_wallet(n, data_dir / "wallets") for n in WALLETS}
+    launcher = Launcher(data_dir, state["ports"])
+    try:
+        _step(f"Starting the devnode (RPC {launcher.node_url})")
+        node = launcher.start("node", "node", "start", "--data-dir", str(data_dir / "node"), "--block-time", "0.5",
+                              "--rpc-laddr", f"127.0.0.1:{state['ports']['node']}")
+        _wait_http(launcher.node_url + "/status", "the devnode", 60, node)
+        with ChainClient(launcher.node_url) as client:
+            while client.height() < 1:
+                time.sleep(0.1)
+            if fresh:
+                _set_up_chain(client, wallets)
+            _step("Starting the gateway")
+            gateway = launcher.start("gateway", "gateway", "run", "--wallet", "gateway", "--port",
+                                     str(state["ports"]["gateway"]), "--data-dir", str(data_dir / "gateway"),
+                                     "--sync-seconds", "1")
+            _wait_http(launcher.url("gateway") + "/health", "the gateway", 60, gateway)
+            _step("Starting the miners: SmolLM2 (llama.cpp) and a weak echo miner on subnet 1, wordllama on subnet 2")
+            for name, netuid, backend in (("smol", 1, "llama-cpp"), ("weak", 1, "echo"), ("embed", 2, "wordllama")):
+                launcher.start(name, "miner", "run", "--netuid", str(netuid), "--backend", backend, "--wallet", name,
+                               "--port", str(state["ports"][name]), "--price", "0.001")
+            for name in ("smol", "weak", "embed"):
+                _wait_http(launcher.url(name) + "/health", f"miner {name}", 120)
+            _wait_for_models(launcher.url("gateway"), SERVED_MODELS, 60)
+            _step("Starting a validator on each subnet and the provider")
+            for netuid in (1, 2):
+                launcher.start(f"validator-{netuid}", "validator", "run", "--netuid", str(netuid), "--wallet",
+                               "validator", "--interval", "5")
+            launcher.start("provider", "provider", "run", "--wallet", "provider", "--port",
+                           str(state["ports"]["provider"]), "--cpu", "1", "--memory", "1024", "--data-dir",
+                           str(data_dir / "provider"))
+            if fresh:
+                _step("Opening the dev consumer's credit line and getting its API key")
+                consumer = wallets["consumer"].coldkey(DEV_PASSWORD)
+                gateway_address = parse_address(wallets["gateway"].address)
+                _send(client, consumer, MsgOpenCredit(gateway_address, 1_000 * MINT, 5_000_000))
+                state["api_key"] = request_api_key(launcher.url("gateway"), consumer)
+                state_path.write_text(json.dumps(state, indent=2))
+            height = client.height()
+    except BaseException:
+        _stop_all(data_dir)
+        raise
+    base_url = launcher.url("gateway") + "/v1"
+    summary = {"base_url": base_url, "api_key": state["api_key"], "node": launcher.node_url, "height": height,
+               "logs": str(launcher.logs), "data_dir": str(data_dir), "explorer": None,
+               "processes": launcher.pids}
+    emit(ctx, summary, "\n".join([
+        "", click.style("GridMint is up.", bold=True), "",
+        f"  OpenAI base URL : {base_url}", f"  API key         : {state['api_key']}",
+        f"  Chain RPC       : {launcher.node_url} (height {height})", f"  Logs            : {launcher.logs}",
+        "  Explorer        : not built yet", "",
+        "  curl:", f"    curl {base_url}/chat/completions -H 'Authorization: Bearer {state['api_key']}' \\",
+        "      -H 'Content-Type: application/json' \\",
+        "      -d '{\"model\": \"smollm2-135m-instruct\", \"messages\": [{\"role\": \"user\", \"content\": \"Hi!\"}]}'",
+        "", "  Python:", "    from openai import OpenAI",
+        f"    client = OpenAI(base_url=\"{base_url}\", api_key=\"{state['api_key']}\")",
+        "    print(client.chat.completions.create(model=\"smollm2-135m-instruct\",",
+        "          messages=[{\"role\": \"user\", \"content\": \"Hi!\"}]).choices[0].message.content)", "",
+        f"  Stop: gridmint down --data-dir {data_dir}    (a later `gridmint up` resumes)"]))
+
+
+def _stop_all(data_dir: Path, timeout_s: float = 20.0) -> list[str]:
+    path = data_dir / PIDS
+    if not path.exists():
+        return []
+    pids: dict[str, int] = json.loads(path.read_text())
+    stopped = []
+    for name in [n for n in STOP_ORDER if n in pids] + [n for n in pids if n not in STOP_ORDER]:
+        pid = pids[name]
+        try:
+            os.killpg(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            continue
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.1)
+        if _alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+        stopped.append(name)
+    path.unlink()
+    return stopped
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except OSError:
+        return False
+
+
+@click.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path.home() / ".gridmint" / "local", show_default=True)
+@click.pass_context
+def down(ctx: click.Context, data_dir: Path) -> None:
+    """Stop everything `gridmint up` started (the chain and the wallets stay, for the next `up`)."""
+    stopped = _stop_all(data_dir)
+    emit(ctx, {"stopped": stopped}, f"Stopped {len(stopped)} processes." if stopped else "Nothing was running.")

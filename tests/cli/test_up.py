@@ -1,0 +1,61 @@
+"""`gridmint up` brings the whole local network up from nothing, an OpenAI client gets SmolLM2's text through its
+gateway, `gridmint down` leaves no process behind, and `up` again resumes the same chain with the same API key."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import openai
+import pytest
+
+from gridmint.client.chain_client import ChainClient
+from tests.live_network import free_port_range
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("up")]
+
+
+def _gridmint(*args: str) -> dict[str, object]:
+    done = subprocess.run([sys.executable, "-m", "gridmint.cli.main", "--json", *args], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return dict(json.loads(done.stdout))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def test_up_serves_smollm2_down_stops_everything_and_up_resumes(tmp_path: Path) -> None:
+    data_dir = str(tmp_path / "local")
+    first = _gridmint("up", "--data-dir", data_dir, "--port-base", str(free_port_range(10)))
+    try:
+        client = openai.OpenAI(base_url=str(first["base_url"]), api_key=str(first["api_key"]), max_retries=2)
+        answer = client.chat.completions.create(model="smollm2-135m-instruct", max_tokens=16,
+                                                messages=[{"role": "user", "content": "Say hello."}])
+        assert answer.choices[0].message.content
+        models = {m.id for m in client.models.list().data}
+        assert {"smollm2-135m-instruct", "echo", "wordllama-l2_supercat-256", "subnet-1", "subnet-2"} <= models
+        pids = dict(first["processes"])  # type: ignore[call-overload]
+        assert set(pids) == {"node", "gateway", "smol", "weak", "embed", "validator-1", "validator-2", "provider"}
+        with ChainClient(str(first["node"])) as chain:
+            height = chain.height()
+    finally:
+        stopped = _gridmint("down", "--data-dir", data_dir)
+    assert len(stopped["stopped"]) == 8  # type: ignore[arg-type]
+    assert not [name for name, pid in pids.items() if _alive(int(pid))]
+
+    again = _gridmint("up", "--data-dir", data_dir)
+    try:
+        assert again["api_key"] == first["api_key"] and again["base_url"] == first["base_url"]
+        assert int(str(again["height"])) >= height
+    finally:
+        _gridmint("down", "--data-dir", data_dir)
+    assert _gridmint("down", "--data-dir", data_dir)["stopped"] == []
