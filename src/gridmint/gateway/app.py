@@ -14,10 +14,8 @@ Errors are OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +29,7 @@ from gridmint.gateway.ledger import Ledger
 from gridmint.gateway.metrics import GatewayMetrics
 from gridmint.gateway.routing import Candidate, Directory, parse_preferences
 from gridmint.inference import wire
-from gridmint.inference.asgi import Receive, Send, read_body, send_raw
+from gridmint.inference.asgi import Job, Receive, Send, read_body, run_lifespan, send_raw
 from gridmint.inference.client import HttpError, MinerClient
 
 log = logging.getLogger("gridmint.gateway")
@@ -74,7 +72,7 @@ def _error_body(message: str, kind: str, code: str) -> bytes:
 class GatewayApp:
     def __init__(self, address: str, miners: MinerClient, directory: Directory, keys: ApiKeys, ledger: Ledger,
                  credit: CreditBook, limiter: RateLimiter, timeout_s: float = 60.0, idle_s: float = 30.0,
-                 background: list[Callable[[], Coroutine[Any, Any, None]]] | None = None) -> None:
+                 background: list[Job] | None = None) -> None:
         self.address = address
         self.miners = miners
         self.directory = directory
@@ -86,11 +84,10 @@ class GatewayApp:
         self.idle_s = idle_s
         self.metrics = GatewayMetrics()
         self.background = background or []
-        self._tasks: list[asyncio.Task[None]] = []
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await run_lifespan(receive, send, self.background, self.miners.__aexit__)
             return
         if scope["type"] != "http":
             return
@@ -117,20 +114,6 @@ class GatewayApp:
                        b"application/json")
         finally:
             self.metrics.answered(path if path in MODEL_PATHS else "other", status, time.perf_counter() - started)
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                self._tasks = [asyncio.create_task(job()) for job in self.background]
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                for task in self._tasks:
-                    task.cancel()
-                await asyncio.gather(*self._tasks, return_exceptions=True)  # lets settlement finish its last batch
-                await self.miners.__aexit__()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     def _models(self) -> dict[str, Any]:
         return {"object": "list", "data": [{"id": model, "object": "model", "created": 0, "owned_by": "gridmint",

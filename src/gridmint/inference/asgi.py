@@ -10,13 +10,56 @@ chunks still leave as they are produced: each is its own turn).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
+Job = Callable[[], Coroutine[Any, Any, None]]
+
+
+async def run_lifespan(receive: Receive, send: Send, background: list[Job],
+                       on_shutdown: Callable[[], Awaitable[None]] | None = None) -> None:
+    """ASGI lifespan: start the background jobs at start-up; at shutdown cancel them and wait until they end
+    (a job may do its last work when cancelled), then ``on_shutdown``."""
+    tasks: list[asyncio.Task[None]] = []
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            tasks = [asyncio.create_task(job()) for job in background]
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if on_shutdown is not None:
+                await on_shutdown()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+class AnswerMeter:
+    """Requests answered by endpoint and status, and their latency, with the label children cached (``labels()``
+    costs more than the count itself)."""
+
+    def __init__(self, prefix: str, registry: CollectorRegistry) -> None:
+        self.requests = Counter(f"{prefix}_requests", "Requests answered, by endpoint and status",
+                                ["endpoint", "status"], registry=registry)
+        self.latency = Histogram(f"{prefix}_latency_seconds", "Time from request to the last byte", ["endpoint"],
+                                 registry=registry, buckets=(0.001, 0.005, 0.02, 0.1, 0.5, 1, 2, 5, 10, 30, 60))
+        self._children: dict[tuple[str, int], tuple[Counter, Histogram]] = {}
+
+    def answered(self, endpoint: str, status: int, seconds: float) -> None:
+        key = (endpoint, status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.requests.labels(endpoint, str(status)),
+                                              self.latency.labels(endpoint))
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 async def read_body(scope: dict[str, Any], receive: Receive, limit: int) -> bytes | None:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -26,7 +26,7 @@ from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import ChainError
 from gridmint.client.signing import BODY, Caller, NonceWindow, http_status, sign_answer, verify_request
 from gridmint.inference import wire
-from gridmint.inference.asgi import Receive, Send, read_body, send_raw
+from gridmint.inference.asgi import Job, Receive, Send, read_body, run_lifespan, send_raw
 from gridmint.inference.backends.base import (
     ANY_MODALITY,
     EMBEDDING,
@@ -50,7 +50,7 @@ class MinerApp:
     def __init__(self, key: PrivateKey, backend: Backend, policy: CallerPolicy, max_concurrency: int = 8,
                  request_timeout_s: float = 60.0, max_body_bytes: int = MAX_BODY_BYTES,
                  nonces: NonceWindow | None = None,
-                 background: list[Callable[[], Coroutine[Any, Any, None]]] | None = None) -> None:
+                 background: list[Job] | None = None) -> None:
         self.key = key
         self.address = format_address(key.address)
         self.backend = backend
@@ -62,7 +62,6 @@ class MinerApp:
         self.metrics = MinerMetrics()
         self.in_flight = 0
         self.background = background or []  # started at lifespan start-up (metagraph sync), cancelled at shutdown
-        self._tasks: list[asyncio.Task[None]] = []
         self._routes: dict[str, Callable[[Send, Any, Caller], Awaitable[None]]] = {
             "/v1/chat/completions": self._chat, "/v1/completions": self._completion,
             "/v1/embeddings": self._embedding,
@@ -70,7 +69,7 @@ class MinerApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
+            await run_lifespan(receive, send, self.background)
             return
         if scope["type"] != "http":
             return
@@ -140,18 +139,6 @@ class MinerApp:
             self.in_flight -= 1
             self.metrics.in_flight.set(self.in_flight)
             self.metrics.answered(path, status, time.perf_counter() - started)
-
-    async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                self._tasks = [asyncio.create_task(job()) for job in self.background]
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                for task in self._tasks:
-                    task.cancel()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
 
     def _check_model(self, model: str, modality: str) -> None:
         if model not in self.backend.models():
