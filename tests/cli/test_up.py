@@ -44,12 +44,13 @@ def test_up_serves_smollm2_down_stops_everything_and_up_resumes(tmp_path: Path) 
         models = {m.id for m in client.models.list().data}
         assert {"smollm2-135m-instruct", "echo", "wordllama-l2_supercat-256", "subnet-1", "subnet-2"} <= models
         pids = dict(first["processes"])  # type: ignore[call-overload]
-        assert set(pids) == {"node", "gateway", "smol", "weak", "embed", "validator-1", "validator-2", "provider"}
+        assert set(pids) == {"node", "gateway", "smol", "weak", "embed", "validator-1", "validator-2", "provider",
+                             "explorer"}
         with ChainClient(str(first["node"])) as chain:
             height = chain.height()
     finally:
         stopped = _gridmint("down", "--data-dir", data_dir)
-    assert len(stopped["stopped"]) == 8  # type: ignore[arg-type]
+    assert len(stopped["stopped"]) == 9  # type: ignore[arg-type]
     assert not [name for name, pid in pids.items() if _alive(int(pid))]
 
     again = _gridmint("up", "--data-dir", data_dir)

@@ -11,6 +11,7 @@ from gridmint.chain.errors import ChainError
 from gridmint.cli.chain import chain
 from gridmint.cli.demo import demo
 from gridmint.cli.deploy import deploy
+from gridmint.cli.explorer import explorer
 from gridmint.cli.gateway import credit, gateway
 from gridmint.cli.market import market
 from gridmint.cli.miner import miner
@@ -43,7 +44,7 @@ def cli(json_output: bool) -> None:
 
 
 for command in (wallet, node, chain, subnet, stake, weights, endpoint, miner, validator, market, provider, deploy,
-                gateway, credit, net, reference, demo, up, down):
+                gateway, credit, net, reference, explorer, demo, up, down):
     cli.add_command(command)
 
 

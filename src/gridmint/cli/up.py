@@ -3,7 +3,8 @@
 The first ``up`` creates dev wallets (one password, printed: this is a dev network), a devnode with a genesis that
 funds them, a text-generation subnet (SmolLM2 through llama.cpp, and a weak miner that echoes the prompt, so that
 the validator's weights have something to tell apart) and an embedding subnet (wordllama), a validator on each, a
-gateway with a credit line and an API key for a dev consumer, and a provider offering part of this machine.
+gateway with a credit line and an API key for a dev consumer, a provider offering part of this machine, and the
+explorer.
 Everything runs as background processes with their logs in ``<data dir>/logs``; ``up`` returns once the gateway
 answers and prints how to use it. ``down`` stops them all (validators and miners first, the node last). A later
 ``up`` with the same data directory resumes: same chain, same wallets, same API key.
@@ -40,7 +41,7 @@ STATE = "up.json"
 PIDS = "pids.json"
 MINT = 10**9
 SERVED_MODELS = ("smollm2-135m-instruct", "echo", "wordllama-l2_supercat-256")
-STOP_ORDER = ("validator-1", "validator-2", "smol", "weak", "embed", "provider", "gateway", "node")
+STOP_ORDER = ("explorer", "validator-1", "validator-2", "smol", "weak", "embed", "provider", "gateway", "node")
 
 
 def _step(text: str) -> None:
@@ -131,7 +132,7 @@ def _set_up_chain(client: ChainClient, wallets: dict[str, Wallet]) -> None:
 
 
 def _ports(base: int) -> dict[str, int]:
-    names = ("node", "gateway", "smol", "weak", "embed", "provider")
+    names = ("node", "gateway", "smol", "weak", "embed", "provider", "explorer")
     return {name: base + offset for offset, name in enumerate(names)}
 
 
@@ -181,6 +182,9 @@ def up(ctx: click.Context, data_dir: Path, port_base: int) -> None:
             launcher.start("provider", "provider", "run", "--wallet", "provider", "--port",
                            str(state["ports"]["provider"]), "--cpu", "1", "--memory", "1024", "--data-dir",
                            str(data_dir / "provider"))
+            explorer = launcher.start("explorer", "explorer", "--port", str(state["ports"].setdefault(
+                "explorer", state["ports"]["node"] + 6)))
+            _wait_http(launcher.url("explorer") + "/api/status", "the explorer", 30, explorer)
             if fresh:
                 _step("Opening the dev consumer's credit line and getting its API key")
                 consumer = wallets["consumer"].coldkey(DEV_PASSWORD)
@@ -194,13 +198,13 @@ def up(ctx: click.Context, data_dir: Path, port_base: int) -> None:
         raise
     base_url = launcher.url("gateway") + "/v1"
     summary = {"base_url": base_url, "api_key": state["api_key"], "node": launcher.node_url, "height": height,
-               "logs": str(launcher.logs), "data_dir": str(data_dir), "explorer": None,
+               "logs": str(launcher.logs), "data_dir": str(data_dir), "explorer": launcher.url("explorer") + "/",
                "processes": launcher.pids}
     emit(ctx, summary, "\n".join([
         "", click.style("GridMint is up.", bold=True), "",
         f"  OpenAI base URL : {base_url}", f"  API key         : {state['api_key']}",
         f"  Chain RPC       : {launcher.node_url} (height {height})", f"  Logs            : {launcher.logs}",
-        "  Explorer        : not built yet", "",
+        f"  Explorer        : {launcher.url('explorer')}/", "",
         "  curl:", f"    curl {base_url}/chat/completions -H 'Authorization: Bearer {state['api_key']}' \\",
         "      -H 'Content-Type: application/json' \\",
         "      -d '{\"model\": \"smollm2-135m-instruct\", \"messages\": [{\"role\": \"user\", \"content\": \"Hi!\"}]}'",
