@@ -11,6 +11,8 @@ import base64
 import hashlib
 from typing import Any
 
+import numpy as np
+
 from gridmint.chain.crypto import address_of, format_address
 from gridmint.chain.errors import ChainError
 from gridmint.chain.tx import decode_tx
@@ -42,6 +44,13 @@ def decode_transaction(raw: bytes) -> dict[str, Any]:
             "memo": body.memo, "messages": [
                 {"type": message.TYPE, "fields": {name: _plain(getattr(message, name)) for name, _ in message.FIELDS}}
                 for message in body.messages]}
+
+
+def _weight_row(pair: list[bytes]) -> dict[str, int]:
+    """A validator's weights as the chain packs them (UIDs and weights as little-endian u16) -> {uid: weight}."""
+    uids = np.frombuffer(pair[0], dtype="<u2").tolist()
+    values = np.frombuffer(pair[1], dtype="<u2").tolist()
+    return {str(uid): int(weight) for uid, weight in zip(uids, values, strict=True)}
 
 
 def _events(raw: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
@@ -113,8 +122,9 @@ class Explorer:
                          "emission": int(graph.emission[uid]),
                          "endpoint": endpoint["url"] if endpoint else None,
                          "models": list(endpoint["models"]) if endpoint else []})
+        weights = self.client.query(f"/subnets/{netuid}/metagraph", b"weights").get("weights") or {}
         return {"netuid": netuid, "block": graph.block, "n": graph.n, "uids": rows,
-                "weights": self.client.query(f"/subnets/{netuid}/metagraph", b"weights").get("weights")}
+                "weights": {uid: _weight_row(pair) for uid, pair in weights.items()}}
 
     def history(self, netuid: int, points: int = 20) -> dict[str, Any]:
         """Incentive and emission per UID at up to ``points`` heights from the subnet's creation to now."""

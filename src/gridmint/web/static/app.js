@@ -112,7 +112,8 @@ async function pageSubnet(netuid) {
   const [graph, history] = await Promise.all([api("subnet/" + netuid), api(`subnet/${netuid}/history?points=20`)]);
   const rows = graph.uids.map((u) => [u.uid, addr(u.hotkey), mint(u.stake), u.permit ? "yes" : "", u.incentive.toFixed(4),
     u.dividends.toFixed(4), mint(u.emission), esc(u.endpoint || ""), esc(u.models.join(", "))]);
-  const weights = (graph.weights || []).map((w, uid) => w && w.length ? `<li>UID ${uid}: <code>${esc(JSON.stringify(w))}</code></li>` : "").join("");
+  const weights = Object.entries(graph.weights || {}).map(([uid, row]) =>
+    `<li>UID ${esc(uid)} sets ${Object.entries(row).map(([to, w]) => `UID ${esc(to)}: ${w}`).join(", ")}</li>`).join("");
   view.innerHTML = `<h2>Subnet ${netuid}</h2><p>Metagraph at block ${graph.block}</p>` +
     table(["UID", "Hotkey", "Stake", "Permit", "Incentive", "Dividends", "Emission", "Endpoint", "Models"], rows, "metagraph") +
     "<h3>Incentive over time</h3>" + chart(history.points, graph.uids.map((u) => u.uid)) +
