@@ -10,8 +10,9 @@ COMETBFT_VERSION := v0.38.25
 COMETBFT := bin/cometbft
 
 MODELS_STAMP := $(VENV)/.installed-models
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo up down test install install-test cometbft lint bench clean
+.PHONY: demo up down test install install-test cometbft chromium lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,12 +33,18 @@ $(MODELS_STAMP): pyproject.toml | $(PY)
 	touch $@ $(STAMP)
 
 install: $(STAMP)
-install-test: $(TEST_STAMP) $(COMETBFT)
+install-test: $(TEST_STAMP) $(COMETBFT) $(CHROMIUM) $(CHROMIUM)
 
 ## CometBFT for multi-authority networks, pinned (the @latest line is v1, which speaks another ABCI).
 $(COMETBFT):
 	GOBIN=$(CURDIR)/bin CGO_ENABLED=0 go install github.com/cometbft/cometbft/cmd/cometbft@$(COMETBFT_VERSION)
 cometbft: $(COMETBFT)
+
+## Debian's chromium for the explorer's browser tests (Playwright drives it; it downloads no browser of its own).
+$(CHROMIUM):
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q
+	$(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
+chromium: $(CHROMIUM)
 
 ## Main job: a devnode with a dev genesis, two wallets, a transfer, both balances.
 demo: $(STAMP)
@@ -51,7 +58,7 @@ down: $(STAMP)
 	$(VENV)/bin/gridmint down
 
 ## Installs what the tests need, checks lint and types, runs the whole suite.
-test: $(TEST_STAMP) $(COMETBFT)
+test: $(TEST_STAMP) $(COMETBFT) $(CHROMIUM)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -n 2 --dist loadgroup
