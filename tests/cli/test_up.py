@@ -1,5 +1,6 @@
 """`gridmint up` brings the whole local network up from nothing, an OpenAI client gets SmolLM2's text through its
-gateway, `gridmint down` leaves no process behind, and `up` again resumes the same chain with the same API key."""
+gateway, the explorer shows SmolLM2's miner gaining incentive after the first epochs while the echo miner gets
+none, `gridmint down` leaves no process behind, and `up` again resumes the same chain with the same API key."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import openai
 import pytest
 
@@ -43,6 +46,7 @@ def test_up_serves_smollm2_down_stops_everything_and_up_resumes(tmp_path: Path) 
         assert answer.choices[0].message.content
         models = {m.id for m in client.models.list().data}
         assert {"smollm2-135m-instruct", "echo", "wordllama-l2_supercat-256", "subnet-1", "subnet-2"} <= models
+        _incentives_change_in_the_explorer(str(first["explorer"]))
         pids = dict(first["processes"])  # type: ignore[call-overload]
         assert set(pids) == {"node", "gateway", "smol", "weak", "embed", "validator-1", "validator-2", "provider",
                              "explorer"}
@@ -60,3 +64,20 @@ def test_up_serves_smollm2_down_stops_everything_and_up_resumes(tmp_path: Path) 
     finally:
         _gridmint("down", "--data-dir", data_dir)
     assert _gridmint("down", "--data-dir", data_dir)["stopped"] == []
+
+
+def _incentives_change_in_the_explorer(explorer: str, timeout_s: float = 150) -> None:
+    """The validator's weights reach the metagraph: SmolLM2's miner earns incentive, the echo miner does not."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        rows = httpx.get(explorer + "api/subnet/1", timeout=10).json()["uids"]
+        smol = next(r for r in rows if "smollm2-135m-instruct" in r["models"])
+        if smol["incentive"] > 0.5:
+            echo = next(r for r in rows if "echo" in r["models"])
+            assert echo["incentive"] < 0.1
+            points = httpx.get(explorer + "api/subnet/1/history?points=10", timeout=10).json()["points"]
+            at_start, now = points[0]["incentive"], points[-1]["incentive"]
+            assert (smol["uid"] >= len(at_start) or at_start[smol["uid"]] == 0) and now[smol["uid"]] > 0
+            return
+        time.sleep(2)
+    raise AssertionError("the SmolLM2 miner never earned incentive")
