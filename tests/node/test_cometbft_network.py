@@ -27,6 +27,7 @@ from gridmint.node.network import (
     stop_node,
     validator_key,
 )
+from gridmint.web.data import Explorer
 from tests.live_network import free_port_range
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cometbft")]
@@ -94,6 +95,14 @@ def test_transfers_and_every_nodes_app_hash_agree(network: list[NodeSpec]) -> No
     _wait(lambda: all(node_status(n).get("height", 0) >= top + 1 for n in network), "every node at the top")
     hashes_by_height = _app_hashes(network, top)
     assert all(len(found) == 1 for found in hashes_by_height.values()), hashes_by_height
+    # The explorer reads a CometBFT node as it reads a devnode.
+    with ChainClient(_url(network[2])) as client:
+        explorer = Explorer(client)
+        shown = explorer.tx(hashes[0])
+        assert shown["code"] == 0 and shown["messages"][0]["type"] == "bank/send"
+        assert any(t["hash"] == hashes[0] for t in explorer.block(shown["height"])["txs"])
+        assert explorer.search(hashes[0])["kind"] == "tx" and explorer.status()["height"] >= top
+        assert len(explorer.authorities()["members"]) == 4
     for node in network:
         with ChainClient(_url(node)) as client:
             assert not any(base64.b64decode(tx) == b"\x93\x01\x02"

@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 SCREENSHOTS = Path(__file__).parents[2] / "artifacts" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-PAGES = ["", "#/subnets", "#/subnet/1", "#/market", "#/authorities", "#/block/2"]
+PAGES = ["", "#/subnets", "#/subnet/1", "#/market", "#/authorities", "#/block/2", "#/account/{val}"]
 
 
 @pytest.fixture
@@ -63,15 +63,17 @@ def test_pages_chart_live_blocks_and_search_in_a_browser(explorer: tuple[str, Li
         page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
         page.on("pageerror", lambda error: errors.append(str(error)))
         for route in PAGES:
+            route = route.format(val=open_wallet("val", live.wallets).hotkey_address("default"))
             page.goto(url + route)
             page.wait_for_load_state("networkidle")
             assert "Loading" not in page.inner_text("main") and page.locator("main .fail").count() == 0, route
-            page.screenshot(path=str(SCREENSHOTS / f"explorer{route.replace('#/', '-').replace('/', '-')}.png"),
-                            full_page=True)
+            name = route.replace("#/", "-").replace("/", "-")[:40]
+            page.screenshot(path=str(SCREENSHOTS / f"explorer{name}.png"), full_page=True)
 
         page.goto(url + "#/subnet/1")
         page.wait_for_selector("#incentive-chart circle.point")
         assert page.locator("#incentive-chart circle.point").count() >= 2
+        assert page.locator("#emission-chart circle.point").count() >= 2
         assert page.locator("#metagraph tbody tr").count() == 2
 
         page.goto(url)

@@ -36,12 +36,19 @@ from gridmint.gateway.keys import request_api_key
 from gridmint.node.setup import init_data_dir
 
 DEV_PASSWORD = "gridmint-dev"  # dev wallets only; printed in the summary  # noqa: S105
-WALLETS = ("owner", "validator", "smol", "weak", "embed", "gateway", "consumer", "provider")
+ROLES = ("owner", "validator", "gateway", "consumer", "provider")
 STATE = "up.json"
 PIDS = "pids.json"
 MINT = 10**9
 SERVED_MODELS = ("smollm2-135m-instruct", "echo", "wordllama-l2_supercat-256")
-STOP_ORDER = ("explorer", "validator-1", "validator-2", "smol", "weak", "embed", "provider", "gateway", "node")
+FIRST_STOPPED = ("explorer", "validator-1", "validator-2")  # then the miners and the rest; see _stop_all
+LAST_STOPPED = ("provider", "gateway", "node")
+
+
+def miner_plan(smollm2_miners: int) -> list[list[Any]]:
+    """``[name, netuid, backend]`` for each miner: SmolLM2 ones and the weak echo miner on subnet 1, wordllama on 2."""
+    smol = [[f"smol{i + 1}" if i else "smol", 1, "llama-cpp"] for i in range(smollm2_miners)]
+    return [*smol, ["weak", 1, "echo"], ["embed", 2, "wordllama"]]
 
 
 def _step(text: str) -> None:
@@ -106,10 +113,10 @@ def _send(client: ChainClient, key: PrivateKey, *messages: Msg) -> None:
     raise_for_code(outcome.code, outcome.codespace, outcome.log)
 
 
-def _first_time(data_dir: Path) -> dict[str, Wallet]:
+def _first_time(data_dir: Path, names: list[str]) -> dict[str, Wallet]:
     _step(f"Creating dev wallets in {data_dir / 'wallets'} (password: {DEV_PASSWORD})")
     wallets = {name: create_wallet(name, DEV_PASSWORD, data_dir / "wallets", opslimit=2, memlimit=64 * 1024 * 1024)[0]
-               for name in WALLETS}
+               for name in names}
     funded = [(w.address, 10_000 * MINT) for w in wallets.values()]
     funded += [(w.hotkey_address("default"), 100 * MINT) for w in wallets.values()]
     _step("Writing a dev genesis that funds them")
@@ -117,7 +124,7 @@ def _first_time(data_dir: Path) -> dict[str, Wallet]:
     return wallets
 
 
-def _set_up_chain(client: ChainClient, wallets: dict[str, Wallet]) -> None:
+def _set_up_chain(client: ChainClient, wallets: dict[str, Wallet], miners: list[list[Any]]) -> None:
     keys = {name: wallet.coldkey(DEV_PASSWORD) for name, wallet in wallets.items()}
     hot = {name: parse_address(wallet.hotkey_address("default")) for name, wallet in wallets.items()}
     _step("Creating subnet 1 (text generation) and subnet 2 (embeddings)")
@@ -127,12 +134,12 @@ def _set_up_chain(client: ChainClient, wallets: dict[str, Wallet]) -> None:
     for netuid in (1, 2):
         _send(client, keys["validator"], MsgRegister(netuid, hot["validator"], 0))
         _send(client, keys["validator"], MsgAddStake(netuid, hot["validator"], 1_000 * MINT))
-    for name, netuid in (("smol", 1), ("weak", 1), ("embed", 2)):
+    for name, netuid, _ in miners:
         _send(client, keys[name], MsgRegister(netuid, hot[name], 0))
 
 
-def _ports(base: int) -> dict[str, int]:
-    names = ("node", "gateway", "smol", "weak", "embed", "provider", "explorer")
+def _ports(base: int, miners: list[list[Any]]) -> dict[str, int]:
+    names = ["node", "gateway", "provider", "explorer", *(name for name, _, _ in miners)]
     return {name: base + offset for offset, name in enumerate(names)}
 
 
@@ -140,18 +147,26 @@ def _ports(base: int) -> dict[str, int]:
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path.home() / ".gridmint" / "local", show_default=True)
 @click.option("--port-base", type=int, default=27600, show_default=True,
-              help="The node's RPC port; the gateway, miners and provider take the next ones.")
+              help="The node's RPC port; the gateway, provider, explorer and miners take the next ones.")
+@click.option("--miners", type=click.IntRange(1, 8), default=1, show_default=True,
+              help="SmolLM2 miners on the text subnet (beside the weak one); set when the network is created.")
 @click.pass_context
-def up(ctx: click.Context, data_dir: Path, port_base: int) -> None:
+def up(ctx: click.Context, data_dir: Path, port_base: int, miners: int) -> None:
     """Start the whole local network (or resume it): chain, subnets, miners, validators, gateway, provider."""
     if (data_dir / PIDS).exists():
         raise click.ClickException(f"the network in {data_dir} seems to be running; `gridmint down --data-dir "
                                    f"{data_dir}` first")
     state_path = data_dir / STATE
     fresh = not state_path.exists()
-    state: dict[str, Any] = {"ports": _ports(port_base)} if fresh else json.loads(state_path.read_text())
+    if fresh:
+        plan = miner_plan(miners)
+        state: dict[str, Any] = {"ports": _ports(port_base, plan), "miners": plan}
+    else:
+        state = json.loads(state_path.read_text())
+        plan = state["miners"]
+    names = [*ROLES, *(name for name, _, _ in plan)]
     data_dir.mkdir(parents=True, exist_ok=True)
-    wallets = _first_time(data_dir) if fresh else {n: open_wallet(n, data_dir / "wallets") for n in WALLETS}
+    wallets = _first_time(data_dir, names) if fresh else {n: open_wallet(n, data_dir / "wallets") for n in names}
     launcher = Launcher(data_dir, state["ports"])
     try:
         _step(f"Starting the devnode (RPC {launcher.node_url})")
@@ -162,17 +177,18 @@ def up(ctx: click.Context, data_dir: Path, port_base: int) -> None:
             while client.height() < 1:
                 time.sleep(0.1)
             if fresh:
-                _set_up_chain(client, wallets)
+                _set_up_chain(client, wallets, plan)
             _step("Starting the gateway")
             gateway = launcher.start("gateway", "gateway", "run", "--wallet", "gateway", "--port",
                                      str(state["ports"]["gateway"]), "--data-dir", str(data_dir / "gateway"),
                                      "--sync-seconds", "1")
             _wait_http(launcher.url("gateway") + "/health", "the gateway", 60, gateway)
-            _step("Starting the miners: SmolLM2 (llama.cpp) and a weak echo miner on subnet 1, wordllama on subnet 2")
-            for name, netuid, backend in (("smol", 1, "llama-cpp"), ("weak", 1, "echo"), ("embed", 2, "wordllama")):
+            _step(f"Starting the miners: {len(plan) - 2} SmolLM2 (llama.cpp) and a weak echo miner on subnet 1, "
+                  "wordllama on subnet 2")
+            for name, netuid, backend in plan:
                 launcher.start(name, "miner", "run", "--netuid", str(netuid), "--backend", backend, "--wallet", name,
                                "--port", str(state["ports"][name]), "--price", "0.001")
-            for name in ("smol", "weak", "embed"):
+            for name, _, _ in plan:
                 _wait_http(launcher.url(name) + "/health", f"miner {name}", 120)
             _wait_for_models(launcher.url("gateway"), SERVED_MODELS, 60)
             _step("Starting a validator on each subnet and the provider")
@@ -182,8 +198,7 @@ def up(ctx: click.Context, data_dir: Path, port_base: int) -> None:
             launcher.start("provider", "provider", "run", "--wallet", "provider", "--port",
                            str(state["ports"]["provider"]), "--cpu", "1", "--memory", "1024", "--data-dir",
                            str(data_dir / "provider"))
-            explorer = launcher.start("explorer", "explorer", "--port", str(state["ports"].setdefault(
-                "explorer", state["ports"]["node"] + 6)))
+            explorer = launcher.start("explorer", "explorer", "--port", str(state["ports"]["explorer"]))
             _wait_http(launcher.url("explorer") + "/api/status", "the explorer", 30, explorer)
             if fresh:
                 _step("Opening the dev consumer's credit line and getting its API key")
@@ -221,7 +236,8 @@ def _stop_all(data_dir: Path, timeout_s: float = 20.0) -> list[str]:
         return []
     pids: dict[str, int] = json.loads(path.read_text())
     stopped = []
-    for name in [n for n in STOP_ORDER if n in pids] + [n for n in pids if n not in STOP_ORDER]:
+    middle = [n for n in pids if n not in FIRST_STOPPED and n not in LAST_STOPPED]
+    for name in [n for n in (*FIRST_STOPPED, *middle, *LAST_STOPPED) if n in pids]:
         pid = pids[name]
         try:
             os.killpg(pid, signal.SIGTERM)

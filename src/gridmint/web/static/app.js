@@ -88,24 +88,27 @@ async function pageSubnets() {
     subnets.map((s) => [link("#/subnet/" + s.netuid, s.netuid), esc(s.name), esc(s.modality), s.n, s.epoch, addr(s.owner)]));
 }
 
-function chart(points, uids) {
+function chart(points, uids, key, id) {
+  // key: "incentive" (fractions of 1) or "emission" (grains, scaled to the largest value shown)
   const width = 720, height = 220, pad = 30;
   if (!points.length) return "<p>No history yet.</p>";
+  const top = key === "incentive" ? 1 : Math.max(1, ...points.flatMap((p) => p[key]));
   const x0 = points[0].height, x1 = points[points.length - 1].height || x0 + 1;
   const sx = (h) => pad + ((h - x0) / Math.max(1, x1 - x0)) * (width - 2 * pad);
-  const sy = (v) => height - pad - v * (height - 2 * pad);
+  const sy = (v) => height - pad - (v / top) * (height - 2 * pad);
   const colors = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"];
   const lines = uids.map((uid, i) => {
-    const coords = points.filter((p) => uid < p.incentive.length).map((p) => `${sx(p.height).toFixed(1)},${sy(p.incentive[uid]).toFixed(1)}`);
+    const coords = points.filter((p) => uid < p[key].length).map((p) => `${sx(p.height).toFixed(1)},${sy(p[key][uid]).toFixed(1)}`);
     const dots = coords.map((c) => { const [x, y] = c.split(","); return `<circle class="point" cx="${x}" cy="${y}" r="2.5" fill="${colors[i % colors.length]}"/>`; }).join("");
     return `<polyline fill="none" stroke="${colors[i % colors.length]}" stroke-width="2" points="${coords.join(" ")}"/>${dots}
       <text x="${width - pad + 4}" y="${16 + i * 14}" font-size="11" fill="${colors[i % colors.length]}">UID ${uid}</text>`;
   }).join("");
-  return `<svg id="incentive-chart" width="${width + 60}" height="${height}">
+  const label = key === "incentive" ? "1.0" : mint(top);
+  return `<svg id="${id}" width="${width + 60}" height="${height}">
     <line x1="${pad}" y1="${height - pad}" x2="${width - pad}" y2="${height - pad}" stroke="#999"/>
     <line x1="${pad}" y1="${pad}" x2="${pad}" y2="${height - pad}" stroke="#999"/>
     <text x="${pad}" y="${height - 8}" font-size="11">block ${x0}</text><text x="${width - pad - 60}" y="${height - 8}" font-size="11">block ${x1}</text>
-    <text x="2" y="${pad}" font-size="11">1.0</text>${lines}</svg>`;
+    <text x="2" y="${pad - 6}" font-size="11">${esc(label)}</text>${lines}</svg>`;
 }
 
 async function pageSubnet(netuid) {
@@ -116,7 +119,8 @@ async function pageSubnet(netuid) {
     `<li>UID ${esc(uid)} sets ${Object.entries(row).map(([to, w]) => `UID ${esc(to)}: ${w}`).join(", ")}</li>`).join("");
   view.innerHTML = `<h2>Subnet ${netuid}</h2><p>Metagraph at block ${graph.block}</p>` +
     table(["UID", "Hotkey", "Stake", "Permit", "Incentive", "Dividends", "Emission", "Endpoint", "Models"], rows, "metagraph") +
-    "<h3>Incentive over time</h3>" + chart(history.points, graph.uids.map((u) => u.uid)) +
+    "<h3>Incentive over time</h3>" + chart(history.points, graph.uids.map((u) => u.uid), "incentive", "incentive-chart") +
+    "<h3>Emission per epoch over time</h3>" + chart(history.points, graph.uids.map((u) => u.uid), "emission", "emission-chart") +
     (weights ? `<h3>Validators' weights</h3><ul>${weights}</ul>` : "");
 }
 
