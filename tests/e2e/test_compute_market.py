@@ -14,6 +14,7 @@ from gridmint.client.chain_client import ChainClient
 from gridmint.client.wallet import open_wallet
 from gridmint.market.deployment import parse_deployment
 from gridmint.market.tenant import ProviderClient, accept_bid, create_order, wait_for_bids
+from gridmint.web.data import Explorer
 from tests.market_network import deployment_yaml, live_market
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("market")]
@@ -226,6 +227,9 @@ def test_the_tenant_can_review_bids_accept_one_and_top_up(tmp_path: Path, monkey
         assert "lease" not in shown and [b["provider"] for b in shown["bids"]] == [alpha.address]
         order_id = shown["order"]
         assert market.run("deploy", "bids", str(order_id))[0]["provider"] == alpha.address
+        with market.client() as client:  # the explorer shows the open order with its bid
+            seen = Explorer(client).market()
+        assert [(o["id"], [b["provider"] for b in o["bids"]]) for o in seen["orders"]] == [(order_id, [alpha.address])]
         accepted = market.run("deploy", "accept", str(order_id), alpha.address, "--wallet", "tenant")
         lease_id = accepted["lease"]
         assert httpx.get(accepted["status"]["endpoints"]["web"], timeout=10).text == "manual from /"
@@ -234,6 +238,9 @@ def test_the_tenant_can_review_bids_accept_one_and_top_up(tmp_path: Path, monkey
             market.run("deploy", "top-up", str(lease_id), "2", "--wallet", "tenant")
             after = client.query(f"/escrow/account/{lease_id}")
         assert after["exhaustion_block"] > before["exhaustion_block"]
+        with market.client() as client:  # ... and the lease with what is left in escrow
+            lease = Explorer(client).market()["leases"][0]
+        assert lease["id"] == lease_id and lease["open"] and lease["escrow"]["balance"] > 0
         market.run("deploy", "close", str(lease_id), "--wallet", "tenant")
         error = market.run_fails("deploy", "top-up", str(lease_id), "1", "--wallet", "tenant")
         assert error["name"] == "account_closed"

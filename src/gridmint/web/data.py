@@ -150,6 +150,8 @@ class Explorer:
         for order in orders:
             if order["state"] == "leased":
                 leases.append(self.client.query(f"/market/lease/{order['lease']}"))
+            order["bids"] = self.client.query(f"/market/order/{order['id']}")["bids"] if order["state"] == "open" \
+                else []
         return {"providers": self.client.query("/market/providers"), "orders": orders, "leases": leases}
 
     def authorities(self) -> dict[str, Any]:

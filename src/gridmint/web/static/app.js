@@ -128,8 +128,9 @@ async function pageMarket() {
   const m = await api("market");
   view.innerHTML = "<h2>Providers</h2>" + table(["Owner", "Host", "GPUs", "CPU", "Memory", "Region"],
       m.providers.map((p) => [addr(p.owner), esc(p.host_uri), `${p.gpu_count}× ${esc(p.gpu_model || "-")}`, p.cpu_millis / 1000, p.memory_mb + " MB", esc(p.region)])) +
-    "<h2>Orders</h2>" + table(["Order", "Tenant", "State", "Max price", "Deposit"],
-      m.orders.map((o) => [o.id, addr(o.tenant), esc(o.state), mint(o.max_price), mint(o.deposit)])) +
+    "<h2>Orders</h2>" + table(["Order", "Tenant", "State", "Max price", "Deposit", "Bids"],
+      m.orders.map((o) => [o.id, addr(o.tenant), esc(o.state), mint(o.max_price), mint(o.deposit),
+        o.bids.map((b) => `${addr(b.provider)} at ${mint(b.price)}`).join("<br>")])) +
     "<h2>Leases</h2>" + table(["Lease", "Provider", "Price / block", "Open", "Escrow left"],
       m.leases.map((l) => [l.id, addr(l.provider), mint(l.price), l.open ? "yes" : "no", mint(l.escrow.balance)]));
 }
