@@ -22,7 +22,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
 SCREENSHOTS = Path(__file__).parents[2] / "artifacts" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-PAGES = ["", "#/subnets", "#/subnet/1", "#/market", "#/authorities", "#/block/2", "#/account/{val}"]
+# Each page and the heading it shows once rendered.
+PAGES = {"": "Latest blocks", "#/subnets": "Subnets", "#/subnet/1": "Subnet 1", "#/market": "Providers",
+         "#/authorities": "Authorities", "#/block/2": "Block 2", "#/account/{val}": "Account"}
 
 
 @pytest.fixture
@@ -62,29 +64,30 @@ def test_pages_chart_live_blocks_and_search_in_a_browser(explorer: tuple[str, Li
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
         page.on("pageerror", lambda error: errors.append(str(error)))
-        for route in PAGES:
-            route = route.format(val=open_wallet("val", live.wallets).hotkey_address("default"))
+        for template, heading in PAGES.items():
+            route = template.format(val=open_wallet("val", live.wallets).hotkey_address("default"))
             page.goto(url + route)
-            page.wait_for_load_state("networkidle")
-            assert "Loading" not in page.inner_text("main") and page.locator("main .fail").count() == 0, route
+            # Rendered once its heading shows (the blocks page keeps polling, so the network is never idle).
+            page.wait_for_selector(f"main h2:text-is('{heading}')", timeout=60_000)
+            assert page.locator("main .fail").count() == 0, route
             name = route.replace("#/", "-").replace("/", "-")[:40]
             page.screenshot(path=str(SCREENSHOTS / f"explorer{name}.png"), full_page=True)
 
         page.goto(url + "#/subnet/1")
-        page.wait_for_selector("#incentive-chart circle.point")
+        page.wait_for_selector("#incentive-chart circle.point", timeout=60_000)
         assert page.locator("#incentive-chart circle.point").count() >= 2
         assert page.locator("#emission-chart circle.point").count() >= 2
         assert page.locator("#metagraph tbody tr").count() == 2
 
         page.goto(url)
-        page.wait_for_selector("#blocks tbody tr")
+        page.wait_for_selector("#blocks tbody tr", timeout=60_000)
         first = int(page.locator("#blocks tbody tr").first.inner_text().split()[0])
-        page.wait_for_selector(f"#blocks tbody tr.new[data-height='{first + 1}']", timeout=15_000)  # no reload
+        page.wait_for_selector(f"#blocks tbody tr.new[data-height='{first + 1}']", timeout=60_000)  # no reload
 
         page.fill("#q", sent["hash"])
         page.click("#search button")
-        page.wait_for_url(f"**#/tx/{sent['hash']}")
-        page.wait_for_selector("text=bank/send")
+        page.wait_for_url(f"**#/tx/{sent['hash']}", timeout=60_000)
+        page.wait_for_selector("text=bank/send", timeout=60_000)
         assert "succeeded" in page.inner_text("main")
         page.screenshot(path=str(SCREENSHOTS / "explorer-search-tx.png"), full_page=True)
         browser.close()
