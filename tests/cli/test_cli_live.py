@@ -4,6 +4,7 @@ commands."""
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -44,11 +45,20 @@ def test_transfer_balance_and_chain_commands(tmp_path: Path, monkeypatch: pytest
         wrong = runner.invoke(cli, ["wallet", "transfer", "alice", bob, "1"])
         assert wrong.exit_code == 1 and "[wallet/1 wrong_password]" in wrong.output
         assert json.loads(runner.invoke(cli, ["--json", "wallet", "balance", "alice"]).output) == balance
-        app_hash = json.loads(runner.invoke(cli, ["--json", "chain", "status"]).output)["sync_info"]["latest_app_hash"]
+        # CometBFT's status shows the app hash in the latest header, which is the state *before* that block: wait
+        # until the transfer's block is two behind, then the state (and so the hash) must not move while blocks come.
+        def status() -> dict[str, dict[str, str]]:
+            return dict(json.loads(runner.invoke(cli, ["--json", "chain", "status"]).output))
+
+        deadline = time.monotonic() + 30
+        while int(status()["sync_info"]["latest_block_height"]) < receipt["height"] + 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        app_hash = status()["sync_info"]["latest_app_hash"]
         monkeypatch.setenv("GRIDMINT_PASSWORD", "pw")
-        status = json.loads(runner.invoke(cli, ["--json", "chain", "status"]).output)
-        assert status["node_info"]["network"] == "gridmint-test"
-        assert status["sync_info"]["latest_app_hash"] == app_hash  # blocks kept coming; the state did not move
+        later = status()
+        assert later["node_info"]["network"] == "gridmint-test"
+        assert later["sync_info"]["latest_app_hash"] == app_hash  # blocks kept coming; the state did not move
         tx = runner.invoke(cli, ["chain", "tx", receipt["hash"]])
         assert tx.exit_code == 0 and "succeeded" in tx.output
         block = runner.invoke(cli, ["chain", "block", str(receipt["height"])])
