@@ -312,9 +312,9 @@ class Provider:
             lease = self.leases.get(lease_id)
             if lease is None or lease.state == STOPPED:
                 return
+            lease.state, lease.reason = STOPPED, why  # first: the proxy stops forwarding to a dying workload
             if lease.workload is not None:
                 lease.workload.stop()
-            lease.state, lease.reason = STOPPED, why
             self.inventory.release(f"lease:{lease_id}")
             self.metrics.leases.set(sum(lease.state != STOPPED for lease in self.leases.values()))
             log.info("Lease %d stopped: %s.", lease_id, why)
