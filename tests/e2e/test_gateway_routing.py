@@ -62,7 +62,8 @@ def test_requests_follow_the_ranking_fail_over_and_honour_preferences(
         miners: dict[str, Process] = {}
         try:
             for name, price in (("m1", "0.001"), ("m2", "0.002"), ("garbage", "0.0005")):
-                miners[name] = start_miner(tmp_path, name, 1, "echo", price)
+                # room for the flood below, which must meet the rate limit, not the miners' busy limit
+                miners[name] = start_miner(tmp_path, name, 1, "echo", price, "--max-concurrency", "512")
             hotkey = {name: open_wallet(name, live.wallets).hotkey_address("default") for name in miners}
             wait_for_models(gateway, "echo")
             _wait_for_miners(gateway, 3)
