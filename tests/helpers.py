@@ -97,17 +97,22 @@ def write_data_dir(data_dir: Path, accounts: tuple[str, ...] = ("alice", "bob"))
     write_genesis(data_dir / "genesis.json", document)
 
 
+def free_port() -> int:
+    """A loopback port free now (tests bind it a moment later)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 class DevnodeProcess:
     """A real devnode process on a loopback port, for tests that need sockets, signals or restarts."""
 
     def __init__(self, data_dir: Path, block_time: float = 0.2) -> None:
-        import socket
-
         self.data_dir = data_dir
         self.block_time = block_time
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from click.testing import CliRunner
 from gridmint.cli.main import cli
 from gridmint.client.chain_client import ChainClient
 from gridmint.client.wallet import open_wallet
-from tests.helpers import DevnodeProcess
+from tests.helpers import DevnodeProcess, free_port
 from tests.live_network import CometNetwork, funded_devnode
 
 # A small HTTP service: answers GET with its greeting and logs each request, listening where the provider says.
@@ -50,11 +49,6 @@ def deployment_yaml(max_price: str = "0.001", deposit: str = "5", greeting: str 
         "deposit": deposit,
     }, indent=2)
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -108,7 +102,7 @@ class LiveMarket:
         return open_wallet(wallet, self.wallets).address
 
     def start_provider(self, wallet: str, *options: str) -> ProviderProcess:
-        port = _free_port()
+        port = free_port()
         log_path = self.tmp / f"provider-{wallet}.log"
         env = {**os.environ, "GRIDMINT_PASSWORD": "pw", "GRIDMINT_WALLET_DIR": str(self.wallets)}
         with log_path.open("ab") as log:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,15 +15,11 @@ import pytest
 
 from gridmint.client.wallet import open_wallet
 from gridmint.inference.client import MinerClient
+from tests.helpers import free_port
 from tests.live_network import live_subnet
 
 pytestmark = pytest.mark.slow
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_miner_run_announces_and_serves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

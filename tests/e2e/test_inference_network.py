@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import random
-import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +32,7 @@ from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
 from gridmint.inference.validator.loop import Validator
 from gridmint.inference.validator.scoring import TextScorer
+from tests.helpers import free_port
 from tests.live_network import live_subnet
 
 pytestmark = pytest.mark.slow
@@ -62,11 +62,6 @@ class GarbageBackend:
     async def embed(self, model: str, inputs: list[str]) -> EmbeddingResult:
         raise NotImplementedError("garbage does not embed")  # never called: the miner checks the modality
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_healthy(url: str) -> None:

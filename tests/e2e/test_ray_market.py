@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -13,15 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import free_port
 from tests.market_network import deployment_yaml, live_market
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -29,7 +24,7 @@ def ray_head(tmp_path: Path) -> Iterator[str]:
     """A Ray head on loopback with its dashboard (the job API); stopped, with all its processes, afterwards."""
     ray = Path(sys.executable).parent / "ray"
     assert ray.exists(), "Ray is not installed: `make test` installs the [ray] extra"
-    gcs, dashboard = _free_port(), _free_port()
+    gcs, dashboard = free_port(), free_port()
     temp = Path("/tmp") / f"ray-{gcs}"  # Ray's socket paths must stay short; tmp_path is too long
     subprocess.run([str(ray), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={gcs}",
                     "--dashboard-host=127.0.0.1", f"--dashboard-port={dashboard}", "--include-dashboard=true",

@@ -4,7 +4,6 @@ line is a fixed stand-in here; tests/e2e run the gateway against the chain.)"""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -27,7 +26,7 @@ from gridmint.inference.backends.echo import EchoBackend
 from gridmint.inference.client import MinerClient
 from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
-from tests.helpers import key
+from tests.helpers import free_port, key
 
 ONE = 1 << 30
 CHAT = {"model": "echo", "messages": [{"role": "user", "content": "one two three"}], "max_tokens": 8}
@@ -65,14 +64,9 @@ class FixedCredit:
         pass
 
 
-def _port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
 
 def _serve(app: Any, **options: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
-    port = _port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="off",
                                            **options))
     thread = threading.Thread(target=server.run, daemon=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,7 @@ import pytest
 
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.inference.client import HttpError, MinerClient
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -29,11 +29,6 @@ serve_miner(MinerApp(PrivateKey(bytes.fromhex(sys.argv[1])), EchoBackend(),
                      CallerPolicy(validators={format_address(caller.address)})), "127.0.0.1", int(sys.argv[3]))
 """
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def test_calls_through_a_real_socket() -> None:

@@ -11,7 +11,7 @@ from gridmint.chain.crypto import PrivateKey, format_address, parse_address
 from gridmint.chain.tx import Msg
 from gridmint.cli.output import read_password
 from gridmint.client.amounts import parse_mint
-from gridmint.client.chain_client import ChainClient, TxOutcome, default_node_url, raise_for_code
+from gridmint.client.chain_client import ChainClient, TxOutcome, default_node_url
 from gridmint.client.keyfile import read_public
 from gridmint.client.wallet import Wallet, open_wallet
 
@@ -73,10 +73,7 @@ def resolve_hotkey(target: str, wallet_dir: Path | None) -> bytes:
 def send(node_url: str | None, key: PrivateKey, messages: list[Msg], memo: str = "") -> TxOutcome:
     """Sign with the chain's minimum fee, wait for the block, and raise the chain's error if it failed."""
     with ChainClient(node_url or default_node_url()) as client:
-        fee = int(client.query("/bank/params")["min_tx_fee"])
-        outcome = client.send(key, messages, fee, memo)
-    raise_for_code(outcome.code, outcome.codespace, outcome.log)
-    return outcome
+        return client.execute(key, messages, memo)
 
 
 def receipt(outcome: TxOutcome, signer: PrivateKey) -> dict[str, Any]:

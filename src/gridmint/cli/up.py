@@ -25,12 +25,11 @@ import click
 import httpx
 
 from gridmint.chain.credit import MsgOpenCredit
-from gridmint.chain.crypto import PrivateKey, parse_address
+from gridmint.chain.crypto import parse_address
 from gridmint.chain.staking import MsgAddStake
 from gridmint.chain.subnets import MsgCreateSubnet, MsgRegister
-from gridmint.chain.tx import Msg
 from gridmint.cli.output import emit
-from gridmint.client.chain_client import ChainClient, raise_for_code
+from gridmint.client.chain_client import ChainClient
 from gridmint.client.wallet import Wallet, create_wallet, open_wallet
 from gridmint.gateway.keys import request_api_key
 from gridmint.node.setup import init_data_dir
@@ -108,11 +107,6 @@ def _wait_for_models(gateway_url: str, models: tuple[str, ...], timeout_s: float
     raise click.ClickException(f"the gateway did not list {', '.join(models)} within {timeout_s:.0f} s; see the logs")
 
 
-def _send(client: ChainClient, key: PrivateKey, *messages: Msg) -> None:
-    outcome = client.send(key, list(messages), int(client.query("/bank/params")["min_tx_fee"]))
-    raise_for_code(outcome.code, outcome.codespace, outcome.log)
-
-
 def _first_time(data_dir: Path, names: list[str]) -> dict[str, Wallet]:
     _step(f"Creating dev wallets in {data_dir / 'wallets'} (password: {DEV_PASSWORD})")
     wallets = {name: create_wallet(name, DEV_PASSWORD, data_dir / "wallets", opslimit=2, memlimit=64 * 1024 * 1024)[0]
@@ -128,14 +122,14 @@ def _set_up_chain(client: ChainClient, wallets: dict[str, Wallet], miners: list[
     keys = {name: wallet.coldkey(DEV_PASSWORD) for name, wallet in wallets.items()}
     hot = {name: parse_address(wallet.hotkey_address("default")) for name, wallet in wallets.items()}
     _step("Creating subnet 1 (text generation) and subnet 2 (embeddings)")
-    _send(client, keys["owner"], MsgCreateSubnet("text-generation", "chat"))
-    _send(client, keys["owner"], MsgCreateSubnet("embedding", "embeddings"))
+    client.execute(keys["owner"], [MsgCreateSubnet("text-generation", "chat")])
+    client.execute(keys["owner"], [MsgCreateSubnet("embedding", "embeddings")])
     _step("Registering the validator on both subnets and the miners on theirs")
     for netuid in (1, 2):
-        _send(client, keys["validator"], MsgRegister(netuid, hot["validator"], 0))
-        _send(client, keys["validator"], MsgAddStake(netuid, hot["validator"], 1_000 * MINT))
+        client.execute(keys["validator"], [MsgRegister(netuid, hot["validator"], 0)])
+        client.execute(keys["validator"], [MsgAddStake(netuid, hot["validator"], 1_000 * MINT)])
     for name, netuid, _ in miners:
-        _send(client, keys[name], MsgRegister(netuid, hot[name], 0))
+        client.execute(keys[name], [MsgRegister(netuid, hot[name], 0)])
 
 
 def _ports(base: int, miners: list[list[Any]]) -> dict[str, int]:
@@ -204,7 +198,7 @@ def up(ctx: click.Context, data_dir: Path, port_base: int, miners: int) -> None:
                 _step("Opening the dev consumer's credit line and getting its API key")
                 consumer = wallets["consumer"].coldkey(DEV_PASSWORD)
                 gateway_address = parse_address(wallets["gateway"].address)
-                _send(client, consumer, MsgOpenCredit(gateway_address, 1_000 * MINT, 5_000_000))
+                client.execute(consumer, [MsgOpenCredit(gateway_address, 1_000 * MINT, 5_000_000)])
                 state["api_key"] = request_api_key(launcher.url("gateway"), consumer)
                 state_path.write_text(json.dumps(state, indent=2))
             height = client.height()

@@ -174,3 +174,9 @@ class ChainClient:
     def send(self, key: PrivateKey, messages: list[Msg], fee: int, memo: str = "") -> TxOutcome:
         """Sign with the next nonce, submit, and wait for the block that includes it."""
         return self.broadcast_commit(self.sign(key, messages, fee, memo))
+
+    def execute(self, key: PrivateKey, messages: list[Msg], memo: str = "") -> TxOutcome:
+        """``send`` at the chain's minimum fee, raising the chain's error if the transaction failed."""
+        outcome = self.send(key, messages, int(self.query("/bank/params")["min_tx_fee"]), memo)
+        raise_for_code(outcome.code, outcome.codespace, outcome.log)
+        return outcome

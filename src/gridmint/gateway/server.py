@@ -16,7 +16,7 @@ import uvicorn
 from gridmint.chain.credit import MsgRegisterGateway
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import ChainError
-from gridmint.client.chain_client import ChainClient, raise_for_code
+from gridmint.client.chain_client import ChainClient
 from gridmint.gateway.app import GatewayApp, RateLimiter
 from gridmint.gateway.credit import CreditBook
 from gridmint.gateway.keys import ApiKeys
@@ -37,9 +37,7 @@ def register_gateway(client: ChainClient, key: PrivateKey, url: str, fee_bps: in
     if current is not None and (current["url"], current["fee_bps"], current["bond"]) == (url, fee_bps, bond):
         log.info("The chain already lists this gateway at %s with a fee of %d bps.", url, fee_bps)
         return fee_bps
-    fee = int(client.query("/bank/params")["min_tx_fee"])
-    outcome = client.send(key, [MsgRegisterGateway(url, fee_bps, bond)], fee)
-    raise_for_code(outcome.code, outcome.codespace, outcome.log)
+    outcome = client.execute(key, [MsgRegisterGateway(url, fee_bps, bond)])
     log.info("Registered gateway %s at %s (fee %d bps) in block %d.", address, url, fee_bps, outcome.height)
     return fee_bps
 

@@ -14,7 +14,7 @@ from gridmint.chain.credit import BATCH_REPLAYED, MsgSettle
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import ChainError
 from gridmint.chain.units import format_mint
-from gridmint.client.chain_client import ChainClient, raise_for_code
+from gridmint.client.chain_client import ChainClient
 from gridmint.gateway.credit import CreditBook
 from gridmint.gateway.ledger import Batch, Ledger
 from gridmint.gateway.metrics import GatewayMetrics
@@ -30,10 +30,7 @@ def last_batch_on_chain(client: ChainClient, gateway: str) -> int:
 
 
 def _send_batch(client: ChainClient, key: PrivateKey, batch: Batch) -> int:
-    fee = int(client.query("/bank/params")["min_tx_fee"])
-    outcome = client.send(key, [MsgSettle(batch.id, batch.entries)], fee)
-    raise_for_code(outcome.code, outcome.codespace, outcome.log)
-    return outcome.height
+    return client.execute(key, [MsgSettle(batch.id, batch.entries)]).height
 
 
 async def settle(client: ChainClient, key: PrivateKey, ledger: Ledger, credit: CreditBook | None = None,

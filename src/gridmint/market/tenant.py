@@ -19,7 +19,7 @@ import httpx
 from gridmint.chain.crypto import PrivateKey, parse_address
 from gridmint.chain.errors import ChainError, ErrorKind, lookup, register
 from gridmint.chain.market import NOT_PROVIDER, MsgAcceptBid, MsgCreateDeployment, mismatch
-from gridmint.client.chain_client import ChainClient, TxOutcome, raise_for_code
+from gridmint.client.chain_client import ChainClient, TxOutcome
 from gridmint.client.signing import sign_request
 from gridmint.market.deployment import Deployment
 
@@ -58,12 +58,6 @@ def explain_match(providers: list[dict[str, Any]], deployment: Deployment) -> li
 # --- the steps on chain --------------------------------------------------------------------------------------
 
 
-def _send(client: ChainClient, key: PrivateKey, message: Any) -> TxOutcome:
-    outcome = client.send(key, [message], int(client.query("/bank/params")["min_tx_fee"]))
-    raise_for_code(outcome.code, outcome.codespace, outcome.log)
-    return outcome
-
-
 def _attribute(outcome: TxOutcome, event_type: str, key: str) -> str:
     value = outcome.attribute(event_type, key)
     if value is None:
@@ -73,9 +67,9 @@ def _attribute(outcome: TxOutcome, event_type: str, key: str) -> str:
 
 def create_order(client: ChainClient, key: PrivateKey, deployment: Deployment) -> tuple[int, int]:
     """Put the deployment on chain; returns (order id, block height)."""
-    outcome = _send(client, key, MsgCreateDeployment(
+    outcome = client.execute(key, [MsgCreateDeployment(
         deployment.cpu_millis, deployment.memory_mb, deployment.gpu_units, deployment.gpu_models,
-        deployment.min_vram_gb, deployment.max_price, deployment.manifest_hash, deployment.deposit))
+        deployment.min_vram_gb, deployment.max_price, deployment.manifest_hash, deployment.deposit)])
     return int(_attribute(outcome, "order_created", "order")), outcome.height
 
 
@@ -95,7 +89,7 @@ def wait_for_bids(client: ChainClient, order_id: int, expected: int, wait_s: flo
 
 def accept_bid(client: ChainClient, key: PrivateKey, order_id: int, provider: str) -> int:
     """Accept ``provider``'s bid; returns the lease id."""
-    outcome = _send(client, key, MsgAcceptBid(order_id, parse_address(provider)))
+    outcome = client.execute(key, [MsgAcceptBid(order_id, parse_address(provider))])
     return int(_attribute(outcome, "lease_started", "lease"))
 
 

@@ -11,7 +11,7 @@ from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import ChainError
 from gridmint.chain.neurons import NOT_REGISTERED
 from gridmint.chain.subnets import MsgAnnounceEndpoint
-from gridmint.client.chain_client import ChainClient, raise_for_code
+from gridmint.client.chain_client import ChainClient
 from gridmint.client.metagraph import Metagraph
 from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
@@ -39,10 +39,8 @@ def announce_if_changed(client: ChainClient, key: PrivateKey, netuid: int, wante
             wanted.url, wanted.models, wanted.price_per_1k):
         log.info("The chain already announces %s for UID %d on subnet %d.", wanted.url, uid, netuid)
         return False
-    fee = int(client.query("/bank/params")["min_tx_fee"])
-    outcome = client.send(key, [MsgAnnounceEndpoint(netuid, wanted.url, wanted.models, wanted.price_per_1k,
-                                                    PROTOCOL_VERSION)], fee)
-    raise_for_code(outcome.code, outcome.codespace, outcome.log)
+    outcome = client.execute(key, [MsgAnnounceEndpoint(netuid, wanted.url, wanted.models, wanted.price_per_1k,
+                                                       PROTOCOL_VERSION)])
     log.info("Announced %s (%s) for UID %d on subnet %d in block %d.", wanted.url, ", ".join(wanted.models), uid,
              netuid, outcome.height)
     return True

@@ -21,9 +21,10 @@ from typing import Any
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import ChainError, register
 from gridmint.chain.market import MsgBid, MsgCloseLease, MsgRegisterProvider, MsgWithdraw
+from gridmint.chain.tx import Msg
 from gridmint.chain.units import format_mint
 from gridmint.client.blocks import BlockEvents
-from gridmint.client.chain_client import ChainClient, TxOutcome, raise_for_code
+from gridmint.client.chain_client import ChainClient, TxOutcome
 from gridmint.client.signing import NOT_PERMITTED
 from gridmint.market.deployment import manifest_hash, parse_manifest
 from gridmint.market.provider.inventory import Capacity, Inventory, Need
@@ -90,17 +91,12 @@ class Provider:
         self.leases: dict[int, Lease] = {}
         self.metrics = ProviderMetrics()
         self.lock = threading.RLock()
-        self._fee: int | None = None
         self._last_withdraw = 0
 
     # --- chain writes ----------------------------------------------------------------------------------
 
-    def _send(self, message: Any) -> TxOutcome:
-        if self._fee is None:
-            self._fee = int(self.client.query("/bank/params")["min_tx_fee"])
-        outcome = self.client.send(self.key, [message], self._fee)
-        raise_for_code(outcome.code, outcome.codespace, outcome.log)
-        return outcome
+    def _send(self, message: Msg) -> TxOutcome:
+        return self.client.execute(self.key, [message])
 
     def register(self) -> bool:
         """Put this provider's URI and resources on chain unless they are there already; True if a tx was sent."""
