@@ -24,7 +24,12 @@ class ProtoError(ValueError):
     """The bytes are not a valid message of the expected schema."""
 
 
+_ONE_BYTE = [bytes((value,)) for value in range(128)]
+
+
 def encode_uvarint(value: int) -> bytes:
+    if 0 <= value < 128:
+        return _ONE_BYTE[value]
     if value < 0:
         value += 1 << 64  # two's complement, as protobuf writes negative int64
     out = bytearray()
@@ -130,31 +135,50 @@ def _value(kind: Kind, value: Any, wire: int) -> Any:
     return bytes(value)
 
 
+_MESSAGE, _VARINT, _STRING, _BYTES = range(4)
+# A schema compiled for encoding: per field in number order, (name, wire key bytes, how to write it, whether it
+# repeats, the embedded schema). Entries hold their schema, so an id is never reused while cached.
+_Compiled = list[tuple[str, bytes, int, bool, Any]]
+_COMPILED: dict[int, tuple[Schema, _Compiled]] = {}
+
+
+def _compiled(schema: Schema) -> _Compiled:
+    entry = _COMPILED.get(id(schema))
+    if entry is None or entry[0] is not schema:
+        fields: _Compiled = []
+        for number, (name, kind) in sorted(schema.items()):
+            repeated = isinstance(kind, tuple) and kind[0] == "repeated"
+            item = kind[1] if repeated else kind
+            if isinstance(item, dict):
+                fields.append((name, encode_uvarint(number << 3 | LENGTH), _MESSAGE, repeated, item))
+            elif item in _VARINT_KINDS:
+                fields.append((name, encode_uvarint(number << 3 | VARINT), _VARINT, repeated, None))
+            else:
+                fields.append((name, encode_uvarint(number << 3 | LENGTH), _STRING if item == "string" else _BYTES,
+                               repeated, None))
+        entry = _COMPILED[id(schema)] = (schema, fields)
+    return entry[1]
+
+
 def encode(message: dict[str, Any], schema: Schema) -> bytes:
-    out = bytearray()
-    for number, (name, kind) in sorted(schema.items()):
+    out: list[bytes] = []
+    for name, key, how, repeated, embedded in _compiled(schema):
         value = message.get(name)
-        if isinstance(kind, tuple) and kind[0] == "repeated":
-            for item in value or []:
-                out += _field(number, kind[1], item, repeated=True)
-        elif value is not None:
-            out += _field(number, kind, value, repeated=False)
-    return bytes(out)
-
-
-def _field(number: int, kind: Kind, value: Any, repeated: bool) -> bytes:
-    if isinstance(kind, dict):
-        body = encode(value, kind)
-        return encode_uvarint(number << 3 | LENGTH) + encode_uvarint(len(body)) + body
-    if kind in _VARINT_KINDS:
-        number_value = int(value)
-        if number_value == 0 and not repeated:
-            return b""
-        return encode_uvarint(number << 3 | VARINT) + encode_uvarint(number_value)
-    raw = value.encode() if kind == "string" else bytes(value)
-    if not raw and not repeated:
-        return b""
-    return encode_uvarint(number << 3 | LENGTH) + encode_uvarint(len(raw)) + raw
+        if value is None:
+            continue
+        for item in (value if repeated else (value,)):
+            if how == _MESSAGE:
+                body = encode(item, embedded)
+                out += (key, encode_uvarint(len(body)), body)
+            elif how == _VARINT:
+                number = int(item)
+                if number or repeated:  # proto3 leaves a singular default out
+                    out += (key, encode_uvarint(number))
+            else:
+                raw = item.encode() if how == _STRING else bytes(item)
+                if raw or repeated:
+                    out += (key, encode_uvarint(len(raw)), raw)
+    return b"".join(out)
 
 
 def frame(payload: bytes) -> bytes:

@@ -34,6 +34,10 @@ log = logging.getLogger("gridmint.abci")
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 WELL_FORMED_CACHE = 200_000
+ANSWERS_PER_TURN = 64
+# How much the app takes off a socket before it answers (the stream pauses reading at twice this): enough that
+# CometBFT's writes do not block while the app works through a burst of rechecks.
+READ_LIMIT = MAX_MESSAGE_BYTES
 
 
 def _events(events: list[Event]) -> list[dict[str, Any]]:
@@ -123,8 +127,8 @@ class AbciApplication:
         result = self.app.check_tx(request["tx"])
         if result.code == 0:  # it decoded and its signature verified
             self._remember(request["tx"])
-        return {"code": result.code, "data": result.data, "log": result.log, "events": _events(result.events),
-                "codespace": result.codespace}
+            return {}  # code 0; CometBFT neither indexes nor forwards a check's events, so none are encoded
+        return {"code": result.code, "log": result.log, "codespace": result.codespace}
 
     def on_commit(self, request: dict[str, Any]) -> dict[str, Any]:
         return {"retain_height": self.app.commit()}
@@ -188,25 +192,45 @@ class AbciServer:
                 if not chunk:
                     return
                 buffer += chunk
-                while buffer:
-                    try:
-                        length, start = decode_uvarint(buffer, 0)
-                    except ProtoError:
-                        break  # the length itself is not complete yet
-                    if length > MAX_MESSAGE_BYTES:
-                        raise ProtoError(f"a message of {length} bytes is over the limit")
-                    if len(buffer) < start + length:
-                        break
-                    payload, buffer = buffer[start:start + length], buffer[start + length:]
-                    response, flush = self._respond(payload)
-                    writer.write(frame(response))
+                offset = 0
+                while True:
+                    offset, responses, flush = self._answer_some(buffer, offset)
+                    if responses:  # one write for many answers: a send per answer costs more than most answers
+                        writer.write(b"".join(responses))
                     if flush:
                         await writer.drain()
+                    if len(responses) < ANSWERS_PER_TURN:
+                        break
+                    # Let the loop take in what CometBFT sent meanwhile. Its ABCI client re-arms a 20 ns flush
+                    # timer while its writer is blocked on a full socket, so a reader that falls behind makes
+                    # CometBFT spin and take the CPU the app needs to catch up.
+                    await asyncio.sleep(0)
+                buffer = buffer[offset:]
         except (ConnectionError, ProtoError) as error:
             log.warning("An ABCI connection ended: %s", error)
         finally:
             self.connections -= 1
             writer.close()
+
+    def _answer_some(self, buffer: bytes, offset: int) -> tuple[int, list[bytes], bool]:
+        """Answer up to ``ANSWERS_PER_TURN`` complete requests from ``offset``: (new offset, framed answers,
+        whether one was a flush)."""
+        responses: list[bytes] = []
+        flush = False
+        while offset < len(buffer) and len(responses) < ANSWERS_PER_TURN:
+            try:
+                length, start = decode_uvarint(buffer, offset)
+            except ProtoError:
+                break  # the length itself is not complete yet
+            if length > MAX_MESSAGE_BYTES:
+                raise ProtoError(f"a message of {length} bytes is over the limit")
+            if len(buffer) < start + length:
+                break
+            response, flushed = self._respond(buffer[start:start + length])
+            responses.append(frame(response))
+            flush = flush or flushed
+            offset = start + length
+        return offset, responses, flush
 
     def _respond(self, payload: bytes) -> tuple[bytes, bool]:
         try:
@@ -225,10 +249,11 @@ async def serve_abci(app: App, address: str) -> None:
     if address.startswith("unix://"):
         path = Path(address[len("unix://"):])
         path.unlink(missing_ok=True)
-        listener = await asyncio.start_unix_server(server.serve_connection, path=str(path))
+        listener = await asyncio.start_unix_server(server.serve_connection, path=str(path), limit=READ_LIMIT)
     else:
         host, _, port = address.removeprefix("tcp://").rpartition(":")
-        listener = await asyncio.start_server(server.serve_connection, host or "127.0.0.1", int(port))
+        listener = await asyncio.start_server(server.serve_connection, host or "127.0.0.1", int(port),
+                                              limit=READ_LIMIT)
     log.info("Serving ABCI at %s.", address)
     async with listener:
         await listener.serve_forever()
