@@ -63,18 +63,14 @@ def sign_all(chain_id: str, senders: list[PrivateKey], count: int) -> list[list[
 
 @dataclass
 class Progress:
-    """What the load has sent and what the chain has committed, shared by the submitting threads and the
+    """What the load has sent and what executed blocks hold so far, shared by the submitting threads and the
     follower; the senders hold back while more than ``backlog`` of their transactions wait for a block."""
     backlog: int
     sent: int = 0
-    succeeded: int = 0
-    failed: int = 0
+    committed: int = 0
     last_seen_ns: int = 0
+    succeeded: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def committed(self) -> int:
-        return self.succeeded + self.failed
 
 
 def submit(url: str, txs: list[bytes], progress: Progress, refused: list[str]) -> None:
@@ -96,34 +92,32 @@ def submit(url: str, txs: list[bytes], progress: Progress, refused: list[str]) -
                         progress.sent -= 1
 
 
+def call(client: httpx.Client, url: str, method: str, **params: object) -> dict | None:  # type: ignore[type-arg]
+    """The method's result, or None when the node answered with an error."""
+    answer = client.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).json()
+    result: dict | None = answer.get("result")  # type: ignore[type-arg]
+    return result
+
+
 def follow(url: str, start_height: int, total: int, progress: Progress, refused: list[str]) -> None:
-    """Count each block's transactions by their results until all ``total`` are in (or five minutes pass),
-    noting when the follower saw each block with transactions (polls every 50 ms)."""
+    """Count the transactions of each block once its results are stored (CometBFT stores a block before it
+    executes it, and the load should follow execution) until all ``total`` are in or five minutes pass, noting
+    when the last one was seen (polls every 50 ms)."""
     height = start_height
     deadline = time.monotonic() + 300
     with httpx.Client(timeout=60) as client:
-        def call(method: str, **params: object) -> dict | None:  # type: ignore[type-arg]
-            answer = client.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).json()
-            result: dict | None = answer.get("result")  # type: ignore[type-arg]
-            return result
-
         while progress.committed + len(refused) < total and time.monotonic() < deadline:
-            status = call("status")
-            latest = int(status["sync_info"]["latest_block_height"]) if status else height
-            while height < latest:
-                # CometBFT stores a block before its results: a height it names may not have them for a moment.
-                found = call("block_results", height=str(height + 1))
-                if found is None:
-                    break
-                height += 1
-                results = found["txs_results"] or []
+            found = call(client, url, "block_results", height=str(height + 1))
+            if found is None:
+                time.sleep(0.05)
+                continue
+            height += 1
+            results = found["txs_results"] or []
+            with progress.lock:
+                progress.committed += len(results)
+                progress.succeeded += sum(1 for result in results if int(result.get("code") or 0) == 0)
                 if results:
-                    ok = sum(1 for result in results if int(result.get("code") or 0) == 0)
-                    with progress.lock:
-                        progress.succeeded += ok
-                        progress.failed += len(results) - ok
-                        progress.last_seen_ns = time.time_ns()
-            time.sleep(0.05)
+                    progress.last_seen_ns = time.time_ns()
 
 
 def measure(urls: list[str], per_sender: list[list[bytes]], total: int, backlog: int) -> tuple[float, int, int]:
@@ -144,11 +138,12 @@ def measure(urls: list[str], per_sender: list[list[bytes]], total: int, backlog:
     for thread in threads:
         thread.join()
     follower.join()
-    if refused or progress.failed:
-        print(f"  {len(refused)} refused, {progress.failed} failed in a block; {refused[:1]}", file=sys.stderr)
+    succeeded, failed = progress.succeeded, progress.committed - progress.succeeded
+    if refused or failed:
+        print(f"  {len(refused)} refused, {failed} failed in a block; {refused[:1]}", file=sys.stderr)
     elapsed = (progress.last_seen_ns - started_ns) / 1e9
-    rate = progress.succeeded / elapsed if elapsed > 0 else 0.0
-    return rate, progress.succeeded, len(refused) + progress.failed
+    rate = succeeded / elapsed if elapsed > 0 else 0.0
+    return rate, succeeded, len(refused) + failed
 
 
 def free_port() -> int:
