@@ -40,7 +40,7 @@ FEE = 10_000
 TIMEOUT_COMMIT = "1s"
 # Transactions sent but not yet in a block before the load holds back: a node's mempool rechecks what it still
 # holds after each block, so an unbounded flood costs every node work in proportion to its backlog.
-BACKLOG = 2_000
+BACKLOG = 3_000
 
 
 def rpc(url: str, method: str, **params: object) -> dict:  # type: ignore[type-arg]

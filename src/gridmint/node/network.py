@@ -10,6 +10,7 @@ The chain client talks to any node's RPC (``http://127.0.0.1:<rpc port>``) as it
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import json
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import uvloop
 
 from gridmint.chain.app import MODULES
 from gridmint.chain.crypto import PrivateKey, format_address
@@ -241,8 +243,6 @@ def run_app(home: Path) -> None:
     store = Store(home / "app" / "state.sqlite")
 
     async def main() -> None:
-        import asyncio
-
         task = asyncio.create_task(serve_abci(App(store), f"unix://{home}/app.sock"))
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
@@ -250,9 +250,9 @@ def run_app(home: Path) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    import asyncio
-
     try:
-        asyncio.run(main())
+        # uvloop: CometBFT's requests arrive a few at a time, so the event loop's cost per read counts
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(main())
     finally:
         store.close()
