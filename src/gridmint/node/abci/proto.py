@@ -68,9 +68,10 @@ def _signed(value: int, bits: int) -> int:
 
 def decode(data: bytes | memoryview, schema: Schema) -> dict[str, Any]:
     """The fields of ``schema`` found in ``data``; missing fields take their proto3 default."""
-    out: dict[str, Any] = {}
-    for name, kind in schema.values():
-        out[name] = _default(kind)
+    defaults, repeated = _defaults(schema)
+    out = dict(defaults)
+    for name in repeated:
+        out[name] = []
     offset = 0
     view = memoryview(data)
     while offset < len(view):
@@ -102,12 +103,19 @@ def decode(data: bytes | memoryview, schema: Schema) -> dict[str, Any]:
     return out
 
 
-def _default(kind: Kind) -> Any:
-    if isinstance(kind, tuple):
-        return []
-    if isinstance(kind, dict):
-        return None
-    return {"string": "", "bytes": b"", "bool": False}.get(kind, 0)
+# Per schema, its singular fields' proto3 defaults and its repeated fields' names (each decode gets fresh lists).
+# Entries hold their schema, so an id is never reused while cached.
+_DEFAULTS: dict[int, tuple[Schema, dict[str, Any], tuple[str, ...]]] = {}
+
+
+def _defaults(schema: Schema) -> tuple[dict[str, Any], tuple[str, ...]]:
+    entry = _DEFAULTS.get(id(schema))
+    if entry is None or entry[0] is not schema:
+        singular = {name: None if isinstance(kind, dict) else {"string": "", "bytes": b"", "bool": False}.get(kind, 0)
+                    for name, kind in schema.values() if not isinstance(kind, tuple)}
+        repeated = tuple(name for name, kind in schema.values() if isinstance(kind, tuple))
+        entry = _DEFAULTS[id(schema)] = (schema, singular, repeated)
+    return entry[1], entry[2]
 
 
 def _value(kind: Kind, value: Any, wire: int) -> Any:
