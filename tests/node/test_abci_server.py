@@ -7,13 +7,16 @@ from __future__ import annotations
 import asyncio
 import json
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from gridmint.chain.app import App
 from gridmint.chain.bank import MsgSend
 from gridmint.chain.store import Store
 from gridmint.node.abci import messages
 from gridmint.node.abci.proto import decode, decode_uvarint, encode, frame
-from gridmint.node.abci.server import AbciApplication, AbciServer
+from gridmint.node.abci.server import ANSWERS_PER_TURN, AbciApplication, AbciServer
 from tests.helpers import CHAIN_ID, genesis, key, signed
 
 ONE_SECOND = {"seconds": 1_767_225_600, "nanos": 0}
@@ -58,31 +61,47 @@ def test_finalize_and_commit_answer_one_result_per_transaction(tmp_path: Path) -
                                                         "vote_extension": b""}) == {"status": messages.ACCEPT}
 
 
-def test_pipelined_requests_are_answered_in_order_over_a_socket(tmp_path: Path) -> None:
+def _exchange(tmp_path: Path, requests: list[dict[str, Any]], chunk: int) -> list[dict[str, Any]]:
+    """Send ``requests`` over a unix socket, ``chunk`` bytes per write; the responses in the order they came."""
     server = AbciServer(App(Store(tmp_path / "state.sqlite")))
 
-    async def scenario() -> list[str]:
+    async def scenario() -> list[dict[str, Any]]:
         path = str(tmp_path / "app.sock")
         listener = await asyncio.start_unix_server(server.serve_connection, path=path)
         async with listener:
             reader, writer = await asyncio.open_unix_connection(path)
-            requests = [{"echo": {"message": "one"}}, {"info": {"version": "0.38.25"}}, {"echo": {"message": "two"}},
-                        {"flush": {}}]
-            writer.write(b"".join(frame(encode(r, messages.REQUESTS)) for r in requests))
-            await writer.drain()
-            data, kinds = b"", []
-            while len(kinds) < len(requests):
+            wire = b"".join(frame(encode(r, messages.REQUESTS)) for r in requests)
+            for offset in range(0, len(wire), chunk):
+                writer.write(wire[offset:offset + chunk])
+                await writer.drain()
+            data, responses = b"", []
+            while len(responses) < len(requests):
                 data += await asyncio.wait_for(reader.read(65_536), 5)
                 while data:
                     length, start = decode_uvarint(data, 0)
                     if len(data) < start + length:
                         break
-                    response = decode(data[start:start + length], messages.RESPONSES)
-                    kinds.append(messages.kind_of(response) + ":" + str(response.get("echo") or ""))
+                    responses.append(decode(data[start:start + length], messages.RESPONSES))
                     data = data[start + length:]
             writer.close()
-            return kinds
+            return responses
 
-    kinds = asyncio.run(scenario())
-    assert [k.split(":")[0] for k in kinds] == ["echo", "info", "echo", "flush"]
-    assert "one" in kinds[0] and "two" in kinds[2]
+    return asyncio.run(scenario())
+
+
+def test_pipelined_requests_are_answered_in_order_over_a_socket(tmp_path: Path) -> None:
+    requests = [{"echo": {"message": "one"}}, {"info": {"version": "0.38.25"}}, {"echo": {"message": "two"}},
+                {"flush": {}}]
+    responses = _exchange(tmp_path, requests, 1 << 20)
+    assert [messages.kind_of(r) for r in responses] == ["echo", "info", "echo", "flush"]
+    assert responses[0]["echo"]["message"] == "one" and responses[2]["echo"]["message"] == "two"
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 20])
+def test_a_long_pipeline_split_anywhere_is_answered_whole_and_in_order(tmp_path: Path, chunk: int) -> None:
+    """More requests than the server answers per event-loop turn, arriving in one write or in 7-byte pieces
+    (frames cut mid-length and mid-body)."""
+    requests: list[dict[str, Any]] = [{"echo": {"message": f"m{i}"}} for i in range(3 * ANSWERS_PER_TURN + 5)]
+    responses = _exchange(tmp_path, [*requests, {"flush": {}}], chunk)
+    assert [r["echo"]["message"] for r in responses[:-1]] == [f"m{i}" for i in range(len(requests))]
+    assert messages.kind_of(responses[-1]) == "flush"
