@@ -11,6 +11,7 @@ Framing on the socket: each message is ``uvarint(length) || message``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 Schema = dict[int, tuple[str, Any]]
@@ -68,9 +69,9 @@ def _signed(value: int, bits: int) -> int:
 
 def decode(data: bytes | memoryview, schema: Schema) -> dict[str, Any]:
     """The fields of ``schema`` found in ``data``; missing fields take their proto3 default."""
-    defaults, repeated = _defaults(schema)
-    out = dict(defaults)
-    for name in repeated:
+    plan = _plan(schema)
+    out = dict(plan.defaults)
+    for name in plan.repeated:
         out[name] = []
     offset = 0
     view = memoryview(data)
@@ -103,21 +104,6 @@ def decode(data: bytes | memoryview, schema: Schema) -> dict[str, Any]:
     return out
 
 
-# Per schema, its singular fields' proto3 defaults and its repeated fields' names (each decode gets fresh lists).
-# Entries hold their schema, so an id is never reused while cached.
-_DEFAULTS: dict[int, tuple[Schema, dict[str, Any], tuple[str, ...]]] = {}
-
-
-def _defaults(schema: Schema) -> tuple[dict[str, Any], tuple[str, ...]]:
-    entry = _DEFAULTS.get(id(schema))
-    if entry is None or entry[0] is not schema:
-        singular = {name: None if isinstance(kind, dict) else {"string": "", "bytes": b"", "bool": False}.get(kind, 0)
-                    for name, kind in schema.values() if not isinstance(kind, tuple)}
-        repeated = tuple(name for name, kind in schema.values() if isinstance(kind, tuple))
-        entry = _DEFAULTS[id(schema)] = (schema, singular, repeated)
-    return entry[1], entry[2]
-
-
 def _value(kind: Kind, value: Any, wire: int) -> Any:
     if isinstance(kind, dict):
         if wire != LENGTH:
@@ -143,47 +129,65 @@ def _value(kind: Kind, value: Any, wire: int) -> Any:
     return bytes(value)
 
 
-_MESSAGE, _VARINT, _STRING, _BYTES = range(4)
-# A schema compiled for encoding: per field in number order, (name, wire key bytes, how to write it, whether it
-# repeats, the embedded schema). Entries hold their schema, so an id is never reused while cached.
-_Compiled = list[tuple[str, bytes, int, bool, Any]]
-_COMPILED: dict[int, tuple[Schema, _Compiled]] = {}
+_WRITE_MESSAGE, _WRITE_VARINT, _WRITE_STRING, _WRITE_BYTES = range(4)
 
 
-def _compiled(schema: Schema) -> _Compiled:
-    entry = _COMPILED.get(id(schema))
-    if entry is None or entry[0] is not schema:
-        fields: _Compiled = []
-        for number, (name, kind) in sorted(schema.items()):
-            repeated = isinstance(kind, tuple) and kind[0] == "repeated"
-            item = kind[1] if repeated else kind
-            if isinstance(item, dict):
-                fields.append((name, encode_uvarint(number << 3 | LENGTH), _MESSAGE, repeated, item))
-            elif item in _VARINT_KINDS:
-                fields.append((name, encode_uvarint(number << 3 | VARINT), _VARINT, repeated, None))
-            else:
-                fields.append((name, encode_uvarint(number << 3 | LENGTH), _STRING if item == "string" else _BYTES,
-                               repeated, None))
-        entry = _COMPILED[id(schema)] = (schema, fields)
-    return entry[1]
+@dataclass(frozen=True)
+class _Plan:
+    """A schema worked out once: for encoding, per field in number order, (name, wire key bytes, how to write it,
+    whether it repeats, the embedded schema); for decoding, the singular fields' proto3 defaults and the repeated
+    fields' names (each decode gets fresh lists)."""
+    schema: Schema  # held, so that the schema's id is never reused while its plan is cached
+    fields: list[tuple[str, bytes, int, bool, Any]]
+    defaults: dict[str, Any]
+    repeated: tuple[str, ...]
+
+
+_PLANS: dict[int, _Plan] = {}
+_SCALAR_DEFAULTS: dict[str, Any] = {"string": "", "bytes": b"", "bool": False}  # every other scalar: 0
+
+
+def _plan(schema: Schema) -> _Plan:
+    plan = _PLANS.get(id(schema))
+    if plan is not None and plan.schema is schema:
+        return plan
+    fields: list[tuple[str, bytes, int, bool, Any]] = []
+    defaults: dict[str, Any] = {}
+    repeated: list[str] = []
+    for number, (name, kind) in sorted(schema.items()):
+        repeats = isinstance(kind, tuple) and kind[0] == "repeated"
+        item = kind[1] if repeats else kind
+        if repeats:
+            repeated.append(name)
+        else:
+            defaults[name] = None if isinstance(item, dict) else _SCALAR_DEFAULTS.get(item, 0)
+        if isinstance(item, dict):
+            fields.append((name, encode_uvarint(number << 3 | LENGTH), _WRITE_MESSAGE, repeats, item))
+        elif item in _VARINT_KINDS:
+            fields.append((name, encode_uvarint(number << 3 | VARINT), _WRITE_VARINT, repeats, None))
+        else:
+            fields.append((name, encode_uvarint(number << 3 | LENGTH),
+                           _WRITE_STRING if item == "string" else _WRITE_BYTES, repeats, None))
+    plan = _PLANS[id(schema)] = _Plan(schema, fields, defaults, tuple(repeated))
+    return plan
 
 
 def encode(message: dict[str, Any], schema: Schema) -> bytes:
     out: list[bytes] = []
-    for name, key, how, repeated, embedded in _compiled(schema):
+    for name, key, how, repeated, embedded in _plan(schema).fields:
         value = message.get(name)
         if value is None:
             continue
         for item in (value if repeated else (value,)):
-            if how == _MESSAGE:
+            if how == _WRITE_MESSAGE:
                 body = encode(item, embedded)
                 out += (key, encode_uvarint(len(body)), body)
-            elif how == _VARINT:
+            elif how == _WRITE_VARINT:
                 number = int(item)
                 if number or repeated:  # proto3 leaves a singular default out
                     out += (key, encode_uvarint(number))
             else:
-                raw = item.encode() if how == _STRING else bytes(item)
+                raw = item.encode() if how == _WRITE_STRING else bytes(item)
                 if raw or repeated:
                     out += (key, encode_uvarint(len(raw)), raw)
     return b"".join(out)
