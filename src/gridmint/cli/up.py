@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from gridmint.cli.output import emit
 from gridmint.client.chain_client import ChainClient
 from gridmint.client.wallet import Wallet, create_wallet, open_wallet
 from gridmint.gateway.keys import request_api_key
+from gridmint.node.processes import stop_process_group
 from gridmint.node.setup import init_data_dir
 
 DEV_PASSWORD = "gridmint-dev"  # dev wallets only; printed in the summary  # noqa: S105
@@ -232,30 +232,10 @@ def _stop_all(data_dir: Path, timeout_s: float = 20.0) -> list[str]:
     stopped = []
     middle = [n for n in pids if n not in FIRST_STOPPED and n not in LAST_STOPPED]
     for name in [n for n in (*FIRST_STOPPED, *middle, *LAST_STOPPED) if n in pids]:
-        pid = pids[name]
-        try:
-            os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            continue
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and _alive(pid):
-            time.sleep(0.1)
-        if _alive(pid):
-            os.killpg(pid, signal.SIGKILL)
-        stopped.append(name)
+        if stop_process_group(pids[name], timeout_s):
+            stopped.append(name)
     path.unlink()
     return stopped
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
 
 
 @click.command()

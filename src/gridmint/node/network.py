@@ -14,7 +14,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import os
 import re
 import shutil
 import signal
@@ -32,6 +31,7 @@ from gridmint.chain.app import MODULES
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import register
 from gridmint.chain.genesis import make_genesis_document, validate_genesis
+from gridmint.node.processes import stop_process_group
 from gridmint.node.setup import DEV_SUBNETS
 
 COMETBFT_MISSING = register("net", 1, "cometbft_missing")
@@ -177,30 +177,8 @@ def stop_node(node: NodeSpec, timeout_s: float = 15.0) -> None:
         return
     pids = json.loads(path.read_text())
     for name in ("cometbft", "app"):
-        _terminate(pids[name], timeout_s)
+        stop_process_group(pids[name], timeout_s)
     path.unlink()
-
-
-def _terminate(pid: int, timeout_s: float) -> None:
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            finished, _ = os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:  # not our child: poll for it instead
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            finished = 0
-        if finished:
-            return
-        time.sleep(0.05)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
 
 
 def start_network(directory: Path) -> list[NodeSpec]:

@@ -1,0 +1,63 @@
+"""Stopping detached process groups: a polite stop, a process that ignores SIGTERM, what a leader started, and a
+pid that is already gone."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from gridmint.node.processes import process_alive, stop_process_group
+
+
+def detached(code: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+
+
+def wait_for_file(path: Path, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.02)
+
+
+def test_a_process_that_honours_sigterm_is_stopped_and_reaped() -> None:
+    process = detached("import time; time.sleep(60)")
+    assert process_alive(process.pid)
+    started = time.monotonic()
+    assert stop_process_group(process.pid, timeout_s=10)
+    assert time.monotonic() - started < 5 and not process_alive(process.pid)
+
+
+def test_a_process_that_ignores_sigterm_is_killed_after_the_timeout(tmp_path: Path) -> None:
+    ready = tmp_path / "ready"
+    process = detached("import signal, time, pathlib; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+                       f"pathlib.Path({str(ready)!r}).touch(); time.sleep(60)")
+    wait_for_file(ready)
+    started = time.monotonic()
+    assert stop_process_group(process.pid, timeout_s=0.5)
+    assert time.monotonic() - started >= 0.5
+    process.wait(timeout=5)
+    assert not process_alive(process.pid)
+
+
+def test_what_the_leader_started_stops_with_it(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child"
+    leader = detached("import subprocess, sys, time, pathlib; "
+                      "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
+                      f"pathlib.Path({str(pid_file)!r}).write_text(str(child.pid)); time.sleep(60)")
+    wait_for_file(pid_file)
+    child = int(pid_file.read_text())
+    assert stop_process_group(leader.pid, timeout_s=10)
+    deadline = time.monotonic() + 5
+    while process_alive(child) and time.monotonic() < deadline:  # the child is init's to reap, not ours
+        time.sleep(0.02)
+    assert not process_alive(child)
+
+
+def test_a_pid_that_is_gone_is_reported_as_not_running() -> None:
+    process = detached("pass")
+    process.wait(timeout=10)
+    assert not process_alive(process.pid)
+    assert not stop_process_group(process.pid, timeout_s=1)
