@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -71,6 +72,7 @@ class Progress:
     last_seen_ns: int = 0
     succeeded: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    over: threading.Event = field(default_factory=threading.Event)  # the follower stopped: senders stop too
 
 
 def submit(url: str, txs: list[bytes], progress: Progress, refused: list[str]) -> None:
@@ -79,6 +81,8 @@ def submit(url: str, txs: list[bytes], progress: Progress, refused: list[str]) -
     with httpx.Client(timeout=120) as client:
         for offset in range(0, len(txs), BATCH):
             while progress.sent - progress.committed > progress.backlog:
+                if progress.over.is_set():
+                    return
                 time.sleep(0.01)
             chunk = txs[offset:offset + BATCH]
             with progress.lock:
@@ -105,19 +109,22 @@ def follow(url: str, start_height: int, total: int, progress: Progress, refused:
     when the last one was seen (polls every 50 ms)."""
     height = start_height
     deadline = time.monotonic() + 300
-    with httpx.Client(timeout=60) as client:
-        while progress.committed + len(refused) < total and time.monotonic() < deadline:
-            found = call(client, url, "block_results", height=str(height + 1))
-            if found is None:
-                time.sleep(0.05)
-                continue
-            height += 1
-            results = found["txs_results"] or []
-            with progress.lock:
-                progress.committed += len(results)
-                progress.succeeded += sum(1 for result in results if int(result.get("code") or 0) == 0)
-                if results:
-                    progress.last_seen_ns = time.time_ns()
+    try:
+        with httpx.Client(timeout=60) as client:
+            while progress.committed + len(refused) < total and time.monotonic() < deadline:
+                found = call(client, url, "block_results", height=str(height + 1))
+                if found is None:
+                    time.sleep(0.05)
+                    continue
+                height += 1
+                results = found["txs_results"] or []
+                with progress.lock:
+                    progress.committed += len(results)
+                    progress.succeeded += sum(1 for result in results if int(result.get("code") or 0) == 0)
+                    if results:
+                        progress.last_seen_ns = time.time_ns()
+    finally:
+        progress.over.set()
 
 
 def measure(urls: list[str], per_sender: list[list[bytes]], total: int, backlog: int) -> tuple[float, int, int]:
@@ -129,15 +136,19 @@ def measure(urls: list[str], per_sender: list[list[bytes]], total: int, backlog:
     for index, txs in enumerate(per_sender):
         groups[index % len(urls)].extend(txs)
     started_ns = time.time_ns()
-    follower = threading.Thread(target=follow, args=(urls[0], start_height, total, progress, refused))
-    follower.start()
-    threads = [threading.Thread(target=submit, args=(url, group, progress, refused))
+    # Daemon threads, and all of them stop once the follower does: an interrupted or failed run must reach the
+    # caller's `finally` (which stops the network) instead of waiting on a load that can no longer drain.
+    follower = threading.Thread(target=follow, args=(urls[0], start_height, total, progress, refused), daemon=True)
+    threads = [threading.Thread(target=submit, args=(url, group, progress, refused), daemon=True)
                for url, group in zip(urls, groups, strict=True)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    follower.join()
+    try:
+        follower.start()
+        for thread in threads:
+            thread.start()
+        for thread in [*threads, follower]:
+            thread.join()
+    finally:
+        progress.over.set()
     succeeded, failed = progress.succeeded, progress.committed - progress.succeeded
     if refused or failed:
         print(f"  {len(refused)} refused, {failed} failed in a block; {refused[:1]}", file=sys.stderr)
@@ -160,8 +171,8 @@ def run_network(workdir: Path, senders: list[PrivateKey], count: int) -> tuple[f
         config = set_config_value(config_path.read_text(), "mempool", "size", str(count * 2))
         config = set_config_value(config, "mempool", "cache_size", str(count * 4))
         config_path.write_text(set_config_value(config, "rpc", "max_request_batch_size", str(BATCH)))
-    start_network(workdir / "net")
-    try:
+    try:  # an interrupted start stops what it started
+        start_network(workdir / "net")
         urls = [f"http://127.0.0.1:{n.rpc_port}" for n in nodes]
         deadline = time.monotonic() + 60
         while int(rpc(urls[0], "status")["sync_info"]["latest_block_height"]) < 2:
@@ -204,6 +215,9 @@ def main() -> None:
     parser.add_argument("--txs", type=int, default=20_000)
     parser.add_argument("--senders", type=int, default=200)
     args = parser.parse_args()
+    # The network's processes are detached (they outlive their starter by design): a SIGTERM (from `timeout`, say)
+    # must unwind through the `finally` that stops them rather than end the process on the spot.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     senders = [PrivateKey((i + 1).to_bytes(32, "big")) for i in range(args.senders)]
     workdir = Path(tempfile.mkdtemp(prefix="gridmint-net-bench-"))
     network, network_committed, network_refused = run_network(workdir, senders, args.txs)
