@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import json
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,9 +32,12 @@ import httpx
 
 from gridmint.chain import bank
 from gridmint.chain.crypto import PrivateKey, format_address
+from gridmint.chain.errors import ChainError
 from gridmint.chain.tx import TxBody, sign_tx
+from gridmint.client.chain_client import ChainClient
 from gridmint.node.network import init_network, set_config_value, start_network, stop_network
 from gridmint.node.setup import init_data_dir
+from gridmint.ports import free_port
 
 BATCH = 250
 FEE = 10_000
@@ -42,12 +45,6 @@ TIMEOUT_COMMIT = "1s"
 # Transactions sent but not yet in a block before the load holds back: a node's mempool rechecks what it still
 # holds after each block, so an unbounded flood costs every node work in proportion to its backlog.
 BACKLOG = 3_000
-
-
-def rpc(url: str, method: str, **params: object) -> dict:  # type: ignore[type-arg]
-    answer = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, timeout=60)
-    result: dict = answer.json()["result"]  # type: ignore[type-arg]
-    return result
 
 
 def sign_all(chain_id: str, senders: list[PrivateKey], count: int) -> list[list[bytes]]:
@@ -96,13 +93,6 @@ def submit(url: str, txs: list[bytes], progress: Progress, refused: list[str]) -
                         progress.sent -= 1
 
 
-def call(client: httpx.Client, url: str, method: str, **params: object) -> dict | None:  # type: ignore[type-arg]
-    """The method's result, or None when the node answered with an error."""
-    answer = client.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).json()
-    result: dict | None = answer.get("result")  # type: ignore[type-arg]
-    return result
-
-
 def follow(url: str, start_height: int, total: int, progress: Progress, refused: list[str]) -> None:
     """Count the transactions of each block once its results are stored (CometBFT stores a block before it
     executes it, and the load should follow execution) until all ``total`` are in or five minutes pass, noting
@@ -110,10 +100,11 @@ def follow(url: str, start_height: int, total: int, progress: Progress, refused:
     height = start_height
     deadline = time.monotonic() + 300
     try:
-        with httpx.Client(timeout=60) as client:
+        with ChainClient(url, timeout=60) as chain:
             while progress.committed + len(refused) < total and time.monotonic() < deadline:
-                found = call(client, url, "block_results", height=str(height + 1))
-                if found is None:
+                try:
+                    found = chain.call("block_results", height=str(height + 1))
+                except ChainError:  # not executed yet
                     time.sleep(0.05)
                     continue
                 height += 1
@@ -130,7 +121,8 @@ def follow(url: str, start_height: int, total: int, progress: Progress, refused:
 def measure(urls: list[str], per_sender: list[list[bytes]], total: int, backlog: int) -> tuple[float, int, int]:
     """(successful transfers/s, succeeded, failed or refused) after sending each sender's transactions to one of
     ``urls``; the rate runs from the first submission until the results of the last one were seen."""
-    start_height = int(rpc(urls[0], "status")["sync_info"]["latest_block_height"])
+    with ChainClient(urls[0]) as chain:
+        start_height = chain.height()
     progress, refused = Progress(backlog), list[str]()
     groups: list[list[bytes]] = [[] for _ in urls]
     for index, txs in enumerate(per_sender):
@@ -157,10 +149,17 @@ def measure(urls: list[str], per_sender: list[list[bytes]], total: int, backlog:
     return rate, succeeded, len(refused) + failed
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
+def wait_for_height(url: str, height: int, failure: str) -> None:
+    """Wait up to a minute for the node at ``url`` to answer with a block at ``height`` or above."""
+    deadline = time.monotonic() + 60
+    with ChainClient(url) as chain:
+        while True:
+            with contextlib.suppress(ChainError):
+                if chain.height() >= height:
+                    return
+            if time.monotonic() > deadline:
+                raise SystemExit(failure)
+            time.sleep(0.1)
 
 
 def run_network(workdir: Path, senders: list[PrivateKey], count: int) -> tuple[float, int, int]:
@@ -174,11 +173,7 @@ def run_network(workdir: Path, senders: list[PrivateKey], count: int) -> tuple[f
     try:  # an interrupted start stops what it started
         start_network(workdir / "net")
         urls = [f"http://127.0.0.1:{n.rpc_port}" for n in nodes]
-        deadline = time.monotonic() + 60
-        while int(rpc(urls[0], "status")["sync_info"]["latest_block_height"]) < 2:
-            if time.monotonic() > deadline:
-                raise SystemExit("the network made no blocks")
-            time.sleep(0.2)
+        wait_for_height(urls[0], 2, "the network made no blocks")
         return measure(urls, sign_all("bench-net", senders, count), count, BACKLOG)
     finally:
         stop_network(workdir / "net")
@@ -194,16 +189,7 @@ def run_devnode(workdir: Path, senders: list[PrivateKey], count: int) -> tuple[f
                                  str(data_dir), "--block-time", "0.5", "--rpc-laddr", f"127.0.0.1:{port}",
                                  "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if int(rpc(url, "status")["sync_info"]["latest_block_height"]) >= 1:
-                    break
-            except (httpx.HTTPError, KeyError, ValueError):
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit("the devnode did not start")
-            time.sleep(0.1)
+        wait_for_height(url, 1, "the devnode did not start")
         return measure([url], sign_all("bench-dev", senders, count), count, BACKLOG)
     finally:
         node.terminate()
