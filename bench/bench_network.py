@@ -8,7 +8,6 @@ issued through the gateway's challenge. Import it from the benchmarks in this fo
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,6 +24,7 @@ from gridmint.client.chain_client import ChainClient, raise_for_code
 from gridmint.gateway.keys import request_api_key
 from gridmint.gateway.server import register_gateway
 from gridmint.node.setup import init_data_dir
+from gridmint.ports import free_port
 
 OWNER, GATEWAY, CONSUMER, DIRECT = (PrivateKey(bytes([n]) * 32) for n in (0x41, 0x42, 0x43, 0x44))
 PRICE_PER_1K = 1_000  # grains: every answer costs a grain or two, so metering and the ledger do their work
@@ -56,12 +56,6 @@ app = build_gateway(PrivateKey(bytes.fromhex(sys.argv[1])), ChainClient(sys.argv
                     rate=1e9, burst=10**9, settle_s=5.0, sync_s=5.0)
 serve_gateway(app, "127.0.0.1", int(sys.argv[4]))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def wait_http(url: str, process: subprocess.Popen[bytes], timeout_s: float = 60) -> None:

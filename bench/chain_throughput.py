@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,15 +29,10 @@ from gridmint.chain.crypto import PrivateKey, format_address, verify
 from gridmint.chain.genesis import make_genesis_document, write_genesis
 from gridmint.chain.tx import TxBody, sign_tx
 from gridmint.node.devnode import write_node_key
+from gridmint.ports import free_port
 
 CHAIN_ID = "gridmint-bench"
 BATCH = 500
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def rpc(client: httpx.Client, method: str, **params: object) -> dict:  # type: ignore[type-arg]

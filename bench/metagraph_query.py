@@ -14,7 +14,6 @@ import argparse
 import base64
 import hashlib
 import json
-import socket
 import statistics
 import subprocess
 import sys
@@ -32,15 +31,10 @@ from gridmint.chain.tx import Msg, TxBody, sign_tx
 from gridmint.client.chain_client import ChainClient
 from gridmint.client.metagraph import Metagraph
 from gridmint.node.devnode import write_node_key
+from gridmint.ports import free_port
 
 CHAIN_ID = "gridmint-bench"
 MINT = 10**9
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def timed(repeat: int, function) -> tuple[float, float]:  # type: ignore[no-untyped-def]

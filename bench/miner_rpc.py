@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +28,7 @@ import uvloop
 from gridmint.chain.crypto import PrivateKey, format_address, verify
 from gridmint.client.signing import sign_answer, sign_request
 from gridmint.inference.client import MinerClient
+from gridmint.ports import free_port
 
 MINER_SEED, CALLER_SEED = b"\x11" * 32, b"\x22" * 32
 PAYLOAD = {"model": "echo", "messages": [{"role": "user", "content": "ping from the benchmark"}], "max_tokens": 8}
@@ -45,12 +45,6 @@ app = MinerApp(PrivateKey(bytes.fromhex(sys.argv[1])), EchoBackend(),
                CallerPolicy(validators={format_address(caller.address)}), max_concurrency=256)
 serve_miner(app, "127.0.0.1", int(sys.argv[3]))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def run_load(client: MinerClient, url: str, miner: str, concurrency: int, seconds: float) -> list[float]:

@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,6 +29,7 @@ import httpx
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.inference.backends.base import Generation
 from gridmint.inference.client import MinerClient
+from gridmint.ports import free_port
 
 MINER_SEED, CALLER_SEED = b"\x31" * 32, b"\x32" * 32
 SIZES = {  # hidden, intermediate, layers, heads, kv heads, vocab
@@ -74,12 +74,6 @@ def build_model(folder: Path, size: str) -> str:
     model = LlamaForCausalLM(config)
     model.save_pretrained(folder)
     return f"{sum(p.numel() for p in model.parameters()) / 1e9:.2f}B parameters"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 async def direct_rate(folder: Path, tokens: int, requests: int) -> tuple[float, str]:

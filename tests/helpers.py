@@ -14,6 +14,7 @@ from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.genesis import Genesis, make_genesis_document, validate_genesis
 from gridmint.chain.store import Store
 from gridmint.chain.tx import Msg, TxBody, sign_tx
+from gridmint.ports import free_port
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -69,8 +70,6 @@ class Chain:
         return result.tx_results  # type: ignore[no-any-return]
 
 
-
-
 def balances(app: App, *names: str) -> dict[str, int]:
     from gridmint.chain.bank import get_balance
     from gridmint.chain.state import CommittedView
@@ -95,15 +94,6 @@ def write_data_dir(data_dir: Path, accounts: tuple[str, ...] = ("alice", "bob"))
         CHAIN_ID, GENESIS_TIME, [("authority-0", key("authority-0").public_key)],
         [(format_address(key(name).address), START_BALANCE) for name in accounts], min_tx_fee=FEE)
     write_genesis(data_dir / "genesis.json", document)
-
-
-def free_port() -> int:
-    """A loopback port free now (tests bind it a moment later)."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class DevnodeProcess:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,14 +23,9 @@ from gridmint.client.chain_client import ChainClient
 from gridmint.client.errors import NODE_UNREACHABLE
 from gridmint.client.wallet import create_wallet
 from gridmint.node.setup import init_data_dir
+from gridmint.ports import free_port
 
 DEMO_PASSWORD = "demo-only-password"  # the demo's wallets live in a throwaway folder  # noqa: S105
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _step(text: str) -> None:
@@ -56,7 +50,7 @@ def demo(ctx: click.Context, workdir: Path | None, amount: int) -> None:
     _step("Writing a dev genesis that funds alice with 1000 MINT")
     authority = init_data_dir(data_dir, "gridmint-demo", [(alice.address, parse_mint("1000"))], force=True)
 
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     _step(f"Starting the devnode (authority {authority}) with RPC on {url}")
     log_file = (workdir / "devnode.log").open("w")

@@ -11,7 +11,6 @@ isolates the network (docker) maps the declared ports instead and sets them to t
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +18,7 @@ from typing import Protocol
 from gridmint.chain.errors import register
 from gridmint.market.deployment import Service
 from gridmint.market.provider.inventory import Need
+from gridmint.ports import free_port
 
 RUNTIME_FAILED = register("provider", 2, "runtime_failed")
 UNSUPPORTED_MANIFEST = register("provider", 3, "unsupported_manifest")
@@ -71,13 +71,6 @@ class Runtime(Protocol):
     name: str
 
     def start(self, spec: LaunchSpec) -> Workload: ...
-
-
-def free_port() -> int:
-    """A port free on this machine now (the service binds it a moment later; a clash fails the service loudly)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def allocate_ports(service: Service, host: str = "127.0.0.1") -> PortMap:

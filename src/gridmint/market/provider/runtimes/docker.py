@@ -20,9 +20,9 @@ from gridmint.market.provider.runtimes.base import (
     LaunchSpec,
     PortMap,
     ServiceState,
-    free_port,
     tail_lines,
 )
+from gridmint.ports import free_port
 
 STOP_TIMEOUT_S = 5
 
