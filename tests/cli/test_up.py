@@ -16,6 +16,7 @@ import openai
 import pytest
 
 from gridmint.client.chain_client import ChainClient
+from gridmint.node.processes import process_alive
 from tests.live_network import free_port_range
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("up")]
@@ -26,14 +27,6 @@ def _gridmint(*args: str) -> dict[str, object]:
                           text=True, timeout=300, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     assert done.returncode == 0, done.stderr[-3000:]
     return dict(json.loads(done.stdout))
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
 
 
 def test_up_serves_smollm2_down_stops_everything_and_up_resumes(tmp_path: Path) -> None:
@@ -55,7 +48,7 @@ def test_up_serves_smollm2_down_stops_everything_and_up_resumes(tmp_path: Path) 
     finally:
         stopped = _gridmint("down", "--data-dir", data_dir)
     assert len(stopped["stopped"]) == 10  # type: ignore[arg-type]
-    assert not [name for name, pid in pids.items() if _alive(int(pid))]
+    assert not [name for name, pid in pids.items() if process_alive(int(pid))]
 
     again = _gridmint("up", "--data-dir", data_dir)
     try:

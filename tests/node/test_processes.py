@@ -1,5 +1,5 @@
-"""Stopping detached process groups: a polite stop, a process that ignores SIGTERM, what a leader started, and a
-pid that is already gone."""
+"""Stopping detached process groups: a polite stop, a process that ignores SIGTERM, what a leader started (even
+what ignores SIGTERM), and a pid that is already gone."""
 
 from __future__ import annotations
 
@@ -52,6 +52,22 @@ def test_what_the_leader_started_stops_with_it(tmp_path: Path) -> None:
     assert stop_process_group(leader.pid, timeout_s=10)
     deadline = time.monotonic() + 5
     while process_alive(child) and time.monotonic() < deadline:  # the child is init's to reap, not ours
+        time.sleep(0.02)
+    assert not process_alive(child)
+
+
+def test_a_child_that_ignores_sigterm_does_not_outlive_its_leader(tmp_path: Path) -> None:
+    pid_file = tmp_path / "child"
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    leader = detached("import subprocess, sys, time, pathlib; "
+                      f"child = subprocess.Popen([sys.executable, '-c', {stubborn!r}]); "
+                      f"pathlib.Path({str(pid_file)!r}).write_text(str(child.pid)); time.sleep(60)")
+    wait_for_file(pid_file)
+    child = int(pid_file.read_text())
+    time.sleep(0.3)  # the child has set its handler
+    assert stop_process_group(leader.pid, timeout_s=10)
+    deadline = time.monotonic() + 5
+    while process_alive(child) and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not process_alive(child)
 

@@ -30,8 +30,8 @@ def process_alive(pid: int) -> bool:
 
 
 def stop_process_group(pid: int, timeout_s: float) -> bool:
-    """SIGTERM the process group ``pid`` leads, give its leader ``timeout_s`` to exit, then SIGKILL the group.
-    False when it was not running."""
+    """SIGTERM the process group ``pid`` leads, give its leader ``timeout_s`` to exit, then SIGKILL whatever is
+    left in the group (the leader, or a child that outlived it). False when it was not running."""
     try:
         os.killpg(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -39,7 +39,6 @@ def stop_process_group(pid: int, timeout_s: float) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline and process_alive(pid):
         time.sleep(0.05)
-    if process_alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
     return True

@@ -3,7 +3,6 @@ their SDK seams with fakes (the ray runtime also runs against a real Ray head in
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from gridmint.market.provider.runtimes.base import EXITED, FAILED, RUNNING, Laun
 from gridmint.market.provider.runtimes.docker import DockerRuntime
 from gridmint.market.provider.runtimes.process import ProcessRuntime
 from gridmint.market.provider.runtimes.ray import RayRuntime
+from gridmint.node.processes import process_alive
 
 SERVE = ("import http.server, os\n"
          "print('env', os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'), os.environ.get('SECRET', 'none'), flush=True)\n"
@@ -70,15 +70,7 @@ def test_stopping_kills_the_children_too(tmp_path: Path) -> None:
     _wait(lambda: "child" in workload.logs(5))
     child = int(workload.logs(5).split()[-1])
     workload.stop()
-    _wait(lambda: not _alive(child), timeout_s=10)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    _wait(lambda: not process_alive(child), timeout_s=10)
 
 
 def test_the_memory_limit_holds(tmp_path: Path) -> None:
