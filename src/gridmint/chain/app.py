@@ -31,7 +31,7 @@ from gridmint.chain.module import BlockInfo, Context, Event, ModuleSpec, Validat
 from gridmint.chain.params import params_to_json
 from gridmint.chain.state import BlockState, CommittedView, Reader, State, TxState
 from gridmint.chain.store import Store
-from gridmint.chain.tx import SignedTx, decode_tx, tx_hash
+from gridmint.chain.tx import SignedTx, decode_tx
 
 APP_NAME = "gridmint"
 APP_VERSION = 1
@@ -158,23 +158,25 @@ class App:
     def check_tx(self, raw: bytes) -> TxResult:
         """Admit a transaction to the mempool if it would succeed on top of what the mempool already holds.
 
-        Rechecks after each block cost little: decoding and the signature are cached by transaction hash.
+        Rechecks after each block cost little: decoding and the signature are cached. The run records no events:
+        it is a scratch run whose events no one reads (CometBFT neither indexes nor forwards them).
         """
         try:
-            tx = self._decode(raw)
+            tx = self.decode_verified(raw)
             block = BlockInfo(self.store.height + 1, self._last_block_time, b"", self._chain_id)
-            return self._run_tx(self._check_state, tx, block, [], keep_fee_on_failure=False)
+            return self._run_tx(self._check_state, tx, block, [], delivering=False)
         except ChainError as error:
             return TxResult.failure(error)
 
-    def _decode(self, raw: bytes) -> SignedTx:
-        """Decode and verify, remembering successes: identical bytes always give an identical answer."""
-        digest = tx_hash(raw)
-        cached = self._verified.get(digest)
+    def decode_verified(self, raw: bytes) -> SignedTx:
+        """Decode and verify (size, shape, signature: what no state can change), remembering successes by their
+        bytes: identical bytes always give an identical answer, so a transaction that passed check_tx is not
+        verified again in a proposal, a recheck or its block. Raises the ChainError that names the problem."""
+        cached = self._verified.get(raw)
         if cached is not None:
             return cached
         tx = decode_tx(raw, self._tx_params.max_tx_bytes)
-        self._verified[digest] = tx
+        self._verified[raw] = tx
         if len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
         return tx
@@ -195,7 +197,7 @@ class App:
         results = []
         for raw in txs:
             try:
-                results.append(self._run_tx(state, self._decode(raw), block, updates, keep_fee_on_failure=True))
+                results.append(self._run_tx(state, self.decode_verified(raw), block, updates, delivering=True))
             except ChainError as error:
                 results.append(TxResult.failure(error))
         self._run_hooks("end_block", state, block, block_events, updates)
@@ -227,7 +229,9 @@ class App:
                 updates.extend(ctx.validator_updates)
 
     def _run_tx(self, state: State, tx: SignedTx, block: BlockInfo, updates: list[ValidatorUpdate],
-                keep_fee_on_failure: bool) -> TxResult:
+                delivering: bool) -> TxResult:
+        """Run one transaction on ``state``. ``delivering``: in a block, where a failed transaction still pays its
+        fee and events are recorded; otherwise (check_tx) a scratch run that keeps nothing and records no events."""
         body = tx.body
         if body.chain_id != self._chain_id:
             raise WRONG_CHAIN_ID(f"transaction is for chain '{body.chain_id[:50]}', this chain is '{self._chain_id}'")
@@ -240,13 +244,13 @@ class App:
             raise NONCE_FUTURE(f"nonce {body.nonce} is ahead; the next nonce of {format_address(signer)} "
                                f"is {last_nonce + 1}")
         envelope_state = TxState(state)
-        envelope = Context(envelope_state, block, signer)
+        envelope = Context(envelope_state, block, signer, record_events=delivering)
         bank.charge_fee(envelope, body.fee)
         envelope_state.set_int(NONCE_PREFIX + signer, body.nonce)
-        if keep_fee_on_failure:
+        if delivering:
             envelope_state.apply()
         messages_state = TxState(envelope_state)
-        ctx = Context(messages_state, block, signer)
+        ctx = Context(messages_state, block, signer, record_events=delivering)
         try:
             for msg in body.messages:
                 self._handlers[type(msg)](ctx, msg)

@@ -17,7 +17,7 @@ from gridmint.chain.crypto import PUBLIC_KEY_BYTES, address_of, format_address
 from gridmint.chain.errors import INVALID_GENESIS, UNKNOWN_QUERY, register
 from gridmint.chain.fields import choice, public_key, text, u64
 from gridmint.chain.module import Context, ModuleSpec, ValidatorUpdate
-from gridmint.chain.params import params_from_json, params_to_json
+from gridmint.chain.params import params_from_json, params_to_json, read_params
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 
@@ -55,7 +55,7 @@ NEXT_ID_KEY = b"authority/next_proposal_id"
 
 
 def get_params(state: Reader) -> Params:
-    return Params(**state.get_value(PARAMS_KEY, {}))
+    return read_params(state, PARAMS_KEY, Params)
 
 
 def get_members(state: Reader) -> list[tuple[bytes, dict[str, Any]]]:

@@ -23,7 +23,7 @@ from gridmint.chain.errors import (
 )
 from gridmint.chain.fields import address, amount
 from gridmint.chain.module import Context, ModuleSpec
-from gridmint.chain.params import params_from_json, params_to_json
+from gridmint.chain.params import params_from_json, params_to_json, read_params
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 from gridmint.chain.units import MAX_AMOUNT, MAX_U64, format_mint
@@ -54,7 +54,7 @@ HELD_PREFIX = b"bank/held/"
 
 
 def get_params(state: Reader) -> Params:
-    return Params(**state.get_value(PARAMS_KEY, {}))
+    return read_params(state, PARAMS_KEY, Params)
 
 
 def get_balance(state: Reader, account: bytes) -> int:

@@ -60,6 +60,8 @@ def _is_plain_leaf(value: Value) -> bool:
 
 def encode(value: Value) -> bytes:
     """The canonical bytes of a value. Raises ValueError for anything outside the subset."""
+    if type(value) is int and _I64_MIN <= value < _U64:  # most state writes are balances and nonces
+        return msgpack.packb(value)  # type: ignore[no-any-return]
     return bytes(msgpack.packb(_normalise(value, 0), use_bin_type=True))
 
 

@@ -26,7 +26,7 @@ from gridmint.chain.crypto import format_address, parse_address
 from gridmint.chain.errors import INVALID_FIELD, UNKNOWN_QUERY, register
 from gridmint.chain.fields import address, amount, list_of, record, text, u16, u64
 from gridmint.chain.module import Context, ModuleSpec
-from gridmint.chain.params import ParamsGenesis
+from gridmint.chain.params import ParamsGenesis, read_params
 from gridmint.chain.state import Reader
 from gridmint.chain.tx import Msg, message
 from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64, format_mint
@@ -64,7 +64,7 @@ LINE_PREFIX = b"credit/line/"
 
 
 def get_params(state: Reader) -> Params:
-    return Params(**state.get_value(PARAMS_KEY, {}))
+    return read_params(state, PARAMS_KEY, Params)
 
 
 def get_gateway(state: Reader, gateway: bytes) -> dict[str, Any]:

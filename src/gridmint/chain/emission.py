@@ -23,7 +23,7 @@ import numpy as np
 
 from gridmint.chain import bank, neurons, staking
 from gridmint.chain.module import Context, ModuleSpec
-from gridmint.chain.params import ParamsGenesis, params_to_json
+from gridmint.chain.params import ParamsGenesis, params_to_json, read_params
 from gridmint.chain.state import Reader, State
 from gridmint.chain.subnets import get_hyperparams
 from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64
@@ -53,7 +53,7 @@ MINTED_KEY = b"emission/minted"
 
 
 def get_params(state: Reader) -> Params:
-    return Params(**state.get_value(PARAMS_KEY, {}))
+    return read_params(state, PARAMS_KEY, Params)
 
 
 def compute_block_reward(params: Params, height: int, minted: int) -> int:

@@ -24,7 +24,7 @@ from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import INVALID_FIELD, UNKNOWN_QUERY, register
 from gridmint.chain.fields import address, amount, bytes32, text, text_list, u16, u64
 from gridmint.chain.module import Context, ModuleSpec
-from gridmint.chain.params import ParamsGenesis
+from gridmint.chain.params import ParamsGenesis, read_params
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64, format_mint
@@ -69,7 +69,7 @@ RESOURCE_FIELDS = ("cpu_millis", "memory_mb", "gpu_units", "min_vram_gb")
 
 
 def get_params(state: Reader) -> Params:
-    return Params(**state.get_value(PARAMS_KEY, {}))
+    return read_params(state, PARAMS_KEY, Params)
 
 
 def _id(number: int) -> bytes:

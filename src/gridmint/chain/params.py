@@ -7,10 +7,12 @@ against them and names the field at fault, so each new module's parameters are v
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from gridmint.chain import codec
 from gridmint.chain.errors import INVALID_GENESIS
 from gridmint.chain.state import Reader, State
 
@@ -36,6 +38,17 @@ def params_to_json(params: Any) -> dict[str, int]:
     return dict(dataclasses.asdict(params))
 
 
+def read_params(state: Reader, key: bytes, cls: type[P]) -> P:
+    """The parameters stored at ``key`` (defaults where absent). Handlers read them on every transaction (the
+    fee minimum, say), so each stored encoding is decoded once: the result is frozen and the bytes name it."""
+    return _params_from_stored(cls, state.get(key))
+
+
+@functools.lru_cache(maxsize=64)
+def _params_from_stored(cls: type[P], raw: bytes | None) -> P:
+    return cls(**({} if raw is None else codec.decode_stored(raw)))
+
+
 @dataclass(frozen=True)
 class ParamsGenesis:
     """Genesis functions for a module whose genesis section is only ``{"params": {...}}``."""
@@ -54,8 +67,8 @@ class ParamsGenesis:
         state.set_value(self.key, params_to_json(params))
 
     def export(self, state: Reader) -> Any:
-        return {"params": params_to_json(self.cls(**state.get_value(self.key, {})))}
+        return {"params": params_to_json(read_params(state, self.key, self.cls))}
 
     def query(self, state: Reader, parts: list[str], data: bytes) -> Any:
         """``/<module>/params``: the parameters in force."""
-        return params_to_json(self.cls(**state.get_value(self.key, {})))
+        return params_to_json(read_params(state, self.key, self.cls))

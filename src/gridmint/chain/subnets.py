@@ -26,7 +26,7 @@ from gridmint.chain.crypto import format_address, parse_address
 from gridmint.chain.errors import INVALID_FIELD, UNKNOWN_QUERY, register
 from gridmint.chain.fields import address, text, text_list, u16, u64
 from gridmint.chain.module import Context, ModuleSpec
-from gridmint.chain.params import ParamsGenesis, params_to_json
+from gridmint.chain.params import ParamsGenesis, params_to_json, read_params
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64, format_mint
@@ -112,7 +112,7 @@ LAST_LOCK_KEY = b"subnets/last_lock"
 
 
 def get_params(state: Reader) -> Params:
-    return Params(**state.get_value(PARAMS_KEY, {}))
+    return read_params(state, PARAMS_KEY, Params)
 
 
 def get_hyperparams(subnet: dict[str, Any]) -> Hyperparams:

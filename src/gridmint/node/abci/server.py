@@ -16,24 +16,20 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections import OrderedDict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from gridmint.chain.app import MODULES, TX_PARAMS_KEY, App, TxResult
+from gridmint.chain.app import MODULES, App, TxResult
 from gridmint.chain.errors import ChainError
-from gridmint.chain.genesis import TxParams, validate_genesis
+from gridmint.chain.genesis import validate_genesis
 from gridmint.chain.module import Event, ValidatorUpdate
-from gridmint.chain.state import CommittedView
-from gridmint.chain.tx import decode_tx, tx_hash
 from gridmint.node.abci import messages
 from gridmint.node.abci.proto import ProtoError, decode, decode_uvarint, encode, frame
 
 log = logging.getLogger("gridmint.abci")
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-WELL_FORMED_CACHE = 200_000
 ANSWERS_PER_TURN = 64
 # How much the app takes off a socket before it answers (the stream pauses reading at twice this): enough that
 # CometBFT's writes do not block while the app works through a burst of rechecks.
@@ -70,25 +66,14 @@ class AbciApplication:
 
     def __init__(self, app: App) -> None:
         self.app = app
-        # Hashes of transactions known to be well formed (check_tx or an earlier proposal decoded them), so that
-        # proposals do not verify the same signature again: most of a block passed this node's check_tx.
-        self._well_formed: OrderedDict[bytes, None] = OrderedDict()
-
-    def _remember(self, raw: bytes) -> None:
-        self._well_formed[tx_hash(raw)] = None
-        if len(self._well_formed) > WELL_FORMED_CACHE:
-            self._well_formed.popitem(last=False)
 
     def is_well_formed(self, raw: bytes) -> bool:
-        """Decodes, fits the chain's size limit and carries a valid signature: what no state can change."""
-        if tx_hash(raw) in self._well_formed:
-            return True
-        limit = TxParams(**CommittedView(self.app.store).get_value(TX_PARAMS_KEY, {})).max_tx_bytes
+        """Decodes, fits the chain's size limit and carries a valid signature: what no state can change. Most of
+        a proposal passed this node's check_tx, whose verdict the app remembers."""
         try:
-            decode_tx(raw, limit)
+            self.app.decode_verified(raw)
         except ChainError:
             return False
-        self._remember(raw)
         return True
 
     def handle(self, kind: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -125,9 +110,8 @@ class AbciApplication:
 
     def on_check_tx(self, request: dict[str, Any]) -> dict[str, Any]:
         result = self.app.check_tx(request["tx"])
-        if result.code == 0:  # it decoded and its signature verified
-            self._remember(request["tx"])
-            return {}  # code 0; CometBFT neither indexes nor forwards a check's events, so none are encoded
+        if result.code == 0:
+            return {}  # code 0 and nothing else: a check records no events
         return {"code": result.code, "log": result.log, "codespace": result.codespace}
 
     def on_commit(self, request: dict[str, Any]) -> dict[str, Any]:
