@@ -41,11 +41,12 @@ def params_to_json(params: Any) -> dict[str, int]:
 def read_params(state: Reader, key: bytes, cls: type[P]) -> P:
     """The parameters stored at ``key`` (defaults where absent). Handlers read them on every transaction (the
     fee minimum, say), so each stored encoding is decoded once: the result is frozen and the bytes name it."""
-    return _params_from_stored(cls, state.get(key))
+    params: P = _params_from_stored(cls, state.get(key))
+    return params
 
 
 @functools.lru_cache(maxsize=64)
-def _params_from_stored(cls: type[P], raw: bytes | None) -> P:
+def _params_from_stored(cls: Any, raw: bytes | None) -> Any:
     return cls(**({} if raw is None else codec.decode_stored(raw)))
 
 
