@@ -7,7 +7,6 @@ against them and names the field at fault, so each new module's parameters are v
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -41,13 +40,17 @@ def params_to_json(params: Any) -> dict[str, int]:
 def read_params(state: Reader, key: bytes, cls: type[P]) -> P:
     """The parameters stored at ``key`` (defaults where absent). Handlers read them on every transaction (the
     fee minimum, say), so each stored encoding is decoded once: the result is frozen and the bytes name it."""
-    params: P = _params_from_stored(cls, state.get(key))
+    raw = state.get(key)
+    params: P | None = _DECODED.get((cls, raw))
+    if params is None:
+        if len(_DECODED) >= _DECODED_LIMIT:
+            _DECODED.clear()
+        params = _DECODED[(cls, raw)] = cls(**({} if raw is None else codec.decode_stored(raw)))
     return params
 
 
-@functools.lru_cache(maxsize=64)
-def _params_from_stored(cls: Any, raw: bytes | None) -> Any:
-    return cls(**({} if raw is None else codec.decode_stored(raw)))
+_DECODED: dict[tuple[type[Any], bytes | None], Any] = {}
+_DECODED_LIMIT = 64  # a few parameter sets per module; a chain that changes them often only decodes again
 
 
 @dataclass(frozen=True)
