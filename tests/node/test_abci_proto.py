@@ -8,7 +8,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gridmint.node.abci import messages
-from gridmint.node.abci.proto import ProtoError, decode, decode_uvarint, encode, encode_uvarint, frame
+from gridmint.node.abci.proto import (
+    ProtoError,
+    decode,
+    decode_oneof,
+    decode_uvarint,
+    encode,
+    encode_oneof,
+    encode_uvarint,
+    frame,
+)
 
 VECTORS = [
     ("request", {"flush": {}}, "02 12 00"),
@@ -25,12 +34,22 @@ VECTORS = [
 @pytest.mark.parametrize(("side", "message", "expected"), VECTORS)
 def test_bytes_match_cometbft(side: str, message: dict[str, object], expected: str) -> None:
     schema = messages.REQUESTS if side == "request" else messages.RESPONSES
-    wire = frame(encode(message, schema))
+    [(case, body)] = message.items()
+    wire = frame(encode_oneof(case, body, schema))  # type: ignore[arg-type]
     assert wire == bytes.fromhex(expected.replace(" ", ""))
+    assert frame(encode(message, schema)) == wire  # the oneof written as a message with one field set
     length, start = decode_uvarint(wire, 0)
-    decoded = decode(wire[start:start + length], schema)
-    kind = messages.kind_of(decoded)
-    assert kind == next(iter(message)) and decoded[kind] == {**decoded[kind], **message[kind]}  # type: ignore[dict-item]
+    decoded_case, decoded = decode_oneof(wire[start:start + length], schema)
+    assert decoded_case == case and decoded == {**decoded, **body}  # type: ignore[dict-item]
+
+
+def test_a_oneof_takes_its_last_known_case_and_needs_one() -> None:
+    schema = {1: ("first", {1: ("n", "uint64")}), 2: ("second", {1: ("n", "uint64")})}
+    wire = encode({"first": {"n": 1}}, schema) + encode({"second": {"n": 2}}, schema) + bytes.fromhex("1a00")
+    assert decode_oneof(wire, schema) == ("second", {"n": 2})  # field 3 is no case it knows: skipped
+    for nothing_known in (b"", bytes.fromhex("1a00")):
+        with pytest.raises(ProtoError):
+            decode_oneof(nothing_known, schema)
 
 
 def test_a_finalize_block_response_round_trips() -> None:

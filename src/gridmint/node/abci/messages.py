@@ -75,10 +75,3 @@ ACCEPT, REJECT = 1, 2  # ProcessProposal / VerifyVoteExtension status
 SNAPSHOT_REJECT = 3  # OfferSnapshot result: this app offers no state sync
 SNAPSHOT_ABORT = 2  # ApplySnapshotChunk result
 
-
-def kind_of(message: dict[str, object]) -> str:
-    """The name of the oneof case that is set in a decoded Request or Response."""
-    for name, value in message.items():
-        if value is not None:
-            return name
-    raise ValueError("no request or response type is set")

@@ -11,6 +11,7 @@ Framing on the socket: each message is ``uvarint(length) || message``.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,20 +68,15 @@ def _signed(value: int, bits: int) -> int:
     return value - (1 << 64) if value >= 1 << 63 else value
 
 
-def decode(data: bytes | memoryview, schema: Schema) -> dict[str, Any]:
-    """The fields of ``schema`` found in ``data``; missing fields take their proto3 default."""
-    plan = _plan(schema)
-    out = dict(plan.defaults)
-    for name in plan.repeated:
-        out[name] = []
+def _fields(view: memoryview) -> Iterator[tuple[int, int, Any]]:
+    """``(field number, wire type, raw value)`` for each field on the wire, in order."""
     offset = 0
-    view = memoryview(data)
     while offset < len(view):
         key, offset = decode_uvarint(view, offset)
-        number, wire = key >> 3, key & 7
+        wire = key & 7
         if wire == VARINT:
-            raw, offset = decode_uvarint(view, offset)
-            value: Any = raw
+            value: Any
+            value, offset = decode_uvarint(view, offset)
         elif wire == LENGTH:
             length, offset = decode_uvarint(view, offset)
             if offset + length > len(view):
@@ -93,6 +89,16 @@ def decode(data: bytes | memoryview, schema: Schema) -> dict[str, Any]:
             value, offset = view[offset:offset + 4], offset + 4
         else:
             raise ProtoError(f"unsupported wire type {wire}")
+        yield key >> 3, wire, value
+
+
+def decode(data: bytes | memoryview, schema: Schema) -> dict[str, Any]:
+    """The fields of ``schema`` found in ``data``; missing fields take their proto3 default."""
+    plan = _plan(schema)
+    out = dict(plan.defaults)
+    for name in plan.repeated:
+        out[name] = []
+    for number, wire, value in _fields(memoryview(data)):
         field = schema.get(number)
         if field is None:
             continue
@@ -102,6 +108,19 @@ def decode(data: bytes | memoryview, schema: Schema) -> dict[str, Any]:
         else:
             out[name] = _value(kind, value, wire)
     return out
+
+
+def decode_oneof(data: bytes | memoryview, schema: Schema) -> tuple[str, dict[str, Any]]:
+    """A message that is one ``oneof`` of embedded messages (ABCI's Request): the case that is set and its fields.
+    As in protobuf, the last case on the wire wins; unknown cases are skipped."""
+    found: tuple[str, dict[str, Any]] | None = None
+    for number, wire, value in _fields(memoryview(data)):
+        field = schema.get(number)
+        if field is not None:
+            found = (field[0], _value(field[1], value, wire))
+    if found is None:
+        raise ProtoError("no known case of the oneof is set")
+    return found
 
 
 def _value(kind: Kind, value: Any, wire: int) -> Any:
@@ -141,6 +160,7 @@ class _Plan:
     fields: list[tuple[str, bytes, int, bool, Any]]
     defaults: dict[str, Any]
     repeated: tuple[str, ...]
+    cases: dict[str, tuple[bytes, Schema]]  # embedded-message fields by name: the cases if the message is a oneof
 
 
 _PLANS: dict[int, _Plan] = {}
@@ -168,7 +188,9 @@ def _plan(schema: Schema) -> _Plan:
         else:
             fields.append((name, encode_uvarint(number << 3 | LENGTH),
                            _WRITE_STRING if item == "string" else _WRITE_BYTES, repeats, None))
-    plan = _PLANS[id(schema)] = _Plan(schema, fields, defaults, tuple(repeated))
+    cases = {name: (key, embedded) for name, key, how, repeats, embedded in fields
+             if how == _WRITE_MESSAGE and not repeats}
+    plan = _PLANS[id(schema)] = _Plan(schema, fields, defaults, tuple(repeated), cases)
     return plan
 
 
@@ -191,6 +213,13 @@ def encode(message: dict[str, Any], schema: Schema) -> bytes:
                 if raw or repeated:
                     out += (key, encode_uvarint(len(raw)), raw)
     return b"".join(out)
+
+
+def encode_oneof(case: str, message: dict[str, Any], schema: Schema) -> bytes:
+    """A message that is one ``oneof`` of embedded messages (ABCI's Response) with ``case`` set to ``message``."""
+    key, embedded = _plan(schema).cases[case]
+    body = encode(message, embedded)
+    return b"".join((key, encode_uvarint(len(body)), body))
 
 
 def frame(payload: bytes) -> bytes:

@@ -25,7 +25,7 @@ from gridmint.chain.errors import ChainError
 from gridmint.chain.genesis import validate_genesis
 from gridmint.chain.module import Event, ValidatorUpdate
 from gridmint.node.abci import messages
-from gridmint.node.abci.proto import ProtoError, decode, decode_uvarint, encode, frame
+from gridmint.node.abci.proto import ProtoError, decode_oneof, decode_uvarint, encode_oneof, frame
 
 log = logging.getLogger("gridmint.abci")
 
@@ -218,13 +218,12 @@ class AbciServer:
 
     def _respond(self, payload: bytes) -> tuple[bytes, bool]:
         try:
-            request = decode(payload, messages.REQUESTS)
-            kind = messages.kind_of(request)
-            answer = self.application.handle(kind, request[kind])
-            return encode({kind: answer}, messages.RESPONSES), kind == "flush"
+            kind, request = decode_oneof(payload, messages.REQUESTS)
+            answer = self.application.handle(kind, request)
+            return encode_oneof(kind, answer, messages.RESPONSES), kind == "flush"
         except (ChainError, ProtoError, ValueError) as error:
             log.exception("The app cannot answer an ABCI request; CometBFT will stop.")
-            return encode({"exception": {"error": str(error)}}, messages.RESPONSES), True
+            return encode_oneof("exception", {"error": str(error)}, messages.RESPONSES), True
 
 
 async def serve_abci(app: App, address: str) -> None:
