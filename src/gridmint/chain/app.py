@@ -247,10 +247,12 @@ class App:
         envelope = Context(envelope_state, block, signer, record_events=delivering)
         bank.charge_fee(envelope, body.fee)
         envelope_state.set_int(NONCE_PREFIX + signer, body.nonce)
-        if delivering:
+        if delivering:  # the fee and the nonce stay even if a message fails, so the messages get their own state
             envelope_state.apply()
-        messages_state = TxState(envelope_state)
-        ctx = Context(messages_state, block, signer, record_events=delivering)
+            messages_state = TxState(envelope_state)
+            ctx = Context(messages_state, block, signer)
+        else:  # a check keeps nothing when a message fails: its messages run where the fee was charged
+            messages_state, ctx = envelope_state, envelope
         try:
             for msg in body.messages:
                 self._handlers[type(msg)](ctx, msg)
@@ -258,6 +260,8 @@ class App:
             return TxResult.failure(error, envelope.events)
         messages_state.apply()
         envelope_state.apply()
+        if not delivering:
+            return TxResult()
         updates.extend(ctx.validator_updates)
         return TxResult(events=envelope.events + ctx.events)
 
