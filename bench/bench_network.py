@@ -80,6 +80,7 @@ class BenchNetwork:
     miners: list[tuple[str, str]] = field(default_factory=list)  # (url, hotkey address)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     gateway_pid: int = 0
+    miner_pids: list[int] = field(default_factory=list)
 
     def _spawn(self, args: list[str], name: str) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"{name}.log").open("w")
@@ -138,6 +139,7 @@ def _start(net: BenchNetwork, miners: int) -> None:
                                   format_address(DIRECT.address)], f"miner-{miner_port}")
             wait_http(url + "/health", process)
             net.miners.append((url, format_address(hotkey.address)))
+            net.miner_pids.append(process.pid)
         gateway_port = free_port()
         net.gateway_url = f"http://127.0.0.1:{gateway_port}"
         register_gateway(chain, GATEWAY, net.gateway_url, 100, 0)
@@ -147,6 +149,12 @@ def _start(net: BenchNetwork, miners: int) -> None:
     wait_http(net.gateway_url + "/health", gateway)
     net.gateway_pid = gateway.pid
     net.api_key = request_api_key(net.gateway_url, CONSUMER)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def peak_memory_mb(pid: int) -> float:

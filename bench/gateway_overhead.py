@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -24,7 +25,7 @@ from collections.abc import Awaitable, Callable
 import orjson
 import uvloop
 
-from bench_network import DIRECT, BenchNetwork, start_network
+from bench_network import DIRECT, BenchNetwork, cpu_seconds, start_network
 from gridmint.inference.client import MinerClient
 from gridmint.inference.http import HttpPool
 
@@ -81,7 +82,10 @@ def calls(net: BenchNetwork, miners: MinerClient, pool: HttpPool) -> dict[str, C
 
 async def measure(net: BenchNetwork, seconds: float, rounds: int, levels: tuple[int, ...] = (1, 32),
                   modes: tuple[str, ...] = ("", "stream_")) -> dict[str, float]:
+    """Rates, latencies and ratios per path; and per request, the CPU each process spent on it (``cpu_``): on a
+    machine whose cores all processes share, throughput follows the sum."""
     results: dict[str, float] = {}
+    pids = {"client": os.getpid(), "miner": net.miner_pids[0], "gateway": net.gateway_pid}
     async with MinerClient(DIRECT, timeout_s=30, connections=64) as miners:
         pool = HttpPool(max_per_host=64)
         paths = calls(net, miners, pool)
@@ -91,10 +95,15 @@ async def measure(net: BenchNetwork, seconds: float, rounds: int, levels: tuple[
             for stream in modes:
                 samples: dict[str, list[float]] = {"direct": [], "gateway": []}
                 elapsed: dict[str, float] = {"direct": 0.0, "gateway": 0.0}
+                cpu: dict[str, dict[str, float]] = {"direct": dict.fromkeys(pids, 0.0),
+                                                    "gateway": dict.fromkeys(pids, 0.0)}
                 for _ in range(rounds):  # interleaved, so both see the same machine
                     for path in ("direct", "gateway"):
+                        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
                         latencies, spent = await load(paths[path + ("_stream" if stream else "")], concurrency,
                                                       seconds)
+                        for name, pid in pids.items():
+                            cpu[path][name] += cpu_seconds(pid) - before[name]
                         samples[path] += latencies
                         elapsed[path] += spent
                 for path in ("direct", "gateway"):
@@ -102,6 +111,8 @@ async def measure(net: BenchNetwork, seconds: float, rounds: int, levels: tuple[
                     results[f"{stream}{path}_rps_c{concurrency}"] = len(ordered) / elapsed[path]
                     results[f"{stream}{path}_p50_ms_c{concurrency}"] = statistics.median(ordered) * 1000
                     results[f"{stream}{path}_p99_ms_c{concurrency}"] = ordered[int(len(ordered) * 0.99)] * 1000
+                    for name in pids:
+                        results[f"{stream}{path}_cpu_{name}_us_c{concurrency}"] = cpu[path][name] / len(ordered) * 1e6
                 results[f"{stream}added_p50_ms_c{concurrency}"] = (results[f"{stream}gateway_p50_ms_c{concurrency}"]
                                                                    - results[f"{stream}direct_p50_ms_c{concurrency}"])
                 results[f"{stream}added_p99_ms_c{concurrency}"] = (results[f"{stream}gateway_p99_ms_c{concurrency}"]
@@ -132,6 +143,13 @@ def main() -> None:
                   f" ms | added p50 {results[f'{stream}added_p50_ms_c{c}']:+.2f} ms, p99 "
                   f"{results[f'{stream}added_p99_ms_c{c}']:+.2f} ms | "
                   f"ratio {results[f'{stream}throughput_ratio_c{c}']:.2f}")
+    for stream in ("", "stream_"):
+        label = "streaming    " if stream else "non-streaming"
+        direct = {name: results[f"{stream}direct_cpu_{name}_us_c32"] for name in ("client", "miner")}
+        through = {name: results[f"{stream}gateway_cpu_{name}_us_c32"] for name in ("client", "gateway", "miner")}
+        print(f"{label} c32 CPU per request: direct = client {direct['client']:.0f} + miner {direct['miner']:.0f}"
+              f" = {sum(direct.values()):.0f} µs | through the gateway = client {through['client']:.0f} + gateway "
+              f"{through['gateway']:.0f} + miner {through['miner']:.0f} = {sum(through.values()):.0f} µs")
     print(json.dumps({k: round(v, 3) for k, v in results.items()}))
 
 
