@@ -31,26 +31,41 @@ class HttpError(Exception):
 
 
 class StreamingResponse:
-    """A response whose head has arrived; ``chunks()`` yields its body as it comes, each within ``idle_s``."""
+    """A response whose head has arrived; ``chunks()`` yields its body as it comes, each within ``idle_s`` of
+    asking for it (time the caller spends between chunks does not count)."""
 
     def __init__(self, status: int, headers: dict[str, str], queue: asyncio.Queue[bytes | HttpError | None],
                  idle_s: float) -> None:
         self.status, self.headers, self._queue, self._idle_s = status, headers, queue, idle_s
         self.complete = False
+        self._waiting_since: float | None = None  # loop time the caller started waiting for a chunk
+        self._watchdog: asyncio.TimerHandle | None = None
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        while not self.complete:
-            try:
-                async with asyncio.timeout(self._idle_s):
-                    item = await self._queue.get()
-            except TimeoutError:
-                raise HttpError(f"the stream sent nothing for {self._idle_s:g} s") from None
-            if item is None:
-                self.complete = True
-                return
-            if isinstance(item, HttpError):
-                raise item
-            yield item
+        # One timer per idle period, re-armed only when it fires, instead of a timeout around every chunk: a
+        # stream of tokens would otherwise create, schedule and cancel a timer per token.
+        loop = asyncio.get_running_loop()
+        self._watchdog = loop.call_later(self._idle_s, self._check_idle, loop)
+        try:
+            while not self.complete:
+                self._waiting_since = loop.time()
+                item = await self._queue.get()
+                self._waiting_since = None
+                if item is None:
+                    self.complete = True
+                    return
+                if isinstance(item, HttpError):
+                    raise item
+                yield item
+        finally:
+            self._watchdog.cancel()
+
+    def _check_idle(self, loop: asyncio.AbstractEventLoop) -> None:
+        waited = 0.0 if self._waiting_since is None else loop.time() - self._waiting_since
+        if waited >= self._idle_s:  # the caller is waiting and the queue has been empty all that time
+            self._queue.put_nowait(HttpError(f"the stream sent nothing for {self._idle_s:g} s"))
+        else:
+            self._watchdog = loop.call_later(self._idle_s - waited, self._check_idle, loop)
 
 
 class _Connection(asyncio.Protocol):
