@@ -61,7 +61,7 @@ def test_a_stream_that_goes_quiet_fails_after_the_idle_time() -> None:
         await asyncio.sleep(3)  # then nothing, well past idle_s
 
     started = time.monotonic()
-    with pytest.raises(HttpError, match="sent nothing for 0.3 s"):
+    with pytest.raises(HttpError, match=r"sent nothing for 0\.3 s"):
         asyncio.run(_stream_through(script, _nothing, idle_s=0.3))
     assert time.monotonic() - started < 2.5
 

@@ -42,13 +42,14 @@ class StreamingResponse:
         self._watchdog: asyncio.TimerHandle | None = None
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        # One timer per idle period, re-armed only when it fires, instead of a timeout around every chunk: a
-        # stream of tokens would otherwise create, schedule and cancel a timer per token.
+        # One timer per idle period, armed when the caller waits and none is, instead of a timeout around every
+        # chunk: a stream of tokens would otherwise create, schedule and cancel a timer per token.
         loop = asyncio.get_running_loop()
-        self._watchdog = loop.call_later(self._idle_s, self._check_idle, loop)
         try:
             while not self.complete:
                 self._waiting_since = loop.time()
+                if self._watchdog is None:
+                    self._watchdog = loop.call_later(self._idle_s, self._check_idle, loop)
                 item = await self._queue.get()
                 self._waiting_since = None
                 if item is None:
@@ -58,11 +59,16 @@ class StreamingResponse:
                     raise item
                 yield item
         finally:
-            self._watchdog.cancel()
+            if self._watchdog is not None:
+                self._watchdog.cancel()
+                self._watchdog = None
 
     def _check_idle(self, loop: asyncio.AbstractEventLoop) -> None:
-        waited = 0.0 if self._waiting_since is None else loop.time() - self._waiting_since
-        if waited >= self._idle_s:  # the caller is waiting and the queue has been empty all that time
+        self._watchdog = None
+        if self._waiting_since is None:
+            return  # the caller is busy with a chunk (or gone): its next wait arms the watchdog again
+        waited = loop.time() - self._waiting_since
+        if waited >= self._idle_s:  # the queue has been empty all the time the caller waited
             self._queue.put_nowait(HttpError(f"the stream sent nothing for {self._idle_s:g} s"))
         else:
             self._watchdog = loop.call_later(self._idle_s - waited, self._check_idle, loop)
