@@ -74,4 +74,3 @@ RESPONSES: Schema = {
 ACCEPT, REJECT = 1, 2  # ProcessProposal / VerifyVoteExtension status
 SNAPSHOT_REJECT = 3  # OfferSnapshot result: this app offers no state sync
 SNAPSHOT_ABORT = 2  # ApplySnapshotChunk result
-
