@@ -151,12 +151,6 @@ def _start(net: BenchNetwork, miners: int) -> None:
     net.api_key = request_api_key(net.gateway_url, CONSUMER)
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time (user + system) the process has used so far, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def peak_memory_mb(pid: int) -> float:
     """The process's peak resident memory (VmHWM), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -25,9 +25,10 @@ from collections.abc import Awaitable, Callable
 import orjson
 import uvloop
 
-from bench_network import DIRECT, BenchNetwork, cpu_seconds, start_network
+from bench_network import DIRECT, BenchNetwork, start_network
 from gridmint.inference.client import MinerClient
 from gridmint.inference.http import HttpPool
+from gridmint.node.processes import cpu_seconds
 
 PAYLOAD = {"model": "echo", "messages": [{"role": "user", "content": "ping through the gateway"}], "max_tokens": 8}
 Call = Callable[[], Awaitable[None]]

@@ -1,14 +1,17 @@
 """Stopping detached process groups: a polite stop, a process that ignores SIGTERM, what a leader started (even
-what ignores SIGTERM), and a pid that is already gone."""
+what ignores SIGTERM), and a pid that is already gone; and a process's CPU time."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from gridmint.node.processes import process_alive, stop_process_group
+import pytest
+
+from gridmint.node.processes import cpu_seconds, process_alive, stop_process_group
 
 
 def detached(code: str) -> subprocess.Popen[bytes]:
@@ -77,3 +80,15 @@ def test_a_pid_that_is_gone_is_reported_as_not_running() -> None:
     process.wait(timeout=10)
     assert not process_alive(process.pid)
     assert not stop_process_group(process.pid, timeout_s=1)
+
+
+def test_cpu_seconds_grows_while_a_process_works_and_fails_once_it_is_gone() -> None:
+    before = cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:
+        pass
+    assert cpu_seconds(os.getpid()) >= before + 0.1
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    with pytest.raises(OSError):
+        cpu_seconds(child.pid)

@@ -1,4 +1,5 @@
-"""Stopping the long-running processes that ``gridmint net`` and ``gridmint up`` start on this machine.
+"""Stopping the long-running processes that ``gridmint net`` and ``gridmint up`` start on this machine, and
+reading what /proc says about a process.
 
 Each is started as the leader of its own session and process group (``start_new_session=True``), so that it
 outlives the command that started it and so that stopping it also stops whatever it started.
@@ -23,10 +24,22 @@ def process_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    try:  # the state is the first field after the command name, which may itself hold spaces or parentheses
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    try:
+        return _stat_fields(pid)[0] != "Z"
     except (OSError, IndexError):
         return False
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) the process has used so far. Raises OSError when it is gone."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/<pid>/stat after the command name (which may itself hold spaces or parentheses), from
+    the state on: see proc(5), whose field 3 is index 0 here."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
 
 
 def stop_process_group(pid: int, timeout_s: float) -> bool:
