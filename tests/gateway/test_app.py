@@ -60,7 +60,7 @@ class FixedCredit:
     async def available(self, consumer: str) -> int:
         return self.grains
 
-    def forget(self, consumer: str) -> None:
+    def settled(self, consumer: str, charged: int) -> None:
         pass
 
 

@@ -41,6 +41,7 @@ class Batch:
     entries: list[list[object]]  # [consumer 20B, miner 20B, grains, requests], as MsgSettle takes them
     grains: int
     fee: int
+    charges: dict[str, int]  # consumer (gm1...) -> what the chain takes from its line: grains and fee per entry
 
 
 class Ledger:
@@ -113,7 +114,10 @@ class Ledger:
         entries = [[parse_address(c), parse_address(m), int(g), int(n)] for c, m, g, n in groups]
         grains = sum(int(g) for _, _, g, _ in groups)
         fee = sum(compute_fee(int(g), self.fee_bps) for _, _, g, _ in groups)
-        return Batch(batch_id, entries, grains, fee)
+        charges: dict[str, int] = defaultdict(int)
+        for consumer, _, entry_grains, _ in groups:
+            charges[consumer] += int(entry_grains) + compute_fee(int(entry_grains), self.fee_bps)
+        return Batch(batch_id, entries, grains, fee, dict(charges))
 
     def confirm(self, batch_id: int) -> None:
         """The chain settled the batch: what it covered is no longer owed."""

@@ -60,8 +60,8 @@ async def settle(client: ChainClient, key: PrivateKey, ledger: Ledger, credit: C
         raise
     ledger.confirm(batch.id)
     if credit is not None:
-        for consumer in {format_address(entry[0]) for entry in batch.entries if isinstance(entry[0], bytes)}:
-            credit.forget(consumer)
+        for consumer, charged in sorted(batch.charges.items()):
+            credit.settled(consumer, charged)
     if metrics is not None:
         metrics.settled.inc(batch.grains)
     log.info("Settled batch %d in block %d: %d entries, %s to miners and %s in fees.", batch.id, height,
