@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,33 @@ def test_cheapest_matching_provider_serves_the_workload_and_is_paid_rate_times_b
         _wait(lambda: httpx.get(endpoint + "hello", timeout=5).status_code == 503, "the proxy to close")
         assert "Lease 1 stopped" in beta.log()
         assert "Not bidding" not in alpha.log() and "Bid " in alpha.log()
+
+
+def _processes_working_in(folder: Path) -> list[int]:
+    """Pids of the processes whose working directory is ``folder`` or below it (a workload runs in its lease's)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.readlink(entry / "cwd").startswith(str(folder)):
+                    found.append(int(entry.name))
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+    return found
+
+
+def test_a_provider_stopped_with_sigterm_stops_the_workloads_it_runs(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    with live_market(tmp_path, monkeypatch, names=("tenant", "alpha")) as market:
+        alpha = market.start_provider("alpha", "--cpu", "1", "--memory", "1024", "--withdraw-every", "0")
+        created = market.deploy(market.write("web.yaml", deployment_yaml(greeting="hi")))
+        assert httpx.get(created["status"]["endpoints"]["web"] + "x", timeout=10).text == "hi from /x"
+        leases = market.tmp / "provider-alpha" / "leases"
+        assert _processes_working_in(leases), "the workload should be running"
+        alpha.stop()  # SIGTERM, then up to 20 s
+        assert alpha.process.returncode == 0, alpha.log()
+        assert "Provider stopped; 1 leases' workloads were stopped." in alpha.log()
+        assert _processes_working_in(leases) == []
 
 
 def test_a_lease_funded_for_n_blocks_is_closed_in_block_n_and_its_workload_stopped(

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import socket
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
@@ -15,6 +14,7 @@ import uvicorn
 from gridmint.chain.crypto import format_address
 from gridmint.node.devnode import DevNode, NodeSetupError
 from gridmint.node.rpc import RPCServer
+from gridmint.servers import GracefulServer
 
 log = logging.getLogger("gridmint.devnode")
 
@@ -32,29 +32,9 @@ def listen(host: str, port: int) -> socket.socket:
     return listener
 
 
-class _Server(uvicorn.Server):
-    """uvicorn re-raises SIGINT/SIGTERM after its shutdown, which would end the process before the node closes
-    its stores; here the signals only ask the server to stop, and the node shuts down in order."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, self._stop_on_signal, sig)
-        try:
-            yield
-        finally:
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.remove_signal_handler(sig)
-
-    def _stop_on_signal(self, sig: int) -> None:
-        log.info("Received %s; stopping after the current block.", signal.Signals(sig).name)
-        self.should_exit = True
-
-
 async def serve(node: DevNode, host: str, port: int) -> None:
     listener = listen(host, port)
-    server = _Server(uvicorn.Config(
+    server = GracefulServer(uvicorn.Config(
         RPCServer(node).app, log_level="warning", ws="websockets-sansio", lifespan="off",
         timeout_graceful_shutdown=2))
     producer = asyncio.create_task(node.produce_forever())

@@ -17,6 +17,7 @@ import uvicorn
 from gridmint.client.blocks import follow_blocks
 from gridmint.market.provider.api import ProviderAPI
 from gridmint.market.provider.daemon import Provider
+from gridmint.servers import GracefulServer
 
 log = logging.getLogger("gridmint.provider")
 
@@ -45,7 +46,7 @@ async def check_health_forever(provider: Provider, every_s: float) -> None:
 
 async def run_provider(provider: Provider, host: str, port: int, node_url: str, health_every_s: float = 2.0) -> None:
     api = ProviderAPI(provider)
-    server = uvicorn.Server(uvicorn.Config(api.app, host=host, port=port, log_level="warning", access_log=False,
+    server = GracefulServer(uvicorn.Config(api.app, host=host, port=port, log_level="warning", access_log=False,
                                            lifespan="on", server_header=False))
     tasks = [asyncio.create_task(follow_chain(provider, node_url)),
              asyncio.create_task(check_health_forever(provider, health_every_s))]
