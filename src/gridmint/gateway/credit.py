@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 
 from gridmint.chain.credit import NO_LINE
@@ -51,8 +52,11 @@ class CreditBook:
             async with lock:  # one chain read per consumer at a time
                 reading = self._lines.get(consumer)
                 if reading is None:
-                    reading = self._lines[consumer] = (await asyncio.to_thread(self._fetch, consumer),
-                                                       time.monotonic())
+                    settlements = self._settlements.get(consumer, 0)
+                    spendable = await asyncio.to_thread(self._fetch, consumer)
+                    # A settlement meanwhile: the read may predate it, so it is used once and read again at once.
+                    read_at = time.monotonic() if self._settlements.get(consumer, 0) == settlements else -math.inf
+                    reading = self._lines[consumer] = (spendable, read_at)
         elif time.monotonic() - reading[1] > self.ttl_s and consumer not in self._refreshing:
             self._refreshing[consumer] = asyncio.create_task(self._refresh(consumer))
         return reading[0] - self.ledger.owed(consumer)
@@ -75,4 +79,4 @@ class CreditBook:
         self._settlements[consumer] = self._settlements.get(consumer, 0) + 1
         reading = self._lines.get(consumer)
         if reading is not None:
-            self._lines[consumer] = (reading[0] - charged, float("-inf"))
+            self._lines[consumer] = (reading[0] - charged, -math.inf)
