@@ -57,3 +57,23 @@ def test_a_refused_batch_is_retried_and_recovery_follows_the_chain(tmp_path: Pat
     restarted.recover(last_on_chain=again.id)
     assert restarted.pending_batch() is None and restarted.unsettled() == 0 and ledger(tmp_path).owed(ALICE) == 0
     assert restarted.next_batch(after=again.id) is None
+
+
+def test_a_batch_takes_a_consumers_usage_only_as_far_as_its_line_reaches(tmp_path: Path) -> None:
+    book = ledger(tmp_path)  # 250 bps: the chain takes grains + grains * 250 // 10_000 per entry
+    for grains in (1_000, 2_000, 3_000):
+        book.record(ALICE, M1, grains)
+    book.record(ALICE, M2, 500)
+    book.record(BOB, M1, 40)
+    batch = book.next_batch(after=0, limits={ALICE: 3_075, BOB: 100})
+    assert batch is not None
+    # Alice's line covers her two oldest requests to M1 (3,000 + 75 in fees) and nothing more; Bob's all of his.
+    assert [(format_address(c), format_address(m), g, n) for c, m, g, n in batch.entries] == [
+        (ALICE, M1, 3_000, 2), (BOB, M1, 40, 1)]
+    assert batch.charges == {ALICE: 3_075, BOB: 41}
+    book.confirm(batch.id)
+    assert book.owed(ALICE) == 3_000 + 75 + 500 + 12 and book.owed(BOB) == 0
+    assert book.unbatched_consumers() == [ALICE]
+    assert book.next_batch(after=batch.id, limits={ALICE: 0}) is None  # nothing fits until a top-up
+    topped_up = book.next_batch(after=batch.id, limits={ALICE: 10_000})
+    assert topped_up is not None and topped_up.charges == {ALICE: 3_000 + 75 + 500 + 12}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from gridmint.chain.credit import MAX_ENTRIES, compute_fee
@@ -86,27 +87,60 @@ class Ledger:
         row = self.db.execute("SELECT id FROM batches WHERE state = 'pending'").fetchone()
         return None if row is None else int(row[0])
 
-    def next_batch(self, after: int) -> Batch | None:
+    def next_batch(self, after: int, limits: Mapping[str, int] | None = None) -> Batch | None:
         """The batch to send: the pending one again if its fate is unknown, else unbatched usage gathered into a
-        new batch numbered past ``after`` (the chain's last) and past any local one; None if nothing is owed."""
+        new batch numbered past ``after`` (the chain's last) and past any local one; None if nothing is owed.
+
+        ``limits``: what each consumer's credit line holds now. The chain refuses a whole batch if one consumer's
+        entries (with the fee) come to more than its line, which would hold back every miner's pay; so a
+        consumer's usage goes in, oldest first, only as far as its line reaches, and the rest stays owed until the
+        line is topped up. At most ``MAX_ENTRIES`` (consumer, miner) entries, oldest usage first."""
         self.flush()
         pending = self.pending_batch()
         if pending is not None:
             return self._batch(pending)
-        if self.db.execute("SELECT 1 FROM usage WHERE batch IS NULL LIMIT 1").fetchone() is None:
+        charged: dict[str, int] = defaultdict(int)  # consumer -> what the chain will take from its line
+        picked: list[tuple[str, str, int]] = []  # (consumer, miner, last usage row id in the batch)
+        for consumer, miner, grains, last_id in self.db.execute(
+                "SELECT consumer, miner, SUM(grains), MAX(id) FROM usage WHERE batch IS NULL GROUP BY consumer, miner "
+                "ORDER BY MIN(id)").fetchall():
+            if len(picked) == MAX_ENTRIES:
+                break
+            room = None if limits is None else limits.get(consumer, 0) - charged[consumer]
+            if room is not None and int(grains) + compute_fee(int(grains), self.fee_bps) > room:
+                grains, last_id = self._oldest_within(consumer, miner, room)
+                if not grains:
+                    continue
+            charged[consumer] += int(grains) + compute_fee(int(grains), self.fee_bps)
+            picked.append((consumer, miner, int(last_id)))
+        if not picked:
             return None
         last_local = self.db.execute("SELECT COALESCE(MAX(id), 0) FROM batches").fetchone()[0]
         batch_id = max(after, int(last_local)) + 1
-        groups = self.db.execute(
-            "SELECT consumer, miner, MAX(id) FROM usage WHERE batch IS NULL GROUP BY consumer, miner "
-            "ORDER BY consumer, miner LIMIT ?", (MAX_ENTRIES,)).fetchall()
         self.db.execute("BEGIN")
         self.db.execute("INSERT INTO batches VALUES (?, 'pending')", (batch_id,))
-        for consumer, miner, last_id in groups:
+        for consumer, miner, last_id in picked:
             self.db.execute("UPDATE usage SET batch = ? WHERE batch IS NULL AND consumer = ? AND miner = ? "
                             "AND id <= ?", (batch_id, consumer, miner, last_id))
         self.db.execute("COMMIT")
         return self._batch(batch_id)
+
+    def _oldest_within(self, consumer: str, miner: str, room: int) -> tuple[int, int]:
+        """(grains, last row id) of the oldest unbatched usage of (consumer, miner) whose sum, with the fee, fits
+        in ``room``; (0, 0) if not even the oldest request does."""
+        total = last_id = 0
+        for row_id, grains in self.db.execute("SELECT id, grains FROM usage WHERE batch IS NULL AND consumer = ? "
+                                              "AND miner = ? ORDER BY id", (consumer, miner)):
+            if total + grains + compute_fee(total + grains, self.fee_bps) > room:
+                break
+            total, last_id = total + int(grains), int(row_id)
+        return total, last_id
+
+    def unbatched_consumers(self) -> list[str]:
+        """The consumers with usage in no batch yet."""
+        self.flush()
+        return [row[0] for row in self.db.execute("SELECT DISTINCT consumer FROM usage WHERE batch IS NULL "
+                                                  "ORDER BY consumer")]
 
     def _batch(self, batch_id: int) -> Batch:
         groups = self.db.execute("SELECT consumer, miner, SUM(grains), COUNT(*) FROM usage WHERE batch = ? "

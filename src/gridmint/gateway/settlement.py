@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from gridmint.chain.credit import BATCH_REPLAYED, MsgSettle
+from gridmint.chain.credit import BATCH_REPLAYED, NO_LINE, MsgSettle
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import ChainError
 from gridmint.chain.units import format_mint
@@ -29,6 +29,20 @@ def last_batch_on_chain(client: ChainClient, gateway: str) -> int:
     return 0
 
 
+def line_balances(client: ChainClient, gateway: str, consumers: list[str]) -> dict[str, int]:
+    """What each consumer's credit line with this gateway holds now (0 without a line). Past its expiry a line
+    still pays for the usage before it, so the balance counts, not the expiry."""
+    balances = {}
+    for consumer in consumers:
+        try:
+            balances[consumer] = int(client.query(f"/credit/line/{consumer}/{gateway}")["balance"])
+        except ChainError as error:
+            if error.kind != NO_LINE:
+                raise
+            balances[consumer] = 0
+    return balances
+
+
 def _send_batch(client: ChainClient, key: PrivateKey, batch: Batch) -> int:
     return client.execute(key, [MsgSettle(batch.id, batch.entries)]).height
 
@@ -40,7 +54,10 @@ async def settle(client: ChainClient, key: PrivateKey, ledger: Ledger, credit: C
     gateway = format_address(key.address)
     last = await asyncio.to_thread(last_batch_on_chain, client, gateway)
     ledger.recover(last)
-    batch = ledger.next_batch(after=last)
+    limits = None
+    if ledger.pending_batch() is None:
+        limits = await asyncio.to_thread(line_balances, client, gateway, ledger.unbatched_consumers())
+    batch = ledger.next_batch(after=last, limits=limits)
     if batch is None:
         return None
     try:
@@ -66,7 +83,17 @@ async def settle(client: ChainClient, key: PrivateKey, ledger: Ledger, credit: C
         metrics.settled.inc(batch.grains)
     log.info("Settled batch %d in block %d: %d entries, %s to miners and %s in fees.", batch.id, height,
              len(batch.entries), format_mint(batch.grains), format_mint(batch.fee))
+    if limits is not None:
+        _warn_of_usage_beyond_lines(ledger, limits, batch)
     return batch
+
+
+def _warn_of_usage_beyond_lines(ledger: Ledger, limits: dict[str, int], batch: Batch) -> None:
+    for consumer in ledger.unbatched_consumers():
+        excess = ledger.owed(consumer) - (limits.get(consumer, 0) - batch.charges.get(consumer, 0))
+        if excess > 0:
+            log.warning("%s has used %s more than its credit line holds; that usage stays owed until the line is "
+                        "topped up.", consumer, format_mint(excess))
 
 
 async def settle_forever(client: ChainClient, key: PrivateKey, ledger: Ledger, credit: CreditBook,
