@@ -3,11 +3,11 @@
 Each paid request is one row ``(consumer, miner hotkey, grains)``. Rows recorded in one turn of the event loop
 are committed together at the end of that turn, before the answers of that turn leave (their writes are queued
 after the commit), so an answer is never out while its usage is not on disk; WAL with ``synchronous=NORMAL``: a
-crashed process loses nothing it answered, only a power cut could lose the last commits. A
-settlement batch takes every unbatched row, sums them per (consumer, miner) into at most ``MAX_ENTRIES`` entries,
-and marks the rows with the batch id; the chain confirms (the batch is done) or refuses (the rows are freed for
-the next batch). After a crash between sending a batch and hearing back, the gateway's ``last_batch`` on chain
-says which way it went.
+crashed process loses nothing it answered, only a power cut could lose the last commits. A settlement batch takes
+unbatched rows, oldest first and per consumer only as far as its credit line holds, sums them per (consumer,
+miner) into at most ``MAX_ENTRIES`` entries, and marks the rows with the batch id; the chain confirms (the batch
+is done) or refuses (the rows are freed for the next batch). After a crash between sending a batch and hearing
+back, the gateway's ``last_batch`` on chain says which way it went.
 """
 
 from __future__ import annotations

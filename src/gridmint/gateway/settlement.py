@@ -49,7 +49,8 @@ def _send_batch(client: ChainClient, key: PrivateKey, batch: Batch) -> int:
 
 async def settle(client: ChainClient, key: PrivateKey, ledger: Ledger, credit: CreditBook | None = None,
                  metrics: GatewayMetrics | None = None) -> Batch | None:
-    """Send one batch of everything unsettled; returns it once the chain paid it, None if nothing was owed.
+    """Send one batch of the unsettled usage that the consumers' lines can pay; returns it once the chain paid it,
+    None if there was nothing to send.
     The ledger is only touched on the event loop's thread; the chain is called from a worker thread."""
     gateway = format_address(key.address)
     last = await asyncio.to_thread(last_batch_on_chain, client, gateway)
