@@ -81,6 +81,8 @@ class BenchNetwork:
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     gateway_pid: int = 0
     miner_pids: list[int] = field(default_factory=list)
+    relay_url: str = ""  # the first miner behind a transparent TCP relay (tcp_relay.py), when asked for
+    relay_pid: int = 0
 
     def _spawn(self, args: list[str], name: str) -> subprocess.Popen[bytes]:
         log = (self.workdir / f"{name}.log").open("w")
@@ -99,11 +101,14 @@ class BenchNetwork:
                 process.kill()
 
 
-def start_network(miners: int = 1) -> BenchNetwork:
-    """Everything started, or (on any failure) everything stopped again."""
+def start_network(miners: int = 1, relay: bool = False) -> BenchNetwork:
+    """Everything started, or (on any failure) everything stopped again. With ``relay``, the first miner is also
+    reachable through a transparent TCP relay at ``relay_url``."""
     net = BenchNetwork(Path(tempfile.mkdtemp(prefix="gridmint-gateway-bench-")))
     try:
         _start(net, miners)
+        if relay:
+            _start_relay(net)
     except BaseException:
         net.stop()
         raise
@@ -149,6 +154,16 @@ def _start(net: BenchNetwork, miners: int) -> None:
     wait_http(net.gateway_url + "/health", gateway)
     net.gateway_pid = gateway.pid
     net.api_key = request_api_key(net.gateway_url, CONSUMER)
+
+
+def _start_relay(net: BenchNetwork) -> None:
+    port = free_port()
+    target = net.miners[0][0].removeprefix("http://")
+    host, _, target_port = target.partition(":")
+    process = net._spawn([str(Path(__file__).with_name("tcp_relay.py")), str(port), host, target_port], "relay")
+    net.relay_url = f"http://127.0.0.1:{port}"
+    wait_http(net.relay_url + "/health", process)
+    net.relay_pid = process.pid
 
 
 def peak_memory_mb(pid: int) -> float:

@@ -1,15 +1,17 @@
-"""What the gateway adds: the same chat requests to an echo miner directly and through the gateway, interleaved in
-the same run, at concurrency 1 and 32, non-streaming and streaming.
+"""What the gateway adds: the same chat requests to an echo miner directly, through a transparent TCP relay and
+through the gateway, interleaved in the same run, at concurrency 1 and 32, non-streaming and streaming.
 
 Direct calls are what a validator does (MinerClient: sign the request, verify the signed answer); calls through the
 gateway are what an OpenAI client does (a bearer key, no signatures: the gateway signs, verifies, routes, meters
 and writes the ledger). Both clients use the same lean HTTP client; the devnode, miner and gateway are processes
-on this machine (bench/bench_network.py), sharing its cores with the load.
+on this machine (bench/bench_network.py), sharing its cores with the load. The relay path is the direct call sent
+through ``tcp_relay.py``, which forwards bytes and does nothing else: the cost of an extra hop by itself, so a run
+tells the hop from the gateway's own work.
 
     .venv/bin/python bench/gateway_overhead.py [--seconds 2] [--rounds 3]
 
-The last line is JSON: {"added_p50_ms_c1", "throughput_ratio_c32", ...} (non-streaming), with the streaming
-figures beside them (``stream_`` prefix).
+The last line is JSON: {"added_p50_ms_c1", "throughput_ratio_c32", ...} (non-streaming, gateway vs direct), with
+the streaming figures beside them (``stream_`` prefix) and the relay's (``relay_``).
 """
 
 from __future__ import annotations
@@ -67,6 +69,18 @@ def calls(net: BenchNetwork, miners: MinerClient, pool: HttpPool) -> dict[str, C
             if not (sse.status == 200 and sse.done and sse.signed):
                 raise SystemExit("direct stream failed")
 
+    async def relay() -> None:
+        answer = await miners.call(net.relay_url, "/v1/chat/completions", miner, PAYLOAD)
+        if answer.status != 200 or not answer.signed:
+            raise SystemExit(f"relayed call failed: {answer.status}")
+
+    async def relay_stream() -> None:
+        async with miners.stream(net.relay_url, "/v1/chat/completions", miner, {**PAYLOAD, "stream": True}) as sse:
+            async for _ in sse.events():
+                pass
+            if not (sse.status == 200 and sse.done and sse.signed):
+                raise SystemExit("relayed stream failed")
+
     async def gateway() -> None:
         answer = await pool.post(net.gateway_url + "/v1/chat/completions", body, headers, 30)
         if answer.status != 200:
@@ -78,7 +92,11 @@ def calls(net: BenchNetwork, miners: MinerClient, pool: HttpPool) -> dict[str, C
             if answer.status != 200 or not received.endswith(b"data: [DONE]\n\n"):
                 raise SystemExit(f"gateway stream failed: {answer.status} {received[-200:]!r}")
 
-    return {"direct": direct, "gateway": gateway, "direct_stream": direct_stream, "gateway_stream": gateway_stream}
+    return {"direct": direct, "relay": relay, "gateway": gateway, "direct_stream": direct_stream,
+            "relay_stream": relay_stream, "gateway_stream": gateway_stream}
+
+
+PATHS = ("direct", "relay", "gateway")
 
 
 async def measure(net: BenchNetwork, seconds: float, rounds: int, levels: tuple[int, ...] = (1, 32),
@@ -86,7 +104,7 @@ async def measure(net: BenchNetwork, seconds: float, rounds: int, levels: tuple[
     """Rates, latencies and ratios per path; and per request, the CPU each process spent on it (``cpu_``): on a
     machine whose cores all processes share, throughput follows the sum."""
     results: dict[str, float] = {}
-    pids = {"client": os.getpid(), "miner": net.miner_pids[0], "gateway": net.gateway_pid}
+    pids = {"client": os.getpid(), "miner": net.miner_pids[0], "relay": net.relay_pid, "gateway": net.gateway_pid}
     async with MinerClient(DIRECT, timeout_s=30, connections=64) as miners:
         pool = HttpPool(max_per_host=64)
         paths = calls(net, miners, pool)
@@ -94,12 +112,11 @@ async def measure(net: BenchNetwork, seconds: float, rounds: int, levels: tuple[
             await load(paths[name], 8, 0.3)
         for concurrency in levels:
             for stream in modes:
-                samples: dict[str, list[float]] = {"direct": [], "gateway": []}
-                elapsed: dict[str, float] = {"direct": 0.0, "gateway": 0.0}
-                cpu: dict[str, dict[str, float]] = {"direct": dict.fromkeys(pids, 0.0),
-                                                    "gateway": dict.fromkeys(pids, 0.0)}
-                for _ in range(rounds):  # interleaved, so both see the same machine
-                    for path in ("direct", "gateway"):
+                samples: dict[str, list[float]] = {path: [] for path in PATHS}
+                elapsed = dict.fromkeys(PATHS, 0.0)
+                cpu = {path: dict.fromkeys(pids, 0.0) for path in PATHS}
+                for _ in range(rounds):  # interleaved, so all paths see the same machine
+                    for path in PATHS:
                         before = {name: cpu_seconds(pid) for name, pid in pids.items()}
                         latencies, spent = await load(paths[path + ("_stream" if stream else "")], concurrency,
                                                       seconds)
@@ -107,19 +124,20 @@ async def measure(net: BenchNetwork, seconds: float, rounds: int, levels: tuple[
                             cpu[path][name] += cpu_seconds(pid) - before[name]
                         samples[path] += latencies
                         elapsed[path] += spent
-                for path in ("direct", "gateway"):
+                c = concurrency
+                for path in PATHS:
                     ordered = sorted(samples[path])
-                    results[f"{stream}{path}_rps_c{concurrency}"] = len(ordered) / elapsed[path]
-                    results[f"{stream}{path}_p50_ms_c{concurrency}"] = statistics.median(ordered) * 1000
-                    results[f"{stream}{path}_p99_ms_c{concurrency}"] = ordered[int(len(ordered) * 0.99)] * 1000
+                    results[f"{stream}{path}_rps_c{c}"] = len(ordered) / elapsed[path]
+                    results[f"{stream}{path}_p50_ms_c{c}"] = statistics.median(ordered) * 1000
+                    results[f"{stream}{path}_p99_ms_c{c}"] = ordered[int(len(ordered) * 0.99)] * 1000
                     for name in pids:
-                        results[f"{stream}{path}_cpu_{name}_us_c{concurrency}"] = cpu[path][name] / len(ordered) * 1e6
-                results[f"{stream}added_p50_ms_c{concurrency}"] = (results[f"{stream}gateway_p50_ms_c{concurrency}"]
-                                                                   - results[f"{stream}direct_p50_ms_c{concurrency}"])
-                results[f"{stream}added_p99_ms_c{concurrency}"] = (results[f"{stream}gateway_p99_ms_c{concurrency}"]
-                                                                   - results[f"{stream}direct_p99_ms_c{concurrency}"])
-                results[f"{stream}throughput_ratio_c{concurrency}"] = (
-                    results[f"{stream}gateway_rps_c{concurrency}"] / results[f"{stream}direct_rps_c{concurrency}"])
+                        results[f"{stream}{path}_cpu_{name}_us_c{c}"] = cpu[path][name] / len(ordered) * 1e6
+                for path, prefix in (("gateway", stream), ("relay", f"{stream}relay_")):
+                    for stat in ("p50", "p99"):
+                        results[f"{prefix}added_{stat}_ms_c{c}"] = (results[f"{stream}{path}_{stat}_ms_c{c}"]
+                                                                    - results[f"{stream}direct_{stat}_ms_c{c}"])
+                    results[f"{prefix}throughput_ratio_c{c}"] = (results[f"{stream}{path}_rps_c{c}"]
+                                                                 / results[f"{stream}direct_rps_c{c}"])
         pool.close()
     return results
 
@@ -129,7 +147,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="per path, per round")
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    net = start_network(miners=1)
+    net = start_network(miners=1, relay=True)
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             results = runner.run(measure(net, args.seconds, args.rounds))
@@ -143,14 +161,17 @@ def main() -> None:
                   f"{results[f'{stream}gateway_rps_c{c}']:7.0f} req/s p50 {results[f'{stream}gateway_p50_ms_c{c}']:.2f}"
                   f" ms | added p50 {results[f'{stream}added_p50_ms_c{c}']:+.2f} ms, p99 "
                   f"{results[f'{stream}added_p99_ms_c{c}']:+.2f} ms | "
-                  f"ratio {results[f'{stream}throughput_ratio_c{c}']:.2f}")
+                  f"ratio {results[f'{stream}throughput_ratio_c{c}']:.2f} | bare relay: added p50 "
+                  f"{results[f'{stream}relay_added_p50_ms_c{c}']:+.2f} ms, ratio "
+                  f"{results[f'{stream}relay_throughput_ratio_c{c}']:.2f}")
     for stream in ("", "stream_"):
         label = "streaming    " if stream else "non-streaming"
-        direct = {name: results[f"{stream}direct_cpu_{name}_us_c32"] for name in ("client", "miner")}
-        through = {name: results[f"{stream}gateway_cpu_{name}_us_c32"] for name in ("client", "gateway", "miner")}
-        print(f"{label} c32 CPU per request: direct = client {direct['client']:.0f} + miner {direct['miner']:.0f}"
-              f" = {sum(direct.values()):.0f} µs | through the gateway = client {through['client']:.0f} + gateway "
-              f"{through['gateway']:.0f} + miner {through['miner']:.0f} = {sum(through.values()):.0f} µs")
+        parts = {path: {name: results[f"{stream}{path}_cpu_{name}_us_c32"] for name in names}
+                 for path, names in (("direct", ("client", "miner")), ("relay", ("client", "relay", "miner")),
+                                     ("gateway", ("client", "gateway", "miner")))}
+        print(f"{label} c32 CPU per request, µs: " + " | ".join(
+            f"{path} = " + " + ".join(f"{name} {value:.0f}" for name, value in spent.items())
+            + f" = {sum(spent.values()):.0f}" for path, spent in parts.items()))
     print(json.dumps({k: round(v, 3) for k, v in results.items()}))
 
 
