@@ -23,6 +23,17 @@ from gridmint.gateway.ledger import Ledger
 log = logging.getLogger("gridmint.gateway")
 
 
+def read_line(client: ChainClient, consumer: str, gateway: str) -> tuple[int, int] | None:
+    """(balance, expiry block) of ``consumer``'s credit line with ``gateway``; None when it has none."""
+    try:
+        line = client.query(f"/credit/line/{consumer}/{gateway}")
+    except ChainError as error:
+        if error.kind == NO_LINE:
+            return None
+        raise
+    return int(line["balance"]), int(line["expires"])
+
+
 class CreditBook:
     def __init__(self, client: ChainClient, gateway: str, ledger: Ledger, ttl_s: float = 2.0) -> None:
         self.client = client
@@ -37,13 +48,11 @@ class CreditBook:
         self._settlements: dict[str, int] = {}
 
     def _fetch(self, consumer: str) -> int:
-        try:
-            line = self.client.query(f"/credit/line/{consumer}/{self.gateway}")
-        except ChainError as error:
-            if error.kind == NO_LINE:
-                return 0
-            raise
-        return 0 if self.client.height() >= int(line["expires"]) else int(line["balance"])
+        line = read_line(self.client, consumer, self.gateway)
+        if line is None:
+            return 0
+        balance, expires = line
+        return 0 if self.client.height() >= expires else balance
 
     async def available(self, consumer: str) -> int:
         reading = self._lines.get(consumer)

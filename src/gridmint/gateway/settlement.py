@@ -10,12 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from gridmint.chain.credit import BATCH_REPLAYED, NO_LINE, MsgSettle
+from gridmint.chain.credit import BATCH_REPLAYED, MsgSettle
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import ChainError
 from gridmint.chain.units import format_mint
 from gridmint.client.chain_client import ChainClient
-from gridmint.gateway.credit import CreditBook
+from gridmint.gateway.credit import CreditBook, read_line
 from gridmint.gateway.ledger import Batch, Ledger
 from gridmint.gateway.metrics import GatewayMetrics
 
@@ -32,15 +32,7 @@ def last_batch_on_chain(client: ChainClient, gateway: str) -> int:
 def line_balances(client: ChainClient, gateway: str, consumers: list[str]) -> dict[str, int]:
     """What each consumer's credit line with this gateway holds now (0 without a line). Past its expiry a line
     still pays for the usage before it, so the balance counts, not the expiry."""
-    balances = {}
-    for consumer in consumers:
-        try:
-            balances[consumer] = int(client.query(f"/credit/line/{consumer}/{gateway}")["balance"])
-        except ChainError as error:
-            if error.kind != NO_LINE:
-                raise
-            balances[consumer] = 0
-    return balances
+    return {consumer: line[0] if (line := read_line(client, consumer, gateway)) else 0 for consumer in consumers}
 
 
 def _send_batch(client: ChainClient, key: PrivateKey, batch: Batch) -> int:
