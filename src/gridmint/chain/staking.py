@@ -490,7 +490,7 @@ def invariant_pools(state: Reader) -> str | None:
     coldkey) and its dense slots name each other; their shares add up to the pool's; the dust the floors leave
     is under one grain per position."""
     live = {int(pool_id): key for key, pool_id in state.scan_values(LIVE_PREFIX)}
-    closing = {int.from_bytes(key, "big") for key, _ in state.scan(CLOSING_PREFIX)}
+    closing = {int.from_bytes(key, "big") for key, _ in state.scan_values(CLOSING_PREFIX)}
     positions: dict[int, list[tuple[bytes, int, int]]] = {}
     for key, raw in state.scan_values(POSITION_PREFIX):
         coldkey, pool_id = key[:20], int.from_bytes(key[20:], "big")
