@@ -10,7 +10,7 @@ in proportion to it, so delegators compound.
 A staker owns shares, never grains, and is worth ``shares × stake // total_shares`` (rounded down). Paying a
 dividend only raises the pool's stake: one read and one write per validator, whatever the number of its
 stakers, so an epoch costs O(validators), and a thousand 1-grain delegations cost the epoch nothing. This is
-the scheme of Bittensor's subtensor (its ``share_pool``: ``TotalHotkeyAlpha`` over ``TotalHotkeyShares``), and
+the scheme of Bittensor's subtensor (its ``share_pool`` crate, over a hotkey's total alpha and shares), and
 the compounding counterpart of Cosmos' F1 accumulator (F1 pays rewards that must be withdrawn; a share pool
 compounds them, as the old per-staker walk did).
 
@@ -22,15 +22,17 @@ bank holds for it), and each rounding is taken against the one who acts, so no g
   whole stake, dust included.
 The dust (what the floors leave) stays in the pool and goes to whoever remains: Σ stakers' worth ≤ the pool's
 stake < Σ worth + the number of stakers. The price of a share never falls, so a pool's shares stay below
-``stake × SHARES_PER_GRAIN`` (< 2**128: shares are stored as 16 bytes); with 2**32 shares per grain a share is
-worth less than a grain until the pool has compounded 2**32-fold, so buying in loses under one grain.
+``stake × SHARES_PER_GRAIN`` (< 2**128: shares are stored as 16 bytes). Buying in loses under a share's worth
+plus a grain, and with 2**32 shares per grain a share is worth under a grain until the pool has compounded
+2**32-fold (a pool started with ``min_stake`` would need 4 million MINT of dividends in one epoch).
 
 **Spam.** Each stake added must be at least ``min_stake`` (0.001 MINT by default, like Bittensor's minimum
 stake; genesis bounds 1 grain to 2**64 - 1): a position costs real locked funds besides the message fee.
 An unstake that would leave a position worth less than ``min_stake`` closes it and returns the remainder too
-(Bittensor clears such small nominations the same way). The number of stakers per hotkey is not capped (nor
-in Bittensor: a cap would let a spammer fill a validator's slots and lock honest delegators out); stakers
-cost the epoch nothing, and where they do cost work (below) that work is bounded per block.
+(Bittensor clears small nominations the same way; here the owner's own position too). The number of stakers
+per hotkey is not capped (nor in Bittensor: a cap would let a spammer fill a validator's slots and lock
+honest delegators out); stakers cost the epoch nothing, and where they do cost work (below) that work is
+bounded per block.
 
 **Pruning and dissolving.** ``unstake_all`` closes a hotkey's pool in O(1): the hotkey's total leaves its
 UID and the pool joins a queue; ``end_block`` returns at most ``returns_per_block`` positions per block (the
