@@ -9,13 +9,13 @@ from pathlib import Path
 
 from gridmint.chain import bank, codec, emission, neurons, staking
 from gridmint.chain.crypto import format_address, parse_address
-from gridmint.chain.errors import lookup
+from gridmint.chain.errors import ChainError, lookup
 from gridmint.chain.module import BlockInfo, Context
 from gridmint.chain.state import CommittedView, Reader, State
 from gridmint.chain.subnets import MsgDissolveSubnet, MsgRegister
 from gridmint.chain.yuma import split_exactly
 from tests.chain.incentive_network import Network, build, hot
-from tests.helpers import MINT, key
+from tests.helpers import MINT, genesis, key
 
 MIN_STAKE = staking.Params().min_stake
 
@@ -228,6 +228,9 @@ def test_a_pruned_hotkeys_stakers_are_returned_within_the_per_block_budget(tmp_p
         assert pool is not None and pool.hotkey == m1_hot
         left.append(pool.count)
         assert net.app.check_invariants() == []
+        counting = CountingReader(view(net))
+        staking.return_closed_pools(block_context(net, State(counting)))
+        assert counting.touched(staking.POSITION_PREFIX) == min(3, pool.count)  # the budget, not the pool's size
         net.block()
     assert left == [5, 2]  # 8 positions, 3 per block: 3 in the pruning block, then 3, then the last 2
     back = {name: bank.get_balance(view(net), key(name).address) - balances[name] for name in names}
@@ -257,3 +260,22 @@ def test_dissolving_returns_every_stake_and_empties_the_index(tmp_path: Path) ->
     assert sum(bank.get_balance(view(net), key(n).address) - balances[n] for n in everyone) == held
     assert [k for k, _ in view(net).scan(b"staking/")] == [staking.NEXT_POOL_KEY, staking.PARAMS_KEY]
     assert net.app.check_invariants() == []
+
+
+# --- genesis -----------------------------------------------------------------------------------------------
+
+
+def test_staking_genesis_takes_bounded_params_and_exports_them(tmp_path: Path) -> None:
+    for bad in ({"params": {"min_stake": 0}}, {"params": {"returns_per_block": 0}}, {"params": {"speed": 1}},
+                {"stakes": []}, [1]):
+        try:
+            genesis(staking=bad)
+        except ChainError as error:
+            assert error.kind.name == "invalid_genesis" and "staking" in error.message
+        else:
+            raise AssertionError(f"accepted {bad}")
+    net = build(tmp_path, {"v1": 300 * MINT}, ("m1",), sections={"staking": {"params": {"min_stake": 5 * MINT}}})
+    assert net.app.export_genesis("2026-01-01T00:00:00Z")["app_state"]["staking"] == {
+        "params": {"min_stake": 5 * MINT, "returns_per_block": 1_024}}
+    assert codec.decode(net.app.query("/staking/params").value)["min_stake"] == 5 * MINT
+    assert genesis(staking=None).modules["staking"] == staking.Params()  # an empty section, as before
