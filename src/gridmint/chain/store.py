@@ -35,11 +35,12 @@ from gridmint.chain.errors import HEIGHT_UNAVAILABLE
 
 Changes = Mapping[bytes, bytes | None]  # key -> new value, None to delete
 
-# What a node keeps unless told otherwise (`--keep-recent`): a day of 1 s blocks. Clients query at heights they
-# have just seen and the explorer draws a subnet's recent past; older answers are an archive node's job
-# (keep_recent = 0). At the 1,024-UID busy subnet of bench/state_growth.py (~30 kB of changed values per block)
-# this bounds history to a few GB per such subnet.
-DEFAULT_KEEP_RECENT = 86_400
+# What a node keeps unless told otherwise (`--keep-recent`): about 2.8 hours of the devnode's 1 s blocks, 50 minutes
+# of `gridmint net`'s. Clients read at heights they have just seen and the explorer charts a subnet's recent past;
+# nothing off chain needs older answers, which are an archive node's job (keep_recent = 0). Between Substrate's
+# default (256 blocks) and the Cosmos SDK's (362,880); at the busy 1,024-UID subnet of bench/state_growth.py
+# (~42 kB of changed values per block) it bounds history to ~0.4 GB per such subnet.
+DEFAULT_KEEP_RECENT = 10_000
 # Rows of history a commit examines at most while catching up (steady state is one height per commit).
 PRUNE_ROWS_PER_COMMIT = 4_096
 # The WAL is truncated back to this after a checkpoint, so one huge block does not leave a huge file behind.
@@ -231,7 +232,7 @@ class Store:
                                     (through,)).fetchall()
         # In height order: each row makes the older rows of its key obsolete, and itself too if it is a deletion.
         self._db.executemany(
-            "DELETE FROM history WHERE key = ? AND (height < ? OR (height = ? AND ?))",
+            "DELETE FROM history WHERE key = ? AND height <= ? AND (height < ? OR ?)",
             [(key, at, at, deleted) for at, key, deleted in rows])
         return through
 
