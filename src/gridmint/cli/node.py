@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from gridmint.chain.crypto import parse_address
+from gridmint.chain.store import DEFAULT_KEEP_RECENT
 from gridmint.chain.units import format_mint
 from gridmint.cli.output import emit
 from gridmint.client.amounts import parse_mint
@@ -71,7 +72,9 @@ def init(ctx: click.Context, data_dir: Path, chain_id: str, dev_accounts: int, f
               help="Seconds between blocks; 0 makes a block as soon as transactions wait.")
 @click.option("--rpc-laddr", default="127.0.0.1:26657", show_default=True, help="Where the RPC listens.")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]), show_default=True)
-def start(data_dir: Path, dev: bool, block_time: float, rpc_laddr: str, log_level: str) -> None:
+@click.option("--keep-recent", type=click.IntRange(min=0), default=DEFAULT_KEEP_RECENT, show_default=True,
+              help="Heights of state history kept for queries at a height; 0 keeps every height (archive node).")
+def start(data_dir: Path, dev: bool, block_time: float, rpc_laddr: str, log_level: str, keep_recent: int) -> None:
     """Start the devnode: one authority, a mempool, blocks, and CometBFT's JSON-RPC."""
     from gridmint.node.server import run_devnode
 
@@ -83,4 +86,4 @@ def start(data_dir: Path, dev: bool, block_time: float, rpc_laddr: str, log_leve
         raise click.BadParameter(f"--rpc-laddr {rpc_laddr}: expected HOST:PORT")
     if dev and not (data_dir / GENESIS_FILE).exists():
         init_data_dir(data_dir, "gridmint-dev", [(dev_account(i).address, DEV_ACCOUNT_BALANCE) for i in range(2)])
-    run_devnode(data_dir, block_time, host or "127.0.0.1", int(port))
+    run_devnode(data_dir, block_time, host or "127.0.0.1", int(port), keep_recent)

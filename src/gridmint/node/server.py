@@ -12,6 +12,7 @@ from pathlib import Path
 import uvicorn
 
 from gridmint.chain.crypto import format_address
+from gridmint.chain.store import DEFAULT_KEEP_RECENT
 from gridmint.node.devnode import DevNode, NodeSetupError
 from gridmint.node.rpc import RPCServer
 from gridmint.servers import GracefulServer
@@ -53,8 +54,9 @@ async def serve(node: DevNode, host: str, port: int) -> None:
             raise task.exception()  # type: ignore[misc]
 
 
-def run_devnode(data_dir: Path, block_time: float, host: str, port: int) -> None:
-    node = DevNode(data_dir, block_time=block_time)
+def run_devnode(data_dir: Path, block_time: float, host: str, port: int, keep_recent: int = DEFAULT_KEEP_RECENT
+                ) -> None:
+    node = DevNode(data_dir, block_time=block_time, keep_recent=keep_recent)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(serve(node, host, port))
