@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from gridmint.chain import bank, neurons
-from gridmint.chain.crypto import format_address, parse_address
-from gridmint.chain.errors import INVALID_GENESIS, UNKNOWN_QUERY, register
+from gridmint.chain.crypto import format_address
+from gridmint.chain.errors import INVALID_GENESIS, register
 from gridmint.chain.fields import address, amount, u16
 from gridmint.chain.module import Context, ModuleSpec
+from gridmint.chain.query_args import expect_args, parse_address_arg, parse_netuid
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 from gridmint.chain.units import format_mint
@@ -179,9 +180,8 @@ def process_set_take(ctx: Context, msg: MsgSetTake) -> None:
 
 def query_stakes(state: Reader, parts: list[str], data: bytes) -> Any:
     """``/staking/stakes/<coldkey>``: every stake of a coldkey."""
-    if len(parts) != 1:
-        raise UNKNOWN_QUERY("expected /staking/stakes/<coldkey address>")
-    coldkey = parse_address(parts[0])
+    (arg,) = expect_args(parts, 1, "/staking/stakes/<coldkey address>")
+    coldkey = parse_address_arg("coldkey", arg)
     found = []
     for key, grains in state.scan_values(STAKE_PREFIX):
         if key[22:] == coldkey:
@@ -192,10 +192,10 @@ def query_stakes(state: Reader, parts: list[str], data: bytes) -> Any:
 
 def query_hotkey(state: Reader, parts: list[str], data: bytes) -> Any:
     """``/staking/hotkey/<netuid>/<hotkey>``: a hotkey's stakers and take."""
-    if len(parts) != 2 or not parts[0].isdigit():
-        raise UNKNOWN_QUERY("expected /staking/hotkey/<netuid>/<hotkey address>")
-    hotkey = parse_address(parts[1])
-    holders = stakers(state, int(parts[0]), hotkey)
+    netuid_text, hotkey_text = expect_args(parts, 2, "/staking/hotkey/<netuid>/<hotkey address>")
+    netuid = parse_netuid(netuid_text)
+    hotkey = parse_address_arg("hotkey", hotkey_text)
+    holders = stakers(state, netuid, hotkey)
     return {"hotkey": parts[1], "take": get_take(state, hotkey), "total": sum(g for _, g in holders),
             "stakers": [{"coldkey": format_address(c), "amount": g} for c, g in holders]}
 

@@ -8,7 +8,10 @@ and run on the event loop's one thread, so requests from different connections n
 ``ProcessProposal`` accepts a block only if every transaction in it decodes and its signature verifies (the checks
 that do not depend on state, so every honest node answers alike); ``PrepareProposal`` keeps only such transactions
 and at most ``max_tx_bytes`` of them. State sync is not offered: snapshot calls get the answers that say so.
-An unexpected error answers with ``exception``, which stops CometBFT: better a halted node than a forked one.
+Requests that anyone can cause, ``Query`` and ``CheckTx``, are always answered with a code, whatever goes wrong
+(``app/internal_error`` when nothing more precise is known), and a proposal that cannot be read is rejected: no
+query or transaction can end a connection. ``exception`` is kept for failures on the consensus connection (a
+block hook's bug, a block out of order), which stop CometBFT: better a halted node than a forked one.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gridmint.chain.app import MODULES, App, TxResult
-from gridmint.chain.errors import ChainError
+from gridmint.chain.errors import INTERNAL_ERROR, ChainError
 from gridmint.chain.genesis import validate_genesis
 from gridmint.chain.module import Event, ValidatorUpdate
 from gridmint.node.abci import messages
@@ -30,6 +33,9 @@ from gridmint.node.abci.proto import ProtoError, decode_oneof, decode_uvarint, e
 log = logging.getLogger("gridmint.abci")
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# Requests from the mempool and query connections, which anyone can cause (a transaction, an abci_query): an
+# error answers them with a code. Each is named with the response field that carries it.
+CODED_REQUESTS = ("query", "check_tx")
 ANSWERS_PER_TURN = 64
 # How much the app takes off a socket before it answers (the stream pauses reading at twice this): enough that
 # CometBFT's writes do not block while the app works through a burst of rechecks.
@@ -72,7 +78,9 @@ class AbciApplication:
         a proposal passed this node's check_tx, whose verdict the app remembers."""
         try:
             self.app.decode_verified(raw)
-        except ChainError:
+        except MemoryError:
+            raise
+        except Exception:  # unreadable for any reason is not well formed (every node agrees)
             return False
         return True
 
@@ -217,13 +225,32 @@ class AbciServer:
         return offset, responses, flush
 
     def _respond(self, payload: bytes) -> tuple[bytes, bool]:
+        kind = ""
         try:
             kind, request = decode_oneof(payload, messages.REQUESTS)
             answer = self.application.handle(kind, request)
             return encode_oneof(kind, answer, messages.RESPONSES), kind == "flush"
-        except (ChainError, ProtoError, ValueError) as error:
-            log.exception("The app cannot answer an ABCI request; CometBFT will stop.")
-            return encode_oneof("exception", {"error": str(error)}, messages.RESPONSES), True
+        except Exception as error:  # every request gets an answer; only consensus ones stop
+            if kind in CODED_REQUESTS:
+                return self._refusal(kind, error), False
+            log.exception("The app cannot answer an ABCI %s request; CometBFT will stop.", kind or "unreadable")
+            return encode_oneof("exception", {"error": _error_text(error)}, messages.RESPONSES), True
+
+    @staticmethod
+    def _refusal(kind: str, error: Exception) -> bytes:
+        """A query or check_tx that failed outside the app's own handling: answered with a code, never dropped."""
+        if isinstance(error, ChainError):
+            refusal = error
+        else:
+            log.error("An ABCI %s failed with %s; answering it with a code.", kind, type(error).__name__,
+                      exc_info=error)
+            refusal = INTERNAL_ERROR(f"the app could not answer this {kind} ({type(error).__name__})")
+        answer = {"code": refusal.code, "codespace": refusal.module, "log": refusal.message}
+        return encode_oneof(kind, answer, messages.RESPONSES)
+
+
+def _error_text(error: Exception) -> str:
+    return str(error)[:1000].encode("utf-8", "replace").decode("utf-8")
 
 
 async def serve_abci(app: App, address: str) -> None:
