@@ -82,7 +82,12 @@ def test_the_cache_keeps_to_its_byte_bound_evicting_the_oldest(chain: Chain, mon
     monkeypatch.setattr(app_module, "VERIFIED_CACHE_BYTES", bound)
     calls: list[bytes] = []
     real_verify = tx_module.verify
-    monkeypatch.setattr(tx_module, "verify", lambda *args: calls.append(args[2]) or real_verify(*args))
+
+    def counting_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
+        calls.append(signature)
+        return real_verify(public_key, message, signature)
+
+    monkeypatch.setattr(tx_module, "verify", counting_verify)
     txs = [signed(key("alice"), nonce, MsgSend(key("bob").address, 5)) for nonce in range(1, 101)]
     for raw in txs:
         assert chain.app.check_tx(raw).ok

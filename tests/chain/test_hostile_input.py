@@ -17,12 +17,14 @@ from pathlib import Path
 
 import pytest
 
-from gridmint.chain import codec
+from gridmint.chain import bank, codec
 from gridmint.chain.app import MODULES, NONCE_PREFIX, VERIFIED_CACHE_BYTES, App, QueryResult, TxResult
+from gridmint.chain.bank import MsgSend
 from gridmint.chain.errors import lookup
+from gridmint.chain.staking import MsgSetTake
 from gridmint.chain.state import CommittedView
-from tests.chain.hostile_cases import QUERY_SHAPES, TxMaker, build_world, message_classes, query_case
-from tests.helpers import Driver
+from tests.chain.hostile_cases import ADDRESS, QUERY_SHAPES, TxMaker, build_world, message_classes, query_case
+from tests.helpers import FEE, Driver, balances, key
 
 CI_CASES = 10_000
 LONG_CASES = 500_000
@@ -33,9 +35,15 @@ FULL_DIGEST_EVERY = 1  # compare every key/value pair after this many refusals (
 def committed(app: App) -> tuple[bytes, int, bytes]:
     """App hash, height, and a digest of every committed key/value pair (what a refusal must leave alone)."""
     digest = hashlib.sha256()
-    for key, value in app.store.all_pairs():
-        digest.update(len(key).to_bytes(4, "big") + key + len(value).to_bytes(4, "big") + value)
+    for name, value in app.store.all_pairs():
+        digest.update(len(name).to_bytes(4, "big") + name + len(value).to_bytes(4, "big") + value)
     return app.store.app_hash, app.store.height, digest.digest()
+
+
+def error_name(result: QueryResult | TxResult) -> str:
+    kind = lookup(result.codespace, result.code)
+    assert kind is not None, f"unregistered code {result.codespace}/{result.code}"
+    return kind.name
 
 
 def assert_coded(result: QueryResult | TxResult, case: object) -> None:
@@ -140,3 +148,62 @@ def test_hostile_input_long_run(world: Driver) -> None:
     seed = int(os.environ.get("GRIDMINT_FUZZ_SEED", "3"))
     run_queries(world, LONG_CASES, seed)
     run_transactions(world, LONG_CASES, seed + 1)
+
+
+ISSUE_PATHS = {  # each of these made the query raise OverflowError, dropped the ABCI connection and stopped CometBFT
+    "/subnets/99999": "netuid", f"/subnets/{2**64}/metagraph": "netuid",
+    f"/market/order/{2**64}": "order id", f"/market/lease/{10**30}": "lease id",
+    f"/escrow/account/{2**64}": "escrow account id", f"/staking/hotkey/{10**6}/{ADDRESS}": "netuid",
+}
+
+
+@pytest.mark.parametrize("path", sorted(ISSUE_PATHS))
+def test_out_of_range_path_numbers_are_refused_with_the_range_expected(world: Driver, path: str) -> None:
+    before = committed(world.app)
+    result = world.app.query(path)
+    assert (result.codespace, error_name(result)) == ("query", "bad_request")
+    assert result.log.startswith(ISSUE_PATHS[path]) and "expected a whole number from 0 to" in result.log
+    assert committed(world.app) == before
+
+
+@pytest.mark.parametrize(("height", "name"), [(-1, "bad_request"), (2**63, "height_unavailable"),
+                                              (10**30, "height_unavailable")])
+def test_a_height_out_of_range_is_refused(world: Driver, height: int, name: str) -> None:
+    result = world.app.query("/app/info", height=height)
+    assert (result.codespace, error_name(result)) == ("query", name)
+
+
+def test_an_unforeseen_exception_in_a_query_is_a_coded_refusal(world: Driver, monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    def broken(*args: object) -> None:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setitem(bank.MODULE.queries, "supply", broken)
+    before = committed(world.app)
+    result = world.app.query("/bank/supply")
+    assert (result.codespace, error_name(result)) == ("app", "internal_error")
+    assert "ZeroDivisionError" in result.log and "ZeroDivisionError" in caplog.text
+    assert committed(world.app) == before
+
+
+def test_an_unforeseen_exception_in_a_handler_fails_one_transaction(world: Driver,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """check_tx refuses it with a code and keeps nothing; in a block it fails like any failed transaction (fee
+    and nonce kept), and the rest of the block runs."""
+    def broken(ctx: object, msg: object) -> None:
+        raise OverflowError("a bug")
+
+    monkeypatch.setitem(world.app._handlers, MsgSetTake, broken)
+    world.send("val", MsgSetTake(key("val/hot").address, 1))
+    (raw,) = [tx for _, tx in world.queued]
+    mempool_view = dict(world.app._check_state.writes)
+    refused = world.app.check_tx(raw)
+    assert error_name(refused) == "internal_error"
+    assert world.app._check_state.writes == mempool_view
+    world.send("tenant", MsgSend(key("miner").address, 5))
+    balance_before = balances(world.app, "val")["val"]
+    results = world.commit()
+    assert error_name(results["val"][0]) == "internal_error"
+    assert results["tenant"][0].ok
+    assert balances(world.app, "val")["val"] == balance_before - FEE
+    assert world.app.check_invariants() == []
