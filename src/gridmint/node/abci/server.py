@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gridmint.chain.app import MODULES, App, TxResult
-from gridmint.chain.errors import INTERNAL_ERROR, ChainError
+from gridmint.chain.errors import BAD_QUERY, INTERNAL_ERROR, MALFORMED, ChainError
 from gridmint.chain.genesis import validate_genesis
 from gridmint.chain.module import Event, ValidatorUpdate
 from gridmint.node.abci import messages
@@ -231,7 +231,8 @@ class AbciServer:
             answer = self.application.handle(kind, request)
             return encode_oneof(kind, answer, messages.RESPONSES), kind == "flush"
         except Exception as error:  # every request gets an answer; only consensus ones stop
-            if kind in CODED_REQUESTS:
+            kind = kind or _request_kind(payload)
+            if kind in CODED_REQUESTS:  # even one that cannot be read (a path that is not UTF-8, say)
                 return self._refusal(kind, error), False
             log.exception("The app cannot answer an ABCI %s request; CometBFT will stop.", kind or "unreadable")
             return encode_oneof("exception", {"error": _error_text(error)}, messages.RESPONSES), True
@@ -241,12 +242,24 @@ class AbciServer:
         """A query or check_tx that failed outside the app's own handling: answered with a code, never dropped."""
         if isinstance(error, ChainError):
             refusal = error
+        elif isinstance(error, ProtoError):
+            refusal = (BAD_QUERY if kind == "query" else MALFORMED)(f"the {kind} request cannot be read: {error}")
         else:
             log.error("An ABCI %s failed with %s; answering it with a code.", kind, type(error).__name__,
                       exc_info=error)
             refusal = INTERNAL_ERROR(f"the app could not answer this {kind} ({type(error).__name__})")
         answer = {"code": refusal.code, "codespace": refusal.module, "log": refusal.message}
         return encode_oneof(kind, answer, messages.RESPONSES)
+
+
+def _request_kind(payload: bytes) -> str:
+    """The case of a Request whose fields could not be decoded, read from its first key ("" if none)."""
+    try:
+        key, _ = decode_uvarint(payload, 0)
+    except ProtoError:
+        return ""
+    case = messages.REQUESTS.get(key >> 3)
+    return "" if case is None else str(case[0])
 
 
 def _error_text(error: Exception) -> str:
