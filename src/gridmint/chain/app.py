@@ -224,6 +224,11 @@ class App:
     # --- ABCI: blocks ----------------------------------------------------------------------------------
 
     def finalize_block(self, txs: list[bytes], height: int, time_ns: int, proposer: bytes) -> BlockResult:
+        """Run a block. No transaction can stop it: each ends as a result (see ``_deliver``). A block hook that
+        raises still stops the node, deliberately: its writes would be half done, and skipping it would leave a
+        chain that runs on with, say, no emission or no escrow closures, where a halt at the same height on every
+        node is safe, visible and resumed by a fixed release replaying the block. Validator updates go out one
+        per key (``coalesce_updates``)."""
         pending = self._pending
         if pending is None or pending.lanes is not None:
             pending = _Pending(height=self.store.height, state=BlockState(self.store))
