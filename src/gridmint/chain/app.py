@@ -382,8 +382,10 @@ def _internal_error(where: str, error: Exception) -> ChainError:
     """The refusal for an exception no check foresaw: logged with its traceback for the operator; the answer
     names only its type (its text may quote the input at length)."""
     log.error("%s: unexpected %s", where, type(error).__name__, exc_info=error)
-    return INTERNAL_ERROR(f"the app could not process this ({type(error).__name__}); nothing was changed. "
-                          "This is a bug: please report it")
+    outcome = {"query": "nothing was read", "check_tx": "the transaction was not admitted",
+               "finalize_block": "the transaction failed (its fee and nonce are kept if its envelope passed)"}[where]
+    return INTERNAL_ERROR(f"the app could not process this ({type(error).__name__}): {outcome}. This is a bug; "
+                          "please report it")
 
 
 def coalesce_updates(updates: list[ValidatorUpdate], set_at_start: set[bytes]) -> list[ValidatorUpdate]:

@@ -33,8 +33,8 @@ from gridmint.node.abci.proto import ProtoError, decode_oneof, decode_uvarint, e
 log = logging.getLogger("gridmint.abci")
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-# Requests from the mempool and query connections, which anyone can cause (a transaction, an abci_query): an
-# error answers them with a code. Each is named with the response field that carries it.
+# Requests of the mempool and query connections, which anyone can cause (a transaction, an abci_query): an error
+# answers them with a response of their own kind and a code (an ``exception`` response would stop CometBFT).
 CODED_REQUESTS = ("query", "check_tx")
 ANSWERS_PER_TURN = 64
 # How much the app takes off a socket before it answers (the stream pauses reading at twice this): enough that
@@ -235,7 +235,7 @@ class AbciServer:
             if kind in CODED_REQUESTS:  # even one that cannot be read (a path that is not UTF-8, say)
                 return self._refusal(kind, error), False
             log.exception("The app cannot answer an ABCI %s request; CometBFT will stop.", kind or "unreadable")
-            return encode_oneof("exception", {"error": _error_text(error)}, messages.RESPONSES), True
+            return encode_oneof("exception", {"error": _printable(str(error))}, messages.RESPONSES), True
 
     @staticmethod
     def _refusal(kind: str, error: Exception) -> bytes:
@@ -248,7 +248,7 @@ class AbciServer:
             log.error("An ABCI %s failed with %s; answering it with a code.", kind, type(error).__name__,
                       exc_info=error)
             refusal = INTERNAL_ERROR(f"the app could not answer this {kind} ({type(error).__name__})")
-        answer = {"code": refusal.code, "codespace": refusal.module, "log": refusal.message}
+        answer = {"code": refusal.code, "codespace": refusal.module, "log": _printable(refusal.message)}
         return encode_oneof(kind, answer, messages.RESPONSES)
 
 
@@ -262,8 +262,9 @@ def _request_kind(payload: bytes) -> str:
     return "" if case is None else str(case[0])
 
 
-def _error_text(error: Exception) -> str:
-    return str(error)[:1000].encode("utf-8", "replace").decode("utf-8")
+def _printable(text: str) -> str:
+    """``text`` short and encodable as a protobuf string, whatever it quotes."""
+    return text[:1000].encode("utf-8", "replace").decode("utf-8")
 
 
 async def serve_abci(app: App, address: str) -> None:
