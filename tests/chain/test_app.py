@@ -1,12 +1,18 @@
-"""The app's transaction path: what check_tx keeps and records, and what it remembers between calls."""
+"""The app's transaction path: what check_tx keeps and records, and what it remembers between calls (only
+transactions that passed, within a byte bound)."""
 
 from __future__ import annotations
 
+import tracemalloc
+
 import pytest
 
+from gridmint.chain import app as app_module
 from gridmint.chain import tx as tx_module
 from gridmint.chain.bank import MsgSend
 from gridmint.chain.errors import ChainError
+from gridmint.chain.tx import ABSOLUTE_MAX_TX_BYTES, Msg, decode_tx
+from gridmint.chain.weights import MAX_WEIGHTS, MsgSetWeights
 from tests.helpers import START_BALANCE, Chain, balances, key, signed, snapshot
 
 
@@ -60,3 +66,59 @@ def test_a_tampered_copy_of_a_verified_transaction_is_still_refused(chain: Chain
     with pytest.raises(ChainError) as refused:
         chain.app.decode_verified(tampered)
     assert refused.value.code != 0
+
+
+def test_refused_signature_valid_transactions_are_never_cached(chain: Chain) -> None:
+    """A flood from a key with no funds: every signature verifies, every transaction is refused, nothing stays."""
+    stranger = key("stranger")
+    for nonce in range(1, 5_001):
+        result = chain.app.check_tx(signed(stranger, nonce, MsgSend(key("bob").address, 5)))
+        assert result.codespace in ("bank", "tx") and not result.ok
+    assert chain.app.verified_cache_bytes == 0
+
+
+def test_the_cache_keeps_to_its_byte_bound_evicting_the_oldest(chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
+    bound = 20 * app_module.VERIFIED_ENTRY_OVERHEAD
+    monkeypatch.setattr(app_module, "VERIFIED_CACHE_BYTES", bound)
+    calls: list[bytes] = []
+    real_verify = tx_module.verify
+
+    def counting_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
+        calls.append(signature)
+        return real_verify(public_key, message, signature)
+
+    monkeypatch.setattr(tx_module, "verify", counting_verify)
+    txs = [signed(key("alice"), nonce, MsgSend(key("bob").address, 5)) for nonce in range(1, 101)]
+    for raw in txs:
+        assert chain.app.check_tx(raw).ok
+        assert 0 < chain.app.verified_cache_bytes <= bound
+    kept = bound // app_module.cached_footprint(chain.app.decode_verified(txs[-1]))
+    assert len(calls) == 100
+    chain.app.decode_verified(txs[-1])
+    chain.app.decode_verified(txs[-kept])
+    assert len(calls) == 100, "the newest transactions are still cached"
+    chain.app.decode_verified(txs[0])
+    assert len(calls) == 101, "the oldest was evicted"
+
+
+def test_a_transaction_that_stops_passing_leaves_the_cache(chain: Chain) -> None:
+    raw = signed(key("alice"), 1, MsgSend(key("bob").address, 5))
+    assert chain.app.check_tx(raw).ok and chain.app.verified_cache_bytes > 0
+    chain.block(signed(key("alice"), 1, MsgSend(key("bob").address, 6)))  # another transaction takes nonce 1
+    assert not chain.app.check_tx(raw).ok
+    assert chain.app.verified_cache_bytes == 0
+
+
+@pytest.mark.parametrize("uids", [0, 1_000, MAX_WEIGHTS])
+def test_the_cache_footprint_estimate_is_not_below_the_memory_a_transaction_holds(uids: int) -> None:
+    message: Msg = (MsgSetWeights(1, list(range(uids)), [65_535 - u for u in range(uids)]) if uids
+                    else MsgSend(key("bob").address, 5))
+    raws = [signed(key("alice"), nonce, message, message) for nonce in range(1, {0: 102, 1_000: 22}.get(uids, 7))]
+    decode_tx(raws.pop(), ABSOLUTE_MAX_TX_BYTES)  # first-use allocations (caches of the decoder) are not per tx
+    tracemalloc.start()
+    decoded = [decode_tx(raw, ABSOLUTE_MAX_TX_BYTES) for raw in raws]
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    per_tx = held // len(raws) + len(raws[0])
+    assert app_module.cached_footprint(decoded[0]) >= per_tx
+    assert app_module.cached_footprint(decoded[0]) <= 2 * per_tx + app_module.VERIFIED_ENTRY_OVERHEAD

@@ -106,3 +106,29 @@ def test_init_chain_returns_the_genesis_set(tmp_path: Path) -> None:
     validators, app_hash = app.init_chain(genesis(authorities=3))
     assert sorted(v.pub_key for v in validators) == sorted(key(f"authority-{i}").public_key for i in range(3))
     assert len(app_hash) == 32
+
+
+def test_two_passing_proposals_for_one_key_in_one_block_give_one_update(four: Chain) -> None:
+    """CometBFT halts on a block whose validator updates name a key twice: the last change wins."""
+    a = [key(f"authority-{i}") for i in range(4)]
+    result = finalize(four, signed(a[0], 1, MsgPropose("add", NEWCOMER.public_key, 5, "n")),
+                      signed(a[1], 1, MsgVote(1)), signed(a[2], 1, MsgVote(1)),  # 3 of 4: added with power 5
+                      signed(a[0], 2, MsgPropose("add", NEWCOMER.public_key, 7, "n")),
+                      signed(a[1], 2, MsgVote(2)), signed(a[2], 2, MsgVote(2)), signed(a[3], 1, MsgVote(2)))  # 4 of 5
+    assert [r.code for r in result.tx_results] == [0] * 7
+    assert [e.type for e in result.tx_results[2].events + result.tx_results[6].events].count("authority_change") == 2
+    assert [(u.pub_key, u.power) for u in result.validator_updates] == [(NEWCOMER.public_key, 7)]
+
+
+def test_a_key_added_and_removed_in_one_block_is_not_sent_to_cometbft(four: Chain) -> None:
+    """Removing a key CometBFT never had would halt it as surely as a duplicate: no update at all."""
+    a = [key(f"authority-{i}") for i in range(4)]
+    finalize(four)
+    before = members(four)
+    result = finalize(four, signed(a[0], 1, MsgPropose("add", NEWCOMER.public_key, 10, "n")),
+                      signed(a[1], 1, MsgVote(1)), signed(a[2], 1, MsgVote(1)),  # 3 of 4: added
+                      signed(a[0], 2, MsgPropose("remove", NEWCOMER.public_key, 0, "")),
+                      signed(a[1], 2, MsgVote(2)), signed(a[2], 2, MsgVote(2)), signed(a[3], 1, MsgVote(2)))  # 4 of 5
+    assert [r.code for r in result.tx_results] == [0] * 7
+    assert members(four) == before
+    assert result.validator_updates == []

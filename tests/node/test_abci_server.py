@@ -1,6 +1,7 @@
 """The ABCI server on its own: proposals with an invalid transaction are rejected, proposals are built only from
-well-formed transactions within the byte limit, every request type of v0.38 gets an answer, and pipelined requests
-on a socket are answered in order."""
+well-formed transactions within the byte limit, every request type of v0.38 gets an answer, pipelined requests
+on a socket are answered in order, and no query or transaction (nor an error in answering one) ends a connection
+or gets the ``exception`` answer that stops CometBFT."""
 
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def _exchange(tmp_path: Path, requests: list[dict[str, Any]], chunk: int) -> lis
         listener = await asyncio.start_unix_server(server.serve_connection, path=path)
         async with listener:
             reader, writer = await asyncio.open_unix_connection(path)
-            wire = b"".join(frame(encode(r, messages.REQUESTS)) for r in requests)
+            wire = b"".join(frame(r["raw"] if "raw" in r else encode(r, messages.REQUESTS)) for r in requests)
             for offset in range(0, len(wire), chunk):
                 writer.write(wire[offset:offset + chunk])
                 await writer.drain()
@@ -106,3 +107,55 @@ def test_a_long_pipeline_split_anywhere_is_answered_whole_and_in_order(tmp_path:
     responses = _exchange(tmp_path, [*requests, {"flush": {}}], chunk)
     assert responses[:-1] == [("echo", {"message": f"m{i}"}) for i in range(len(requests))]
     assert responses[-1] == ("flush", {})
+
+
+def _committed(tmp_path: Path) -> AbciApplication:
+    application = _initialised(tmp_path)
+    application.handle("finalize_block", {"txs": [], "hash": b"", "height": 1, "time": ONE_SECOND,
+                                          "next_validators_hash": b"", "proposer_address": b"\x01" * 20})
+    application.handle("commit", {})
+    return application
+
+
+@pytest.mark.parametrize("path", ["/subnets/99999", f"/market/order/{2**64}", f"/escrow/account/{10**30}",
+                                  "/x" * 1000])
+def test_a_hostile_query_is_answered_with_a_code(tmp_path: Path, path: str) -> None:
+    answer = _committed(tmp_path).handle("query", {"path": path, "data": b"", "height": 0, "prove": False})
+    assert answer["code"] != 0 and answer["codespace"] == "query" and answer["log"]
+
+
+def _query(path: bytes) -> dict[str, Any]:
+    """A Query request whose path holds raw bytes (CometBFT passes a URI's bytes through as they came)."""
+    inner = b"\x12" + bytes([len(path)]) + path  # field 2 (path), length-delimited
+    return {"raw": b"\x32" + bytes([len(inner)]) + inner}  # field 6 of Request: query
+
+
+def test_errors_in_queries_and_checks_are_answered_with_codes_and_the_connection_stays(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception that reaches the server, and a request that cannot be decoded, still get a response of their
+    own kind with a code: an ``exception`` response would stop CometBFT, and so would a dropped connection."""
+    def broken(self: App, *args: object) -> None:
+        raise RecursionError("a bug")
+
+    monkeypatch.setattr(App, "query", broken)
+    monkeypatch.setattr(App, "check_tx", broken)
+    requests: list[dict[str, Any]] = [
+        {"query": {"path": "/bank/supply"}}, {"check_tx": {"tx": b"\x00"}}, _query(b"/bank/\xff\xfe"),
+        {"echo": {"message": "still here"}}, {"flush": {}}]
+    responses = _exchange(tmp_path, requests, 1 << 20)
+    assert [case for case, _ in responses] == ["query", "check_tx", "query", "echo", "flush"]
+    assert responses[0][1]["codespace"] == "app" and "RecursionError" in responses[0][1]["log"]
+    assert responses[1][1]["codespace"] == "app" and responses[1][1]["code"] != 0
+    assert responses[2][1]["codespace"] == "query" and "not UTF-8" in responses[2][1]["log"]
+    assert responses[3][1]["message"] == "still here"
+
+
+def test_a_proposal_that_makes_decoding_raise_is_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    application = _initialised(tmp_path)
+
+    def broken(self: App, raw: bytes) -> None:
+        raise IndexError("a bug")
+
+    monkeypatch.setattr(App, "decode_verified", broken)
+    request = {"txs": [b"anything"], "hash": b"", "height": 1, "time": ONE_SECOND, "proposer_address": b""}
+    assert application.handle("process_proposal", request)["status"] == messages.REJECT

@@ -47,6 +47,10 @@ def test_the_explorer_reads_the_chain(tmp_path: Path, monkeypatch: pytest.Monkey
             assert client.get(f"/api/search?q={sent['height']}").json()["kind"] == "block"
             assert client.get("/api/search?q=" + "ab" * 32).status_code == 404
             assert client.get("/api/block/999999").status_code == 404
+            assert client.get("/api/subnet/7").status_code == 404  # no such subnet
+            for path in ("/api/subnet/99999", f"/api/subnet/{2**64}/history", f"/api/block/{2**64}"):
+                assert client.get(path).status_code == 400  # refused before it reaches the node
+            assert client.get("/api/status").json()["height"] >= status["height"]  # and the node still runs
 
             page = client.get("/")
             assert page.status_code == 200 and "/static/app.js" in page.text

@@ -6,19 +6,23 @@ A transaction is processed in two stages. First its envelope: chain id, nonce (e
 nothing. Then its messages, atomically: if any fails, the block keeps only the fee (burned) and the nonce bump.
 ``check_tx`` runs both stages against a scratch copy of the state that tracks what the mempool already holds,
 and admits a transaction only if both succeed.
+
+Anyone can send a transaction or a query, so ``query`` and ``check_tx`` never raise: a refusal is a coded result,
+and an exception that no check foresaw becomes ``app/internal_error`` (logged), never a dropped connection.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from gridmint.chain import authority, bank, codec, credit, emission, escrow, market, staking, subnets, weights
-from gridmint.chain.crypto import format_address, parse_address
+from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import (
     BAD_BLOCK,
-    BAD_QUERY,
+    INTERNAL_ERROR,
     NONCE_FUTURE,
     NONCE_REPLAYED,
     UNKNOWN_QUERY,
@@ -29,6 +33,7 @@ from gridmint.chain.genesis import Genesis, TxParams
 from gridmint.chain.lthash import checksum
 from gridmint.chain.module import BlockInfo, Context, Event, ModuleSpec, ValidatorUpdate
 from gridmint.chain.params import params_to_json
+from gridmint.chain.query_args import check_data, check_height, check_path, expect_args, parse_address_arg
 from gridmint.chain.state import BlockState, CommittedView, Reader, State, TxState
 from gridmint.chain.store import Store
 from gridmint.chain.tx import SignedTx, decode_tx
@@ -38,7 +43,13 @@ APP_VERSION = 1
 # Order matters only for block hooks: emission's end_block runs after every message of the block.
 MODULES: tuple[ModuleSpec, ...] = (bank.MODULE, authority.MODULE, subnets.MODULE, staking.MODULE, weights.MODULE,
                                    emission.MODULE, market.MODULE, escrow.MODULE, credit.MODULE)
-VERIFIED_CACHE_SIZE = 100_000  # twice the default mempool bound
+# The verified-transaction cache holds only transactions that passed check_tx, and at most this many bytes of
+# them (estimated by ``cached_footprint``: decoded objects as well as raw bytes), oldest evicted first. Enough for
+# a mempool of ~70,000 small transfers; a flood of refused transactions adds nothing to it.
+VERIFIED_CACHE_BYTES = 64 * 1024 * 1024
+VERIFIED_ENTRY_OVERHEAD = 640  # the SignedTx, its body, its message objects and the cache's own entry
+
+log = logging.getLogger("gridmint.chain")
 
 # --- state owned by the app itself --------------------------------------------------------------------------
 # app/chain_id                -> str
@@ -104,7 +115,8 @@ class App:
         self.store = store
         self.modules = modules
         self._handlers = {msg: handler for module in modules for msg, handler in module.handlers.items()}
-        self._verified: OrderedDict[bytes, SignedTx] = OrderedDict()
+        self._verified: OrderedDict[bytes, tuple[SignedTx, int]] = OrderedDict()  # raw -> (tx, footprint)
+        self._verified_bytes = 0
         self._pending: _Pending | None = None
         self._chain_id: str = self._read_chain_id(CommittedView(store))
         self._tx_params = TxParams(**CommittedView(store).get_value(TX_PARAMS_KEY, {}))
@@ -158,32 +170,65 @@ class App:
     def check_tx(self, raw: bytes) -> TxResult:
         """Admit a transaction to the mempool if it would succeed on top of what the mempool already holds.
 
-        Rechecks after each block cost little: decoding and the signature are cached. The run records no events:
-        it is a scratch run whose events no one reads (CometBFT neither indexes nor forwards them).
+        Rechecks after each block cost little: a transaction that passed is remembered decoded and verified. The
+        run records no events: it is a scratch run whose events no one reads (CometBFT neither indexes nor
+        forwards them). Never raises: whatever goes wrong is a refusal with a code, and refuses nothing else.
         """
+        tx: SignedTx | None = None
         try:
             tx = self.decode_verified(raw)
             block = BlockInfo(self.store.height + 1, self._last_block_time, b"", self._chain_id)
-            return self._run_tx(self._check_state, tx, block, [], delivering=False)
+            result = self._run_tx(self._check_state, tx, block, [], delivering=False)
         except ChainError as error:
-            return TxResult.failure(error)
+            result = TxResult.failure(error)
+        except Exception as error:  # a bug must refuse one transaction, not stop the node
+            result = TxResult.failure(_internal_error("check_tx", error))
+        if result.ok and tx is not None:
+            self._remember(raw, tx)
+        else:
+            self._forget(raw)  # passed once, fails now (its nonce used, its funds spent): no longer worth keeping
+        return result
 
     def decode_verified(self, raw: bytes) -> SignedTx:
-        """Decode and verify (size, shape, signature: what no state can change), remembering successes by their
-        bytes: identical bytes always give an identical answer, so a transaction that passed check_tx is not
+        """Decode and verify (size, shape, signature: what no state can change). A transaction that passed
+        check_tx is remembered by its bytes (identical bytes always give an identical answer), so it is not
         verified again in a proposal, a recheck or its block. Raises the ChainError that names the problem."""
         cached = self._verified.get(raw)
         if cached is not None:
-            return cached
-        tx = decode_tx(raw, self._tx_params.max_tx_bytes)
-        self._verified[raw] = tx
-        if len(self._verified) > VERIFIED_CACHE_SIZE:
-            self._verified.popitem(last=False)
-        return tx
+            return cached[0]
+        return decode_tx(raw, self._tx_params.max_tx_bytes)
+
+    @property
+    def verified_cache_bytes(self) -> int:
+        """The estimated bytes the verified-transaction cache holds (never above ``VERIFIED_CACHE_BYTES``)."""
+        return self._verified_bytes
+
+    def _remember(self, raw: bytes, tx: SignedTx) -> None:
+        if raw in self._verified:
+            self._verified.move_to_end(raw)
+            return
+        size = cached_footprint(tx)
+        if size > VERIFIED_CACHE_BYTES:
+            return
+        self._verified[raw] = (tx, size)
+        self._verified_bytes += size
+        while self._verified_bytes > VERIFIED_CACHE_BYTES:
+            _, (_, evicted) = self._verified.popitem(last=False)
+            self._verified_bytes -= evicted
+
+    def _forget(self, raw: bytes) -> None:
+        entry = self._verified.pop(raw, None)
+        if entry is not None:
+            self._verified_bytes -= entry[1]
 
     # --- ABCI: blocks ----------------------------------------------------------------------------------
 
     def finalize_block(self, txs: list[bytes], height: int, time_ns: int, proposer: bytes) -> BlockResult:
+        """Run a block. No transaction can stop it: each ends as a result (see ``_deliver``). A block hook that
+        raises still stops the node, deliberately: its writes would be half done, and skipping it would leave a
+        chain that runs on with, say, no emission or no escrow closures, where a halt at the same height on every
+        node is safe, visible and resumed by a fixed release replaying the block. Validator updates go out one
+        per key (``coalesce_updates``)."""
         pending = self._pending
         if pending is None or pending.lanes is not None:
             pending = _Pending(height=self.store.height, state=BlockState(self.store))
@@ -191,21 +236,32 @@ class App:
             raise BAD_BLOCK(f"block {height} does not follow committed height {pending.height}")
         block = BlockInfo(height, time_ns, proposer, self._chain_id)
         state = pending.state
+        set_at_start = {update.pub_key for update in authority.validator_set(state)}
         block_events: list[Event] = []
         updates: list[ValidatorUpdate] = []
         self._run_hooks("begin_block", state, block, block_events, updates)
-        results = []
-        for raw in txs:
-            try:
-                results.append(self._run_tx(state, self.decode_verified(raw), block, updates, delivering=True))
-            except ChainError as error:
-                results.append(TxResult.failure(error))
+        results = [self._deliver(state, raw, block, updates) for raw in txs]
         self._run_hooks("end_block", state, block, block_events, updates)
+        for raw in txs:  # its nonce is spent: the cache would keep it for nothing
+            self._forget(raw)
         pending.height = height
         pending.time_ns = time_ns
         pending.lanes = self.store.digest_with(state.writes)
         self._pending = pending
-        return BlockResult(results, updates, checksum(pending.lanes), block_events)
+        return BlockResult(results, coalesce_updates(updates, set_at_start), checksum(pending.lanes), block_events)
+
+    def _deliver(self, state: State, raw: bytes, block: BlockInfo, updates: list[ValidatorUpdate]) -> TxResult:
+        """One transaction of a block. Whatever the bytes hold, it ends as a result: a failed transaction keeps at
+        most its fee and nonce, like any other. Every node raises alike on alike input, so the code is agreed;
+        only running out of memory, which one node may and another not, stops the node instead of forking it."""
+        try:
+            return self._run_tx(state, self.decode_verified(raw), block, updates, delivering=True)
+        except ChainError as error:
+            return TxResult.failure(error)
+        except MemoryError:
+            raise
+        except Exception as error:  # see the docstring
+            return TxResult.failure(_internal_error("finalize_block", error))
 
     def commit(self) -> int:
         """Persist the finalized block; returns the retain height (0: keep every block)."""
@@ -268,25 +324,34 @@ class App:
     # --- ABCI: queries ---------------------------------------------------------------------------------
 
     def query(self, path: str, data: bytes = b"", height: int = 0) -> QueryResult:
-        """Answer ``/<module>/<query>/<args...>`` from committed state; the value is canonical codec bytes."""
+        """Answer ``/<module>/<query>/<args...>`` from committed state; the value is canonical codec bytes.
+        Never raises and never writes: anything wrong with the path, data or height is a coded refusal."""
         try:
-            if self.store.height == 0:
+            latest = self.store.height
+            if latest == 0:
                 raise UNKNOWN_QUERY("the chain has no committed block yet")
-            answered_height = height or self.store.height
+            path, data, height = check_path(path), check_data(data), check_height(height, latest)
             view = CommittedView(self.store, height or None)
             answer = self._answer(view, path, data)
-            return QueryResult(value=codec.encode(answer), height=answered_height)
+            return QueryResult(value=codec.encode(answer), height=height or latest)
         except ChainError as error:
             return QueryResult(code=error.code, codespace=error.module, log=error.message, height=self.store.height)
+        except Exception as error:  # a query must never stop the node
+            refusal = _internal_error("query", error)
+            return QueryResult(code=refusal.code, codespace=refusal.module, log=refusal.message,
+                               height=self.store.height)
 
     def _answer(self, view: Reader, path: str, data: bytes) -> Any:
         parts = [part for part in path.split("/") if part]
         if len(parts) < 2:
             raise UNKNOWN_QUERY(f"query path '{path[:100]}' should look like /<module>/<query>[/<args>]")
         module_name, query_name, args = parts[0], parts[1], parts[2:]
-        if module_name == "tx" and query_name == "nonce" and len(args) == 1:
-            return {"address": args[0], "nonce": view.get_int(NONCE_PREFIX + parse_address(args[0]))}
-        if module_name == "app" and query_name == "info" and not args:
+        if module_name == "tx" and query_name == "nonce":
+            (address_text,) = expect_args(args, 1, "/tx/nonce/<address>")
+            return {"address": address_text, "nonce": view.get_int(NONCE_PREFIX + parse_address_arg("address",
+                                                                                                    address_text))}
+        if module_name == "app" and query_name == "info":
+            expect_args(args, 0, "/app/info")
             return {"chain_id": self._chain_id, "tx_params": params_to_json(self._tx_params),
                     "modules": [m.name for m in self.modules]}
         for module in self.modules:
@@ -296,10 +361,7 @@ class App:
                     handler, args = module.queries["*"], parts[1:]
                 if handler is None:
                     break
-                try:
-                    return handler(view, args, data)
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise BAD_QUERY(f"{path[:100]}: {exc}") from None
+                return handler(view, args, data)
         raise UNKNOWN_QUERY(f"no query at '{path[:100]}'")
 
     # --- invariants ------------------------------------------------------------------------------------
@@ -314,3 +376,42 @@ class App:
                 if problem is not None:
                     broken.append(f"{module.name}/{name}: {problem}")
         return broken
+
+
+def _internal_error(where: str, error: Exception) -> ChainError:
+    """The refusal for an exception no check foresaw: logged with its traceback for the operator; the answer
+    names only its type (its text may quote the input at length)."""
+    log.error("%s: unexpected %s", where, type(error).__name__, exc_info=error)
+    outcome = {"query": "nothing was read", "check_tx": "the transaction was not admitted",
+               "finalize_block": "the transaction failed (its fee and nonce are kept if its envelope passed)"}[where]
+    return INTERNAL_ERROR(f"the app could not process this ({type(error).__name__}): {outcome}. This is a bug; "
+                          "please report it")
+
+
+def coalesce_updates(updates: list[ValidatorUpdate], set_at_start: set[bytes]) -> list[ValidatorUpdate]:
+    """One update per key, the last one winning, in the order keys first changed: CometBFT halts on a block
+    whose updates name a key twice. A key added and removed in the same block never reached CometBFT, and
+    removing it there would halt it too ("failed to find validator to remove"), so that update is dropped."""
+    last: dict[bytes, int] = {}
+    for update in updates:
+        last[update.pub_key] = update.power  # a dict keeps the order in which keys were first set
+    return [ValidatorUpdate(pub_key, power) for pub_key, power in last.items()
+            if power != 0 or pub_key in set_at_start]
+
+
+def cached_footprint(tx: SignedTx) -> int:
+    """Bytes a decoded transaction holds in memory, estimated from above: its raw bytes, its objects, and a
+    pointer plus an object for each item of the lists its messages carry (a 4,096-entry weight vector holds
+    ~150 KB decoded, against 12 KB raw)."""
+    total = VERIFIED_ENTRY_OVERHEAD + len(tx.raw) + len(tx.body.memo) + len(tx.body.chain_id)
+    values: list[Any] = [getattr(message, name) for message in tx.body.messages for name, _ in message.FIELDS]
+    while values:
+        value = values.pop()
+        if isinstance(value, list):
+            total += 56 + 8 * len(value)
+            values.extend(value)
+        elif isinstance(value, (bytes, str)):
+            total += 49 + len(value)
+        else:
+            total += 32
+    return total

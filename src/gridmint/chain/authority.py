@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from gridmint.chain.crypto import PUBLIC_KEY_BYTES, address_of, format_address
-from gridmint.chain.errors import INVALID_GENESIS, UNKNOWN_QUERY, register
+from gridmint.chain.errors import INVALID_GENESIS, register
 from gridmint.chain.fields import choice, public_key, text, u64
 from gridmint.chain.module import Context, ModuleSpec, ValidatorUpdate
 from gridmint.chain.params import params_from_json, params_to_json, read_params
+from gridmint.chain.query_args import expect_args
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 
@@ -189,12 +190,12 @@ def _member_json(account: bytes, member: dict[str, Any]) -> dict[str, Any]:
 
 
 def query_members(state: Reader, parts: list[str], data: bytes) -> Any:
+    expect_args(parts, 0, "/authority/members")
     return [_member_json(account, member) for account, member in get_members(state)]
 
 
 def query_proposals(state: Reader, parts: list[str], data: bytes) -> Any:
-    if parts:
-        raise UNKNOWN_QUERY("expected /authority/proposals")
+    expect_args(parts, 0, "/authority/proposals")
     return [
         {"id": int.from_bytes(key, "big"), "action": p["action"], "target": format_address(address_of(p["pub_key"])),
          "power": p["power"], "name": p["name"], "votes": [format_address(v) for v in p["votes"]],
@@ -234,8 +235,8 @@ def validate_genesis(raw: Any) -> Genesis:
         if not isinstance(power, int) or isinstance(power, bool) or not 1 <= power <= MAX_POWER:
             raise INVALID_GENESIS(f"{where}.power: expected 1 to {MAX_POWER}")
         name = entry.get("name", "")
-        if not isinstance(name, str) or len(name) > 64:
-            raise INVALID_GENESIS(f"{where}.name: expected text of at most 64 characters")
+        if not isinstance(name, str) or len(name) > 64 or not name.isprintable():  # no surrogates nor controls
+            raise INVALID_GENESIS(f"{where}.name: expected printable text of at most 64 characters")
         account = address_of(key)
         if "address" in entry and entry["address"] != format_address(account):
             raise INVALID_GENESIS(f"{where}.address does not match its pub_key (expected {format_address(account)})")

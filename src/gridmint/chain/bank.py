@@ -18,12 +18,12 @@ from gridmint.chain.errors import (
     INVALID_AMOUNT,
     INVALID_GENESIS,
     OVERFLOW,
-    UNKNOWN_QUERY,
     ChainError,
 )
 from gridmint.chain.fields import address, amount
 from gridmint.chain.module import Context, ModuleSpec
 from gridmint.chain.params import params_from_json, params_to_json, read_params
+from gridmint.chain.query_args import expect_args, parse_address_arg
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 from gridmint.chain.units import MAX_AMOUNT, MAX_U64, format_mint
@@ -177,17 +177,18 @@ def charge_fee(ctx: Context, fee: int) -> None:
 
 
 def query_balance(state: Reader, parts: list[str], data: bytes) -> Any:
-    if len(parts) != 1:
-        raise UNKNOWN_QUERY("expected /bank/balance/<address>")
-    account = parse_address(parts[0])
+    (arg,) = expect_args(parts, 1, "/bank/balance/<address>")
+    account = parse_address_arg("address", arg)
     return {"address": parts[0], "balance": get_balance(state, account)}
 
 
 def query_supply(state: Reader, parts: list[str], data: bytes) -> Any:
+    expect_args(parts, 0, "/bank/supply")
     return {"supply": get_supply(state), "held": dict(_held_by_module(state))}
 
 
 def query_params(state: Reader, parts: list[str], data: bytes) -> Any:
+    expect_args(parts, 0, "/bank/params")
     return params_to_json(get_params(state))
 
 

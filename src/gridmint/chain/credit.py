@@ -22,11 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from gridmint.chain import bank, neurons
-from gridmint.chain.crypto import format_address, parse_address
-from gridmint.chain.errors import INVALID_FIELD, UNKNOWN_QUERY, register
+from gridmint.chain.crypto import format_address
+from gridmint.chain.errors import INVALID_FIELD, register
 from gridmint.chain.fields import address, amount, list_of, record, text, u16, u64
 from gridmint.chain.module import Context, ModuleSpec
 from gridmint.chain.params import ParamsGenesis, read_params
+from gridmint.chain.query_args import expect_args, parse_address_arg
 from gridmint.chain.state import Reader
 from gridmint.chain.tx import Msg, message
 from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64, format_mint
@@ -242,13 +243,13 @@ def process_reclaim(ctx: Context, msg: MsgReclaimCredit) -> None:
 
 
 def query_gateways(state: Reader, parts: list[str], data: bytes) -> Any:
+    expect_args(parts, 0, "/credit/gateways")
     return [{**g, "gateway": format_address(owner)} for owner, g in state.scan_values(GATEWAY_PREFIX)]
 
 
 def query_line(state: Reader, parts: list[str], data: bytes) -> Any:
-    if len(parts) != 2:
-        raise UNKNOWN_QUERY("expected /credit/line/<consumer>/<gateway>")
-    consumer, gateway = parse_address(parts[0]), parse_address(parts[1])
+    consumer_text, gateway_text = expect_args(parts, 2, "/credit/line/<consumer>/<gateway>")
+    consumer, gateway = parse_address_arg("consumer", consumer_text), parse_address_arg("gateway", gateway_text)
     line = get_line(state, consumer, gateway)
     return {**line, "consumer": parts[0], "gateway": parts[1],
             "reclaimable_from": int(line["expires"]) + get_params(state).settle_grace}
@@ -256,9 +257,8 @@ def query_line(state: Reader, parts: list[str], data: bytes) -> Any:
 
 def query_lines(state: Reader, parts: list[str], data: bytes) -> Any:
     """``/credit/lines/<consumer>``: every line the consumer holds."""
-    if len(parts) != 1:
-        raise UNKNOWN_QUERY("expected /credit/lines/<consumer>")
-    consumer = parse_address(parts[0])
+    (arg,) = expect_args(parts, 1, "/credit/lines/<consumer>")
+    consumer = parse_address_arg("consumer", arg)
     return [{**line, "consumer": parts[0], "gateway": format_address(gateway)}
             for gateway, line in state.scan_values(LINE_PREFIX + consumer)]
 

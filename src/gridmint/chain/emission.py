@@ -25,6 +25,7 @@ import numpy as np
 from gridmint.chain import bank, neurons, staking
 from gridmint.chain.module import Context, ModuleSpec
 from gridmint.chain.params import ParamsGenesis, params_to_json, read_params
+from gridmint.chain.query_args import expect_args
 from gridmint.chain.state import Reader, State
 from gridmint.chain.subnets import get_hyperparams
 from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64
@@ -164,6 +165,7 @@ def _distribute(state: State, netuid: int, subnet: dict[str, Any], result: Epoch
 
 
 def query_info(state: Reader, parts: list[str], data: bytes) -> Any:
+    expect_args(parts, 0, "/emission/info")
     params = get_params(state)
     minted = state.get_int(MINTED_KEY)
     return {"params": params_to_json(params), "minted": minted,

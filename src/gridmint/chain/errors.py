@@ -92,6 +92,9 @@ INVALID_GENESIS = register("genesis", 1, "invalid_genesis")
 
 # Errors of the block interface (a node feeding blocks out of order is a bug in the node, not in a tx).
 BAD_BLOCK = register("app", 1, "bad_block")
+# An exception that no check foresaw, in a query or a transaction: refused with this code (and logged), so that
+# no input can stop a node. Seeing it means a bug, never a mistake of the sender.
+INTERNAL_ERROR = register("app", 2, "internal_error")
 
 
 def registered() -> list[ErrorKind]:

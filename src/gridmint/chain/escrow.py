@@ -19,8 +19,9 @@ from typing import Any
 
 from gridmint.chain import bank
 from gridmint.chain.crypto import format_address
-from gridmint.chain.errors import UNKNOWN_QUERY, register
+from gridmint.chain.errors import register
 from gridmint.chain.module import Context, ModuleSpec
+from gridmint.chain.query_args import expect_args, parse_id
 from gridmint.chain.state import Reader, State
 from gridmint.chain.units import format_mint
 
@@ -140,9 +141,8 @@ def end_block(ctx: Context) -> None:
 
 
 def query_account(state: Reader, parts: list[str], data: bytes) -> Any:
-    if len(parts) != 1 or not parts[0].isdigit():
-        raise UNKNOWN_QUERY("expected /escrow/account/<id>")
-    account = get_account(state, int(parts[0]))
+    (arg,) = expect_args(parts, 1, "/escrow/account/<id>")
+    account = get_account(state, parse_id("escrow account id", arg))
     _settle(account, state.height)
     return {**account, "tenant": format_address(account["tenant"]), "provider": format_address(account["provider"]),
             "exhaustion_block": exhaustion_block(account) if account["open"] else None}

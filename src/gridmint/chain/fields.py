@@ -1,7 +1,9 @@
 """Field kinds for messages: each turns a decoded wire value into a checked Python value or raises.
 
 A message declares its fields as ``(name, kind)`` pairs; the kind's check runs before any handler sees the
-value, so handlers work with addresses of the right length, positive amounts and bounded strings.
+value, so handlers work with addresses of the right length, positive amounts and bounded strings. Every kind
+bounds its value: numbers to their width (u16, u64), amounts to ``MAX_AMOUNT`` (no supply can exceed it, so a
+larger amount could never be paid), texts and lists to a length. A refusal quotes the value only in part.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from gridmint.chain.crypto import ADDRESS_BYTES, PUBLIC_KEY_BYTES
 from gridmint.chain.errors import INVALID_ADDRESS, INVALID_AMOUNT, INVALID_FIELD
 from gridmint.chain.units import MAX_AMOUNT, MAX_U64
 
+MAX_U16 = 65_535
 FieldCheck = Callable[[str, Any], Any]
 _DESCRIPTIONS: dict[FieldCheck, str] = {}  # what each check accepts, in words (the reference docs read it)
 
@@ -32,7 +35,7 @@ def _type_name(value: Any) -> str:
 
 def address(name: str, value: Any) -> bytes:
     if not isinstance(value, bytes) or len(value) != ADDRESS_BYTES:
-        shown = value.hex() if isinstance(value, bytes) else repr(value)[:40]
+        shown = value[:24].hex() if isinstance(value, bytes) else _type_name(value)
         raise INVALID_ADDRESS(f"{name}: {shown} is not an address; expected {ADDRESS_BYTES} bytes (gm1...)")
     return value
 
@@ -64,7 +67,13 @@ def text(max_bytes: int) -> FieldCheck:
     def check(name: str, value: Any) -> str:
         if not isinstance(value, str):
             raise INVALID_FIELD(f"{name}: expected text, got {_type_name(value)}")
-        if len(value.encode()) > max_bytes:
+        if len(value) > max_bytes:  # each character is at least one byte: no need to encode a long one
+            raise INVALID_FIELD(f"{name}: longer than {max_bytes} bytes")
+        try:
+            size = len(value.encode())
+        except UnicodeEncodeError:  # a lone surrogate, which no UTF-8 text holds
+            raise INVALID_FIELD(f"{name}: expected UTF-8 text") from None
+        if size > max_bytes:
             raise INVALID_FIELD(f"{name}: longer than {max_bytes} bytes")
         return value
 
@@ -73,17 +82,18 @@ def text(max_bytes: int) -> FieldCheck:
 
 def choice(*options: str) -> FieldCheck:
     def check(name: str, value: Any) -> str:
-        if value not in options:
-            raise INVALID_FIELD(f"{name}: expected one of {', '.join(options)}, got {str(value)[:40]!r}")
-        return str(value)
+        if not isinstance(value, str) or value not in options:
+            shown = value[:40] if isinstance(value, str) else _type_name(value)
+            raise INVALID_FIELD(f"{name}: expected one of {', '.join(options)}, got {shown!r}")
+        return value
 
     return described(f"one of {', '.join(options)}", check)
 
 
 
 def u16(name: str, value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 65_535:
-        raise INVALID_FIELD(f"{name}: expected a whole number from 0 to 65535")
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_U16:
+        raise INVALID_FIELD(f"{name}: expected a whole number from 0 to {MAX_U16}")
     return value
 
 

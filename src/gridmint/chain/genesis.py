@@ -20,6 +20,9 @@ from gridmint.chain.params import params_from_json, params_to_json
 from gridmint.chain.tx import ABSOLUTE_MAX_TX_BYTES
 
 CHAIN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,48}[a-z0-9]$")
+MAX_INITIAL_HEIGHT = 2**62  # CometBFT heights are int64; leave room to grow
+_TIME_PATTERN = re.compile(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})", re.ASCII)
+_DAYS_IN_MONTH = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
 @dataclass(frozen=True)
@@ -46,20 +49,29 @@ class Genesis:
 
 def parse_time_ns(text: str) -> int:
     """RFC 3339 (``2026-11-23T10:00:00.5Z``) -> nanoseconds since the epoch, in integers."""
-    match = re.fullmatch(r"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?(Z|[+-]\d{2}:\d{2})", text)
+    match = _TIME_PATTERN.fullmatch(text)
     if match is None:
-        raise INVALID_GENESIS(f"genesis_time: '{text}' is not an RFC 3339 time such as 2026-01-01T00:00:00Z")
+        raise INVALID_GENESIS(f"genesis_time: '{text[:40]}' is not an RFC 3339 time such as 2026-01-01T00:00:00Z")
     date, clock = match.group(1).split("T")
     year, month, day = (int(part) for part in date.split("-"))
     hour, minute, second = (int(part) for part in clock.split(":"))
-    if not (1 <= month <= 12 and 1 <= day <= 31 and hour < 24 and minute < 60 and second < 61):
+    if not (1 <= month <= 12 and 1 <= day <= _days_in_month(year, month) and hour < 24 and minute < 60
+            and second < 61):
         raise INVALID_GENESIS(f"genesis_time: '{text}' is not a valid date and time")
     offset = 0
     if match.group(3) != "Z":
         sign = -1 if match.group(3)[0] == "-" else 1
-        offset = sign * (int(match.group(3)[1:3]) * 3600 + int(match.group(3)[4:6]) * 60)
+        offset_hours, offset_minutes = int(match.group(3)[1:3]), int(match.group(3)[4:6])
+        if offset_hours > 23 or offset_minutes > 59:
+            raise INVALID_GENESIS(f"genesis_time: '{text}' has an offset beyond ±23:59")
+        offset = sign * (offset_hours * 3600 + offset_minutes * 60)
     seconds = _days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second - offset
     return seconds * 10**9 + int((match.group(2) or "0").ljust(9, "0"))
+
+
+def _days_in_month(year: int, month: int) -> int:
+    leap = year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+    return 29 if month == 2 and leap else _DAYS_IN_MONTH[month - 1]
 
 
 def _days_from_civil(year: int, month: int, day: int) -> int:
@@ -76,18 +88,13 @@ def validate_genesis(document: Any, modules: tuple[ModuleSpec, ...]) -> Genesis:
     if not isinstance(document, dict):
         raise INVALID_GENESIS("a genesis file is a JSON object")
     chain_id = document.get("chain_id")
-    if not isinstance(chain_id, str) or not CHAIN_ID_PATTERN.match(chain_id):
+    if not isinstance(chain_id, str) or not CHAIN_ID_PATTERN.fullmatch(chain_id):
         raise INVALID_GENESIS("chain_id: expected 2 to 50 characters of a-z, 0-9 and '-', such as gridmint-dev")
     genesis_time = document.get("genesis_time", "1970-01-01T00:00:00Z")
     if not isinstance(genesis_time, str):
         raise INVALID_GENESIS("genesis_time: expected an RFC 3339 string")
     parse_time_ns(genesis_time)
-    try:
-        initial_height = int(document.get("initial_height", "1"))
-    except (TypeError, ValueError):
-        initial_height = 0
-    if initial_height < 1:
-        raise INVALID_GENESIS("initial_height: expected a whole number of at least 1")
+    initial_height = _parse_initial_height(document.get("initial_height", "1"))
     app_state = document.get("app_state")
     if not isinstance(app_state, dict):
         raise INVALID_GENESIS("app_state: expected an object with one section per module")
@@ -101,6 +108,15 @@ def validate_genesis(document: Any, modules: tuple[ModuleSpec, ...]) -> Genesis:
             validated[module.name] = module.validate_genesis(app_state.get(module.name, {}))
     tx_params = params_from_json(TxParams, "tx", app_state.get("tx", {}), TX_PARAMS_BOUNDS)
     return Genesis(chain_id, genesis_time, initial_height, tx_params, validated, document)
+
+
+def _parse_initial_height(raw: Any) -> int:
+    """CometBFT writes the height as a decimal string; a JSON number is read too. Anything else is refused."""
+    text = str(raw) if isinstance(raw, int) and not isinstance(raw, bool) else raw
+    if (not isinstance(text, str) or not text.isascii() or not text.isdigit() or len(text) > 19
+            or not 1 <= int(text) <= MAX_INITIAL_HEIGHT):
+        raise INVALID_GENESIS(f"initial_height: expected a whole number from 1 to {MAX_INITIAL_HEIGHT}")
+    return int(text)
 
 
 def load_genesis(path: Path, modules: tuple[ModuleSpec, ...]) -> Genesis:

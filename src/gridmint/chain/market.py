@@ -21,10 +21,11 @@ from typing import Any
 
 from gridmint.chain import bank, escrow
 from gridmint.chain.crypto import format_address
-from gridmint.chain.errors import INVALID_FIELD, UNKNOWN_QUERY, register
+from gridmint.chain.errors import INVALID_FIELD, register
 from gridmint.chain.fields import address, amount, bytes32, text, text_list, u16, u64
 from gridmint.chain.module import Context, ModuleSpec
 from gridmint.chain.params import ParamsGenesis, read_params
+from gridmint.chain.query_args import expect_args, parse_choice, parse_id
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64, format_mint
@@ -364,30 +365,33 @@ def _order_json(order_id: int, order: dict[str, Any]) -> dict[str, Any]:
             "manifest_hash": order["manifest_hash"].hex()}
 
 
+ORDER_STATES = ("open", "leased", "closed", "expired")  # what /market/orders can filter by (its data)
+
+
 def query_providers(state: Reader, parts: list[str], data: bytes) -> Any:
+    expect_args(parts, 0, "/market/providers")
     return [{**p, "owner": format_address(owner)} for owner, p in state.scan_values(PROVIDER_PREFIX)]
 
 
 def query_orders(state: Reader, parts: list[str], data: bytes) -> Any:
-    wanted = data.decode(errors="replace") or None  # e.g. "open"
+    expect_args(parts, 0, "/market/orders")
+    wanted = parse_choice(data, ORDER_STATES)  # e.g. "open"; empty for every order
     return [_order_json(int.from_bytes(key, "big"), order) for key, order in state.scan_values(ORDER_PREFIX)
             if wanted is None or order["state"] == wanted]
 
 
 def query_order(state: Reader, parts: list[str], data: bytes) -> Any:
-    if len(parts) != 1 or not parts[0].isdigit():
-        raise UNKNOWN_QUERY("expected /market/order/<id>")
-    order_id = int(parts[0])
+    (arg,) = expect_args(parts, 1, "/market/order/<id>")
+    order_id = parse_id("order id", arg)
     return {**_order_json(order_id, get_order(state, order_id)),
             "bids": [{"provider": format_address(p), **b} for p, b in bids_of(state, order_id)]}
 
 
 def query_lease(state: Reader, parts: list[str], data: bytes) -> Any:
-    if len(parts) != 1 or not parts[0].isdigit():
-        raise UNKNOWN_QUERY("expected /market/lease/<id>")
-    lease_id = int(parts[0])
+    (arg,) = expect_args(parts, 1, "/market/lease/<id>")
+    lease_id = parse_id("lease id", arg)
     lease = get_lease(state, lease_id)
-    account = escrow.query_account(state, [parts[0]], b"")
+    account = escrow.query_account(state, [arg], b"")
     return {**lease, "id": lease_id, "tenant": format_address(lease["tenant"]),
             "provider": format_address(lease["provider"]), "open": account["open"], "escrow": account}
 

@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 from gridmint.chain import codec
 from gridmint.chain.errors import INVALID_GENESIS
+from gridmint.chain.query_args import expect_args
 from gridmint.chain.state import Reader, State
 
 P = TypeVar("P")
@@ -75,4 +76,5 @@ class ParamsGenesis:
 
     def query(self, state: Reader, parts: list[str], data: bytes) -> Any:
         """``/<module>/params``: the parameters in force."""
+        expect_args(parts, 0, f"/{self.section}/params")
         return params_to_json(read_params(state, self.key, self.cls))

@@ -58,11 +58,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from gridmint.chain import bank, neurons
-from gridmint.chain.crypto import format_address, parse_address
-from gridmint.chain.errors import UNKNOWN_QUERY, register
+from gridmint.chain.crypto import format_address
+from gridmint.chain.errors import register
 from gridmint.chain.fields import address, amount, u16
 from gridmint.chain.module import Context, ModuleSpec
 from gridmint.chain.params import ParamsGenesis, read_params
+from gridmint.chain.query_args import expect_args, parse_address_arg, parse_netuid
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64, format_mint
@@ -435,9 +436,8 @@ def process_set_take(ctx: Context, msg: MsgSetTake) -> None:
 def query_stakes(state: Reader, parts: list[str], data: bytes) -> Any:
     """``/staking/stakes/<coldkey>``: every stake of a coldkey, from the index keyed by the coldkey (a closed
     pool's stake is listed until it has been returned)."""
-    if len(parts) != 1:
-        raise UNKNOWN_QUERY("expected /staking/stakes/<coldkey address>")
-    coldkey = parse_address(parts[0])
+    (arg,) = expect_args(parts, 1, "/staking/stakes/<coldkey address>")
+    coldkey = parse_address_arg("coldkey", arg)
     found = []
     for key, raw in state.scan_values(POSITION_PREFIX + coldkey):
         pool = _read_pool(state, int.from_bytes(key, "big"))
@@ -449,9 +449,9 @@ def query_stakes(state: Reader, parts: list[str], data: bytes) -> Any:
 
 def query_hotkey(state: Reader, parts: list[str], data: bytes) -> Any:
     """``/staking/hotkey/<netuid>/<hotkey>``: a hotkey's stakers and take."""
-    if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) > 65_535:
-        raise UNKNOWN_QUERY("expected /staking/hotkey/<netuid 0-65535>/<hotkey address>")
-    netuid, hotkey = int(parts[0]), parse_address(parts[1])
+    netuid_text, hotkey_text = expect_args(parts, 2, "/staking/hotkey/<netuid>/<hotkey address>")
+    netuid = parse_netuid(netuid_text)
+    hotkey = parse_address_arg("hotkey", hotkey_text)
     pool = live_pool(state, netuid, hotkey)
     holders = [] if pool is None else _pool_stakers(state, pool)
     return {"hotkey": parts[1], "take": get_take(state, hotkey), "total": 0 if pool is None else pool.stake,

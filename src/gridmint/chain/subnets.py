@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 
 from gridmint.chain import bank, neurons, staking
-from gridmint.chain.crypto import format_address, parse_address
+from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import INVALID_FIELD, UNKNOWN_QUERY, register
 from gridmint.chain.fields import address, text, text_list, u16, u64
 from gridmint.chain.module import Context, ModuleSpec
 from gridmint.chain.params import ParamsGenesis, params_to_json, read_params
+from gridmint.chain.query_args import expect_args, parse_address_arg, parse_netuid, parse_options
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64, format_mint
@@ -366,26 +367,32 @@ def _subnet_json(netuid: int, subnet: dict[str, Any], height: int) -> dict[str, 
 
 
 def query_list(state: Reader, parts: list[str], data: bytes) -> Any:
+    expect_args(parts, 0, "/subnets/list")
     height = state.height
     return [_subnet_json(netuid, neurons.require_subnet(state, netuid), height) for netuid in neurons.netuids(state)]
 
 
 def query_lock_cost(state: Reader, parts: list[str], data: bytes) -> Any:
+    expect_args(parts, 0, "/subnets/lock_cost")
     return {"lock_cost": get_lock_cost(state, state.height + 1)}
+
+
+METAGRAPH_OPTIONS = ("weights", "bonds")  # what /subnets/<netuid>/metagraph can add (its data, comma-separated)
 
 
 def query_subnet(state: Reader, parts: list[str], data: bytes) -> Any:
     """``/subnets/<netuid>`` (info), ``/subnets/<netuid>/metagraph`` (data ``weights``/``bonds`` adds them)."""
-    if not parts or not parts[0].isdigit() or len(parts) > 2:
+    if not 1 <= len(parts) <= 2:
         raise UNKNOWN_QUERY("expected /subnets/<netuid> or /subnets/<netuid>/metagraph")
-    netuid = int(parts[0])
-    subnet = neurons.require_subnet(state, netuid)
+    netuid = parse_netuid(parts[0])
     what = parts[1] if len(parts) == 2 else "info"
+    if what not in ("info", "metagraph"):
+        raise UNKNOWN_QUERY(f"no query '{what[:32]}' on a subnet; try info or metagraph")
+    include = parse_options(data, METAGRAPH_OPTIONS) if what == "metagraph" else set()
+    subnet = neurons.require_subnet(state, netuid)
     if what == "info":
         return _subnet_json(netuid, subnet, state.height + 1)
-    if what == "metagraph":
-        return metagraph(state, netuid, subnet, include=set(data.decode(errors="replace").split(",")))
-    raise UNKNOWN_QUERY(f"no query '{what[:32]}' on a subnet; try info or metagraph")
+    return metagraph(state, netuid, subnet, include=include)
 
 
 def metagraph(state: Reader, netuid: int, subnet: dict[str, Any], include: set[str]) -> dict[str, Any]:
@@ -414,9 +421,8 @@ def _weights_rows(state: Reader, netuid: int) -> list[tuple[int, Any]]:
 
 
 def query_hotkey(state: Reader, parts: list[str], data: bytes) -> Any:
-    if len(parts) != 1:
-        raise UNKNOWN_QUERY("expected /subnets/hotkey/<address>")
-    hotkey = parse_address(parts[0])
+    (arg,) = expect_args(parts, 1, "/subnets/hotkey/<address>")
+    hotkey = parse_address_arg("hotkey", arg)
     owner = neurons.hotkey_owner(state, hotkey)
     registrations = [netuid for netuid in neurons.netuids(state) if neurons.uid_of(state, netuid, hotkey) is not None]
     return {"hotkey": parts[0], "owner": format_address(owner) if owner else None,

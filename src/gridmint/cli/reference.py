@@ -18,6 +18,7 @@ import click
 from gridmint.chain.app import MODULES
 from gridmint.chain.errors import registered
 from gridmint.chain.fields import describe
+from gridmint.chain.query_args import MAX_DATA_BYTES, MAX_PATH_BYTES
 
 # Off-chain packages whose errors the reference lists too (importing them registers their codes).
 OFF_CHAIN = ("gridmint.client.errors", "gridmint.client.signing", "gridmint.inference.wire",
@@ -57,7 +58,11 @@ def render() -> str:
     lines = ["# GridMint chain reference", "",
              "Generated from the modules by `gridmint reference` (a test keeps it current). Amounts "
              "are integers in grains (1 MINT = 10^9 grains). Queries are `abci_query` paths; answers are canonical "
-             "MessagePack. Errors carry a stable `(codespace, code)`.", ""]
+             "MessagePack. Errors carry a stable `(codespace, code)`. Numbers in a query path are plain decimal "
+             "(`7`, not `07` or `+7`): netuids and UIDs up to 65,535, ids up to 2^64 − 1; a path is at most "
+             f"{MAX_PATH_BYTES} bytes and its data at most {MAX_DATA_BYTES}; anything else is `query/2 bad_request` (a "
+             "malformed address: `tx/13 invalid_address`).",
+             ""]
     for spec in MODULES:
         module = _module_of(spec.name)
         lines += [f"## {spec.name}", "", inspect.cleandoc(module.__doc__ or "").strip(), ""]

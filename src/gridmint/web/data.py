@@ -161,7 +161,7 @@ class Explorer:
     def search(self, text: str) -> dict[str, Any]:
         """What ``text`` names: a block height, a transaction hash, or an account / hotkey address."""
         text = text.strip()
-        if text.isdigit():
+        if text.isascii() and text.isdigit() and len(text) <= 19:  # a height (int64), in plain digits
             return {"kind": "block", "target": int(text)}
         if len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text):
             self.client.tx(text)  # raises if unknown

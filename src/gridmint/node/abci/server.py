@@ -8,7 +8,10 @@ and run on the event loop's one thread, so requests from different connections n
 ``ProcessProposal`` accepts a block only if every transaction in it decodes and its signature verifies (the checks
 that do not depend on state, so every honest node answers alike); ``PrepareProposal`` keeps only such transactions
 and at most ``max_tx_bytes`` of them. State sync is not offered: snapshot calls get the answers that say so.
-An unexpected error answers with ``exception``, which stops CometBFT: better a halted node than a forked one.
+Requests that anyone can cause, ``Query`` and ``CheckTx``, are always answered with a code, whatever goes wrong
+(``app/internal_error`` when nothing more precise is known), and a proposal that cannot be read is rejected: no
+query or transaction can end a connection. ``exception`` is kept for failures on the consensus connection (a
+block hook's bug, a block out of order), which stop CometBFT: better a halted node than a forked one.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from gridmint.chain.app import MODULES, App, TxResult
-from gridmint.chain.errors import ChainError
+from gridmint.chain.errors import BAD_QUERY, INTERNAL_ERROR, MALFORMED, ChainError
 from gridmint.chain.genesis import validate_genesis
 from gridmint.chain.module import Event, ValidatorUpdate
 from gridmint.node.abci import messages
@@ -30,6 +33,9 @@ from gridmint.node.abci.proto import ProtoError, decode_oneof, decode_uvarint, e
 log = logging.getLogger("gridmint.abci")
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# Requests of the mempool and query connections, which anyone can cause (a transaction, an abci_query): an error
+# answers them with a response of their own kind and a code (an ``exception`` response would stop CometBFT).
+CODED_REQUESTS = ("query", "check_tx")
 ANSWERS_PER_TURN = 64
 # How much the app takes off a socket before it answers (the stream pauses reading at twice this): enough that
 # CometBFT's writes do not block while the app works through a burst of rechecks.
@@ -72,7 +78,9 @@ class AbciApplication:
         a proposal passed this node's check_tx, whose verdict the app remembers."""
         try:
             self.app.decode_verified(raw)
-        except ChainError:
+        except MemoryError:
+            raise
+        except Exception:  # unreadable for any reason is not well formed (every node agrees)
             return False
         return True
 
@@ -217,13 +225,46 @@ class AbciServer:
         return offset, responses, flush
 
     def _respond(self, payload: bytes) -> tuple[bytes, bool]:
+        kind = ""
         try:
             kind, request = decode_oneof(payload, messages.REQUESTS)
             answer = self.application.handle(kind, request)
             return encode_oneof(kind, answer, messages.RESPONSES), kind == "flush"
-        except (ChainError, ProtoError, ValueError) as error:
-            log.exception("The app cannot answer an ABCI request; CometBFT will stop.")
-            return encode_oneof("exception", {"error": str(error)}, messages.RESPONSES), True
+        except Exception as error:  # every request gets an answer; only consensus ones stop
+            kind = kind or _request_kind(payload)
+            if kind in CODED_REQUESTS:  # even one that cannot be read (a path that is not UTF-8, say)
+                return self._refusal(kind, error), False
+            log.exception("The app cannot answer an ABCI %s request; CometBFT will stop.", kind or "unreadable")
+            return encode_oneof("exception", {"error": _printable(str(error))}, messages.RESPONSES), True
+
+    @staticmethod
+    def _refusal(kind: str, error: Exception) -> bytes:
+        """A query or check_tx that failed outside the app's own handling: answered with a code, never dropped."""
+        if isinstance(error, ChainError):
+            refusal = error
+        elif isinstance(error, ProtoError):
+            refusal = (BAD_QUERY if kind == "query" else MALFORMED)(f"the {kind} request cannot be read: {error}")
+        else:
+            log.error("An ABCI %s failed with %s; answering it with a code.", kind, type(error).__name__,
+                      exc_info=error)
+            refusal = INTERNAL_ERROR(f"the app could not answer this {kind} ({type(error).__name__})")
+        answer = {"code": refusal.code, "codespace": refusal.module, "log": _printable(refusal.message)}
+        return encode_oneof(kind, answer, messages.RESPONSES)
+
+
+def _request_kind(payload: bytes) -> str:
+    """The case of a Request whose fields could not be decoded, read from its first key ("" if none)."""
+    try:
+        key, _ = decode_uvarint(payload, 0)
+    except ProtoError:
+        return ""
+    case = messages.REQUESTS.get(key >> 3)
+    return "" if case is None else str(case[0])
+
+
+def _printable(text: str) -> str:
+    """``text`` short and encodable as a protobuf string, whatever it quotes."""
+    return text[:1000].encode("utf-8", "replace").decode("utf-8")
 
 
 async def serve_abci(app: App, address: str) -> None:
