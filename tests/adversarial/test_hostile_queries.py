@@ -66,7 +66,7 @@ def test_hostile_heights(hostile_network: HostileNetwork, height: str) -> None:
 
 def test_hostile_query_data(hostile_network: HostileNetwork) -> None:
     since = min(hostile_network.heights())
-    for data in (b"\xff" * 1000, "weights,bonds".encode() * 500, bytes(range(256))):
+    for data in (b"\xff" * 1000, b"weights,bonds" * 500, bytes(range(256))):
         for path in ("/subnets/1/metagraph", "/market/orders", "/credit/lines", "/bank/supply"):
             response = abci_query(hostile_network, path, data=data)["result"]["response"]
             assert int(response.get("code", 0)) == 0 or is_coded_refusal(response), (path, response)

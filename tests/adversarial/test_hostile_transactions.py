@@ -9,7 +9,6 @@ import pytest
 
 from gridmint.chain import codec
 from gridmint.chain.authority import MsgPropose, MsgVote
-from gridmint.chain.bank import MsgSend
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.tx import TX_VERSION
 from gridmint.chain.weights import MsgSetWeights
