@@ -14,14 +14,16 @@ from gridmint.chain import codec
 from gridmint.chain.bank import MsgSend
 from gridmint.chain.crypto import format_address
 from gridmint.node.devnode import DevNode
+from gridmint.node.limits import RPCLimits
 from gridmint.node.rpc import RPCServer
 from tests.helpers import CHAIN_ID, MINT, START_BALANCE, key, signed
 
 
 @contextlib.asynccontextmanager
-async def running(node: DevNode) -> AsyncIterator[httpx.AsyncClient]:
+async def running(node: DevNode, limits: RPCLimits | None = None) -> AsyncIterator[httpx.AsyncClient]:
     producer = asyncio.create_task(node.produce_forever())
-    transport = httpx.ASGITransport(app=RPCServer(node).app)
+    server = RPCServer(node, limits)
+    transport = httpx.ASGITransport(app=server.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://devnode") as client:
         try:
             yield client
@@ -29,6 +31,7 @@ async def running(node: DevNode) -> AsyncIterator[httpx.AsyncClient]:
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
+            server.close()
 
 
 async def call(client: httpx.AsyncClient, method: str, **params: Any) -> dict[str, Any]:
