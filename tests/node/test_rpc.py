@@ -20,18 +20,25 @@ from tests.helpers import CHAIN_ID, MINT, START_BALANCE, key, signed
 
 
 @contextlib.asynccontextmanager
-async def running(node: DevNode, limits: RPCLimits | None = None) -> AsyncIterator[httpx.AsyncClient]:
+async def serving(node: DevNode, limits: RPCLimits | None = None
+                  ) -> AsyncIterator[tuple[httpx.AsyncClient, RPCServer]]:
     producer = asyncio.create_task(node.produce_forever())
     server = RPCServer(node, limits)
     transport = httpx.ASGITransport(app=server.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://devnode") as client:
         try:
-            yield client
+            yield client, server
         finally:
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
             server.close()
+
+
+@contextlib.asynccontextmanager
+async def running(node: DevNode, limits: RPCLimits | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(node, limits) as (client, _):
+        yield client
 
 
 async def call(client: httpx.AsyncClient, method: str, **params: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import click
 
 from gridmint.cli.output import emit
 from gridmint.client.amounts import parse_mint
+from gridmint.node.limits import RPCLimits
 from gridmint.node.network import init_network, network_status, run_app, start_network, stop_network
 
 dir_option = click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
@@ -27,16 +28,19 @@ def net() -> None:
 @click.option("--base-port", type=int, default=27000, show_default=True,
               help="Node i listens for RPC on base+10i and for peers on base+10i+1.")
 @click.option("--timeout-commit", default="300ms", show_default=True, help="CometBFT's pause between blocks.")
+@click.option("--rpc-limit", multiple=True, metavar="NAME=VALUE",
+              help="Change an RPC limit in every node's config.toml (repeatable), as `node start --rpc-limit`.")
 @dir_option
 @click.pass_context
 def init(ctx: click.Context, authorities: int, chain_id: str, fund: tuple[str, ...], base_port: int,
-         timeout_commit: str, directory: Path) -> None:
+         timeout_commit: str, rpc_limit: tuple[str, ...], directory: Path) -> None:
     """Write the nodes' homes: keys, one genesis, configs with every other node as a peer."""
     balances = []
     for entry in fund:
         address, _, amount = entry.partition("=")
         balances.append((address, parse_mint(amount)))
-    nodes = init_network(directory, authorities, chain_id, balances, base_port, timeout_commit)
+    limits = RPCLimits().with_settings(rpc_limit)
+    nodes = init_network(directory, authorities, chain_id, balances, base_port, timeout_commit, rpc_limits=limits)
     emit(ctx, [n.__dict__ for n in nodes], "\n".join(
         [f"{n.name}: RPC http://127.0.0.1:{n.rpc_port}, home {n.home}" for n in nodes]
         + [f"Start it with: gridmint net start --dir {directory}"]))
