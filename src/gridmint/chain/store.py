@@ -178,7 +178,7 @@ class Store:
     @contextlib.contextmanager
     def read_snapshot(self) -> Iterator[Store]:
         """Every read inside sees one committed height (the latest when it began), whatever commits meanwhile:
-        one read transaction, with ``height`` taken from it."""
+        one read transaction, with ``height`` (and anything else from ``meta`` that reads check) taken from it."""
         self._db.execute("BEGIN")
         try:
             self.height = int.from_bytes(self._meta("height") or b"", "big")

@@ -32,6 +32,7 @@ import binascii
 import copy
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
@@ -48,7 +49,7 @@ from gridmint.chain.module import Event
 from gridmint.chain.tx import tx_hash
 from gridmint.node.blockstore import Block
 from gridmint.node.devnode import Committed, DevNode
-from gridmint.node.events import QueryError, Subscription, parse_query
+from gridmint.node.events import EventMap, QueryError, Subscription, parse_query
 from gridmint.node.limits import RPCLimits
 from gridmint.node.queries import QueriesBusyError, QueryPool, Snapshot
 
@@ -57,6 +58,7 @@ log = logging.getLogger("gridmint.rpc")
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
 # In JSON-RPC's range for server errors: a limit of one client's, and the node's reads all taken for now.
 LIMIT_EXCEEDED, SERVER_BUSY = -32005, -32006
+EVENT_CACHE_SIZE = 64  # events whose JSON is kept for the subscribers still to receive them
 
 
 class RPCError(Exception):
@@ -347,6 +349,7 @@ class RPCServer:
         self._names = {"health", "status", "abci_info", "abci_query", "broadcast_tx_sync", "broadcast_tx_async",
                        "broadcast_tx_commit", "num_unconfirmed_txs", "block", "block_results", "tx"}
         self._subscribing: set[int] = set()  # websockets (by id) that hold at least one subscription
+        self._event_cache: OrderedDict[int, tuple[Any, str]] = OrderedDict()  # id(data) -> (data, its JSON)
         self.app = Starlette(routes=[
             Route("/", self.http_post, methods=["POST"]),
             Route("/metrics", self.metrics, methods=["GET"]),
@@ -485,11 +488,26 @@ class RPCServer:
         except RPCError as error:
             return _error(request_id, error)
 
+    def _encoded_event(self, events: EventMap, data: tuple[Any, ...]) -> str:
+        """An event's ``"data"`` and ``"events"`` as JSON, encoded once however many subscribers receive it (a
+        block of 10,000 transactions is megabytes of JSON; max_subscription_clients × max_subscriptions_per_client
+        encodings of it would hold the loop for seconds)."""
+        key = id(data)
+        cached = self._event_cache.get(key)
+        if cached is None or cached[0] is not data:
+            text = (',"data":' + json.dumps(_event_data(data), separators=(",", ":")) + ',"events":'
+                    + json.dumps(events, separators=(",", ":")))
+            cached = self._event_cache[key] = (data, text)
+            while len(self._event_cache) > EVENT_CACHE_SIZE:
+                self._event_cache.popitem(last=False)
+        return cached[1]
+
     async def _forward(self, socket: WebSocket, request_id: Any, subscription: Subscription) -> None:
+        head = ('{"jsonrpc":"2.0","id":' + json.dumps(request_id) + ',"result":{"query":'
+                + json.dumps(subscription.query.text))
         while not subscription.dropped:
             events, data = await subscription.queue.get()
-            await socket.send_text(json.dumps({"jsonrpc": "2.0", "id": request_id, "result": {
-                "query": subscription.query.text, "data": _event_data(data), "events": events}}))
+            await socket.send_text(head + self._encoded_event(events, data) + "}}")
         await socket.send_text(json.dumps(_error(request_id, RPCError(
             INTERNAL_ERROR, "Internal error", "subscription was cancelled: the client did not keep up"))))
 
