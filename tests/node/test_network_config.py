@@ -3,11 +3,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import subprocess
+import time
 import tomllib
 from pathlib import Path
 
+import httpx
+import pytest
 from click.testing import CliRunner
+from websockets.sync.client import connect
 
 from gridmint.cli.main import cli
 from gridmint.node.limits import RPCLimits
@@ -53,3 +59,41 @@ def test_net_init_takes_limits_on_the_command_line(tmp_path: Path) -> None:
                                        "--rpc-limit", "max_request_batch_size=0"])
     assert refused.exit_code == 1 and "max_request_batch_size must be a whole number of at least 1" in refused.output
     assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("cometbft")
+def test_cometbft_enforces_the_limits_net_init_writes(tmp_path: Path) -> None:
+    """CometBFT itself refuses what the devnode refuses, from the config.toml that net init wrote (its built-in
+    kvstore app stands in for ours: the limits sit in CometBFT's RPC, before any app)."""
+    limits = RPCLimits(max_request_batch_size=3, max_subscriptions_per_client=1, max_body_bytes=5_000)
+    (node,) = init_network(tmp_path / "net", 1, "gridmint-net", [], free_port_range(), rpc_limits=limits)
+    log = (Path(node.home) / "cometbft.log").open("wb")
+    process = subprocess.Popen([find_cometbft(), "start", "--home", node.home, "--proxy_app=kvstore"],
+                               stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{node.rpc_port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "cometbft did not start"
+            time.sleep(0.1)
+        health = {"jsonrpc": "2.0", "method": "health", "params": {}}
+        refused = httpx.post(url, json=[{**health, "id": i} for i in range(4)]).json()["error"]
+        assert refused["code"] == -32600 and "exceeds maximum (3)" in refused["data"]
+        assert len(httpx.post(url, json=[{**health, "id": i} for i in range(3)]).json()) == 3
+        too_big = httpx.post(url, content=b" " * 5_001)
+        assert too_big.json()["error"]["code"] == -32600 and "too large" in too_big.json()["error"]["data"]
+        with connect(url.replace("http", "ws") + "/websocket", open_timeout=10) as socket:
+            for request_id in (1, 2):
+                socket.send(json.dumps({"jsonrpc": "2.0", "id": request_id, "method": "subscribe",
+                                        "params": {"query": f"tm.event = 'NewBlock' AND block.height = {request_id}"}}))
+            answers = [json.loads(socket.recv(timeout=10)) for _ in range(2)]
+            assert answers[0]["result"] == {}
+            assert answers[1]["error"]["data"] == "max_subscriptions_per_client 1 reached"
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
