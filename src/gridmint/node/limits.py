@@ -1,9 +1,15 @@
 """Limits of a node's RPC, with CometBFT's names and defaults, for both kinds of node.
 
 The devnode enforces them itself (``node/rpc.py``, ``node/server.py``); ``gridmint net init`` writes the same
-values into each CometBFT node's ``config.toml`` ([rpc] section), where CometBFT enforces them. The last two
-fields exist only on the devnode: the worker threads that answer queries off the loop that makes blocks, and how
-many queries may wait for them before the next one is answered "busy".
+values into each CometBFT node's ``config.toml`` ([rpc] section), where CometBFT v0.38 enforces every one of them
+itself (checked against 0.38.25): a batch over the limit is JSON-RPC error -32600 "batch request exceeds maximum
+(N) allowed number of requests", a body over it HTTP 400 with -32600 "request body too large", headers over it
+HTTP 431, a subscription past either subscription limit -32603 "max_subscriptions_per_client N reached" (or
+"max_subscription_clients"), and connections past ``max_open_connections`` wait unaccepted until one closes (the
+devnode answers them 503 instead). ``max_websocket_message_bytes`` is the devnode's name for what CometBFT takes
+from ``max_body_bytes`` (it resets a websocket that sends more). The last two fields exist only on the devnode:
+the worker threads that answer queries off the loop that makes blocks, and how many queries may run or wait for
+them before the next one is answered "busy".
 """
 
 from __future__ import annotations
