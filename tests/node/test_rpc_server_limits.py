@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed
 
 from gridmint.node.devnode import DevNode
 from gridmint.node.limits import RPCLimits
-from gridmint.node.rpc import INVALID_REQUEST, LIMIT_EXCEEDED, RPCServer
+from gridmint.node.rpc import INVALID_PARAMS, INVALID_REQUEST, LIMIT_EXCEEDED, RPCServer
 from gridmint.node.server import listen, server_config
 from gridmint.ports import free_port
 
@@ -89,6 +89,10 @@ def test_subscriptions_messages_headers_and_connections_past_their_limits(data_d
             third = (await ask(watcher, 3, "subscribe", query="tm.event = 'Tx' AND tx.height = 5"))["error"]
             assert third["code"] == LIMIT_EXCEEDED and third["data"] == "max_subscriptions_per_client 2 reached"
             assert (await ask(watcher, 4, "health"))["result"] == {}  # the same socket answers on
+            await watcher.send(json.dumps({"jsonrpc": "2.0", "id": 5, "method": "unsubscribe", "params": ["x"]}))
+            while (answer := json.loads(await asyncio.wait_for(watcher.recv(), 20))).get("id") != 5:
+                pass
+            assert answer["error"]["code"] == INVALID_PARAMS  # and the socket stays open
 
             async with connect(f"ws://{address}/websocket") as second, \
                     connect(f"ws://{address}/websocket") as third_client:

@@ -456,8 +456,10 @@ class RPCServer:
         params = request.get("params") or {}
         client = id(subscriptions)
         try:
+            if method in ("subscribe", "unsubscribe") and not isinstance(params, dict):
+                raise _invalid("params must be an object such as {\"query\": \"tm.event = 'NewBlock'\"}")
             if method == "subscribe":
-                query = parse_query(params.get("query", "") if isinstance(params, dict) else "")
+                query = parse_query(params.get("query", ""))
                 if query.text in subscriptions:
                     raise _invalid("already subscribed to this query")
                 if not subscriptions and len(self._subscribing) >= self.limits.max_subscription_clients:
