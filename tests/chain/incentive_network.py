@@ -48,12 +48,13 @@ class Network(Driver):
 
 
 def build(tmp_path: Path, validators: dict[str, int], miners: tuple[str, ...], commit_reveal: int = 0,
-          extra_accounts: tuple[str, ...] = (), **hyper: int) -> Network:
+          extra_accounts: tuple[str, ...] = (), sections: dict | None = None, **hyper: int) -> Network:  # type: ignore[type-arg]
     """Owner creates subnet 1; validators register and stake (grains given), miners register; one epoch runs
-    so that permits exist."""
+    so that permits exist. ``sections`` adds genesis sections (``staking={"params": ...}``)."""
     names = ("owner", *validators, *miners, *extra_accounts)
     accounts = (*names, *(hot(name) for name in (*validators, *miners)))
-    net = Network(make_app(tmp_path, genesis(accounts=accounts, balance=100_000 * MINT, subnets=SUBNETS_GENESIS)))
+    net = Network(make_app(tmp_path, genesis(accounts=accounts, balance=100_000 * MINT, subnets=SUBNETS_GENESIS,
+                                             **(sections or {}))))
     net.ok("owner", MsgCreateSubnet("text-generation", "test subnet"))
     settings = {"commit_reveal": commit_reveal, "weights_rate_limit": 0, "immunity_period": 0, **hyper}
     for param, value in settings.items():

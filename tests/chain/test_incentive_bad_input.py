@@ -82,6 +82,8 @@ CASES: dict[str, tuple[str, Callable[[Network], Msg], str]] = {
                                     "insufficient_funds"),
     "stake to an unregistered hotkey": ("v2", lambda n: MsgAddStake(1, key("nobody").address, MINT),
                                         "not_registered"),
+    "stake below the minimum": ("v2", lambda n: MsgAddStake(1, key(hot("v2")).address, 999_999),
+                                "stake_below_minimum"),
     "unstake more than staked": ("v2", lambda n: MsgRemoveStake(1, key(hot("v2")).address, 10_000 * MINT),
                                  "not_enough_stake"),
     "unstake from a hotkey never staked to": ("outsider", lambda n: MsgRemoveStake(1, key(hot("v1")).address, 1),

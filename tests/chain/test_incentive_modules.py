@@ -50,7 +50,8 @@ def test_second_subnet_costs_double_and_dissolve_returns_everything(tmp_path: Pa
     assert neurons.get_subnet(view, 1) is None
     assert bank.get_balance(view, key("owner").address) == owner_before + first_lock - 10_000
     assert bank.get_balance(view, key("v1").address) == v1_before + staked
-    assert list(view.scan(b"staking/stake/\x00\x01")) == [] and list(view.scan(b"subnets/vec/\x00\x01")) == []
+    assert list(view.scan(b"staking/pool/")) == [] and list(view.scan(b"staking/position/")) == []
+    assert list(view.scan(b"subnets/vec/\x00\x01")) == []
     assert net.app.check_invariants() == []
 
 

@@ -69,3 +69,33 @@ def test_metrics_follow_blocks(node: DevNode) -> None:
     assert "gridmint_block_height 2.0" in text
     assert "gridmint_txs_committed_total 1.0" in text
     assert "gridmint_mempool_size 0.0" in text
+
+
+def test_a_node_answers_the_heights_it_keeps_and_refuses_older_ones_after_a_restart(data_dir: Path) -> None:
+    from gridmint.chain.crypto import format_address
+
+    node = DevNode(data_dir, block_time=0, keep_recent=3)
+    node.submit(signed(key("alice"), 1, MsgSend(key("bob").address, MINT)))
+    for _ in range(6):
+        node.produce_block()
+    path = f"/bank/balance/{format_address(key('bob').address)}"
+    assert node.app.query(path, height=4).code == 0
+    refused = node.app.query(path, height=3)
+    assert (refused.codespace, refused.code) == ("query", 3) and "keeps the last 3 heights" in refused.log
+    node.close()
+    again = DevNode(data_dir, block_time=0, keep_recent=3)
+    again.produce_block()
+    assert (again.height, again.store.earliest_height) == (7, 5)
+    again.close()
+
+
+def test_keep_recent_is_an_option_of_every_command_that_runs_a_store() -> None:
+    from click.testing import CliRunner
+
+    from gridmint.cli.main import cli
+
+    runner = CliRunner()
+    for command in (["node", "start"], ["net", "init"], ["net", "app"], ["up"]):
+        assert "--keep-recent" in runner.invoke(cli, [*command, "--help"]).output, command
+    refused = runner.invoke(cli, ["node", "start", "--keep-recent", "-1"])
+    assert refused.exit_code == 2 and "--keep-recent" in refused.output

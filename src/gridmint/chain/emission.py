@@ -10,8 +10,9 @@
 - **Epoch** (when ``tempo`` blocks have passed since the last one): Yuma consensus (chain/yuma.py) on the
   subnet's stake, weights and bonds, then the pending emission E is paid: 18% to the owner, 41% to miners by
   incentive, 41% to validators by dividends (each validator keeps its take and compounds the rest into its
-  stakers' stake). Without incentive the miners' part goes to validators; without dividends the validators'
-  part goes by active stake; with no stake at all it stays pending for the next epoch.
+  stakers' share pool, chain/staking.py: one write per validator, whatever the number of its stakers).
+  Without incentive the miners' part goes to validators; without dividends the validators' part goes by
+  active stake; with no stake at all it stays pending for the next epoch.
 """
 
 from __future__ import annotations
@@ -149,10 +150,12 @@ def _distribute(state: State, netuid: int, subnet: dict[str, Any], result: Epoch
         if grains:
             bank.release(state, NAME, rows[uid]["coldkey"], grains)
             paid[uid] += grains
+    dividends = []
     for uid, grains in enumerate(split_exactly(validator_part, shares)):
         if grains:
-            staking.pay_dividend(state, netuid, uid, rows[uid]["hotkey"], grains, NAME)
+            dividends.append((uid, rows[uid]["hotkey"], grains))
             paid[uid] += grains
+    staking.pay_dividends(state, netuid, dividends, NAME)  # O(validators): stakers' rows are not touched
     neurons.set_pending(state, netuid, carried)
     return paid
 

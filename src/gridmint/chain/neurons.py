@@ -13,7 +13,9 @@ State keys (netuid: 2 bytes big-endian; uid: 2 bytes big-endian):
 - ``subnets/hotkey/<netuid><hotkey>`` -> uid.
 - ``subnets/owner/<hotkey>`` -> the coldkey that first registered the hotkey (a hotkey belongs to one coldkey).
 - ``subnets/vec/<netuid>/<name>`` -> a packed little-endian int64 array with one entry per UID (see VECTORS).
-- ``subnets/bonds/<netuid><uid>`` -> a packed uint32 array of Q30 bonds of a validator, one per UID.
+- ``subnets/bonds/<netuid><uid>`` -> the Q30 bonds of a validator: a packed uint32 array, one per UID, or where
+  fewer than about two thirds are nonzero ``{"n": UIDs, "uids": packed uint16, "bonds": packed uint32}`` holding
+  only the nonzero ones (see ``set_bonds``).
 - ``subnets/pending/<netuid>`` -> grains of emission accrued since the subnet's last epoch (held by ``emission``).
 """
 
@@ -52,6 +54,10 @@ WEIGHTS_PREFIX = b"weights/w/"
 COMMIT_PREFIX = b"weights/commit/"
 
 IntArray = npt.NDArray[np.int64]
+BondArray = npt.NDArray[np.uint32]
+# A sparse bond row costs 2 bytes of UID and 4 of bond per nonzero entry, plus its map's keys (about 20 bytes).
+SPARSE_PAIR_BYTES = 6
+SPARSE_OVERHEAD_BYTES = 24
 
 
 def netuid_bytes(netuid: int) -> bytes:
@@ -161,17 +167,47 @@ def set_vector_entry(state: State, netuid: int, name: str, uid: int, value: int,
     set_vector(state, netuid, name, vector)
 
 
-def get_bonds(state: Reader, netuid: int, uid: int) -> npt.NDArray[np.uint32] | None:
-    raw = state.get_value(BONDS_PREFIX + netuid_bytes(netuid) + uid.to_bytes(2, "big"))
-    return None if raw is None else np.frombuffer(raw, dtype="<u4")
+def _decode_bonds(value: Any) -> BondArray | None:
+    """A stored bond row as a dense array: plain bytes are dense; ``{"n", "uids", "bonds"}`` is sparse."""
+    if isinstance(value, bytes):
+        return np.frombuffer(value, dtype="<u4")
+    if isinstance(value, dict):
+        dense = np.zeros(value["n"], dtype="<u4")
+        dense[np.frombuffer(value["uids"], dtype="<u2")] = np.frombuffer(value["bonds"], dtype="<u4")
+        return dense
+    return None
+
+
+def get_bonds(state: Reader, netuid: int, uid: int) -> BondArray | None:
+    """A validator's Q30 bonds, dense: one per UID the subnet had when they were written (None: no bonds)."""
+    return _decode_bonds(state.get_value(BONDS_PREFIX + netuid_bytes(netuid) + uid.to_bytes(2, "big")))
 
 
 def set_bonds(state: State, netuid: int, uid: int, bonds: IntArray | None) -> None:
+    """Stored dense, or as (uid, bond) pairs of the nonzero entries where that is smaller: a validator that
+    weighs a few miners of thousands keeps a few pairs. Either way ``get_bonds`` reads back the same array."""
     key = BONDS_PREFIX + netuid_bytes(netuid) + uid.to_bytes(2, "big")
     if bonds is None or not bonds.any():
         state.delete(key)
+        return
+    dense = bonds.astype("<u4")
+    nonzero = np.flatnonzero(dense)
+    if len(nonzero) * SPARSE_PAIR_BYTES + SPARSE_OVERHEAD_BYTES < len(dense) * 4:
+        state.set_value(key, {"n": len(dense), "uids": nonzero.astype("<u2").tobytes(),
+                              "bonds": dense[nonzero].tobytes()})
     else:
-        state.set_value(key, bonds.astype("<u4").tobytes())
+        state.set_value(key, dense.tobytes())
+
+
+def bond_rows(state: Reader, netuid: int) -> list[tuple[int, BondArray]]:
+    """Every validator's bonds on a subnet, dense, by UID."""
+    prefix = BONDS_PREFIX + netuid_bytes(netuid)
+    rows = []
+    for key, value in state.scan_values(prefix):
+        bonds = _decode_bonds(value)
+        if bonds is not None:
+            rows.append((int.from_bytes(key, "big"), bonds))
+    return rows
 
 
 def get_pending(state: Reader, netuid: int) -> int:

@@ -3,13 +3,53 @@
 A coldkey adds stake to any registered hotkey (its own or, as a delegator, someone else's) and removes it
 again; the funds stay in the bank under ``staking``. A hotkey's total stake on a subnet is what Yuma weighs
 its voice by, and the top ``max_validators`` totals hold validator permits at each epoch. When dividends are
-paid, the hotkey's owner keeps the hotkey's ``take`` (default 18%) and the rest is added to every staker's
-stake in proportion to it, so delegators compound.
+paid, the hotkey's owner keeps the hotkey's ``take`` (default 18%) and the rest is added to its stakers' stake
+in proportion to it, so delegators compound.
+
+**Share pools.** Each hotkey on a subnet has one pool: its total ``stake`` in grains and its total ``shares``.
+A staker owns shares, never grains, and is worth ``shares × stake // total_shares`` (rounded down). Paying a
+dividend only raises the pool's stake: one read and one write per validator, whatever the number of its
+stakers, so an epoch costs O(validators), and a thousand 1-grain delegations cost the epoch nothing. This is
+the scheme of Bittensor's subtensor (its ``share_pool`` crate, over a hotkey's total alpha and shares), and
+the compounding counterpart of Cosmos' F1 accumulator (F1 pays rewards that must be withdrawn; a share pool
+compounds them, as the old per-staker walk did).
+
+**Rounding, never in anyone's favour but the pool's.** The pool's stake is exact to the grain (it is what the
+bank holds for it), and each rounding is taken against the one who acts, so no grain is ever created:
+- staking ``a`` buys ``a × shares // stake`` shares (a new pool issues ``SHARES_PER_GRAIN`` per grain);
+- unstaking ``x`` burns ``ceil(x × shares / stake)`` shares;
+- a staker leaving with everything receives ``shares × stake // total_shares``; the last one out receives the
+  whole stake, dust included.
+The dust (what the floors leave) stays in the pool and goes to whoever remains: Σ stakers' worth ≤ the pool's
+stake < Σ worth + the number of stakers. The price of a share never falls, so a pool's shares stay below
+``stake × SHARES_PER_GRAIN`` (< 2**128: shares are stored as 16 bytes). Buying in loses under a share's worth
+plus a grain, and with 2**32 shares per grain a share is worth under a grain until the pool has compounded
+2**32-fold (a pool started with ``min_stake`` would need 4 million MINT of dividends in one epoch).
+
+**Spam.** Each stake added must be at least ``min_stake`` (0.001 MINT by default, like Bittensor's minimum
+stake; genesis bounds 1 grain to 2**64 - 1): a position costs real locked funds besides the message fee.
+An unstake that would leave a position worth less than ``min_stake`` closes it and returns the remainder too
+(Bittensor clears small nominations the same way; here the owner's own position too). The number of stakers
+per hotkey is not capped (nor in Bittensor: a cap would let a spammer fill a validator's slots and lock
+honest delegators out); stakers cost the epoch nothing, and where they do cost work (below) that work is
+bounded per block.
+
+**Pruning and dissolving.** ``unstake_all`` closes a hotkey's pool in O(1): the hotkey's total leaves its
+UID and the pool joins a queue; ``end_block`` returns at most ``returns_per_block`` positions per block (the
+oldest pool first, each staker their worth, the last the rest). A pool of a few positions is returned in the
+block that closed it; one with a hundred thousand 0.001-MINT spam positions takes a hundred blocks and never
+one slow block. A closed pool takes no stake or dividends, and the hotkey registering again starts a new pool.
 
 State:
-- ``staking/stake/<netuid 2B><hotkey 20B><coldkey 20B>`` -> grains
+- ``staking/params`` -> ``{"min_stake", "returns_per_block"}``
+- ``staking/next_pool`` -> the last pool id issued
+- ``staking/live/<netuid 2B><hotkey 20B>`` -> the id of the hotkey's open pool on the subnet
+- ``staking/pool/<id 8B>`` -> ``{"netuid", "hotkey", "stake", "shares" (16 bytes), "count"}`` (count: positions)
+- ``staking/position/<coldkey 20B><id 8B>`` -> ``[shares (16 bytes), slot]``: the index keyed by the staker
+- ``staking/slot/<id 8B><slot 8B>`` -> coldkey; slots 0..count-1 are dense (a leaver's slot takes the last one)
+- ``staking/closing/<id 8B>`` -> 1 while a closed pool waits to be returned
 - ``staking/take/<hotkey 20B>`` -> u16 out of 65535 (absent: the default)
-- the per-UID ``stake`` vector of neurons.py holds each hotkey's total on the subnet
+- the per-UID ``stake`` vector of neurons.py holds each hotkey's open pool's stake on the subnet
 """
 
 from __future__ import annotations
@@ -19,38 +59,155 @@ from typing import Any
 
 from gridmint.chain import bank, neurons
 from gridmint.chain.crypto import format_address, parse_address
-from gridmint.chain.errors import INVALID_GENESIS, UNKNOWN_QUERY, register
+from gridmint.chain.errors import UNKNOWN_QUERY, register
 from gridmint.chain.fields import address, amount, u16
 from gridmint.chain.module import Context, ModuleSpec
+from gridmint.chain.params import ParamsGenesis, read_params
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
-from gridmint.chain.units import format_mint
-from gridmint.chain.yuma import split_exactly
+from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64, format_mint
 
 NAME = "staking"
 DEFAULT_TAKE = 11_796  # 18% of 65535
 MAX_TAKE = 11_796
+SHARES_PER_GRAIN = 2**32  # a new pool's price: a share is worth 2**-32 grains
+SHARES_BYTES = 16  # shares < 2**96 grains × 2**32
 
 NOT_ENOUGH_STAKE = register(NAME, 1, "not_enough_stake")
 NOT_HOTKEY_OWNER = register(NAME, 2, "not_hotkey_owner")
 TAKE_OUT_OF_BOUNDS = register(NAME, 3, "take_out_of_bounds")
+STAKE_BELOW_MINIMUM = register(NAME, 4, "stake_below_minimum")
 
-STAKE_PREFIX = b"staking/stake/"
+
+@dataclass(frozen=True)
+class Params:
+    min_stake: int = GRAINS_PER_MINT // 1_000  # each stake added, in grains
+    returns_per_block: int = 1_024  # positions of closed pools returned per block at most
+
+
+BOUNDS = {"min_stake": (1, MAX_U64), "returns_per_block": (1, 65_535)}
+
+PARAMS_KEY = b"staking/params"
+NEXT_POOL_KEY = b"staking/next_pool"
+LIVE_PREFIX = b"staking/live/"
+POOL_PREFIX = b"staking/pool/"
+POSITION_PREFIX = b"staking/position/"
+SLOT_PREFIX = b"staking/slot/"
+CLOSING_PREFIX = b"staking/closing/"
 TAKE_PREFIX = b"staking/take/"
 
 
-def stake_key(netuid: int, hotkey: bytes, coldkey: bytes) -> bytes:
-    return STAKE_PREFIX + neurons.netuid_bytes(netuid) + hotkey + coldkey
+def get_params(state: Reader) -> Params:
+    return read_params(state, PARAMS_KEY, Params)
+
+
+# --- pools and positions -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Pool:
+    id: int
+    netuid: int
+    hotkey: bytes
+    stake: int
+    shares: int
+    count: int  # positions, in slots 0..count-1
+
+    def worth(self, shares: int) -> int:
+        """What ``shares`` of this pool are worth, rounded down (the dust stays in the pool)."""
+        return shares * self.stake // self.shares
+
+
+@dataclass
+class Position:
+    coldkey: bytes
+    pool_id: int
+    shares: int
+    slot: int
+
+
+def _id_bytes(pool_id: int) -> bytes:
+    return pool_id.to_bytes(8, "big")
+
+
+def _pool_key(pool_id: int) -> bytes:
+    return POOL_PREFIX + _id_bytes(pool_id)
+
+
+def _live_key(netuid: int, hotkey: bytes) -> bytes:
+    return LIVE_PREFIX + neurons.netuid_bytes(netuid) + hotkey
+
+
+def _position_key(coldkey: bytes, pool_id: int) -> bytes:
+    return POSITION_PREFIX + coldkey + _id_bytes(pool_id)
+
+
+def _slot_key(pool_id: int, slot: int) -> bytes:
+    return SLOT_PREFIX + _id_bytes(pool_id) + slot.to_bytes(8, "big")
+
+
+def _shares_bytes(shares: int) -> bytes:
+    return shares.to_bytes(SHARES_BYTES, "big")
+
+
+def _read_pool(state: Reader, pool_id: int) -> Pool | None:
+    raw = state.get_value(_pool_key(pool_id))
+    if raw is None:
+        return None
+    return Pool(pool_id, raw["netuid"], raw["hotkey"], raw["stake"], int.from_bytes(raw["shares"], "big"),
+                raw["count"])
+
+
+def _write_pool(state: State, pool: Pool) -> None:
+    """An emptied pool (no shares left: the last staker took its whole stake) is deleted."""
+    if pool.shares == 0:
+        state.delete(_pool_key(pool.id))
+        return
+    state.set_value(_pool_key(pool.id), {"netuid": pool.netuid, "hotkey": pool.hotkey, "stake": pool.stake,
+                                        "shares": _shares_bytes(pool.shares), "count": pool.count})
+
+
+def live_pool(state: Reader, netuid: int, hotkey: bytes) -> Pool | None:
+    pool_id = state.get_value(_live_key(netuid, hotkey))
+    return None if pool_id is None else _read_pool(state, pool_id)
+
+
+def _read_position(state: Reader, coldkey: bytes, pool_id: int) -> Position | None:
+    raw = state.get_value(_position_key(coldkey, pool_id))
+    return None if raw is None else Position(coldkey, pool_id, int.from_bytes(raw[0], "big"), raw[1])
+
+
+def _write_position(state: State, position: Position) -> None:
+    state.set_value(_position_key(position.coldkey, position.pool_id),
+                    [_shares_bytes(position.shares), position.slot])
 
 
 def get_stake(state: Reader, netuid: int, hotkey: bytes, coldkey: bytes) -> int:
-    return state.get_int(stake_key(netuid, hotkey, coldkey))
+    """What ``coldkey`` has staked to ``hotkey`` on ``netuid`` (its shares' worth, rounded down)."""
+    pool = live_pool(state, netuid, hotkey)
+    position = None if pool is None else _read_position(state, coldkey, pool.id)
+    return 0 if pool is None or position is None else pool.worth(position.shares)
+
+
+def hotkey_total(state: Reader, netuid: int, hotkey: bytes) -> int:
+    pool = live_pool(state, netuid, hotkey)
+    return 0 if pool is None else pool.stake
+
+
+def _pool_stakers(state: Reader, pool: Pool) -> list[tuple[bytes, int]]:
+    positions = []
+    for _, coldkey in state.scan_values(SLOT_PREFIX + _id_bytes(pool.id)):
+        position = _read_position(state, coldkey, pool.id)
+        if position is not None:
+            positions.append((coldkey, pool.worth(position.shares)))
+    return sorted(positions)
 
 
 def stakers(state: Reader, netuid: int, hotkey: bytes) -> list[tuple[bytes, int]]:
-    """``(coldkey, grains)`` of everyone staked to ``hotkey`` on ``netuid``, in coldkey order."""
-    prefix = STAKE_PREFIX + neurons.netuid_bytes(netuid) + hotkey
-    return [(coldkey, int(grains)) for coldkey, grains in state.scan_values(prefix)]
+    """``(coldkey, grains)`` of everyone staked to ``hotkey`` on ``netuid``, in coldkey order (a query's and a
+    test's walk; consensus code never walks stakers but to return a closed pool, within a per-block budget)."""
+    pool = live_pool(state, netuid, hotkey)
+    return [] if pool is None else _pool_stakers(state, pool)
 
 
 def get_take(state: Reader, hotkey: bytes) -> int:
@@ -65,43 +222,142 @@ def _change_total(state: State, netuid: int, uid: int, delta: int) -> None:
 
 
 def add_stake(state: State, netuid: int, uid: int, hotkey: bytes, coldkey: bytes, grains: int) -> None:
-    """Book ``grains`` (already held by this module) as ``coldkey``'s stake on ``hotkey``."""
-    key = stake_key(netuid, hotkey, coldkey)
-    state.set_int(key, state.get_int(key) + grains)
+    """Book ``grains`` (already held by this module) as ``coldkey``'s stake on ``hotkey``: buy shares at the
+    pool's price, rounded down (a new or emptied pool issues ``SHARES_PER_GRAIN`` per grain)."""
+    pool = live_pool(state, netuid, hotkey)
+    if pool is None:
+        pool_id = state.get_int(NEXT_POOL_KEY) + 1
+        state.set_int(NEXT_POOL_KEY, pool_id)
+        state.set_value(_live_key(netuid, hotkey), pool_id)
+        pool = Pool(pool_id, netuid, hotkey, 0, 0, 0)
+    bought = grains * SHARES_PER_GRAIN if pool.shares == 0 else grains * pool.shares // pool.stake
+    if bought == 0:
+        raise STAKE_BELOW_MINIMUM(f"a stake of {format_mint(grains)} buys no share of {format_address(hotkey)}'s "
+                                  f"pool, where a share is worth {pool.stake // pool.shares} grains; stake more")
+    position = _read_position(state, coldkey, pool.id)
+    if position is None:
+        position = Position(coldkey, pool.id, 0, pool.count)
+        state.set_value(_slot_key(pool.id, pool.count), coldkey)
+        pool.count += 1
+    position.shares += bought
+    pool.shares += bought
+    pool.stake += grains
+    _write_position(state, position)
+    _write_pool(state, pool)
     _change_total(state, netuid, uid, grains)
 
 
+def _drop_position(state: State, pool: Pool, position: Position) -> None:
+    """Delete a position and keep the slots dense: the last slot's staker moves into the freed one."""
+    last = pool.count - 1
+    if position.slot != last:
+        mover = state.get_value(_slot_key(pool.id, last))
+        moved = _read_position(state, mover, pool.id)
+        if moved is None:
+            raise RuntimeError(f"staking pool {pool.id}: slot {last} names a coldkey without a position")
+        moved.slot = position.slot
+        _write_position(state, moved)
+        state.set_value(_slot_key(pool.id, position.slot), mover)
+    state.delete(_slot_key(pool.id, last))
+    state.delete(_position_key(position.coldkey, pool.id))
+    pool.count = last
+
+
+def remove_stake(state: State, netuid: int, uid: int, hotkey: bytes, coldkey: bytes, grains: int) -> int:
+    """Return ``grains`` of ``coldkey``'s stake on ``hotkey``; all of it if less than ``min_stake`` would be left.
+    Returns the grains returned."""
+    pool = live_pool(state, netuid, hotkey)
+    position = None if pool is None else _read_position(state, coldkey, pool.id)
+    worth = 0 if pool is None or position is None else pool.worth(position.shares)
+    if pool is None or position is None or worth < grains:
+        raise NOT_ENOUGH_STAKE(f"cannot unstake {format_mint(grains)}: {format_address(coldkey)} has "
+                               f"{format_mint(worth)} staked to {format_address(hotkey)} on subnet {netuid}")
+    burned = -(-grains * pool.shares // pool.stake)  # rounded up: the pool keeps the fraction
+    if worth - grains < get_params(state).min_stake or burned >= position.shares:
+        grains, burned = worth, position.shares
+        _drop_position(state, pool, position)
+    else:
+        position.shares -= burned
+        _write_position(state, position)
+    pool.shares -= burned
+    pool.stake -= grains
+    _write_pool(state, pool)
+    if pool.shares == 0:
+        state.delete(_live_key(netuid, hotkey))
+    _change_total(state, netuid, uid, -grains)
+    bank.release(state, NAME, coldkey, grains)
+    return grains
+
+
 def unstake_all(state: State, netuid: int, uid: int, hotkey: bytes) -> None:
-    """Return every staker's stake on ``hotkey`` (a pruned UID or a dissolved subnet)."""
-    returned = 0
-    for coldkey, grains in stakers(state, netuid, hotkey):
-        state.delete(stake_key(netuid, hotkey, coldkey))
-        bank.release(state, NAME, coldkey, grains)
-        returned += grains
-    if returned:
-        _change_total(state, netuid, uid, -returned)
+    """Close ``hotkey``'s pool (a pruned UID or a dissolved subnet) in O(1): its stake leaves the UID's total
+    now, and ``end_block`` returns its positions to their stakers, ``returns_per_block`` at most per block."""
+    pool = live_pool(state, netuid, hotkey)
+    if pool is None:
+        return
+    state.delete(_live_key(netuid, hotkey))
+    state.set_value(CLOSING_PREFIX + _id_bytes(pool.id), 1)
+    _change_total(state, netuid, uid, -pool.stake)
 
 
-def pay_dividend(state: State, netuid: int, uid: int, hotkey: bytes, grains: int, source: str) -> int:
-    """Pay a validator's dividend held by ``source``: the take to the hotkey's owner, the rest compounded into
-    its stakers' stake pro rata. Returns the take."""
-    owner = neurons.hotkey_owner(state, hotkey)
-    holders = stakers(state, netuid, hotkey)
-    take = grains * get_take(state, hotkey) // 65_535 if owner is not None else 0
-    if not holders:
-        take = grains
-    if take and owner is not None:
-        bank.release(state, source, owner, take)
-    rest = grains - take
-    if rest:
-        bank.move_held(state, source, NAME, rest)
-        parts = split_exactly(rest, [stake for _, stake in holders])
-        for (coldkey, _), part in zip(holders, parts, strict=True):
-            if part:
-                key = stake_key(netuid, hotkey, coldkey)
-                state.set_int(key, state.get_int(key) + part)
-        _change_total(state, netuid, uid, rest)
-    return take
+def return_closed_pools(ctx: Context) -> None:
+    """Block hook: return the positions of closed pools, oldest pool first, within the per-block budget. Each
+    staker receives their shares' worth; the last of a pool receives what is left, dust included."""
+    state = ctx.state
+    budget = get_params(state).returns_per_block
+    for key, _ in list(state.scan(CLOSING_PREFIX)):
+        if budget == 0:
+            return
+        pool = _read_pool(state, int.from_bytes(key[len(CLOSING_PREFIX):], "big"))
+        if pool is None:
+            raise RuntimeError(f"staking: closed pool {key.hex()} has no record")
+        returned = 0
+        while pool.count and budget:
+            coldkey = state.get_value(_slot_key(pool.id, pool.count - 1))
+            position = _read_position(state, coldkey, pool.id)
+            if position is None:
+                raise RuntimeError(f"staking pool {pool.id}: slot {pool.count - 1} has no position")
+            grains = pool.worth(position.shares)
+            _drop_position(state, pool, position)
+            pool.shares -= position.shares
+            pool.stake -= grains
+            bank.release(state, NAME, coldkey, grains)
+            returned += grains
+            budget -= 1
+        _write_pool(state, pool)
+        if pool.count == 0:
+            state.delete(key)
+        ctx.emit("stake_returned", netuid=pool.netuid, hotkey=format_address(pool.hotkey), amount=returned,
+                 stakers_left=pool.count)
+
+
+def pay_dividends(state: State, netuid: int, payments: list[tuple[int, bytes, int]], source: str) -> None:
+    """Pay validators' dividends held by ``source``, ``(uid, hotkey, grains)`` each: the take to the hotkey's
+    owner (all of it if no one stakes to the hotkey), the rest compounded into its pool (one read and one write
+    per validator, whatever the number of its stakers). The UIDs' totals are updated in one write."""
+    compounded: dict[int, int] = {}
+    into_pools = 0
+    for uid, hotkey, grains in payments:
+        owner = neurons.hotkey_owner(state, hotkey)
+        if owner is None:
+            raise RuntimeError(f"dividend to hotkey {format_address(hotkey)}, which no coldkey registered")
+        pool = live_pool(state, netuid, hotkey)
+        take = grains if pool is None else grains * get_take(state, hotkey) // 65_535
+        if take:
+            bank.release(state, source, owner, take)
+        rest = grains - take
+        if pool is not None and rest:
+            pool.stake += rest
+            _write_pool(state, pool)
+            compounded[uid] = compounded.get(uid, 0) + rest
+            into_pools += rest
+    if into_pools:
+        bank.move_held(state, source, NAME, into_pools)
+        size = neurons.require_subnet(state, netuid)["n"]
+        totals = neurons.get_vector(state, netuid, "stake", size)
+        for uid, rest in compounded.items():
+            totals[uid] += rest
+        neurons.set_vector(state, netuid, "stake", totals)
 
 
 # --- messages ----------------------------------------------------------------------------------------------
@@ -121,6 +377,8 @@ class MsgAddStake(Msg):
 @message
 @dataclass(frozen=True)
 class MsgRemoveStake(Msg):
+    """Unstake ``amount``; if the position would be left worth less than ``min_stake``, all of it."""
+
     TYPE = "staking/remove"
     FIELDS = (("netuid", u16), ("hotkey", address), ("amount", amount))
 
@@ -144,6 +402,10 @@ class MsgSetTake(Msg):
 def process_add(ctx: Context, msg: MsgAddStake) -> None:
     neurons.require_subnet(ctx.state, msg.netuid)
     uid = neurons.require_uid(ctx.state, msg.netuid, msg.hotkey)
+    minimum = get_params(ctx.state).min_stake
+    if msg.amount < minimum:
+        raise STAKE_BELOW_MINIMUM(f"a stake of {format_mint(msg.amount)} is below the minimum of "
+                                  f"{format_mint(minimum)} per stake added")
     bank.hold(ctx.state, ctx.signer, NAME, msg.amount, f"a stake of {format_mint(msg.amount)}")
     add_stake(ctx.state, msg.netuid, uid, msg.hotkey, ctx.signer, msg.amount)
     ctx.emit("stake_added", netuid=msg.netuid, hotkey=format_address(msg.hotkey),
@@ -153,16 +415,9 @@ def process_add(ctx: Context, msg: MsgAddStake) -> None:
 def process_remove(ctx: Context, msg: MsgRemoveStake) -> None:
     neurons.require_subnet(ctx.state, msg.netuid)
     uid = neurons.require_uid(ctx.state, msg.netuid, msg.hotkey)
-    key = stake_key(msg.netuid, msg.hotkey, ctx.signer)
-    staked = ctx.state.get_int(key)
-    if staked < msg.amount:
-        raise NOT_ENOUGH_STAKE(f"cannot unstake {format_mint(msg.amount)}: {format_address(ctx.signer)} has "
-                               f"{format_mint(staked)} staked to {format_address(msg.hotkey)} on subnet {msg.netuid}")
-    ctx.state.set_int(key, staked - msg.amount)
-    _change_total(ctx.state, msg.netuid, uid, -msg.amount)
-    bank.release(ctx.state, NAME, ctx.signer, msg.amount)
+    returned = remove_stake(ctx.state, msg.netuid, uid, msg.hotkey, ctx.signer, msg.amount)
     ctx.emit("stake_removed", netuid=msg.netuid, hotkey=format_address(msg.hotkey),
-             coldkey=format_address(ctx.signer), amount=msg.amount)
+             coldkey=format_address(ctx.signer), amount=returned)
 
 
 def process_set_take(ctx: Context, msg: MsgSetTake) -> None:
@@ -178,57 +433,105 @@ def process_set_take(ctx: Context, msg: MsgSetTake) -> None:
 
 
 def query_stakes(state: Reader, parts: list[str], data: bytes) -> Any:
-    """``/staking/stakes/<coldkey>``: every stake of a coldkey."""
+    """``/staking/stakes/<coldkey>``: every stake of a coldkey, from the index keyed by the coldkey (a closed
+    pool's stake is listed until it has been returned)."""
     if len(parts) != 1:
         raise UNKNOWN_QUERY("expected /staking/stakes/<coldkey address>")
     coldkey = parse_address(parts[0])
     found = []
-    for key, grains in state.scan_values(STAKE_PREFIX):
-        if key[22:] == coldkey:
-            found.append({"netuid": int.from_bytes(key[:2], "big"), "hotkey": format_address(key[2:22]),
-                          "amount": int(grains)})
-    return found
+    for key, raw in state.scan_values(POSITION_PREFIX + coldkey):
+        pool = _read_pool(state, int.from_bytes(key, "big"))
+        if pool is not None:
+            found.append((pool.netuid, pool.hotkey, pool.worth(int.from_bytes(raw[0], "big"))))
+    return [{"netuid": netuid, "hotkey": format_address(hotkey), "amount": grains}
+            for netuid, hotkey, grains in sorted(found)]
 
 
 def query_hotkey(state: Reader, parts: list[str], data: bytes) -> Any:
     """``/staking/hotkey/<netuid>/<hotkey>``: a hotkey's stakers and take."""
-    if len(parts) != 2 or not parts[0].isdigit():
-        raise UNKNOWN_QUERY("expected /staking/hotkey/<netuid>/<hotkey address>")
-    hotkey = parse_address(parts[1])
-    holders = stakers(state, int(parts[0]), hotkey)
-    return {"hotkey": parts[1], "take": get_take(state, hotkey), "total": sum(g for _, g in holders),
+    if len(parts) != 2 or not parts[0].isdigit() or int(parts[0]) > 65_535:
+        raise UNKNOWN_QUERY("expected /staking/hotkey/<netuid 0-65535>/<hotkey address>")
+    netuid, hotkey = int(parts[0]), parse_address(parts[1])
+    pool = live_pool(state, netuid, hotkey)
+    holders = [] if pool is None else _pool_stakers(state, pool)
+    return {"hotkey": parts[1], "take": get_take(state, hotkey), "total": 0 if pool is None else pool.stake,
             "stakers": [{"coldkey": format_address(c), "amount": g} for c, g in holders]}
 
 
 # --- genesis and invariants --------------------------------------------------------------------------------
 
 
-def validate_genesis(raw: Any) -> None:
-    if raw not in ({}, None):
-        raise INVALID_GENESIS("staking: genesis has no settings yet; expected {}")
+GENESIS = ParamsGenesis(NAME, Params, BOUNDS, PARAMS_KEY)
+
+
+def validate_genesis(raw: Any) -> Any:
+    return GENESIS.validate({} if raw is None else raw)
 
 
 def invariant_held(state: Reader) -> str | None:
-    total = sum(int(grains) for _, grains in state.scan_values(STAKE_PREFIX))
+    """The bank holds for staking exactly the pools' stakes, open and closed."""
+    total = sum(int(raw["stake"]) for _, raw in state.scan_values(POOL_PREFIX))
     held = bank.get_held(state, NAME)
-    return None if total == held else f"stakes {total} != held by staking {held}"
+    return None if total == held else f"pools {total} != held by staking {held}"
 
 
 def invariant_totals(state: Reader) -> str | None:
+    """Each UID's stake entry is its hotkey's open pool's stake."""
     for netuid in neurons.netuids(state):
         subnet = neurons.require_subnet(state, netuid)
         totals = neurons.get_vector(state, netuid, "stake", subnet["n"])
         for uid, neuron in neurons.neurons(state, netuid):
-            booked = sum(g for _, g in stakers(state, netuid, neuron["hotkey"]))
+            booked = hotkey_total(state, netuid, neuron["hotkey"])
             if booked != int(totals[uid]):
-                return f"subnet {netuid} UID {uid}: total {int(totals[uid])} != stakes {booked}"
+                return f"subnet {netuid} UID {uid}: total {int(totals[uid])} != pool stake {booked}"
     return None
+
+
+def invariant_pools(state: Reader) -> str | None:
+    """Every pool is open (named by its hotkey) or closing, never both; its positions (the index keyed by the
+    coldkey) and its dense slots name each other; their shares add up to the pool's; the dust the floors leave
+    is under one grain per position."""
+    live = {int(pool_id): key for key, pool_id in state.scan_values(LIVE_PREFIX)}
+    closing = {int.from_bytes(key, "big") for key, _ in state.scan_values(CLOSING_PREFIX)}
+    positions: dict[int, list[tuple[bytes, int, int]]] = {}
+    for key, raw in state.scan_values(POSITION_PREFIX):
+        coldkey, pool_id = key[:20], int.from_bytes(key[20:], "big")
+        positions.setdefault(pool_id, []).append((coldkey, int.from_bytes(raw[0], "big"), raw[1]))
+    slots: dict[int, dict[int, bytes]] = {}
+    for key, coldkey in state.scan_values(SLOT_PREFIX):
+        slots.setdefault(int.from_bytes(key[:8], "big"), {})[int.from_bytes(key[8:], "big")] = coldkey
+    pool_ids = set()
+    for key, raw in state.scan_values(POOL_PREFIX):
+        pool = Pool(int.from_bytes(key, "big"), raw["netuid"], raw["hotkey"], raw["stake"],
+                    int.from_bytes(raw["shares"], "big"), raw["count"])
+        pool_ids.add(pool.id)
+        where = f"pool {pool.id} (subnet {pool.netuid}, {format_address(pool.hotkey)})"
+        named = live.get(pool.id)
+        if (named is not None) == (pool.id in closing):
+            return f"{where} is {'both open and closing' if named else 'neither open nor closing'}"
+        if named is not None and named != neurons.netuid_bytes(pool.netuid) + pool.hotkey:
+            return f"{where} is named by another subnet or hotkey"
+        held = positions.get(pool.id, [])
+        if pool.shares <= 0 or len(held) != pool.count or sorted(slots.get(pool.id, {})) != list(range(pool.count)):
+            return f"{where}: {len(held)} positions and slots {sorted(slots.get(pool.id, {}))} for count {pool.count}"
+        if any(slots[pool.id][slot] != coldkey or shares <= 0 for coldkey, shares, slot in held):
+            return f"{where}: a position and its slot do not name each other, or hold no shares"
+        if sum(shares for _, shares, _ in held) != pool.shares:
+            return f"{where}: positions hold {sum(s for _, s, _ in held)} shares of {pool.shares}"
+        worth = sum(pool.worth(shares) for _, shares, _ in held)
+        if not worth <= pool.stake < worth + pool.count:
+            return f"{where}: stake {pool.stake} against positions worth {worth}"
+    strays = (set(live) | closing | set(positions) | set(slots)) - pool_ids
+    return f"pools {sorted(strays)} are named but have no record" if strays else None
 
 
 MODULE = ModuleSpec(
     name=NAME,
     handlers={MsgAddStake: process_add, MsgRemoveStake: process_remove, MsgSetTake: process_set_take},
-    queries={"stakes": query_stakes, "hotkey": query_hotkey},
+    end_block=return_closed_pools,
+    queries={"stakes": query_stakes, "hotkey": query_hotkey, "params": GENESIS.query},
     validate_genesis=validate_genesis,
-    invariants={"held": invariant_held, "totals": invariant_totals},
+    init_genesis=GENESIS.init,
+    export_genesis=GENESIS.export,
+    invariants={"held": invariant_held, "totals": invariant_totals, "pools": invariant_pools},
 )

@@ -404,8 +404,7 @@ def metagraph(state: Reader, netuid: int, subnet: dict[str, Any], include: set[s
     if "weights" in include:
         answer["weights"] = {str(uid): pair for uid, pair in _weights_rows(state, netuid)}
     if "bonds" in include:
-        prefix = neurons.BONDS_PREFIX + neurons.netuid_bytes(netuid)
-        answer["bonds"] = {str(int.from_bytes(key, "big")): value for key, value in state.scan_values(prefix)}
+        answer["bonds"] = {str(uid): bonds.tobytes() for uid, bonds in neurons.bond_rows(state, netuid)}
     return answer
 
 

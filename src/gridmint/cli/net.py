@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from gridmint.chain.store import DEFAULT_KEEP_RECENT
 from gridmint.cli.output import emit
 from gridmint.client.amounts import parse_mint
 from gridmint.node.limits import RPCLimits
@@ -28,19 +29,22 @@ def net() -> None:
 @click.option("--base-port", type=int, default=27000, show_default=True,
               help="Node i listens for RPC on base+10i and for peers on base+10i+1.")
 @click.option("--timeout-commit", default="300ms", show_default=True, help="CometBFT's pause between blocks.")
+@click.option("--keep-recent", type=click.IntRange(min=0), default=DEFAULT_KEEP_RECENT, show_default=True,
+              help="Heights of state history each node keeps for queries at a height; 0 keeps every height.")
 @click.option("--rpc-limit", multiple=True, metavar="NAME=VALUE",
               help="Change an RPC limit in every node's config.toml (repeatable), as `node start --rpc-limit`.")
 @dir_option
 @click.pass_context
 def init(ctx: click.Context, authorities: int, chain_id: str, fund: tuple[str, ...], base_port: int,
-         timeout_commit: str, rpc_limit: tuple[str, ...], directory: Path) -> None:
+         timeout_commit: str, keep_recent: int, rpc_limit: tuple[str, ...], directory: Path) -> None:
     """Write the nodes' homes: keys, one genesis, configs with every other node as a peer."""
     balances = []
     for entry in fund:
         address, _, amount = entry.partition("=")
         balances.append((address, parse_mint(amount)))
     limits = RPCLimits().with_settings(rpc_limit)
-    nodes = init_network(directory, authorities, chain_id, balances, base_port, timeout_commit, rpc_limits=limits)
+    nodes = init_network(directory, authorities, chain_id, balances, base_port, timeout_commit,
+                         keep_recent=keep_recent, rpc_limits=limits)
     emit(ctx, [n.__dict__ for n in nodes], "\n".join(
         [f"{n.name}: RPC http://127.0.0.1:{n.rpc_port}, home {n.home}" for n in nodes]
         + [f"Start it with: gridmint net start --dir {directory}"]))
@@ -77,7 +81,8 @@ def status(ctx: click.Context, directory: Path) -> None:
 
 @net.command(hidden=True)
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), required=True)
-def app(home: Path) -> None:
+@click.option("--keep-recent", type=click.IntRange(min=0), default=DEFAULT_KEEP_RECENT, show_default=True)
+def app(home: Path, keep_recent: int) -> None:
     """Serve ABCI for one node (started by `gridmint net start`)."""
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_app(home)
+    run_app(home, keep_recent)

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from gridmint.chain.crypto import parse_address
+from gridmint.chain.store import DEFAULT_KEEP_RECENT
 from gridmint.chain.units import format_mint
 from gridmint.cli.output import emit
 from gridmint.client.amounts import parse_mint
@@ -71,10 +72,12 @@ def init(ctx: click.Context, data_dir: Path, chain_id: str, dev_accounts: int, f
               help="Seconds between blocks; 0 makes a block as soon as transactions wait.")
 @click.option("--rpc-laddr", default="127.0.0.1:26657", show_default=True, help="Where the RPC listens.")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]), show_default=True)
+@click.option("--keep-recent", type=click.IntRange(min=0), default=DEFAULT_KEEP_RECENT, show_default=True,
+              help="Heights of state history kept for queries at a height; 0 keeps every height (archive node).")
 @click.option("--rpc-limit", multiple=True, metavar="NAME=VALUE",
               help="Change an RPC limit (repeatable), by CometBFT's name: max_body_bytes, max_request_batch_size, "
                    "max_open_connections, ... (see gridmint.node.limits).")
-def start(data_dir: Path, dev: bool, block_time: float, rpc_laddr: str, log_level: str,
+def start(data_dir: Path, dev: bool, block_time: float, rpc_laddr: str, log_level: str, keep_recent: int,
           rpc_limit: tuple[str, ...]) -> None:
     """Start the devnode: one authority, a mempool, blocks, and CometBFT's JSON-RPC."""
     from gridmint.node.limits import RPCLimits
@@ -89,4 +92,4 @@ def start(data_dir: Path, dev: bool, block_time: float, rpc_laddr: str, log_leve
     if dev and not (data_dir / GENESIS_FILE).exists():
         init_data_dir(data_dir, "gridmint-dev", [(dev_account(i).address, DEV_ACCOUNT_BALANCE) for i in range(2)])
     limits = RPCLimits().with_settings(rpc_limit)
-    run_devnode(data_dir, block_time, host or "127.0.0.1", int(port), limits)
+    run_devnode(data_dir, block_time, host or "127.0.0.1", int(port), keep_recent, limits)

@@ -26,6 +26,7 @@ import httpx
 from gridmint.chain.credit import MsgOpenCredit
 from gridmint.chain.crypto import parse_address
 from gridmint.chain.staking import MsgAddStake
+from gridmint.chain.store import DEFAULT_KEEP_RECENT
 from gridmint.chain.subnets import MsgCreateSubnet, MsgRegister
 from gridmint.cli.output import emit
 from gridmint.client.chain_client import ChainClient
@@ -144,8 +145,10 @@ def _ports(base: int, miners: list[list[Any]]) -> dict[str, int]:
               help="The node's RPC port; the gateway, provider, explorer and miners take the next ones.")
 @click.option("--miners", type=click.IntRange(1, 8), default=1, show_default=True,
               help="SmolLM2 miners on the text subnet (beside the weak one); set when the network is created.")
+@click.option("--keep-recent", type=click.IntRange(min=0), default=DEFAULT_KEEP_RECENT, show_default=True,
+              help="Heights of state history the devnode keeps for queries at a height; 0 keeps every height.")
 @click.pass_context
-def up(ctx: click.Context, data_dir: Path, port_base: int, miners: int) -> None:
+def up(ctx: click.Context, data_dir: Path, port_base: int, miners: int, keep_recent: int) -> None:
     """Start the whole local network (or resume it): chain, subnets, miners, validators, gateway, provider."""
     if (data_dir / PIDS).exists():
         raise click.ClickException(f"the network in {data_dir} seems to be running; `gridmint down --data-dir "
@@ -165,7 +168,7 @@ def up(ctx: click.Context, data_dir: Path, port_base: int, miners: int) -> None:
     try:
         _step(f"Starting the devnode (RPC {launcher.node_url})")
         node = launcher.start("node", "node", "start", "--data-dir", str(data_dir / "node"), "--block-time", "0.5",
-                              "--rpc-laddr", f"127.0.0.1:{state['ports']['node']}")
+                              "--rpc-laddr", f"127.0.0.1:{state['ports']['node']}", "--keep-recent", str(keep_recent))
         _wait_http(launcher.node_url + "/status", "the devnode", 60, node)
         with ChainClient(launcher.node_url) as client:
             while client.height() < 1:

@@ -30,7 +30,7 @@ from gridmint.chain.crypto import PrivateKey, format_address, generate_seed
 from gridmint.chain.errors import ChainError, register
 from gridmint.chain.genesis import Genesis, load_genesis
 from gridmint.chain.state import CommittedView
-from gridmint.chain.store import Store
+from gridmint.chain.store import DEFAULT_KEEP_RECENT, Store
 from gridmint.chain.tx import tx_hash
 from gridmint.node.blockstore import Block, BlockStore, Header, data_hash
 from gridmint.node.events import EventBus, EventMap
@@ -87,12 +87,14 @@ class Committed:
 
 
 class DevNode:
-    def __init__(self, data_dir: Path, block_time: float = 1.0, mempool_limits: MempoolLimits | None = None) -> None:
+    def __init__(self, data_dir: Path, block_time: float = 1.0, mempool_limits: MempoolLimits | None = None,
+                 keep_recent: int = DEFAULT_KEEP_RECENT) -> None:
+        """``keep_recent``: how many of the latest heights queries can read (0: every height, an archive node)."""
         self.data_dir = data_dir
         self.block_time = block_time
         self.genesis: Genesis = load_genesis(data_dir / GENESIS_FILE, MODULES)
         self.key = read_node_key(data_dir)
-        self.store = Store(data_dir / "state.sqlite")
+        self.store = Store(data_dir / "state.sqlite", keep_recent=keep_recent)
         self.blocks = BlockStore(data_dir / "blocks.sqlite")
         self.app = App(self.store)
         self.mempool = Mempool(self.app, mempool_limits)

@@ -31,6 +31,7 @@ from gridmint.chain.app import MODULES
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import register
 from gridmint.chain.genesis import make_genesis_document, validate_genesis
+from gridmint.chain.store import DEFAULT_KEEP_RECENT
 from gridmint.node.limits import RPCLimits
 from gridmint.node.processes import stop_process_group
 from gridmint.node.setup import DEV_SUBNETS
@@ -52,6 +53,7 @@ class NodeSpec:
     p2p_port: int
     node_id: str
     validator_pub_key: str  # base64
+    keep_recent: int = DEFAULT_KEEP_RECENT  # heights of state history its app keeps (0: all); node-local
 
 
 def find_cometbft() -> str:
@@ -84,11 +86,13 @@ def set_config_value(text: str, section: str | None, key: str, value: str) -> st
 def init_network(directory: Path, authorities: int = 4, chain_id: str = "gridmint-net",
                  balances: list[tuple[str, int]] | None = None, base_port: int = 27000,
                  timeout_commit: str = "300ms", full_nodes: int = 0,
-                 sections: dict[str, Any] | None = None, rpc_limits: RPCLimits | None = None) -> list[NodeSpec]:
+                 sections: dict[str, Any] | None = None, keep_recent: int = DEFAULT_KEEP_RECENT,
+                 rpc_limits: RPCLimits | None = None) -> list[NodeSpec]:
     """Homes for ``authorities`` validators and ``full_nodes`` more nodes (peers that do not sign until a vote
     adds them); every node's validator account gets ``AUTHORITY_FUNDS`` to pay for its votes. ``sections`` replace
-    app_state sections of the genesis (as tests do). ``rpc_limits`` go into each node's [rpc] section, the same
-    limits a devnode keeps (CometBFT enforces each of them)."""
+    app_state sections of the genesis (as tests do). ``keep_recent`` is each node's history window (the
+    manifest keeps it per node, so one can be made an archive by editing it). ``rpc_limits`` go into each node's
+    [rpc] section, the same limits a devnode keeps (CometBFT enforces each of them)."""
     if (directory / MANIFEST).exists():
         raise NETWORK_EXISTS(f"{directory} already holds a network; stop it and remove the folder to start anew")
     cometbft = find_cometbft()
@@ -100,7 +104,7 @@ def init_network(directory: Path, authorities: int = 4, chain_id: str = "gridmin
                                  text=True).stdout.strip()
         key = json.loads((home / "config" / "priv_validator_key.json").read_text())
         nodes.append(NodeSpec(f"node{index}", str(home), base_port + 10 * index, base_port + 10 * index + 1,
-                              node_id, key["pub_key"]["value"]))
+                              node_id, key["pub_key"]["value"], keep_recent))
     template = json.loads((Path(nodes[0].home) / "config" / "genesis.json").read_text())
     signers = nodes[:authorities]
     funded = [(format_address(validator_key(n).address), AUTHORITY_FUNDS) for n in nodes]
@@ -158,7 +162,8 @@ def start_node(node: NodeSpec) -> dict[str, int]:
     socket_path = home / "app.sock"
     socket_path.unlink(missing_ok=True)
     with (home / "app.log").open("ab") as log:
-        app = subprocess.Popen([sys.executable, "-m", "gridmint.cli.main", "net", "app", "--home", str(home)],
+        app = subprocess.Popen([sys.executable, "-m", "gridmint.cli.main", "net", "app", "--home", str(home),
+                                "--keep-recent", str(node.keep_recent)],
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 30
     while not socket_path.exists():
@@ -214,14 +219,15 @@ def network_status(directory: Path) -> list[dict[str, Any]]:
     return [node_status(node) for node in load_nodes(directory)]
 
 
-def run_app(home: Path) -> None:
-    """The app process of one node: the chain's state in ``<home>/app``, ABCI on ``<home>/app.sock``."""
+def run_app(home: Path, keep_recent: int = DEFAULT_KEEP_RECENT) -> None:
+    """The app process of one node: the chain's state in ``<home>/app`` (history of the last ``keep_recent``
+    heights), ABCI on ``<home>/app.sock``."""
     from gridmint.chain.app import App
     from gridmint.chain.store import Store
     from gridmint.node.abci.server import serve_abci
 
     (home / "app").mkdir(exist_ok=True)
-    store = Store(home / "app" / "state.sqlite")
+    store = Store(home / "app" / "state.sqlite", keep_recent=keep_recent)
 
     async def main() -> None:
         task = asyncio.create_task(serve_abci(App(store), f"unix://{home}/app.sock"))

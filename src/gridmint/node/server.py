@@ -19,6 +19,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from gridmint.chain.crypto import format_address
+from gridmint.chain.store import DEFAULT_KEEP_RECENT
 from gridmint.node.devnode import DevNode, NodeSetupError
 from gridmint.node.limits import RPCLimits
 from gridmint.node.rpc import RPCServer
@@ -130,8 +131,9 @@ async def _serve(node: DevNode, rpc: RPCServer, listener: socket.socket, host: s
             raise task.exception()  # type: ignore[misc]
 
 
-def run_devnode(data_dir: Path, block_time: float, host: str, port: int, limits: RPCLimits | None = None) -> None:
-    node = DevNode(data_dir, block_time=block_time)
+def run_devnode(data_dir: Path, block_time: float, host: str, port: int, keep_recent: int = DEFAULT_KEEP_RECENT,
+                limits: RPCLimits | None = None) -> None:
+    node = DevNode(data_dir, block_time=block_time, keep_recent=keep_recent)
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             runner.run(serve(node, host, port, limits))

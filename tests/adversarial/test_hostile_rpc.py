@@ -1,0 +1,88 @@
+"""The RPC boundary: huge batches and bodies, against CometBFT's RPC and the devnode's (which speaks the same
+subset and must keep the same limits), and the query catalogue against the devnode."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.adversarial.hostile_network import HostileNetwork, is_coded_refusal
+from tests.adversarial.test_hostile_queries import REPORTED, every_query_path
+from tests.helpers import DevnodeProcess, write_data_dir
+
+pytestmark = [pytest.mark.slow]
+
+BATCH = 5_000
+
+
+def _batch(size: int) -> list[dict[str, object]]:
+    return [{"jsonrpc": "2.0", "id": i, "method": "abci_query", "params": {"path": "/subnets/list"}}
+            for i in range(size)]
+
+
+def _is_refused(answer: httpx.Response) -> bool:
+    """Refused as a whole: an HTTP error status, or one JSON-RPC error with a code instead of answers."""
+    if answer.status_code >= 400:
+        return True
+    body = answer.json()
+    return isinstance(body, dict) and bool(body.get("error", {}).get("code"))
+
+
+@pytest.mark.xdist_group("cometbft")
+def test_huge_batch_and_body_on_a_network_node(hostile_network: HostileNetwork) -> None:
+    since = min(hostile_network.heights())
+    assert _is_refused(httpx.post(hostile_network.url(), json=_batch(BATCH), timeout=60))
+    assert _is_refused(httpx.post(hostile_network.url(), content=b"[" + b" " * 2_000_000 + b"]", timeout=60))
+    hostile_network.assert_healthy(since)
+
+
+@pytest.fixture
+def devnode(tmp_path: Path) -> Iterator[DevnodeProcess]:
+    folder = tmp_path / "node"
+    write_data_dir(folder, accounts=("alice",))
+    process = DevnodeProcess(folder, block_time=0.1)
+    process.start()
+    yield process
+    process.stop()
+
+
+def _height(url: str) -> int:
+    answer = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "status", "params": {}}, timeout=10)
+    return int(answer.json()["result"]["sync_info"]["latest_block_height"])
+
+
+def _assert_devnode_healthy(node: DevnodeProcess, since: int) -> None:
+    """Still answering and still making blocks (a block every 0.1 s: 5 more within 30 s is ample)."""
+    deadline = time.monotonic() + 30
+    while _height(node.url) < since + 5:
+        assert time.monotonic() < deadline, "the devnode stopped making blocks"
+        time.sleep(0.1)
+
+
+def test_huge_batch_and_body_on_the_devnode(devnode: DevnodeProcess) -> None:
+    since = _height(devnode.url)
+    assert _is_refused(httpx.post(devnode.url, json=_batch(BATCH), timeout=60))
+    assert _is_refused(httpx.post(devnode.url, content=b"[" + b" " * 2_000_000 + b"]", timeout=60))
+    _assert_devnode_healthy(devnode, since)
+
+
+def test_query_catalogue_on_the_devnode(devnode: DevnodeProcess) -> None:
+    since = _height(devnode.url)
+    with httpx.Client(timeout=30) as http:
+        for template in REPORTED:
+            answer = http.post(devnode.url, json={"jsonrpc": "2.0", "id": 1, "method": "abci_query",
+                                                  "params": {"path": template.format(n=str(2**64))}}).json()
+            assert is_coded_refusal(answer["result"]["response"]), (template, answer)
+        for path in every_query_path():
+            answer = http.post(devnode.url, json={"jsonrpc": "2.0", "id": 1, "method": "abci_query",
+                                                  "params": {"path": path}}).json()
+            if "error" in answer:
+                assert answer["error"]["code"], (path, answer)
+                continue
+            response = answer["result"]["response"]
+            assert int(response.get("code", 0)) == 0 or is_coded_refusal(response), (path, response)
+    _assert_devnode_healthy(devnode, since)
