@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from gridmint.chain.errors import ChainError
 from gridmint.chain.store import Store
 
 
@@ -52,5 +53,20 @@ def test_a_reader_cannot_write(tmp_path: Path) -> None:
     with reader.read_snapshot(), pytest.raises(sqlite3.OperationalError, match="readonly"):
         reader._db.execute("INSERT INTO state (key, value) VALUES (?, ?)", (b"x", b"y"))
     assert store.get(b"x") is None and reader.height == 1
+    reader.close()
+    store.close()
+
+
+def test_a_reader_opened_before_pruning_refuses_the_heights_pruned_since(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite", keep_recent=2)
+    _commit(store, {b"k": b"1"})
+    reader = store.open_reader()  # copies the writer's pruned_through, which later commits move on
+    for value in (b"2", b"3", b"4", b"5"):
+        _commit(store, {b"k": value})
+    with reader.read_snapshot() as snapshot:
+        assert snapshot.height == 5 and snapshot.earliest_height == store.earliest_height > 1
+        assert snapshot.get_at(b"k", 5) == b"5"
+        with pytest.raises(ChainError, match="was pruned"):
+            snapshot.get_at(b"k", 1)
     reader.close()
     store.close()
