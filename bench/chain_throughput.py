@@ -81,7 +81,8 @@ def main() -> None:
     log = (workdir / "devnode.log").open("w")
     node = subprocess.Popen([sys.executable, "-m", "gridmint.cli.main", "node", "start", "--data-dir", str(workdir),
                              "--block-time", str(args.block_time), "--rpc-laddr", f"127.0.0.1:{port}",
-                             "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT)
+                             "--log-level", "warning", "--rpc-limit", f"max_request_batch_size={BATCH}"],
+                            stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
         with httpx.Client(base_url=url, timeout=60) as client:

@@ -77,7 +77,8 @@ def main() -> None:
     port = free_port()
     log = (workdir / "devnode.log").open("w")
     node = subprocess.Popen([sys.executable, "-m", "gridmint.cli.main", "node", "start", "--data-dir", str(workdir),
-                             "--block-time", "0.5", "--rpc-laddr", f"127.0.0.1:{port}", "--log-level", "warning"],
+                             "--block-time", "0.5", "--rpc-laddr", f"127.0.0.1:{port}", "--log-level", "warning",
+                             "--rpc-limit", "max_request_batch_size=512"],  # our batches (CometBFT's default: 10)
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:

@@ -187,7 +187,8 @@ def run_devnode(workdir: Path, senders: list[PrivateKey], count: int) -> tuple[f
     with (workdir / "devnode.log").open("w") as log:
         node = subprocess.Popen([sys.executable, "-m", "gridmint.cli.main", "node", "start", "--data-dir",
                                  str(data_dir), "--block-time", "0.5", "--rpc-laddr", f"127.0.0.1:{port}",
-                                 "--log-level", "warning"], stdout=log, stderr=subprocess.STDOUT)
+                                 "--log-level", "warning", "--rpc-limit", f"max_request_batch_size={BATCH}"],
+                                stdout=log, stderr=subprocess.STDOUT)
     try:
         wait_for_height(url, 1, "the devnode did not start")
         return measure([url], sign_all("bench-dev", senders, count), count, BACKLOG)

@@ -14,21 +14,31 @@ from gridmint.chain import codec
 from gridmint.chain.bank import MsgSend
 from gridmint.chain.crypto import format_address
 from gridmint.node.devnode import DevNode
+from gridmint.node.limits import RPCLimits
 from gridmint.node.rpc import RPCServer
 from tests.helpers import CHAIN_ID, MINT, START_BALANCE, key, signed
 
 
 @contextlib.asynccontextmanager
-async def running(node: DevNode) -> AsyncIterator[httpx.AsyncClient]:
+async def serving(node: DevNode, limits: RPCLimits | None = None
+                  ) -> AsyncIterator[tuple[httpx.AsyncClient, RPCServer]]:
     producer = asyncio.create_task(node.produce_forever())
-    transport = httpx.ASGITransport(app=RPCServer(node).app)
+    server = RPCServer(node, limits)
+    transport = httpx.ASGITransport(app=server.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://devnode") as client:
         try:
-            yield client
+            yield client, server
         finally:
             producer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await producer
+            server.close()
+
+
+@contextlib.asynccontextmanager
+async def running(node: DevNode, limits: RPCLimits | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(node, limits) as (client, _):
+        yield client
 
 
 async def call(client: httpx.AsyncClient, method: str, **params: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import pytest
 
 from gridmint.chain.bank import MsgSend
 from gridmint.node.devnode import DevNode
+from gridmint.node.limits import RPCLimits
 from tests.fuzzing import fuzz_cases
 from tests.helpers import MINT, key, signed
 from tests.node.test_rpc import call, running
@@ -42,7 +43,7 @@ def garbage_requests(rng: random.Random, count: int) -> list[bytes]:
 
 def fuzz_rpc(node: DevNode, count: int, seed: int) -> None:
     async def scenario() -> None:
-        async with running(node) as client:
+        async with running(node, RPCLimits(max_request_batch_size=BATCH)) as client:
             first = await call(client, "broadcast_tx_commit",
                                tx=base64.b64encode(signed(key("alice"), 1, MsgSend(key("bob").address, MINT))).decode())
             assert first["result"]["tx_result"]["code"] == 0

@@ -24,7 +24,10 @@ Pruning touches only ``history``; the app hash is the digest of ``state`` and do
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import sqlite3
+import urllib.parse
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -239,3 +242,25 @@ class Store:
     def recompute_digest(self) -> lthash.Lanes:
         """The digest of the whole committed state from scratch: must equal ``lanes`` (tests check it)."""
         return lthash.of_pairs(self.all_pairs())
+
+    # --- readers on other threads ----------------------------------------------------------------------
+
+    def open_reader(self) -> Store:
+        """This store on a second, read-only SQLite connection, for queries on another thread: in WAL mode it
+        reads while ``commit`` writes. Read it inside ``read_snapshot``; it never writes."""
+        reader = copy.copy(self)
+        uri = f"file:{urllib.parse.quote(self.path)}?mode=ro"
+        reader._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        return reader
+
+    @contextlib.contextmanager
+    def read_snapshot(self) -> Iterator[Store]:
+        """Every read inside sees one committed height (the latest when it began), whatever commits meanwhile:
+        one read transaction, with ``height`` (and anything else from ``meta`` that reads check) taken from it."""
+        self._db.execute("BEGIN")
+        try:
+            self.height = int.from_bytes(self._meta("height") or b"", "big")
+            self.pruned_through = int.from_bytes(self._meta("pruned_through") or b"", "big")
+            yield self
+        finally:
+            self._db.execute("COMMIT")

@@ -10,6 +10,7 @@ import click
 from gridmint.chain.store import DEFAULT_KEEP_RECENT
 from gridmint.cli.output import emit
 from gridmint.client.amounts import parse_mint
+from gridmint.node.limits import RPCLimits
 from gridmint.node.network import init_network, network_status, run_app, start_network, stop_network
 
 dir_option = click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
@@ -30,17 +31,20 @@ def net() -> None:
 @click.option("--timeout-commit", default="300ms", show_default=True, help="CometBFT's pause between blocks.")
 @click.option("--keep-recent", type=click.IntRange(min=0), default=DEFAULT_KEEP_RECENT, show_default=True,
               help="Heights of state history each node keeps for queries at a height; 0 keeps every height.")
+@click.option("--rpc-limit", multiple=True, metavar="NAME=VALUE",
+              help="Change an RPC limit in every node's config.toml (repeatable), as `node start --rpc-limit`.")
 @dir_option
 @click.pass_context
 def init(ctx: click.Context, authorities: int, chain_id: str, fund: tuple[str, ...], base_port: int,
-         timeout_commit: str, keep_recent: int, directory: Path) -> None:
+         timeout_commit: str, keep_recent: int, rpc_limit: tuple[str, ...], directory: Path) -> None:
     """Write the nodes' homes: keys, one genesis, configs with every other node as a peer."""
     balances = []
     for entry in fund:
         address, _, amount = entry.partition("=")
         balances.append((address, parse_mint(amount)))
+    limits = RPCLimits().with_settings(rpc_limit)
     nodes = init_network(directory, authorities, chain_id, balances, base_port, timeout_commit,
-                         keep_recent=keep_recent)
+                         keep_recent=keep_recent, rpc_limits=limits)
     emit(ctx, [n.__dict__ for n in nodes], "\n".join(
         [f"{n.name}: RPC http://127.0.0.1:{n.rpc_port}, home {n.home}" for n in nodes]
         + [f"Start it with: gridmint net start --dir {directory}"]))

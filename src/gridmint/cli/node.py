@@ -74,8 +74,13 @@ def init(ctx: click.Context, data_dir: Path, chain_id: str, dev_accounts: int, f
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]), show_default=True)
 @click.option("--keep-recent", type=click.IntRange(min=0), default=DEFAULT_KEEP_RECENT, show_default=True,
               help="Heights of state history kept for queries at a height; 0 keeps every height (archive node).")
-def start(data_dir: Path, dev: bool, block_time: float, rpc_laddr: str, log_level: str, keep_recent: int) -> None:
+@click.option("--rpc-limit", multiple=True, metavar="NAME=VALUE",
+              help="Change an RPC limit (repeatable), by CometBFT's name: max_body_bytes, max_request_batch_size, "
+                   "max_open_connections, ... (see gridmint.node.limits).")
+def start(data_dir: Path, dev: bool, block_time: float, rpc_laddr: str, log_level: str, keep_recent: int,
+          rpc_limit: tuple[str, ...]) -> None:
     """Start the devnode: one authority, a mempool, blocks, and CometBFT's JSON-RPC."""
+    from gridmint.node.limits import RPCLimits
     from gridmint.node.server import run_devnode
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -86,4 +91,5 @@ def start(data_dir: Path, dev: bool, block_time: float, rpc_laddr: str, log_leve
         raise click.BadParameter(f"--rpc-laddr {rpc_laddr}: expected HOST:PORT")
     if dev and not (data_dir / GENESIS_FILE).exists():
         init_data_dir(data_dir, "gridmint-dev", [(dev_account(i).address, DEV_ACCOUNT_BALANCE) for i in range(2)])
-    run_devnode(data_dir, block_time, host or "127.0.0.1", int(port), keep_recent)
+    limits = RPCLimits().with_settings(rpc_limit)
+    run_devnode(data_dir, block_time, host or "127.0.0.1", int(port), keep_recent, limits)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sqlite3
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,8 @@ CREATE TABLE IF NOT EXISTS txs (hash BLOB PRIMARY KEY, height INTEGER NOT NULL, 
 
 class BlockStore:
     def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._path = str(path)
+        self._db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
@@ -72,6 +74,16 @@ class BlockStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def open_reader(self) -> BlockStore:
+        """The block log on a second, read-only connection, for reads on another thread (WAL: they do not wait
+        for ``save``)."""
+        reader = BlockStore.__new__(BlockStore)
+        reader._db = sqlite3.connect(f"file:{urllib.parse.quote(self._path)}?mode=ro", uri=True,
+                                     isolation_level=None, check_same_thread=False)
+        reader.height = self.height
+        reader._path = self._path
+        return reader
 
     def save(self, block: Block, results: dict[str, Any]) -> None:
         header = block.header

@@ -32,6 +32,7 @@ from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import register
 from gridmint.chain.genesis import make_genesis_document, validate_genesis
 from gridmint.chain.store import DEFAULT_KEEP_RECENT
+from gridmint.node.limits import RPCLimits
 from gridmint.node.processes import stop_process_group
 from gridmint.node.setup import DEV_SUBNETS
 
@@ -85,11 +86,13 @@ def set_config_value(text: str, section: str | None, key: str, value: str) -> st
 def init_network(directory: Path, authorities: int = 4, chain_id: str = "gridmint-net",
                  balances: list[tuple[str, int]] | None = None, base_port: int = 27000,
                  timeout_commit: str = "300ms", full_nodes: int = 0,
-                 sections: dict[str, Any] | None = None, keep_recent: int = DEFAULT_KEEP_RECENT) -> list[NodeSpec]:
+                 sections: dict[str, Any] | None = None, keep_recent: int = DEFAULT_KEEP_RECENT,
+                 rpc_limits: RPCLimits | None = None) -> list[NodeSpec]:
     """Homes for ``authorities`` validators and ``full_nodes`` more nodes (peers that do not sign until a vote
     adds them); every node's validator account gets ``AUTHORITY_FUNDS`` to pay for its votes. ``sections`` replace
     app_state sections of the genesis (as tests do). ``keep_recent`` is each node's history window (the
-    manifest keeps it per node, so one can be made an archive by editing it)."""
+    manifest keeps it per node, so one can be made an archive by editing it). ``rpc_limits`` go into each node's
+    [rpc] section, the same limits a devnode keeps (CometBFT enforces each of them)."""
     if (directory / MANIFEST).exists():
         raise NETWORK_EXISTS(f"{directory} already holds a network; stop it and remove the folder to start anew")
     cometbft = find_cometbft()
@@ -130,7 +133,8 @@ def init_network(directory: Path, authorities: int = 4, chain_id: str = "gridmin
                 ("p2p", "addr_book_strict", "false"),
                 ("p2p", "allow_duplicate_ip", "true"),
                 ("consensus", "timeout_commit", f'"{timeout_commit}"'),
-                ("consensus", "timeout_propose", '"1s"')):
+                ("consensus", "timeout_propose", '"1s"'),
+                *(("rpc", key, value) for key, value in (rpc_limits or RPCLimits()).cometbft_config())):
             config = set_config_value(config, section, key, value)
         (home / "config" / "config.toml").write_text(config)
     (directory / MANIFEST).write_text(json.dumps({"chain_id": chain_id, "nodes": [asdict(n) for n in nodes]},

@@ -6,6 +6,22 @@ also ``subscribe``, ``unsubscribe`` and ``unsubscribe_all``. Requests come as JS
 or batch) or as CometBFT's URI form (``GET /block?height=5``). Integers of 64 bits are strings, hashes upper-case
 hex, and transactions and query values base64, as CometBFT writes them, so one client works against both.
 ``/metrics`` serves Prometheus metrics.
+
+Limits (``RPCLimits``, CometBFT's names and defaults) and how each is refused; every refusal leaves the
+connection, and the server, serving everyone else:
+
+- a body over ``max_body_bytes``: HTTP 413 with JSON-RPC error -32600 (Invalid Request);
+- a batch over ``max_request_batch_size``: -32600, CometBFT's sentence "batch request exceeds maximum (10)
+  allowed number of requests";
+- a subscription past ``max_subscriptions_per_client`` or ``max_subscription_clients``: -32005 (Limit exceeded);
+- a query when ``max_pending_queries`` already run or wait: -32006 (Server busy), to retry later;
+- a websocket message over ``max_websocket_message_bytes``: the server closes that websocket (code 1009);
+- headers over ``max_header_bytes`` (HTTP 431) and connections past ``max_open_connections`` (HTTP 503) are
+  refused before any of this code runs (``node/server.py``).
+
+Reads (``abci_query``, ``block``, ``block_results``, ``tx``, in both the JSON and the URI form) run on the query
+workers (``node/queries.py``), never on the event loop that makes blocks; their answers are encoded to JSON there
+too, so a large block costs the loop nothing but copying bytes.
 """
 
 from __future__ import annotations
@@ -13,8 +29,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import copy
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
@@ -26,21 +44,21 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gridmint import __version__
-from gridmint.chain.app import TxResult
+from gridmint.chain.app import App, TxResult
 from gridmint.chain.module import Event
 from gridmint.chain.tx import tx_hash
 from gridmint.node.blockstore import Block
 from gridmint.node.devnode import Committed, DevNode
-from gridmint.node.events import QueryError, Subscription, parse_query
+from gridmint.node.events import EventMap, QueryError, Subscription, parse_query
+from gridmint.node.limits import RPCLimits
+from gridmint.node.queries import QueriesBusyError, QueryPool, Snapshot
 
 log = logging.getLogger("gridmint.rpc")
 
-MAX_BODY_BYTES = 32 * 1024 * 1024
-MAX_BATCH = 5_000
-MAX_SUBSCRIPTIONS_PER_CLIENT = 5
-BROADCAST_COMMIT_TIMEOUT_S = 10.0
-
 PARSE_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, INVALID_PARAMS, INTERNAL_ERROR = -32700, -32600, -32601, -32602, -32603
+# In JSON-RPC's range for server errors: a limit of one client's, and the node's reads all taken for now.
+LIMIT_EXCEEDED, SERVER_BUSY = -32005, -32006
+EVENT_CACHE_SIZE = 64  # events whose JSON is kept for the subscribers still to receive them
 
 
 class RPCError(Exception):
@@ -165,8 +183,16 @@ def _text(value: Any, name: str, uri: bool) -> str:
 
 
 class RPCMethods:
-    def __init__(self, node: DevNode) -> None:
+    def __init__(self, node: DevNode, queries: QueryPool, limits: RPCLimits) -> None:
         self.node = node
+        self.queries = queries
+        self.limits = limits
+
+    async def _read(self, read: Any) -> Any:
+        try:
+            return await self.queries.run(read)
+        except QueriesBusyError as busy:
+            raise RPCError(SERVER_BUSY, "Server busy", str(busy)) from None
 
     def health(self, params: dict[str, Any], uri: bool) -> Any:
         return {}
@@ -201,17 +227,27 @@ class RPCMethods:
                              "last_block_height": str(info["last_block_height"]),
                              "last_block_app_hash": b64(info["last_block_app_hash"])}}
 
-    def abci_query(self, params: dict[str, Any], uri: bool) -> Any:
+    async def abci_query(self, params: dict[str, Any], uri: bool) -> Any:
         path = _text(params.get("path", ""), "path", uri)
         raw_data = params.get("data", "")
         try:
             data = bytes.fromhex(str(raw_data).removeprefix("0x").strip('"')) if raw_data else b""
         except ValueError:
             raise _invalid("data: expected hex") from None
-        result = self.node.app.query(path, data, _height(params.get("height")))
-        return {"response": {"code": result.code, "log": result.log, "info": "", "index": "0", "key": b64(data),
-                             "value": b64(result.value), "proofOps": None, "height": str(result.height),
-                             "codespace": result.codespace}}
+        height = _height(params.get("height"))
+        # App.query reads the app's store, modules and parameters. A shallow copy taken here, on the loop, with
+        # the snapshot as its store answers from the snapshot; the live app is never touched from a worker.
+        answering: App = copy.copy(self.node.app)
+
+        def read(snapshot: Snapshot) -> Encoded:
+            answering.store = snapshot.state
+            result = answering.query(path, data, height)
+            return Encoded({"response": {
+                "code": result.code, "log": result.log, "info": "", "index": "0", "key": b64(data),
+                "value": b64(result.value), "proofOps": None, "height": str(result.height),
+                "codespace": result.codespace}})
+
+        return await self._read(read)
 
     def _submit(self, params: dict[str, Any], uri: bool) -> tuple[bytes, TxResult]:
         if "tx" not in params:
@@ -229,6 +265,7 @@ class RPCMethods:
         tx = _decode_bytes(params.get("tx"), "tx", uri)
         digest = tx_hash(tx)
         future = self.node.wait_for(digest)  # wait first: a block may be made before this coroutine resumes
+        timeout = self.limits.timeout_broadcast_tx_commit_s
         try:
             digest, check = self.node.submit(tx)
             answer: dict[str, Any] = {"check_tx": tx_result_json(check), "tx_result": tx_result_json(TxResult()),
@@ -236,11 +273,12 @@ class RPCMethods:
             if not check.ok:
                 return answer
             try:
-                committed: Committed = await asyncio.wait_for(asyncio.shield(future), BROADCAST_COMMIT_TIMEOUT_S)
+                committed: Committed = await asyncio.wait_for(asyncio.shield(future), timeout)
             except TimeoutError:
                 raise RPCError(INTERNAL_ERROR, "Internal error",
-                               f"timed out waiting for tx to be included in a block after "
-                               f"{BROADCAST_COMMIT_TIMEOUT_S:.0f}s") from None
+                               f"timed out waiting for tx to be included in a block after {timeout}s "
+                               "(timeout_broadcast_tx_commit); it may still be committed: look it up with tx"
+                               ) from None
             answer["tx_result"] = tx_result_json(committed.result)
             answer["height"] = str(committed.height)
             return answer
@@ -251,57 +289,76 @@ class RPCMethods:
         return {"n_txs": str(len(self.node.mempool)), "total": str(len(self.node.mempool)),
                 "total_bytes": str(self.node.mempool.size_bytes), "txs": None}
 
-    def block(self, params: dict[str, Any], uri: bool) -> Any:
-        height = _height(params.get("height")) or self.node.height
-        stored = self.node.blocks.block(height)
-        if stored is None:
-            raise _invalid(f"height {height} must be less than or equal to the current blockchain height "
-                           f"{self.node.height}")
-        return block_json(stored[0])
+    async def _stored_block(self, params: dict[str, Any], answer: Any) -> Any:
+        """``answer(height, block, results)`` for the committed block at ``height`` (0: the latest)."""
+        wanted = _height(params.get("height"))
 
-    def block_results(self, params: dict[str, Any], uri: bool) -> Any:
+        def read(snapshot: Snapshot) -> Encoded:
+            height = wanted or snapshot.height
+            # The block log holds a block before the state commits it: only committed heights are served.
+            stored = snapshot.blocks.block(height) if height <= snapshot.height else None
+            if stored is None:
+                raise _invalid(f"height {height} must be less than or equal to the current blockchain height "
+                               f"{snapshot.height}")
+            return Encoded(answer(height, *stored))
+
+        return await self._read(read)
+
+    async def block(self, params: dict[str, Any], uri: bool) -> Any:
+        return await self._stored_block(params, lambda height, block, results: block_json(block))
+
+    async def block_results(self, params: dict[str, Any], uri: bool) -> Any:
         """CometBFT 0.38's shape: each transaction's result, then the block's own (end-block) events."""
-        height = _height(params.get("height")) or self.node.height
-        stored = self.node.blocks.block(height)
-        if stored is None:
-            raise _invalid(f"height {height} must be less than or equal to the current blockchain height "
-                           f"{self.node.height}")
-        results = stored[1]
-        return {"height": str(height), "txs_results": [tx_result_json(r) for r in results["tx_results"]],
-                "finalize_block_events": events_json(results.get("events", [])),
-                "validator_updates": [{"pub_key": {"type": "tendermint/PubKeyEd25519",
-                                                   "value": b64(bytes.fromhex(key))}, "power": str(power)}
-                                      for key, power in results.get("validator_updates", [])],
-                "consensus_param_updates": None, "app_hash": b64(bytes.fromhex(results.get("app_hash", "")))}
+        def answer(height: int, block: Block, results: dict[str, Any]) -> Any:
+            return {"height": str(height), "txs_results": [tx_result_json(r) for r in results["tx_results"]],
+                    "finalize_block_events": events_json(results.get("events", [])),
+                    "validator_updates": [{"pub_key": {"type": "tendermint/PubKeyEd25519",
+                                                       "value": b64(bytes.fromhex(key))}, "power": str(power)}
+                                          for key, power in results.get("validator_updates", [])],
+                    "consensus_param_updates": None, "app_hash": b64(bytes.fromhex(results.get("app_hash", "")))}
 
-    def tx(self, params: dict[str, Any], uri: bool) -> Any:
+        return await self._stored_block(params, answer)
+
+    async def tx(self, params: dict[str, Any], uri: bool) -> Any:
         digest = _decode_hash(params.get("hash"))
-        location = self.node.blocks.find_tx(digest)
-        if location is None:
-            raise RPCError(INTERNAL_ERROR, "Internal error", f"tx ({hex_upper(digest)}) not found")
-        height, index = location
-        stored = self.node.blocks.block(height)
-        if stored is None:
-            raise RPCError(INTERNAL_ERROR, "Internal error", f"block {height} is missing")
-        block, results = stored
-        return {"hash": hex_upper(digest), "height": str(height), "index": index,
-                "tx_result": tx_result_json(results["tx_results"][index]), "tx": b64(block.txs[index])}
+
+        def read(snapshot: Snapshot) -> Encoded:
+            location = snapshot.blocks.find_tx(digest)
+            if location is None or location[0] > snapshot.height:
+                raise RPCError(INTERNAL_ERROR, "Internal error", f"tx ({hex_upper(digest)}) not found")
+            height, index = location
+            stored = snapshot.blocks.block(height)
+            if stored is None:
+                raise RPCError(INTERNAL_ERROR, "Internal error", f"block {height} is missing")
+            block, results = stored
+            return Encoded({"hash": hex_upper(digest), "height": str(height), "index": index,
+                            "tx_result": tx_result_json(results["tx_results"][index]), "tx": b64(block.txs[index])})
+
+        return await self._read(read)
 
 
 class RPCServer:
-    """Routes JSON-RPC calls to ``RPCMethods`` and websocket subscriptions to the node's event bus."""
+    """Routes JSON-RPC calls to ``RPCMethods`` and websocket subscriptions to the node's event bus, within
+    ``limits``. ``close`` stops its query workers."""
 
-    def __init__(self, node: DevNode) -> None:
+    def __init__(self, node: DevNode, limits: RPCLimits | None = None) -> None:
         self.node = node
-        self.methods = RPCMethods(node)
+        self.limits = limits or RPCLimits()
+        self.queries = QueryPool(node.store, node.blocks, self.limits.query_workers, self.limits.max_pending_queries)
+        self.methods = RPCMethods(node, self.queries, self.limits)
         self._names = {"health", "status", "abci_info", "abci_query", "broadcast_tx_sync", "broadcast_tx_async",
                        "broadcast_tx_commit", "num_unconfirmed_txs", "block", "block_results", "tx"}
+        self._subscribing: set[int] = set()  # websockets (by id) that hold at least one subscription
+        self._event_cache: OrderedDict[int, tuple[Any, str]] = OrderedDict()  # id(data) -> (data, its JSON)
         self.app = Starlette(routes=[
             Route("/", self.http_post, methods=["POST"]),
             Route("/metrics", self.metrics, methods=["GET"]),
             WebSocketRoute("/websocket", self.websocket),
             Route("/{method}", self.http_get, methods=["GET"]),
         ])
+
+    def close(self) -> None:
+        self.queries.close()
 
     async def call(self, method: str, params: Any, uri: bool) -> Any:
         if method not in self._names:
@@ -329,19 +386,28 @@ class RPCServer:
             return _error(request_id, RPCError(INTERNAL_ERROR, "Internal error", "the node failed to answer"))
 
     async def http_post(self, request: Request) -> Response:
-        body = await _read_bounded(request)
-        if body is None:
+        limit = self.limits.max_body_bytes
+        body = await _read_bounded(request, limit)
+        if body is None:  # the rest of the body is not read: the connection closes after this answer
             return _json(_error(-1, RPCError(INVALID_REQUEST, "Invalid Request",
-                                             f"body larger than {MAX_BODY_BYTES} bytes")), 413)
+                                             f"request body exceeds max_body_bytes ({limit} bytes)")), 413, close=True)
         try:
             payload = json.loads(body)
         except ValueError:
             return _json(_error(-1, RPCError(PARSE_ERROR, "Parse error", "body is not JSON")))
         if isinstance(payload, list):
-            if not payload or len(payload) > MAX_BATCH:
+            most = self.limits.max_request_batch_size
+            if not payload:
+                return _json(_error(-1, RPCError(INVALID_REQUEST, "Invalid Request", "empty batch request")))
+            if len(payload) > most:
                 return _json(_error(-1, RPCError(INVALID_REQUEST, "Invalid Request",
-                                                 f"a batch holds 1 to {MAX_BATCH} requests")))
-            return _json([await self._one(item) for item in payload])
+                                                 f"batch request exceeds maximum ({most}) allowed number of "
+                                                 "requests (max_request_batch_size)")))
+            answers = []
+            for item in payload:
+                answers.append(await self._one(item))
+                await asyncio.sleep(0)  # the loop may make a block between two requests of a batch
+            return _json(answers)
         return _json(await self._one(payload))
 
     async def http_get(self, request: Request) -> Response:
@@ -358,25 +424,28 @@ class RPCServer:
     async def websocket(self, socket: WebSocket) -> None:
         await socket.accept()
         subscriptions: dict[str, tuple[Subscription, asyncio.Task[None]]] = {}
+        most = self.limits.max_websocket_message_bytes
         try:
             while True:
                 message = await socket.receive_text()
-                if len(message) > 1024 * 1024:
-                    await socket.send_text(json.dumps(_error(-1, RPCError(INVALID_REQUEST, "Invalid Request",
-                                                                        "message too large"))))
+                if len(message) > most:  # the server closes such a socket first; this holds under any server
+                    await socket.send_text(json.dumps(_error(-1, RPCError(
+                        LIMIT_EXCEEDED, "Limit exceeded",
+                        f"websocket message exceeds max_websocket_message_bytes ({most} bytes)"))))
                     continue
                 try:
                     request = json.loads(message)
                 except ValueError:
                     await socket.send_text(json.dumps(_error(-1, RPCError(PARSE_ERROR, "Parse error", "not JSON"))))
                     continue
-                await socket.send_text(json.dumps(await self._ws_request(socket, request, subscriptions)))
+                await socket.send_text(encode_answer(await self._ws_request(socket, request, subscriptions)))
         except WebSocketDisconnect:
             pass
         finally:
             for subscription, task in subscriptions.values():
                 task.cancel()
                 self.node.events.unsubscribe(subscription)
+            self._subscribing.discard(id(subscriptions))
 
     async def _ws_request(self, socket: WebSocket, request: Any,
                           subscriptions: dict[str, tuple[Subscription, asyncio.Task[None]]]) -> dict[str, Any]:
@@ -385,16 +454,24 @@ class RPCServer:
         request_id = request.get("id", -1)
         method = request.get("method")
         params = request.get("params") or {}
+        client = id(subscriptions)
         try:
+            if method in ("subscribe", "unsubscribe") and not isinstance(params, dict):
+                raise _invalid("params must be an object such as {\"query\": \"tm.event = 'NewBlock'\"}")
             if method == "subscribe":
-                query = parse_query(params.get("query", "") if isinstance(params, dict) else "")
+                query = parse_query(params.get("query", ""))
                 if query.text in subscriptions:
                     raise _invalid("already subscribed to this query")
-                if len(subscriptions) >= MAX_SUBSCRIPTIONS_PER_CLIENT:
-                    raise _invalid(f"at most {MAX_SUBSCRIPTIONS_PER_CLIENT} subscriptions per client")
+                if not subscriptions and len(self._subscribing) >= self.limits.max_subscription_clients:
+                    raise RPCError(LIMIT_EXCEEDED, "Limit exceeded",
+                                   f"max_subscription_clients {self.limits.max_subscription_clients} reached")
+                if len(subscriptions) >= self.limits.max_subscriptions_per_client:
+                    raise RPCError(LIMIT_EXCEEDED, "Limit exceeded",
+                                   f"max_subscriptions_per_client {self.limits.max_subscriptions_per_client} reached")
                 subscription = self.node.events.subscribe(query)
                 task = asyncio.create_task(self._forward(socket, request_id, subscription))
                 subscriptions[query.text] = (subscription, task)
+                self._subscribing.add(client)
                 return {"jsonrpc": "2.0", "id": request_id, "result": {}}
             if method in ("unsubscribe", "unsubscribe_all"):
                 texts = list(subscriptions) if method == "unsubscribe_all" else [params.get("query", "")]
@@ -404,6 +481,8 @@ class RPCServer:
                     subscription, task = subscriptions.pop(text)
                     task.cancel()
                     self.node.events.unsubscribe(subscription)
+                if not subscriptions:
+                    self._subscribing.discard(client)
                 return {"jsonrpc": "2.0", "id": request_id, "result": {}}
             return await self._one(request)
         except QueryError as error:
@@ -411,11 +490,26 @@ class RPCServer:
         except RPCError as error:
             return _error(request_id, error)
 
+    def _encoded_event(self, events: EventMap, data: tuple[Any, ...]) -> str:
+        """An event's ``"data"`` and ``"events"`` as JSON, encoded once however many subscribers receive it (a
+        block of 10,000 transactions is megabytes of JSON; max_subscription_clients × max_subscriptions_per_client
+        encodings of it would hold the loop for seconds)."""
+        key = id(data)
+        cached = self._event_cache.get(key)
+        if cached is None or cached[0] is not data:
+            text = (',"data":' + json.dumps(_event_data(data), separators=(",", ":")) + ',"events":'
+                    + json.dumps(events, separators=(",", ":")))
+            cached = self._event_cache[key] = (data, text)
+            while len(self._event_cache) > EVENT_CACHE_SIZE:
+                self._event_cache.popitem(last=False)
+        return cached[1]
+
     async def _forward(self, socket: WebSocket, request_id: Any, subscription: Subscription) -> None:
+        head = ('{"jsonrpc":"2.0","id":' + json.dumps(request_id) + ',"result":{"query":'
+                + json.dumps(subscription.query.text))
         while not subscription.dropped:
             events, data = await subscription.queue.get()
-            await socket.send_text(json.dumps({"jsonrpc": "2.0", "id": request_id, "result": {
-                "query": subscription.query.text, "data": _event_data(data), "events": events}}))
+            await socket.send_text(head + self._encoded_event(events, data) + "}}")
         await socket.send_text(json.dumps(_error(request_id, RPCError(
             INTERNAL_ERROR, "Internal error", "subscription was cancelled: the client did not keep up"))))
 
@@ -439,21 +533,43 @@ def _event_data(data: tuple[Any, ...]) -> dict[str, Any]:
         }}}
 
 
+class Encoded:
+    """A result already encoded as JSON (by a query worker), spliced into the answer as it is."""
+
+    def __init__(self, result: Any) -> None:
+        self.text = json.dumps(result, separators=(",", ":"))
+
+
 def _error(request_id: Any, error: RPCError) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": request_id,
             "error": {"code": error.code, "message": error.message, "data": error.data}}
 
 
-def _json(payload: Any, status: int = 200) -> Response:
-    return Response(json.dumps(payload, separators=(",", ":")), status_code=status, media_type="application/json")
+def encode_answer(answer: dict[str, Any] | list[dict[str, Any]]) -> str:
+    if isinstance(answer, list):
+        return "[" + ",".join(encode_answer(one) for one in answer) + "]"
+    result = answer.get("result")
+    if isinstance(result, Encoded):
+        head = json.dumps({k: v for k, v in answer.items() if k != "result"}, separators=(",", ":"))
+        return head[:-1] + ',"result":' + result.text + "}"
+    return json.dumps(answer, separators=(",", ":"))
 
 
-async def _read_bounded(request: Request) -> bytes | None:
+def _json(payload: Any, status: int = 200, close: bool = False) -> Response:
+    headers = {"connection": "close"} if close else None
+    return Response(encode_answer(payload), status_code=status, media_type="application/json", headers=headers)
+
+
+async def _read_bounded(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is known to be longer than ``limit`` (nothing more is read)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
     chunks = []
     size = 0
     async for chunk in request.stream():
         size += len(chunk)
-        if size > MAX_BODY_BYTES:
+        if size > limit:
             return None
         chunks.append(chunk)
     return b"".join(chunks)
