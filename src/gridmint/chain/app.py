@@ -323,23 +323,27 @@ class App:
 
     # --- ABCI: queries ---------------------------------------------------------------------------------
 
-    def query(self, path: str, data: bytes = b"", height: int = 0) -> QueryResult:
+    def query(self, path: str, data: bytes = b"", height: int = 0, store: Store | None = None) -> QueryResult:
         """Answer ``/<module>/<query>/<args...>`` from committed state; the value is canonical codec bytes.
-        Never raises and never writes: anything wrong with the path, data or height is a coded refusal."""
+        Never raises and never writes: anything wrong with the path, data or height is a coded refusal.
+
+        ``store``: another reader of the same committed state to answer from (the devnode's query threads pass
+        a read snapshot of their own); the app's store otherwise. Nothing else the query reads changes after
+        ``init_chain``, so a query may run on another thread than the blocks."""
+        source = self.store if store is None else store
+        latest = source.height
         try:
-            latest = self.store.height
             if latest == 0:
                 raise UNKNOWN_QUERY("the chain has no committed block yet")
             path, data, height = check_path(path), check_data(data), check_height(height, latest)
-            view = CommittedView(self.store, height or None)
+            view = CommittedView(source, height or None)
             answer = self._answer(view, path, data)
             return QueryResult(value=codec.encode(answer), height=height or latest)
         except ChainError as error:
-            return QueryResult(code=error.code, codespace=error.module, log=error.message, height=self.store.height)
+            return QueryResult(code=error.code, codespace=error.module, log=error.message, height=latest)
         except Exception as error:  # a query must never stop the node
             refusal = _internal_error("query", error)
-            return QueryResult(code=refusal.code, codespace=refusal.module, log=refusal.message,
-                               height=self.store.height)
+            return QueryResult(code=refusal.code, codespace=refusal.module, log=refusal.message, height=latest)
 
     def _answer(self, view: Reader, path: str, data: bytes) -> Any:
         parts = [part for part in path.split("/") if part]

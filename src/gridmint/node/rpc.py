@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import copy
 import json
 import logging
 from collections import OrderedDict
@@ -44,7 +43,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gridmint import __version__
-from gridmint.chain.app import App, TxResult
+from gridmint.chain.app import TxResult
 from gridmint.chain.module import Event
 from gridmint.chain.tx import tx_hash
 from gridmint.node.blockstore import Block
@@ -235,13 +234,10 @@ class RPCMethods:
         except ValueError:
             raise _invalid("data: expected hex") from None
         height = _height(params.get("height"))
-        # App.query reads the app's store, modules and parameters. A shallow copy taken here, on the loop, with
-        # the snapshot as its store answers from the snapshot; the live app is never touched from a worker.
-        answering: App = copy.copy(self.node.app)
+        app = self.node.app
 
         def read(snapshot: Snapshot) -> Encoded:
-            answering.store = snapshot.state
-            result = answering.query(path, data, height)
+            result = app.query(path, data, height, store=snapshot.state)
             return Encoded({"response": {
                 "code": result.code, "log": result.log, "info": "", "index": "0", "key": b64(data),
                 "value": b64(result.value), "proofOps": None, "height": str(result.height),
