@@ -23,7 +23,7 @@ from gridmint.chain.errors import register
 from gridmint.chain.module import Context, ModuleSpec
 from gridmint.chain.query_args import expect_args, parse_id
 from gridmint.chain.state import Reader, State
-from gridmint.chain.units import format_mint
+from gridmint.chain.units import MAX_U64, format_mint
 
 NAME = "escrow"
 
@@ -43,7 +43,9 @@ def _key(account_id: int) -> bytes:
 
 
 def _due_key(block: int, account_id: int) -> bytes:
-    return DUE_PREFIX + block.to_bytes(8, "big") + account_id.to_bytes(8, "big")
+    # A deposit may outlast 2^64 blocks (a balance of ~18 billion MINT at one grain a block): such an account
+    # is queued at the last block a key can name, which no chain reaches.
+    return DUE_PREFIX + min(block, MAX_U64).to_bytes(8, "big") + account_id.to_bytes(8, "big")
 
 
 def exhaustion_block(account: dict[str, Any]) -> int:
