@@ -2,19 +2,20 @@
 ``commit`` and ``query``. The devnode calls it directly; under CometBFT an ABCI server calls the same methods.
 
 A transaction is processed in two stages. First its envelope: chain id, nonce (exactly the account's last nonce
-+ 1), fee at least the minimum and covered by the balance. A transaction that fails here is invalid and changes
-nothing. Then its messages, atomically: if any fails, the block keeps only the fee (burned) and the nonce bump.
-``check_tx`` runs both stages against a scratch copy of the state that tracks what the mempool already holds,
-and admits a transaction only if both succeed.
++ 1), fee at least what its messages require (chain/fees.py) and covered by the balance, and room for their work
+in the block. A transaction that fails here is invalid and changes nothing. Then its messages, atomically: if any
+fails, the block keeps only the fee (burned) and the nonce bump. ``check_tx`` runs both stages against a scratch
+copy of the state that tracks what the mempool already holds, and admits a transaction only if both succeed.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from gridmint.chain import authority, bank, codec, credit, emission, escrow, market, staking, subnets, weights
+from gridmint.chain import authority, bank, codec, credit, emission, escrow, fees, market, staking, subnets, weights
 from gridmint.chain.crypto import format_address, parse_address
 from gridmint.chain.errors import (
     BAD_BLOCK,
@@ -112,6 +113,8 @@ class App:
         # state so that a block that changes nothing leaves the app hash alone.
         self._last_block_time = 0
         self._check_state: State = BlockState(store)
+        # (the block being delivered, by a weak reference to its state; the work units delivered in it so far)
+        self._block_units: tuple[weakref.ref[State] | None, int] = (None, 0)
 
     @staticmethod
     def _read_chain_id(view: Reader) -> str:
@@ -243,9 +246,16 @@ class App:
         if body.nonce > last_nonce + 1:
             raise NONCE_FUTURE(f"nonce {body.nonce} is ahead; the next nonce of {format_address(signer)} "
                                f"is {last_nonce + 1}")
+        # The fee covers the work of the messages (chain/fees.py), and the block has room for that work.
+        cost = fees.get_tx_cost(state, body)
+        metered, units_so_far = self._block_units
+        used = units_so_far if delivering and metered is not None and metered() is state else 0
+        fees.check_block_room(bank.get_params(state), cost, used)
         envelope_state = TxState(state)
         envelope = Context(envelope_state, block, signer, record_events=delivering)
-        bank.charge_fee(envelope, body.fee)
+        bank.charge_fee(envelope, body.fee, cost.fee)
+        if delivering:
+            self._block_units = (weakref.ref(state), used + cost.block_units)
         envelope_state.set_int(NONCE_PREFIX + signer, body.nonce)
         if delivering:  # the fee and the nonce stay even if a message fails, so the messages get their own state
             envelope_state.apply()
