@@ -21,8 +21,9 @@ read as the transaction leaves it):
   1,069,056 cells, takes about 100 ms of Yuma math: ten cells a microsecond).
 
 A block takes at most ``max_block_units`` units of transactions (each counted with ``ENVELOPE_UNITS`` for its
-envelope, less the epoch work it prepays, which later blocks do within their epoch budget); one that does not fit is refused with ``block_full`` and changes nothing (not even its nonce), so it
-can be sent again. With the end-block epoch budget (subnets.py) this bounds the work of every block.
+envelope, less the epoch work it prepays, which later blocks do within their epoch budget). A transaction that
+does not fit is refused with ``block_full`` and changes nothing (not even its nonce), so it can be sent again.
+With the end-block epoch budget (subnets.py) this bounds the work of every block.
 """
 
 from __future__ import annotations
