@@ -85,22 +85,29 @@ def end_block(ctx: Context) -> None:
 
 
 def select_epochs(state: Reader, subnets: list[int], height: int) -> list[tuple[int, dict[str, Any]]]:
-    """The due epochs this block runs: longest-due first while their cells fit in the budget (the first always)."""
-    due = []
+    """The due epochs this block runs, in the order ``schedule_epochs`` gives."""
+    due: list[tuple[int, int, int]] = []
+    found: dict[int, dict[str, Any]] = {}
     for netuid in subnets:
         subnet = neurons.require_subnet(state, netuid)
         hyper = get_hyperparams(subnet)
         if height - subnet["last_epoch"] >= hyper.tempo:
-            due.append((subnet["last_epoch"] + hyper.tempo, netuid, subnet, hyper))
-    due.sort(key=lambda entry: (entry[0], entry[1]))
+            cells = subnets_module.compute_epoch_cells(subnet["n"], hyper.max_validators)
+            due.append((subnet["last_epoch"] + hyper.tempo, netuid, cells))
+            found[netuid] = subnet
     budget = subnets_module.get_params(state).epoch_budget
-    chosen: list[tuple[int, dict[str, Any]]] = []
+    return [(netuid, found[netuid]) for netuid in schedule_epochs(due, budget)]
+
+
+def schedule_epochs(due: list[tuple[int, int, int]], budget: int) -> list[int]:
+    """Of the due epochs ``(due block, netuid, cells)``, the netuids to run now: longest-due first (then the lower
+    netuid) while their cells fit in ``budget``; the first always runs, and the order is never skipped ahead."""
+    chosen: list[int] = []
     spent = 0
-    for _, netuid, subnet, hyper in due:
-        cells = subnets_module.compute_epoch_cells(subnet["n"], hyper.max_validators)
+    for _, netuid, cells in sorted(due):
         if chosen and spent + cells > budget:
             break
-        chosen.append((netuid, subnet))
+        chosen.append(netuid)
         spent += cells
     return chosen
 
