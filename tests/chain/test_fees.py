@@ -157,7 +157,7 @@ def test_a_block_takes_at_most_max_block_units_and_a_refused_transaction_keeps_i
         {"address": bank_address(name), "amount": 1_000 * MINT} for name in accounts]}
     chain = Chain(make_app(tmp_path, genesis(accounts=(), bank=limits)))
     chain.block()
-    # Settlements of 128 entries: 13,200 units each with the envelope, so seven fit in 100,000 and an eighth not.
+    # Settlements of 128 entries: 13,300 units each with the envelope, so seven fit in 100,000 and an eighth not.
     message = MsgSettle(1, [[key("c").address, key("m").address, 1, 1]] * 128)
     fee = required_fee(chain.app, message)
     raws = [signed(key(name), 1, message, fee=fee) for name in accounts[:8]]

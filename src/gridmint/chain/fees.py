@@ -50,7 +50,7 @@ PER_WEIGHT = 6  # per weight entry: checked, stored (4 bytes) and read at each e
 PER_SETTLE_ENTRY = 100  # per credit/settle entry: a miner lookup, a line update, a payment
 BID_REFUND = 100  # a bid prepays its refund when the order is accepted, closed or expires
 CELLS_PER_UNIT = 10  # epoch cells per unit (a 1,069,056-cell epoch runs in about 100 ms)
-ENVELOPE_UNITS = 100  # what the envelope counts against a block's max_block_units (min_tx_fee pays for it)
+ENVELOPE_UNITS = 300  # what an envelope counts against max_block_units: decoding, an unseen signature (~250 µs)
 
 ShapeLookup = Callable[[int], Mapping[str, int] | None]  # netuid -> its hyperparameters, None if no such subnet
 NewShape = Callable[[], Mapping[str, int]]  # the hyperparameters a subnet created now starts with
