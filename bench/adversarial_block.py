@@ -1,12 +1,13 @@
 """The slowest block the worst-case allowed configuration can cause, against an ordinary block, through the real App.
 
-    .venv/bin/python bench/adversarial_block.py [--full-subnets 2] [--ordinary 1000]
+    .venv/bin/python bench/adversarial_block.py [--full-subnets 2] [--ordinary 1000] [--max-block-units 660000]
 
 The worst case, built with real transactions (in blocks as big as the chain allows): every subnet slot taken
 (``max_subnets`` = 128); ``--full-subnets`` of them at the caps (4,096 UIDs, 256 validators with stake, dense
 weights from every validator over every UID, dense bonds after an epoch, zero burn, tempo at the least the rate
 rule allows) and all of them falling due in the same block; the chain's own limits at their bounds
-(``max_tx_bytes`` 65,536, ``max_block_units`` 500,000). Into that block go the most work the fees let a block
+(``max_tx_bytes`` 65,536) and ``max_block_units`` at its default (660,000: 2,000 transfers, what a 0.5 s block
+needs for the 3,000 transfers/s of bench/chain_throughput.py). Into that block go the most work the fees let a block
 carry: a registration that prunes a UID of a full subnet (so every validator's dense bonds are rewritten) and
 then transfers from as many accounts, never seen by check_tx (so each signature is verified in the block), until
 ``max_block_units`` is used up. The scheduler runs one full epoch in that block (the other waits for the next).
@@ -52,7 +53,7 @@ from gridmint.chain.weights import MsgSetWeights
 MINT = 10**9
 CHAIN_ID = "gridmint-bench"
 MAX_SUBNETS = 128
-MAX_BLOCK_UNITS = 500_000  # the bound of bank.max_block_units
+MAX_BLOCK_UNITS = bank.Params().max_block_units  # the default; --max-block-units up to the bound 1,000,000
 FULL_TEMPO = 130  # the least tempo the rate rule allows a subnet at both caps when there are 128 subnets
 
 
@@ -65,12 +66,12 @@ def progress(text: str) -> None:
 
 
 class Bench:
-    def __init__(self, folder: Path, funded: list[PrivateKey]) -> None:
+    def __init__(self, folder: Path, funded: list[PrivateKey], max_block_units: int) -> None:
         document = make_genesis_document(
             CHAIN_ID, "2026-01-01T00:00:00Z", [("authority-0", make_key("authority").public_key)],
             [(format_address(k.address), 10_000_000 * MINT) for k in funded])
         document["app_state"]["tx"] = {"max_tx_bytes": 65_536}
-        document["app_state"]["bank"]["params"]["max_block_units"] = MAX_BLOCK_UNITS
+        document["app_state"]["bank"]["params"]["max_block_units"] = max_block_units
         document["app_state"]["subnets"] = {"params": {"min_lock": 0, "max_subnets": MAX_SUBNETS}}
         self.app = App(Store(folder / "state.sqlite"))
         self.app.init_chain(validate_genesis(document, MODULES))
@@ -167,6 +168,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--full-subnets", type=int, default=2)
     parser.add_argument("--ordinary", type=int, default=1_000)
+    parser.add_argument("--max-block-units", type=int, default=MAX_BLOCK_UNITS)
     parser.add_argument("--uids", type=int, default=MAX_UIDS_CAP, help="UIDs of a full subnet (smaller: a dry run)")
     args = parser.parse_args()
     full_shape = {"max_uids": args.uids, "max_validators": MAX_VALIDATORS_CAP, "tempo": FULL_TEMPO}
@@ -177,15 +179,15 @@ def main() -> None:
 
     send_units = block_units(bank.MsgSend(bytes(20), 1))
     register_units = block_units(MsgRegister(1, bytes(20), 0))
-    filler_count = (MAX_BLOCK_UNITS - register_units) // send_units
-    attack_count = MAX_BLOCK_UNITS // send_units
+    filler_count = (args.max_block_units - register_units) // send_units
+    attack_count = args.max_block_units // send_units
     owner, pruner = make_key("owner"), make_key("pruner")
     hotkeys = [make_key(f"hotkey {i}") for i in range(args.uids)]
     senders = [make_key(f"sender {i}") for i in range(filler_count + attack_count + args.ordinary)]
     with tempfile.TemporaryDirectory() as folder:
         progress(f"Building {MAX_SUBNETS} subnets, {args.full_subnets} of them at the caps "
                  f"({args.uids} UIDs, {MAX_VALIDATORS_CAP} validators, dense weights and bonds)...")
-        bench = Bench(Path(folder), [owner, pruner, *hotkeys[:MAX_VALIDATORS_CAP], *senders])
+        bench = Bench(Path(folder), [owner, pruner, *hotkeys[:MAX_VALIDATORS_CAP], *senders], args.max_block_units)
         started = time.perf_counter()
         build(bench, owner, hotkeys, args.full_subnets)
         progress(f"Built in {time.perf_counter() - started:.0f} s at height {bench.height}.")
@@ -226,7 +228,8 @@ def main() -> None:
                       "worst_block_cpu_ms": round(worst_cpu, 1), "ordinary_block_cpu_ms": round(ordinary_cpu, 1),
                       "next_block_ms": round(next_ms, 1), "transfers_block_ms": round(messages_ms, 1),
                       "full_epochs_due": len(due), "full_epochs_run": len(ran), "subnets": MAX_SUBNETS,
-                      "worst_txs": len(worst_txs), "ordinary_txs": len(ordinary), "uids": len(hotkeys)}))
+                      "worst_txs": len(worst_txs), "ordinary_txs": len(ordinary), "uids": len(hotkeys),
+                      "max_block_units": args.max_block_units}))
 
 
 if __name__ == "__main__":

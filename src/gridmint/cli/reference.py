@@ -1,8 +1,8 @@
 """The chain's reference, written from the modules themselves: ``gridmint reference > docs/chain.md``.
 
 For each module of the app: what it is and what state it keeps (its docstring), its messages with their fields,
-its queries, the events it emits, its errors with their stable codes, and its invariants; then the fee schedule. Generated, so it cannot
-drift from the code; a test regenerates it and compares it with the file in docs/.
+its queries, the events it emits, its errors with their stable codes, and its invariants; then the fee schedule.
+Generated, so it cannot drift from the code; a test regenerates it and compares it with the file in docs/.
 """
 
 from __future__ import annotations
