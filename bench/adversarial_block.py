@@ -8,14 +8,16 @@ weights from every validator over every UID, dense bonds after an epoch, zero bu
 rule allows) and all of them falling due in the same block; the chain's own limits at their bounds
 (``max_tx_bytes`` 65,536) and ``max_block_units`` at its default (660,000: 2,000 transfers, what a 0.5 s block
 needs for the 3,000 transfers/s of bench/chain_throughput.py). Into that block go the most work the fees let a block
-carry: a registration that prunes a UID of a full subnet (so every validator's dense bonds are rewritten) and
-then transfers from as many accounts, never seen by check_tx (so each signature is verified in the block), until
-``max_block_units`` is used up. The scheduler runs one full epoch in that block (the other waits for the next).
+carry besides its epochs: transfers from as many accounts, never seen by check_tx (so each signature is verified
+in the block; per unit the costliest transactions), until ``max_block_units`` is used up. The scheduler runs one
+full epoch in that block (the other waits for the next) and reserves its units first.
 
-Also timed in the same run: the block after it (the other full epoch, no transactions), the same transactions in a
-block without an epoch, and the ordinary block: ``--ordinary`` transfers that passed check_tx, as the mempool
-hands them over. Each figure is finalize_block + commit, wall clock (this process's CPU time beside it: the
-machine may be shared). The last line is JSON with ``worst_block_ms`` and ``ordinary_block_ms``.
+Also timed in the same run: the block after it (the other full epoch, no transactions), a block of transfers up to
+``max_block_units`` without an epoch, one with a registration that prunes a UID of a full subnet (every
+validator's dense bonds rewritten) and transfers for the rest, and the ordinary block: ``--ordinary`` transfers
+that passed check_tx, as the mempool hands them over. Each figure is finalize_block + commit, wall clock (this
+process's CPU time beside it: the machine may be shared). The last line is JSON with ``worst_block_ms`` and
+``ordinary_block_ms``.
 """
 
 from __future__ import annotations
@@ -183,7 +185,7 @@ def main() -> None:
     attack_count = args.max_block_units // send_units
     owner, pruner = make_key("owner"), make_key("pruner")
     hotkeys = [make_key(f"hotkey {i}") for i in range(args.uids)]
-    senders = [make_key(f"sender {i}") for i in range(filler_count + attack_count + args.ordinary)]
+    senders = [make_key(f"sender {i}") for i in range(2 * attack_count + filler_count + args.ordinary)]
     with tempfile.TemporaryDirectory() as folder:
         progress(f"Building {MAX_SUBNETS} subnets, {args.full_subnets} of them at the caps "
                  f"({args.uids} UIDs, {MAX_VALIDATORS_CAP} validators, dense weights and bonds)...")
@@ -196,23 +198,30 @@ def main() -> None:
         bench.until(lambda: bench.height + 1 >= min(due.values()), "the due block")
         assert set(due.values()) == {bench.height + 1}, due
 
-        # The worst block: every full subnet due, a pruning registration, transfers up to max_block_units.
-        prune = bench.tx(pruner, MsgRegister(1, make_key("newcomer").address, 0))
-        worst_txs = [prune, *transfers(bench, senders[:filler_count], owner.address)]
+        # The worst block: every full subnet due, transfers in what the due epoch leaves of max_block_units.
+        reserved = fees.get_reserved_units(bench.view(), bench.height + 1)
+        room = (args.max_block_units - reserved) // send_units
+        worst_txs = transfers(bench, senders[:room], owner.address)
         epochs_before = {n: bench.subnet(n)["epoch"] for n in due}
         worst_ms = bench.block(worst_txs)
         worst_cpu = bench.cpu_ms
         ran = [n for n in due if bench.subnet(n)["epoch"] > epochs_before[n]]
-        progress(f"worst block: {len(worst_txs)} transactions (a pruning registration + {filler_count} unverified "
-                 f"transfers), {len(ran)} of {len(due)} due full epochs: {worst_ms:8.1f} ms (CPU {worst_cpu:.1f})")
+        progress(f"worst block: {len(ran)} of {len(due)} due full epochs ({reserved} units reserved) and {room} "
+                 f"unverified transfers: {worst_ms:8.1f} ms (CPU {worst_cpu:.1f})")
         next_ms = bench.block([])
         progress(f"next block: the waiting full epoch alone, no transactions: {next_ms:8.1f} ms "
                  f"(CPU {bench.cpu_ms:.1f})")
-        attack = transfers(bench, senders[filler_count:filler_count + attack_count], owner.address)
+        attack = transfers(bench, senders[room:room + attack_count], owner.address)
         messages_ms = bench.block(attack)
         progress(f"a block of {len(attack)} unverified transfers (max_block_units), no epoch: {messages_ms:8.1f} ms "
                  f"(CPU {bench.cpu_ms:.1f})")
-        ordinary = transfers(bench, senders[filler_count + attack_count:], owner.address)
+        prune = bench.tx(pruner, MsgRegister(1, make_key("newcomer").address, 0))
+        rest = senders[room + attack_count:room + attack_count + filler_count]
+        prune_ms = bench.block([prune, *transfers(bench, rest, owner.address)])
+        progress(f"a pruning registration on a full subnet and {len(rest)} unverified transfers: {prune_ms:8.1f} ms "
+                 f"(CPU {bench.cpu_ms:.1f})")
+        first = room + attack_count + filler_count
+        ordinary = transfers(bench, senders[first:first + args.ordinary], owner.address)
         for raw in ordinary:
             checked = bench.app.check_tx(raw)
             if not checked.ok:
@@ -227,6 +236,7 @@ def main() -> None:
     print(json.dumps({"worst_block_ms": round(worst_ms, 1), "ordinary_block_ms": round(ordinary_ms, 1),
                       "worst_block_cpu_ms": round(worst_cpu, 1), "ordinary_block_cpu_ms": round(ordinary_cpu, 1),
                       "next_block_ms": round(next_ms, 1), "transfers_block_ms": round(messages_ms, 1),
+                      "prune_block_ms": round(prune_ms, 1),
                       "full_epochs_due": len(due), "full_epochs_run": len(ran), "subnets": MAX_SUBNETS,
                       "worst_txs": len(worst_txs), "ordinary_txs": len(ordinary), "uids": len(hotkeys),
                       "max_block_units": args.max_block_units}))

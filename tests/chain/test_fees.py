@@ -49,7 +49,7 @@ from tests.helpers import MIN_TX_FEE, MINT, Chain, Driver, genesis, key, make_ap
 
 A = key("alice").address
 DEFAULT_SHAPE = params_to_json(subnets.Hyperparams())  # 256 UIDs, 64 validators, tempo 360
-DEFAULT_EPOCHS = 33_024 * 7_200 // (360 * 10)  # a day of the default shape's epochs: 66,048 units
+DEFAULT_EPOCHS = 33_024 * 600 * 7_200 // (360 * 1_000)  # a day of the default shape's epochs: 396,288 units
 
 # Each message type with an example and its units under the default shape, worked out by hand from the schedule.
 SCHEDULE: list[tuple[Msg, int]] = [
@@ -58,8 +58,8 @@ SCHEDULE: list[tuple[Msg, int]] = [
     (MsgVote(1), 100),
     (MsgCreateSubnet("text-generation", "chat"), 500 + 19 + DEFAULT_EPOCHS),
     (MsgSetHyperparam(1, "kappa", 100), 100),
-    (MsgSetHyperparam(1, "tempo", 720), 100 + 33_024),  # half the epochs of tempo 360
-    (MsgSetHyperparam(1, "max_uids", 4_096), 100 + (64 * 4_096 + 4_096 + 16_384) * 7_200 // (360 * 10)),
+    (MsgSetHyperparam(1, "tempo", 720), 100 + DEFAULT_EPOCHS // 2),  # half the epochs of tempo 360
+    (MsgSetHyperparam(1, "max_uids", 4_096), 100 + (64 * 4_096 + 4_096 + 16_384) * 12),  # 0.6 unit/cell × 20
     (MsgDissolveSubnet(1), 500),
     (MsgRegister(1, A, 0), 550 + 82 * 256),  # ten vectors and a prune scan per UID it may hold
     (MsgAnnounceEndpoint(1, "http://a.b/", ["m1", "m2"], 5, 1), 200 + 11 + 4),
@@ -118,8 +118,8 @@ def test_shape_changes_are_priced_in_order_and_on_the_resulting_shape() -> None:
     # max_uids then max_validators in one transaction: the second is priced on 4,096 UIDs and 256 validators,
     # so splitting a costly shape into steps saves nothing.
     both = units_of(MsgSetHyperparam(1, "max_uids", 4_096), MsgSetHyperparam(1, "max_validators", 256)).units
-    full = compute_epoch_cells(4_096, 256) * 7_200 // (360 * 10)
-    assert both == 100 + (64 * 4_096 + 4_096 + 16_384) * 2 + 100 + full
+    full = compute_epoch_cells(4_096, 256) * 12
+    assert both == 100 + (64 * 4_096 + 4_096 + 16_384) * 12 + 100 + full
     # A value out of bounds changes no shape (the message will be refused): only the base is due beyond it.
     assert units_of(MsgSetHyperparam(1, "tempo", 0)).units == 100 + DEFAULT_EPOCHS
     # Prepaid epoch work is paid for but does not fill the block: the block counts the envelope and the rest.
@@ -269,14 +269,26 @@ def test_subnets_all_due_in_one_block_are_spread_over_the_next_ones(tmp_path: Pa
     view = CommittedView(net.app.store)
     assert len(neurons.netuids(view)) == 80
     net.advance(tempo - 1)
+    per_block = subnets.Params().epoch_budget // subnets.EPOCH_OVERHEAD_CELLS
+    reserved = fees.get_reserved_units(CommittedView(net.app.store), created + tempo)
+    assert reserved == per_block * subnets.EPOCH_OVERHEAD_CELLS * fees.EPOCH_UNITS_PER_KILOCELL // 1_000
+    # The due epochs are reserved before transactions: two settlements of 13,400 units do not both fit in the
+    # 660,000 - 638,976 units left (in the next block they would).
+    settle = MsgSettle(1, [[key("c").address, key("m").address, 1, 1]] * 128)
     epochs_at: dict[int, int] = {}
-    for _ in range(3):
+    for index in range(3):
         before = {n: neurons.require_subnet(CommittedView(net.app.store), n)["epoch"] for n in range(1, 81)}
-        net.block()
+        if index == 0:
+            net.send("owner", settle)
+            net.send("owner", settle)
+            first, second = net.commit()["owner"]
+            assert lookup(first.codespace, first.code).name == "not_gateway"  # type: ignore[union-attr]
+            assert lookup(second.codespace, second.code).name == "block_full"  # type: ignore[union-attr]
+        else:
+            net.block()
         view = CommittedView(net.app.store)
         ran = [n for n in range(1, 81) if neurons.require_subnet(view, n)["epoch"] > before[n]]
         epochs_at[net.height] = len(ran)
-    per_block = subnets.Params().epoch_budget // subnets.EPOCH_OVERHEAD_CELLS
     assert per_block == 65
     assert epochs_at == {created + tempo: per_block, created + tempo + 1: 80 - per_block, created + tempo + 2: 0}
 

@@ -249,7 +249,9 @@ class App:
         # The fee covers the work of the messages (chain/fees.py), and the block has room for that work.
         cost = fees.get_tx_cost(state, body)
         metered, units_so_far = self._block_units
-        used = units_so_far if delivering and metered is not None and metered() is state else 0
+        if delivering and (metered is None or metered() is not state):  # the block's first: its epochs go first
+            units_so_far = fees.get_reserved_units(state, block.height)
+        used = units_so_far if delivering else 0
         fees.check_block_room(bank.get_params(state), cost, used)
         envelope_state = TxState(state)
         envelope = Context(envelope_state, block, signer, record_events=delivering)

@@ -14,7 +14,9 @@
   part goes by active stake; with no stake at all it stays pending for the next epoch.
 - **Scheduling.** Epochs that are due run longest-due first (ties: lower netuid) while their cost fits in the
   block's ``epoch_budget`` (subnets.py, "Epoch cost bounds"); the first always runs, the rest wait for the next
-  block, where they come first. A subnet that waited keeps accruing, so nothing is lost, only paid a little later.
+  block, where they come first. A subnet whose tempo, max_uids or max_validators changed in this block waits too
+  (the block's transactions were admitted against the epochs due before them, chain/fees.py). A subnet that
+  waited keeps accruing, so nothing is lost, only paid a little later.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ def select_epochs(state: Reader, subnets: list[int], height: int) -> list[tuple[
     for netuid in subnets:
         subnet = neurons.require_subnet(state, netuid)
         hyper = get_hyperparams(subnet)
-        if height - subnet["last_epoch"] >= hyper.tempo:
+        if height - subnet["last_epoch"] >= hyper.tempo and subnet.get("shape_block", 0) != height:
             cells = subnets_module.compute_epoch_cells(subnet["n"], hyper.max_validators)
             due.append((subnet["last_epoch"] + hyper.tempo, netuid, cells))
             found[netuid] = subnet

@@ -17,13 +17,14 @@ read as the transaction leaves it):
 - **Weights** cost ``PER_WEIGHT`` per entry on top of the vector they rewrite.
 - **Epoch shape.** Creating a subnet, or setting its ``tempo``, ``max_uids`` or ``max_validators``, prepays
   ``epoch_fee_blocks`` blocks of the epoch work the resulting shape causes: ``cells × epoch_fee_blocks /
-  (tempo × CELLS_PER_UNIT)``, with cells as subnets.compute_epoch_cells counts them (one epoch at the caps,
-  1,069,056 cells, takes about 100 ms of Yuma math: ten cells a microsecond).
+  tempo × EPOCH_UNITS_PER_KILOCELL / 1,000``, with cells as subnets.compute_epoch_cells counts them (one epoch at
+  the caps, 1,069,056 cells, took 641 ms with its reads, writes and payouts: 0.6 unit a cell).
 
-A block takes at most ``max_block_units`` units of transactions (each counted with ``ENVELOPE_UNITS`` for its
-envelope, less the epoch work it prepays, which later blocks do within their epoch budget). A transaction that
-does not fit is refused with ``block_full`` and changes nothing (not even its nonce), so it can be sent again.
-With the end-block epoch budget (subnets.py) this bounds the work of every block.
+A block's work is at most ``max_block_units``: the epochs due at its end are reserved first (``get_reserved_units``;
+a subnet whose shape changed in the block waits for the next one, so no transaction adds an unreserved epoch),
+then transactions take the rest, each counted with ``ENVELOPE_UNITS`` for its envelope, less the epoch work it
+prepays (later blocks do that within their own budget). A transaction that does not fit is refused with
+``block_full`` and changes nothing (not even its nonce), so it can be sent again.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gridmint.chain import authority, bank, credit, market, neurons, staking, subnets, weights
+from gridmint.chain import authority, bank, credit, emission, market, neurons, staking, subnets, weights
 from gridmint.chain.errors import register
 from gridmint.chain.params import params_to_json
 from gridmint.chain.state import Reader
@@ -49,7 +50,9 @@ REMOVAL = 50  # a registration's share of its later removal (stakes returned, ke
 PER_WEIGHT = 6  # per weight entry: checked, stored (4 bytes) and read at each epoch
 PER_SETTLE_ENTRY = 100  # per credit/settle entry: a miner lookup, a line update, a payment
 BID_REFUND = 100  # a bid prepays its refund when the order is accepted, closed or expires
-CELLS_PER_UNIT = 10  # epoch cells per unit (a 1,069,056-cell epoch runs in about 100 ms)
+# Units per thousand epoch cells, the whole epoch counted (Yuma, state reads and writes, payouts): one at the caps,
+# 1,069,056 cells, took 641 ms in bench/adversarial_block.py (its Yuma math alone 80-100 ms).
+EPOCH_UNITS_PER_KILOCELL = 600
 ENVELOPE_UNITS = 300  # what an envelope counts against max_block_units: decoding, an unseen signature (~250 µs)
 
 ShapeLookup = Callable[[int], Mapping[str, int] | None]  # netuid -> its hyperparameters, None if no such subnet
@@ -88,7 +91,15 @@ class Shapes:
 def compute_epoch_units(hyper: subnets.Hyperparams, epoch_fee_blocks: int) -> int:
     """The epoch work of ``epoch_fee_blocks`` blocks of a subnet of this shape, in units."""
     cells = subnets.compute_epoch_cells(hyper.max_uids, hyper.max_validators)
-    return cells * epoch_fee_blocks // (hyper.tempo * CELLS_PER_UNIT)
+    return cells * EPOCH_UNITS_PER_KILOCELL * epoch_fee_blocks // (hyper.tempo * 1_000)
+
+
+def get_reserved_units(state: Reader, height: int) -> int:
+    """What the epochs due at the end of block ``height`` take from its ``max_block_units`` before any
+    transaction: end-block work and transactions share one budget."""
+    cells = sum(subnets.compute_epoch_cells(subnet["n"], subnets.get_hyperparams(subnet).max_validators)
+                for _, subnet in emission.select_epochs(state, neurons.netuids(state), height))
+    return cells * EPOCH_UNITS_PER_KILOCELL // 1_000
 
 
 def _prepay_epochs(shapes: Shapes, hyper: subnets.Hyperparams, params: bank.Params) -> int:

@@ -294,6 +294,7 @@ def process_set_hyperparam(ctx: Context, msg: MsgSetHyperparam) -> None:
         raise PARAM_OUT_OF_BOUNDS("burn_min must not exceed burn_max")
     if msg.param in EPOCH_SHAPE_PARAMS:
         check_epoch_rate(get_params(ctx.state), hyper)
+        subnet["shape_block"] = ctx.block.height  # its epoch waits for the next block (fees.get_reserved_units)
     neurons.put_subnet(ctx.state, msg.netuid, subnet)
     ctx.emit("subnet_param", netuid=msg.netuid, param=msg.param, value=msg.value)
 
