@@ -81,6 +81,7 @@ class Bench:
         self.time_ns = 1_767_225_600 * 10**9
         self.nonces: dict[bytes, int] = {}
         self.cpu_ms = 0.0
+        self.max_block_units = max_block_units
         self.block([])
 
     def tx(self, signer: PrivateKey, *messages: Msg) -> bytes:
@@ -106,6 +107,12 @@ class Bench:
                              f"{failed[0].codespace}/{failed[0].code} {failed[0].log}")
         return elapsed
 
+    def setup_block(self, txs: list[bytes], needed: int) -> None:
+        """A block of setup transactions (``needed`` units), after empty blocks while due epochs leave no room."""
+        while fees.get_reserved_units(self.view(), self.height + 1) + needed > self.max_block_units:
+            self.block([])
+        self.block(txs)
+
     def view(self) -> CommittedView:
         return CommittedView(self.app.store)
 
@@ -122,6 +129,10 @@ class Bench:
 
 def build(bench: Bench, owner: PrivateKey, hotkeys: list[PrivateKey], full: int) -> None:
     rng = np.random.default_rng(1)
+    uids = len(hotkeys)
+    register_units = 550 + 82 * uids + fees.ENVELOPE_UNITS  # chain/fees.py's schedule at the full shape
+    stake_units = 300 + 8 * uids
+    weight_units = 200 + 15 * uids + fees.ENVELOPE_UNITS
     bench.block([bench.tx(owner, *[MsgCreateSubnet("text-generation", f"full-{i}") for i in range(full)])])
     for netuid in range(1, full + 1):
         settings = [("tempo", FULL_TEMPO), ("max_uids", len(hotkeys)), ("max_validators", MAX_VALIDATORS_CAP),
@@ -131,14 +142,14 @@ def build(bench: Bench, owner: PrivateKey, hotkeys: list[PrivateKey], full: int)
     started = time.perf_counter()
     for netuid in range(1, full + 1):  # a registration on a 4,096-UID subnet fills most of a block's units
         for uid, hotkey in enumerate(hotkeys):
-            bench.block([bench.tx(owner, MsgRegister(netuid, hotkey.address, 0))])
+            bench.setup_block([bench.tx(owner, MsgRegister(netuid, hotkey.address, 0))], register_units)
             if uid % 1_024 == 1_023:
                 progress(f"  subnet {netuid}: {uid + 1} UIDs registered ({time.perf_counter() - started:.0f} s)")
     validators = hotkeys[:MAX_VALIDATORS_CAP]
     stakes = [MsgAddStake(netuid, hotkey.address, (1_000 + uid) * MINT)
               for netuid in range(1, full + 1) for uid, hotkey in enumerate(validators)]
     for start in range(0, len(stakes), 14):
-        bench.block([bench.tx(owner, *stakes[start:start + 14])])
+        bench.setup_block([bench.tx(owner, *stakes[start:start + 14])], 14 * stake_units)
     for netuid in range(1, full + 1):
         epoch = bench.subnet(netuid)["epoch"]
         bench.until(lambda n=netuid, e=epoch: bench.subnet(n)["epoch"] > e, f"subnet {netuid}'s permits epoch")
@@ -147,7 +158,7 @@ def build(bench: Bench, owner: PrivateKey, hotkeys: list[PrivateKey], full: int)
     weights = [bench.tx(hotkey, MsgSetWeights(netuid, everyone, rng.integers(1, 65_536, len(hotkeys)).tolist()))
                for netuid in range(1, full + 1) for hotkey in validators]
     for start in range(0, len(weights), 7):  # 61,840 units each
-        bench.block(weights[start:start + 7])
+        bench.setup_block(weights[start:start + 7], 7 * weight_units)
     for netuid in range(1, full + 1):
         epoch = bench.subnet(netuid)["epoch"]
         bench.until(lambda n=netuid, e=epoch: bench.subnet(n)["epoch"] > e, f"subnet {netuid}'s bonds epoch")
