@@ -39,7 +39,8 @@ def test_transfer_balance_and_chain_commands(tmp_path: Path, monkeypatch: pytest
         assert "2.5 MINT" in runner.invoke(cli, ["wallet", "balance", bob]).output
         too_much = runner.invoke(cli, ["wallet", "transfer", "alice", bob, "50000"])
         assert too_much.exit_code == 1 and "[bank/1 insufficient_funds]" in too_much.output
-        assert "balance 9997.49998 MINT" in too_much.output  # what is left once this transfer's fee is paid
+        # What is left once this transfer's fee (a send without a memo: 13,000 grains) is paid.
+        assert "balance 9997.4999738 MINT" in too_much.output
         after = json.loads(runner.invoke(cli, ["--json", "wallet", "balance", "alice"]).output)
         assert after == balance  # refused at the mempool: nothing changed, no fee taken
         monkeypatch.setenv("GRIDMINT_PASSWORD", "not pw")
