@@ -168,6 +168,8 @@ def test_a_block_takes_at_most_max_block_units_and_a_refused_transaction_keeps_i
     view = CommittedView(chain.app.store)
     assert view.get_int(b"tx/nonce/" + key(accounts[7]).address) == 0
     assert bank.get_balance(view, key(accounts[7]).address) == 1_000 * MINT
+    # A proposer asks the app what fits, and leaves the eighth in its mempool for the next block.
+    assert chain.app.fitting([*raws, b"not a transaction"], chain.height + 1) == raws[:7]
     (again,) = chain.block(raws[7])
     assert lookup(again.codespace, again.code).name == "not_gateway"  # type: ignore[union-attr]
     # A transaction bigger than a whole block never enters the mempool: five registrations on a 256-UID subnet.

@@ -32,7 +32,7 @@ from gridmint.chain.module import BlockInfo, Context, Event, ModuleSpec, Validat
 from gridmint.chain.params import params_to_json
 from gridmint.chain.state import BlockState, CommittedView, Reader, State, TxState
 from gridmint.chain.store import Store
-from gridmint.chain.tx import SignedTx, decode_tx
+from gridmint.chain.tx import SignedTx, TxBody, decode_tx
 
 APP_NAME = "gridmint"
 APP_VERSION = 1
@@ -183,6 +183,16 @@ class App:
         if len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
         return tx
+
+    def fitting(self, txs: list[bytes], height: int) -> list[bytes]:
+        """The leading ``txs`` whose work fits in block ``height`` (chain/fees.py): what a proposer includes."""
+        bodies: list[TxBody | None] = []
+        for raw in txs:
+            try:
+                bodies.append(self.decode_verified(raw).body)
+            except ChainError:
+                bodies.append(None)
+        return txs[:fees.count_fitting(CommittedView(self.store), bodies, height)]
 
     # --- ABCI: blocks ----------------------------------------------------------------------------------
 

@@ -228,3 +228,18 @@ def check_block_room(params: bank.Params, cost: TxCost, used: int) -> None:
                              f"{params.max_block_units}; split it into smaller transactions")
         raise BLOCK_FULL(f"the block has {params.max_block_units - used} of its {params.max_block_units} work units "
                          f"left, this transaction needs {cost.block_units}; send it again for a later block")
+
+
+def count_fitting(state: Reader, bodies: Sequence[TxBody | None], height: int) -> int:
+    """How many of these transactions, in order, a proposer should put in block ``height`` so that they fit in what
+    its due epochs leave of ``max_block_units``, priced on ``state`` (the last committed one). ``None`` stands for
+    one that will not decode: it costs the block nothing. Proposers (the devnode, ABCI PrepareProposal) call this,
+    so that transactions past the budget wait in the mempool instead of failing with ``block_full``."""
+    room = bank.get_params(state).max_block_units - get_reserved_units(state, height)
+    used = 0
+    for count, body in enumerate(bodies):
+        units = 0 if body is None else get_tx_cost(state, body).block_units
+        if used + units > room:
+            return count
+        used += units
+    return len(bodies)
