@@ -128,10 +128,8 @@ def _start(net: BenchNetwork, miners: int) -> None:
     with ChainClient(net.node_url) as chain:
         while chain.height() < 1:  # queries answer from the first committed block on
             time.sleep(0.05)
-        fee = int(chain.query("/bank/params")["min_tx_fee"])
-
         def send(key: PrivateKey, message: object) -> None:
-            outcome = chain.send(key, [message], fee)  # type: ignore[list-item]
+            outcome = chain.send(key, [message])  # type: ignore[list-item]
             raise_for_code(outcome.code, outcome.codespace, outcome.log)
 
         send(OWNER, MsgCreateSubnet("text-generation", "bench"))

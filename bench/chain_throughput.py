@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from gridmint.chain import bank, codec
+from gridmint.chain import bank, codec, fees
 from gridmint.chain.crypto import PrivateKey, format_address, verify
 from gridmint.chain.genesis import make_genesis_document, write_genesis
 from gridmint.chain.tx import TxBody, sign_tx
@@ -38,6 +38,11 @@ BATCH = 500
 def rpc(client: httpx.Client, method: str, **params: object) -> dict:  # type: ignore[type-arg]
     answer = client.post("/", json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).json()
     return answer["result"]  # type: ignore[no-any-return]
+
+
+def transfer_fee(message: bank.MsgSend) -> int:
+    """What the chain requires for a transfer under the genesis below (default fee parameters): chain/fees.py."""
+    return fees.compute_required_fee(bank.Params(), [message], "", lambda netuid: None, dict)
 
 
 def main() -> None:
@@ -60,8 +65,8 @@ def main() -> None:
     bodies: list[tuple[bytes, bytes, bytes]] = []
     for i in range(args.txs):
         sender = senders[i % args.senders]
-        body = TxBody(CHAIN_ID, sender.public_key, i // args.senders + 1, 10_000,
-                      (bank.MsgSend(recipient, 1_000 + i),))
+        message = bank.MsgSend(recipient, 1_000 + i)
+        body = TxBody(CHAIN_ID, sender.public_key, i // args.senders + 1, transfer_fee(message), (message,))
         raw = sign_tx(body, sender)
         txs.append(raw)
         if len(bodies) < 5_000:

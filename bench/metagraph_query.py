@@ -23,10 +23,12 @@ from pathlib import Path
 
 import httpx
 
+from gridmint.chain import bank, fees
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import ChainError
 from gridmint.chain.genesis import make_genesis_document, write_genesis
-from gridmint.chain.subnets import MsgAnnounceEndpoint, MsgCreateSubnet, MsgRegister, MsgSetHyperparam
+from gridmint.chain.params import params_to_json
+from gridmint.chain.subnets import Hyperparams, MsgAnnounceEndpoint, MsgCreateSubnet, MsgRegister, MsgSetHyperparam
 from gridmint.chain.tx import Msg, TxBody, sign_tx
 from gridmint.client.chain_client import ChainClient
 from gridmint.client.metagraph import Metagraph
@@ -65,7 +67,9 @@ def main() -> None:
 
     def tx(*messages: Msg, signer: PrivateKey = owner) -> str:
         nonces[signer.address] = nonce = nonces.get(signer.address, 0) + 1
-        body = TxBody(CHAIN_ID, signer.public_key, nonce, 10_000, messages)
+        shape = params_to_json(Hyperparams(tempo=50_400, max_uids=args.uids))  # what the setup makes of subnet 1
+        fee = fees.compute_required_fee(bank.Params(), messages, "", lambda netuid: shape, lambda: shape)
+        body = TxBody(CHAIN_ID, signer.public_key, nonce, fee, messages)
         return base64.b64encode(sign_tx(body, signer)).decode()
 
     setup = [tx(MsgCreateSubnet("text-generation", "bench")), tx(MsgSetHyperparam(1, "max_uids", args.uids)),

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import httpx
 
-from gridmint.chain import bank
+from gridmint.chain import bank, fees
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import ChainError
 from gridmint.chain.tx import TxBody, sign_tx
@@ -40,7 +40,7 @@ from gridmint.node.setup import init_data_dir
 from gridmint.ports import free_port
 
 BATCH = 250
-FEE = 10_000
+FEE = fees.compute_required_fee(bank.Params(), [bank.MsgSend(bytes(20), 1)], "", lambda netuid: None, dict)
 TIMEOUT_COMMIT = "1s"
 # Transactions sent but not yet in a block before the load holds back: a node's mempool rechecks what it still
 # holds after each block, so an unbounded flood costs every node work in proportion to its backlog.

@@ -22,7 +22,8 @@ CHAIN_ID = "gridmint-test"
 GENESIS_TIME = "2026-01-01T00:00:00Z"
 MINT = 10**9
 START_BALANCE = 1_000 * MINT
-FEE = 10_000
+MIN_TX_FEE = 10_000  # the genesis min_tx_fee
+FEE = 10_000_000  # what `signed` pays unless told: more than any message of the default shapes requires
 
 
 def key(name: str) -> PrivateKey:
@@ -37,7 +38,7 @@ def genesis(authorities: int = 1, accounts: tuple[str, ...] = ("alice", "bob"), 
         chain_id, GENESIS_TIME,
         [(f"authority-{i}", key(f"authority-{i}").public_key) for i in range(authorities)],
         [(format_address(key(name).address), balance) for name in accounts],
-        min_tx_fee=FEE,
+        min_tx_fee=MIN_TX_FEE,
     )
     document["app_state"].update(sections)
     return validate_genesis(document, MODULES)
@@ -52,6 +53,14 @@ def make_app(path: Path, gen: Genesis | None = None) -> App:
 def signed(signer: PrivateKey, nonce: int, *messages: Msg, fee: int = FEE, chain_id: str = CHAIN_ID,
            memo: str = "") -> bytes:
     return sign_tx(TxBody(chain_id, signer.public_key, nonce, fee, tuple(messages), memo), signer)
+
+
+def required_fee(app: App, *messages: Msg, memo: str = "") -> int:
+    """The fee the chain requires for ``messages`` on the state check_tx sees (chain/fees.py); that state holds
+    genesis before the first block is committed."""
+    from gridmint.chain import fees
+
+    return fees.get_tx_cost(app._check_state, TxBody(CHAIN_ID, b"", 0, 0, tuple(messages), memo)).fee
 
 
 class Chain:
@@ -92,7 +101,7 @@ def write_data_dir(data_dir: Path, accounts: tuple[str, ...] = ("alice", "bob"))
     write_node_key(data_dir, key("authority-0").seed)
     document = make_genesis_document(
         CHAIN_ID, GENESIS_TIME, [("authority-0", key("authority-0").public_key)],
-        [(format_address(key(name).address), START_BALANCE) for name in accounts], min_tx_fee=FEE)
+        [(format_address(key(name).address), START_BALANCE) for name in accounts], min_tx_fee=MIN_TX_FEE)
     write_genesis(data_dir / "genesis.json", document)
 
 
@@ -161,7 +170,8 @@ class Driver(Chain):
         if name not in self.nonces:
             self.nonces[name] = CommittedView(self.app.store).get_int(b"tx/nonce/" + key(name).address)
         self.nonces[name] += 1
-        self.queued.append((name, signed(key(name), self.nonces[name], *messages)))
+        fee = max(FEE, required_fee(self.app, *messages))  # FEE unless more is required: tests count on it
+        self.queued.append((name, signed(key(name), self.nonces[name], *messages, fee=fee)))
 
     def commit(self) -> dict[str, list]:  # type: ignore[type-arg]
         """One block with everything queued; returns the results by signer and re-syncs nonces of failures."""

@@ -126,3 +126,16 @@ def live_subnet(tmp_path: Path, monkeypatch: Any, names: tuple[str, ...] = ("own
         yield live
     finally:
         node.stop()
+
+
+def fees_paid(client: Any, address: str, after: int, upto: int) -> int:
+    """Grains of fees ``address`` paid in blocks ``after + 1 .. upto`` (from the blocks' ``fee`` events): a fee
+    depends on what a transaction does (chain/fees.py), so tests that balance accounts add up what was paid."""
+    total = 0
+    for height in range(after + 1, upto + 1):
+        for result in client.call("block_results", height=str(height)).get("txs_results") or []:
+            for event in result.get("events") or []:
+                attributes = {a["key"]: a["value"] for a in event["attributes"]}
+                if event["type"] == "fee" and attributes.get("payer") == address:
+                    total += int(attributes["amount"])
+    return total

@@ -12,7 +12,8 @@ from gridmint.chain import codec
 from gridmint.chain.bank import MsgSend
 from gridmint.chain.errors import lookup
 from gridmint.chain.tx import TxBody
-from tests.helpers import CHAIN_ID, FEE, MINT, START_BALANCE, Chain, key, signed, snapshot
+from gridmint.chain.units import format_mint
+from tests.helpers import CHAIN_ID, FEE, MIN_TX_FEE, MINT, START_BALANCE, Chain, key, signed, snapshot
 
 ALICE, BOB = key("alice"), key("bob")
 
@@ -49,7 +50,9 @@ CASES = {
     "insufficient funds for amount": (lambda: signed(ALICE, 1, send(START_BALANCE)), "bank", "insufficient_funds"),
     "insufficient funds for fee": (lambda: signed(ALICE, 1, send(), fee=START_BALANCE + 1), "bank",
                                    "insufficient_funds"),
-    "fee below minimum": (lambda: signed(ALICE, 1, send(), fee=FEE - 1), "tx", "fee_too_low"),
+    "fee below minimum": (lambda: signed(ALICE, 1, send(), fee=MIN_TX_FEE), "tx", "fee_too_low"),
+    "fee one grain short of the send's": (lambda: signed(ALICE, 1, send(), fee=MIN_TX_FEE + 100 * 30 - 1), "tx",
+                                          "fee_too_low"),
     "zero amount": (lambda: raw_body(1, CHAIN_ID, ALICE.public_key, 1, FEE, [["bank/send", BOB.address, 0]], ""),
                     "bank", "invalid_amount"),
     "negative amount": (lambda: raw_body(1, CHAIN_ID, ALICE.public_key, 1, FEE, [["bank/send", BOB.address, -5]],
@@ -99,7 +102,7 @@ def test_insufficient_funds_for_amount_in_a_block_keeps_only_fee_and_nonce(chain
     _, _, before = snapshot(chain.app)
     (result,) = chain.block(signed(ALICE, 1, send(START_BALANCE)))
     assert registered_name(result.codespace, result.code) == "insufficient_funds"
-    assert "balance 999.99999 MINT, needed 1000.0 MINT" in result.log
+    assert f"balance {format_mint(START_BALANCE - FEE)}, needed 1000.0 MINT" in result.log
     _, _, after = snapshot(chain.app)
     assert after == {**before, "alice": before["alice"] - FEE}
     assert chain.app.check_tx(signed(ALICE, 1, send())).codespace == "tx"  # nonce 1 is spent

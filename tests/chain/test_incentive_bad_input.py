@@ -15,7 +15,7 @@ from gridmint.chain.subnets import MsgAnnounceEndpoint, MsgRegister, MsgSetHyper
 from gridmint.chain.tx import Msg
 from gridmint.chain.weights import MsgCommitWeights, MsgRevealWeights, MsgSetWeights, commit_hash
 from tests.chain.incentive_network import Network, build, hot
-from tests.helpers import MINT, key, signed
+from tests.helpers import FEE, MINT, key, required_fee, signed
 
 SALT = b"\x07" * 32
 
@@ -46,7 +46,7 @@ def module_state(net: Network) -> list[tuple[bytes, bytes]]:
 
 def refuse(net: Network, signer: str, message: Msg, expected: str) -> None:
     nonce = CommittedView(net.app.store).get_int(b"tx/nonce/" + key(signer).address) + 1
-    raw = signed(key(signer), nonce, message)
+    raw = signed(key(signer), nonce, message, fee=max(FEE, required_fee(net.app, message)))
     app_hash, before = net.app.store.app_hash, module_state(net)
     result = net.app.check_tx(raw)
     kind = lookup(result.codespace, result.code)

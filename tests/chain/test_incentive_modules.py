@@ -20,7 +20,7 @@ from gridmint.chain.subnets import (
 from gridmint.chain.weights import MsgSetWeights
 from gridmint.chain.yuma import ONE
 from tests.chain.incentive_network import build, hot
-from tests.helpers import MINT, key
+from tests.helpers import FEE, MINT, key
 
 
 def test_lock_cost_doubles_and_decays_linearly() -> None:
@@ -28,8 +28,10 @@ def test_lock_cost_doubles_and_decays_linearly() -> None:
     assert compute_lock_cost(params, 0, 0, 5) == 10
     assert compute_lock_cost(params, 40, 100, 100) == 80
     assert compute_lock_cost(params, 40, 100, 150) == 60
-    assert compute_lock_cost(params, 40, 100, 200) == 40
-    assert compute_lock_cost(params, 40, 100, 10_000) == 40
+    assert compute_lock_cost(params, 40, 100, 200) == 40  # the last lock after one period
+    assert compute_lock_cost(params, 40, 100, 250) == 20  # and on down: no ratchet at the last lock
+    assert compute_lock_cost(params, 40, 100, 300) == 10  # the minimum after two periods
+    assert compute_lock_cost(params, 40, 100, 10_000) == 10
     assert compute_lock_cost(params, 4, 100, 150) == 10  # never below the minimum
 
 
@@ -48,7 +50,7 @@ def test_second_subnet_costs_double_and_dissolve_returns_everything(tmp_path: Pa
     net.ok("owner", MsgDissolveSubnet(1))
     view = CommittedView(net.app.store)
     assert neurons.get_subnet(view, 1) is None
-    assert bank.get_balance(view, key("owner").address) == owner_before + first_lock - 10_000
+    assert bank.get_balance(view, key("owner").address) == owner_before + first_lock - FEE
     assert bank.get_balance(view, key("v1").address) == v1_before + staked
     assert list(view.scan(b"staking/pool/")) == [] and list(view.scan(b"staking/position/")) == []
     assert list(view.scan(b"subnets/vec/\x00\x01")) == []

@@ -12,7 +12,7 @@ from gridmint.chain.subnets import MsgRegister, MsgSetHyperparam, compute_burn, 
 from gridmint.chain.weights import MsgCommitWeights, MsgRevealWeights, commit_hash
 from gridmint.chain.yuma import ONE
 from tests.chain.incentive_network import TEMPO, Network, build, hot
-from tests.helpers import MINT, key
+from tests.helpers import FEE, MINT, key
 
 
 def test_a_honest_validators_with_different_views_rank_miners_by_true_quality(tmp_path: Path) -> None:
@@ -136,7 +136,7 @@ def test_f_registration_price_rises_per_registration_and_halves_over_its_half_li
         before = bank.get_balance(CommittedView(net.app.store), key(name).address)
         net.ok(name, MsgRegister(net.netuid, key(hot(name)).address, 0))
         spent = before - bank.get_balance(CommittedView(net.app.store), key(name).address)
-        assert spent == price + 10_000  # the burn plus the fee
+        assert spent == price + FEE  # the burn plus the fee (the driver pays FEE, more than required)
         prices.append(price)
     for earlier, later in itertools.pairwise(prices):  # ×1.26 per registration, one block of decay in between
         assert later == compute_burn(earlier * 1_260 // 1_000, 1, hyper)

@@ -12,12 +12,13 @@ from click.testing import CliRunner
 
 from gridmint.chain.crypto import format_address
 from gridmint.cli.main import cli
-from tests.helpers import FEE, MINT, key
+from tests.helpers import MIN_TX_FEE, MINT, key
 from tests.live_network import funded_devnode
 
 pytestmark = pytest.mark.slow
 
 FUNDED = 10_000 * MINT  # what funded_devnode gives each wallet
+SEND_FEE = MIN_TX_FEE + 100 * (30 + len("hi"))  # chain/fees.py: a send is 30 units, its memo 1 a byte, 100 grains each
 
 
 def test_transfer_balance_and_chain_commands(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -32,13 +33,14 @@ def test_transfer_balance_and_chain_commands(tmp_path: Path, monkeypatch: pytest
         sent = runner.invoke(cli, ["--json", "wallet", "transfer", "alice", bob, "2.5", "--memo", "hi"])
         assert sent.exit_code == 0, sent.output
         receipt = json.loads(sent.output)
-        assert receipt["amount"] == 2_500_000_000 and receipt["fee"] == FEE
+        assert receipt["amount"] == 2_500_000_000 and receipt["fee"] == SEND_FEE
         balance = json.loads(runner.invoke(cli, ["--json", "wallet", "balance", "alice"]).output)
-        assert balance["balance"] == FUNDED - 2_500_000_000 - FEE
+        assert balance["balance"] == FUNDED - 2_500_000_000 - SEND_FEE
         assert "2.5 MINT" in runner.invoke(cli, ["wallet", "balance", bob]).output
         too_much = runner.invoke(cli, ["wallet", "transfer", "alice", bob, "50000"])
         assert too_much.exit_code == 1 and "[bank/1 insufficient_funds]" in too_much.output
-        assert "balance 9997.49998 MINT" in too_much.output  # what is left once this transfer's fee is paid
+        # What is left once this transfer's fee (a send without a memo: 13,000 grains) is paid.
+        assert "balance 9997.4999738 MINT" in too_much.output
         after = json.loads(runner.invoke(cli, ["--json", "wallet", "balance", "alice"]).output)
         assert after == balance  # refused at the mempool: nothing changed, no fee taken
         monkeypatch.setenv("GRIDMINT_PASSWORD", "not pw")

@@ -16,11 +16,11 @@ from gridmint.client.wallet import open_wallet
 from gridmint.market.deployment import parse_deployment
 from gridmint.market.tenant import ProviderClient, accept_bid, create_order, wait_for_bids
 from gridmint.web.data import Explorer
+from tests.live_network import fees_paid
 from tests.market_network import deployment_yaml, live_market
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("market")]
 
-MIN_FEE_QUERY = "/bank/params"
 
 
 def _balance_at(client: ChainClient, address: str, height: int) -> int:
@@ -69,8 +69,9 @@ def test_cheapest_matching_provider_serves_the_workload_and_is_paid_rate_times_b
             time.sleep(1.0)  # let a few blocks accrue
             closed = market.run("deploy", "close", str(lease_id), "--wallet", "tenant")
             account = client.query(f"/escrow/account/{lease_id}")
-            fee = int(client.query(MIN_FEE_QUERY)["min_tx_fee"])
             start, end, rate = account["start"], account["closed_at"], account["rate"]
+            now = client.height()
+            fee = fees_paid(client, tenant, start, now)  # the closing transaction's
             blocks = end - start
             assert blocks > 0 and rate == prices[beta.address]
             # The provider received exactly rate × blocks (it sent no transaction during the lease) ...
@@ -78,7 +79,7 @@ def test_cheapest_matching_provider_serves_the_workload_and_is_paid_rate_times_b
             assert gained == rate * blocks
             # ... and the tenant got the unspent deposit back (it was held since the order), less the closing fee.
             deposit = parse_deployment(file.read_text()).deposit
-            returned = client.balance(tenant) - _balance_at(client, tenant, start)
+            returned = client.balance(tenant, height=now) - _balance_at(client, tenant, start)
             assert returned == deposit - rate * blocks - fee
             refunded = int(next(a["value"] for e in closed["events"] if e["type"] == "lease_closed"
                                 for a in e["attributes"] if a["key"] == "refunded"))
@@ -143,12 +144,13 @@ def test_a_lease_funded_for_n_blocks_is_closed_in_block_n_and_its_workload_stopp
 
             # Nobody gained or lost a grain: the provider got rate × N (less the fees of its own withdrawals),
             # the tenant's whole deposit went to it and nothing else.
-            fee = int(client.query(MIN_FEE_QUERY)["min_tx_fee"])
             address = alpha.address
-            provider_txs = client.nonce(address) - int(client.query(f"/tx/nonce/{address}", height=start)["nonce"])
-            gained = client.balance(address) - _balance_at(client, address, start)
+            now = client.height()
+            provider_txs = client.nonce(address, height=now) - int(client.query(f"/tx/nonce/{address}",
+                                                                                height=start)["nonce"])
+            gained = client.balance(address, height=now) - _balance_at(client, address, start)
             assert provider_txs >= 1  # it withdrew during the lease
-            assert gained + provider_txs * fee == price * blocks_funded
+            assert gained + fees_paid(client, address, start, now) == price * blocks_funded
             assert client.balance(tenant) == _balance_at(client, tenant, start)
 
         # The provider saw it in that block's events and stopped the workload.
@@ -215,7 +217,8 @@ def test_an_order_nobody_can_serve_gets_no_bid_and_the_tenant_is_told_why(
         market.start_provider("alpha", "--cpu", "1", "--memory", "512", "--withdraw-every", "0")
         file = market.write("big.yaml", deployment_yaml(memory=4096))
         with market.client() as client:
-            before = client.balance(market.address("tenant"))
+            before_height = client.height()
+            before = client.balance(market.address("tenant"), height=before_height)
         error = market.run_fails("deploy", "create", str(file), "--wallet", "tenant", "--auto-accept",
                                  "cheapest", "--bid-wait", "1")
         assert error["name"] == "no_bids" and "market match" in error["message"]
@@ -224,8 +227,9 @@ def test_an_order_nobody_can_serve_gets_no_bid_and_the_tenant_is_told_why(
         # The order stays open until the tenant closes it; then only the two fees are gone.
         market.run("deploy", "close-order", "1", "--wallet", "tenant")  # the chain's first order
         with market.client() as client:
-            fee = int(client.query(MIN_FEE_QUERY)["min_tx_fee"])
-            assert client.balance(market.address("tenant")) == before - 2 * fee
+            now = client.height()
+            paid = fees_paid(client, market.address("tenant"), before_height, now)
+            assert paid > 0 and client.balance(market.address("tenant"), height=now) == before - paid
 
 
 def test_a_workload_that_fails_has_its_lease_closed_by_the_provider_with_a_reason(

@@ -75,7 +75,7 @@ def _app_hashes(nodes: list[NodeSpec], upto: int) -> dict[int, set[str]]:
 def test_transfers_and_every_nodes_app_hash_agree(network: list[NodeSpec]) -> None:
     recipient = PrivateKey(b"\x77" * 32).address
     with ChainClient(_url(network[1])) as client:
-        fee = int(client.query("/bank/params")["min_tx_fee"])
+        fee = client.required_fee([MsgSend(recipient, 1_000)])
         for round_ in range(3):
             raws = [client.sign(sender, [MsgSend(recipient, 1_000 + round_)], fee) for sender in SENDERS]
             hashes = [ChainClient(_url(network[i % 4])).broadcast_sync(raw) for i, raw in enumerate(raws)]
@@ -142,10 +142,8 @@ def test_authorities_added_and_removed_by_vote_change_who_signs(tmp_path: Path) 
         keys = [validator_key(n) for n in nodes]
         newcomer = keys[4]
         with ChainClient(_url(nodes[0])) as client:
-            fee = int(client.query("/bank/params")["min_tx_fee"])
-
             def run(signer: PrivateKey, message: object) -> dict[str, object]:
-                outcome = client.send(signer, [message], fee)  # type: ignore[list-item]
+                outcome = client.send(signer, [message])  # type: ignore[list-item]
                 assert outcome.code == 0, outcome.log
                 return {"height": outcome.height, "id": outcome.attribute("authority_proposal", "id")}
 

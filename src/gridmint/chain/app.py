@@ -2,10 +2,10 @@
 ``commit`` and ``query``. The devnode calls it directly; under CometBFT an ABCI server calls the same methods.
 
 A transaction is processed in two stages. First its envelope: chain id, nonce (exactly the account's last nonce
-+ 1), fee at least the minimum and covered by the balance. A transaction that fails here is invalid and changes
-nothing. Then its messages, atomically: if any fails, the block keeps only the fee (burned) and the nonce bump.
-``check_tx`` runs both stages against a scratch copy of the state that tracks what the mempool already holds,
-and admits a transaction only if both succeed.
++ 1), fee at least what its messages require (chain/fees.py) and covered by the balance, and room for their work
+in the block. A transaction that fails here is invalid and changes nothing. Then its messages, atomically: if any
+fails, the block keeps only the fee (burned) and the nonce bump. ``check_tx`` runs both stages against a scratch
+copy of the state that tracks what the mempool already holds, and admits a transaction only if both succeed.
 
 Anyone can send a transaction or a query, so ``query`` and ``check_tx`` never raise: a refusal is a coded result,
 and an exception that no check foresaw becomes ``app/internal_error`` (logged), never a dropped connection.
@@ -14,11 +14,12 @@ and an exception that no check foresaw becomes ``app/internal_error`` (logged), 
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from gridmint.chain import authority, bank, codec, credit, emission, escrow, market, staking, subnets, weights
+from gridmint.chain import authority, bank, codec, credit, emission, escrow, fees, market, staking, subnets, weights
 from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import (
     BAD_BLOCK,
@@ -36,7 +37,7 @@ from gridmint.chain.params import params_to_json
 from gridmint.chain.query_args import check_data, check_height, check_path, expect_args, parse_address_arg
 from gridmint.chain.state import BlockState, CommittedView, Reader, State, TxState
 from gridmint.chain.store import Store
-from gridmint.chain.tx import SignedTx, decode_tx
+from gridmint.chain.tx import SignedTx, TxBody, decode_tx
 
 APP_NAME = "gridmint"
 APP_VERSION = 1
@@ -124,6 +125,8 @@ class App:
         # state so that a block that changes nothing leaves the app hash alone.
         self._last_block_time = 0
         self._check_state: State = BlockState(store)
+        # (the block being delivered, by a weak reference to its state; the work units delivered in it so far)
+        self._block_units: tuple[weakref.ref[State] | None, int] = (None, 0)
 
     @staticmethod
     def _read_chain_id(view: Reader) -> str:
@@ -221,6 +224,16 @@ class App:
         if entry is not None:
             self._verified_bytes -= entry[1]
 
+    def fitting(self, txs: list[bytes], height: int) -> list[bytes]:
+        """The leading ``txs`` whose work fits in block ``height`` (chain/fees.py): what a proposer includes."""
+        bodies: list[TxBody | None] = []
+        for raw in txs:
+            try:
+                bodies.append(self.decode_verified(raw).body)
+            except ChainError:
+                bodies.append(None)
+        return txs[:fees.count_fitting(CommittedView(self.store), bodies, height)]
+
     # --- ABCI: blocks ----------------------------------------------------------------------------------
 
     def finalize_block(self, txs: list[bytes], height: int, time_ns: int, proposer: bytes) -> BlockResult:
@@ -299,9 +312,18 @@ class App:
         if body.nonce > last_nonce + 1:
             raise NONCE_FUTURE(f"nonce {body.nonce} is ahead; the next nonce of {format_address(signer)} "
                                f"is {last_nonce + 1}")
+        # The fee covers the work of the messages (chain/fees.py), and the block has room for that work.
+        cost = fees.get_tx_cost(state, body)
+        metered, units_so_far = self._block_units
+        if delivering and (metered is None or metered() is not state):  # the block's first: its epochs go first
+            units_so_far = fees.get_reserved_units(state, block.height)
+        used = units_so_far if delivering else 0
+        fees.check_block_room(bank.get_params(state), cost, used)
         envelope_state = TxState(state)
         envelope = Context(envelope_state, block, signer, record_events=delivering)
-        bank.charge_fee(envelope, body.fee)
+        bank.charge_fee(envelope, body.fee, cost.fee)
+        if delivering:
+            self._block_units = (weakref.ref(state), used + cost.block_units)
         envelope_state.set_int(NONCE_PREFIX + signer, body.nonce)
         if delivering:  # the fee and the nonce stay even if a message fails, so the messages get their own state
             envelope_state.apply()

@@ -2,6 +2,8 @@
 
 Fees are **burned**: they leave the supply instead of going to the block's authority, so an authority gains
 nothing by stuffing blocks with its own transactions, and the supply is genesis + minted - burned.
+A transaction pays at least ``min_tx_fee`` plus ``fee_per_unit`` for each work unit its messages cause (the
+schedule is chain/fees.py); a block takes at most ``max_block_units`` units of them.
 Other modules hold funds through ``hold``/``release`` (stake, escrow, locks); the bank books what each module
 holds, so the supply invariant covers every grain: supply = Σ balances + Σ held by modules.
 """
@@ -26,7 +28,7 @@ from gridmint.chain.params import params_from_json, params_to_json, read_params
 from gridmint.chain.query_args import expect_args, parse_address_arg
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
-from gridmint.chain.units import MAX_AMOUNT, MAX_U64, format_mint
+from gridmint.chain.units import GRAINS_PER_MINT, MAX_AMOUNT, MAX_U64, format_mint
 
 NAME = "bank"
 
@@ -35,14 +37,18 @@ NAME = "bank"
 
 @dataclass(frozen=True)
 class Params:
-    min_tx_fee: int = 10_000  # grains (10 micro-MINT) that every transaction pays at least
+    min_tx_fee: int = 10_000  # grains (10 micro-MINT) that every transaction pays at least: its envelope
+    fee_per_unit: int = 100  # grains per work unit of its messages (chain/fees.py; a unit is about 1 µs)
+    epoch_fee_blocks: int = 7_200  # blocks of epoch work a subnet's shape prepays when it is set (a day at 12 s)
+    max_block_units: int = 660_000  # work units of transactions in one block: 2,000 transfers (~0.5 s unverified)
 
 
-BOUNDS = {"min_tx_fee": (0, MAX_U64)}
+BOUNDS = {"min_tx_fee": (0, MAX_U64), "fee_per_unit": (0, GRAINS_PER_MINT), "epoch_fee_blocks": (0, 10_000_000),
+          "max_block_units": (100_000, 1_000_000)}
 
 
 # --- state -------------------------------------------------------------------------------------------------
-# bank/params                 -> {"min_tx_fee": int}
+# bank/params                 -> Params
 # bank/supply                 -> int, grains in existence
 # bank/balance/<address 20B>  -> int, grains (absent = 0)
 # bank/held/<module name>     -> int, grains a module holds for accounts (absent = 0)
@@ -163,11 +169,12 @@ def process_send(ctx: Context, msg: MsgSend) -> None:
     ctx.emit("transfer", sender=format_address(ctx.signer), recipient=format_address(msg.to), amount=msg.amount)
 
 
-def charge_fee(ctx: Context, fee: int) -> None:
-    """Burn the transaction fee; called by the app before the messages run."""
-    params = get_params(ctx.state)
-    if fee < params.min_tx_fee:
-        raise FEE_TOO_LOW(f"fee {format_mint(fee)} is below the minimum {format_mint(params.min_tx_fee)}")
+def charge_fee(ctx: Context, fee: int, required: int) -> None:
+    """Burn the transaction fee, which must cover ``required`` (chain/fees.py); called by the app before the
+    messages run."""
+    if fee < required:
+        raise FEE_TOO_LOW(f"fee {format_mint(fee)} is below the {format_mint(required)} ({required} grains) this "
+                          "transaction requires (see /bank/params and the fee schedule in docs/chain.md)")
     if fee:
         burn(ctx.state, ctx.signer, fee, "fee")
         ctx.emit("fee", payer=format_address(ctx.signer), amount=fee)

@@ -7,12 +7,17 @@
   remainder method gives leftover grains to the lowest netuids). No subnet: nothing is minted.
 - **Accrual.** Each subnet's share is minted into this module's keeping and booked as the subnet's pending
   emission, so supply grows by exactly the block rewards.
-- **Epoch** (when ``tempo`` blocks have passed since the last one): Yuma consensus (chain/yuma.py) on the
+- **Epoch** (due when ``tempo`` blocks have passed since the last one): Yuma consensus (chain/yuma.py) on the
   subnet's stake, weights and bonds, then the pending emission E is paid: 18% to the owner, 41% to miners by
   incentive, 41% to validators by dividends (each validator keeps its take and compounds the rest into its
   stakers' share pool, chain/staking.py: one write per validator, whatever the number of its stakers).
   Without incentive the miners' part goes to validators; without dividends the validators' part goes by
   active stake; with no stake at all it stays pending for the next epoch.
+- **Scheduling.** Epochs that are due run longest-due first (ties: lower netuid) while their cost fits in the
+  block's ``epoch_budget`` (subnets.py, "Epoch cost bounds"); the first always runs, the rest wait for the next
+  block, where they come first. A subnet whose tempo, max_uids or max_validators changed in this block waits too
+  (the block's transactions were admitted against the epochs due before them, chain/fees.py). A subnet that
+  waited keeps accruing, so nothing is lost, only paid a little later.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from gridmint.chain import bank, neurons, staking
+from gridmint.chain import subnets as subnets_module
 from gridmint.chain.module import Context, ModuleSpec
 from gridmint.chain.params import ParamsGenesis, params_to_json, read_params
 from gridmint.chain.query_args import expect_args
@@ -78,10 +84,36 @@ def end_block(ctx: Context) -> None:
         state.set_int(MINTED_KEY, minted + reward)
         for netuid, share in zip(subnets, split_exactly(reward, [1] * len(subnets)), strict=True):
             neurons.set_pending(state, netuid, neurons.get_pending(state, netuid) + share)
+    for netuid, subnet in select_epochs(state, subnets, height):
+        run_subnet_epoch(ctx, netuid, subnet)
+
+
+def select_epochs(state: Reader, subnets: list[int], height: int) -> list[tuple[int, dict[str, Any]]]:
+    """The due epochs this block runs, in the order ``schedule_epochs`` gives."""
+    due: list[tuple[int, int, int]] = []
+    found: dict[int, dict[str, Any]] = {}
     for netuid in subnets:
         subnet = neurons.require_subnet(state, netuid)
-        if height - subnet["last_epoch"] >= get_hyperparams(subnet).tempo:
-            run_subnet_epoch(ctx, netuid, subnet)
+        hyper = get_hyperparams(subnet)
+        if height - subnet["last_epoch"] >= hyper.tempo and subnet.get("shape_block", 0) != height:
+            cells = subnets_module.compute_epoch_cells(subnet["n"], hyper.max_validators)
+            due.append((subnet["last_epoch"] + hyper.tempo, netuid, cells))
+            found[netuid] = subnet
+    budget = subnets_module.get_params(state).epoch_budget
+    return [(netuid, found[netuid]) for netuid in schedule_epochs(due, budget)]
+
+
+def schedule_epochs(due: list[tuple[int, int, int]], budget: int) -> list[int]:
+    """Of the due epochs ``(due block, netuid, cells)``, the netuids to run now: longest-due first (then the lower
+    netuid) while their cells fit in ``budget``; the first always runs, and the order is never skipped ahead."""
+    chosen: list[int] = []
+    spent = 0
+    for _, netuid, cells in sorted(due):
+        if chosen and spent + cells > budget:
+            break
+        chosen.append(netuid)
+        spent += cells
+    return chosen
 
 
 def epoch_input(state: Reader, netuid: int, subnet: dict[str, Any], height: int) -> EpochInput:

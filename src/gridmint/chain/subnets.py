@@ -1,8 +1,11 @@
 """subnets: create and dissolve subnets, tune their hyperparameters, register neurons, announce endpoints.
 
-- **Lock.** Creating a subnet locks ``lock_cost`` grains, returned when the owner dissolves it. The cost doubles
-  with each creation and decays linearly back to ``min_lock`` over ``lock_decay_period`` blocks:
-  ``max(min_lock, 2·last − last·elapsed / period)``.
+- **Lock.** Creating a subnet locks ``lock_cost`` grains, returned when the owner dissolves it. As in Bittensor,
+  the cost doubles with each creation and then falls linearly, by ``last / lock_decay_period`` per block, all the
+  way back to ``min_lock``: ``max(min_lock, 2·last − last·elapsed / period)``. It passes the last lock paid after
+  one period and reaches ``min_lock`` after at most two, so a burst of creations (six create/dissolve pairs in
+  one transaction move it from 1,000 to 64,000 MINT) leaves no lasting price: there is no ratchet at the last
+  lock.
 - **Registration.** A coldkey registers a hotkey for the current burn price, which is burned. Each registration
   multiplies the price by ``burn_multiplier`` (per mille); between registrations it halves every
   ``burn_half_life`` blocks (whole halvings by shifts, linear in between), within ``[burn_min, burn_max]``.
@@ -11,6 +14,24 @@
   returns to its stakers. If every UID is immune, registration is refused.
 - **Endpoints.** A registered hotkey announces its URL, models, price per 1k tokens and protocol version, at
   most once every ``serving_rate_limit`` blocks.
+- **Epoch cost bounds.** A subnet's epoch (chain/yuma.py) costs about one dense validators × UIDs matrix, its
+  *cells*: ``compute_epoch_cells`` = min(max_validators, UIDs) × UIDs + UIDs + ``EPOCH_OVERHEAD_CELLS``. Three
+  rules keep the end-block work of every block bounded, whatever owners choose:
+  1. caps: ``max_uids`` ≤ 4,096 and ``max_validators`` ≤ 256, Bittensor's upper values. One epoch at both caps is
+     1,069,056 cells; bench/yuma_epoch.py measures its Yuma math at 80–100 ms on the 2-core reference machine
+     and bench/adversarial_block.py the whole epoch with its state reads and writes (see bench/README.md).
+  2. a per-block budget: end_block runs the epochs that are due, the longest-due first (then the lower netuid),
+     while their cells fit in ``epoch_budget`` (default 1,069,056: one epoch at the caps); the first due epoch
+     always runs, later ones wait for the next block. So no block runs more than one worst-case epoch, or
+     ``epoch_budget / EPOCH_OVERHEAD_CELLS`` (64) small ones.
+  3. a rate rule, so the budget keeps up: each subnet may ask for at most its share of it per block,
+     ``cells / tempo ≤ epoch_budget / max_subnets`` (checked on every change of tempo, max_uids or
+     max_validators and on the genesis defaults; refused with ``epoch_too_costly``). Summed over at most
+     ``max_subnets`` subnets the demand never exceeds the budget, so epochs keep their tempo. Whatever happens,
+     every subnet gets its epoch within ``tempo + subnets − 1`` blocks: each block runs at least the longest-due
+     epoch, and each other subnet can be ahead of a waiting one at most once (its next epoch falls due later).
+     At the default ``max_subnets`` of 128 a subnet at both caps needs a tempo of at least 130 (Bittensor runs
+     360); the default shape (256 UIDs, 64 validators) may use tempo 5 and up.
 """
 
 from __future__ import annotations
@@ -23,7 +44,7 @@ import numpy as np
 
 from gridmint.chain import bank, neurons, staking
 from gridmint.chain.crypto import format_address
-from gridmint.chain.errors import INVALID_FIELD, UNKNOWN_QUERY, register
+from gridmint.chain.errors import INVALID_FIELD, INVALID_GENESIS, UNKNOWN_QUERY, ChainError, register
 from gridmint.chain.fields import address, text, text_list, u16, u64
 from gridmint.chain.module import Context, ModuleSpec
 from gridmint.chain.params import ParamsGenesis, params_to_json, read_params
@@ -45,6 +66,7 @@ RATE_LIMITED = register(NAME, 10, "rate_limited")
 TOO_MANY_SUBNETS = register(NAME, 11, "too_many_subnets")
 INVALID_MODALITY = register(NAME, 12, "invalid_modality")
 BURN_ABOVE_LIMIT = register(NAME, 13, "burn_above_limit")
+EPOCH_TOO_COSTLY = register(NAME, 14, "epoch_too_costly")
 
 MODALITY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,31}$")
 MAX_URL_BYTES = 256
@@ -61,10 +83,14 @@ class Params:
     lock_decay_period: int = 100_800  # blocks (14 days of 12 s blocks)
     max_subnets: int = 128
     default_tempo: int = 360  # the devnode's dev genesis sets a small one
+    epoch_budget: int = 1_069_056  # epoch cells end_block may run per block (one epoch at the caps)
 
 
+MAX_UIDS_CAP = 4_096
+MAX_VALIDATORS_CAP = 256
+EPOCH_OVERHEAD_CELLS = 16_384  # what an epoch costs beyond its matrix: about 1.5 ms of reads, writes and payouts
 BOUNDS = {"min_lock": (0, MAX_U64), "lock_decay_period": (1, 10_000_000), "max_subnets": (1, 1_024),
-          "default_tempo": (2, 50_400)}
+          "default_tempo": (2, 50_400), "epoch_budget": (1_069_056, 4 * 1_069_056)}  # a worst-case epoch always fits
 
 
 @dataclass(frozen=True)
@@ -92,14 +118,15 @@ class Hyperparams:
 
 
 HYPERPARAM_BOUNDS = {
-    "tempo": (2, 50_400), "kappa": (0, 65_535), "immunity_period": (0, 10_000_000), "max_uids": (1, 4_096),
-    "max_validators": (1, 4_096), "activity_cutoff": (1, 10_000_000), "min_allowed_weights": (0, 4_096),
+    "tempo": (2, 50_400), "kappa": (0, 65_535), "immunity_period": (0, 10_000_000), "max_uids": (1, MAX_UIDS_CAP),
+    "max_validators": (1, MAX_VALIDATORS_CAP), "activity_cutoff": (1, 10_000_000), "min_allowed_weights": (0, 4_096),
     "max_weight_limit": (1, 65_535), "weights_rate_limit": (0, 10_000_000), "commit_reveal": (0, 1),
     "reveal_period": (1, 100), "bonds_alpha": (655, 65_535), "burn_initial": (0, MAX_U64), "burn_min": (0, MAX_U64),
     "burn_max": (0, MAX_U64), "burn_multiplier": (1_000, 10_000), "burn_half_life": (1, 10_000_000),
     "serving_rate_limit": (0, 10_000_000),
 }
 HYPERPARAM_NAMES = tuple(field.name for field in fields(Hyperparams))
+EPOCH_SHAPE_PARAMS = ("tempo", "max_uids", "max_validators")  # the ones that set what epochs cost
 
 # --- state -------------------------------------------------------------------------------------------------
 # subnets/params         -> Params
@@ -121,14 +148,30 @@ def get_hyperparams(subnet: dict[str, Any]) -> Hyperparams:
 
 
 def compute_lock_cost(params: Params, last_amount: int, last_block: int, height: int) -> int:
-    decayed = 2 * last_amount - last_amount * min(height - last_block, params.lock_decay_period) \
-        // params.lock_decay_period
+    elapsed = min(max(height - last_block, 0), 2 * params.lock_decay_period)  # zero by then: nothing to add
+    decayed = 2 * last_amount - last_amount * elapsed // params.lock_decay_period
     return max(params.min_lock, decayed)
 
 
 def get_lock_cost(state: Reader, height: int) -> int:
     last = state.get_value(LAST_LOCK_KEY, {"amount": 0, "block": 0})
     return compute_lock_cost(get_params(state), last["amount"], last["block"], height)
+
+
+def compute_epoch_cells(uids: int, max_validators: int) -> int:
+    """What one epoch of a subnet with ``uids`` UIDs costs, in cells of its validators × UIDs matrix."""
+    return min(max_validators, uids) * uids + uids + EPOCH_OVERHEAD_CELLS
+
+
+def check_epoch_rate(params: Params, hyper: Hyperparams) -> None:
+    """Refuse a shape whose epochs would take more than its share of the per-block epoch budget (see above)."""
+    cells = compute_epoch_cells(hyper.max_uids, hyper.max_validators)
+    if cells * params.max_subnets > params.epoch_budget * hyper.tempo:
+        shortest = -(-cells * params.max_subnets // params.epoch_budget)
+        raise EPOCH_TOO_COSTLY(
+            f"an epoch of {hyper.max_uids} UIDs and {hyper.max_validators} validators every {hyper.tempo} blocks "
+            f"takes more than a subnet's share of the epoch budget ({params.epoch_budget} cells per block over "
+            f"{params.max_subnets} subnets); use a tempo of at least {shortest} or fewer UIDs or validators")
 
 
 def compute_burn(base: int, since: int, hyper: Hyperparams) -> int:
@@ -250,6 +293,9 @@ def process_set_hyperparam(ctx: Context, msg: MsgSetHyperparam) -> None:
     hyper = get_hyperparams(subnet)
     if hyper.burn_min > hyper.burn_max:
         raise PARAM_OUT_OF_BOUNDS("burn_min must not exceed burn_max")
+    if msg.param in EPOCH_SHAPE_PARAMS:
+        check_epoch_rate(get_params(ctx.state), hyper)
+        subnet["shape_block"] = ctx.block.height  # its epoch waits for the next block (fees.get_reserved_units)
     neurons.put_subnet(ctx.state, msg.netuid, subnet)
     ctx.emit("subnet_param", netuid=msg.netuid, param=msg.param, value=msg.value)
 
@@ -435,6 +481,15 @@ def query_hotkey(state: Reader, parts: list[str], data: bytes) -> Any:
 GENESIS = ParamsGenesis("subnets", Params, BOUNDS, PARAMS_KEY)
 
 
+def validate_genesis(raw: Any) -> Params:
+    params: Params = GENESIS.validate(raw)
+    try:
+        check_epoch_rate(params, Hyperparams(tempo=params.default_tempo))
+    except ChainError as error:
+        raise INVALID_GENESIS(f"subnets.params.default_tempo: a new subnet's {error.message}") from None
+    return params
+
+
 # --- invariants --------------------------------------------------------------------------------------------
 
 
@@ -460,7 +515,7 @@ MODULE = ModuleSpec(
               MsgAnnounceEndpoint: process_announce},
     queries={"list": query_list, "lock_cost": query_lock_cost, "params": GENESIS.query, "hotkey": query_hotkey,
              "*": query_subnet},
-    validate_genesis=GENESIS.validate,
+    validate_genesis=validate_genesis,
     init_genesis=GENESIS.init,
     export_genesis=GENESIS.export,
     invariants={"locks": invariant_locks, "uids": invariant_uids},

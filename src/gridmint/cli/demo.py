@@ -63,8 +63,7 @@ def demo(ctx: click.Context, workdir: Path | None, amount: int) -> None:
             _wait_until_ready(client, process)
             _step(f"Sending {format_mint(grains)} from alice to bob")
             key = alice.coldkey(DEMO_PASSWORD)
-            fee = int(client.query("/bank/params")["min_tx_fee"])
-            outcome = client.send(key, [bank.MsgSend(parse_address(bob.address), grains)], fee, memo="gridmint demo")
+            outcome = client.send(key, [bank.MsgSend(parse_address(bob.address), grains)], memo="gridmint demo")
             balances = {"alice": client.balance(alice.address), "bob": client.balance(bob.address)}
             height = client.height()
     finally:

@@ -1,8 +1,8 @@
 """The chain's reference, written from the modules themselves: ``gridmint reference > docs/chain.md``.
 
 For each module of the app: what it is and what state it keeps (its docstring), its messages with their fields,
-its queries, the events it emits, its errors with their stable codes, and its invariants. Generated, so it cannot
-drift from the code; a test regenerates it and compares it with the file in docs/.
+its queries, the events it emits, its errors with their stable codes, and its invariants; then the fee schedule.
+Generated, so it cannot drift from the code; a test regenerates it and compares it with the file in docs/.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from types import ModuleType
 
 import click
 
+from gridmint.chain import fees
 from gridmint.chain.app import MODULES
 from gridmint.chain.errors import registered
 from gridmint.chain.fields import describe
@@ -90,6 +91,10 @@ def render() -> str:
             lines.append("")
         if spec.invariants:
             lines += ["### Invariants", "", *[f"- `{name}`" for name in spec.invariants], ""]
+    lines += ["## Fees", "", inspect.cleandoc(fees.__doc__ or "").strip(), "",
+              "| message | work units (U: the subnet's max_uids) |", "|---|---|"]
+    lines += [f"| `{message.TYPE}` | {rule.words} |" for message, rule in fees.SCHEDULE.items()]
+    lines.append("")
     for name in OFF_CHAIN:
         importlib.import_module(name)
     shared = [kind for kind in registered() if kind.module not in {spec.name for spec in MODULES}]

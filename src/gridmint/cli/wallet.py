@@ -8,6 +8,7 @@ import click
 
 from gridmint.chain import bank
 from gridmint.chain.crypto import format_address, parse_address
+from gridmint.chain.tx import Msg
 from gridmint.chain.units import format_mint
 from gridmint.cli.common import MINT_AMOUNT, node_option, password_option, wallet_dir_option
 from gridmint.cli.output import emit, read_password
@@ -119,7 +120,7 @@ def balance(ctx: click.Context, target: str, wallet_dir: Path | None, node_url: 
 @click.argument("name")
 @click.argument("to")
 @click.argument("amount", type=MINT_AMOUNT)
-@click.option("--fee", type=MINT_AMOUNT, default=None, help="Fee in MINT (default: the chain's minimum).")
+@click.option("--fee", type=MINT_AMOUNT, default=None, help="Fee in MINT (default: what the chain requires).")
 @click.option("--memo", default="", help="A note stored with the transaction.")
 @wallet_dir_option
 @node_option
@@ -132,10 +133,11 @@ def transfer(ctx: click.Context, name: str, to: str, amount: int, fee: int | Non
     grains, fee_grains = amount, fee
     sender = open_wallet(name, wallet_dir)
     key = sender.coldkey(read_password(password_file))
+    messages: list[Msg] = [bank.MsgSend(parse_address(recipient), grains)]
     with ChainClient(node_url or default_node_url()) as client:
         if fee_grains is None:
-            fee_grains = int(client.query("/bank/params")["min_tx_fee"])
-        outcome = client.send(key, [bank.MsgSend(parse_address(recipient), grains)], fee_grains, memo)
+            fee_grains = client.required_fee(messages, memo)
+        outcome = client.send(key, messages, fee_grains, memo)
     if not outcome.ok:
         raise_for_code(outcome.code, outcome.codespace, outcome.log)
     emit(ctx, {"hash": outcome.hash, "height": outcome.height, "from": sender.address, "to": recipient,

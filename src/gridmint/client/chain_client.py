@@ -16,9 +16,10 @@ from typing import Any
 
 import httpx
 
-from gridmint.chain import codec
+from gridmint.chain import bank, codec, fees, neurons, subnets
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import ChainError, ErrorKind, lookup
+from gridmint.chain.params import params_to_json
 from gridmint.chain.tx import Msg, TxBody, sign_tx
 from gridmint.client.errors import NODE_UNREACHABLE, RPC_FAILED, TX_TIMEOUT
 
@@ -171,12 +172,34 @@ class ChainClient:
             return TxOutcome(tx_hash, int(found["height"]), int(executed["code"]), executed.get("codespace", ""),
                              executed.get("log", ""), executed.get("events", []))
 
-    def send(self, key: PrivateKey, messages: list[Msg], fee: int, memo: str = "") -> TxOutcome:
-        """Sign with the next nonce, submit, and wait for the block that includes it."""
+    def required_fee(self, messages: list[Msg], memo: str = "") -> int:
+        """The fee the chain requires for these messages now: chain/fees.py's own function, fed with the fee
+        parameters and the hyperparameters of the subnets the messages touch, as the node answers them."""
+        params = bank.Params(**self.query("/bank/params"))
+
+        def shape_of(netuid: int) -> dict[str, int] | None:
+            try:
+                return dict(self.query(f"/subnets/{netuid}")["params"])
+            except ChainError as error:
+                if error.kind == neurons.SUBNET_NOT_FOUND:
+                    return None
+                raise
+
+        def new_subnet() -> dict[str, int]:
+            default_tempo = int(self.query("/subnets/params")["default_tempo"])
+            return params_to_json(subnets.Hyperparams(tempo=default_tempo))
+
+        return fees.compute_required_fee(params, messages, memo, shape_of, new_subnet)
+
+    def send(self, key: PrivateKey, messages: list[Msg], fee: int | None = None, memo: str = "") -> TxOutcome:
+        """Sign with the next nonce, submit, and wait for the block that includes it. The fee defaults to the
+        one the chain requires (``required_fee``)."""
+        if fee is None:
+            fee = self.required_fee(messages, memo)
         return self.broadcast_commit(self.sign(key, messages, fee, memo))
 
     def execute(self, key: PrivateKey, messages: list[Msg], memo: str = "") -> TxOutcome:
-        """``send`` at the chain's minimum fee, raising the chain's error if the transaction failed."""
-        outcome = self.send(key, messages, int(self.query("/bank/params")["min_tx_fee"]), memo)
+        """``send`` at the fee the chain requires, raising the chain's error if the transaction failed."""
+        outcome = self.send(key, messages, None, memo)
         raise_for_code(outcome.code, outcome.codespace, outcome.log)
         return outcome

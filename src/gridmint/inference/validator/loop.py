@@ -19,7 +19,7 @@ from typing import Any
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import ChainError
 from gridmint.chain.weights import MsgCommitWeights, MsgRevealWeights, MsgSetWeights, commit_hash
-from gridmint.client.chain_client import ChainClient, raise_for_code
+from gridmint.client.chain_client import ChainClient
 from gridmint.client.metagraph import Metagraph
 from gridmint.inference.client import HttpError, MinerClient
 from gridmint.inference.validator.scoring import Scorer
@@ -116,13 +116,12 @@ class Validator:
         epoch, params = int(info["epoch"]), info["params"]
         if epoch == self.state.last_epoch_acted:
             return "already acted this epoch"
-        fee = int(self.chain.query("/bank/params")["min_tx_fee"])
         done = []
         pending = self.state.pending
         if params["commit_reveal"] and pending is not None:
             due = pending["epoch"] + params["reveal_period"]
             if due == epoch:
-                self._send(MsgRevealWeights(self.netuid, pending["uids"], pending["weights"], pending["salt"]), fee)
+                self._send(MsgRevealWeights(self.netuid, pending["uids"], pending["weights"], pending["salt"]))
                 done.append(f"revealed {len(pending['uids'])} weights committed in epoch {pending['epoch']}")
             elif due < epoch:
                 done.append(f"missed the reveal of epoch {due}")
@@ -133,20 +132,19 @@ class Validator:
             if params["commit_reveal"]:
                 salt = secrets.token_bytes(32)
                 self._send(MsgCommitWeights(self.netuid, commit_hash(self.netuid, self.key.address, uids, weights,
-                                                                     salt)), fee)
+                                                                     salt)))
                 self.state.pending = {"epoch": epoch, "uids": uids, "weights": weights, "salt": salt}
                 done.append(f"committed {len(uids)} weights")
             else:
-                self._send(MsgSetWeights(self.netuid, uids, weights), fee)
+                self._send(MsgSetWeights(self.netuid, uids, weights))
                 done.append(f"set {len(uids)} weights")
         self.state.last_epoch_acted = epoch
         summary = f"epoch {epoch}: " + ("; ".join(done) if done else "nothing to submit yet")
         log.info("Subnet %d %s.", self.netuid, summary)
         return summary
 
-    def _send(self, message: Any, fee: int) -> None:
-        outcome = self.chain.send(self.key, [message], fee)
-        raise_for_code(outcome.code, outcome.codespace, outcome.log)
+    def _send(self, message: Any) -> None:
+        self.chain.execute(self.key, [message])  # at the fee the chain requires; raises if refused or failed
 
     # --- forever -----------------------------------------------------------------------------------------
 

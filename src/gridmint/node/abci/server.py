@@ -145,7 +145,7 @@ class AbciApplication:
             if self.is_well_formed(tx):
                 kept.append(tx)
                 size += len(tx)
-        return {"txs": kept}
+        return {"txs": self.app.fitting(kept, request["height"])}
 
     def on_process_proposal(self, request: dict[str, Any]) -> dict[str, Any]:
         bad = next((i for i, tx in enumerate(request["txs"]) if not self.is_well_formed(tx)), None)

@@ -1,0 +1,245 @@
+"""fees: what a transaction must pay, in proportion to the work and the state its messages cause.
+
+A transaction's fee must be at least ``min_tx_fee + fee_per_unit × units`` (bank parameters), where ``units`` is
+the sum over its messages of the schedule below plus one unit per byte of memo; a lower fee is refused with
+``fee_too_low`` naming the amount required, before anything changes. ``min_tx_fee`` pays for the envelope (decoding,
+the signature, the nonce); a *work unit* is about one microsecond of this chain's processing on the reference
+machine, or one byte it keeps. Clients compute the same number with ``compute_required_fee`` (the one function the
+chain uses), from the messages and what the chain says about the subnets they touch.
+
+How the schedule prices work (integers only; ``U`` is the subnet's ``max_uids``, the most UIDs it can hold,
+read as the transaction leaves it):
+- **Bytes kept.** Text a message stores (URLs, names, models, tags) costs ``BYTE`` per byte.
+- **Per-UID vectors.** Registering rewrites the subnet's ten per-UID vectors and may prune (a scan of every UID):
+  ``VECTOR`` per UID per vector plus ``PRUNE_SCAN`` per UID, whether or not this registration prunes. Stake and
+  weight changes rewrite one vector. Each registration also prepays removing its UID when the subnet dissolves,
+  and each bid its refund, so ``subnets/dissolve``, ``market/accept_bid`` and ``market/close_deployment`` are flat.
+- **Weights** cost ``PER_WEIGHT`` per entry on top of the vector they rewrite.
+- **Epoch shape.** Creating a subnet, or setting its ``tempo``, ``max_uids`` or ``max_validators``, prepays
+  ``epoch_fee_blocks`` blocks of the epoch work the resulting shape causes: ``cells × epoch_fee_blocks /
+  tempo × EPOCH_UNITS_PER_KILOCELL / 1,000``, with cells as subnets.compute_epoch_cells counts them (one epoch at
+  the caps, 1,069,056 cells, took 641 ms with its reads, writes and payouts: 0.6 unit a cell).
+
+A block's work is at most ``max_block_units``: the epochs due at its end are reserved first (``get_reserved_units``;
+a subnet whose shape changed in the block waits for the next one, so no transaction adds an unreserved epoch),
+then transactions take the rest, each counted with ``ENVELOPE_UNITS`` for its envelope, less the epoch work it
+prepays (later blocks do that within their own budget). A transaction that does not fit is refused with
+``block_full`` and changes nothing (not even its nonce), so it can be sent again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from gridmint.chain import authority, bank, credit, emission, market, neurons, staking, subnets, weights
+from gridmint.chain.errors import register
+from gridmint.chain.params import params_to_json
+from gridmint.chain.state import Reader
+from gridmint.chain.tx import Msg, TxBody
+
+BLOCK_FULL = register("fees", 1, "block_full")
+
+# --- the schedule, in work units ---------------------------------------------------------------------------
+BYTE = 1  # per byte of text kept in state (and of memo)
+VECTOR = 8  # per UID of each per-UID vector a message rewrites (one int64 each)
+VECTORS_ON_REGISTER = len(neurons.VECTORS)
+PRUNE_SCAN = 2  # per UID: the candidates for pruning are scanned when the subnet is full
+REMOVAL = 50  # a registration's share of its later removal (stakes returned, keys deleted on dissolve)
+PER_WEIGHT = 6  # per weight entry: checked, stored (4 bytes) and read at each epoch
+PER_SETTLE_ENTRY = 100  # per credit/settle entry: a miner lookup, a line update, a payment
+BID_REFUND = 100  # a bid prepays its refund when the order is accepted, closed or expires
+# Units per thousand epoch cells, the whole epoch counted (Yuma, state reads and writes, payouts): one at the caps,
+# 1,069,056 cells, took 641 ms in bench/adversarial_block.py (its Yuma math alone 80-100 ms).
+EPOCH_UNITS_PER_KILOCELL = 600
+ENVELOPE_UNITS = 300  # what an envelope counts against max_block_units: decoding, an unseen signature (~250 µs)
+
+ShapeLookup = Callable[[int], Mapping[str, int] | None]  # netuid -> its hyperparameters, None if no such subnet
+NewShape = Callable[[], Mapping[str, int]]  # the hyperparameters a subnet created now starts with
+
+
+class Shapes:
+    """The hyperparameters of the subnets a transaction touches, as its messages leave them: each
+    ``subnets/set_param`` within bounds is applied in order, so a later message is priced on the new shape.
+    An unknown netuid gets a new subnet's hyperparameters (one created earlier in the same transaction)."""
+
+    def __init__(self, lookup: ShapeLookup, new_subnet: NewShape) -> None:
+        self._lookup = lookup
+        self._new_subnet = new_subnet
+        self._known: dict[int, dict[str, int]] = {}
+        self.epoch_prepaid = 0  # units of future epoch work priced so far: paid now, not worked in this block
+
+    def of(self, netuid: int) -> subnets.Hyperparams:
+        return subnets.Hyperparams(**self._raw(netuid))
+
+    def new_subnet(self) -> subnets.Hyperparams:
+        return subnets.Hyperparams(**self._new_subnet())
+
+    def apply(self, netuid: int, param: str, value: int) -> None:
+        bounds = subnets.HYPERPARAM_BOUNDS.get(param)
+        if bounds is not None and bounds[0] <= value <= bounds[1]:  # the message fails otherwise: nothing to apply
+            self._raw(netuid)[param] = value
+
+    def _raw(self, netuid: int) -> dict[str, int]:
+        if netuid not in self._known:
+            found = self._lookup(netuid)
+            self._known[netuid] = dict(found if found is not None else self._new_subnet())
+        return self._known[netuid]
+
+
+def compute_epoch_units(hyper: subnets.Hyperparams, epoch_fee_blocks: int) -> int:
+    """The epoch work of ``epoch_fee_blocks`` blocks of a subnet of this shape, in units."""
+    cells = subnets.compute_epoch_cells(hyper.max_uids, hyper.max_validators)
+    return cells * EPOCH_UNITS_PER_KILOCELL * epoch_fee_blocks // (hyper.tempo * 1_000)
+
+
+def get_reserved_units(state: Reader, height: int) -> int:
+    """What the epochs due at the end of block ``height`` take from its ``max_block_units`` before any
+    transaction: end-block work and transactions share one budget."""
+    cells = sum(subnets.compute_epoch_cells(subnet["n"], subnets.get_hyperparams(subnet).max_validators)
+                for _, subnet in emission.select_epochs(state, neurons.netuids(state), height))
+    return cells * EPOCH_UNITS_PER_KILOCELL // 1_000
+
+
+def _prepay_epochs(shapes: Shapes, hyper: subnets.Hyperparams, params: bank.Params) -> int:
+    units = compute_epoch_units(hyper, params.epoch_fee_blocks)
+    shapes.epoch_prepaid += units
+    return units
+
+
+def _text_bytes(*texts: str | Sequence[str]) -> int:
+    total = 0
+    for item in texts:
+        total += len(item.encode()) if isinstance(item, str) else sum(len(t.encode()) for t in item)
+    return total
+
+
+def _register_units(msg: Any, shapes: Shapes, params: bank.Params) -> int:
+    uids = shapes.of(msg.netuid).max_uids
+    return 500 + REMOVAL + uids * (VECTOR * VECTORS_ON_REGISTER + PRUNE_SCAN)
+
+
+def _weights_units(msg: Any, shapes: Shapes, params: bank.Params) -> int:
+    return 200 + PER_WEIGHT * len(msg.uids) + (VECTOR + 1) * shapes.of(msg.netuid).max_uids
+
+
+def _set_param_units(msg: Any, shapes: Shapes, params: bank.Params) -> int:
+    shapes.apply(msg.netuid, msg.param, msg.value)
+    if msg.param not in subnets.EPOCH_SHAPE_PARAMS:
+        return 100
+    return 100 + _prepay_epochs(shapes, shapes.of(msg.netuid), params)
+
+
+def _create_units(msg: Any, shapes: Shapes, params: bank.Params) -> int:
+    return 500 + BYTE * _text_bytes(msg.modality, msg.name) + _prepay_epochs(shapes, shapes.new_subnet(), params)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One message type's price: ``units(message, shapes, params)`` and the same rule in words (docs/chain.md)."""
+
+    units: Callable[[Any, Shapes, bank.Params], int]
+    words: str
+
+
+def _flat(units: int) -> Rule:
+    return Rule(lambda msg, shapes, params: units, str(units))
+
+
+SCHEDULE: dict[type[Msg], Rule] = {
+    bank.MsgSend: _flat(30),
+    authority.MsgPropose: Rule(lambda m, s, p: 100 + BYTE * _text_bytes(m.name), "100 + 1/byte of name"),
+    authority.MsgVote: _flat(100),
+    subnets.MsgCreateSubnet: Rule(_create_units, "500 + 1/byte of modality and name + epoch shape of a new subnet"),
+    subnets.MsgSetHyperparam: Rule(_set_param_units, "100, + epoch shape for tempo, max_uids, max_validators"),
+    subnets.MsgDissolveSubnet: _flat(500),
+    subnets.MsgRegister: Rule(_register_units, f"{500 + REMOVAL} + {VECTOR * VECTORS_ON_REGISTER + PRUNE_SCAN}·U"),
+    subnets.MsgAnnounceEndpoint: Rule(lambda m, s, p: 200 + BYTE * _text_bytes(m.url, m.models),
+                                      "200 + 1/byte of url and models"),
+    staking.MsgAddStake: Rule(lambda m, s, p: 300 + VECTOR * s.of(m.netuid).max_uids, f"300 + {VECTOR}·U"),
+    staking.MsgRemoveStake: Rule(lambda m, s, p: 200 + VECTOR * s.of(m.netuid).max_uids, f"200 + {VECTOR}·U"),
+    staking.MsgSetTake: _flat(50),
+    weights.MsgSetWeights: Rule(_weights_units, f"200 + {PER_WEIGHT}/weight + {VECTOR + 1}·U"),
+    weights.MsgCommitWeights: Rule(lambda m, s, p: 200 + s.of(m.netuid).max_uids, "200 + 1·U"),
+    weights.MsgRevealWeights: Rule(_weights_units, f"200 + {PER_WEIGHT}/weight + {VECTOR + 1}·U"),
+    market.MsgRegisterProvider: Rule(lambda m, s, p: 300 + BYTE * _text_bytes(m.host_uri, m.gpu_model, m.region,
+                                                                                m.tags),
+                                     "300 + 1/byte of host_uri, gpu_model, region and tags"),
+    market.MsgCreateDeployment: Rule(lambda m, s, p: 400 + BYTE * _text_bytes(m.gpu_models),
+                                     "400 + 1/byte of gpu_models"),
+    market.MsgBid: _flat(300 + BID_REFUND),
+    market.MsgAcceptBid: _flat(500),
+    market.MsgCloseLease: _flat(300),
+    market.MsgWithdraw: _flat(200),
+    market.MsgTopUp: _flat(200),
+    market.MsgCloseDeployment: _flat(300),
+    credit.MsgRegisterGateway: Rule(lambda m, s, p: 300 + BYTE * _text_bytes(m.url), "300 + 1/byte of url"),
+    credit.MsgOpenCredit: _flat(200),
+    credit.MsgTopUpCredit: _flat(200),
+    credit.MsgSettle: Rule(lambda m, s, p: 300 + PER_SETTLE_ENTRY * len(m.entries),
+                           f"300 + {PER_SETTLE_ENTRY}/entry"),
+    credit.MsgReclaimCredit: _flat(200),
+}
+
+
+@dataclass(frozen=True)
+class TxCost:
+    units: int  # work units of the messages and memo
+    fee: int  # grains the fee must reach
+    block_units: int  # what it counts against max_block_units: its envelope and units, less prepaid epoch work
+
+
+def compute_tx_cost(params: bank.Params, messages: Sequence[Msg], memo: str, lookup: ShapeLookup,
+                    new_subnet: NewShape) -> TxCost:
+    """What a transaction of ``messages`` costs under ``params``; the chain and every client call this."""
+    shapes = Shapes(lookup, new_subnet)
+    units = BYTE * len(memo.encode())
+    for msg in messages:
+        units += SCHEDULE[type(msg)].units(msg, shapes, params)
+    return TxCost(units, params.min_tx_fee + params.fee_per_unit * units,
+                  ENVELOPE_UNITS + units - shapes.epoch_prepaid)
+
+
+def compute_required_fee(params: bank.Params, messages: Sequence[Msg], memo: str, lookup: ShapeLookup,
+                         new_subnet: NewShape) -> int:
+    return compute_tx_cost(params, messages, memo, lookup, new_subnet).fee
+
+
+def get_tx_cost(state: Reader, body: TxBody) -> TxCost:
+    """``compute_tx_cost`` against the chain's state (the app calls this in the envelope stage)."""
+
+    def lookup(netuid: int) -> Mapping[str, int] | None:
+        subnet = neurons.get_subnet(state, netuid)
+        return None if subnet is None else subnet["params"]
+
+    def new_subnet() -> Mapping[str, int]:
+        return params_to_json(subnets.Hyperparams(tempo=subnets.get_params(state).default_tempo))
+
+    return compute_tx_cost(bank.get_params(state), body.messages, body.memo, lookup, new_subnet)
+
+
+def check_block_room(params: bank.Params, cost: TxCost, used: int) -> None:
+    """Refuse a transaction that does not fit in what is left of the block (``used`` units so far; 0 in check_tx,
+    where this refuses one that could fit in no block)."""
+    if used + cost.block_units > params.max_block_units:
+        if used == 0:
+            raise BLOCK_FULL(f"this transaction's {cost.block_units} work units exceed a block's "
+                             f"{params.max_block_units}; split it into smaller transactions")
+        raise BLOCK_FULL(f"the block has {params.max_block_units - used} of its {params.max_block_units} work units "
+                         f"left, this transaction needs {cost.block_units}; send it again for a later block")
+
+
+def count_fitting(state: Reader, bodies: Sequence[TxBody | None], height: int) -> int:
+    """How many of these transactions, in order, a proposer should put in block ``height`` so that they fit in what
+    its due epochs leave of ``max_block_units``, priced on ``state`` (the last committed one). ``None`` stands for
+    one that will not decode: it costs the block nothing. Proposers (the devnode, ABCI PrepareProposal) call this,
+    so that transactions past the budget wait in the mempool instead of failing with ``block_full``."""
+    room = bank.get_params(state).max_block_units - get_reserved_units(state, height)
+    used = 0
+    for count, body in enumerate(bodies):
+        units = 0 if body is None else get_tx_cost(state, body).block_units
+        if used + units > room:
+            return count
+        used += units
+    return len(bodies)

@@ -1,0 +1,324 @@
+"""Work is paid for: the fee schedule per message, fee_too_low and block_full refusals that change nothing,
+capped subnet shapes, epochs bounded per block yet never starved, and a subnet lock that decays all the way."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gridmint.chain import bank, fees, neurons, subnets, tx
+from gridmint.chain.authority import MsgPropose, MsgVote
+from gridmint.chain.credit import (
+    MsgOpenCredit,
+    MsgReclaimCredit,
+    MsgRegisterGateway,
+    MsgSettle,
+    MsgTopUpCredit,
+)
+from gridmint.chain.emission import schedule_epochs
+from gridmint.chain.errors import lookup
+from gridmint.chain.market import (
+    MsgAcceptBid,
+    MsgBid,
+    MsgCloseDeployment,
+    MsgCloseLease,
+    MsgCreateDeployment,
+    MsgRegisterProvider,
+    MsgTopUp,
+    MsgWithdraw,
+)
+from gridmint.chain.params import params_to_json
+from gridmint.chain.staking import MsgAddStake, MsgRemoveStake, MsgSetTake
+from gridmint.chain.state import CommittedView
+from gridmint.chain.subnets import (
+    MsgAnnounceEndpoint,
+    MsgCreateSubnet,
+    MsgDissolveSubnet,
+    MsgRegister,
+    MsgSetHyperparam,
+    compute_epoch_cells,
+    get_lock_cost,
+)
+from gridmint.chain.tx import Msg
+from gridmint.chain.weights import MsgCommitWeights, MsgRevealWeights, MsgSetWeights
+from tests.chain.incentive_network import build
+from tests.helpers import MIN_TX_FEE, MINT, Chain, Driver, genesis, key, make_app, required_fee, signed, snapshot
+
+A = key("alice").address
+DEFAULT_SHAPE = params_to_json(subnets.Hyperparams())  # 256 UIDs, 64 validators, tempo 360
+DEFAULT_EPOCHS = 33_024 * 600 * 7_200 // (360 * 1_000)  # a day of the default shape's epochs: 396,288 units
+
+# Each message type with an example and its units under the default shape, worked out by hand from the schedule.
+SCHEDULE: list[tuple[Msg, int]] = [
+    (bank.MsgSend(A, MINT), 30),
+    (MsgPropose("add", key("x").public_key, 10, "newcomer"), 100 + 8),
+    (MsgVote(1), 100),
+    (MsgCreateSubnet("text-generation", "chat"), 500 + 19 + DEFAULT_EPOCHS),
+    (MsgSetHyperparam(1, "kappa", 100), 100),
+    (MsgSetHyperparam(1, "tempo", 720), 100 + DEFAULT_EPOCHS // 2),  # half the epochs of tempo 360
+    (MsgSetHyperparam(1, "max_uids", 4_096), 100 + (64 * 4_096 + 4_096 + 16_384) * 12),  # 0.6 unit/cell × 20
+    (MsgDissolveSubnet(1), 500),
+    (MsgRegister(1, A, 0), 550 + 82 * 256),  # ten vectors and a prune scan per UID it may hold
+    (MsgAnnounceEndpoint(1, "http://a.b/", ["m1", "m2"], 5, 1), 200 + 11 + 4),
+    (MsgAddStake(1, A, MINT), 300 + 8 * 256),
+    (MsgRemoveStake(1, A, MINT), 200 + 8 * 256),
+    (MsgSetTake(A, 100), 50),
+    (MsgSetWeights(1, [0, 1, 2], [1, 2, 3]), 200 + 6 * 3 + 9 * 256),
+    (MsgCommitWeights(1, b"\x01" * 32), 200 + 256),
+    (MsgRevealWeights(1, [0, 1], [1, 2], b"\x02" * 32), 200 + 6 * 2 + 9 * 256),
+    (MsgRegisterProvider("http://p.q", "h100", 1, 80, 1000, 1024, 1024, "eu", ["fast"], MINT), 300 + 10 + 4 + 2 + 4),
+    (MsgCreateDeployment(1000, 1024, 1, ["h100", "a100"], 40, MINT, b"\x03" * 32, 2 * MINT), 400 + 8),
+    (MsgBid(1, MINT), 400),
+    (MsgAcceptBid(1, A), 500),
+    (MsgCloseLease(1, 0), 300),
+    (MsgWithdraw(1), 200),
+    (MsgTopUp(1, MINT), 200),
+    (MsgCloseDeployment(1), 300),
+    (MsgRegisterGateway("https://gw.example", 100, MINT), 300 + 18),
+    (MsgOpenCredit(A, MINT, 100), 200),
+    (MsgTopUpCredit(A, MINT, 0), 200),
+    (MsgSettle(7, [[A, A, 5, 1], [A, A, 6, 2]]), 300 + 2 * 100),
+    (MsgReclaimCredit(A), 200),
+]
+
+
+def units_of(*messages: Msg, memo: str = "", shape: dict[str, int] | None = None) -> fees.TxCost:
+    return fees.compute_tx_cost(bank.Params(), messages, memo, lambda netuid: shape or DEFAULT_SHAPE,
+                                lambda: DEFAULT_SHAPE)
+
+
+def test_every_message_type_has_a_price() -> None:
+    assert sorted(message.TYPE for message in fees.SCHEDULE) == tx.message_types()
+    assert sorted({type(message).TYPE for message, _ in SCHEDULE}) == tx.message_types()
+
+
+@pytest.mark.parametrize(("message", "units"), SCHEDULE, ids=lambda v: getattr(v, "TYPE", str(v)))
+def test_the_schedule(message: Msg, units: int) -> None:
+    cost = units_of(message)
+    assert cost.units == units
+    assert cost.fee == MIN_TX_FEE + 100 * units  # default bank params: 100 grains a unit
+
+
+def test_a_transaction_pays_the_sum_of_its_messages_and_its_memo() -> None:
+    chosen = [(message, units) for message, units in SCHEDULE if not isinstance(message, MsgSetHyperparam)][:16]
+    assert units_of(*[m for m, _ in chosen], memo="hello").units == sum(units for _, units in chosen) + 5
+
+
+def test_work_grows_with_the_subnet_and_the_weights() -> None:
+    big = {**DEFAULT_SHAPE, "max_uids": 4_096}
+    assert units_of(MsgRegister(1, A, 0), shape=big).units == 550 + 82 * 4_096
+    everyone = list(range(4_096))
+    assert units_of(MsgSetWeights(1, everyone, [1] * 4_096), shape=big).units == 200 + 6 * 4_096 + 9 * 4_096
+
+
+def test_shape_changes_are_priced_in_order_and_on_the_resulting_shape() -> None:
+    # max_uids then max_validators in one transaction: the second is priced on 4,096 UIDs and 256 validators,
+    # so splitting a costly shape into steps saves nothing.
+    both = units_of(MsgSetHyperparam(1, "max_uids", 4_096), MsgSetHyperparam(1, "max_validators", 256)).units
+    full = compute_epoch_cells(4_096, 256) * 12
+    assert both == 100 + (64 * 4_096 + 4_096 + 16_384) * 12 + 100 + full
+    # A value out of bounds changes no shape (the message will be refused): only the base is due beyond it.
+    assert units_of(MsgSetHyperparam(1, "tempo", 0)).units == 100 + DEFAULT_EPOCHS
+    # Prepaid epoch work is paid for but does not fill the block: the block counts the envelope and the rest.
+    cost = units_of(MsgCreateSubnet("text-generation", "chat"))
+    assert cost.block_units == fees.ENVELOPE_UNITS + 500 + 19
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> Chain:
+    chain = Chain(make_app(tmp_path))
+    chain.block()
+    return chain
+
+
+def test_a_fee_below_the_requirement_is_refused_with_the_amount_and_changes_nothing(chain: Chain) -> None:
+    message = bank.MsgSend(key("bob").address, MINT)
+    needed = required_fee(chain.app, message, memo="hi")
+    assert needed == MIN_TX_FEE + 100 * (30 + 2)
+    before = snapshot(chain.app)
+    raw = signed(key("alice"), 1, message, fee=needed - 1, memo="hi")
+    checked = chain.app.check_tx(raw)
+    assert lookup(checked.codespace, checked.code).name == "fee_too_low"  # type: ignore[union-attr]
+    assert f"({needed} grains)" in checked.log
+    (delivered,) = chain.block(raw)
+    assert (delivered.codespace, delivered.code) == ("tx", 9) and f"({needed} grains)" in delivered.log
+    after = snapshot(chain.app)
+    assert after[2] == before[2] and CommittedView(chain.app.store).get_int(b"tx/nonce/" + A) == 0
+    (paid,) = chain.block(signed(key("alice"), 1, message, fee=needed, memo="hi"))
+    assert paid.ok and snapshot(chain.app)[2]["alice"] == before[2]["alice"] - MINT - needed
+
+
+def test_a_block_takes_at_most_max_block_units_and_a_refused_transaction_keeps_its_nonce(tmp_path: Path) -> None:
+    accounts = tuple(f"user{i}" for i in range(9))
+    limits = {"params": {"min_tx_fee": MIN_TX_FEE, "max_block_units": 100_000}, "balances": [
+        {"address": bank_address(name), "amount": 1_000 * MINT} for name in accounts]}
+    chain = Chain(make_app(tmp_path, genesis(accounts=(), bank=limits)))
+    chain.block()
+    # Settlements of 128 entries: 13,300 units each with the envelope, so seven fit in 100,000 and an eighth not.
+    message = MsgSettle(1, [[key("c").address, key("m").address, 1, 1]] * 128)
+    fee = required_fee(chain.app, message)
+    raws = [signed(key(name), 1, message, fee=fee) for name in accounts[:8]]
+    results = chain.block(*raws)
+    names = [lookup(r.codespace, r.code).name for r in results]  # type: ignore[union-attr]
+    assert names[:7] == ["not_gateway"] * 7  # they ran (and failed on their own terms, paying the fee)
+    assert names[7] == "block_full" and "send it again" in results[7].log
+    view = CommittedView(chain.app.store)
+    assert view.get_int(b"tx/nonce/" + key(accounts[7]).address) == 0
+    assert bank.get_balance(view, key(accounts[7]).address) == 1_000 * MINT
+    # A proposer asks the app what fits, and leaves the eighth in its mempool for the next block.
+    assert chain.app.fitting([*raws, b"not a transaction"], chain.height + 1) == raws[:7]
+    (again,) = chain.block(raws[7])
+    assert lookup(again.codespace, again.code).name == "not_gateway"  # type: ignore[union-attr]
+    # A transaction bigger than a whole block never enters the mempool: five registrations on a 256-UID subnet.
+    registrations = [MsgRegister(9, key(f"hot{i}").address, 0) for i in range(5)]
+    huge = signed(key(accounts[8]), 1, *registrations, fee=required_fee(chain.app, *registrations))
+    app_hash = chain.app.store.app_hash
+    refused = chain.app.check_tx(huge)
+    assert lookup(refused.codespace, refused.code).name == "block_full"  # type: ignore[union-attr]
+    assert "split it" in refused.log and chain.app.store.app_hash == app_hash
+
+
+def bank_address(name: str) -> str:
+    from gridmint.chain.crypto import format_address
+
+    return format_address(key(name).address)
+
+
+@pytest.mark.parametrize(("param", "value", "code"), [
+    ("max_uids", 4_097, "param_out_of_bounds"),
+    ("max_validators", 257, "param_out_of_bounds"),
+    ("tempo", 1, "param_out_of_bounds"),
+])
+def test_costly_shapes_are_refused_with_a_code_and_change_nothing(tmp_path: Path, param: str, value: int,
+                                                                  code: str) -> None:
+    net = build(tmp_path, {"v1": 100 * MINT}, ("m1",))
+    before = net.subnet()
+    net.send("owner", MsgSetHyperparam(net.netuid, param, value))
+    (result,) = net.commit()["owner"]
+    assert lookup(result.codespace, result.code).name == code, result.log  # type: ignore[union-attr]
+    assert net.subnet()["params"] == before["params"]
+
+
+def test_the_largest_shape_is_allowed_at_a_tempo_that_fits_its_share(tmp_path: Path) -> None:
+    net = build(tmp_path, {"v1": 100 * MINT}, ("m1",))
+    cells = compute_epoch_cells(4_096, 256)
+    shortest = -(-cells * 8 // subnets.Params().epoch_budget)  # the test genesis allows 8 subnets
+    net.ok("owner", MsgSetHyperparam(net.netuid, "tempo", shortest))
+    net.ok("owner", MsgSetHyperparam(net.netuid, "max_uids", 4_096))
+    net.ok("owner", MsgSetHyperparam(net.netuid, "max_validators", 256))
+    before = net.subnet()["params"]
+    net.send("owner", MsgSetHyperparam(net.netuid, "tempo", shortest - 1))
+    (result,) = net.commit()["owner"]
+    assert lookup(result.codespace, result.code).name == "epoch_too_costly"  # type: ignore[union-attr]
+    assert f"tempo of at least {shortest}" in result.log and net.subnet()["params"] == before
+
+
+def test_genesis_refuses_a_default_tempo_that_overruns_the_epoch_budget() -> None:
+    from gridmint.chain.errors import ChainError
+
+    with pytest.raises(ChainError, match="default_tempo"):
+        genesis(subnets={"params": {"max_subnets": 1_024, "default_tempo": 20}})
+    genesis(subnets={"params": {"max_subnets": 1_024, "default_tempo": 40}})
+
+
+def simulate(subnets_: list[tuple[int, int]], blocks: int, budget: int) -> tuple[list[int], dict[int, list[int]]]:
+    """end_block's scheduling over ``(tempo, cells)`` subnets created at block 0: cells run per block, and each
+    subnet's epoch blocks."""
+    last = {netuid: 0 for netuid in range(1, len(subnets_) + 1)}
+    ran: dict[int, list[int]] = {netuid: [] for netuid in last}
+    per_block = []
+    for height in range(1, blocks + 1):
+        due = [(last[n] + tempo, n, cells) for n, (tempo, cells) in enumerate(subnets_, start=1)
+               if height - last[n] >= tempo]
+        chosen = schedule_epochs(due, budget)
+        per_block.append(sum(subnets_[n - 1][1] for n in chosen))
+        for netuid in chosen:
+            last[netuid] = height
+            ran[netuid].append(height)
+    return per_block, ran
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_epochs_per_block_stay_in_the_budget_and_none_waits_more_than_the_number_of_subnets(seed: int) -> None:
+    rng = random.Random(seed)
+    budget = subnets.Params().epoch_budget
+    count = rng.choice((3, 20, 128))
+    worst = compute_epoch_cells(4_096, 256)
+    shapes = [(rng.choice((2, 5, 10, 50, 130, 360)), rng.choice((compute_epoch_cells(0, 64), 33_024, worst)))
+              for _ in range(count)]
+    per_block, ran = simulate(shapes, 1_500, budget)
+    assert max(per_block) <= budget  # a worst-case epoch fits the budget by the bounds, so it is never exceeded
+    for netuid, heights in ran.items():
+        tempo = shapes[netuid - 1][0]
+        gaps = [b - a for a, b in zip([0, *heights], heights, strict=False)]
+        assert heights and max(gaps) <= tempo + count - 1, (netuid, tempo, max(gaps))
+
+
+def test_subnets_all_due_in_one_block_are_spread_over_the_next_ones(tmp_path: Path) -> None:
+    """On the real app: 80 empty subnets created in one block fall due together; a block runs at most
+    epoch_budget / EPOCH_OVERHEAD_CELLS of their epochs and the rest run in the next block."""
+    tempo = 20
+    params = {"min_lock": 0, "max_subnets": 80, "default_tempo": tempo}
+    net = Driver(make_app(tmp_path, genesis(accounts=("owner",), balance=10_000 * MINT,
+                                            subnets={"params": params})))
+    for _ in range(5):
+        net.send("owner", *[MsgCreateSubnet("text-generation", "s")] * 16)
+    net.commit()
+    created = net.height
+    view = CommittedView(net.app.store)
+    assert len(neurons.netuids(view)) == 80
+    net.advance(tempo - 1)
+    per_block = subnets.Params().epoch_budget // subnets.EPOCH_OVERHEAD_CELLS
+    reserved = fees.get_reserved_units(CommittedView(net.app.store), created + tempo)
+    assert reserved == per_block * subnets.EPOCH_OVERHEAD_CELLS * fees.EPOCH_UNITS_PER_KILOCELL // 1_000
+    # The due epochs are reserved before transactions: two settlements of 13,400 units do not both fit in the
+    # 660,000 - 638,976 units left (in the next block they would).
+    settle = MsgSettle(1, [[key("c").address, key("m").address, 1, 1]] * 128)
+    epochs_at: dict[int, int] = {}
+    for index in range(3):
+        before = {n: neurons.require_subnet(CommittedView(net.app.store), n)["epoch"] for n in range(1, 81)}
+        if index == 0:
+            net.send("owner", settle)
+            net.send("owner", settle)
+            first, second = net.commit()["owner"]
+            assert lookup(first.codespace, first.code).name == "not_gateway"  # type: ignore[union-attr]
+            assert lookup(second.codespace, second.code).name == "block_full"  # type: ignore[union-attr]
+        else:
+            net.block()
+        view = CommittedView(net.app.store)
+        ran = [n for n in range(1, 81) if neurons.require_subnet(view, n)["epoch"] > before[n]]
+        epochs_at[net.height] = len(ran)
+    assert per_block == 65
+    assert epochs_at == {created + tempo: per_block, created + tempo + 1: 80 - per_block, created + tempo + 2: 0}
+
+
+def test_six_create_and_dissolve_pairs_raise_the_lock_only_until_it_decays_back_to_the_minimum(
+        tmp_path: Path) -> None:
+    period = 50
+    net = Driver(make_app(tmp_path, genesis(accounts=("owner",), balance=100_000 * MINT, subnets={
+        "params": {"lock_decay_period": period, "default_tempo": 360}})))
+    net.block()
+    attack: list[Msg] = []
+    for netuid in range(1, 7):
+        attack += [MsgCreateSubnet("text-generation", "spam"), MsgDissolveSubnet(netuid)]
+    net.ok("owner", *attack)
+    attacked = net.height
+    min_lock = 1_000 * MINT
+    view = CommittedView(net.app.store)
+    assert get_lock_cost(view, attacked) == 64_000 * MINT  # twice the sixth lock of 32,000 MINT
+    assert neurons.netuids(view) == [] and bank.get_balance(view, key("owner").address) > 99_000 * MINT
+    costs: list[Any] = []
+    for elapsed in (period // 2, period, 3 * period // 2, 2 * period, 10 * period):
+        costs.append(get_lock_cost(view, attacked + elapsed))
+    assert costs == [48_000 * MINT, 32_000 * MINT, 16_000 * MINT, min_lock, min_lock]
+    net.advance(2 * period)
+    view = CommittedView(net.app.store)
+    assert get_lock_cost(view, net.height + 1) == min_lock
+    before = bank.get_balance(view, key("owner").address)
+    net.ok("owner", MsgCreateSubnet("text-generation", "honest"))
+    view = CommittedView(net.app.store)
+    assert neurons.require_subnet(view, 7)["lock"] == min_lock
+    assert before - bank.get_balance(view, key("owner").address) > min_lock  # the lock and the fee
