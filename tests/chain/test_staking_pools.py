@@ -15,7 +15,7 @@ from gridmint.chain.state import CommittedView, Reader, State
 from gridmint.chain.subnets import MsgDissolveSubnet, MsgRegister
 from gridmint.chain.yuma import split_exactly
 from tests.chain.incentive_network import Network, build, hot
-from tests.helpers import MINT, genesis, key
+from tests.helpers import FEE, MINT, genesis, key
 
 MIN_STAKE = staking.Params().min_stake
 
@@ -160,7 +160,7 @@ def test_an_unstake_that_would_leave_dust_closes_the_position(tmp_path: Path) ->
     left = staking.get_stake(view(net), 1, v1_hot, key("alice").address)
     net.ok("alice", staking.MsgRemoveStake(1, v1_hot, left - MIN_STAKE + 1))  # would leave a grain under it
     assert staking.get_stake(view(net), 1, v1_hot, key("alice").address) == 0
-    assert bank.get_balance(view(net), key("alice").address) == balance + 2 * MIN_STAKE + left - 2 * 10_000  # fees
+    assert bank.get_balance(view(net), key("alice").address) == balance + 2 * MIN_STAKE + left - 2 * FEE  # fees
     assert codec.decode(net.app.query(f"/staking/stakes/{format_address(key('alice').address)}").value) == []
     assert net.app.check_invariants() == []
 
