@@ -15,7 +15,7 @@ def hostile_network(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hostil
     the network healthy, so an attack that harms it fails where it happens."""
     network = HostileNetwork(Path(tmp_path_factory.mktemp("hostile")) / "net")
     network.start([ATTACKER], {"subnets": {"params": {"min_lock": 10 * MINT, "lock_decay_period": 20,
-                                                      "default_tempo": 10}}})
+                                                      "default_tempo": 10, "max_subnets": 8}}})
     try:
         yield network
     finally:

@@ -14,11 +14,13 @@ import pytest
 
 from gridmint.chain.app import App
 from gridmint.chain.bank import MsgSend
+from gridmint.chain.credit import MsgSettle
+from gridmint.chain.crypto import format_address
 from gridmint.chain.store import Store
 from gridmint.node.abci import messages
 from gridmint.node.abci.proto import decode_oneof, decode_uvarint, encode, frame
 from gridmint.node.abci.server import ANSWERS_PER_TURN, AbciApplication, AbciServer
-from tests.helpers import CHAIN_ID, genesis, key, signed
+from tests.helpers import CHAIN_ID, MIN_TX_FEE, MINT, genesis, key, required_fee, signed
 
 ONE_SECOND = {"seconds": 1_767_225_600, "nanos": 0}
 
@@ -45,6 +47,24 @@ def test_a_proposal_with_an_invalid_transaction_is_rejected(tmp_path: Path) -> N
     kept = application.handle("prepare_proposal", {"max_tx_bytes": len(good) + 10, "txs": [b"junk", good, good],
                                                    "height": 1, "time": ONE_SECOND, "proposer_address": b""})
     assert kept["txs"] == [good]  # junk dropped, the second copy over the byte limit
+
+
+def test_a_proposal_past_the_blocks_work_budget_is_rejected(tmp_path: Path) -> None:
+    """A proposer that ignores the work budget (PrepareProposal stops at it) gets its proposal rejected."""
+    names = tuple(f"user{i}" for i in range(8))
+    bank_section = {"params": {"min_tx_fee": MIN_TX_FEE, "max_block_units": 100_000},
+                    "balances": [{"address": format_address(key(n).address), "amount": 1_000 * MINT} for n in names]}
+    app = App(Store(tmp_path / "state.sqlite"))
+    app.init_chain(genesis(accounts=(), bank=bank_section))
+    app.finalize_block([], 1, 1_767_225_600 * 10**9, b"")
+    app.commit()
+    application = AbciApplication(app)
+    # Settlements of 128 entries: 13,300 units each with the envelope, so seven fit in 100,000 and eight do not.
+    message = MsgSettle(1, [[key("c").address, key("m").address, 1, 1]] * 128)
+    txs = [signed(key(name), 1, message, fee=required_fee(app, message)) for name in names]
+    request = {"hash": b"", "height": 2, "time": ONE_SECOND, "proposer_address": b""}
+    assert application.handle("process_proposal", {**request, "txs": txs[:7]})["status"] == messages.ACCEPT
+    assert application.handle("process_proposal", {**request, "txs": txs})["status"] == messages.REJECT
 
 
 def test_finalize_and_commit_answer_one_result_per_transaction(tmp_path: Path) -> None:

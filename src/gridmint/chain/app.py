@@ -14,7 +14,6 @@ and an exception that no check foresaw becomes ``app/internal_error`` (logged), 
 from __future__ import annotations
 
 import logging
-import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -126,7 +125,9 @@ class App:
         self._last_block_time = 0
         self._check_state: State = BlockState(store)
         # (the block being delivered, by a weak reference to its state; the work units delivered in it so far)
-        self._block_units: tuple[weakref.ref[State] | None, int] = (None, 0)
+        # Work units the block being finalized has used (chain/fees.py); None until its first transaction, which
+        # first reserves the epochs due at the block's end.
+        self._block_units: int | None = None
 
     @staticmethod
     def _read_chain_id(view: Reader) -> str:
@@ -253,6 +254,7 @@ class App:
         block_events: list[Event] = []
         updates: list[ValidatorUpdate] = []
         self._run_hooks("begin_block", state, block, block_events, updates)
+        self._block_units = None
         results = [self._deliver(state, raw, block, updates) for raw in txs]
         self._run_hooks("end_block", state, block, block_events, updates)
         for raw in txs:  # its nonce is spent: the cache would keep it for nothing
@@ -314,16 +316,17 @@ class App:
                                f"is {last_nonce + 1}")
         # The fee covers the work of the messages (chain/fees.py), and the block has room for that work.
         cost = fees.get_tx_cost(state, body)
-        metered, units_so_far = self._block_units
-        if delivering and (metered is None or metered() is not state):  # the block's first: its epochs go first
-            units_so_far = fees.get_reserved_units(state, block.height)
-        used = units_so_far if delivering else 0
+        used = 0
+        if delivering:
+            if self._block_units is None:  # the block's first transaction: its due epochs go first
+                self._block_units = fees.get_reserved_units(state, block.height)
+            used = self._block_units
         fees.check_block_room(bank.get_params(state), cost, used)
         envelope_state = TxState(state)
         envelope = Context(envelope_state, block, signer, record_events=delivering)
         bank.charge_fee(envelope, body.fee, cost.fee)
         if delivering:
-            self._block_units = (weakref.ref(state), used + cost.block_units)
+            self._block_units = used + cost.block_units
         envelope_state.set_int(NONCE_PREFIX + signer, body.nonce)
         if delivering:  # the fee and the nonce stay even if a message fails, so the messages get their own state
             envelope_state.apply()

@@ -153,6 +153,11 @@ class AbciApplication:
             log.warning("Rejecting the proposal for height %d: transaction %d is malformed or badly signed.",
                         request["height"], bad)
             return {"status": messages.REJECT}
+        if len(self.app.fitting(request["txs"], request["height"])) != len(request["txs"]):
+            # PrepareProposal stops at the block's work budget; a proposal past it was made to run long.
+            log.warning("Rejecting the proposal for height %d: its transactions need more work than a block allows.",
+                        request["height"])
+            return {"status": messages.REJECT}
         return {"status": messages.ACCEPT}
 
     def on_extend_vote(self, request: dict[str, Any]) -> dict[str, Any]:
