@@ -10,7 +10,7 @@ import pytest
 
 from gridmint.chain import staking, subnets
 from gridmint.chain.crypto import PrivateKey, format_address
-from gridmint.chain.errors import ChainError
+from gridmint.chain.errors import FEE_TOO_LOW, ChainError
 from gridmint.client.chain_client import ChainClient, TxOutcome
 from tests.adversarial.hostile_network import ATTACKER, HostileNetwork
 from tests.helpers import MINT
@@ -55,7 +55,6 @@ def test_worst_subnet_the_bounds_allow(hostile_network: HostileNetwork) -> None:
     with hostile_network.client() as client:
         netuid = _created_netuid(client.execute(ATTACKER, [subnets.MsgCreateSubnet("text-generation", "worst")]))
         before = client.query(f"/subnets/{netuid}")["params"]
-        balance = client.balance(format_address(ATTACKER.address))
         for param, value, code in (("max_uids", subnets.MAX_UIDS_CAP + 1, subnets.PARAM_OUT_OF_BOUNDS),
                                    ("max_validators", subnets.MAX_VALIDATORS_CAP + 1, subnets.PARAM_OUT_OF_BOUNDS)):
             with pytest.raises(ChainError) as refused:
@@ -69,11 +68,15 @@ def test_worst_subnet_the_bounds_allow(hostile_network: HostileNetwork) -> None:
         assert too_costly.value.kind == subnets.EPOCH_TOO_COSTLY
         assert client.query(f"/subnets/{netuid}")["params"] == before
         shortest = int(re.search(r"tempo of at least (\d+)", too_costly.value.message).group(1))  # type: ignore[union-attr]
-        paid = client.execute(ATTACKER, [*shape[:2], subnets.MsgSetHyperparam(netuid, "tempo", shortest),
-                                         subnets.MsgSetHyperparam(netuid, "burn_min", 0),
-                                         subnets.MsgSetHyperparam(netuid, "burn_initial", 0)])
-        spent = balance - client.balance(format_address(ATTACKER.address))
-        assert spent >= MINT, f"the worst shape cost only {spent} grains in fees"  # it prepays its epochs' work
+        worst = [*shape[:2], subnets.MsgSetHyperparam(netuid, "tempo", shortest),
+                 subnets.MsgSetHyperparam(netuid, "burn_min", 0), subnets.MsgSetHyperparam(netuid, "burn_initial", 0)]
+        fee = client.required_fee(worst)
+        assert fee >= MINT, f"the worst shape costs only {fee} grains"  # it prepays the work of its epochs
+        with pytest.raises(ChainError) as underpaid:
+            client.send(ATTACKER, worst, fee - 1)
+        assert underpaid.value.kind == FEE_TOO_LOW
+        paid = client.send(ATTACKER, worst, fee)
+        assert paid.ok, paid.log
         hotkeys = [PrivateKey(bytes([7, i]) * 16) for i in range(6)]
         for hotkey in hotkeys:  # each registration rewrites 4,096-entry vectors: paid per UID of the shape
             client.execute(ATTACKER, [subnets.MsgRegister(netuid, hotkey.address, 0)])
@@ -98,10 +101,9 @@ def test_dust_stake_spam(hostile_network: HostileNetwork) -> None:
             assert refused.value.kind == staking.STAKE_BELOW_MINIMUM
         assert client.query(f"/staking/stakes/{format_address(ATTACKER.address)}") == stakes_before
         minimum = int(client.query("/staking/params")["min_stake"])
-        balance = client.balance(format_address(ATTACKER.address))
-        client.execute(ATTACKER, [staking.MsgAddStake(netuid, validator.address, minimum)] * 16)
-        spent = balance - client.balance(format_address(ATTACKER.address))
-        assert spent > 16 * minimum  # the stakes and a fee on top
+        stakes = [staking.MsgAddStake(netuid, validator.address, minimum)] * 16
+        assert client.required_fee(stakes) > 16 * client.required_fee(stakes[:1]) // 2  # priced per message
+        client.execute(ATTACKER, stakes)
         deadline = time.monotonic() + 30
         while client.query(f"/staking/hotkey/{netuid}/{format_address(validator.address)}")["total"] < 16 * minimum:
             assert time.monotonic() < deadline

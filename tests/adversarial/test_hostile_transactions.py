@@ -10,7 +10,7 @@ import pytest
 from gridmint.chain import codec
 from gridmint.chain.authority import MsgPropose, MsgVote
 from gridmint.chain.crypto import PrivateKey, format_address
-from gridmint.chain.tx import TX_VERSION
+from gridmint.chain.tx import TX_VERSION, decode_tx
 from gridmint.chain.weights import MsgSetWeights
 from gridmint.client.chain_client import ChainClient, TxOutcome
 from gridmint.node.network import validator_key
@@ -74,8 +74,9 @@ def test_unfunded_signature_valid_flood(hostile_network: HostileNetwork) -> None
     since = min(hostile_network.heights())
     before = rss_bytes(hostile_network.app_pid(hostile_network.nodes[0]))
     with hostile_network.client() as client:
-        fee = int(client.query("/bank/params")["min_tx_fee"])
         max_bytes = int(client.query("/app/info")["tx_params"]["max_tx_bytes"])
+        probe = _largest_weights_tx(client, 1, 0, max_bytes)
+        fee = client.required_fee(list(decode_tx(probe, max_bytes).body.messages))  # what it would have to pay
         codes = set()
         for nonce in range(1, FLOOD + 1):
             result = _broadcast_sync(hostile_network, _largest_weights_tx(client, nonce, fee, max_bytes))

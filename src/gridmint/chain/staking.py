@@ -290,15 +290,18 @@ def remove_stake(state: State, netuid: int, uid: int, hotkey: bytes, coldkey: by
     return grains
 
 
-def unstake_all(state: State, netuid: int, uid: int, hotkey: bytes) -> None:
+def unstake_all(state: State, netuid: int, uid: int, hotkey: bytes, keep_totals: bool = True) -> None:
     """Close ``hotkey``'s pool (a pruned UID or a dissolved subnet) in O(1): its stake leaves the UID's total
-    now, and ``end_block`` returns its positions to their stakers, ``returns_per_block`` at most per block."""
+    now, and ``end_block`` returns its positions to their stakers, ``returns_per_block`` at most per block.
+    ``keep_totals=False`` leaves the subnet's stake vector alone, for a dissolve that deletes it: rewriting a
+    4,096-entry vector once per UID would cost the dissolve O(UIDs²)."""
     pool = live_pool(state, netuid, hotkey)
     if pool is None:
         return
     state.delete(_live_key(netuid, hotkey))
     state.set_value(CLOSING_PREFIX + _id_bytes(pool.id), 1)
-    _change_total(state, netuid, uid, -pool.stake)
+    if keep_totals:
+        _change_total(state, netuid, uid, -pool.stake)
 
 
 def return_closed_pools(ctx: Context) -> None:

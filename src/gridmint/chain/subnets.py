@@ -304,7 +304,7 @@ def process_dissolve(ctx: Context, msg: MsgDissolveSubnet) -> None:
     subnet = neurons.require_subnet(ctx.state, msg.netuid)
     _require_owner(ctx, subnet, msg.netuid)
     for uid, neuron in neurons.neurons(ctx.state, msg.netuid):
-        staking.unstake_all(ctx.state, msg.netuid, uid, neuron["hotkey"])
+        staking.unstake_all(ctx.state, msg.netuid, uid, neuron["hotkey"], keep_totals=False)  # vectors go below
         ctx.state.delete(neurons.HOTKEY_PREFIX + neurons.netuid_bytes(msg.netuid) + neuron["hotkey"])
     prefix = neurons.netuid_bytes(msg.netuid)
     ctx.state.delete(neurons.KEYS_PREFIX + prefix)
