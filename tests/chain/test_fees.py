@@ -262,8 +262,9 @@ def test_subnets_all_due_in_one_block_are_spread_over_the_next_ones(tmp_path: Pa
     epoch_budget / EPOCH_OVERHEAD_CELLS of their epochs and the rest run in the next block."""
     tempo = 20
     params = {"min_lock": 0, "max_subnets": 80, "default_tempo": tempo}
-    net = Driver(make_app(tmp_path, genesis(accounts=("owner",), balance=10_000 * MINT,
-                                            subnets={"params": params})))
+    limits = {"params": {"min_tx_fee": MIN_TX_FEE, "max_block_units": 660_000},
+              "balances": [{"address": bank_address("owner"), "amount": 10_000 * MINT}]}
+    net = Driver(make_app(tmp_path, genesis(accounts=(), subnets={"params": params}, bank=limits)))
     for _ in range(5):
         net.send("owner", *[MsgCreateSubnet("text-generation", "s")] * 16)
     net.commit()
