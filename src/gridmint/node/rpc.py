@@ -60,6 +60,10 @@ LIMIT_EXCEEDED, SERVER_BUSY = -32005, -32006
 EVENT_CACHE_SIZE = 64  # events whose JSON is kept for the subscribers still to receive them
 
 
+# Requests of a batch answered between two turns of the event loop: a turn per request cost the devnode a
+# tenth of its transfers per second; 32 broadcasts (~5 ms) keep block production on time.
+BATCH_ITEMS_PER_TURN = 32
+
 class RPCError(Exception):
     def __init__(self, code: int, message: str, data: str = "") -> None:
         super().__init__(message)
@@ -400,9 +404,10 @@ class RPCServer:
                                                  f"batch request exceeds maximum ({most}) allowed number of "
                                                  "requests (max_request_batch_size)")))
             answers = []
-            for item in payload:
+            for index, item in enumerate(payload, 1):
                 answers.append(await self._one(item))
-                await asyncio.sleep(0)  # the loop may make a block between two requests of a batch
+                if index % BATCH_ITEMS_PER_TURN == 0:
+                    await asyncio.sleep(0)  # the loop may make a block within a long batch
             return _json(answers)
         return _json(await self._one(payload))
 
