@@ -233,7 +233,8 @@ class App:
                 bodies.append(self.decode_verified(raw).body)
             except ChainError:
                 bodies.append(None)
-        return txs[:fees.count_fitting(CommittedView(self.store), bodies, height)]
+        # A block's view caches what it reads: every transaction is priced on the same parameters and subnets.
+        return txs[:fees.count_fitting(BlockState(self.store), bodies, height)]
 
     # --- ABCI: blocks ----------------------------------------------------------------------------------
 
