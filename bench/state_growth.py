@@ -32,10 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
+from gridmint.chain import fees
 from gridmint.chain.app import MODULES, App, TxResult
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.genesis import make_genesis_document, validate_genesis
 from gridmint.chain.staking import MsgAddStake
+from gridmint.chain.state import BlockState
 from gridmint.chain.store import Store
 from gridmint.chain.subnets import MsgCreateSubnet, MsgRegister, MsgSetHyperparam
 from gridmint.chain.tx import Msg, TxBody, sign_tx
@@ -73,7 +75,19 @@ class TwoNodes:
 
     def tx(self, signer: PrivateKey, *messages: Msg) -> bytes:
         self.nonces[signer.address] = nonce = self.nonces.get(signer.address, 0) + 1
-        return sign_tx(TxBody(CHAIN_ID, signer.public_key, nonce, FEE, messages), signer)
+        unsigned = TxBody(CHAIN_ID, signer.public_key, nonce, 0, messages)
+        # The fee the chain requires (chain/fees.py), priced on the committed state as a client would.
+        required = fees.get_tx_cost(BlockState(self.apps["pruned"].store), unsigned).fee
+        return sign_tx(TxBody(CHAIN_ID, signer.public_key, nonce, max(FEE, required), messages), signer)
+
+    def blocks(self, txs: list[bytes]) -> None:
+        """``txs`` in as few blocks as the chain's work budget allows, in order (as a proposer fills them)."""
+        while txs:
+            fitting = len(self.apps["pruned"].fitting(txs, self.height + 1))
+            if fitting == 0:
+                raise SystemExit(f"block {self.height + 1}: a transaction is larger than a whole block")
+            self.block(txs[:fitting])
+            txs = txs[fitting:]
 
     def block(self, txs: list[bytes]) -> None:
         self.height += 1
@@ -146,9 +160,11 @@ def run(args: argparse.Namespace, workdir: Path, owner: PrivateKey, authority: P
     nodes.block([nodes.tx(owner, MsgCreateSubnet("text-generation", "busy subnet"))])
     nodes.block([nodes.tx(owner, *(MsgSetHyperparam(NETUID, name, value) for name, value in params.items()))])
     registrations = [MsgRegister(NETUID, k.address, 0) for k in hotkeys]
-    nodes.block([nodes.tx(owner, *registrations[i:i + 16]) for i in range(0, len(registrations), 16)])
+    # A registration on a 1,024-UID subnet is ~84,000 work units (chain/fees.py): four a transaction, as many
+    # transactions a block as its budget takes.
+    nodes.blocks([nodes.tx(owner, *registrations[i:i + 4]) for i in range(0, len(registrations), 4)])
     stakes = [MsgAddStake(NETUID, k.address, (1_000 + 10 * i) * MINT) for i, k in enumerate(validators)]
-    nodes.block([nodes.tx(owner, *stakes[i:i + 16]) for i in range(0, len(stakes), 16)])
+    nodes.blocks([nodes.tx(owner, *stakes[i:i + 16]) for i in range(0, len(stakes), 16)])
     for _ in range(args.tempo):  # an epoch hands out the validator permits
         nodes.block([])
     setup_blocks = nodes.height
