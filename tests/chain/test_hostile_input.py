@@ -5,7 +5,7 @@ sentence; a refused query or transaction changes nothing, neither committed stat
 key/value pair) nor the mempool's view; blocks made of what was accepted (and some of what was refused) keep
 every invariant.
 
-10,000 queries and 10,000 transactions in CI; GRIDMINT_LONG=1 runs 500,000 of each (GRIDMINT_FUZZ_SEED picks
+10,000 queries and 10,000 transactions in CI; GRIDMINT_LONG=1 runs 1,000,000 of each (GRIDMINT_FUZZ_SEED picks
 the seed)."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from tests.chain.hostile_cases import ADDRESS, QUERY_SHAPES, TxMaker, build_worl
 from tests.helpers import FEE, Driver, balances, key
 
 CI_CASES = 10_000
-LONG_CASES = 500_000
+LONG_CASES = 1_000_000
 BLOCK_EVERY = 250  # transactions checked between two blocks
 FULL_DIGEST_EVERY = 1  # compare every key/value pair after this many refusals (1: after each one)
 
