@@ -53,7 +53,8 @@ HOSTILE_ARGS = (
     "gm1", "GM1", ADDRESS.upper(), ADDRESS[:-1], ADDRESS + "q", ADDRESS[:-1] + ("q" if ADDRESS[-1] != "q" else "p"),
     "gm1" + "q" * 58, "x" * 91, "x" * 600, "null", "None", "true", "[]", "{}", "info", "metagraph", "list",
 )
-HOSTILE_DATA = (b"", b"", b"weights", b"bonds", b"weights,bonds", b",,", b"open", b"leased", b"closed", b"expired",
+HOSTILE_DATA = (b"", b"", b"page=1", b"page=4294967297", b"page=-1", b"weights", b"bonds", b"weights,bonds", b",,",
+                b"open", b"leased", b"closed", b"expired",
                 b"nothing", b"\xff\xfe", b"weights," * 40, b"\x00" * 300)
 ORDER_LIKE_SEGMENTS = ("bank", "authority", "subnets", "staking", "weights", "emission", "market", "escrow", "credit",
                        "tx", "app", "balance", "nonce", "info", "params", "lease", "order", "account", "line", "*")

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from gridmint.chain import bank, codec, emission, neurons, staking
 from gridmint.chain.crypto import format_address, parse_address
 from gridmint.chain.errors import ChainError, lookup
@@ -279,3 +281,24 @@ def test_staking_genesis_takes_bounded_params_and_exports_them(tmp_path: Path) -
         "params": {"min_stake": 5 * MINT, "returns_per_block": 1_024}}
     assert codec.decode(net.app.query("/staking/params").value)["min_stake"] == 5 * MINT
     assert genesis(staking=None).modules["staking"] == staking.Params()  # an empty section, as before
+
+
+def test_a_hotkeys_stakers_are_answered_a_page_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """However many accounts stake to a hotkey, one answer reads one page of them."""
+    monkeypatch.setattr(staking, "STAKERS_PER_PAGE", 10)
+    names = delegators(40)
+    net = build(tmp_path, {"v1": 300 * MINT}, ("m1",), extra_accounts=names)
+    stake_all(net, "v1", dict.fromkeys(names, 2 * MIN_STAKE))
+    hotkey = format_address(key(hot("v1")).address)
+    pages = []
+    for page in range(6):
+        counting = CountingReader(view(net))
+        answer = staking.query_hotkey(counting, ["1", hotkey], f"page={page}".encode())
+        assert (answer["count"], answer["pages"], answer["page"]) == (41, 5, page)
+        assert len(counting.gets) <= 2 * 10 + 4  # a slot and a position per staker, the pool and the take
+        pages.append([row["coldkey"] for row in answer["stakers"]])
+    assert [len(rows) for rows in pages] == [10, 10, 10, 10, 1, 0]
+    everyone = [c for rows in pages for c in rows]
+    assert len(set(everyone)) == 41
+    refused = net.app.query(f"/staking/hotkey/1/{hotkey}", b"page=x")
+    assert lookup(refused.codespace, refused.code) is not None and "page" in refused.log

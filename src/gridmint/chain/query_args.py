@@ -17,6 +17,7 @@ from gridmint.chain.units import MAX_U64
 MAX_PATH_BYTES = 512  # the longest real path (/credit/line/<address>/<address>) is under 120 bytes
 MAX_DATA_BYTES = 256  # data is a short option such as "weights,bonds" or "open"
 MAX_HEIGHT = 2**63 - 1  # CometBFT heights are int64
+MAX_PAGE = 2**32  # pages of a long answer, such as a hotkey's stakers
 MAX_U16 = 65_535
 _MAX_ADDRESS_TEXT = 90  # the longest bech32 string
 
@@ -113,6 +114,16 @@ def parse_options(data: bytes, allowed: tuple[str, ...]) -> set[str]:
         raise BAD_QUERY(f"data: unknown option '{_shown(unknown[0])}'; expected a comma-separated choice of "
                         f"{', '.join(allowed)}")
     return chosen
+
+
+def parse_page(data: bytes) -> int:
+    """A page of a long answer: ``page=<n>`` (from 0), or the first page when ``data`` is empty."""
+    if not data:
+        return 0
+    text = data.decode("ascii", errors="replace")
+    if not text.startswith("page="):
+        raise BAD_QUERY(f"data: expected page=<number> (or nothing for the first page), got '{_shown(text)}'")
+    return parse_uint("page", text[len("page="):], MAX_PAGE)
 
 
 def parse_choice(data: bytes, allowed: tuple[str, ...]) -> str | None:

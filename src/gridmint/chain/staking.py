@@ -63,13 +63,14 @@ from gridmint.chain.errors import register
 from gridmint.chain.fields import address, amount, u16
 from gridmint.chain.module import Context, ModuleSpec
 from gridmint.chain.params import ParamsGenesis, read_params
-from gridmint.chain.query_args import expect_args, parse_address_arg, parse_netuid
+from gridmint.chain.query_args import expect_args, parse_address_arg, parse_netuid, parse_page
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64, format_mint
 
 NAME = "staking"
 DEFAULT_TAKE = 11_796  # 18% of 65535
+STAKERS_PER_PAGE = 1_000  # stakers in one answer of /staking/hotkey
 MAX_TAKE = 11_796
 SHARES_PER_GRAIN = 2**32  # a new pool's price: a share is worth 2**-32 grains
 SHARES_BYTES = 16  # shares < 2**96 grains × 2**32
@@ -451,14 +452,25 @@ def query_stakes(state: Reader, parts: list[str], data: bytes) -> Any:
 
 
 def query_hotkey(state: Reader, parts: list[str], data: bytes) -> Any:
-    """``/staking/hotkey/<netuid>/<hotkey>``: a hotkey's stakers and take."""
+    """``/staking/hotkey/<netuid>/<hotkey>``: a hotkey's take, total stake and stakers, ``STAKERS_PER_PAGE`` a
+    page (data ``page=<n>``, from 0; ``count`` and ``pages`` say how many), so that an answer reads what it returns
+    however many accounts stake to the hotkey."""
     netuid_text, hotkey_text = expect_args(parts, 2, "/staking/hotkey/<netuid>/<hotkey address>")
     netuid = parse_netuid(netuid_text)
     hotkey = parse_address_arg("hotkey", hotkey_text)
+    page = parse_page(data)
     pool = live_pool(state, netuid, hotkey)
-    holders = [] if pool is None else _pool_stakers(state, pool)
+    count = 0 if pool is None else pool.count
+    holders = []
+    if pool is not None:
+        for slot in range(page * STAKERS_PER_PAGE, min((page + 1) * STAKERS_PER_PAGE, count)):
+            coldkey = state.get_value(_slot_key(pool.id, slot))
+            position = _read_position(state, coldkey, pool.id)
+            if position is not None:
+                holders.append((coldkey, pool.worth(position.shares)))
     return {"hotkey": parts[1], "take": get_take(state, hotkey), "total": 0 if pool is None else pool.stake,
-            "stakers": [{"coldkey": format_address(c), "amount": g} for c, g in holders]}
+            "count": count, "page": page, "pages": max(1, -(-count // STAKERS_PER_PAGE)),
+            "stakers": [{"coldkey": format_address(c), "amount": g} for c, g in sorted(holders)]}
 
 
 # --- genesis and invariants --------------------------------------------------------------------------------
