@@ -34,8 +34,8 @@ def test_a_failing_check_names_its_error_and_changes_nothing(chain: Chain) -> No
     assert snapshot(chain.app) == before
 
 
-def test_a_signature_is_verified_once_for_check_recheck_proposal_and_block(chain: Chain,
-                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def count_verifications(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """The signatures verified from now on, in order (ed25519 verify wrapped)."""
     calls: list[bytes] = []
     real_verify = tx_module.verify
 
@@ -44,6 +44,12 @@ def test_a_signature_is_verified_once_for_check_recheck_proposal_and_block(chain
         return real_verify(public_key, message, signature)
 
     monkeypatch.setattr(tx_module, "verify", counting_verify)
+    return calls
+
+
+def test_a_signature_is_verified_once_for_check_recheck_proposal_and_block(chain: Chain,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = count_verifications(monkeypatch)
     first, second = (signed(key("alice"), nonce, MsgSend(key("bob").address, 5)) for nonce in (1, 2))
 
     def copy(raw: bytes) -> bytes:  # equal bytes in a new object, as each ABCI request brings them
@@ -80,14 +86,7 @@ def test_refused_signature_valid_transactions_are_never_cached(chain: Chain) -> 
 def test_the_cache_keeps_to_its_byte_bound_evicting_the_oldest(chain: Chain, monkeypatch: pytest.MonkeyPatch) -> None:
     bound = 20 * app_module.VERIFIED_ENTRY_OVERHEAD
     monkeypatch.setattr(app_module, "VERIFIED_CACHE_BYTES", bound)
-    calls: list[bytes] = []
-    real_verify = tx_module.verify
-
-    def counting_verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
-        calls.append(signature)
-        return real_verify(public_key, message, signature)
-
-    monkeypatch.setattr(tx_module, "verify", counting_verify)
+    calls = count_verifications(monkeypatch)
     txs = [signed(key("alice"), nonce, MsgSend(key("bob").address, 5)) for nonce in range(1, 101)]
     for raw in txs:
         assert chain.app.check_tx(raw).ok
