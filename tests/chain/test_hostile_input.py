@@ -143,6 +143,7 @@ def test_hostile_transactions_are_refused_with_a_code_and_change_nothing(world: 
 
 
 @pytest.mark.long
+@pytest.mark.timeout(4 * 3600)  # two million cases: about an hour on one core of the reference machine
 @pytest.mark.skipif(not os.environ.get("GRIDMINT_LONG"), reason="long run: set GRIDMINT_LONG=1")
 def test_hostile_input_long_run(world: Driver) -> None:
     seed = int(os.environ.get("GRIDMINT_FUZZ_SEED", "3"))
