@@ -257,6 +257,26 @@ def test_epochs_per_block_stay_in_the_budget_and_none_waits_more_than_the_number
         assert heights and max(gaps) <= tempo + count - 1, (netuid, tempo, max(gaps))
 
 
+def test_a_transaction_too_large_for_the_room_left_holds_back_no_one_else(tmp_path: Path) -> None:
+    """A proposer passes over a transaction that does not fit (and the later ones of its signer, whose nonces follow
+    it) and keeps filling the block with the rest; it used to stop there, so one large transaction at the head of
+    the mempool kept every transaction behind it out of every block where epochs left less room."""
+    fillers = tuple(f"filler{i}" for i in range(7))
+    accounts = (*fillers, "big", "small")
+    limits = {"params": {"min_tx_fee": MIN_TX_FEE, "max_block_units": 100_000}, "balances": [
+        {"address": bank_address(name), "amount": 1_000 * MINT} for name in accounts]}
+    chain = Chain(make_app(tmp_path, genesis(accounts=(), bank=limits)))
+    chain.block()
+    settle = MsgSettle(1, [[key("c").address, key("m").address, 1, 1]] * 128)  # 13,400 units with the envelope
+    fee = required_fee(chain.app, settle)
+    filled = [signed(key(name), 1, settle, fee=fee) for name in fillers]  # 93,800 units: 6,200 left
+    big, big_next = (signed(key("big"), nonce, settle, fee=fee) for nonce in (1, 2))
+    small = signed(key("small"), 1, bank.MsgSend(key("big").address, 1))  # 330 units: fits
+    assert chain.app.fitting([*filled, big, small, big_next], chain.height + 1) == [*filled, small]
+    assert chain.app.fitting([big, big_next, small], chain.height + 1) == [big, big_next, small]  # a later block
+
+
+
 def test_subnets_all_due_in_one_block_are_spread_over_the_next_ones(tmp_path: Path) -> None:
     """On the real app: 80 empty subnets created in one block fall due together; a block runs at most
     epoch_budget / EPOCH_OVERHEAD_CELLS of their epochs and the rest run in the next block."""

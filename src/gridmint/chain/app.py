@@ -226,7 +226,8 @@ class App:
             self._verified_bytes -= entry[1]
 
     def fitting(self, txs: list[bytes], height: int) -> list[bytes]:
-        """The leading ``txs`` whose work fits in block ``height`` (chain/fees.py): what a proposer includes."""
+        """The ``txs``, in order, whose work fits in block ``height`` (chain/fees.py ``select_fitting``): what a
+        proposer includes; the others wait for a later block."""
         bodies: list[TxBody | None] = []
         for raw in txs:
             try:
@@ -234,7 +235,7 @@ class App:
             except ChainError:
                 bodies.append(None)
         # A block's view caches what it reads: every transaction is priced on the same parameters and subnets.
-        return txs[:fees.count_fitting(BlockState(self.store), bodies, height)]
+        return [txs[position] for position in fees.select_fitting(BlockState(self.store), bodies, height)]
 
     # --- ABCI: blocks ----------------------------------------------------------------------------------
 

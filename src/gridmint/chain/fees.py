@@ -230,16 +230,26 @@ def check_block_room(params: bank.Params, cost: TxCost, used: int) -> None:
                          f"left, this transaction needs {cost.block_units}; send it again for a later block")
 
 
-def count_fitting(state: Reader, bodies: Sequence[TxBody | None], height: int) -> int:
-    """How many of these transactions, in order, a proposer should put in block ``height`` so that they fit in what
-    its due epochs leave of ``max_block_units``, priced on ``state`` (the last committed one). ``None`` stands for
-    one that will not decode: it costs the block nothing. Proposers (the devnode, ABCI PrepareProposal) call this,
-    so that transactions past the budget wait in the mempool instead of failing with ``block_full``."""
+def select_fitting(state: Reader, bodies: Sequence[TxBody | None], height: int) -> list[int]:
+    """The positions of the transactions, in order, that a proposer should put in block ``height`` so that they
+    fit in what its due epochs leave of ``max_block_units``, priced on ``state`` (the last committed one). A
+    transaction that does not fit is passed over, with every later one of its signer (their nonces follow it),
+    and the rest still get their turn: one transaction too large for this block holds back no one else's.
+    ``None`` stands for one that will not decode: it is left out. Proposers (the devnode, ABCI PrepareProposal)
+    call this, and ProcessProposal checks that a proposal keeps to it."""
     room = bank.get_params(state).max_block_units - get_reserved_units(state, height)
     used = 0
-    for count, body in enumerate(bodies):
-        units = 0 if body is None else get_tx_cost(state, body).block_units
+    chosen: list[int] = []
+    passed_over: set[bytes] = set()
+    for position, body in enumerate(bodies):
+        if body is None:  # it would fail in the block, and a proposer has no reason to include it
+            continue
+        if body.signer in passed_over:
+            continue
+        units = get_tx_cost(state, body).block_units
         if used + units > room:
-            return count
+            passed_over.add(body.signer)
+            continue
         used += units
-    return len(bodies)
+        chosen.append(position)
+    return chosen
