@@ -39,8 +39,9 @@ class CountingReader(Reader):
         self.gets.append(key)
         return self.inner.get(key)
 
-    def scan(self, prefix: bytes, below: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
-        for found, value in self.inner.scan(prefix, below):
+    def scan(self, prefix: bytes, below: bytes | None = None, limit: int | None = None
+             ) -> Iterator[tuple[bytes, bytes]]:
+        for found, value in self.inner.scan(prefix, below, limit):
             self.scanned.append(found)
             yield found, value
 

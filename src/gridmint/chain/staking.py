@@ -310,7 +310,8 @@ def return_closed_pools(ctx: Context) -> None:
     staker receives their shares' worth; the last of a pool receives what is left, dust included."""
     state = ctx.state
     budget = get_params(state).returns_per_block
-    for key, _ in list(state.scan(CLOSING_PREFIX)):
+    # At most ``budget`` pools are read: each returns a position or, empty, leaves the queue.
+    for key, _ in list(state.scan(CLOSING_PREFIX, limit=budget)):
         if budget == 0:
             return
         pool = _read_pool(state, int.from_bytes(key[len(CLOSING_PREFIX):], "big"))

@@ -22,8 +22,10 @@ class Reader(ABC):
     def get(self, key: bytes) -> bytes | None: ...
 
     @abstractmethod
-    def scan(self, prefix: bytes, below: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
-        """``(key, value)`` under ``prefix`` in key order, stopping before ``below`` when given."""
+    def scan(self, prefix: bytes, below: bytes | None = None, limit: int | None = None
+             ) -> Iterator[tuple[bytes, bytes]]:
+        """``(key, value)`` under ``prefix`` in key order, stopping before ``below`` when given, and after the first
+        ``limit`` pairs when given (what a block hook that works through a queue a batch at a time reads)."""
 
     @property
     @abstractmethod
@@ -62,8 +64,9 @@ class CommittedView(Reader):
             return self._store.get(key)
         return self._store.get_at(key, self._height)
 
-    def scan(self, prefix: bytes, below: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
-        return self._store.scan(prefix, self._height, below)
+    def scan(self, prefix: bytes, below: bytes | None = None, limit: int | None = None
+             ) -> Iterator[tuple[bytes, bytes]]:
+        return self._store.scan(prefix, self._height, below, limit)
 
 
 class _CachedStore(Reader):
@@ -84,8 +87,9 @@ class _CachedStore(Reader):
             value = self._cache[key] = self._store.get(key)
             return value
 
-    def scan(self, prefix: bytes, below: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
-        return self._store.scan(prefix, below=below)
+    def scan(self, prefix: bytes, below: bytes | None = None, limit: int | None = None
+             ) -> Iterator[tuple[bytes, bytes]]:
+        return self._store.scan(prefix, below=below, limit=limit)
 
 
 class State(Reader):
@@ -104,15 +108,21 @@ class State(Reader):
             return self.writes[key]
         return self.parent.get(key)
 
-    def scan(self, prefix: bytes, below: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
-        merged = dict(self.parent.scan(prefix, below))
-        for key, value in self.writes.items():
-            if key.startswith(prefix) and (below is None or key < below):
-                if value is None:
-                    merged.pop(key, None)
-                else:
-                    merged[key] = value
-        for key in sorted(merged):
+    def scan(self, prefix: bytes, below: bytes | None = None, limit: int | None = None
+             ) -> Iterator[tuple[bytes, bytes]]:
+        in_range = [(key, value) for key, value in self.writes.items()
+                    if key.startswith(prefix) and (below is None or key < below)]
+        # With a limit, the parent's first ``limit`` plus as many as this state deletes in the range are enough:
+        # at most that many of them are deleted, and every other key of the answer is among them or written here.
+        deleted = sum(1 for _, value in in_range if value is None)
+        merged = dict(self.parent.scan(prefix, below, None if limit is None else limit + deleted))
+        for key, value in in_range:
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        keys = sorted(merged)
+        for key in keys if limit is None else keys[:limit]:
             yield key, merged[key]
 
     def set(self, key: bytes, value: bytes) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import sqlite3
 import urllib.parse
 from collections.abc import Iterator, Mapping
@@ -128,16 +129,22 @@ class Store:
         ).fetchone()
         return None if row is None or row[0] is None else bytes(row[0])
 
-    def scan(self, prefix: bytes, height: int | None = None, below: bytes | None = None
+    def scan(self, prefix: bytes, height: int | None = None, below: bytes | None = None, limit: int | None = None
              ) -> Iterator[tuple[bytes, bytes]]:
         """Committed ``(key, value)`` pairs under ``prefix`` (and before ``below``) in key order, latest or at
-        ``height``. A bounded range reads only what it returns: queues ordered by block stay cheap."""
+        ``height``, the first ``limit`` of them when given. A bounded range reads only what it returns: queues
+        ordered by block stay cheap, and a queue worked through a batch a block reads one batch."""
         end = prefix_end(prefix)
         if below is not None and (end is None or below < end):
             end = below
         upper = "AND key < ?" if end is not None else ""
         args: tuple[object, ...] = (prefix, end) if end is not None else (prefix,)
         if height is None:
+            if limit is not None:
+                yield from ((bytes(k), bytes(v)) for k, v in self._db.execute(
+                    f"SELECT key, value FROM state WHERE key >= ? {upper} ORDER BY key LIMIT ?",  # noqa: S608
+                    (*args, limit)).fetchall())
+                return
             rows = self._db.execute(f"SELECT key, value FROM state WHERE key >= ? {upper} ORDER BY key", args)  # noqa: S608
         else:
             self._check_height(height)
@@ -148,9 +155,8 @@ class Store:
                     ORDER BY h.key""",  # noqa: S608
                 (*args, height),
             )
-        for key, value in rows.fetchall():
-            if value is not None:
-                yield bytes(key), bytes(value)
+        found = ((bytes(key), bytes(value)) for key, value in rows.fetchall() if value is not None)
+        yield from (found if limit is None else itertools.islice(found, limit))
 
     def all_pairs(self) -> Iterator[tuple[bytes, bytes]]:
         for key, value in self._db.execute("SELECT key, value FROM state ORDER BY key"):
