@@ -343,3 +343,28 @@ def test_six_create_and_dissolve_pairs_raise_the_lock_only_until_it_decays_back_
     view = CommittedView(net.app.store)
     assert neurons.require_subnet(view, 7)["lock"] == min_lock
     assert before - bank.get_balance(view, key("owner").address) > min_lock  # the lock and the fee
+
+
+def test_a_max_uids_raise_takes_effect_at_the_end_of_its_block(tmp_path: Path) -> None:
+    """The proposer priced the block's transactions on committed state; registrations after a raise in the same
+    block would do work for UIDs it did not count (and fail with block_full, unpaid). So a raise holds from the end
+    of the block that set it: in that block the subnet still holds what it held, and every price agrees."""
+    miners = tuple(f"miner{i}" for i in range(6))
+    net = Driver(make_app(tmp_path, genesis(accounts=("owner", *miners), balance=10_000 * MINT,
+                                            subnets={"params": {"min_lock": 0, "default_tempo": 100}})))
+    net.ok("owner", MsgCreateSubnet("text-generation", "s"))
+    net.ok("owner", MsgSetHyperparam(1, "max_uids", 1), MsgSetHyperparam(1, "immunity_period", 1_000))
+    net.send("owner", MsgSetHyperparam(1, "max_uids", 64))
+    for name in miners:
+        net.send(name, MsgRegister(1, key(name).address, 0))
+    raws = [raw for _, raw in net.queued]
+    assert net.app.fitting(raws, net.height + 1) == raws  # the proposer's prices...
+    results = net.commit()
+    outcomes = [lookup(r.codespace, r.code).name if r.code else "ok" for n in miners for r in results[n]]  # type: ignore[union-attr]
+    assert outcomes == ["ok"] + ["subnet_full"] * 5  # ...are the block's: nothing fails for want of room
+    view = CommittedView(net.app.store)
+    assert neurons.require_subnet(view, 1)["params"]["max_uids"] == 64  # in force from the next block
+    for name in miners[1:]:
+        net.send(name, MsgRegister(1, key(name).address, 0))
+    assert [r.log for rs in net.commit().values() for r in rs if r.code] == []
+    assert neurons.require_subnet(CommittedView(net.app.store), 1)["n"] == 6

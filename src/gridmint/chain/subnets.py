@@ -42,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from gridmint.chain import bank, neurons, staking
+from gridmint.chain import bank, codec, neurons, staking
 from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import INVALID_FIELD, INVALID_GENESIS, UNKNOWN_QUERY, ChainError, register
 from gridmint.chain.fields import address, text, text_list, u16, u64
@@ -132,11 +132,13 @@ EPOCH_SHAPE_PARAMS = ("tempo", "max_uids", "max_validators")  # the ones that se
 # subnets/params         -> Params
 # subnets/next_netuid    -> int
 # subnets/last_lock      -> {"amount": grains, "block": height}
+# subnets/raise/<netuid>  -> int, a max_uids raise that takes effect at the end of the block that set it
 # and the layout of neurons.py (subnets, UIDs, hotkeys, vectors, bonds, pending emission).
 
 PARAMS_KEY = b"subnets/params"
 NEXT_NETUID_KEY = b"subnets/next_netuid"
 LAST_LOCK_KEY = b"subnets/last_lock"
+RAISE_PREFIX = b"subnets/raise/"
 
 
 def get_params(state: Reader) -> Params:
@@ -289,6 +291,7 @@ def process_set_hyperparam(ctx: Context, msg: MsgSetHyperparam) -> None:
         raise PARAM_OUT_OF_BOUNDS(f"{msg.param} must be from {low} to {high}, got {msg.value}")
     if msg.param == "max_uids" and msg.value < subnet["n"]:
         raise PARAM_OUT_OF_BOUNDS(f"max_uids cannot go below the {subnet['n']} UIDs already registered")
+    current = subnet["params"][msg.param]
     subnet["params"][msg.param] = msg.value
     hyper = get_hyperparams(subnet)
     if hyper.burn_min > hyper.burn_max:
@@ -296,6 +299,16 @@ def process_set_hyperparam(ctx: Context, msg: MsgSetHyperparam) -> None:
     if msg.param in EPOCH_SHAPE_PARAMS:
         check_epoch_rate(get_params(ctx.state), hyper)
         subnet["shape_block"] = ctx.block.height  # its epoch waits for the next block (fees.get_reserved_units)
+    if msg.param == "max_uids":
+        # A raise takes effect at the end of this block: the block's later transactions were priced (by the
+        # proposer, on committed state) for the UIDs the subnet could hold when the block began, and a
+        # registration's work grows with them. A lowering only takes work away, so it holds at once.
+        raise_key = RAISE_PREFIX + neurons.netuid_bytes(msg.netuid)
+        if msg.value > current:
+            ctx.state.set_value(raise_key, msg.value)
+            subnet["params"]["max_uids"] = current
+        else:
+            ctx.state.delete(raise_key)
     neurons.put_subnet(ctx.state, msg.netuid, subnet)
     ctx.emit("subnet_param", netuid=msg.netuid, param=msg.param, value=msg.value)
 
@@ -318,6 +331,7 @@ def process_dissolve(ctx: Context, msg: MsgDissolveSubnet) -> None:
         neurons.set_pending(ctx.state, msg.netuid, 0)
     bank.release(ctx.state, NAME, subnet["owner"], subnet["lock"])
     ctx.state.delete(neurons.NET_PREFIX + prefix)
+    ctx.state.delete(RAISE_PREFIX + prefix)
     ctx.emit("subnet_dissolved", netuid=msg.netuid, returned=subnet["lock"], burned_pending=pending)
 
 
@@ -508,8 +522,23 @@ def invariant_uids(state: Reader) -> str | None:
     return None
 
 
+# --- block hooks -------------------------------------------------------------------------------------------
+
+
+def apply_raises(ctx: Context) -> None:
+    """End of block: the max_uids raises set in it take effect (at most one per subnet)."""
+    for key, raw in list(ctx.state.scan(RAISE_PREFIX)):
+        ctx.state.delete(key)
+        netuid = int.from_bytes(key[len(RAISE_PREFIX):], "big")
+        subnet = neurons.get_subnet(ctx.state, netuid)
+        if subnet is not None:
+            subnet["params"]["max_uids"] = codec.decode_stored(raw)
+            neurons.put_subnet(ctx.state, netuid, subnet)
+
+
 MODULE = ModuleSpec(
     name=NAME,
+    end_block=apply_raises,
     handlers={MsgCreateSubnet: process_create, MsgSetHyperparam: process_set_hyperparam,
               MsgDissolveSubnet: process_dissolve, MsgRegister: process_register,
               MsgAnnounceEndpoint: process_announce},
