@@ -368,3 +368,25 @@ def test_a_max_uids_raise_takes_effect_at_the_end_of_its_block(tmp_path: Path) -
         net.send(name, MsgRegister(1, key(name).address, 0))
     assert [r.log for rs in net.commit().values() for r in rs if r.code] == []
     assert neurons.require_subnet(CommittedView(net.app.store), 1)["n"] == 6
+
+
+def test_the_epoch_rate_rule_counts_a_raise_still_pending_in_the_block(tmp_path: Path) -> None:
+    """A max_uids raise waits for the end of its block; a tempo or max_validators set after it in the same block
+    is checked against the shape the subnet will have, or the rate rule could be stepped around. (With 8 subnets,
+    256 UIDs at tempo 2 would pass the rule; 4,096 would not.)"""
+    net = Driver(make_app(tmp_path, genesis(accounts=("owner",), balance=10_000 * MINT,
+                                            subnets={"params": {"min_lock": 0, "default_tempo": 100,
+                                                                   "max_subnets": 8}})))
+    net.ok("owner", MsgCreateSubnet("text-generation", "s"))
+    before = neurons.require_subnet(CommittedView(net.app.store), 1)["params"]
+    net.send("owner", MsgSetHyperparam(1, "max_uids", subnets.MAX_UIDS_CAP),
+             MsgSetHyperparam(1, "max_validators", subnets.MAX_VALIDATORS_CAP), MsgSetHyperparam(1, "tempo", 2))
+    (result,) = net.commit()["owner"]
+    assert lookup(result.codespace, result.code) == subnets.EPOCH_TOO_COSTLY
+    assert neurons.require_subnet(CommittedView(net.app.store), 1)["params"] == before
+    net.send("owner", MsgSetHyperparam(1, "max_uids", subnets.MAX_UIDS_CAP))  # the raise alone, one transaction...
+    net.send("owner", MsgSetHyperparam(1, "max_validators", subnets.MAX_VALIDATORS_CAP),
+             MsgSetHyperparam(1, "tempo", 2))  # ...and the rest in the next, same block
+    results = net.commit()["owner"]
+    assert results[0].code == 0 and lookup(results[1].codespace, results[1].code) == subnets.EPOCH_TOO_COSTLY
+    assert neurons.require_subnet(CommittedView(net.app.store), 1)["params"]["tempo"] == before["tempo"]

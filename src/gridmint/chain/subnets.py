@@ -291,9 +291,14 @@ def process_set_hyperparam(ctx: Context, msg: MsgSetHyperparam) -> None:
         raise PARAM_OUT_OF_BOUNDS(f"{msg.param} must be from {low} to {high}, got {msg.value}")
     if msg.param == "max_uids" and msg.value < subnet["n"]:
         raise PARAM_OUT_OF_BOUNDS(f"max_uids cannot go below the {subnet['n']} UIDs already registered")
+    raise_key = RAISE_PREFIX + neurons.netuid_bytes(msg.netuid)
+    pending_raise = ctx.state.get_value(raise_key)
     current = subnet["params"][msg.param]
     subnet["params"][msg.param] = msg.value
-    hyper = get_hyperparams(subnet)
+    shape = dict(subnet["params"])  # what the subnet will be once this block's max_uids raise holds
+    if pending_raise is not None and msg.param != "max_uids":
+        shape["max_uids"] = pending_raise
+    hyper = Hyperparams(**shape)
     if hyper.burn_min > hyper.burn_max:
         raise PARAM_OUT_OF_BOUNDS("burn_min must not exceed burn_max")
     if msg.param in EPOCH_SHAPE_PARAMS:
@@ -303,7 +308,6 @@ def process_set_hyperparam(ctx: Context, msg: MsgSetHyperparam) -> None:
         # A raise takes effect at the end of this block: the block's later transactions were priced (by the
         # proposer, on committed state) for the UIDs the subnet could hold when the block began, and a
         # registration's work grows with them. A lowering only takes work away, so it holds at once.
-        raise_key = RAISE_PREFIX + neurons.netuid_bytes(msg.netuid)
         if msg.value > current:
             ctx.state.set_value(raise_key, msg.value)
             subnet["params"]["max_uids"] = current
