@@ -35,7 +35,7 @@ from gridmint.chain.module import BlockInfo, Context, Event, ModuleSpec, Validat
 from gridmint.chain.params import params_to_json
 from gridmint.chain.query_args import check_data, check_height, check_path, expect_args, parse_address_arg
 from gridmint.chain.state import BlockState, CommittedView, Reader, State, TxState
-from gridmint.chain.store import Store
+from gridmint.chain.store import Diff, Store
 from gridmint.chain.tx import SignedTx, TxBody, decode_tx
 
 APP_NAME = "gridmint"
@@ -108,6 +108,7 @@ class _Pending:
     state: BlockState
     lanes: Any = None
     time_ns: int = 0
+    diff: Diff | None = None  # the block's changes against committed state, read once for digest and commit
 
 
 class App:
@@ -263,7 +264,8 @@ class App:
             self._forget(raw)
         pending.height = height
         pending.time_ns = time_ns
-        pending.lanes = self.store.digest_with(state.writes)
+        pending.diff = self.store.diff(state.writes)
+        pending.lanes = self.store.digest_with(state.writes, pending.diff)
         self._pending = pending
         return BlockResult(results, coalesce_updates(updates, set_at_start), checksum(pending.lanes), block_events)
 
@@ -285,7 +287,7 @@ class App:
         pending = self._pending
         if pending is None or pending.lanes is None:
             raise BAD_BLOCK("commit without a finalized block")
-        self.store.commit(pending.height, pending.state.writes, pending.lanes)
+        self.store.commit(pending.height, pending.state.writes, pending.lanes, pending.diff)
         self._last_block_time = pending.time_ns
         self._pending = None
         self._check_state = BlockState(self.store)

@@ -38,6 +38,7 @@ from gridmint.chain import lthash
 from gridmint.chain.errors import HEIGHT_UNAVAILABLE
 
 Changes = Mapping[bytes, bytes | None]  # key -> new value, None to delete
+Diff = list[tuple[bytes, bytes | None, bytes | None]]  # (key, committed value, new value) where they differ
 
 # What a node keeps unless told otherwise (`--keep-recent`): about 2.8 hours of the devnode's 1 s blocks, 50 minutes
 # of `gridmint net`'s. Clients read at heights they have just seen and the explorer charts a subnet's recent past;
@@ -173,8 +174,9 @@ class Store:
 
     # --- hashing and commit ----------------------------------------------------------------------------
 
-    def _changed(self, changes: Changes) -> list[tuple[bytes, bytes | None, bytes | None]]:
-        """``(key, committed value, new value)`` for the keys whose value ``changes`` really changes, by key."""
+    def diff(self, changes: Changes) -> Diff:
+        """``(key, committed value, new value)`` for the keys whose value ``changes`` really changes, by key: what
+        both the digest and the commit of a block need, read once."""
         changed = []
         for key in sorted(changes):
             old, new = self.get(key), changes[key]
@@ -182,23 +184,25 @@ class Store:
                 changed.append((key, old, new))
         return changed
 
-    def digest_with(self, changes: Changes) -> lthash.Lanes:
-        """The LtHash of the committed state with ``changes`` applied (nothing is written)."""
-        changed = self._changed(changes)
+    def digest_with(self, changes: Changes, diff: Diff | None = None) -> lthash.Lanes:
+        """The LtHash of the committed state with ``changes`` applied (nothing is written); ``diff``: their
+        ``diff``, when the caller already has it."""
+        changed = self.diff(changes) if diff is None else diff
         added = [(key, new) for key, _, new in changed if new is not None]
         removed = [(key, old) for key, old, _ in changed if old is not None]
         return lthash.combine(self.lanes, added, removed)
 
-    def commit(self, height: int, changes: Changes, lanes: lthash.Lanes) -> bytes:
+    def commit(self, height: int, changes: Changes, lanes: lthash.Lanes, diff: Diff | None = None) -> bytes:
         """Write one block's changes and its digest atomically (prune history past ``keep_recent`` in the same
-        transaction); returns the new app hash. Keys written with the value they already had are left alone."""
+        transaction); returns the new app hash. Keys written with the value they already had are left alone.
+        ``diff``: the changes' ``diff`` against this committed state, when the caller already read it."""
         if height != self.height + 1:
             raise ValueError(f"commit of height {height} after height {self.height}")
         app_hash = lthash.checksum(lanes)
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
-            changed = self._changed(changes)
+            changed = self.diff(changes) if diff is None else diff
             db.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
                            [(key, new) for key, _, new in changed if new is not None])
             db.executemany("DELETE FROM state WHERE key = ?", [(key,) for key, _, new in changed if new is None])
