@@ -84,23 +84,23 @@ def end_block(ctx: Context) -> None:
         state.set_int(MINTED_KEY, minted + reward)
         for netuid, share in zip(subnets, split_exactly(reward, [1] * len(subnets)), strict=True):
             neurons.set_pending(state, netuid, neurons.get_pending(state, netuid) + share)
-    for netuid, subnet in select_epochs(state, subnets, height):
+    for netuid, subnet, _ in select_epochs(state, subnets, height):
         run_subnet_epoch(ctx, netuid, subnet)
 
 
-def select_epochs(state: Reader, subnets: list[int], height: int) -> list[tuple[int, dict[str, Any]]]:
-    """The due epochs this block runs, in the order ``schedule_epochs`` gives."""
+def select_epochs(state: Reader, subnets: list[int], height: int) -> list[tuple[int, dict[str, Any], int]]:
+    """The due epochs this block runs, in the order ``schedule_epochs`` gives: ``(netuid, subnet, cells)``."""
     due: list[tuple[int, int, int]] = []
-    found: dict[int, dict[str, Any]] = {}
+    found: dict[int, tuple[dict[str, Any], int]] = {}
     for netuid in subnets:
         subnet = neurons.require_subnet(state, netuid)
         hyper = get_hyperparams(subnet)
         if height - subnet["last_epoch"] >= hyper.tempo and subnet.get("shape_block", 0) != height:
             cells = subnets_module.compute_epoch_cells(subnet["n"], hyper.max_validators)
             due.append((subnet["last_epoch"] + hyper.tempo, netuid, cells))
-            found[netuid] = subnet
+            found[netuid] = (subnet, cells)
     budget = subnets_module.get_params(state).epoch_budget
-    return [(netuid, found[netuid]) for netuid in schedule_epochs(due, budget)]
+    return [(netuid, *found[netuid]) for netuid in schedule_epochs(due, budget)]
 
 
 def schedule_epochs(due: list[tuple[int, int, int]], budget: int) -> list[int]:

@@ -97,8 +97,7 @@ def compute_epoch_units(hyper: subnets.Hyperparams, epoch_fee_blocks: int) -> in
 def get_reserved_units(state: Reader, height: int) -> int:
     """What the epochs due at the end of block ``height`` take from its ``max_block_units`` before any
     transaction: end-block work and transactions share one budget."""
-    cells = sum(subnets.compute_epoch_cells(subnet["n"], subnets.get_hyperparams(subnet).max_validators)
-                for _, subnet in emission.select_epochs(state, neurons.netuids(state), height))
+    cells = sum(cells for _, _, cells in emission.select_epochs(state, neurons.netuids(state), height))
     return cells * EPOCH_UNITS_PER_KILOCELL // 1_000
 
 
