@@ -104,7 +104,7 @@ def compute_resource_units(cpu_millis: int, memory_mb: int, gpu_units: int) -> i
 
 def compute_hold(params: Params, cpu_millis: int, memory_mb: int, gpu_units: int) -> tuple[int, int]:
     """(what each bidder is paid if the order ends without a lease, the hold deposit: that for ``max_bids``
-    bids). The tenant's client calls this too, with the chain's /market/params."""
+    bids). Integers only; the order records both, so later parameter changes do not alter an open order."""
     per_bid = params.hold_fee * compute_resource_units(cpu_millis, memory_mb, gpu_units) * params.order_ttl
     return per_bid, per_bid * params.max_bids
 
