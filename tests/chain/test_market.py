@@ -4,12 +4,15 @@ rate × blocks, a lease funded for N blocks closes in block N, and bad input cha
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from gridmint.chain import bank, escrow
-from gridmint.chain.errors import lookup
+from gridmint.chain.bank import MsgSend
+from gridmint.chain.errors import INVALID_GENESIS, ChainError, lookup
 from gridmint.chain.market import (
+    GENESIS,
     MsgAcceptBid,
     MsgBid,
     MsgCloseDeployment,
@@ -18,6 +21,8 @@ from gridmint.chain.market import (
     MsgRegisterProvider,
     MsgTopUp,
     MsgWithdraw,
+    Params,
+    compute_hold,
     get_order,
 )
 from gridmint.chain.state import CommittedView
@@ -103,13 +108,105 @@ def test_withdraw_and_top_up_move_the_exhaustion_block(market: Driver) -> None:
     assert market.app.check_invariants() == []
 
 
-def test_orders_without_a_lease_expire_and_refund(market: Driver) -> None:
+# The fixture's deployment (2 CPUs, 4,096 MB, 1 GPU) under MARKET: (1,024 + 16,000 + 4,096 + 400,000) resource
+# units × 50 blocks of order_ttl × hold_fee 1 for each bidder, for 5 bids.
+HOLD_PER_BID = 421_120 * 50
+HOLD = 5 * HOLD_PER_BID
+
+
+def order(net: Driver, order_id: int) -> dict[str, Any]:
+    return get_order(CommittedView(net.app.store), order_id)
+
+
+def test_the_hold_deposit_is_priced_from_resources_and_duration() -> None:
+    params = Params(max_bids=5, order_ttl=50, hold_fee=1)
+    assert compute_hold(params, 2_000, 4_096, 1) == (HOLD_PER_BID, HOLD)
+    assert compute_hold(params, 0, 0, 0) == (1_024 * 50, 5 * 1_024 * 50)  # an order for nothing still pays bids
+    assert compute_hold(Params(max_bids=5, order_ttl=100, hold_fee=3), 2_000, 4_096, 1)[0] == 6 * HOLD_PER_BID
+    assert compute_hold(Params(hold_fee=0), 2_000, 4_096, 1) == (0, 0)
+    with pytest.raises(ChainError) as refused:
+        GENESIS.validate({"params": {"hold_fee": 10**9 + 1}})
+    assert refused.value.kind == INVALID_GENESIS and "hold_fee" in refused.value.message
+
+
+def test_the_hold_deposit_is_taken_and_comes_back_in_full_when_a_lease_starts(market: Driver) -> None:
     before = balance(market, "tenant")
     market.ok("tenant", deployment())
+    opened = order(market, 1)
+    assert (opened["hold"], opened["hold_per_bid"], opened["hold_paid"]) == (HOLD, HOLD_PER_BID, 0)
+    assert balance(market, "tenant") == before - FEE - 10 * MINT - HOLD
+    assert market.app.check_invariants() == []
     market.ok("prov_a", MsgBid(1, PRICE_A))
+    market.ok("tenant", MsgAcceptBid(1, key("prov_a").address))
+    assert balance(market, "tenant") == before - 2 * FEE - 10 * MINT  # only the deposit stays, in escrow
+    (started,) = [e for e in market.last["tenant"][0].events if e.type == "lease_started"]
+    assert dict(started.attributes)["hold_returned"] == str(HOLD)
+    assert order(market, 1)["hold_paid"] == 0
+    assert market.app.check_invariants() == []
+
+
+def test_an_order_that_expires_pays_each_bidder_its_share_of_the_hold(market: Driver) -> None:
+    before = {name: balance(market, name) for name in ("tenant", "prov_a", "prov_b")}
+    supply = bank.get_supply(CommittedView(market.app.store))
+    market.ok("tenant", deployment(gpu_models=("A100", "H100")))
+    market.ok("prov_a", MsgBid(1, PRICE_A))
+    market.ok("prov_b", MsgBid(1, PRICE_B))
     market.advance(50)
-    assert get_order(CommittedView(market.app.store), 1)["state"] == "expired"
-    assert balance(market, "tenant") == before - FEE
+    assert order(market, 1)["state"] == "expired" and order(market, 1)["hold_paid"] == 2 * HOLD_PER_BID
+    assert balance(market, "tenant") == before["tenant"] - FEE - 2 * HOLD_PER_BID
+    for name in ("prov_a", "prov_b"):  # bid deposit back, and paid more than the bid's fee
+        assert balance(market, name) == before[name] - FEE + HOLD_PER_BID > before[name]
+    assert bank.get_supply(CommittedView(market.app.store)) == supply - 3 * FEE  # nothing burned but fees
+    assert market.app.check_invariants() == []
+
+
+def test_an_order_closed_without_a_lease_pays_its_bidders_and_returns_the_rest(market: Driver) -> None:
+    before = {name: balance(market, name) for name in ("tenant", "prov_a")}
+    market.ok("tenant", deployment())
+    market.ok("prov_a", MsgBid(1, PRICE_A))
+    market.ok("tenant", MsgCloseDeployment(1))
+    (closed,) = [e for e in market.last["tenant"][0].events if e.type == "order_closed"]
+    assert dict(closed.attributes)["hold_paid"] == str(HOLD_PER_BID)
+    assert dict(closed.attributes)["hold_returned"] == str(HOLD - HOLD_PER_BID)
+    assert order(market, 1)["state"] == "closed" and order(market, 1)["hold_paid"] == HOLD_PER_BID
+    assert balance(market, "tenant") == before["tenant"] - 2 * FEE - HOLD_PER_BID
+    assert balance(market, "prov_a") == before["prov_a"] - FEE + HOLD_PER_BID
+    assert market.app.check_invariants() == []
+
+
+def test_an_order_nobody_bid_on_returns_its_whole_hold(market: Driver) -> None:
+    before = balance(market, "tenant")
+    market.ok("tenant", deployment())  # expires unbid
+    market.ok("tenant", deployment())  # closed unbid
+    market.ok("tenant", MsgCloseDeployment(2))
+    market.advance(50)
+    assert [order(market, i)["state"] for i in (1, 2)] == ["expired", "closed"]
+    assert [order(market, i)["hold_paid"] for i in (1, 2)] == [0, 0]
+    assert balance(market, "tenant") == before - 3 * FEE
+    assert market.app.check_invariants() == []
+
+
+def test_fake_orders_cost_their_sender_what_they_made_bidders_hold_and_the_bidders_are_paid(market: Driver) -> None:
+    """The attack: N orders that every provider bids on and that never lease. Each costs its sender the hold
+    share of every bid it drew (far more than its own fee), and each bidder comes out ahead of its bid fees."""
+    n = 6
+    providers = ("prov_a", "prov_b")
+    before = {name: balance(market, name) for name in ("tenant", *providers)}
+    for _ in range(n):
+        market.send("tenant", deployment(gpu_models=("A100", "H100")))
+    market.commit()
+    for order_id in range(1, n + 1):
+        for name in providers:
+            market.send(name, MsgBid(order_id, PRICE_A))
+    market.commit()
+    market.advance(50)
+    assert all(order(market, i)["state"] == "expired" for i in range(1, n + 1))
+    cost = before["tenant"] - balance(market, "tenant")
+    assert cost == n * (FEE + len(providers) * HOLD_PER_BID) >= n * len(providers) * HOLD_PER_BID
+    for name in providers:
+        gained = balance(market, name) - before[name]
+        assert gained == n * (HOLD_PER_BID - FEE) > 0  # every bid fee repaid, and the capacity kept free
+    assert bank.get_held(CommittedView(market.app.store), "market") == 4 * MINT  # only the two bonds remain
     assert market.app.check_invariants() == []
 
 
@@ -151,4 +248,14 @@ def test_bad_input_changes_nothing(market: Driver) -> None:
     refuse(market, "tenant", MsgCloseLease(lease, 0), "account_closed")
     refuse(market, "tenant", deployment(deposit=MINT, max_price=2 * MINT), "deposit_too_low")
     refuse(market, "stranger", MsgCloseDeployment(1), "not_tenant")
+    assert market.app.check_invariants() == []
+
+
+def test_a_balance_that_cannot_cover_the_hold_deposit_is_refused_and_nothing_changes(market: Driver) -> None:
+    spare = balance(market, "stranger") - 10 * MINT - HOLD + 1 - 2 * FEE  # one grain short, after both fees
+    market.ok("stranger", MsgSend(key("tenant").address, spare))
+    assert balance(market, "stranger") == 10 * MINT + HOLD - 1 + FEE
+    refuse(market, "stranger", deployment(), "insufficient_funds")
+    assert "hold deposit" in market.last["stranger"][0].log
+    assert balance(market, "stranger") == 10 * MINT + HOLD - 1  # only the fee went
     assert market.app.check_invariants() == []

@@ -49,7 +49,9 @@ PRUNE_SCAN = 2  # per UID: the candidates for pruning are scanned when the subne
 REMOVAL = 50  # a registration's share of its later removal (stakes returned, keys deleted on dissolve)
 PER_WEIGHT = 6  # per weight entry: checked, stored (4 bytes) and read at each epoch
 PER_SETTLE_ENTRY = 100  # per credit/settle entry: a miner lookup, a line update, a payment
-BID_REFUND = 100  # a bid prepays its refund when the order is accepted, closed or expires
+# A bid prepays its refund when the order is accepted, closed or expires: one release, which also carries the
+# bid's share of the order's hold deposit (so an expiry pays at most max_bids releases, each prepaid here).
+BID_REFUND = 100
 # Units per thousand epoch cells, the whole epoch counted (Yuma, state reads and writes, payouts): one at the caps,
 # 1,069,056 cells, took 641 ms in bench/adversarial_block.py (its Yuma math alone 80-100 ms).
 EPOCH_UNITS_PER_KILOCELL = 600

@@ -4,11 +4,23 @@
   tags) with a bond held by the market.
 - A **tenant** creates a deployment: the resources it needs, a max price per block, the manifest's hash and a
   deposit (held by the market). That opens an order, which expires after ``order_ttl`` blocks without a lease.
+- With it the tenant puts up a **hold deposit** for the capacity it asks bidders to keep free: ``hold_per_bid =
+  hold_fee × resource units × order_ttl`` for each of the ``max_bids`` bids the order may draw. Resource units
+  weigh what a provider keeps free, roughly as cloud prices rank it: ``8·cpu_millis + memory_mb +
+  400,000·gpu_units + 1,024`` (a CPU weighs as much as 8,000 MB of memory, a GPU as 50 CPUs, and every order at
+  least 1,024, so one that asks for nothing still pays for the bid transactions it draws). A balance that cannot
+  cover deposit and hold is refused (``bank/insufficient_funds``).
 - Registered providers whose attributes match **bid** (price ≤ max, one bid per provider, at most ``max_bids``),
   each with ``bid_deposit`` held until the order ends.
-- The tenant **accepts** a bid: the deposit moves into an escrow stream at the bid's price, every bid deposit is
-  returned, and the lease begins. Tenant or provider closes it (the provider gives a reason code); the chain
-  closes it in the block where the escrow runs dry. A lease is open exactly while its escrow account is.
+- The tenant **accepts** a bid: the deposit moves into an escrow stream at the bid's price, the hold deposit and
+  every bid deposit are returned, and the lease begins. Tenant or provider closes it (the provider gives a reason
+  code); the chain closes it in the block where the escrow runs dry. A lease is open exactly while its escrow
+  account is.
+- An order that **expires or is closed** without a lease returns the deposit and the bid deposits, and pays each
+  bidder ``hold_per_bid`` from the hold deposit (for the capacity it kept free and the bid it paid for); the rest
+  of the hold (all of it when nobody bid, since nobody kept anything free) comes back to the tenant. An order
+  that draws N bids and no lease thus costs its sender N × ``hold_per_bid``. ``hold_fee`` is 1 grain by default
+  (0 turns the hold off); ``/market/order/<id>`` shows ``hold``, ``hold_per_bid`` and ``hold_paid`` (to bidders).
 
 State: ``market/provider/<owner 20B>``, ``market/order/<id 8B>``, ``market/bid/<order 8B><provider 20B>``,
 ``market/lease/<escrow id 8B>``, ``market/order_due/<expiry block 8B><order 8B>``, ``market/next_order``.
@@ -53,10 +65,13 @@ class Params:
     bid_deposit: int = GRAINS_PER_MINT // 10
     max_bids: int = 20
     order_ttl: int = 600  # blocks an order stays open without a lease
+    # Grains per resource unit per block of order_ttl that each bidder is paid when an order ends without a lease.
+    # At 1, a bidder on a 0.5-CPU, 256 MB order is paid 5,280 × 600 = 3.2 M grains (0.0032 MINT), ~60 bid fees.
+    hold_fee: int = 1
 
 
 BOUNDS = {"min_bond": (0, MAX_U64), "bid_deposit": (0, MAX_U64), "max_bids": (1, 1_000),
-          "order_ttl": (1, 10_000_000)}
+          "order_ttl": (1, 10_000_000), "hold_fee": (0, GRAINS_PER_MINT)}
 
 PARAMS_KEY = b"market/params"
 PROVIDER_PREFIX = b"market/provider/"
@@ -68,9 +83,30 @@ NEXT_ORDER_KEY = b"market/next_order"
 
 RESOURCE_FIELDS = ("cpu_millis", "memory_mb", "gpu_units", "min_vram_gb")
 
+# Resource units (see the module's text): 1 MB of memory is one, a CPU (1,000 millis) 8,000, as a CPU rents for
+# about what 8 GB does; a GPU 400,000 (50 CPUs, between a T4 and an A100 in cloud prices). Every order counts
+# ORDER_BASE_UNITS more: at the default fees a bid transaction costs 50,000 grains, the base alone pays a bidder
+# 1,024 × order_ttl × hold_fee = 614,400.
+UNITS_PER_CPU_MILLI = 8
+UNITS_PER_MEMORY_MB = 1
+UNITS_PER_GPU = 400_000
+ORDER_BASE_UNITS = 1_024
+
 
 def get_params(state: Reader) -> Params:
     return read_params(state, PARAMS_KEY, Params)
+
+
+def compute_resource_units(cpu_millis: int, memory_mb: int, gpu_units: int) -> int:
+    return (ORDER_BASE_UNITS + UNITS_PER_CPU_MILLI * cpu_millis + UNITS_PER_MEMORY_MB * memory_mb
+            + UNITS_PER_GPU * gpu_units)
+
+
+def compute_hold(params: Params, cpu_millis: int, memory_mb: int, gpu_units: int) -> tuple[int, int]:
+    """(what each bidder is paid if the order ends without a lease, the hold deposit: that for ``max_bids``
+    bids). Integers only; the order records both, so later parameter changes do not alter an open order."""
+    per_bid = params.hold_fee * compute_resource_units(cpu_millis, memory_mb, gpu_units) * params.order_ttl
+    return per_bid, per_bid * params.max_bids
 
 
 def _id(number: int) -> bytes:
@@ -227,17 +263,23 @@ def process_create_deployment(ctx: Context, msg: MsgCreateDeployment) -> None:
     if msg.deposit < msg.max_price:
         raise DEPOSIT_TOO_LOW(f"the deposit {format_mint(msg.deposit)} does not cover one block at the max price "
                               f"{format_mint(msg.max_price)}")
-    bank.hold(ctx.state, ctx.signer, NAME, msg.deposit, f"a deposit of {format_mint(msg.deposit)}")
+    params = get_params(ctx.state)
+    hold_per_bid, hold = compute_hold(params, msg.cpu_millis, msg.memory_mb, msg.gpu_units)
+    bank.hold(ctx.state, ctx.signer, NAME, msg.deposit + hold,
+              f"a deposit of {format_mint(msg.deposit)} and a hold deposit of {format_mint(hold)} "
+              f"({params.max_bids} bids × {format_mint(hold_per_bid)}, returned when a lease starts)")
     order_id = ctx.state.get_int(NEXT_ORDER_KEY) + 1
     ctx.state.set_int(NEXT_ORDER_KEY, order_id)
-    expires = ctx.block.height + get_params(ctx.state).order_ttl
+    expires = ctx.block.height + params.order_ttl
     ctx.state.set_value(ORDER_PREFIX + _id(order_id), {
         "tenant": ctx.signer, "state": "open", "created": ctx.block.height, "expires": expires,
         "resources": {"cpu_millis": msg.cpu_millis, "memory_mb": msg.memory_mb, "gpu_units": msg.gpu_units,
                       "gpu_models": msg.gpu_models, "min_vram_gb": msg.min_vram_gb},
-        "max_price": msg.max_price, "manifest_hash": msg.manifest_hash, "deposit": msg.deposit, "lease": 0})
+        "max_price": msg.max_price, "manifest_hash": msg.manifest_hash, "deposit": msg.deposit, "lease": 0,
+        "hold": hold, "hold_per_bid": hold_per_bid, "hold_paid": 0})
     ctx.state.set(ORDER_DUE_PREFIX + _id(expires) + _id(order_id), b"")
-    ctx.emit("order_created", order=order_id, tenant=format_address(ctx.signer), max_price=msg.max_price)
+    ctx.emit("order_created", order=order_id, tenant=format_address(ctx.signer), max_price=msg.max_price,
+             hold=hold)
 
 
 def _open_order(state: State, order_id: int) -> dict[str, Any]:
@@ -270,11 +312,22 @@ def process_bid(ctx: Context, msg: MsgBid) -> None:
     ctx.emit("bid", order=msg.order_id, provider=format_address(ctx.signer), price=msg.price)
 
 
-def _refund_bids(state: State, order_id: int) -> None:
+def _hold_of(order: dict[str, Any]) -> int:
+    return int(order.get("hold", 0))  # orders created before the hold deposit existed hold none
+
+
+def _settle_bids(state: State, order_id: int, per_bid: int, pot: int) -> int:
+    """Return every bid deposit with up to ``per_bid`` of the order's hold deposit (``pot`` grains) on top, in
+    the bids' key order while the pot lasts (it always does unless max_bids was raised after the order); the bids
+    are deleted. Returns what was paid from the pot. One release per bid: the work its bid fee prepaid."""
+    paid = 0
     for provider, bid in bids_of(state, order_id):
-        if bid["deposit"]:
-            bank.release(state, NAME, provider, bid["deposit"])
+        share = min(per_bid, pot - paid)
+        paid += share
+        if bid["deposit"] + share:
+            bank.release(state, NAME, provider, bid["deposit"] + share)
         state.delete(BID_PREFIX + _id(order_id) + provider)
+    return paid
 
 
 def process_accept(ctx: Context, msg: MsgAcceptBid) -> None:
@@ -287,14 +340,17 @@ def process_accept(ctx: Context, msg: MsgAcceptBid) -> None:
         raise NO_BID(f"{format_address(provider)} has no bid on order {msg.order_id}")
     lease_id = escrow.open_account(ctx.state, NAME, ctx.signer, provider, bid["price"], order["deposit"],
                                    ctx.block.height)
-    _refund_bids(ctx.state, msg.order_id)
+    _settle_bids(ctx.state, msg.order_id, 0, 0)
+    hold = _hold_of(order)
+    if hold:  # an order that found its lease cost its tenant nothing for the capacity it asked to be kept free
+        bank.release(ctx.state, NAME, ctx.signer, hold)
     ctx.state.delete(ORDER_DUE_PREFIX + _id(order["expires"]) + _id(msg.order_id))
     order.update(state="leased", lease=lease_id)
     ctx.state.set_value(ORDER_PREFIX + _id(msg.order_id), order)
     ctx.state.set_value(LEASE_PREFIX + _id(lease_id), {"order": msg.order_id, "tenant": ctx.signer,
                                                         "provider": provider, "price": bid["price"]})
     ctx.emit("lease_started", lease=lease_id, order=msg.order_id, provider=format_address(provider),
-             price=bid["price"])
+             price=bid["price"], hold_returned=hold)
 
 
 def get_lease(state: Reader, lease_id: int) -> dict[str, Any]:
@@ -332,20 +388,24 @@ def process_top_up(ctx: Context, msg: MsgTopUp) -> None:
     ctx.emit("topped_up", lease=msg.lease_id, amount=msg.amount)
 
 
-def _end_order(state: State, order_id: int, order: dict[str, Any], new_state: str) -> None:
-    _refund_bids(state, order_id)
-    bank.release(state, NAME, order["tenant"], order["deposit"])
+def _end_order(state: State, order_id: int, order: dict[str, Any], new_state: str) -> tuple[int, int]:
+    """End an order without a lease: the bidders are paid from its hold deposit and the tenant gets the rest back
+    with the deposit. Returns (hold paid to bidders, hold returned to the tenant)."""
+    hold = _hold_of(order)
+    paid = _settle_bids(state, order_id, int(order.get("hold_per_bid", 0)), hold)
+    bank.release(state, NAME, order["tenant"], order["deposit"] + hold - paid)
     state.delete(ORDER_DUE_PREFIX + _id(order["expires"]) + _id(order_id))
-    order["state"] = new_state
+    order.update(state=new_state, hold_paid=paid)
     state.set_value(ORDER_PREFIX + _id(order_id), order)
+    return paid, hold - paid
 
 
 def process_close_deployment(ctx: Context, msg: MsgCloseDeployment) -> None:
     order = _open_order(ctx.state, msg.order_id)
     if order["tenant"] != ctx.signer:
         raise NOT_TENANT(f"order {msg.order_id} belongs to {format_address(order['tenant'])}")
-    _end_order(ctx.state, msg.order_id, order, "closed")
-    ctx.emit("order_closed", order=msg.order_id)
+    paid, returned = _end_order(ctx.state, msg.order_id, order, "closed")
+    ctx.emit("order_closed", order=msg.order_id, hold_paid=paid, hold_returned=returned)
 
 
 def end_block(ctx: Context) -> None:
@@ -353,8 +413,8 @@ def end_block(ctx: Context) -> None:
     height = ctx.block.height
     for key, _ in list(ctx.state.scan(ORDER_DUE_PREFIX, below=ORDER_DUE_PREFIX + _id(height + 1))):
         order_id = int.from_bytes(key[-8:], "big")
-        _end_order(ctx.state, order_id, get_order(ctx.state, order_id), "expired")
-        ctx.emit("order_expired", order=order_id)
+        paid, returned = _end_order(ctx.state, order_id, get_order(ctx.state, order_id), "expired")
+        ctx.emit("order_expired", order=order_id, hold_paid=paid, hold_returned=returned)
 
 
 # --- queries, genesis, invariants --------------------------------------------------------------------------
@@ -401,11 +461,13 @@ GENESIS = ParamsGenesis("market", Params, BOUNDS, PARAMS_KEY)
 
 def invariant_held(state: Reader) -> str | None:
     bonds = sum(int(p["bond"]) for _, p in state.scan_values(PROVIDER_PREFIX))
-    deposits = sum(int(o["deposit"]) for _, o in state.scan_values(ORDER_PREFIX) if o["state"] == "open")
+    deposits = sum(int(o["deposit"]) + _hold_of(o) for _, o in state.scan_values(ORDER_PREFIX)
+                   if o["state"] == "open")
     bids = sum(int(b["deposit"]) for _, b in state.scan_values(BID_PREFIX))
     held = bank.get_held(state, NAME)
     total = bonds + deposits + bids
-    return None if total == held else f"bonds + open deposits + bid deposits {total} != held by market {held}"
+    return None if total == held else (f"bonds + open deposits and hold deposits + bid deposits {total} != held by "
+                                       f"market {held}")
 
 
 MODULE = ModuleSpec(

@@ -21,6 +21,7 @@ from gridmint.market.tenant import (
     ProviderClient,
     accept_bid,
     create_order,
+    describe_hold,
     explain_match,
     for_lease,
     load_manifest,
@@ -67,10 +68,11 @@ def create(ctx: click.Context, file: Path, bid_wait: float, auto_accept: str, st
         progress(f"{len(fitting)} registered provider{'s' if len(fitting) != 1 else ''} can serve {file.name}")
         order_id, height = create_order(client, key, deployment)
         save_manifest(_deployments_dir(wallet_dir), order_id, deployment.manifest, str(file))
+        order = client.query(f"/market/order/{order_id}")
         progress(f"order {order_id} created in block {height} (max {format_mint(deployment.max_price)} per block, "
-                 f"deposit {format_mint(deployment.deposit)})")
+                 f"deposit {format_mint(deployment.deposit)}; {describe_hold(order)})")
         bids = wait_for_bids(client, order_id, max(1, len(fitting)), bid_wait, progress) if fitting else []
-        result = {"order": order_id, "bids": bids}
+        result = {"order": order_id, "hold": int(order.get("hold", 0)), "bids": bids}
         if not bids:
             raise NO_BIDS(f"no provider bid on order {order_id} within {bid_wait:g} s; `gridmint market match "
                           f"{file}` says why each provider cannot serve it; the order stays open until it expires "
@@ -214,7 +216,12 @@ def close(ctx: click.Context, lease_id: int, wallet_name: str, wallet_dir: Path 
 @click.pass_context
 def close_order(ctx: click.Context, order_id: int, wallet_name: str, wallet_dir: Path | None, node_url: str | None,
                 password_file: str | None) -> None:
-    """Withdraw an order that has no lease yet: the deposit comes back and bidders get theirs."""
+    """Withdraw an order that has no lease yet: the deposit comes back and bidders get theirs, each paid its share
+    of the hold deposit; the rest of the hold comes back."""
     _, key = coldkey(wallet_name, wallet_dir, password_file)
     outcome = send(node_url, key, [MsgCloseDeployment(order_id)])
-    emit(ctx, receipt(outcome, key), f"Closed order {order_id} in block {outcome.height}; its deposit came back.")
+    paid = int(outcome.attribute("order_closed", "hold_paid") or 0)
+    returned = int(outcome.attribute("order_closed", "hold_returned") or 0)
+    emit(ctx, receipt(outcome, key), f"Closed order {order_id} in block {outcome.height}; its deposit came back, "
+                                     f"and of its hold deposit {format_mint(paid)} went to its bidders and "
+                                     f"{format_mint(returned)} came back.")

@@ -19,6 +19,7 @@ import httpx
 from gridmint.chain.crypto import PrivateKey, parse_address
 from gridmint.chain.errors import ChainError, ErrorKind, lookup, register
 from gridmint.chain.market import NOT_PROVIDER, MsgAcceptBid, MsgCreateDeployment, mismatch
+from gridmint.chain.units import format_mint
 from gridmint.client.chain_client import ChainClient, TxOutcome
 from gridmint.client.signing import sign_request
 from gridmint.market.deployment import Deployment
@@ -71,6 +72,15 @@ def create_order(client: ChainClient, key: PrivateKey, deployment: Deployment) -
         deployment.cpu_millis, deployment.memory_mb, deployment.gpu_units, deployment.gpu_models,
         deployment.min_vram_gb, deployment.max_price, deployment.manifest_hash, deployment.deposit)])
     return int(_attribute(outcome, "order_created", "order")), outcome.height
+
+
+def describe_hold(order: dict[str, Any]) -> str:
+    """What an order's hold deposit (as `/market/order/<id>` shows it) means for the tenant who put it up."""
+    hold, per_bid = int(order.get("hold", 0)), int(order.get("hold_per_bid", 0))
+    if not hold:
+        return "no hold deposit"
+    return (f"hold deposit {format_mint(hold)}, back in full when a lease starts; if the order ends without one, "
+            f"each bidder is paid {format_mint(per_bid)} of it for the capacity it kept free, and the rest comes back")
 
 
 def wait_for_bids(client: ChainClient, order_id: int, expected: int, wait_s: float,
