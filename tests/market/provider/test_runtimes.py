@@ -7,17 +7,23 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from gridmint.chain.errors import ChainError
 from gridmint.market.deployment import Service
 from gridmint.market.provider.inventory import Need
-from gridmint.market.provider.runtimes.base import EXITED, FAILED, RUNNING, LaunchSpec, first_failure, substitute
+from gridmint.market.provider.runtimes.base import (
+    EXITED,
+    FAILED,
+    RUNNING,
+    Endpoint,
+    LaunchSpec,
+    first_failure,
+    substitute,
+)
 from gridmint.market.provider.runtimes.docker import DockerRuntime
 from gridmint.market.provider.runtimes.process import ProcessRuntime
 from gridmint.market.provider.runtimes.ray import RayRuntime
-from gridmint.node.processes import process_alive
 
 SERVE = ("import http.server, os\n"
          "print('env', os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'), os.environ.get('SECRET', 'none'), flush=True)\n"
@@ -36,29 +42,47 @@ def _wait(condition: Any, timeout_s: float = 20) -> None:
         time.sleep(0.05)
 
 
+def _get(endpoint: Endpoint | None, path: str) -> str | None:
+    """GET over a connection made the way the provider's proxy makes it (inside the lease's network)."""
+    if endpoint is None:
+        return None
+    try:
+        with endpoint.connect(2.0) as connection:
+            connection.sendall(f"GET {path} HTTP/1.0\r\n\r\n".encode())
+            answer = b"".join(iter(lambda: connection.recv(65536), b""))
+    except OSError:
+        return None
+    return answer.partition(b"\r\n\r\n")[2].decode(errors="replace")
+
+
 def test_a_service_runs_on_its_port_in_its_directory_and_stops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SECRET", "the provider's")
-    (tmp_path / "lease-9").mkdir()
-    (tmp_path / "lease-9" / "hello.txt").write_text("from the lease's directory")
     workload = ProcessRuntime().start(_spec(tmp_path, Service("web", None, ["python3", "-c", SERVE], {}, [8080])))
     try:
-        host, port = workload.endpoint("web") or ("", 0)
-        _wait(lambda: _get(f"http://{host}:{port}/hello.txt") == "from the lease's directory")
+        assert workload.disk is not None
+        (workload.disk.mountpoint / "hello.txt").write_text("from the lease's directory")
+        endpoint = workload.endpoint("web")
+        _wait(lambda: _get(endpoint, "/hello.txt") == "from the lease's directory")
         assert workload.states() == {"web": workload.states()["web"]} and workload.states()["web"].state == RUNNING
         # No GPU leased: none visible; the provider's own environment is not inherited.
         _wait(lambda: "env" in workload.logs(10))
-        assert "[web] env  none" in workload.logs(10)
+        assert "[web] env unset none" in workload.logs(10)
     finally:
         workload.stop()
     assert workload.states()["web"].state in (EXITED, FAILED)
-    assert _get(f"http://{host}:{port}/hello.txt") is None
+    assert _get(endpoint, "/hello.txt") is None
+    assert not (tmp_path / "lease-9").exists(), "the lease's disk is removed with it"
 
 
-def _get(url: str) -> str | None:
-    try:
-        return httpx.get(url, timeout=2).text
-    except httpx.HTTPError:
-        return None
+def _processes_of(uid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and entry.stat().st_uid == uid:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
 
 
 def test_stopping_kills_the_children_too(tmp_path: Path) -> None:
@@ -68,20 +92,24 @@ def test_stopping_kills_the_children_too(tmp_path: Path) -> None:
              "time.sleep(600)\n")
     workload = ProcessRuntime().start(_spec(tmp_path, Service("job", None, ["python3", "-c", spawn], {}, [])))
     _wait(lambda: "child" in workload.logs(5))
-    child = int(workload.logs(5).split()[-1])
+    uid = workload.identity.uid
+    assert len(_processes_of(uid)) >= 3  # bubblewrap's init, the service, its child
     workload.stop()
-    _wait(lambda: not process_alive(child), timeout_s=10)
+    _wait(lambda: _processes_of(uid) == [], timeout_s=10)
 
 
-def test_the_memory_limit_holds(tmp_path: Path) -> None:
+def test_a_lease_over_its_memory_is_killed_and_says_why(tmp_path: Path) -> None:
     grab = "x = bytearray(400 * 2**20)\nprint('allocated', flush=True)\n"
     workload = ProcessRuntime().start(_spec(tmp_path, Service("hog", None, ["python3", "-c", grab], {}, []),
                                             memory_mb=128))
-    _wait(lambda: workload.states()["hog"].state != RUNNING)
-    state = workload.states()["hog"]
-    assert state.state == FAILED and state.exit_code == 1
-    assert "MemoryError" in workload.logs(20) and "allocated" not in workload.logs(20)
-    assert first_failure(workload.states()) == ("hog", state)
+    try:
+        _wait(lambda: workload.states()["hog"].state != RUNNING)
+        state = workload.states()["hog"]
+        assert state.state == FAILED and "over its memory limit of 128 MB" in state.detail
+        assert "allocated" not in workload.logs(20)
+        assert first_failure(workload.states()) == ("hog", state)
+    finally:
+        workload.stop()
 
 
 def test_an_image_cannot_run_as_a_process_and_nothing_starts(tmp_path: Path) -> None:
@@ -93,8 +121,11 @@ def test_an_image_cannot_run_as_a_process_and_nothing_starts(tmp_path: Path) -> 
 
 def test_a_missing_program_fails_the_service(tmp_path: Path) -> None:
     workload = ProcessRuntime().start(_spec(tmp_path, Service("x", None, ["no-such-program-here"], {}, [])))
-    _wait(lambda: workload.states()["x"].state != RUNNING)
-    assert workload.states()["x"].state == FAILED and "cannot start no-such-program-here" in workload.logs(5)
+    try:
+        _wait(lambda: workload.states()["x"].state != RUNNING)
+        assert workload.states()["x"].state == FAILED and "no-such-program-here" in workload.logs(5)
+    finally:
+        workload.stop()
 
 
 def test_port_variables_are_substituted_and_nothing_else() -> None:

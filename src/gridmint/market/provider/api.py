@@ -27,7 +27,8 @@ from starlette.routing import Route
 from gridmint.chain.errors import ChainError, register
 from gridmint.client.signing import NonceWindow, http_status, verify_request
 from gridmint.market.provider.daemon import ACTIVE, MANIFEST_MISMATCH, UNKNOWN_LEASE, Provider
-from gridmint.market.provider.runtimes.base import UNSUPPORTED_MANIFEST
+from gridmint.market.provider.runtimes.base import UNSUPPORTED_MANIFEST, Endpoint
+from gridmint.market.provider.sandbox.network import LeaseNetwork, NamespaceTransport
 
 BAD_REQUEST = register("provider", 7, "bad_request")
 NOT_RUNNING = register("provider", 8, "not_running")
@@ -66,6 +67,8 @@ class ProviderAPI:
         self.provider = provider
         self.nonces = NonceWindow()
         self._proxy = httpx.AsyncClient(timeout=proxy_timeout_s, follow_redirects=False)
+        self._lease_clients: dict[int, tuple[LeaseNetwork, httpx.AsyncClient]] = {}
+        self._ended: list[httpx.AsyncClient] = []
         self.app = Starlette(routes=[
             Route("/tenant/{op:str}", self.tenant, methods=["POST"]),
             Route("/leases/{lease:int}/{service:str}/{path:path}", self.proxy,
@@ -78,6 +81,8 @@ class ProviderAPI:
     async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
         yield
         await self._proxy.aclose()
+        for _, client in self._lease_clients.values():
+            await client.aclose()
 
     async def tenant(self, request: Request) -> Response:
         op = request.path_params["op"]
@@ -102,19 +107,23 @@ class ProviderAPI:
         provider = self.provider
         if op == "manifest":
             return provider.status(provider.deliver_manifest(lease_id, caller, call.get("manifest")))
+        # Only finding the lease takes the daemon's lock: probing ports and reading logs happen outside it, so a
+        # tenant's calls never hold up the chain's blocks, health checks or other tenants.
         with provider.lock:
             lease = provider.lease_for(lease_id, caller)
-            if op == "status":
-                return provider.status(lease)
-            tail = call.get("tail", 200)
-            if not isinstance(tail, int) or isinstance(tail, bool) or not 0 <= tail <= MAX_LOG_TAIL:
-                raise BAD_REQUEST(f"tail is a number of lines from 0 to {MAX_LOG_TAIL}")
-            return {"lease": lease_id, "logs": lease.workload.logs(tail) if lease.workload else ""}
+        if op == "status":
+            return provider.status(lease)
+        tail = call.get("tail", 200)
+        if not isinstance(tail, int) or isinstance(tail, bool) or not 0 <= tail <= MAX_LOG_TAIL:
+            raise BAD_REQUEST(f"tail is a number of lines from 0 to {MAX_LOG_TAIL}")
+        workload = lease.workload
+        return {"lease": lease_id, "logs": workload.logs(tail) if workload else ""}
 
     async def proxy(self, request: Request) -> Response:
         lease_id, service = request.path_params["lease"], request.path_params["service"]
         lease = self.provider.leases.get(lease_id)
         address = lease.workload.endpoint(service) if lease and lease.state == ACTIVE and lease.workload else None
+        await self._forget_ended_leases()
         if address is None:
             self.provider.metrics.proxied.labels("404").inc()
             return error_response(NOT_RUNNING(f"lease {lease_id} runs no service {service[:64]} with a port here"))
@@ -122,13 +131,13 @@ class ProviderAPI:
             body = await _read_bounded(request, MAX_PROXY_BODY)
         except ChainError as error:
             return error_response(error)
-        host, port = address
-        url = f"http://{host}:{port}/{request.path_params['path']}"
+        client = self._client_for(lease_id, address)
+        url = f"http://{address.host}:{address.port}/{request.path_params['path']}"
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
-        upstream = self._proxy.build_request(request.method, url, params=request.query_params, headers=headers,
-                                             content=body)
+        upstream = client.build_request(request.method, url, params=request.query_params, headers=headers,
+                                        content=body)
         try:
-            answer = await self._proxy.send(upstream, stream=True)
+            answer = await client.send(upstream, stream=True)
         except httpx.HTTPError as error:
             self.provider.metrics.proxied.labels("502").inc()
             return error_response(UPSTREAM_FAILED(f"service {service} did not answer ({error.__class__.__name__})"))
@@ -136,6 +145,28 @@ class ProviderAPI:
         return StreamingResponse(answer.aiter_raw(), status_code=answer.status_code,
                                  headers={k: v for k, v in answer.headers.items() if k.lower() not in HOP_BY_HOP},
                                  background=BackgroundTask(answer.aclose))
+
+    def _client_for(self, lease_id: int, endpoint: Endpoint) -> httpx.AsyncClient:
+        """The shared client for services on the provider's network; a client of its own for each sandboxed lease
+        (its connections are made inside the lease's network, and each lease's ``127.0.0.1`` is another host)."""
+        if endpoint.network is None:
+            return self._proxy
+        known = self._lease_clients.get(lease_id)
+        if known is not None and known[0] is endpoint.network:
+            return known[1]
+        client = httpx.AsyncClient(transport=NamespaceTransport(endpoint.network), timeout=self._proxy.timeout,
+                                   follow_redirects=False)
+        if known is not None:
+            self._ended.append(known[1])
+        self._lease_clients[lease_id] = (endpoint.network, client)
+        return client
+
+    async def _forget_ended_leases(self) -> None:
+        for lease_id in [i for i in self._lease_clients if i not in self.provider.leases
+                         or self.provider.leases[i].state != ACTIVE]:
+            self._ended.append(self._lease_clients.pop(lease_id)[1])
+        while self._ended:
+            await self._ended.pop().aclose()
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"ok": True, "provider": self.provider.address,

@@ -12,7 +12,6 @@ Reason codes a provider gives when it closes a lease (the chain records them):
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,7 +253,7 @@ class Provider:
         for name, s in states.items():
             address = lease.workload.endpoint(name) if lease.workload else None
             if s.state == "running" and address is not None and name not in lease.answered_once \
-                    and _answers(address):
+                    and address.answers():
                 lease.answered_once.add(name)
             services[name] = {"state": s.state, "exit_code": s.exit_code, "detail": s.detail,
                               "ready": s.state == "running" and (address is None or name in lease.answered_once),
@@ -285,7 +284,7 @@ class Provider:
             address = lease.workload.endpoint(name)
             if address is None:
                 continue
-            if _answers(address):
+            if address.answers():
                 lease.answered_once.add(name)
                 lease.health_failures = 0
             elif name in lease.answered_once or lease.health_checks > STARTUP_GRACE_CHECKS:
@@ -308,12 +307,16 @@ class Provider:
             lease = self.leases.get(lease_id)
             if lease is None or lease.state == STOPPED:
                 return
-            lease.state, lease.reason = STOPPED, why  # first: the proxy stops forwarding to a dying workload
-            if lease.workload is not None:
-                lease.workload.stop()
+            # The proxy forwards until the workload is gone (a dying one answers 502), and says the lease is not
+            # running (503) only once that is true.
+            try:
+                if lease.workload is not None:
+                    lease.workload.stop()
+                log.info("Lease %d stopped: %s.", lease_id, why)
+            finally:
+                lease.state, lease.reason = STOPPED, why
             self.inventory.release(f"lease:{lease_id}")
             self.metrics.leases.set(sum(lease.state != STOPPED for lease in self.leases.values()))
-            log.info("Lease %d stopped: %s.", lease_id, why)
 
     def withdraw_all(self) -> int:
         total = 0
@@ -339,10 +342,4 @@ class Provider:
         return [lease for lease in self.leases.values() if lease.state == ACTIVE]
 
 
-def _answers(address: tuple[str, int]) -> bool:
-    try:
-        with socket.create_connection(address, timeout=1.0):
-            return True
-    except OSError:
-        return False
 

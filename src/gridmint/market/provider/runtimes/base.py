@@ -11,6 +11,7 @@ isolates the network (docker) maps the declared ports instead and sets them to t
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -18,6 +19,7 @@ from typing import Protocol
 from gridmint.chain.errors import register
 from gridmint.market.deployment import Service
 from gridmint.market.provider.inventory import Need
+from gridmint.market.provider.sandbox.network import LeaseNetwork
 from gridmint.ports import free_port
 
 RUNTIME_FAILED = register("provider", 2, "runtime_failed")
@@ -43,6 +45,30 @@ class ServiceState:
     detail: str = ""
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a service listens: an address on the provider's network, or on a lease's own network namespace."""
+
+    host: str
+    port: int
+    network: LeaseNetwork | None = None
+
+    def connect(self, timeout: float) -> socket.socket:
+        if self.network is not None:
+            return self.network.connect(self.host, self.port, timeout)
+        connection: socket.socket = socket.create_connection((self.host, self.port), timeout=timeout)
+        return connection
+
+    def answers(self, timeout: float = 1.0) -> bool:
+        """Whether the service accepts a connection now."""
+        try:
+            connection = self.connect(timeout)
+        except OSError:
+            return False
+        connection.close()
+        return True
+
+
 @dataclass
 class PortMap:
     """Declared port -> the address the service really listens on."""
@@ -60,7 +86,7 @@ class PortMap:
 class Workload(Protocol):
     def states(self) -> dict[str, ServiceState]: ...
 
-    def endpoint(self, service: str) -> tuple[str, int] | None: ...
+    def endpoint(self, service: str) -> Endpoint | None: ...
 
     def logs(self, tail: int) -> str: ...
 

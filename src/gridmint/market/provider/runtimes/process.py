@@ -1,28 +1,37 @@
-"""The default runtime: each service a subprocess in the lease's own directory, limited, and killed with its children.
+"""The default runtime: each service a command in the lease's sandbox (see ``gridmint.market.provider.sandbox``).
 
-Each service runs in a new session (its own process group), so stopping it signals everything it started:
-SIGTERM, then SIGKILL after a grace period. Output goes to ``<workdir>/<service>.log``. GPUs are pinned through
-``CUDA_VISIBLE_DEVICES`` (empty when the lease has none, so a workload cannot reach GPUs it did not rent).
+A lease gets a host user id of its own, a control group (memory, pids, CPU time and cores), a folder that is a
+quota'd file system of its own, and for each service a bubblewrap sandbox with new namespaces: the workload sees
+read-only system folders, its folder and its ``/tmp``, its own processes, and a network with nothing but its own
+loopback. The provider's proxy reaches a service's port by connecting from inside that network
+(``sandbox.network``); nothing else can.
+
+Output goes to ``<service>.log`` in the lease's folder (on its quota); the provider keeps the file it opened, so a
+workload that swaps the file for a link to something else changes nothing the provider reads. Stopping sends
+SIGTERM to every process in the lease's group, then SIGKILL to whatever is left, fork bombs included.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
+import select
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gridmint.market.deployment import Service
 from gridmint.market.provider.runtimes.base import (
     EXITED,
     FAILED,
     RUNNING,
     RUNTIME_FAILED,
     UNSUPPORTED_MANIFEST,
+    Endpoint,
     LaunchSpec,
     PortMap,
     ServiceState,
@@ -30,64 +39,97 @@ from gridmint.market.provider.runtimes.base import (
     substitute,
     tail_lines,
 )
+from gridmint.market.provider.sandbox.cgroups import LeaseCgroup, Limits, create_cgroup
+from gridmint.market.provider.sandbox.disk import LeaseDisk
+from gridmint.market.provider.sandbox.identity import LeaseIdentity, claim_identity
+from gridmint.market.provider.sandbox.launch import host_problems, sandbox_command, sandbox_env
+from gridmint.market.provider.sandbox.network import LeaseNetwork
 
 STOP_GRACE_S = 5.0
-# Environment a workload inherits from the provider: enough to find programs and locales, never the provider's
-# secrets (its password variables, its wallet directory).
-INHERITED_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "HOME")
+INFO_TIMEOUT_S = 10.0
+PIDS_PER_LEASE = 512
+DEFAULT_DISK_MB = 1024
+LOG_READ_BYTES = 1 << 20
+# Where lease disks are mounted on the host: folders every lease user may traverse (the provider's data folder may
+# not be), each disk's root open to its own lease only. The image itself stays in the provider's folder.
+DISKS_DIR = Path("/run/gridmint/disks")  # the most of a log the provider reads to answer a tail
 
 
 @dataclass
-class _Running:
-    process: subprocess.Popen[bytes]
+class _Service:
+    process: subprocess.Popen[bytes]  # the launcher; it lives as long as the sandbox
     ports: PortMap
-    log_path: Path
+    log: int  # the provider's own descriptor of the log file it created
+    network: LeaseNetwork | None
 
 
 @dataclass
 class ProcessWorkload:
-    services: dict[str, _Running] = field(default_factory=dict)
+    identity: LeaseIdentity
+    memory_mb: int
+    cgroup: LeaseCgroup | None = None
+    disk: LeaseDisk | None = None
+    services: dict[str, _Service] = field(default_factory=dict)
+    _oom_before: int = 0
+    _stopped: bool = False
 
     def states(self) -> dict[str, ServiceState]:
+        out_of_memory = self.cgroup is not None and self.cgroup.oom_kills() > self._oom_before
         out = {}
-        for name, running in self.services.items():
-            code = running.process.poll()
+        for name, service in self.services.items():
+            code = service.process.poll()
             if code is None:
                 out[name] = ServiceState(RUNNING)
+            elif code == 0:
+                out[name] = ServiceState(EXITED, 0, "exited with code 0")
+            elif out_of_memory:
+                out[name] = ServiceState(FAILED, code, f"killed: the lease went over its memory limit of "
+                                                       f"{self.memory_mb} MB")
             else:
-                out[name] = ServiceState(EXITED if code == 0 else FAILED, code, f"exited with code {code}")
+                out[name] = ServiceState(FAILED, code, f"exited with code {code}")
         return out
 
-    def endpoint(self, service: str) -> tuple[str, int] | None:
+    def endpoint(self, service: str) -> Endpoint | None:
         running = self.services.get(service)
-        if running is None or not running.ports.ports:
+        if running is None or not running.ports.ports or running.network is None:
             return None
-        return running.ports.host, next(iter(running.ports.ports.values()))
+        return Endpoint(running.ports.host, next(iter(running.ports.ports.values())), running.network)
 
     def logs(self, tail: int) -> str:
         lines = []
-        for name, running in self.services.items():
+        for name, service in self.services.items():
             try:
-                text = running.log_path.read_text(errors="replace")
+                size = os.fstat(service.log).st_size
+                start = max(0, size - LOG_READ_BYTES)
+                text = os.pread(service.log, size - start, start).decode(errors="replace")
             except OSError:
                 continue
             lines += [f"[{name}] {line}" for line in tail_lines(text, tail)]
         return "\n".join(lines)
 
     def stop(self) -> None:
-        for running in self.services.values():
-            _signal_group(running.process, signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE_S
-        for running in self.services.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                running.process.wait(max(0.0, deadline - time.monotonic()))
-            _signal_group(running.process, signal.SIGKILL)  # also any child left behind in the group
-            running.process.wait()
-
-
-def _signal_group(process: subprocess.Popen[bytes], sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, sig)
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.cgroup is not None:
+            self.cgroup.signal_all(signal.SIGTERM)
+            deadline = time.monotonic() + STOP_GRACE_S
+            for service in self.services.values():
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    service.process.wait(max(0.0, deadline - time.monotonic()))
+            self.cgroup.kill_all()
+        for service in self.services.values():
+            if service.process.poll() is None:
+                service.process.kill()
+            service.process.wait()
+            if service.network is not None:
+                service.network.close()
+            os.close(service.log)
+        if self.cgroup is not None:
+            self.cgroup.remove()
+        if self.disk is not None:
+            self.disk.remove()
+        self.identity.release()
 
 
 def _cpu_list(cpu_millis: int, lease_id: int) -> str:
@@ -98,33 +140,84 @@ def _cpu_list(cpu_millis: int, lease_id: int) -> str:
     return ",".join(str(available[(start + i) % len(available)]) for i in range(count))
 
 
+def _sandbox_pid(info: int) -> int:
+    """The sandbox's pid from bubblewrap's ``--info-fd`` (JSON, written once the namespaces exist)."""
+    chunks = []
+    deadline = time.monotonic() + INFO_TIMEOUT_S
+    while (remaining := deadline - time.monotonic()) > 0:
+        if not select.select([info], [], [], remaining)[0]:
+            break
+        chunk = os.read(info, 4096)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        with contextlib.suppress(ValueError):
+            return int(json.loads(b"".join(chunks))["child-pid"])
+    raise OSError("the sandbox did not start")
+
+
 class ProcessRuntime:
     name = "process"
+    single_tenant = False
+
+    def __init__(self, disk_mb: int = DEFAULT_DISK_MB) -> None:
+        self.disk_mb = disk_mb
+
+    @staticmethod
+    def problems() -> list[str]:
+        return host_problems()
 
     def start(self, spec: LaunchSpec) -> ProcessWorkload:
         for service in spec.services:
             if service.command is None:
                 raise UNSUPPORTED_MANIFEST(f"service {service.name} names an image ({service.image}); the process "
                                            "runtime runs commands: give a command, or use a provider with docker")
-        spec.workdir.mkdir(parents=True, exist_ok=True)
-        workload = ProcessWorkload()
-        cpus = _cpu_list(spec.need.cpu_millis, spec.lease_id)
         try:
+            identity = claim_identity(spec.lease_id)
+        except RuntimeError as error:
+            raise RUNTIME_FAILED(f"cannot start lease {spec.lease_id}: {error}") from None
+        workload = ProcessWorkload(identity, spec.need.memory_mb)
+        try:
+            limits = Limits(spec.need.memory_mb * 2**20, PIDS_PER_LEASE, spec.need.cpu_millis,
+                            _cpu_list(spec.need.cpu_millis, spec.lease_id))
+            workload.cgroup = create_cgroup(identity.name, limits)
+            workload._oom_before = workload.cgroup.oom_kills()
+            image = spec.workdir.with_name(spec.workdir.name + ".img")
+            workload.disk = LeaseDisk.create(image, DISKS_DIR / identity.name, self.disk_mb, identity.uid,
+                                             identity.gid)
             for service in spec.services:
-                assert service.command is not None
-                ports = allocate_ports(service)
-                env = {k: os.environ[k] for k in INHERITED_ENV if k in os.environ}
-                env.update(service.env)
-                env.update(ports.env())
-                env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in spec.gpus)
-                log_path = spec.workdir / f"{service.name}.log"
-                command = [sys.executable, "-m", "gridmint.market.provider.runtimes.limits",
-                           str(spec.need.memory_mb), cpus, "--", *substitute(service.command, ports.env())]
-                with open(log_path, "ab") as log_file:
-                    process = subprocess.Popen(command, cwd=spec.workdir, env=env, stdin=subprocess.DEVNULL,
-                                               stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
-                workload.services[service.name] = _Running(process, ports, log_path)
-        except OSError as error:
+                workload.services[service.name] = self._start_service(spec, service, workload)
+        except (OSError, RuntimeError, subprocess.SubprocessError) as error:
             workload.stop()
             raise RUNTIME_FAILED(f"cannot start lease {spec.lease_id}: {error}") from None
         return workload
+
+    def _start_service(self, spec: LaunchSpec, service: Service, workload: ProcessWorkload) -> _Service:
+        assert service.command is not None and workload.cgroup is not None and workload.disk is not None
+        disk = workload.disk.mountpoint
+        ports = allocate_ports(service)
+        env = sandbox_env(service.env, ports.env(), spec.workdir)
+        log = os.open(disk / f"{service.name}.log", os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL
+                      | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        info_read, info_write = os.pipe2(os.O_CLOEXEC)
+        try:
+            command = sandbox_command(lease_id=spec.lease_id, uid=workload.identity.uid,
+                                      gid=workload.identity.gid, disk=disk, workdir=spec.workdir, env=env,
+                                      command=substitute(service.command, ports.env()), gpus=spec.gpus,
+                                      cgroup_procs=workload.cgroup.procs_files(), info_fd=info_write)
+            process = subprocess.Popen(command, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                                       stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                       pass_fds=(info_write,), start_new_session=True)
+            os.close(info_write)
+            info_write = -1
+            network = None
+            with contextlib.suppress(OSError):  # a sandbox that failed at once has no network to hold
+                network = LeaseNetwork(_sandbox_pid(info_read))
+        except BaseException:
+            os.close(log)
+            raise
+        finally:
+            os.close(info_read)
+            if info_write >= 0:
+                os.close(info_write)
+        return _Service(process, ports, log, network)

@@ -1,0 +1,1 @@
+"""The process runtime's sandbox: bubblewrap namespaces, a user id, cgroup limits and a disk quota for each lease."""
