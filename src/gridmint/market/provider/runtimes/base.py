@@ -73,6 +73,16 @@ class Runtime(Protocol):
     def start(self, spec: LaunchSpec) -> Workload: ...
 
 
+def is_single_tenant(runtime: Runtime) -> bool:
+    """Whether the runtime lets one lease's workload reach another's, so that it may serve trusted tenants only.
+
+    A runtime says so with a class attribute ``single_tenant = True`` (ray); one that isolates leases from each other
+    declares ``single_tenant = False`` or nothing (read here rather than required by the protocol, so a runtime that
+    predates the attribute keeps its type).
+    """
+    return bool(getattr(runtime, "single_tenant", False))
+
+
 def allocate_ports(service: Service, host: str = "127.0.0.1") -> PortMap:
     """Ports free on this machine for each declared port, reached at ``host``."""
     return PortMap(host, {declared: free_port() for declared in service.ports})
