@@ -52,7 +52,8 @@ def test_a_deployment_runs_as_a_ray_job_behind_the_providers_endpoint(
 
     with live_market(tmp_path, monkeypatch, names=("tenant", "alpha")) as market:
         alpha = market.start_provider("alpha", "--cpu", "2", "--memory", "2048", "--runtime", "ray",
-                                      "--ray-address", ray_head, "--withdraw-every", "0")
+                                      "--ray-address", ray_head, "--withdraw-every", "0",
+                                      "--trusted-tenant", market.address("tenant"))  # ray is single-tenant
         file = market.write("web.yaml", deployment_yaml(greeting="from ray"))
         created = market.deploy(file, "--start-timeout", "120")
         lease_id = created["lease"]

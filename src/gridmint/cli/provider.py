@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from gridmint.chain.crypto import format_address, parse_address
+from gridmint.chain.errors import ChainError
 from gridmint.cli.common import MINT_AMOUNT, coldkey, node_option, password_option, wallet_dir_option
 from gridmint.client.chain_client import ChainClient, default_node_url
 from gridmint.market.provider.daemon import Provider, ProviderConfig
@@ -16,6 +18,14 @@ from gridmint.market.provider.inventory import discover_capacity
 from gridmint.market.provider.pricing import PerUnit, PriceRule, expression_rule, script_rule
 from gridmint.market.provider.runner import run_provider
 from gridmint.market.provider.runtimes import RUNTIMES, make_runtime
+
+
+def _addresses(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    """Each address checked and written as the chain writes it (lower case), so it compares equal to an order's."""
+    try:
+        return tuple(dict.fromkeys(format_address(parse_address(value)) for value in values))
+    except ChainError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 @click.group()
@@ -30,6 +40,8 @@ def provider() -> None:
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="process", show_default=True)
 @click.option("--ray-address", default="http://127.0.0.1:8265", show_default=True,
               help="The Ray cluster's dashboard address (ray runtime).")
+@click.option("--trusted-tenant", "trusted_tenants", multiple=True, callback=_addresses, metavar="ADDRESS",
+              help="A tenant (gm1...) whose orders a single-tenant runtime (ray) takes; repeatable, required there.")
 @click.option("--cpu", type=float, default=None, help="CPU cores offered (default: all of this machine's).")
 @click.option("--memory", "memory_mb", type=int, default=None, help="Memory offered in MB (default: all).")
 @click.option("--region", default="", help="Where the machine is, e.g. eu-west.")
@@ -55,12 +67,18 @@ def provider() -> None:
 @node_option
 @password_option
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]), show_default=True)
-def run(host: str, port: int, external_url: str | None, runtime: str, ray_address: str, cpu: float | None,
+def run(host: str, port: int, external_url: str | None, runtime: str, ray_address: str,
+        trusted_tenants: tuple[str, ...], cpu: float | None,
         memory_mb: int | None, region: str, tags: tuple[str, ...], bond: int, price_per_cpu: int, price_per_gb: int,
         price_per_gpu: int, price_expr: str | None, price_script: Path | None, withdraw_every: int,
         health_seconds: float, data_dir: Path, wallet_name: str, wallet_dir: Path | None, node_url: str | None,
         password_file: str | None, log_level: str) -> None:
     """Register this machine's resources, bid on matching orders and run the leases won."""
+    chosen = make_runtime(runtime, ray_address)
+    if chosen.single_tenant and not trusted_tenants:
+        raise click.UsageError(f"the {runtime} runtime lets a lease's workload reach other leases (Ray has no "
+                               "per-tenant access control), so it serves trusted tenants only: name them with "
+                               "--trusted-tenant gm1... (repeatable), or use --runtime process or docker")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per chain call would drown the sentences
     _, key = coldkey(wallet_name, wallet_dir, password_file)
@@ -72,8 +90,9 @@ def run(host: str, port: int, external_url: str | None, runtime: str, ray_addres
         capacity = replace(capacity, memory_mb=memory_mb)
     rule: PriceRule = (script_rule(price_script) if price_script else expression_rule(price_expr) if price_expr
                        else PerUnit(price_per_cpu, price_per_gb, price_per_gpu))
-    config = ProviderConfig(external_url or f"http://{host}:{port}", region, tags, bond, withdraw_every)
+    config = ProviderConfig(external_url or f"http://{host}:{port}", region, tags, bond, withdraw_every,
+                            trusted_tenants)
     with ChainClient(node) as client:
-        daemon = Provider(key, client, capacity, rule, make_runtime(runtime, ray_address), config, data_dir)
+        daemon = Provider(key, client, capacity, rule, chosen, config, data_dir)
         daemon.register()
         asyncio.run(run_provider(daemon, host, port, node, health_seconds))

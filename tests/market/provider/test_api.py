@@ -22,6 +22,7 @@ from tests.helpers import key
 
 class RecordingRuntime:
     name = "recording"
+    single_tenant = False
 
     def __init__(self) -> None:
         self.started: list[LaunchSpec] = []

@@ -21,7 +21,7 @@ from gridmint.market.provider.runtimes.base import (
     first_failure,
     substitute,
 )
-from gridmint.market.provider.runtimes.docker import DockerRuntime
+from gridmint.market.provider.runtimes.docker import PIDS_LIMIT, DockerRuntime
 from gridmint.market.provider.runtimes.process import ProcessRuntime
 from gridmint.market.provider.runtimes.ray import RayRuntime
 
@@ -134,9 +134,10 @@ def test_port_variables_are_substituted_and_nothing_else() -> None:
 
 
 class FakeContainer:
-    def __init__(self, status: str = "running", code: int = 0) -> None:
-        self.status, self.attrs = status, {"State": {"ExitCode": code}}
-        self.stopped = self.removed = False
+    def __init__(self, engine: FakeEngine, name: str, network: str, address: str) -> None:
+        self.engine, self.name = engine, name
+        self.status, self.attrs = "running", {"State": {"ExitCode": 0},
+                                              "NetworkSettings": {"Networks": {network: {"IPAddress": address}}}}
 
     def reload(self) -> None:
         pass
@@ -145,47 +146,141 @@ class FakeContainer:
         return b"one\ntwo\n"
 
     def stop(self, timeout: int) -> None:
-        self.stopped = True
+        self.engine.done.append(f"stop {self.name}")
 
-    def remove(self, force: bool) -> None:
-        self.removed = True
+    def remove(self, force: bool, v: bool) -> None:
+        assert force and v  # anonymous volumes (an image's VOLUME) go with the container
+        if self.engine.stuck == self.name:
+            raise RuntimeError("device or resource busy")
+        self.engine.done.append(f"remove {self.name}")
+
+
+class FakeResource:
+    """A network or volume: removing one a container still uses is refused, as the engine does."""
+
+    def __init__(self, engine: FakeEngine, kind: str, name: str) -> None:
+        self.engine, self.kind, self.name = engine, kind, name
+
+    def remove(self, force: bool = False) -> None:
+        using = [c["name"] for c in self.engine.runs if f"remove {c['name']}" not in self.engine.done]
+        if using:
+            raise RuntimeError(f"{self.kind} {self.name} is in use by {using[0]}")
+        self.engine.done.append(f"remove {self.kind} {self.name}")
 
 
 class FakeEngine:
-    def __init__(self, fail: bool = False) -> None:
+    """The Docker SDK's client at the seam the runtime uses: containers.run, networks.create, volumes.create."""
+
+    def __init__(self, fail_at: int | None = None, fail_network: bool = False, stuck: str = "") -> None:
         self.runs: list[dict[str, Any]] = []
-        self.fail = fail
-        self.containers = self
+        self.networks_created: list[dict[str, Any]] = []
+        self.volumes_created: list[dict[str, Any]] = []
+        self.done: list[str] = []
+        self.fail_at, self.fail_network, self.stuck = fail_at, fail_network, stuck
+        self.containers, self.networks, self.volumes = self, _Networks(self), _Volumes(self)
 
     def run(self, image: str, command: Any, **options: Any) -> FakeContainer:
-        if self.fail:
+        if self.fail_at == len(self.runs):
             raise RuntimeError("pull access denied")
         self.runs.append({"image": image, "command": command, **options})
-        return FakeContainer()
+        return FakeContainer(self, options["name"], options["network"], f"172.30.0.{len(self.runs) + 1}")
 
 
-def test_docker_gets_limits_gpus_and_loopback_ports(tmp_path: Path) -> None:
-    engine = FakeEngine()
-    spec = LaunchSpec(4, [Service("web", "nginx:1.27", None, {"A": "1"}, [80])], Need(1_500, 512, 1), (1,),
+class _Networks:
+    def __init__(self, engine: FakeEngine) -> None:
+        self.engine = engine
+
+    def create(self, name: str, **options: Any) -> FakeResource:
+        if self.engine.fail_network:
+            raise RuntimeError("could not find an available, non-overlapping IPv4 address pool")
+        self.engine.networks_created.append({"name": name, **options})
+        return FakeResource(self.engine, "network", name)
+
+
+class _Volumes:
+    def __init__(self, engine: FakeEngine) -> None:
+        self.engine = engine
+
+    def create(self, name: str, **options: Any) -> FakeResource:
+        self.engine.volumes_created.append({"name": name, **options})
+        return FakeResource(self.engine, "volume", name)
+
+
+def _docker_spec(tmp_path: Path, gpus: tuple[int, ...], env: dict[str, str], *more: Service) -> LaunchSpec:
+    return LaunchSpec(4, [Service("web", "nginx:1.27", None, env, [80]), *more], Need(1_500, 512, len(gpus)), gpus,
                       tmp_path)
-    workload = DockerRuntime(engine).start(spec)
+
+
+def test_docker_containers_are_hardened_and_get_only_their_gpus(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    workload = DockerRuntime(engine).start(_docker_spec(tmp_path, (1,), {"A": "1", "NVIDIA_VISIBLE_DEVICES": "all"}))
     run = engine.runs[0]
-    assert run["image"] == "nginx:1.27" and run["nano_cpus"] == 1_500_000_000 and run["mem_limit"] == "512m"
-    assert run["device_requests"][0]["DeviceIDs"] == ["1"]
-    assert run["environment"] == {"A": "1", "PORT_80": "80", "PORT": "80"}
-    published = run["ports"]["80/tcp"]
-    assert published[0] == "127.0.0.1" and workload.endpoint("web") == published
+    assert run["image"] == "nginx:1.27" and run["name"] == "gridmint-lease-4-web"
+    # No privileges: every capability dropped, no setuid gains, nothing of the host's namespaces.
+    assert run["cap_drop"] == ["ALL"] and "cap_add" not in run
+    assert run["security_opt"] == ["no-new-privileges:true"] and run["privileged"] is False
+    assert run["ipc_mode"] == "private" and "pid_mode" not in run and "network_mode" not in run
+    assert "userns_mode" not in run and "volumes_from" not in run and "devices" not in run
+    # Limits: CPU quota, memory with no swap on top, processes, open files.
+    assert run["nano_cpus"] == 1_500_000_000 and run["mem_limit"] == run["memswap_limit"] == "512m"
+    assert run["pids_limit"] == PIDS_LIMIT and run["ulimits"] == [{"name": "nofile", "soft": 8192, "hard": 8192}]
+    # A read-only root; writable only a private /tmp and the lease's own volume at /work.
+    assert run["read_only"] is True and run["tmpfs"] == {"/tmp": "rw,nosuid,nodev,size=512m"}
+    assert run["volumes"] == {"gridmint-lease-4": {"bind": "/work", "mode": "rw"}} and run["working_dir"] == "/work"
+    assert engine.volumes_created == [{"name": "gridmint-lease-4", "driver": "local",
+                                       "labels": {"gridmint.lease": "4"}}]
+    # Its own internal network; no host port published: the proxy reaches the container's own address.
+    assert engine.networks_created == [{"name": "gridmint-lease-4", "driver": "bridge", "internal": True,
+                                        "labels": {"gridmint.lease": "4"},
+                                        "options": {"com.docker.network.bridge.name": "gml-4"}}]
+    assert run["network"] == "gridmint-lease-4" and "ports" not in run and "publish_all_ports" not in run
+    assert workload.endpoint("web") == Endpoint("172.30.0.2", 80)
+    # The leased GPU only, and the manifest's "all" does not widen it.
+    assert run["device_requests"] == [{"Driver": "nvidia", "DeviceIDs": ["1"], "Capabilities": [["gpu"]]}]
+    assert run["environment"] == {"A": "1", "PORT_80": "80", "PORT": "80", "NVIDIA_VISIBLE_DEVICES": "1"}
     assert workload.states()["web"].state == RUNNING and workload.logs(5) == "[web] one\n[web] two"
     workload.stop()
-    container = workload.containers["web"][0]
-    assert container.stopped and container.removed
+    assert engine.done == ["stop gridmint-lease-4-web", "remove gridmint-lease-4-web",
+                           "remove network gridmint-lease-4", "remove volume gridmint-lease-4"]
 
 
-def test_docker_refusal_is_a_runtime_error(tmp_path: Path) -> None:
+def test_docker_without_rented_gpus_gets_none_whatever_the_manifest_says(tmp_path: Path) -> None:
+    engine = FakeEngine()
+    DockerRuntime(engine).start(_docker_spec(tmp_path, (), {"NVIDIA_VISIBLE_DEVICES": "all"}))
+    assert engine.runs[0]["device_requests"] == []
+    assert engine.runs[0]["environment"]["NVIDIA_VISIBLE_DEVICES"] == "void"
+
+
+def test_a_docker_start_failing_halfway_removes_what_it_created(tmp_path: Path) -> None:
+    engine = FakeEngine(fail_at=1)
+    spec = _docker_spec(tmp_path, (), {}, Service("worker", "busybox", ["sleep", "9"], {}, []))
     with pytest.raises(ChainError, match="pull access denied") as caught:
-        DockerRuntime(FakeEngine(fail=True)).start(LaunchSpec(4, [Service("w", "x", None, {}, [])], Need(1, 1, 0),
-                                                              (), tmp_path))
+        DockerRuntime(engine).start(spec)
     assert caught.value.kind.name == "runtime_failed"
+    assert [run["name"] for run in engine.runs] == ["gridmint-lease-4-web"]
+    assert engine.done == ["stop gridmint-lease-4-web", "remove gridmint-lease-4-web",
+                           "remove network gridmint-lease-4", "remove volume gridmint-lease-4"]
+
+
+def test_a_docker_network_that_cannot_be_made_starts_nothing(tmp_path: Path) -> None:
+    engine = FakeEngine(fail_network=True)
+    with pytest.raises(ChainError, match="non-overlapping") as caught:
+        DockerRuntime(engine).start(_docker_spec(tmp_path, (), {}))
+    assert caught.value.kind.name == "runtime_failed"
+    assert engine.runs == [] and engine.volumes_created == [] and engine.done == []
+
+
+def test_docker_stop_tries_every_part_even_when_one_is_stuck(tmp_path: Path,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    engine = FakeEngine(stuck="gridmint-lease-4-web")
+    spec = _docker_spec(tmp_path, (), {}, Service("worker", "busybox", ["sleep", "9"], {}, []))
+    workload = DockerRuntime(engine).start(spec)
+    assert workload.endpoint("worker") is None  # no declared port, nothing to reach
+    workload.stop()
+    assert engine.done == ["stop gridmint-lease-4-web", "stop gridmint-lease-4-worker",
+                           "remove gridmint-lease-4-worker"]
+    assert "could not remove container web: device or resource busy" in caplog.text
+    assert "could not remove the lease's network: network gridmint-lease-4 is in use" in caplog.text
 
 
 class FakeJobs:
@@ -219,8 +314,8 @@ def test_ray_jobs_carry_the_leases_resources(tmp_path: Path) -> None:
     workload = runtime.start(spec)
     job = jobs.submitted[0]
     port = workload.endpoint("api")
-    assert port is not None and port[0] == "10.0.0.5"
-    assert job["entrypoint"] == f"python serve.py --port {port[1]}"
+    assert port is not None and port.host == "10.0.0.5"
+    assert job["entrypoint"] == f"python serve.py --port {port.port}"
     assert (job["entrypoint_num_cpus"], job["entrypoint_num_gpus"], job["entrypoint_memory"]) == (2.0, 1, 4096 * 2**20)
     assert job["metadata"] == {"gridmint_lease": "2", "service": "api"}
     assert workload.states()["api"].state == RUNNING and workload.logs(1) == "[api] ready"

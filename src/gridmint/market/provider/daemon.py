@@ -44,6 +44,7 @@ log = logging.getLogger("gridmint.provider")
 UNKNOWN_LEASE = register("provider", 4, "unknown_lease")
 MANIFEST_MISMATCH = register("provider", 5, "manifest_mismatch")
 ALREADY_RUNNING = register("provider", 6, "already_running")
+UNTRUSTED_TENANT = register("provider", 11, "untrusted_tenant")
 
 REASON_FAILED, REASON_FINISHED, REASON_UNHEALTHY, REASON_UNSUPPORTED = 1, 2, 3, 4
 AWAITING_MANIFEST, STARTING, ACTIVE, STOPPED = "awaiting_manifest", "starting", "running", "stopped"
@@ -58,6 +59,8 @@ class ProviderConfig:
     tags: tuple[str, ...] = ()
     bond: int = 0
     withdraw_every: int = 100  # blocks; 0 never withdraws on its own (closing still pays)
+    # Addresses (gm1...) a single-tenant runtime (ray) serves; other runtimes serve anyone and ignore this.
+    trusted_tenants: tuple[str, ...] = ()
 
 
 @dataclass
@@ -151,6 +154,10 @@ class Provider:
         order = self.client.query(f"/market/order/{order_id}")
         if order["state"] != "open" or any(b["provider"] == self.address for b in order["bids"]):
             return False
+        if not self._serves(order["tenant"]):
+            log.info("Not bidding on order %d: the %s runtime serves trusted tenants only and %s is not one of them.",
+                     order_id, self.runtime.name, order["tenant"])
+            return False
         need = Need.of_order(order)
         shortfall = self.inventory.shortfall(need)
         if shortfall is not None:
@@ -222,6 +229,13 @@ class Provider:
         """Check the manifest against the hash on chain and start it; raises (and starts nothing) otherwise."""
         with self.lock:
             lease = self.lease_for(lease_id, caller)
+            if not self._serves(lease.tenant):  # e.g. won before a restart that changed the trusted tenants
+                refusal = UNTRUSTED_TENANT(f"this provider's {self.runtime.name} runtime lets one lease reach "
+                                           f"another's, so it runs trusted tenants only and {lease.tenant} is not "
+                                           "one of them; order from a provider that serves anyone")
+                if lease.state == AWAITING_MANIFEST:  # it can never run here: end it rather than bill for it
+                    self.close_lease(lease_id, REASON_UNSUPPORTED, str(refusal))
+                raise refusal
             if lease.state in (STARTING, ACTIVE):
                 raise ALREADY_RUNNING(f"lease {lease_id} already runs its manifest")
             if lease.state == STOPPED:
@@ -245,6 +259,10 @@ class Provider:
             log.info("Lease %d runs %s on the %s runtime.", lease_id, ", ".join(s.name for s in services),
                      self.runtime.name)
             return lease
+
+    def _serves(self, tenant: str) -> bool:
+        """Whether this provider runs ``tenant``'s workloads: anyone's, unless the runtime is single-tenant."""
+        return not self.runtime.single_tenant or tenant in self.config.trusted_tenants
 
     def status(self, lease: Lease) -> dict[str, Any]:
         """What the tenant sees: each service's state and whether its port accepts connections yet."""

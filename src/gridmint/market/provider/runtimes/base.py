@@ -95,6 +95,7 @@ class Workload(Protocol):
 
 class Runtime(Protocol):
     name: str
+    single_tenant: bool  # True: it cannot keep tenants apart, so it serves trusted tenants only (ray)
 
     def start(self, spec: LaunchSpec) -> Workload: ...
 

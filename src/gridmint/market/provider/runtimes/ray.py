@@ -1,5 +1,12 @@
 """Ray runtime: each service submitted as a job to a Ray cluster through Ray's job API, for GPUs across machines.
 
+**Single-tenant: trusted tenants only.** Ray has no per-tenant authentication or authorisation: any code running on
+the cluster can reach its dashboard and job API (it listens on the head node), and through them list, read the logs
+of, stop or submit every job, including other leases'; its workers also run as one operating-system user on shared
+nodes. A Ray namespace separates names, not access. So a provider on the ray runtime serves only the tenants it names
+(``gridmint provider run --runtime ray --trusted-tenant gm1...``): the CLI refuses to start without one, the daemon
+bids only on those tenants' orders, and a manifest from anyone else is refused (``provider/11``).
+
 The provider points at the cluster's dashboard address (``http://head:8265``). Ray schedules the job's entrypoint
 with the lease's CPUs, GPUs and memory as its resource request, so Ray itself keeps leases from overlapping. The
 entrypoint runs on the head node, whose host the provider's proxy forwards to; ports are chosen on the provider's
@@ -21,6 +28,7 @@ from gridmint.market.provider.runtimes.base import (
     RUNNING,
     RUNTIME_FAILED,
     UNSUPPORTED_MANIFEST,
+    Endpoint,
     LaunchSpec,
     PortMap,
     ServiceState,
@@ -55,11 +63,11 @@ class RayWorkload:
                 out[name] = ServiceState(EXITED if status == "SUCCEEDED" else FAILED, None, f"Ray job {status}")
         return out
 
-    def endpoint(self, service: str) -> tuple[str, int] | None:
+    def endpoint(self, service: str) -> Endpoint | None:
         entry = self.jobs.get(service)
         if entry is None or not entry[1].ports:
             return None
-        return entry[1].host, next(iter(entry[1].ports.values()))
+        return Endpoint(entry[1].host, next(iter(entry[1].ports.values())))
 
     def logs(self, tail: int) -> str:
         lines = []
@@ -92,6 +100,7 @@ class RayWorkload:
 
 class RayRuntime:
     name = "ray"
+    single_tenant = True  # see the module's docstring: a job can reach every other job through Ray's job API
 
     def __init__(self, address: str, client: Any = None) -> None:
         self.address = address

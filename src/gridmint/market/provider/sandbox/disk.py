@@ -45,8 +45,8 @@ class LeaseDisk:
             # Traversable by lease users (to reach their own disk), listable by nobody.
             os.chmod(folder, 0o711)  # noqa: S103
         mountpoint.mkdir(mode=0o700, exist_ok=True)
-        with open(disk.image, "wb") as image:  # sparse: blocks are allocated only as the lease writes
-            image.truncate(size_mb * 2**20)
+        with open(disk.image, "wb") as file:  # sparse: blocks are allocated only as the lease writes
+            file.truncate(size_mb * 2**20)
         os.chmod(disk.image, 0o600)
         try:
             # No journal and no reserved blocks: a scratch disk for one lease, deleted when the lease ends.
