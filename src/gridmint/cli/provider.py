@@ -18,6 +18,7 @@ from gridmint.market.provider.inventory import discover_capacity
 from gridmint.market.provider.pricing import PerUnit, PriceRule, expression_rule, script_rule
 from gridmint.market.provider.runner import run_provider
 from gridmint.market.provider.runtimes import RUNTIMES, make_runtime
+from gridmint.market.provider.runtimes.process import DEFAULT_DISK_MB, ProcessRuntime
 
 
 def _addresses(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
@@ -42,6 +43,8 @@ def provider() -> None:
               help="The Ray cluster's dashboard address (ray runtime).")
 @click.option("--trusted-tenant", "trusted_tenants", multiple=True, callback=_addresses, metavar="ADDRESS",
               help="A tenant (gm1...) whose orders a single-tenant runtime (ray) takes; repeatable, required there.")
+@click.option("--lease-disk", "lease_disk_mb", type=click.IntRange(16, 16_777_216), default=DEFAULT_DISK_MB,
+              show_default=True, help="Disk quota of each lease's folder and /tmp in MB (process runtime).")
 @click.option("--cpu", type=float, default=None, help="CPU cores offered (default: all of this machine's).")
 @click.option("--memory", "memory_mb", type=int, default=None, help="Memory offered in MB (default: all).")
 @click.option("--region", default="", help="Where the machine is, e.g. eu-west.")
@@ -68,13 +71,15 @@ def provider() -> None:
 @password_option
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]), show_default=True)
 def run(host: str, port: int, external_url: str | None, runtime: str, ray_address: str,
-        trusted_tenants: tuple[str, ...], cpu: float | None,
+        trusted_tenants: tuple[str, ...], lease_disk_mb: int, cpu: float | None,
         memory_mb: int | None, region: str, tags: tuple[str, ...], bond: int, price_per_cpu: int, price_per_gb: int,
         price_per_gpu: int, price_expr: str | None, price_script: Path | None, withdraw_every: int,
         health_seconds: float, data_dir: Path, wallet_name: str, wallet_dir: Path | None, node_url: str | None,
         password_file: str | None, log_level: str) -> None:
     """Register this machine's resources, bid on matching orders and run the leases won."""
-    chosen = make_runtime(runtime, ray_address)
+    chosen = make_runtime(runtime, ray_address, lease_disk_mb)
+    if isinstance(chosen, ProcessRuntime) and (problems := chosen.problems()):
+        raise click.ClickException("the process runtime cannot sandbox leases on this host: " + "; ".join(problems))
     if chosen.single_tenant and not trusted_tenants:
         raise click.UsageError(f"the {runtime} runtime lets a lease's workload reach other leases (Ray has no "
                                "per-tenant access control), so it serves trusted tenants only: name them with "
