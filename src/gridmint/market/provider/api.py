@@ -26,7 +26,7 @@ from starlette.routing import Route
 
 from gridmint.chain.errors import ChainError, register
 from gridmint.client.signing import NonceWindow, http_status, verify_request
-from gridmint.market.provider.daemon import ACTIVE, MANIFEST_MISMATCH, UNKNOWN_LEASE, Provider
+from gridmint.market.provider.daemon import ACTIVE, MANIFEST_MISMATCH, UNKNOWN_LEASE, UNTRUSTED_TENANT, Provider
 from gridmint.market.provider.runtimes.base import UNSUPPORTED_MANIFEST, Endpoint
 from gridmint.market.provider.sandbox.network import LeaseNetwork, NamespaceTransport
 
@@ -40,7 +40,7 @@ MAX_LOG_TAIL = 5_000
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
               "transfer-encoding", "upgrade", "host", "content-length"}
 STATUS = {UNKNOWN_LEASE: 404, MANIFEST_MISMATCH: 409, UNSUPPORTED_MANIFEST: 422, NOT_RUNNING: 503,
-          UPSTREAM_FAILED: 502}
+          UNTRUSTED_TENANT: 403, UPSTREAM_FAILED: 502}
 
 
 def error_response(error: ChainError) -> JSONResponse:
