@@ -72,11 +72,12 @@ class Arena:
     node_port: int
 
     def deploy(self, script: str, *, cpu: float = 0.5, memory: int = 256, ports: list[int] | None = None,
-               env: dict[str, str] | None = None) -> int:
+               env: dict[str, str] | None = None, helpers: dict[str, str] | None = None) -> int:
+        """A lease whose service ``attack`` runs ``script``; ``helpers`` are more services (started before it)."""
+        services = {name: {"command": ["python3", "-c", PRELUDE + code]} for name, code in (helpers or {}).items()}
+        services["attack"] = {"command": ["python3", "-c", PRELUDE + script], "env": env or {}, "ports": ports or []}
         file = self.market.write(f"attack-{time.monotonic_ns()}.yaml", json.dumps({
-            "version": 1,
-            "services": {"attack": {"command": ["python3", "-c", PRELUDE + script], "env": env or {},
-                                    "ports": ports or []}},
+            "version": 1, "services": services,
             "resources": {"cpu": cpu, "memory": memory}, "price": {"max_per_block": "0.001"}, "deposit": "5"}))
         return int(self.market.deploy(file)["lease"])
 
@@ -84,8 +85,8 @@ class Arena:
         return str(self.market.run("deploy", "logs", str(lease), "--wallet", wallet, "--tail", "200")["logs"])
 
     def result(self, lease: int) -> dict[str, str]:
-        text = _wait(lambda: next((line for line in self.logs(lease).splitlines() if "RESULT " in line), None),
-                     f"lease {lease} to report")
+        text = _wait(lambda: next((line for line in self.logs(lease).splitlines() if "[attack] RESULT " in line),
+                                  None), f"lease {lease} to report")
         return dict(json.loads(text.split("RESULT ", 1)[1]))
 
     def status(self, lease: int, wallet: str = "tenant") -> dict[str, Any]:
@@ -379,5 +380,44 @@ results["after"] = sorted(os.sched_getaffinity(0))
 report()""" + SLEEP, cpu=1)
     results = arena.result(lease)
     assert len(results["rented"]) == 1 and results["after"] == results["rented"], results
+    arena.everyone_else_works()
+    arena.close(lease)
+
+
+def test_a_workload_cannot_make_a_later_services_sandbox_bind_the_host(arena: Arena) -> None:
+    # The first service swaps whatever it can for links to the host's root while the next ones start.
+    swap = """
+home = os.getcwd()
+for name in os.listdir(home) + [".tmp", "tmp", "home"]:
+    attempt("swap " + name, lambda: (os.rename(os.path.join(home, name), os.path.join(home, name + ".old"))
+                                     if os.path.exists(os.path.join(home, name)) else None,
+                                     os.symlink("/", os.path.join(home, name))))
+attempt("replace /tmp", lambda: os.rename("/tmp", "/tmp.old"))
+""" + SLEEP
+    lease = arena.deploy("""
+time.sleep(0.5)
+attempt("the host's root as /tmp", lambda: [n for n in os.listdir("/tmp") if n in ("etc", "usr", "proc")] or 1 / 0)
+attempt("the host's users", lambda: open("/etc/passwd").read())
+attempt("write above /tmp", lambda: open("/tmp/../planted-by-a-lease", "w").write("x"))
+report()""" + SLEEP, helpers={"swapper": swap})
+    results = arena.result(lease)
+    _refused(results)
+    assert not Path("/planted-by-a-lease").exists()
+    arena.everyone_else_works()
+    arena.close(lease)
+
+
+def test_a_workload_cannot_make_a_user_namespace_of_its_own(arena: Arena) -> None:
+    lease = arena.deploy("""
+import subprocess
+def unshare(*flags):
+    done = subprocess.run(["unshare", *flags, "true"], capture_output=True)
+    if done.returncode:
+        raise PermissionError(done.stderr.decode()[:200])
+attempt("a user namespace", lambda: unshare("-U"))
+attempt("root in a user namespace with a network", lambda: unshare("-Urn"))
+attempt("root in a user namespace with mounts", lambda: unshare("-Urm"))
+report()""" + SLEEP)
+    _refused(arena.result(lease))
     arena.everyone_else_works()
     arena.close(lease)

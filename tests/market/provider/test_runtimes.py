@@ -60,7 +60,7 @@ def test_a_service_runs_on_its_port_in_its_directory_and_stops(tmp_path: Path, m
     workload = ProcessRuntime().start(_spec(tmp_path, Service("web", None, ["python3", "-c", SERVE], {}, [8080])))
     try:
         assert workload.disk is not None
-        (workload.disk.mountpoint / "hello.txt").write_text("from the lease's directory")
+        (workload.disk.home / "hello.txt").write_text("from the lease's directory")
         endpoint = workload.endpoint("web")
         _wait(lambda: _get(endpoint, "/hello.txt") == "from the lease's directory")
         assert workload.states() == {"web": workload.states()["web"]} and workload.states()["web"].state == RUNNING

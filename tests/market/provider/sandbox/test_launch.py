@@ -12,7 +12,7 @@ def _command(gpus: tuple[int, ...] = ()) -> list[str]:
                            workdir=Path("/data/leases/7"), env={"PORT": "8080", "A": "b"},
                            command=["python3", "-c", "pass"], gpus=gpus,
                            cgroup_procs=[Path("/cg/memory/u7/cgroup.procs"), Path("/cg/pids/u7/cgroup.procs")],
-                           info_fd=5)
+                           info_fd=5, block_fd=6)
 
 
 def _pairs(args: list[str], flag: str) -> list[str]:
@@ -36,7 +36,8 @@ def test_bubblewrap_unshares_everything_and_clears_the_environment_before_settin
     assert args.index("--clearenv") < args.index("--setenv")
     assert _pairs(args, "--setenv") == ["A", "PORT"]
     # The lease's disk is the only writable place, seen at the lease folder's path and as /tmp.
-    assert _pairs(args, "--bind") == ["/run/gridmint/disks/u7/.tmp", "/run/gridmint/disks/u7"]
+    assert _pairs(args, "--bind") == ["/run/gridmint/disks/u7/tmp", "/run/gridmint/disks/u7/home"]
+    assert "--disable-userns" in args and _pairs(args, "--info-fd") == ["5"] and _pairs(args, "--block-fd") == ["6"]
     assert all(source.startswith(("/usr", "/etc/")) or source in ("/bin", "/sbin", "/lib", "/lib64", "/lib32",
                                                                    "/libx32")
                for source in _pairs(args, "--ro-bind") + _pairs(args, "--ro-bind-try"))

@@ -6,21 +6,25 @@ read-only system folders, its folder and its ``/tmp``, its own processes, and a 
 loopback. The provider's proxy reaches a service's port by connecting from inside that network
 (``sandbox.network``); nothing else can.
 
-Output goes to ``<service>.log`` in the lease's folder (on its quota); the provider keeps the file it opened, so a
-workload that swaps the file for a link to something else changes nothing the provider reads. Stopping sends
+Output goes to ``logs/<service>.log`` on the lease's disk (on its quota, out of the workload's sight), through a
+descriptor the provider keeps and reads from. Stopping sends
 SIGTERM to every process in the lease's group, then SIGKILL to whatever is left, fork bombs included.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import json
+import logging
 import math
 import os
 import select
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +48,8 @@ from gridmint.market.provider.sandbox.disk import LeaseDisk
 from gridmint.market.provider.sandbox.identity import LeaseIdentity, claim_identity
 from gridmint.market.provider.sandbox.launch import host_problems, sandbox_command, sandbox_env
 from gridmint.market.provider.sandbox.network import LeaseNetwork
+
+log = logging.getLogger("gridmint.provider")
 
 STOP_GRACE_S = 5.0
 INFO_TIMEOUT_S = 10.0
@@ -80,11 +86,11 @@ class ProcessWorkload:
             code = service.process.poll()
             if code is None:
                 out[name] = ServiceState(RUNNING)
-            elif code == 0:
-                out[name] = ServiceState(EXITED, 0, "exited with code 0")
-            elif out_of_memory:
+            elif out_of_memory:  # even one that then exited 0: the kernel killed some of the lease's processes
                 out[name] = ServiceState(FAILED, code, f"killed: the lease went over its memory limit of "
                                                        f"{self.memory_mb} MB")
+            elif code == 0:
+                out[name] = ServiceState(EXITED, 0, "exited with code 0")
             else:
                 out[name] = ServiceState(FAILED, code, f"exited with code {code}")
         return out
@@ -108,9 +114,31 @@ class ProcessWorkload:
         return "\n".join(lines)
 
     def stop(self) -> None:
+        """Stop everything the lease runs and give back what it held; each step runs even if one before failed."""
         if self._stopped:
             return
         self._stopped = True
+        steps: list[Callable[[], None]] = [self._end_processes]
+        for service in self.services.values():
+            if service.network is not None:
+                steps.append(service.network.close)
+            steps.append(functools.partial(os.close, service.log))
+        if self.cgroup is not None:
+            steps.append(self.cgroup.remove)
+        if self.disk is not None:
+            steps.append(self.disk.remove)
+        steps.append(self.identity.release)
+        failures = []
+        for step in steps:
+            try:
+                step()
+            except Exception as error:  # logged and reported below; the remaining steps still run
+                log.exception("Stopping a lease: %s failed.", getattr(step, "__name__", step))
+                failures.append(error)
+        if failures:
+            raise RuntimeError(f"the lease stopped with {len(failures)} cleanup failures (see the log)")
+
+    def _end_processes(self) -> None:
         if self.cgroup is not None:
             self.cgroup.signal_all(signal.SIGTERM)
             deadline = time.monotonic() + STOP_GRACE_S
@@ -122,14 +150,6 @@ class ProcessWorkload:
             if service.process.poll() is None:
                 service.process.kill()
             service.process.wait()
-            if service.network is not None:
-                service.network.close()
-            os.close(service.log)
-        if self.cgroup is not None:
-            self.cgroup.remove()
-        if self.disk is not None:
-            self.disk.remove()
-        self.identity.release()
 
 
 def _cpu_list(cpu_millis: int, lease_id: int) -> str:
@@ -177,6 +197,7 @@ class ProcessRuntime:
         except RuntimeError as error:
             raise RUNTIME_FAILED(f"cannot start lease {spec.lease_id}: {error}") from None
         workload = ProcessWorkload(identity, spec.need.memory_mb)
+        spec = dataclasses.replace(spec, workdir=spec.workdir.resolve())  # the path the workload sees; absolute
         try:
             limits = Limits(spec.need.memory_mb * 2**20, PIDS_PER_LEASE, spec.need.cpu_millis,
                             _cpu_list(spec.need.cpu_millis, spec.lease_id))
@@ -197,27 +218,31 @@ class ProcessRuntime:
         disk = workload.disk.mountpoint
         ports = allocate_ports(service)
         env = sandbox_env(service.env, ports.env(), spec.workdir)
-        log = os.open(disk / f"{service.name}.log", os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL
-                      | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        output = os.open(workload.disk.logs / f"{service.name}.log", os.O_RDWR | os.O_APPEND | os.O_CREAT
+                         | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         info_read, info_write = os.pipe2(os.O_CLOEXEC)
+        block_read, block_write = os.pipe2(os.O_CLOEXEC)
         try:
             command = sandbox_command(lease_id=spec.lease_id, uid=workload.identity.uid,
                                       gid=workload.identity.gid, disk=disk, workdir=spec.workdir, env=env,
                                       command=substitute(service.command, ports.env()), gpus=spec.gpus,
-                                      cgroup_procs=workload.cgroup.procs_files(), info_fd=info_write)
+                                      cgroup_procs=workload.cgroup.procs_files(), info_fd=info_write,
+                                      block_fd=block_read)
             process = subprocess.Popen(command, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-                                       stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                       pass_fds=(info_write,), start_new_session=True)
-            os.close(info_write)
-            info_write = -1
+                                       stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                                       pass_fds=(info_write, block_read), start_new_session=True)
+            for fd in (info_write, block_read):
+                os.close(fd)
+            info_write = block_read = -1
             network = None
             with contextlib.suppress(OSError):  # a sandbox that failed at once has no network to hold
                 network = LeaseNetwork(_sandbox_pid(info_read))
+            os.write(block_write, b"1")  # the namespace is held: the command may run
         except BaseException:
-            os.close(log)
+            os.close(output)
             raise
         finally:
-            os.close(info_read)
-            if info_write >= 0:
-                os.close(info_write)
-        return _Service(process, ports, log, network)
+            for fd in (info_read, info_write, block_read, block_write):
+                if fd >= 0:
+                    os.close(fd)
+        return _Service(process, ports, output, network)

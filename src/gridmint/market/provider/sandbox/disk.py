@@ -1,8 +1,12 @@
 """A lease's folder as a file system of its own: a sparse ext4 image, loop-mounted, so its size is a hard quota.
 
-The image lives in the provider's folder, outside the sandbox's view; only its mount is bound in. A workload that fills
-its folder (or its ``/tmp``, which is a directory on the same file system) gets ``ENOSPC`` and nobody else notices.
-Mounted ``nosuid,nodev``; the root of the file system belongs to the lease's user id and nobody else may enter it.
+The image lives in the provider's folder, outside the sandbox's view. A workload that fills its folder (or its
+``/tmp``, on the same file system) gets ``ENOSPC`` and nobody else notices. Mounted ``nosuid,nodev``.
+
+Layout: the file system's root belongs to root (``0711``), so the lease cannot rename or replace what is in it:
+``home/`` and ``tmp/`` (the lease's, ``0700``) are what the sandbox binds as the lease folder and ``/tmp``, and
+``logs/`` (root's) holds the services' output, which the workload cannot see or touch. Were the root the lease's, a
+workload could swap ``tmp`` for a symlink and have the next service's sandbox bind whatever it points to.
 """
 
 from __future__ import annotations
@@ -50,18 +54,32 @@ class LeaseDisk:
         os.chmod(disk.image, 0o600)
         try:
             # No journal and no reserved blocks: a scratch disk for one lease, deleted when the lease ends.
-            _run("mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-m", "0", "-E", "nodiscard,root_owner="
-                 f"{uid}:{gid}", str(disk.image))
+            _run("mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-m", "0", "-E", "nodiscard,root_owner=0:0",
+                 str(disk.image))
             _run("mount", "-o", "loop,nosuid,nodev", str(disk.image), str(mountpoint))
-            os.chmod(mountpoint, 0o700)
+            os.chmod(mountpoint, 0o711)  # noqa: S103 - the lease's user passes through to its own folders only
             (mountpoint / "lost+found").rmdir()
-            tmp = mountpoint / ".tmp"
-            tmp.mkdir(mode=0o700)
-            os.chown(tmp, uid, gid)
+            for folder in (disk.home, disk.tmp):
+                folder.mkdir(mode=0o700)
+                os.chown(folder, uid, gid)
+            disk.logs.mkdir(mode=0o700)
         except BaseException:
             disk.remove()
             raise
         return disk
+
+    @property
+    def home(self) -> Path:
+        """The lease folder, as the workload sees it."""
+        return self.mountpoint / "home"
+
+    @property
+    def tmp(self) -> Path:
+        return self.mountpoint / "tmp"
+
+    @property
+    def logs(self) -> Path:
+        return self.mountpoint / "logs"
 
     def remove(self) -> None:
         if _is_mount(self.mountpoint):

@@ -12,7 +12,8 @@ The chain of programs, each doing one thing before it becomes the next (``exec``
    command in a new session. The provider's home, wallets, virtualenv, code and other leases do not exist there.
 
 ``--die-with-parent`` ties the sandbox to its launcher, and ``--info-fd`` reports the sandbox's pid so the provider
-can hold its network namespace.
+can hold its network namespace. ``--disable-userns``: the workload cannot make a user namespace of its own, in which
+it would hold every capability over new mounts and network stacks (the kernel's largest attack surface).
 """
 
 from __future__ import annotations
@@ -56,18 +57,24 @@ def _gpu_binds(gpus: tuple[int, ...]) -> list[str]:
 
 
 def sandbox_command(*, lease_id: int, uid: int, gid: int, disk: Path, workdir: Path, env: dict[str, str],
-                    command: list[str], gpus: tuple[int, ...], cgroup_procs: list[Path], info_fd: int) -> list[str]:
-    """``disk``: where the lease's file system is mounted on the host; ``workdir``: where the workload sees it."""
+                    command: list[str], gpus: tuple[int, ...], cgroup_procs: list[Path], info_fd: int,
+                    block_fd: int) -> list[str]:
+    """``disk``: where the lease's file system is mounted on the host; ``workdir``: where the workload sees its
+    folder. The sandbox reports its pid on ``info_fd``, then waits on ``block_fd`` before running the command, so
+    the provider takes hold of its network namespace while that pid surely is the sandbox's."""
     bwrap = [
         "bwrap", "--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-net",
-        "--unshare-cgroup-try", "--uid", str(uid), "--gid", str(gid), "--hostname", f"lease-{lease_id}",
+        "--unshare-cgroup-try", "--disable-userns", "--uid", str(uid), "--gid", str(gid),
+        "--hostname", f"lease-{lease_id}",
         "--die-with-parent", "--new-session", "--cap-drop", "ALL",
         *_system_binds(), "--proc", "/proc", "--dev", "/dev", *_gpu_binds(gpus),
-        # /tmp first, so that a lease folder under the host's /tmp is not hidden by the sandbox's own /tmp.
-        "--bind", str(disk / ".tmp"), SANDBOX_TMP, "--bind", str(disk), str(workdir),
+        # /tmp first, so that a lease folder under the host's /tmp is not hidden by the sandbox's own /tmp. Both
+        # sources sit in a folder of root's (see disk.py): the workload cannot swap them for links.
+        "--bind", str(disk / "tmp"), SANDBOX_TMP, "--bind", str(disk / "home"), str(workdir),
+        "--remount-ro", "/",  # the sandbox's own root (a tmpfs of mount points) takes no writes either
         "--chdir", str(workdir), "--clearenv",
         *[arg for name, value in sorted(env.items()) for arg in ("--setenv", name, value)],
-        "--info-fd", str(info_fd), "--", *command]
+        "--info-fd", str(info_fd), "--block-fd", str(block_fd), "--", *command]
     setpriv = ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups", "--inh-caps=-all",
                "--no-new-privs", "--"]
     return ["/bin/sh", "-c", JOIN_CGROUPS, "sh", str(len(cgroup_procs)), *map(str, cgroup_procs), *setpriv, *bwrap]

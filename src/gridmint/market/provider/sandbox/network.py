@@ -13,6 +13,7 @@ connections made this way.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import socket
 import ssl
@@ -42,8 +43,8 @@ class LeaseNetwork:
 
         def inside() -> None:
             if _libc.setns(self._fd, CLONE_NEWNET) != 0:
-                errno = ctypes.get_errno()
-                made.append(OSError(errno, f"cannot enter the lease's network namespace: {os.strerror(errno)}"))
+                code = ctypes.get_errno()
+                made.append(OSError(code, f"cannot enter the lease's network namespace: {os.strerror(code)}"))
                 return
             made.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
 
@@ -112,16 +113,25 @@ class _Backend(httpcore.AsyncNetworkBackend):
 
     async def connect_tcp(self, host: str, port: int, timeout: float | None = None,
                           local_address: str | None = None, socket_options: Any = None) -> httpcore.AsyncNetworkStream:
-        # The connection is to the lease's own loopback: it is accepted or refused at once, so the connect itself
-        # runs in the worker thread with its timeout, and the connected socket is handed to the event loop.
+        # Only making the socket needs a thread (it must enter the namespace); the connect itself waits on the event
+        # loop, so a workload that never accepts holds no thread, only its own request, for the timeout.
+        sock = await anyio.to_thread.run_sync(self.network.new_socket)
         try:
-            sock = await anyio.to_thread.run_sync(self.network.connect, host, port, timeout or CONNECT_TIMEOUT_S)
+            sock.setblocking(False)
+            error = sock.connect_ex((host, port))
+            if error == errno.EINPROGRESS:
+                with anyio.fail_after(min(timeout or CONNECT_TIMEOUT_S, CONNECT_TIMEOUT_S)):
+                    await anyio.wait_writable(sock)
+                error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if error:
+                raise httpcore.ConnectError(f"the workload refused port {port}: {os.strerror(error)}")
+            return _Stream(await anyio.abc.SocketStream.from_socket(sock))
         except TimeoutError:
+            sock.close()
             raise httpcore.ConnectTimeout(f"the workload did not accept on port {port} in time") from None
-        except OSError as error:
-            raise httpcore.ConnectError(f"the workload refused port {port}: {error.strerror or error}") from None
-        sock.setblocking(False)
-        return _Stream(await anyio.abc.SocketStream.from_socket(sock))
+        except BaseException:
+            sock.close()
+            raise
 
     async def connect_unix_socket(self, path: str, timeout: float | None = None,
                                   socket_options: Any = None) -> httpcore.AsyncNetworkStream:
