@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,12 +70,13 @@ def start_lease(runtime: ProcessRuntime, lease_id: int, root: Path, name: str, c
                                     (), workdir))
 
 
-def wait_answers(endpoint: Endpoint, alive: object) -> bool:
+def wait_answers(endpoint: Endpoint, alive: Callable[[], bool]) -> bool:
+    """Poll until the port accepts; give up when the process is gone or after READY_TIMEOUT_S."""
     deadline = time.perf_counter() + READY_TIMEOUT_S
     while time.perf_counter() < deadline:
         if endpoint.answers(0.2):
             return True
-        if not callable(alive) or not alive():
+        if not alive():
             return False
         time.sleep(POLL_S)
     return False
