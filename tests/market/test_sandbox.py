@@ -22,7 +22,9 @@ import httpx
 import pytest
 
 import gridmint
+from gridmint.client.wallet import open_wallet
 from gridmint.market.provider.sandbox.identity import FIRST_UID
+from gridmint.market.tenant import for_lease
 from tests.market_network import LiveMarket, ProviderProcess, live_market
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sandbox")]
@@ -90,7 +92,10 @@ class Arena:
         return dict(json.loads(text.split("RESULT ", 1)[1]))
 
     def status(self, lease: int, wallet: str = "tenant") -> dict[str, Any]:
-        return dict(self.market.run("deploy", "status", str(lease), "--wallet", wallet)["provider_status"])
+        """The lease's status as its provider reports it to the tenant (signed call; also once the lease ended)."""
+        key = open_wallet(wallet, self.market.wallets).coldkey("pw")
+        with self.market.client() as client, for_lease(client, key, lease) as provider:
+            return provider.status(lease)
 
     def close(self, lease: int) -> None:
         self.market.run("deploy", "close", str(lease), "--wallet", "tenant")

@@ -6,10 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-import httpx
 
 from gridmint.chain.crypto import PrivateKey
-from gridmint.chain.errors import ChainError
 from gridmint.chain.market import MsgCloseDeployment, MsgCloseLease, MsgTopUp
 from gridmint.chain.units import format_mint
 from gridmint.cli.common import MINT_AMOUNT, coldkey, node_option, receipt, send, signer_options
@@ -159,19 +157,13 @@ def status(ctx: click.Context, lease_id: int, wallet_name: str, wallet_dir: Path
     with ChainClient(node_url) as client:
         lease = client.query(f"/market/lease/{lease_id}")
         services = None
-        try:
+        if lease["open"]:
             with for_lease(client, key, lease_id) as calls:
                 services = calls.status(lease_id)
-        except (ChainError, httpx.HTTPError):
-            if lease["open"]:
-                raise
-            # A closed lease: the provider may have forgotten it (restarted) or be gone; the chain has the rest.
     escrow = lease["escrow"]
     lines = [f"Lease {lease_id} with {lease['provider']} at {format_mint(int(lease['price']))} per block: "
              + (f"open, {format_mint(int(escrow['balance']))} left (runs out in block {escrow['exhaustion_block']})"
                 if lease["open"] else f"closed ({escrow['reason']})")]
-    if services and services.get("reason"):
-        lines.append(f"  the provider stopped it: {services['reason']}")
     for name, service in ((services or {}).get("services") or {}).items():
         lines.append(f"  {name}: {service['state']} {service['detail']}".rstrip())
     emit(ctx, {"lease": lease, "provider_status": services}, "\n".join(lines))
