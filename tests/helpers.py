@@ -7,7 +7,10 @@ import os
 import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from gridmint.chain.app import MODULES, App
 from gridmint.chain.crypto import PrivateKey, format_address
@@ -194,3 +197,26 @@ class Driver(Chain):
     def advance(self, blocks: int) -> None:
         for _ in range(blocks):
             self.block()
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 60) -> Any:
+    """``condition()``'s first truthy value, polled; fails the test after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def processes_of(uid: int) -> list[int]:
+    """Pids of the host's processes owned by ``uid`` (a sandboxed lease's user)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and entry.stat().st_uid == uid:
+                found.append(int(entry.name))
+        except OSError:  # gone meanwhile
+            continue
+    return found

@@ -25,6 +25,7 @@ import gridmint
 from gridmint.client.wallet import open_wallet
 from gridmint.market.provider.sandbox.identity import FIRST_UID
 from gridmint.market.tenant import for_lease
+from tests.helpers import processes_of, wait_for
 from tests.market_network import LiveMarket, ProviderProcess, live_market
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sandbox")]
@@ -87,7 +88,7 @@ class Arena:
         return str(self.market.run("deploy", "logs", str(lease), "--wallet", wallet, "--tail", "200")["logs"])
 
     def result(self, lease: int) -> dict[str, str]:
-        text = _wait(lambda: next((line for line in self.logs(lease).splitlines() if "[attack] RESULT " in line),
+        text = wait_for(lambda: next((line for line in self.logs(lease).splitlines() if "[attack] RESULT " in line),
                                   None), f"lease {lease} to report")
         return dict(json.loads(text.split("RESULT ", 1)[1]))
 
@@ -110,27 +111,6 @@ class Arena:
         assert self.status(self.victim.lease, "victim")["services"]["web"]["state"] == "running"
 
 
-def _wait(condition: Any, what: str, timeout_s: float = 60) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _processes_of(uid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and entry.stat().st_uid == uid:
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
 @pytest.fixture(scope="module")
 def arena(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arena]:
     with pytest.MonkeyPatch.context() as monkeypatch, \
@@ -143,7 +123,7 @@ def arena(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Arena]:
         created = market.run("deploy", "create", str(file), "--wallet", "victim", "--auto-accept", "cheapest",
                              "--bid-wait", "30")
         lease = int(created["lease"])
-        logs = _wait(lambda: market.run("deploy", "logs", str(lease), "--wallet", "victim")["logs"], "the victim")
+        logs = wait_for(lambda: market.run("deploy", "logs", str(lease), "--wallet", "victim")["logs"], "the victim")
         words = logs.split()
         victim = Victim(lease, created["status"]["endpoints"]["web"], int(words[words.index("on") + 1]),
                         int(words[words.index("uid") + 1]))
@@ -215,7 +195,7 @@ report()""" + SLEEP)
 
 
 def test_a_workload_cannot_signal_the_daemon_or_another_lease(arena: Arena) -> None:
-    victim_pids = _processes_of(arena.victim.uid)
+    victim_pids = processes_of(arena.victim.uid)
     assert victim_pids
     targets = [arena.provider.process.pid, *victim_pids]
     lease = arena.deploy(f"""
@@ -227,7 +207,7 @@ report()""" + SLEEP)
     # kill(-1) reaches only the workload's own processes: none but itself, which it spares (hence "no such process").
     assert results.pop("kill every process it may") in ("ok: None", "refused: ProcessLookupError")
     _refused(results)
-    assert all(pid in _processes_of(arena.victim.uid) for pid in victim_pids)
+    assert all(pid in processes_of(arena.victim.uid) for pid in victim_pids)
     arena.everyone_else_works()
     arena.close(lease)
 
@@ -324,10 +304,10 @@ report()""" + SLEEP)
     results = arena.result(lease)
     assert results["stopped"] == "BlockingIOError" and 100 < int(results["born"]) < 512
     uid = int(results["uid"])
-    assert len(_processes_of(uid)) <= 512
+    assert len(processes_of(uid)) <= 512
     arena.everyone_else_works()
     arena.close(lease)
-    _wait(lambda: _processes_of(uid) == [], "the fork bomb's processes to be gone", timeout_s=30)
+    wait_for(lambda: processes_of(uid) == [], "the fork bomb's processes to be gone", timeout_s=30)
     arena.everyone_else_works()
 
 
@@ -338,11 +318,11 @@ hoard = []
 while True:
     hoard.append(bytearray(8 * 2**20))
 """, memory=64)
-    status = _wait(lambda: (lambda s: s if s["state"] == "stopped" else None)(arena.status(lease)),
+    status = wait_for(lambda: (lambda s: s if s["state"] == "stopped" else None)(arena.status(lease)),
                    "the provider to stop the lease")
     assert "went over its memory limit of 64 MB" in status["reason"], status
     with arena.market.client() as client:
-        closed = _wait(lambda: (lambda a: a if not a["open"] else None)(client.query(f"/escrow/account/{lease}")),
+        closed = wait_for(lambda: (lambda a: a if not a["open"] else None)(client.query(f"/escrow/account/{lease}")),
                        "the lease to close on chain")
         assert closed["reason"] == "closed by the provider (code 1)", closed  # code 1: a service failed
     assert "went over its memory limit" in arena.provider.log()

@@ -24,6 +24,7 @@ from gridmint.market.provider.runtimes.base import (
 from gridmint.market.provider.runtimes.docker import PIDS_LIMIT, DockerRuntime
 from gridmint.market.provider.runtimes.process import ProcessRuntime
 from gridmint.market.provider.runtimes.ray import RayRuntime
+from tests.helpers import processes_of
 
 SERVE = ("import http.server, os\n"
          "print('env', os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'), os.environ.get('SECRET', 'none'), flush=True)\n"
@@ -74,17 +75,6 @@ def test_a_service_runs_on_its_port_in_its_directory_and_stops(tmp_path: Path, m
     assert not (tmp_path / "lease-9").exists(), "the lease's disk is removed with it"
 
 
-def _processes_of(uid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and entry.stat().st_uid == uid:
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
-
-
 def test_stopping_kills_the_children_too(tmp_path: Path) -> None:
     spawn = ("import subprocess, sys, time\n"
              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
@@ -93,9 +83,9 @@ def test_stopping_kills_the_children_too(tmp_path: Path) -> None:
     workload = ProcessRuntime().start(_spec(tmp_path, Service("job", None, ["python3", "-c", spawn], {}, [])))
     _wait(lambda: "child" in workload.logs(5))
     uid = workload.identity.uid
-    assert len(_processes_of(uid)) >= 3  # bubblewrap's init, the service, its child
+    assert len(processes_of(uid)) >= 3  # bubblewrap's init, the service, its child
     workload.stop()
-    _wait(lambda: _processes_of(uid) == [], timeout_s=10)
+    _wait(lambda: processes_of(uid) == [], timeout_s=10)
 
 
 def test_a_lease_over_its_memory_is_killed_and_says_why(tmp_path: Path) -> None:
