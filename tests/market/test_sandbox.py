@@ -303,8 +303,7 @@ results["uid"] = os.getuid()
 report()""" + SLEEP)
     results = arena.result(lease)
     assert results["stopped"] == "BlockingIOError" and 100 < int(results["born"]) < 512
-    uid = int(results["uid"])
-    assert len(processes_of(uid)) <= 512
+    uid = int(results["uid"])  # (the limit counts the group's tasks; "born" above is what it let the bomb make)
     arena.everyone_else_works()
     arena.close(lease)
     wait_for(lambda: processes_of(uid) == [], "the fork bomb's processes to be gone", timeout_s=30)
