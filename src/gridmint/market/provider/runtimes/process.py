@@ -55,17 +55,17 @@ STOP_GRACE_S = 5.0
 INFO_TIMEOUT_S = 10.0
 PIDS_PER_LEASE = 512
 DEFAULT_DISK_MB = 1024
-LOG_READ_BYTES = 1 << 20
+LOG_READ_BYTES = 1 << 20  # the most of a log the provider reads to answer a tail
 # Where lease disks are mounted on the host: folders every lease user may traverse (the provider's data folder may
 # not be), each disk's root open to its own lease only. The image itself stays in the provider's folder.
-DISKS_DIR = Path("/run/gridmint/disks")  # the most of a log the provider reads to answer a tail
+DISKS_DIR = Path("/run/gridmint/disks")
 
 
 @dataclass
 class _Service:
     process: subprocess.Popen[bytes]  # the launcher; it lives as long as the sandbox
     ports: PortMap
-    log: int  # the provider's own descriptor of the log file it created
+    output: int  # the provider's own descriptor of the log file it created
     network: LeaseNetwork | None
 
 
@@ -105,9 +105,9 @@ class ProcessWorkload:
         lines = []
         for name, service in self.services.items():
             try:
-                size = os.fstat(service.log).st_size
+                size = os.fstat(service.output).st_size
                 start = max(0, size - LOG_READ_BYTES)
-                text = os.pread(service.log, size - start, start).decode(errors="replace")
+                text = os.pread(service.output, size - start, start).decode(errors="replace")
             except OSError:
                 continue
             lines += [f"[{name}] {line}" for line in tail_lines(text, tail)]
@@ -122,7 +122,7 @@ class ProcessWorkload:
         for service in self.services.values():
             if service.network is not None:
                 steps.append(service.network.close)
-            steps.append(functools.partial(os.close, service.log))
+            steps.append(functools.partial(os.close, service.output))
         if self.cgroup is not None:
             steps.append(self.cgroup.remove)
         if self.disk is not None:
