@@ -25,6 +25,15 @@ def wait_for_file(path: Path, timeout_s: float = 10) -> None:
         time.sleep(0.02)
 
 
+def read_pid(path: Path, timeout_s: float = 10) -> int:
+    """The pid another process writes to ``path``: the file exists before its text is written, so wait for both."""
+    deadline = time.monotonic() + timeout_s
+    while not (path.exists() and path.read_text().strip()):
+        assert time.monotonic() < deadline, f"{path} never held a pid"
+        time.sleep(0.02)
+    return int(path.read_text())
+
+
 def test_a_process_that_honours_sigterm_is_stopped_and_reaped() -> None:
     process = detached("import time; time.sleep(60)")
     assert process_alive(process.pid)
@@ -50,8 +59,7 @@ def test_what_the_leader_started_stops_with_it(tmp_path: Path) -> None:
     leader = detached("import subprocess, sys, time, pathlib; "
                       "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
                       f"pathlib.Path({str(pid_file)!r}).write_text(str(child.pid)); time.sleep(60)")
-    wait_for_file(pid_file)
-    child = int(pid_file.read_text())
+    child = read_pid(pid_file)
     assert stop_process_group(leader.pid, timeout_s=10)
     deadline = time.monotonic() + 5
     while process_alive(child) and time.monotonic() < deadline:  # the child is init's to reap, not ours
@@ -65,8 +73,7 @@ def test_a_child_that_ignores_sigterm_does_not_outlive_its_leader(tmp_path: Path
     leader = detached("import subprocess, sys, time, pathlib; "
                       f"child = subprocess.Popen([sys.executable, '-c', {stubborn!r}]); "
                       f"pathlib.Path({str(pid_file)!r}).write_text(str(child.pid)); time.sleep(60)")
-    wait_for_file(pid_file)
-    child = int(pid_file.read_text())
+    child = read_pid(pid_file)
     time.sleep(0.3)  # the child has set its handler
     assert stop_process_group(leader.pid, timeout_s=10)
     deadline = time.monotonic() + 5
