@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -60,10 +59,9 @@ def test_a_stream_that_goes_quiet_fails_after_the_idle_time() -> None:
         writer.write(HEAD + chunk(b"data: 1\n\n"))
         await asyncio.sleep(3)  # then nothing, well past idle_s
 
-    started = time.monotonic()
+    # The idle check's own error: the stream did not simply end when the server went away after 3 s.
     with pytest.raises(HttpError, match=r"sent nothing for 0\.3 s"):
         asyncio.run(_stream_through(script, _nothing, idle_s=0.3))
-    assert time.monotonic() - started < 2.5
 
 
 def test_time_the_caller_spends_between_chunks_does_not_count_as_idle() -> None:

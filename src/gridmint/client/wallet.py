@@ -43,9 +43,12 @@ def key_from_mnemonic(words: str) -> PrivateKey:
     normalised = " ".join(words.lower().split())
     if not _WORDS.check(normalised):
         raise BAD_MNEMONIC("the mnemonic is not a valid BIP-39 phrase: check the words and their order")
-    seed = Mnemonic.to_seed(normalised)
-    master = hmac.new(b"ed25519 seed", seed, hashlib.sha512).digest()
-    return PrivateKey(master[:32])
+    return master_key(Mnemonic.to_seed(normalised))
+
+
+def master_key(seed: bytes) -> PrivateKey:
+    """SLIP-0010's ed25519 master key of a BIP-39 seed (what ed25519 wallets derive from the same words)."""
+    return PrivateKey(hmac.new(b"ed25519 seed", seed, hashlib.sha512).digest()[:32])
 
 
 def _check_name(name: str, what: str) -> str:
