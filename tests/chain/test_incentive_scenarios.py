@@ -11,7 +11,7 @@ from gridmint.chain.state import CommittedView
 from gridmint.chain.subnets import MsgRegister, MsgSetHyperparam, compute_burn, get_burn, get_hyperparams
 from gridmint.chain.weights import MsgCommitWeights, MsgRevealWeights, commit_hash
 from gridmint.chain.yuma import ONE
-from tests.chain.incentive_network import TEMPO, Network, build, hot
+from tests.chain.incentive_network import TEMPO, build, hot
 from tests.helpers import FEE, MINT, key
 
 
@@ -165,8 +165,14 @@ def test_g_a_validator_that_stops_setting_weights_loses_dividends_after_the_cuto
     assert net.vector("dividends")[net.uid("steady")] >= ONE - 4
 
 
-def test_commit_reveal_off_param_change_then_set(tmp_path: Path) -> None:
-    net = build(tmp_path, {"v1": 500 * MINT}, ("m1",))
+def test_h_with_commit_reveal_off_weights_set_after_a_tempo_change_count_at_the_next_epoch(tmp_path: Path) -> None:
+    net = build(tmp_path, {"v1": 500 * MINT}, ("m1", "m2"))
     net.ok("owner", MsgSetHyperparam(net.netuid, "tempo", 20))
     assert net.subnet()["params"]["tempo"] == 20
-    assert isinstance(net, Network)
+    net.set_weights("v1", {"m1": 65_535, "m2": 0})  # set directly: no commit, no reveal
+    net.until_epoch()
+    incentive = net.vector("incentive")
+    assert incentive[net.uid("m1")] >= ONE - 4 and incentive[net.uid("m2")] == 0
+    started = net.app.store.height
+    net.until_epoch()
+    assert net.app.store.height - started == 20  # the next epoch comes a tempo of 20 blocks later
