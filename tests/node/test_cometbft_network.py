@@ -90,7 +90,7 @@ def test_transfers_and_every_nodes_app_hash_agree(network: list[NodeSpec]) -> No
         bad_signature[-5] ^= 0xFF
         with pytest.raises(ChainError) as caught:
             client.broadcast_sync(bytes(bad_signature))
-        assert caught.value.kind.name in ("bad_signature", "malformed", "nonce_mismatch")
+        assert (caught.value.kind.module, caught.value.kind.name) == ("tx", "bad_signature")  # a byte of it
         top = client.height()
     _wait(lambda: all(node_status(n).get("height", 0) >= top + 1 for n in network), "every node at the top")
     hashes_by_height = _app_hashes(network, top)
@@ -118,8 +118,9 @@ def test_three_of_four_keep_going_two_halt_and_restarted_nodes_catch_up(network:
     halted = node_status(network[0])["height"]
     time.sleep(3)
     assert node_status(network[0])["height"] <= halted + 1, "2 of 4 authorities cannot make blocks"
-    assert node_status(network[0])["app_hash"] == node_status(network[1])["app_hash"] or \
-        abs(node_status(network[0])["height"] - node_status(network[1])["height"]) == 1
+    # The two still running agree on every height both have (one may hold a block the other has not).
+    both = min(node_status(node)["height"] for node in network[:2])
+    assert all(len(found) == 1 for found in _app_hashes(network[:2], both).values())
     start_node(network[2])
     start_node(network[3])
     _wait(lambda: min(node_status(n).get("height", 0) for n in network) >= halted + 3, "catching up", 120)
