@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from gridmint.market.provider.inventory import Capacity, Gpu, Inventory, Need, discover_capacity, short_model
 
 CAPACITY = Capacity(4_000, 8_192, 100_000, (Gpu(0, "A100", 80), Gpu(1, "A100", 80)))
@@ -36,7 +38,33 @@ def test_model_names_are_the_ones_tenants_write() -> None:
     assert short_model("Tesla T4") == "Tesla"
 
 
-def test_this_machine_without_a_driver_offers_cpu_and_memory() -> None:
+def _gpus_nvml_reports() -> int:
+    """How many GPUs NVML itself counts here (0 where the library or the driver is missing)."""
+    try:
+        import pynvml  # type: ignore[import-untyped]
+
+        pynvml.nvmlInit()
+    except Exception:
+        return 0
+    try:
+        return int(pynvml.nvmlDeviceGetCount())
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def test_this_machine_offers_its_cpus_memory_and_the_gpus_nvml_reports() -> None:
     capacity = discover_capacity()
     assert capacity.cpu_millis >= 1_000 and capacity.memory_mb > 0
-    assert capacity.gpus == () and capacity.gpu_model == "" and capacity.vram_gb == 0
+    assert len(capacity.gpus) == _gpus_nvml_reports()  # none on a machine without a driver, all on a GPU host
+    if not capacity.gpus:
+        assert capacity.gpu_model == "" and capacity.vram_gb == 0
+
+
+def test_without_a_driver_the_provider_offers_no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    pynvml = pytest.importorskip("pynvml")
+
+    def no_driver() -> None:
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_DRIVER_NOT_LOADED)
+
+    monkeypatch.setattr(pynvml, "nvmlInit", no_driver)
+    assert discover_capacity().gpus == ()
