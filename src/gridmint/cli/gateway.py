@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from gridmint.chain.credit import MsgOpenCredit, MsgReclaimCredit, MsgTopUpCredit
+from gridmint.chain.credit import MsgCloseCredit, MsgOpenCredit, MsgReclaimCredit, MsgTopUpCredit
 from gridmint.chain.crypto import parse_address
 from gridmint.chain.units import format_mint
 from gridmint.cli.common import (
@@ -93,6 +93,9 @@ def _gateway_address(client: ChainClient, target: str) -> bytes:
     raise click.BadParameter(f"no gateway registered at {target}; `gridmint credit gateways` lists them")
 
 
+DEFAULT_MAX_PRICE = "0.01"  # MINT per 1k tokens: ten times what `make up`'s miners ask
+
+
 @click.group()
 def credit() -> None:
     """A consumer's credit lines with gateways."""
@@ -113,21 +116,34 @@ def gateways(ctx: click.Context, node_url: str | None) -> None:
 @click.argument("gateway_name", metavar="GATEWAY")
 @click.argument("amount", type=MINT_AMOUNT)
 @click.option("--blocks", type=int, default=100_000, show_default=True, help="Blocks until the line expires.")
+@click.option("--max-price", type=MINT_AMOUNT, default=DEFAULT_MAX_PRICE, show_default=True,
+              help="The most the line pays a miner per 1k tokens, in MINT; the gateway routes only to miners at or "
+                   "below it and the chain refuses any settlement above it.")
+@click.option("--max-fee-bps", type=click.IntRange(0, 10_000), default=None,
+              help="The highest gateway fee you accept (default: the fee it registered now). The line keeps the fee "
+                   "it has when the line opens; a later change applies to new lines only.")
+@click.option("--cap", type=MINT_AMOUNT, default="0", help="The most the line may pay per period (0: no cap).")
+@click.option("--cap-blocks", type=int, default=0, help="The period of --cap, in blocks.")
 @signer_options
 @click.pass_context
-def open_line(ctx: click.Context, gateway_name: str, amount: int, blocks: int, wallet_name: str,
-              wallet_dir: Path | None, node_url: str | None, password_file: str | None) -> None:
-    """Lock AMOUNT as credit with GATEWAY (its gm1 address or URL)."""
+def open_line(ctx: click.Context, gateway_name: str, amount: int, blocks: int, max_price: int,
+              max_fee_bps: int | None, cap: int, cap_blocks: int, wallet_name: str, wallet_dir: Path | None,
+              node_url: str | None, password_file: str | None) -> None:
+    """Lock AMOUNT as credit with GATEWAY (its gm1 address or URL), on terms the line keeps for its life."""
+    if bool(cap) != bool(cap_blocks):
+        raise click.BadParameter("--cap and --cap-blocks go together (a cap per period of so many blocks)")
     _, key_ = coldkey(wallet_name, wallet_dir, password_file)
     with ChainClient(node_url) as client:
         target = _gateway_address(client, gateway_name)
-        # Until the command takes terms: any price the chain allows, the gateway's fee as it is now, no cap.
-        max_price = int(client.query("/subnets/params")["max_price_per_1k"])
-        fee_bps = next(int(g["fee_bps"]) for g in client.query("/credit/gateways")
-                       if parse_address(g["gateway"]) == target)
-    outcome = send(node_url, key_, [MsgOpenCredit(target, amount, blocks, max_price, fee_bps, 0, 0)])
-    emit(ctx, receipt(outcome, key_), f"Opened a credit line of {format_mint(amount)} in block {outcome.height}; "
-                                      f"it expires in block {outcome.attribute('credit_opened', 'expires')}.")
+        if max_fee_bps is None:
+            max_fee_bps = next(int(g["fee_bps"]) for g in client.query("/credit/gateways")
+                               if parse_address(g["gateway"]) == target)
+    outcome = send(node_url, key_, [MsgOpenCredit(target, amount, blocks, max_price, max_fee_bps, cap, cap_blocks)])
+    emit(ctx, receipt(outcome, key_), f"Opened credit line {outcome.attribute('credit_opened', 'line')} of "
+                                      f"{format_mint(amount)} in block {outcome.height} at a fee of "
+                                      f"{outcome.attribute('credit_opened', 'fee_bps')} bps and at most "
+                                      f"{format_mint(max_price)} per 1k tokens; it expires in block "
+                                      f"{outcome.attribute('credit_opened', 'expires')}.")
 
 
 @credit.command("top-up")
@@ -166,9 +182,27 @@ def status(ctx: click.Context, wallet_name: str, wallet_dir: Path | None, node_u
 @click.argument("gateway_name", metavar="GATEWAY")
 @signer_options
 @click.pass_context
+def close(ctx: click.Context, gateway_name: str, wallet_name: str, wallet_dir: Path | None, node_url: str | None,
+          password_file: str | None) -> None:
+    """Close the line with GATEWAY early: after the chain's notice period (time for the gateway to settle what
+    you used), `gridmint credit reclaim` returns what is left."""
+    _, key_ = coldkey(wallet_name, wallet_dir, password_file)
+    with ChainClient(node_url) as client:
+        target = _gateway_address(client, gateway_name)
+    outcome = send(node_url, key_, [MsgCloseCredit(target)])
+    free_at = outcome.attribute("credit_closing", "reclaimable_from")
+    emit(ctx, receipt(outcome, key_), f"The line is closing: reclaim what is left from block {free_at} with "
+                                      "`gridmint credit reclaim`.")
+
+
+@credit.command()
+@click.argument("gateway_name", metavar="GATEWAY")
+@signer_options
+@click.pass_context
 def reclaim(ctx: click.Context, gateway_name: str, wallet_name: str, wallet_dir: Path | None, node_url: str | None,
             password_file: str | None) -> None:
-    """Take back what is left of an expired line (after the gateway's settlement grace)."""
+    """Take back what is left of an expired line (after the gateway's settlement grace) or a closed one (after
+    the close notice)."""
     _, key_ = coldkey(wallet_name, wallet_dir, password_file)
     with ChainClient(node_url) as client:
         target = _gateway_address(client, gateway_name)
