@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from gridmint.chain.credit import MsgCloseCredit, MsgOpenCredit, MsgReclaimCredit, MsgTopUpCredit
-from gridmint.chain.crypto import parse_address
+from gridmint.chain.crypto import format_address, parse_address
 from gridmint.chain.units import format_mint
 from gridmint.cli.common import (
     MINT_AMOUNT,
@@ -22,6 +22,7 @@ from gridmint.cli.common import (
 )
 from gridmint.cli.output import emit
 from gridmint.client.chain_client import ChainClient, default_node_url
+from gridmint.client.credit_audit import Paid, audit_line, fetch_usage, read_own_costs
 from gridmint.client.wallet import open_wallet
 from gridmint.gateway.keys import request_api_key
 from gridmint.gateway.server import build_gateway, register_gateway, serve_gateway
@@ -209,3 +210,42 @@ def reclaim(ctx: click.Context, gateway_name: str, wallet_name: str, wallet_dir:
     outcome = send(node_url, key_, [MsgReclaimCredit(target)])
     amount = int(outcome.attribute("credit_reclaimed", "amount") or 0)
     emit(ctx, receipt(outcome, key_), f"Reclaimed {format_mint(amount)} in block {outcome.height}.")
+
+
+@credit.command()
+@click.argument("gateway_name", metavar="GATEWAY")
+@click.option("--wallet", "wallet_name", required=True, help="The consumer's wallet (whose line is audited).")
+@click.option("--api-key", envvar="GRIDMINT_API_KEY", required=True,
+              help="Your API key at the gateway (default $GRIDMINT_API_KEY): it lists your usage records.")
+@click.option("--records", "records_path", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Your own log of answers, JSON lines {\"request\": <x-gridmint-request>, "
+                                 "\"cost\": <x-gridmint-cost>}, compared request by request.")
+@wallet_dir_option
+@node_option
+@click.pass_context
+def audit(ctx: click.Context, gateway_name: str, wallet_name: str, api_key: str, records_path: Path | None,
+          wallet_dir: Path | None, node_url: str | None) -> None:
+    """Compare what the chain paid from your line with GATEWAY against the gateway's records of your usage (and
+    your own, with --records); exit status 1 when anything differs."""
+    consumer = open_wallet(wallet_name, wallet_dir).address
+    with ChainClient(node_url) as client:
+        target = format_address(_gateway_address(client, gateway_name))
+        url = next(str(g["url"]) for g in client.query("/credit/gateways") if g["gateway"] == target)
+        line = client.query(f"/credit/line/{consumer}/{target}")
+        paid = {str(p["miner"]): Paid(int(p["tokens"]), int(p["grains"]), int(p["requests"]))
+                for p in client.query(f"/credit/paid/{line['id']}")}
+    records = fetch_usage(url, api_key, int(line["id"]))
+    own = read_own_costs(records_path) if records_path else None
+    report = audit_line(int(line["id"]), records, paid, own)
+    summary = (f"Line {report.line} with {target}: the chain paid {format_mint(report.settled_grains)} to "
+               f"{report.miners} miners; the gateway lists {report.records} requests.")
+    if report.clean:
+        human = summary + " Everything matches."
+    else:
+        human = "\n".join([summary, f"{len(report.differences)} differences:",
+                           *(f"- {d.subject}: {d.what}" for d in report.differences)])
+    emit(ctx, {"line": report.line, "gateway": target, "paid_grains": report.settled_grains,
+               "records": report.records, "clean": report.clean,
+               "differences": [{"subject": d.subject, "what": d.what} for d in report.differences]}, human)
+    if not report.clean:
+        ctx.exit(1)

@@ -15,14 +15,25 @@ difference.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from gridmint.chain.errors import register
+
+GATEWAY_RECORDS_UNAVAILABLE = register("audit", 1, "gateway_records_unavailable")
+BAD_OWN_RECORDS = register("audit", 2, "bad_own_records")
+PAGE = 1_000  # records per /v1/usage page
 
 
 @dataclass(frozen=True)
 class UsageRecord:
     request: str
+    line: int
     miner: str  # hotkey address
     tokens: int
     grains: int
@@ -55,7 +66,7 @@ class AuditReport:
         return not self.differences
 
 
-def audit(line: int, records: Iterable[UsageRecord], paid: Mapping[str, Paid],
+def audit_line(line: int, records: Iterable[UsageRecord], paid: Mapping[str, Paid],
           own_costs: Mapping[str, int] | None = None) -> AuditReport:
     """Compare the chain's payments on ``line`` (per miner) with the gateway's ``records`` and, when given, the
     consumer's own ``own_costs`` (request id -> grains the answer said it cost)."""
@@ -96,3 +107,40 @@ def audit(line: int, records: Iterable[UsageRecord], paid: Mapping[str, Paid],
                 report.differences.append(Difference(request, (
                     f"your answer to request {request} said {mine} grains; the gateway lists {theirs}")))
     return report
+
+
+def fetch_usage(gateway_url: str, api_key: str, line: int, timeout_s: float = 30.0) -> list[UsageRecord]:
+    """Every usage record the gateway lists for ``line``, page by page (``GET /v1/usage?line=&after=``)."""
+    records: list[UsageRecord] = []
+    base = gateway_url.rstrip("/")
+    try:
+        with httpx.Client(timeout=timeout_s, headers={"authorization": f"Bearer {api_key}"}) as http:
+            after = 0
+            while True:
+                answer = http.get(f"{base}/v1/usage", params={"line": line, "after": after, "limit": PAGE})
+                if answer.status_code != 200:
+                    raise GATEWAY_RECORDS_UNAVAILABLE(f"the gateway at {base} answered {answer.status_code} to "
+                                                      f"GET /v1/usage: {answer.text[:300]}")
+                page = answer.json()["usage"]
+                records.extend(UsageRecord(str(r["request"]), int(r["line"]), str(r["miner"]), int(r["tokens"]),
+                                           int(r["grains"]), str(r["state"])) for r in page)
+                if len(page) < PAGE:
+                    return records
+                after = int(page[-1]["id"])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as error:
+        raise GATEWAY_RECORDS_UNAVAILABLE(f"cannot read the usage records at {base}: {error}") from None
+
+
+def read_own_costs(path: Path) -> dict[str, int]:
+    """The consumer's own log: one JSON object per line, ``{"request": <x-gridmint-request>, "cost": <grains>}``."""
+    costs: dict[str, int] = {}
+    for number, text in enumerate(path.read_text().splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            entry = json.loads(text)
+            costs[str(entry["request"])] = int(entry["cost"])
+        except (ValueError, KeyError, TypeError):
+            raise BAD_OWN_RECORDS(f"{path}, line {number}: expected {{\"request\": \"...\", \"cost\": <grains>}}"
+                                  ) from None
+    return costs
