@@ -146,7 +146,7 @@ def _start(net: BenchNetwork, miners: int) -> None:
         gateway_port = free_port()
         net.gateway_url = f"http://127.0.0.1:{gateway_port}"
         register_gateway(chain, GATEWAY, net.gateway_url, 100, 0)
-        send(CONSUMER, MsgOpenCredit(GATEWAY.address, 10**14, 1_000_000))
+        send(CONSUMER, MsgOpenCredit(GATEWAY.address, 10**14, 1_000_000, 10**12, 100, 0, 0))
     gateway = net._spawn(["-c", GATEWAY_MAIN, GATEWAY.seed.hex(), net.node_url, str(net.workdir / "gateway"),
                           str(gateway_port)], "gateway")
     wait_http(net.gateway_url + "/health", gateway)

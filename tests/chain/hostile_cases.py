@@ -41,7 +41,8 @@ QUERY_SHAPES = (
     "/emission/info",
     "/market/providers", "/market/orders", "/market/order/{id}", "/market/lease/{id}", "/market/params",
     "/escrow/account/{id}",
-    "/credit/gateways", "/credit/line/{address}/{address}", "/credit/lines/{address}", "/credit/params",
+    "/credit/gateways", "/credit/line/{address}/{address}", "/credit/lines/{address}", "/credit/paid/{id}",
+    "/credit/params",
     "/tx/nonce/{address}", "/app/info",
 )
 
@@ -77,7 +78,7 @@ def build_world(tmp_path: Path) -> Driver:
     world.ok("prov", MsgBid(1, MINT))
     world.ok("tenant", MsgAcceptBid(1, key("prov").address))
     world.ok("gateway", MsgRegisterGateway("https://gateway.example", 250, 2 * MINT))
-    world.ok("consumer", MsgOpenCredit(key("gateway").address, 10 * MINT, 100))
+    world.ok("consumer", MsgOpenCredit(key("gateway").address, 10 * MINT, 100, 10**9, 250, 0, 0))
     world.ok("authority-0", MsgPropose("add", key("newcomer").public_key, 10, "newcomer"))  # 1 of 2: stays open
     world.advance(TEMPO + 1)
     return world
@@ -160,9 +161,12 @@ def _value_pool() -> list[Any]:
     """Values of every shape a field may be offered (all of them encodable): each field's checks pick the ones
     they accept, the rest are offered as the wrong type now and then."""
     addresses = [key(name).address for name in (*SIGNERS, *HOTKEYS, "nobody")]
-    entries = [[key("consumer").address, key("miner").address, MINT, 1],
-               [key("consumer").address, key("miner/hot").address, 2**96 - 1, 2**64 - 1],
-               [key("consumer").address, key("nobody").address, 1, 0]]
+    consumer, miner_key, signature = key("consumer").address, key("miner/hot").public_key, b"\x05" * 64
+    entries = [[consumer, miner_key, 1_000, MINT, 1, signature],
+               [consumer, miner_key, 2**64 - 1, 2**96 - 1, 2**64 - 1, signature],
+               [consumer, key("nobody").public_key, 1, 1, 0, signature],
+               [consumer, miner_key, 1_000, MINT, 1, signature, signature],
+               [consumer, key("gateway").public_key, 10, 10, 1, signature, signature]]
     return [
         0, 1, 2, 3, 7, 40, 100, 255, 256, 4_096, 4_097, 65_535, 65_536, 2**31, 2**32, 2**63 - 1, 2**63, 2**64 - 1,
         2**64, 2**80, 2**96 - 1, -1, -(2**63), FEE, MINT, 10 * MINT, 100_000 * MINT, True, False, None,
@@ -172,7 +176,8 @@ def _value_pool() -> list[Any]:
         "a" * 32, "a" * 33, "a" * 64, "a" * 65, "a" * 256, "a" * 257, "é" * 40, "💥" * 20, *HYPERPARAM_NAMES,
         [], [0], [0, 1], [1, 0], [0, 0], [65_535] * 3, [65_536], [0, 1, 2, 3], [1, 2**64], list(range(300)),
         list(range(1_000)), list(range(4_097)), ["text-generation"], ["a" * 64] * 16, ["x"] * 17, [b"x"], [[1]],
-        entries[:1], entries, entries[:1] * 256, entries[:1] * 257, [entries[0][:3]], {"a": 1}, {},
+        entries[:1], entries, entries[3:], entries[:1] * 256, entries[:1] * 257, entries[3:4] * 256,
+        [entries[0][:3]], signature, {"a": 1}, {},
     ]
 
 

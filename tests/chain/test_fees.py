@@ -12,6 +12,8 @@ import pytest
 from gridmint.chain import bank, fees, neurons, subnets, tx
 from gridmint.chain.authority import MsgPropose, MsgVote
 from gridmint.chain.credit import (
+    MsgClaim,
+    MsgCloseCredit,
     MsgOpenCredit,
     MsgReclaimCredit,
     MsgRegisterGateway,
@@ -48,6 +50,11 @@ from tests.chain.incentive_network import build
 from tests.helpers import MIN_TX_FEE, MINT, Chain, Driver, genesis, key, make_app, required_fee, signed, snapshot
 
 A = key("alice").address
+PK, SIG = key("alice").public_key, bytes(64)
+# A settlement of 72 entries: 300 + 72 × 180 units, 13,560 with the envelope, and 9,091 bytes (the tests that fill
+# blocks with it allow 16 kB transactions).
+FILLER = MsgSettle(1, [[key("c").address, key("m").public_key, 1, 1, 1, SIG]] * 72)
+LARGE_TXS = {"max_tx_bytes": 16_384}
 DEFAULT_SHAPE = params_to_json(subnets.Hyperparams())  # 256 UIDs, 64 validators, tempo 360
 DEFAULT_EPOCHS = 33_024 * 600 * 7_200 // (360 * 1_000)  # a day of the default shape's epochs: 396,288 units
 
@@ -78,9 +85,12 @@ SCHEDULE: list[tuple[Msg, int]] = [
     (MsgTopUp(1, MINT), 200),
     (MsgCloseDeployment(1), 300),
     (MsgRegisterGateway("https://gw.example", 100, MINT), 300 + 18),
-    (MsgOpenCredit(A, MINT, 100), 200),
+    (MsgOpenCredit(A, MINT, 100, 1_000, 100, 0, 0), 200),
     (MsgTopUpCredit(A, MINT, 0), 200),
-    (MsgSettle(7, [[A, A, 5, 1], [A, A, 6, 2]]), 300 + 2 * 100),
+    (MsgCloseCredit(A), 100),
+    # A settlement entry: 100 (lookup, line, payment) + 20 (its paid record) + 60 (one ed25519 verification).
+    (MsgSettle(7, [[A, PK, 5, 5, 1, SIG], [A, PK, 6, 6, 2, SIG]]), 300 + 2 * 180),
+    (MsgClaim(A, PK, [[A, PK, 5, 5, 1, SIG, SIG]]), 300 + 240),  # two verifications per entry
     (MsgReclaimCredit(A), 200),
 ]
 
@@ -155,10 +165,10 @@ def test_a_block_takes_at_most_max_block_units_and_a_refused_transaction_keeps_i
     accounts = tuple(f"user{i}" for i in range(9))
     limits = {"params": {"min_tx_fee": MIN_TX_FEE, "max_block_units": 100_000}, "balances": [
         {"address": bank_address(name), "amount": 1_000 * MINT} for name in accounts]}
-    chain = Chain(make_app(tmp_path, genesis(accounts=(), bank=limits)))
+    chain = Chain(make_app(tmp_path, genesis(accounts=(), bank=limits, tx=LARGE_TXS)))
     chain.block()
-    # Settlements of 128 entries: 13,300 units each with the envelope, so seven fit in 100,000 and an eighth not.
-    message = MsgSettle(1, [[key("c").address, key("m").address, 1, 1]] * 128)
+    # Settlements of 13,560 units each with the envelope, so seven fit in 100,000 and an eighth not.
+    message = FILLER
     fee = required_fee(chain.app, message)
     raws = [signed(key(name), 1, message, fee=fee) for name in accounts[:8]]
     results = chain.block(*raws)
@@ -265,11 +275,11 @@ def test_a_transaction_too_large_for_the_room_left_holds_back_no_one_else(tmp_pa
     accounts = (*fillers, "big", "small")
     limits = {"params": {"min_tx_fee": MIN_TX_FEE, "max_block_units": 100_000}, "balances": [
         {"address": bank_address(name), "amount": 1_000 * MINT} for name in accounts]}
-    chain = Chain(make_app(tmp_path, genesis(accounts=(), bank=limits)))
+    chain = Chain(make_app(tmp_path, genesis(accounts=(), bank=limits, tx=LARGE_TXS)))
     chain.block()
-    settle = MsgSettle(1, [[key("c").address, key("m").address, 1, 1]] * 128)  # 13,400 units with the envelope
+    settle = FILLER  # 13,560 units with the envelope
     fee = required_fee(chain.app, settle)
-    filled = [signed(key(name), 1, settle, fee=fee) for name in fillers]  # 93,800 units: 6,200 left
+    filled = [signed(key(name), 1, settle, fee=fee) for name in fillers]  # 94,920 units: 5,080 left
     big, big_next = (signed(key("big"), nonce, settle, fee=fee) for nonce in (1, 2))
     small = signed(key("small"), 1, bank.MsgSend(key("big").address, 1))  # 330 units: fits
     assert chain.app.fitting([*filled, big, small, big_next], chain.height + 1) == [*filled, small]
@@ -284,7 +294,7 @@ def test_subnets_all_due_in_one_block_are_spread_over_the_next_ones(tmp_path: Pa
     params = {"min_lock": 0, "max_subnets": 80, "default_tempo": tempo}
     limits = {"params": {"min_tx_fee": MIN_TX_FEE, "max_block_units": 660_000},
               "balances": [{"address": bank_address("owner"), "amount": 10_000 * MINT}]}
-    net = Driver(make_app(tmp_path, genesis(accounts=(), subnets={"params": params}, bank=limits)))
+    net = Driver(make_app(tmp_path, genesis(accounts=(), subnets={"params": params}, bank=limits, tx=LARGE_TXS)))
     for _ in range(5):
         net.send("owner", *[MsgCreateSubnet("text-generation", "s")] * 16)
     net.commit()
@@ -295,9 +305,9 @@ def test_subnets_all_due_in_one_block_are_spread_over_the_next_ones(tmp_path: Pa
     per_block = subnets.Params().epoch_budget // subnets.EPOCH_OVERHEAD_CELLS
     reserved = fees.get_reserved_units(CommittedView(net.app.store), created + tempo)
     assert reserved == per_block * subnets.EPOCH_OVERHEAD_CELLS * fees.EPOCH_UNITS_PER_KILOCELL // 1_000
-    # The due epochs are reserved before transactions: two settlements of 13,400 units do not both fit in the
+    # The due epochs are reserved before transactions: two settlements of 13,560 units do not both fit in the
     # 660,000 - 638,976 units left (in the next block they would).
-    settle = MsgSettle(1, [[key("c").address, key("m").address, 1, 1]] * 128)
+    settle = FILLER
     epochs_at: dict[int, int] = {}
     for index in range(3):
         before = {n: neurons.require_subnet(CommittedView(net.app.store), n)["epoch"] for n in range(1, 81)}

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gridmint.chain import bank, codec, neurons, staking
+from gridmint.chain import bank, codec, neurons, staking, subnets
 from gridmint.chain.emission import Params as EmissionParams
 from gridmint.chain.emission import compute_block_reward
+from gridmint.chain.errors import lookup
 from gridmint.chain.state import CommittedView
 from gridmint.chain.subnets import (
     MsgAnnounceEndpoint,
@@ -87,6 +88,46 @@ def test_endpoint_rate_limit(tmp_path: Path) -> None:
     assert (result.codespace, result.code) == ("subnets", 10)
     net.advance(50)
     net.ok(hot("m1"), MsgAnnounceEndpoint(1, "https://m1.example/v2", ["smollm2"], 5, 1))
+
+
+def test_prices_are_bounded_and_a_raise_waits_for_its_notice(tmp_path: Path) -> None:
+    net = build(tmp_path, {"v1": 300 * MINT}, ("m1",), serving_rate_limit=0)
+    m1, url = hot("m1"), "https://m1.example/v1"
+    bound, notice = subnets.Params().max_price_per_1k, subnets.Params().price_notice
+    assert (bound, notice) == (10**12, 20)
+
+    def endpoint() -> dict[str, int]:
+        return dict(CommittedView(net.app.store).get_value(neurons.endpoint_key(1, net.uid("m1"))))
+
+    def prices() -> tuple[int, int, int]:
+        found = endpoint()
+        return found["price_per_1k"], found["next_price_per_1k"], found["next_price_at"]
+
+    net.ok(m1, MsgAnnounceEndpoint(1, url, ["smollm2"], 5_000, 1))
+    assert prices() == (5_000, 0, 0)  # a first announcement holds at once
+    before = endpoint()
+    for price in (bound + 1, 10**18, 2**64 - 1):
+        net.send(m1, MsgAnnounceEndpoint(1, "https://m1.example/v2", ["other"], price, 1))
+        (result,) = net.commit()[m1]
+        assert lookup(result.codespace, result.code).name == "price_above_limit", result.log  # type: ignore[union-attr]
+        assert str(bound) in result.log and endpoint() == before
+    # A raise (to the bound itself) waits price_notice blocks; the price in force stays until then.
+    net.ok(m1, MsgAnnounceEndpoint(1, url, ["smollm2"], bound, 1))
+    announced = net.height
+    assert prices() == (5_000, bound, announced + notice)
+    assert subnets.effective_price(endpoint(), announced + notice - 1) == 5_000
+    assert subnets.effective_price(endpoint(), announced + notice) == bound
+    net.ok(m1, MsgAnnounceEndpoint(1, url, ["smollm2"], bound, 1))  # the pending price again: its date holds
+    assert prices() == (5_000, bound, announced + notice)
+    # A cut holds at once and drops the pending raise.
+    net.ok(m1, MsgAnnounceEndpoint(1, url, ["smollm2"], 4_000, 1))
+    assert prices() == (4_000, 0, 0) and subnets.effective_price(endpoint(), net.height) == 4_000
+    # A raise whose notice has passed is the price in force: a later raise starts from it.
+    net.ok(m1, MsgAnnounceEndpoint(1, url, ["smollm2"], 4_500, 1))
+    net.advance(notice)
+    assert subnets.effective_price(endpoint(), net.height + 1) == 4_500
+    net.ok(m1, MsgAnnounceEndpoint(1, url, ["smollm2"], 9_000, 1))
+    assert prices() == (4_500, 9_000, net.height + notice)
 
 
 def test_block_reward_halves_and_stops_at_the_cap() -> None:

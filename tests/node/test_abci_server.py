@@ -55,12 +55,12 @@ def test_a_proposal_past_the_blocks_work_budget_is_rejected(tmp_path: Path) -> N
     bank_section = {"params": {"min_tx_fee": MIN_TX_FEE, "max_block_units": 100_000},
                     "balances": [{"address": format_address(key(n).address), "amount": 1_000 * MINT} for n in names]}
     app = App(Store(tmp_path / "state.sqlite"))
-    app.init_chain(genesis(accounts=(), bank=bank_section))
+    app.init_chain(genesis(accounts=(), bank=bank_section, tx={"max_tx_bytes": 16_384}))
     app.finalize_block([], 1, 1_767_225_600 * 10**9, b"")
     app.commit()
     application = AbciApplication(app)
-    # Settlements of 128 entries: 13,300 units each with the envelope, so seven fit in 100,000 and eight do not.
-    message = MsgSettle(1, [[key("c").address, key("m").address, 1, 1]] * 128)
+    # Settlements of 72 entries (9 kB): 13,560 units each with the envelope, so seven fit in 100,000 and eight do not.
+    message = MsgSettle(1, [[key("c").address, key("m").public_key, 1, 1, 1, bytes(64)]] * 72)
     txs = [signed(key(name), 1, message, fee=required_fee(app, message)) for name in names]
     request = {"hash": b"", "height": 2, "time": ONE_SECOND, "proposer_address": b""}
     assert application.handle("process_proposal", {**request, "txs": txs[:7]})["status"] == messages.ACCEPT

@@ -48,7 +48,15 @@ VECTORS_ON_REGISTER = len(neurons.VECTORS)
 PRUNE_SCAN = 2  # per UID: the candidates for pruning are scanned when the subnet is full
 REMOVAL = 50  # a registration's share of its later removal (stakes returned, keys deleted on dissolve)
 PER_WEIGHT = 6  # per weight entry: checked, stored (4 bytes) and read at each epoch
-PER_SETTLE_ENTRY = 100  # per credit/settle entry: a miner lookup, a line update, a payment
+# Per credit/settle or credit/claim entry: a miner lookup, a line update, a payment (100), the (line, miner) paid
+# record read and written, with its share of the deletion when the line is reclaimed (PAID_RECORD), and the
+# receipt's signature checks: one ed25519 verification of ~110 bytes took 55-60 µs on the 2-core reference machine
+# (17-18k/s; up to ~115 µs while other work shares the cores), so RECEIPT_VERIFY units each. A settlement checks
+# the miner's signature; a claim the miner's and the gateway's acknowledgement.
+PAID_RECORD = 20
+RECEIPT_VERIFY = 60
+PER_SETTLE_ENTRY = 100 + PAID_RECORD + RECEIPT_VERIFY
+PER_CLAIM_ENTRY = 100 + PAID_RECORD + 2 * RECEIPT_VERIFY
 # A bid prepays its refund when the order is accepted, closed or expires: one release, which also carries the
 # bid's share of the order's hold deposit (so an expiry pays at most max_bids releases, each prepaid here).
 BID_REFUND = 100
@@ -178,8 +186,10 @@ SCHEDULE: dict[type[Msg], Rule] = {
     credit.MsgRegisterGateway: Rule(lambda m, s, p: 300 + BYTE * _text_bytes(m.url), "300 + 1/byte of url"),
     credit.MsgOpenCredit: _flat(200),
     credit.MsgTopUpCredit: _flat(200),
+    credit.MsgCloseCredit: _flat(100),
     credit.MsgSettle: Rule(lambda m, s, p: 300 + PER_SETTLE_ENTRY * len(m.entries),
                            f"300 + {PER_SETTLE_ENTRY}/entry"),
+    credit.MsgClaim: Rule(lambda m, s, p: 300 + PER_CLAIM_ENTRY * len(m.entries), f"300 + {PER_CLAIM_ENTRY}/entry"),
     credit.MsgReclaimCredit: _flat(200),
 }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from gridmint.chain.crypto import ADDRESS_BYTES, PUBLIC_KEY_BYTES
+from gridmint.chain.crypto import ADDRESS_BYTES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES
 from gridmint.chain.errors import INVALID_ADDRESS, INVALID_AMOUNT, INVALID_FIELD
 from gridmint.chain.units import MAX_AMOUNT, MAX_U64
 
@@ -60,6 +60,21 @@ def amount(name: str, value: Any) -> int:
         raise INVALID_AMOUNT(f"{name}: amount must be positive, got {value} grains")
     if value > MAX_AMOUNT:
         raise INVALID_AMOUNT(f"{name}: amount {value} grains is larger than any supply")
+    return value
+
+
+def amount_or_zero(name: str, value: Any) -> int:
+    """An amount in grains where 0 means "none" (an optional cap, say)."""
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise INVALID_FIELD(f"{name}: expected a whole number of grains, got {_type_name(value)}")
+    if not 0 <= value <= MAX_AMOUNT:
+        raise INVALID_AMOUNT(f"{name}: expected 0 (none) to {MAX_AMOUNT} grains, got {value}")
+    return value
+
+
+def signature(name: str, value: Any) -> bytes:
+    if not isinstance(value, bytes) or len(value) != SIGNATURE_BYTES:
+        raise INVALID_FIELD(f"{name}: expected a {SIGNATURE_BYTES}-byte ed25519 signature")
     return value
 
 
@@ -133,5 +148,7 @@ def bytes32(name: str, value: Any) -> bytes:
 
 
 for _check, _words in ((address, "address (20 bytes, gm1…)"), (public_key, "ed25519 public key (32 bytes)"),
-                       (u64, "u64"), (u16, "u16"), (amount, "amount (grains, > 0)"), (bytes32, "32 bytes")):
+                       (u64, "u64"), (u16, "u16"), (amount, "amount (grains, > 0)"), (bytes32, "32 bytes"),
+                       (amount_or_zero, "amount (grains, 0 = none)"),
+                       (signature, "ed25519 signature (64 bytes)")):
     described(_words, _check)

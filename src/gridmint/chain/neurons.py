@@ -8,8 +8,8 @@ State keys (netuid: 2 bytes big-endian; uid: 2 bytes big-endian):
   burn (registration price base) and burn_block, and ``params`` (its hyperparameters).
 - ``subnets/keys/<netuid>`` -> the neurons' keys packed in UID order: 20-byte hotkey then 20-byte coldkey
   (one value for the whole subnet, so a metagraph of thousands of UIDs reads one row, not thousands).
-- ``subnets/endpoint/<netuid><uid>`` -> what a neuron announced: url, models, price_per_1k, protocol_version,
-  block.
+- ``subnets/endpoint/<netuid><uid>`` -> what a neuron announced: url, models, price_per_1k (in force),
+  next_price_per_1k and next_price_at (a pending raise; 0 and 0 when none), protocol_version, block.
 - ``subnets/hotkey/<netuid><hotkey>`` -> uid.
 - ``subnets/owner/<hotkey>`` -> the coldkey that first registered the hotkey (a hotkey belongs to one coldkey).
 - ``subnets/vec/<netuid>/<name>`` -> a packed little-endian int64 array with one entry per UID (see VECTORS).

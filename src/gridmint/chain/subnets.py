@@ -13,7 +13,13 @@
   among those past their ``immunity_period`` (ties: the oldest registration, then the lowest UID); its stake
   returns to its stakers. If every UID is immune, registration is refused.
 - **Endpoints.** A registered hotkey announces its URL, models, price per 1k tokens and protocol version, at
-  most once every ``serving_rate_limit`` blocks.
+  most once every ``serving_rate_limit`` blocks. A price is at most ``max_price_per_1k`` (chain-wide; above it the
+  announcement is refused with ``price_above_limit``), so no routed request can bill more than that bound allows.
+  A price **raise** takes effect ``price_notice`` blocks after its announcement: the endpoint keeps the price in
+  force in ``price_per_1k`` and holds the raise in ``next_price_per_1k`` from block ``next_price_at`` (0 and 0:
+  none pending), so a gateway routing on what it read a moment ago is never billed a sudden re-price; announcing
+  the pending price again keeps its date. A cut (or no change) takes effect at once and drops a pending raise.
+  ``effective_price(endpoint, height)`` is the one function everyone (chain, gateway, explorer) reads prices with.
 - **Epoch cost bounds.** A subnet's epoch (chain/yuma.py) costs about one dense validators × UIDs matrix, its
   *cells*: ``compute_epoch_cells`` = min(max_validators, UIDs) × UIDs + UIDs + ``EPOCH_OVERHEAD_CELLS``. Three
   rules keep the end-block work of every block bounded, whatever owners choose:
@@ -37,6 +43,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -67,6 +74,7 @@ TOO_MANY_SUBNETS = register(NAME, 11, "too_many_subnets")
 INVALID_MODALITY = register(NAME, 12, "invalid_modality")
 BURN_ABOVE_LIMIT = register(NAME, 13, "burn_above_limit")
 EPOCH_TOO_COSTLY = register(NAME, 14, "epoch_too_costly")
+PRICE_ABOVE_LIMIT = register(NAME, 15, "price_above_limit")
 
 MODALITY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,31}$")
 MAX_URL_BYTES = 256
@@ -84,13 +92,17 @@ class Params:
     max_subnets: int = 128
     default_tempo: int = 360  # the devnode's dev genesis sets a small one
     epoch_budget: int = 1_069_056  # epoch cells end_block may run per block (one epoch at the caps)
+    max_price_per_1k: int = 1_000 * GRAINS_PER_MINT  # grains per 1k tokens an endpoint may announce at most
+    price_notice: int = 20  # blocks between a price raise's announcement and its taking effect
 
 
 MAX_UIDS_CAP = 4_096
 MAX_VALIDATORS_CAP = 256
 EPOCH_OVERHEAD_CELLS = 16_384  # what an epoch costs beyond its matrix: about 1.5 ms of reads, writes and payouts
 BOUNDS = {"min_lock": (0, MAX_U64), "lock_decay_period": (1, 10_000_000), "max_subnets": (1, 1_024),
-          "default_tempo": (2, 50_400), "epoch_budget": (1_069_056, 4 * 1_069_056)}  # a worst-case epoch always fits
+          "default_tempo": (2, 50_400), "epoch_budget": (1_069_056, 4 * 1_069_056),  # a worst-case epoch always fits
+          "max_price_per_1k": (1, 2**63 - 1),  # a price always fits a signed 64-bit integer (SQLite, say)
+          "price_notice": (1, 10_000_000)}
 
 
 @dataclass(frozen=True)
@@ -402,6 +414,29 @@ def _free_uid(state: State, netuid: int, subnet: dict[str, Any], hyper: Hyperpar
     return uid
 
 
+def effective_price(endpoint: Mapping[str, Any], height: int) -> int:
+    """The price per 1k tokens an announced endpoint charges in block ``height``: its pending raise from
+    ``next_price_at`` on, the price in force before."""
+    raise_at = int(endpoint.get("next_price_at", 0))
+    if raise_at and height >= raise_at:
+        return int(endpoint["next_price_per_1k"])
+    return int(endpoint["price_per_1k"])
+
+
+def schedule_price(previous: Mapping[str, Any] | None, price: int, height: int, notice: int) -> dict[str, int]:
+    """The price fields of an endpoint announcing ``price`` in block ``height``: a raise over the price in force
+    waits ``notice`` blocks (a raise to the price already pending keeps its date); anything else holds at once."""
+    if previous is None:
+        return {"price_per_1k": price, "next_price_per_1k": 0, "next_price_at": 0}
+    current = effective_price(previous, height)
+    if price <= current:
+        return {"price_per_1k": price, "next_price_per_1k": 0, "next_price_at": 0}
+    pending_at = int(previous.get("next_price_at", 0))
+    if pending_at > height and int(previous["next_price_per_1k"]) == price:
+        return {"price_per_1k": current, "next_price_per_1k": price, "next_price_at": pending_at}
+    return {"price_per_1k": current, "next_price_per_1k": price, "next_price_at": height + notice}
+
+
 def process_announce(ctx: Context, msg: MsgAnnounceEndpoint) -> None:
     subnet = neurons.require_subnet(ctx.state, msg.netuid)
     uid = neurons.require_uid(ctx.state, msg.netuid, ctx.signer)
@@ -409,15 +444,22 @@ def process_announce(ctx: Context, msg: MsgAnnounceEndpoint) -> None:
     if not re.match(r"^https?://[^\s/]+", url) or len(url.encode()) > MAX_URL_BYTES:
         raise INVALID_ENDPOINT(f"endpoint URL must start with http:// or https:// and be at most {MAX_URL_BYTES} "
                                f"bytes; got '{url[:80]}'")
+    params = get_params(ctx.state)
+    if msg.price_per_1k > params.max_price_per_1k:
+        bound = params.max_price_per_1k
+        raise PRICE_ABOVE_LIMIT(f"price_per_1k {msg.price_per_1k} grains is above the chain's bound of {bound} grains "
+                                f"per 1k tokens ({format_mint(bound)}); announce a price at or below it")
     previous = ctx.state.get_value(neurons.endpoint_key(msg.netuid, uid))
     limit = get_hyperparams(subnet).serving_rate_limit
     if previous is not None and ctx.block.height - previous["block"] < limit:
         raise RATE_LIMITED(f"an endpoint may be announced once every {limit} blocks; next at block "
                            f"{previous['block'] + limit}")
+    prices = schedule_price(previous, msg.price_per_1k, ctx.block.height, params.price_notice)
     ctx.state.set_value(neurons.endpoint_key(msg.netuid, uid), {
-        "url": url, "models": msg.models, "price_per_1k": msg.price_per_1k,
-        "protocol_version": msg.protocol_version, "block": ctx.block.height})
-    ctx.emit("endpoint_announced", netuid=msg.netuid, uid=uid, url=url)
+        "url": url, "models": msg.models, **prices, "protocol_version": msg.protocol_version,
+        "block": ctx.block.height})
+    ctx.emit("endpoint_announced", netuid=msg.netuid, uid=uid, url=url, price_per_1k=prices["price_per_1k"],
+             next_price_per_1k=prices["next_price_per_1k"], next_price_at=prices["next_price_at"])
 
 
 # --- queries -----------------------------------------------------------------------------------------------

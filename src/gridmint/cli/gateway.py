@@ -121,7 +121,11 @@ def open_line(ctx: click.Context, gateway_name: str, amount: int, blocks: int, w
     _, key_ = coldkey(wallet_name, wallet_dir, password_file)
     with ChainClient(node_url) as client:
         target = _gateway_address(client, gateway_name)
-    outcome = send(node_url, key_, [MsgOpenCredit(target, amount, blocks)])
+        # Until the command takes terms: any price the chain allows, the gateway's fee as it is now, no cap.
+        max_price = int(client.query("/subnets/params")["max_price_per_1k"])
+        fee_bps = next(int(g["fee_bps"]) for g in client.query("/credit/gateways")
+                       if parse_address(g["gateway"]) == target)
+    outcome = send(node_url, key_, [MsgOpenCredit(target, amount, blocks, max_price, fee_bps, 0, 0)])
     emit(ctx, receipt(outcome, key_), f"Opened a credit line of {format_mint(amount)} in block {outcome.height}; "
                                       f"it expires in block {outcome.attribute('credit_opened', 'expires')}.")
 

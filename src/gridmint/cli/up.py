@@ -201,7 +201,11 @@ def up(ctx: click.Context, data_dir: Path, port_base: int, miners: int, keep_rec
                 _step("Opening the dev consumer's credit line and getting its API key")
                 consumer = wallets["consumer"].coldkey(DEV_PASSWORD)
                 gateway_address = parse_address(wallets["gateway"].address)
-                client.execute(consumer, [MsgOpenCredit(gateway_address, 1_000 * MINT, 5_000_000)])
+                max_price = int(client.query("/subnets/params")["max_price_per_1k"])
+                fee_bps = next(int(g["fee_bps"]) for g in client.query("/credit/gateways")
+                               if parse_address(g["gateway"]) == gateway_address)
+                client.execute(consumer, [MsgOpenCredit(gateway_address, 1_000 * MINT, 5_000_000, max_price, fee_bps,
+                                                        0, 0)])
                 state["api_key"] = request_api_key(launcher.url("gateway"), consumer)
                 state_path.write_text(json.dumps(state, indent=2))
             height = client.height()
