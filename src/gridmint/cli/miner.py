@@ -1,4 +1,4 @@
-"""``gridmint miner run``: serve a model on a subnet."""
+"""``gridmint miner run``: serve a model on a subnet; ``gridmint miner claim``: be paid what gateways acknowledged."""
 
 from __future__ import annotations
 
@@ -7,11 +7,25 @@ from pathlib import Path
 
 import click
 
-from gridmint.cli.common import MINT_AMOUNT, hotkey_option, load_hotkey, node_option, password_option, wallet_dir_option
+from gridmint.chain.crypto import PrivateKey
+from gridmint.chain.errors import ChainError
+from gridmint.cli.common import (
+    MINT_AMOUNT,
+    coldkey,
+    hotkey_option,
+    load_hotkey,
+    node_option,
+    password_option,
+    wallet_dir_option,
+)
+from gridmint.cli.output import emit, fail
 from gridmint.client.chain_client import ChainClient, default_node_url
 from gridmint.client.metagraph import Metagraph
+from gridmint.client.wallet import open_wallet
 from gridmint.inference.backends.registry import BACKENDS, load_backend
 from gridmint.inference.miner.app import MinerApp
+from gridmint.inference.miner.book import ReceiptBook, open_db
+from gridmint.inference.miner.claims import CLAIMED, LINE_GONE, PAID, claim, review
 from gridmint.inference.miner.runner import (
     Announcement,
     announce_if_changed,
@@ -26,6 +40,20 @@ from gridmint.inference.protocol import ALLOW_MODES, CallerPolicy
 @click.group()
 def miner() -> None:
     """Host a model on a subnet and earn by serving it."""
+
+
+book_option = click.option(
+    "--book", "book_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+    help="SQLite file of what gateways were served and the receipts signed for them "
+         "(default: miner/<hotkey>.db in the wallet's folder).")
+
+
+def open_book(wallet_name: str, hotkey: str, wallet_dir: Path | None, book_file: Path | None, chain_id: str,
+              key: PrivateKey) -> ReceiptBook:
+    """The miner's book, kept beside its wallet unless told otherwise, as the wallet is what a miner moves."""
+    path = book_file or open_wallet(wallet_name, wallet_dir).path / "miner" / f"{hotkey}.db"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return ReceiptBook(open_db(str(path)), chain_id, key.address)
 
 
 @miner.command()
@@ -45,14 +73,15 @@ def miner() -> None:
 @click.option("--no-announce", is_flag=True, help="Do not announce the endpoint on chain (local testing).")
 @click.option("--wallet", "wallet_name", required=True)
 @hotkey_option
+@book_option
 @wallet_dir_option
 @node_option
 @password_option
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]), show_default=True)
 def run(netuid: int, backend: str, model: str | None, host: str, port: int, external_url: str | None, price_per_1k: int,
         max_concurrency: int, allow: str, gateways: tuple[str, ...], sync_seconds: float, no_announce: bool,
-        wallet_name: str, hotkey: str, wallet_dir: Path | None, node_url: str | None, password_file: str | None,
-        log_level: str) -> None:
+        wallet_name: str, hotkey: str, book_file: Path | None, wallet_dir: Path | None, node_url: str | None,
+        password_file: str | None, log_level: str) -> None:
     """Load the model, announce the endpoint on chain, and serve signed OpenAI-shaped requests."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per chain call would drown the sentences
@@ -60,12 +89,54 @@ def run(netuid: int, backend: str, model: str | None, host: str, port: int, exte
     node = node_url or default_node_url()
     served = load_backend(backend, model)
     policy = CallerPolicy(allow=allow, gateways=set(gateways))
-    app = MinerApp(key, served, policy, max_concurrency=max_concurrency,
-                   background=[lambda: keep_policy_in_step(app, node, netuid, sync_seconds)])
     with ChainClient(node) as client:
+        chain_id = client.chain_id()  # receipts name it; the miner signs none for another chain
         if not no_announce:
             announce_if_changed(client, key, netuid, Announcement(external_url or f"http://{host}:{port}",
                                                                   served.models(), price_per_1k))
         policy_from_metagraph(Metagraph.fetch(client, netuid), policy)
-        policy.chain_gateways = gateways_on_chain(client)
-    serve_miner(app, host, port)
+        policy.chain_bonds = gateways_on_chain(client)
+    book = open_book(wallet_name, hotkey, wallet_dir, book_file, chain_id, key)
+    app = MinerApp(key, served, policy, max_concurrency=max_concurrency, book=book, price_per_1k=price_per_1k,
+                   background=[lambda: keep_policy_in_step(app, node, netuid, sync_seconds)])
+    try:
+        serve_miner(app, host, port)
+    finally:
+        book.close()
+
+
+@miner.command("claim")
+@click.option("--wallet", "wallet_name", required=True)
+@hotkey_option
+@book_option
+@click.option("--coldkey", "with_coldkey", is_flag=True,
+              help="Sign the claims with the wallet's coldkey (its balance pays the fees) instead of the hotkey.")
+@click.option("--dry-run", is_flag=True, help="Only say what is claimable; send nothing.")
+@wallet_dir_option
+@node_option
+@password_option
+@click.pass_context
+def claim_command(ctx: click.Context, wallet_name: str, hotkey: str, book_file: Path | None, with_coldkey: bool,
+                  dry_run: bool, wallet_dir: Path | None, node_url: str | None, password_file: str | None) -> None:
+    """Claim on chain the receipts gateways acknowledged and have not settled (paid from the line, then from the
+    gateway's bond)."""
+    key = load_hotkey(wallet_name, hotkey, wallet_dir, password_file)
+    signer = coldkey(wallet_name, wallet_dir, password_file)[1] if with_coldkey and not dry_run else key
+    try:
+        with ChainClient(node_url or default_node_url()) as client:
+            book = open_book(wallet_name, hotkey, wallet_dir, book_file, client.chain_id(), key)
+            try:
+                reviews = review(client, book)
+                if not dry_run:
+                    claim(client, signer, key.public_key, reviews)
+            finally:
+                book.close()
+    except ChainError as error:
+        fail(ctx, error)
+    rows = [item.report() for item in reviews]
+    lines = [f"line {r['line']} via {r['gateway']}: {r['state']} (receipt {r['grains']} grains, paid "
+             f"{r['paid_grains']}){' at block ' + str(r['height']) if r['state'] == CLAIMED else ''}"
+             f"{' — ' + r['error'] if r['error'] else ''}" for r in rows]
+    claimable = sum(1 for item in reviews if item.state not in (PAID, LINE_GONE))
+    emit(ctx, rows, "\n".join(lines) + f"\n{claimable} of {len(rows)} receipts were claimable."
+         if rows else "No receipt signed yet on this chain.")

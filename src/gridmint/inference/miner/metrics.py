@@ -18,6 +18,8 @@ class MinerMetrics:
         self.in_flight = Gauge("gridmint_miner_in_flight", "Requests being served", registry=self.registry)
         self.refused = Counter("gridmint_miner_refused", "Requests refused before the backend, by reason",
                                ["reason"], registry=self.registry)
+        self.receipts = Counter("gridmint_miner_receipts", "Receipts gateways asked for, signed or why not",
+                                ["outcome"], registry=self.registry)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

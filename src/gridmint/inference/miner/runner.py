@@ -1,5 +1,5 @@
-"""Running a miner for real: announce the endpoint on chain, keep the caller policy in step with the metagraph,
-and serve. Used by ``gridmint miner run``."""
+"""Running a miner for real: announce the endpoint on chain, keep the caller policy (and the gateways' bonds) in
+step with the chain, and serve. Used by ``gridmint miner run``."""
 
 from __future__ import annotations
 
@@ -51,20 +51,20 @@ def policy_from_metagraph(graph: Metagraph, policy: CallerPolicy) -> None:
     policy.update(set(graph.hotkeys), {hotkey for uid, hotkey in enumerate(graph.hotkeys) if permits[uid]})
 
 
-def gateways_on_chain(client: ChainClient) -> set[str]:
-    """The gateways registered on chain (their keys sign the requests they forward)."""
-    return {str(entry["gateway"]) for entry in client.query("/credit/gateways")}
+def gateways_on_chain(client: ChainClient) -> dict[str, int]:
+    """The gateways registered on chain (their keys sign the requests they forward) and the bond each holds."""
+    return {str(entry["gateway"]): int(entry["bond"]) for entry in client.query("/credit/gateways")}
 
 
 async def keep_policy_in_step(app: MinerApp, node_url: str, netuid: int, every_s: float) -> None:
-    """Refresh who may call from the chain's metagraph, forever (errors are logged, not fatal)."""
+    """Refresh who may call, and the gateways' bonds, from the chain, forever (errors are logged, not fatal)."""
     with ChainClient(node_url) as client:
         while True:
             try:
                 graph = await asyncio.to_thread(Metagraph.fetch, client, netuid)
                 before = len(app.policy.validators)
                 policy_from_metagraph(graph, app.policy)
-                app.policy.chain_gateways = await asyncio.to_thread(gateways_on_chain, client)
+                app.policy.chain_bonds = await asyncio.to_thread(gateways_on_chain, client)
                 if len(app.policy.validators) != before:
                     log.info("Subnet %d now has %d validators with a permit that may call.", netuid,
                              len(app.policy.validators))

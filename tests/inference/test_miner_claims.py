@@ -1,0 +1,122 @@
+"""A miner claims on the real chain (the app driven in process) the receipts a gateway acknowledged and never
+settled: paid to the grain, once; a line that is gone is not sent; a receipt the chain refuses does not hold back
+the others of its gateway."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gridmint.chain import bank, codec
+from gridmint.chain.credit import MsgOpenCredit, MsgRegisterGateway
+from gridmint.chain.crypto import PrivateKey, format_address
+from gridmint.chain.receipts import Receipt, acknowledge_receipt
+from gridmint.chain.state import CommittedView
+from gridmint.chain.subnets import MsgCreateSubnet, MsgRegister
+from gridmint.chain.tx import Msg
+from gridmint.client.chain_client import raise_for_code
+from gridmint.inference.miner.book import Asked, ReceiptBook
+from gridmint.inference.miner.claims import CLAIMABLE, CLAIMED, LINE_GONE, PAID, REFUSED, claim, review
+from tests.helpers import CHAIN_ID, MINT, Driver, genesis, key, make_app
+
+NAMES = ("owner", "gateway", "alice", "bob", "carol", "miner", "miner_hot")
+HOTKEY, GATEWAY = key("miner_hot"), key("gateway")
+MAX_PRICE = 2_000  # grains per 1k tokens the lines pay at most
+
+
+@dataclass
+class Landed:
+    height: int
+
+
+class InProcessChain:
+    """The two calls claiming makes of a node, answered by the app: queries from committed state, transactions
+    in a block of their own."""
+
+    def __init__(self, driver: Driver) -> None:
+        self.driver = driver
+        self.names = {key(name).address: name for name in NAMES}
+
+    def query(self, path: str) -> Any:
+        result = self.driver.app.query(path)
+        raise_for_code(result.code, result.codespace, result.log)
+        return codec.decode(result.value)
+
+    def execute(self, signer: PrivateKey, messages: list[Msg]) -> Landed:
+        name = self.names[signer.address]
+        self.driver.send(name, *messages)
+        (result,) = self.driver.commit()[name]
+        raise_for_code(result.code, result.codespace, result.log)
+        return Landed(self.driver.height)
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> InProcessChain:
+    driver = Driver(make_app(tmp_path, genesis(accounts=NAMES, balance=1_000 * MINT,
+                                               subnets={"params": {"min_lock": MINT}})))
+    driver.ok("owner", MsgCreateSubnet("text-generation", "chat"))
+    driver.ok("miner", MsgRegister(1, HOTKEY.address, 0))
+    driver.ok("gateway", MsgRegisterGateway("https://gateway.example", 100, 10 * MINT))
+    for consumer in ("alice", "bob"):
+        driver.ok(consumer, MsgOpenCredit(GATEWAY.address, 5 * MINT, 1_000, MAX_PRICE, 100, 0, 0))
+    return InProcessChain(driver)
+
+
+def line_id(chain: InProcessChain, consumer: str) -> int:
+    return int(chain.query(f"/credit/line/{format_address(key(consumer).address)}/"
+                           f"{format_address(GATEWAY.address)}")["id"])
+
+
+def signed_book(chain: InProcessChain, *wanted: tuple[str, int, int, int]) -> ReceiptBook:
+    """A miner's book holding, for each (consumer, tokens, grains, requests), the receipt it signed."""
+    book = ReceiptBook.in_memory(CHAIN_ID, HOTKEY.address)
+    sign(chain, book, *wanted)
+    return book
+
+
+def sign(chain: InProcessChain, book: ReceiptBook, *wanted: tuple[str, int, int, int]) -> None:
+    asked = []
+    for consumer, tokens, grains, requests in wanted:
+        line = line_id(chain, consumer) if consumer != "carol" else 99  # carol never opened a line
+        receipt = Receipt(CHAIN_ID, line, GATEWAY.address, key(consumer).address, HOTKEY.address, tokens, grains,
+                          requests)
+        for served in range(requests):  # the miner served these requests (the tokens with the first)
+            book.count(format_address(GATEWAY.address), 0 if served else tokens, 0)
+        asked.append(Asked(receipt, acknowledge_receipt(GATEWAY, receipt), True))
+    outcomes = book.sign(HOTKEY, format_address(GATEWAY.address), GATEWAY.public_key, asked)
+    assert all(o.error is None for o in outcomes)
+
+
+def coldkey_balance(chain: InProcessChain) -> int:
+    return bank.get_balance(CommittedView(chain.driver.app.store), key("miner").address)
+
+
+def test_acknowledged_receipts_are_claimed_once_and_paid_to_the_grain(chain: InProcessChain) -> None:
+    book = signed_book(chain, ("alice", 1_000, 2_000, 3), ("bob", 500, 1_000, 1))
+    before = coldkey_balance(chain)
+    reviews = review(chain, book)
+    assert [r.state for r in reviews] == [CLAIMABLE, CLAIMABLE]
+    claim(chain, HOTKEY, HOTKEY.public_key, reviews)
+    assert [r.state for r in reviews] == [CLAIMED, CLAIMED] and reviews[0].height == chain.driver.height
+    assert coldkey_balance(chain) - before == 3_000
+    assert [r.state for r in review(chain, book)] == [PAID, PAID]  # nothing is sent twice
+    sign(chain, book, ("alice", 1_500, 3_000, 5))  # a later cumulative receipt: only the difference is paid
+    claim(chain, HOTKEY, HOTKEY.public_key, review(chain, book))
+    assert coldkey_balance(chain) - before == 4_000
+    assert chain.driver.app.check_invariants() == []
+
+
+def test_a_line_that_is_gone_is_not_sent_and_a_refused_receipt_does_not_hold_back_the_rest(
+        chain: InProcessChain) -> None:
+    # bob's receipt asks more than his line's maximum price allows: the chain refuses it, and alone
+    book = signed_book(chain, ("alice", 1_000, 2_000, 3), ("bob", 100, 10_000, 1), ("carol", 10, 20, 1))
+    before = coldkey_balance(chain)
+    reviews = claim(chain, HOTKEY, HOTKEY.public_key, review(chain, book))
+    states = {format_address(r.signed.receipt.consumer): (r.state, r.error.split(":")[0]) for r in reviews}
+    assert states == {format_address(key("alice").address): (CLAIMED, ""),
+                      format_address(key("bob").address): (REFUSED, "credit/above_max_price"),
+                      format_address(key("carol").address): (LINE_GONE, "")}
+    assert coldkey_balance(chain) - before == 2_000
