@@ -21,8 +21,9 @@ import pytest
 import uvicorn
 
 from gridmint.chain.crypto import format_address
+from gridmint.chain.errors import ChainError
 from gridmint.gateway.app import GatewayApp, RateLimiter
-from gridmint.gateway.keys import ApiKeys, key_message
+from gridmint.gateway.keys import ApiKeys, key_message, request_api_key
 from gridmint.gateway.credit import CreditBook
 from gridmint.gateway.ledger import Ledger, charge, open_db
 from gridmint.gateway.routing import Candidate, Directory
@@ -238,3 +239,54 @@ def test_auth_is_rate_limited_per_client_address_and_per_account(network: Networ
     # Per client address: 127.0.0.6 asking for ever new accounts.
     others = [format_address(key(f"x{n}").address) for n in range(4)]
     assert [challenge(address, "127.0.0.6") for address in others] == [200, 200, 200, 429]
+
+
+class RelayingGateway:
+    """A malicious gateway B that passes /v1/auth/* through to gateway A, to get a key at A for the victim's
+    account; with ``rewrite`` it also names itself in A's challenge."""
+
+    def __init__(self, target: str, rewrite: str | None) -> None:
+        self.target, self.rewrite = target, rewrite
+        self.key_requests = 0
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        self.key_requests += scope["path"] == "/v1/auth/key"
+        async with httpx.AsyncClient(timeout=10) as client:
+            answer = await client.post(self.target + scope["path"], content=body,
+                                       headers={"content-type": "application/json"})
+        content = answer.content
+        if self.rewrite and scope["path"] == "/v1/auth/challenge":
+            content = orjson.dumps({**answer.json(), "gateway": self.rewrite})
+        await send({"type": "http.response.start", "status": answer.status_code,
+                    "headers": [(b"content-type", b"application/json")]})
+        await send({"type": "http.response.body", "body": content})
+
+
+@pytest.mark.parametrize("rewrite", [False, True])
+def test_a_gateway_relaying_anothers_challenge_gets_no_key_for_the_consumer(network: Network, rewrite: bool) -> None:
+    victim = key("alice")
+    address = format_address(victim.address)
+    relay_address = format_address(key("gateway-b").address)  # what the chain lists at B's URL
+    relay = RelayingGateway(network.url, relay_address if rewrite else None)
+    relay_url, server, thread = _serve(relay)
+    try:
+        with pytest.raises(ChainError) as caught:
+            request_api_key(relay_url, victim, relay_address)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    if rewrite:  # B names itself: the consumer signs for B, which A (checking its own name) refuses
+        assert caught.value.kind.name == "bad_proof" and relay.key_requests == 1
+    else:  # A's challenge names A, not the gateway the consumer meant: refused before anything is signed
+        assert caught.value.kind.name == "gateway_mismatch" and relay.key_requests == 0
+    assert network.keys.count(address) == 0
+    assert request_api_key(network.url, victim, network.app.address).startswith("gmk_")  # A itself, directly
+    assert network.keys.count(address) == 1
