@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from dataclasses import dataclass
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +23,8 @@ import uvicorn
 from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import ChainError
 from gridmint.gateway.app import GatewayApp, RateLimiter
-from gridmint.gateway.keys import ApiKeys, key_message, request_api_key
 from gridmint.gateway.credit import CreditBook
+from gridmint.gateway.keys import ApiKeys, key_message, request_api_key
 from gridmint.gateway.ledger import Ledger, charge, open_db
 from gridmint.gateway.routing import Candidate, Directory
 from gridmint.inference.asgi import CoalescingHttpToolsProtocol
