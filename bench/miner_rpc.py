@@ -5,7 +5,10 @@ validators and gateways use: it signs every request and verifies every answer's 
 machine's cores. Measured: requests/s and p50/p99 latency at concurrency 1 and 32, next to the cost of the
 signatures alone (sign + verify on one core) as the baseline measured in the same run.
 
-    .venv/bin/python bench/miner_rpc.py [--seconds 5]
+    .venv/bin/python bench/miner_rpc.py [--seconds 5] [--caller gateway]
+
+``--caller gateway``: the miner takes the caller for a gateway, so every answer is also counted in its book (a
+SQLite file in a temporary folder, written once per event-loop turn), as a gateway's traffic is.
 
 The last line is JSON: {"rps_c32", "p50_ms_c1", "p99_ms_c1", "p50_ms_c32", "p99_ms_c32", "rps_c1", ...}.
 """
@@ -34,15 +37,20 @@ MINER_SEED, CALLER_SEED = b"\x11" * 32, b"\x22" * 32
 PAYLOAD = {"model": "echo", "messages": [{"role": "user", "content": "ping from the benchmark"}], "max_tokens": 8}
 
 MINER_MAIN = """
-import logging, sys
+import logging, sys, tempfile
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.inference.backends.echo import EchoBackend
 from gridmint.inference.miner.app import MinerApp
+from gridmint.inference.miner.book import ReceiptBook, open_db
 from gridmint.inference.miner.server import serve_miner
 from gridmint.inference.protocol import CallerPolicy
-caller = PrivateKey(bytes.fromhex(sys.argv[2]))
-app = MinerApp(PrivateKey(bytes.fromhex(sys.argv[1])), EchoBackend(),
-               CallerPolicy(validators={format_address(caller.address)}), max_concurrency=256)
+miner, caller = PrivateKey(bytes.fromhex(sys.argv[1])), format_address(PrivateKey(bytes.fromhex(sys.argv[2])).address)
+if sys.argv[4] == "gateway":
+    book = ReceiptBook(open_db(tempfile.mkdtemp() + "/book.db"), "bench", miner.address)
+    app = MinerApp(miner, EchoBackend(), CallerPolicy(gateways={caller}), max_concurrency=256, book=book,
+                   price_per_1k=1000)
+else:
+    app = MinerApp(miner, EchoBackend(), CallerPolicy(validators={caller}), max_concurrency=256)
 serve_miner(app, "127.0.0.1", int(sys.argv[3]))
 """
 
@@ -84,12 +92,12 @@ def signature_baseline(seconds: float = 1.0) -> float:
     return count / (time.perf_counter() - started)
 
 
-async def main_async(seconds: float) -> dict[str, float]:
+async def main_async(seconds: float, caller: str) -> dict[str, float]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     miner = format_address(PrivateKey(MINER_SEED).address)
-    process = subprocess.Popen([sys.executable, "-c", MINER_MAIN, MINER_SEED.hex(), CALLER_SEED.hex(), str(port)],
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    process = subprocess.Popen([sys.executable, "-c", MINER_MAIN, MINER_SEED.hex(), CALLER_SEED.hex(), str(port),
+                                caller], env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         for _ in range(100):
             try:
@@ -118,10 +126,11 @@ async def main_async(seconds: float) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--caller", choices=("validator", "gateway"), default="validator")
     args = parser.parse_args()
     baseline = signature_baseline()
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # as validators and gateways run
-        results = runner.run(main_async(args.seconds))
+        results = runner.run(main_async(args.seconds, args.caller))
     for concurrency in (1, 32):
         print(f"concurrency {concurrency:>2}: {results[f'rps_c{concurrency}']:8.0f} req/s, "
               f"p50 {results[f'p50_ms_c{concurrency}']:.2f} ms, p99 {results[f'p99_ms_c{concurrency}']:.2f} ms")

@@ -58,11 +58,14 @@ def test_counts_are_on_disk_at_the_end_of_the_turn_and_survive_a_restart(tmp_pat
             book.count(GW, 7, PRICE)
         in_turn = reader.execute("SELECT COUNT(*) FROM served").fetchone()[0]
         await asyncio.sleep(0)  # the end of this turn: the write queued by the first count has run
-        return in_turn, int(reader.execute("SELECT requests FROM served").fetchone()[0])
+        first = int(reader.execute("SELECT requests FROM served").fetchone()[0])
+        book.count(GW, 5, PRICE)  # the next turn updates the row in place
+        await asyncio.sleep(0)
+        return in_turn, first, int(reader.execute("SELECT requests FROM served").fetchone()[0])
 
-    assert asyncio.run(serve()) == (0, 3)  # one write for the three answers, after them
+    assert asyncio.run(serve()) == (0, 3, 4)  # one write for the three answers, after them; then one more
     reopened = book_at(tmp_path / "book.db")  # a crash now loses nothing: the process never closed the book
-    assert reopened.served(GW) == Served(tokens=21, requests=3, grains=33)
+    assert reopened.served(GW) == Served(tokens=26, requests=4, grains=33 + cost(5, PRICE))
 
 
 def test_a_receipt_within_what_was_served_is_signed_and_kept(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from gridmint.chain.tx import Msg
 from gridmint.client.chain_client import raise_for_code
 from gridmint.inference.miner.book import Asked, ReceiptBook
 from gridmint.inference.miner.claims import CLAIMABLE, CLAIMED, LINE_GONE, PAID, REFUSED, claim, review
+from gridmint.inference.miner.runner import gateways_on_chain
 from tests.helpers import CHAIN_ID, MINT, Driver, genesis, key, make_app
 
 NAMES = ("owner", "gateway", "alice", "bob", "carol", "miner", "miner_hot")
@@ -120,3 +121,7 @@ def test_a_line_that_is_gone_is_not_sent_and_a_refused_receipt_does_not_hold_bac
                       format_address(key("bob").address): (REFUSED, "credit/above_max_price"),
                       format_address(key("carol").address): (LINE_GONE, "")}
     assert coldkey_balance(chain) - before == 2_000
+
+
+def test_the_policy_refresh_reads_each_gateways_bond(chain: InProcessChain) -> None:
+    assert gateways_on_chain(chain) == {format_address(GATEWAY.address): 10 * MINT}  # type: ignore[arg-type]

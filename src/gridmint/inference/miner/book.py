@@ -5,9 +5,11 @@ keeps both.
 requests, and grains at the miner's own announced price (rounded up per request, as gateways meter), the last
 only to weigh the gateway's exposure. Counts live in memory and the gateways counted in one event-loop turn are
 written together at the end of that turn, before the answers of that turn leave (their writes are queued after
-the commit, as in ``gateway.ledger``): one small transaction per turn however many answers it holds, and a
-crashed process loses no count of an answer it sent. Losing one would be worse than a lost answer: a gateway's
-receipt that covers it could never be signed, and that whole line would stay unsettled.
+the commit, as in ``gateway.ledger``): one small transaction per turn however many answers it holds (usually a
+single UPDATE in place, about 10 µs), and a crashed process loses no count of an answer it sent (WAL with
+``synchronous=NORMAL``: only a power cut could lose the last turns). Counts kept in memory and written on a timer
+would be cheaper still, but a lost count is worse than a lost answer: the gateway's receipt that covers it could
+never be signed, and that line would stay unsettled with this miner for good.
 
 **Signing.** A gateway asks for cumulative receipts (``chain.receipts``), one per credit line, acknowledged with
 its account key. The miner signs one when the acknowledgement verifies, the receipt is at or above the last it
@@ -41,6 +43,8 @@ CREATE TABLE IF NOT EXISTS receipts (chain_id TEXT NOT NULL, gateway TEXT NOT NU
                                      requests TEXT NOT NULL, gateway_key BLOB NOT NULL, ack BLOB NOT NULL,
                                      signature BLOB NOT NULL, PRIMARY KEY (chain_id, gateway, line));
 """
+
+UPDATE_SERVED = "UPDATE served SET tokens = ?, requests = ?, grains = ? WHERE chain_id = ? AND gateway = ?"
 
 # Why a receipt was not signed (the ``error`` of its place in the answer).
 BAD_ACK = "bad_ack"  # the gateway's acknowledgement does not verify for these fields
@@ -108,9 +112,11 @@ class ReceiptBook:
         db.executescript(SCHEMA)
         self._served: dict[str, Served] = {}
         self._dirty: dict[str, None] = {}  # gateways counted since the last write, in order
+        self._on_disk: set[str] = set()  # gateways with a row (counts then change by UPDATE, cheaper than a REPLACE)
         for gateway, *values in db.execute("SELECT gateway, tokens, requests, grains, signed_tokens, signed_requests, "
                                            "signed_grains FROM served WHERE chain_id = ?", (chain_id,)):
             self._served[gateway] = Served(*(int(value) for value in values))
+            self._on_disk.add(gateway)
 
     @classmethod
     def in_memory(cls, chain_id: str, miner: bytes) -> ReceiptBook:
@@ -148,14 +154,21 @@ class ReceiptBook:
             raise
 
     def _write_served(self, gateways: Sequence[str]) -> None:
+        counts = [(*self._served[gateway].row()[:3], self.chain_id, gateway) for gateway in gateways]
+        new = [gateway for gateway in gateways if gateway not in self._on_disk]
+        if len(counts) == 1 and not new:  # the usual turn: one UPDATE in place, its own transaction (~10 us)
+            self.db.execute(UPDATE_SERVED, counts[0])
+            return
         self.db.execute("BEGIN")
         try:
-            self.db.executemany("INSERT OR REPLACE INTO served VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                                [(self.chain_id, gateway, *self._served[gateway].row()) for gateway in gateways])
+            self.db.executemany("INSERT OR IGNORE INTO served VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                                [(self.chain_id, gateway, *self._served[gateway].row()) for gateway in new])
+            self.db.executemany(UPDATE_SERVED, counts)
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+        self._on_disk.update(new)
 
     def served(self, gateway: str) -> Served:
         return self._served.get(gateway) or Served()
@@ -230,7 +243,8 @@ class ReceiptBook:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
-        self._served[gateway] = after  # only once it is on disk: a failed write signs nothing and counts nothing
+        self._served[gateway] = after  # only once it is on disk: a failed write signs nothing
+        self._on_disk.add(gateway)
 
     def stored(self) -> list[SignedReceipt]:
         """Every receipt signed on this chain (the latest per line), by gateway then line."""
