@@ -151,7 +151,7 @@ def _start(net: BenchNetwork, miners: int) -> None:
                           str(gateway_port)], "gateway")
     wait_http(net.gateway_url + "/health", gateway)
     net.gateway_pid = gateway.pid
-    net.api_key = request_api_key(net.gateway_url, CONSUMER)
+    net.api_key = request_api_key(net.gateway_url, CONSUMER, gateway_address)
 
 
 def _start_relay(net: BenchNetwork) -> None:

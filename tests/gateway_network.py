@@ -85,4 +85,4 @@ def wait_for_models(gateway: Process, *models: str, timeout_s: float = 60) -> li
 def ledger_rows(tmp_path: Path) -> list[tuple[str, str, int, int | None]]:
     """(consumer, miner hotkey, grains, batch) of every metered request, from the gateway's own ledger."""
     with sqlite3.connect(tmp_path / "gateway-data" / "gateway.db") as db:
-        return [(c, m, int(g), b) for c, m, g, b in db.execute("SELECT consumer, miner, grains, batch FROM usage")]
+        return [(c, m, int(g), b) for c, m, g, b in db.execute("SELECT consumer, miner, grains, batch FROM metered")]

@@ -14,7 +14,7 @@ import pytest
 from gridmint.chain.credit import compute_fee
 from gridmint.chain.crypto import format_address
 from gridmint.gateway.credit import CreditBook
-from gridmint.gateway.ledger import Ledger, open_db
+from gridmint.gateway.ledger import Entry, Ledger, Usage, charge, open_db
 from tests.helpers import key
 
 CONSUMER, MINER, GATEWAY = (format_address(key(name).address) for name in ("alice", "m1", "gateway"))
@@ -39,14 +39,21 @@ class ChainStandIn:
         self.reads += 1
         if self.failure is not None:
             raise self.failure
-        return {"balance": balance, "expires": 1_000}
+        return line_record(balance)
 
     def height(self) -> int:
         return 10
 
 
+def line_record(balance: int, **terms: int) -> dict[str, Any]:
+    """A line as ``/credit/line/<consumer>/<gateway>`` answers it."""
+    return {"id": 1, "balance": balance, "spent": 0, "opened": 1, "expires": 1_000, "fee_bps": FEE_BPS,
+            "max_price_per_1k": 10**6, "cap": 0, "cap_period": 0, "period_start": 1, "period_spent": 0,
+            "closing_at": 0, **terms}
+
+
 def book(tmp_path: Path, chain: ChainStandIn) -> CreditBook:
-    return CreditBook(chain, GATEWAY, Ledger(open_db(str(tmp_path / "gateway.db")), FEE_BPS),  # type: ignore[arg-type]
+    return CreditBook(chain, GATEWAY, Ledger(open_db(str(tmp_path / "gateway.db"))),  # type: ignore[arg-type]
                       ttl_s=0.01)
 
 
@@ -83,7 +90,7 @@ def test_a_settlement_lowers_the_reading_by_what_the_chain_took(tmp_path: Path) 
     async def scenario() -> None:
         assert await credit.available(CONSUMER) == 1_000_000
         for grains in (333, 1_001, 7):
-            credit.ledger.record(CONSUMER, MINER, grains)
+            credit.ledger.record(Usage("r", CONSUMER, 1, MINER, grains, grains, FEE_BPS))
         credit.ledger.flush()
         owed = credit.ledger.owed(CONSUMER)
         assert await credit.available(CONSUMER) == 1_000_000 - owed
@@ -91,8 +98,10 @@ def test_a_settlement_lowers_the_reading_by_what_the_chain_took(tmp_path: Path) 
         chain.gate = threading.Event()  # a refresh starts now and reads the line as it was before the settlement
         assert await credit.available(CONSUMER) == 1_000_000 - owed
         await asyncio.sleep(0.05)  # let the worker thread take its reading of the line
-        batch = credit.ledger.next_batch(after=0)
-        assert batch is not None and batch.charges == {CONSUMER: 1_341 + compute_fee(1_341, FEE_BPS)}
+        [group] = credit.ledger.unbatched()
+        batch = credit.ledger.open_batch(1, [Entry(CONSUMER, 1, MINER, b"k" * 32, 1_341, 1_341, 3, b"s" * 64, 1_341,
+                                                   compute_fee(1_341, FEE_BPS), group.rows[-1][0])])
+        assert batch.charges == {CONSUMER: 1_341 + compute_fee(1_341, FEE_BPS)}
         credit.ledger.confirm(batch.id)
         credit.settled(CONSUMER, batch.charges[CONSUMER])
         chain.balance = 1_000_000 - batch.charges[CONSUMER]  # what the chain holds after the batch
@@ -122,3 +131,38 @@ def test_a_failed_refresh_keeps_the_last_reading(tmp_path: Path, caplog: pytest.
     with caplog.at_level(logging.WARNING, logger="gridmint.gateway"):
         asyncio.run(scenario())
     assert "Could not re-read" in caplog.text and "connection refused" in caplog.text
+
+
+@pytest.mark.parametrize(("terms", "spendable"), [
+    ({}, 10_000),
+    ({"cap": 3_000, "cap_period": 100, "period_spent": 1_000}, 2_000),  # what the cap leaves of the period
+    ({"cap": 3_000, "cap_period": 5, "period_spent": 3_000}, 3_000),  # height 10 is in a new period: cap again
+    ({"closing_at": 200}, 0),  # the consumer gave notice: nothing new is served
+    ({"expires": 10}, 0),  # expired at the height read
+])
+def test_the_line_can_be_spent_only_as_its_terms_allow(tmp_path: Path, terms: dict[str, int],
+                                                      spendable: int) -> None:
+    chain = ChainStandIn(10_000)
+    chain.query = lambda path: line_record(10_000, **terms)  # type: ignore[method-assign]
+    credit = book(tmp_path, chain)
+    assert asyncio.run(credit.available(CONSUMER)) == spendable
+
+
+def test_reservations_never_let_requests_take_more_than_the_line_holds(tmp_path: Path) -> None:
+    credit = book(tmp_path, ChainStandIn(1_000))
+
+    async def scenario() -> None:
+        line = await credit.line(CONSUMER)
+        assert line is not None and line.fee_bps == FEE_BPS
+        first = credit.reserve(CONSUMER, 600, FEE_BPS)
+        assert first == charge(600, FEE_BPS) == 615
+        assert credit.reserve(CONSUMER, 400, FEE_BPS) is None  # 410 more would pass 1,000
+        second = credit.reserve(CONSUMER, 370, FEE_BPS)
+        assert second == 380 and credit.room(CONSUMER) == 5
+        credit.ledger.record(Usage("r1", CONSUMER, 1, MINER, 50, 100, FEE_BPS))  # the first answer cost 100
+        credit.release(CONSUMER, first)
+        assert credit.room(CONSUMER) == 1_000 - charge(100, FEE_BPS) - 380
+        credit.release(CONSUMER, second)  # the second failed: all of it comes back
+        assert credit.room(CONSUMER) == 1_000 - charge(100, FEE_BPS) and credit.reserved(CONSUMER) == 0
+
+    asyncio.run(scenario())

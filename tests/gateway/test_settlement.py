@@ -1,82 +1,214 @@
-"""Settlement against a stand-in for the chain: a batch never asks more of a consumer than its credit line holds,
-so one consumer that spent past its line does not hold back every miner's pay."""
+"""Settlement backed by the miners' signed receipts, against a real devnode and real miner apps: the gateway serves
+requests, asks each miner to sign the cumulative receipt of what it served on the consumer's line, and settles with
+those signatures; the chain pays each miner's coldkey exactly the difference from what it paid before. A miner that
+refuses to sign leaves its usage owed for the next period, and the settlement loop survives any exception."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import uvicorn
 
-from gridmint.chain.credit import NO_LINE, MsgSettle, compute_fee
+from gridmint.chain.credit import MsgOpenCredit, MsgSettle, compute_fee
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import ChainError
+from gridmint.chain.subnets import MsgAnnounceEndpoint, MsgCreateSubnet, MsgRegister
+from gridmint.chain.units import GRAINS_PER_MINT as MINT
+from gridmint.client.chain_client import ChainClient
+from gridmint.gateway.app import GatewayApp, RateLimiter
+from gridmint.gateway.credit import CreditBook, read_line
+from gridmint.gateway.keys import ApiKeys, gateway_at, request_api_key
 from gridmint.gateway.ledger import Ledger, open_db
-from gridmint.gateway.settlement import settle
-from tests.helpers import key
+from gridmint.gateway.metrics import GatewayMetrics
+from gridmint.gateway.routing import Directory, load_candidates
+from gridmint.gateway.server import register_gateway
+from gridmint.gateway.settlement import settle, settle_forever
+from gridmint.inference.backends.echo import EchoBackend
+from gridmint.inference.client import MinerClient
+from gridmint.inference.http import HttpPool
+from gridmint.inference.miner.app import MinerApp
+from gridmint.inference.protocol import CallerPolicy
+from gridmint.node.setup import init_data_dir
+from tests.helpers import CHAIN_ID, DevnodeProcess, free_port, key
 
-GATEWAY_KEY = key("gateway")
-GATEWAY = format_address(GATEWAY_KEY.address)
-ALICE, BOB, CAROL = (format_address(key(name).address) for name in ("alice", "bob", "carol"))
-MINER = format_address(key("m1").address)
 FEE_BPS = 100
+PRICE = {"m1": 2_000, "m2": 1_000}  # grains per 1k tokens
+CHAT = {"model": "echo", "messages": [{"role": "user", "content": "settle these tokens"}], "max_tokens": 8}
+NAMES = ("owner", "gateway", "consumer", "m1", "m2")
+
+
+def _serve(app: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    return f"http://127.0.0.1:{port}", server, thread
 
 
 @dataclass
-class Executed:
-    height: int
+class Market:
+    chain: ChainClient
+    gateway_key: PrivateKey
+    url: str
+    api_key: str
+    ledger: Ledger
+    credit: CreditBook
+    directory: Directory
+    hotkeys: dict[str, str]
 
 
-class ChainStandIn:
-    """Lines by consumer (CAROL has none); records what is sent and refuses, as the chain does, an entry beyond
-    its consumer's line."""
+@pytest.fixture
+def market(tmp_path: Path) -> Iterator[Market]:
+    (tmp_path / "node").mkdir()
+    init_data_dir(tmp_path / "node", CHAIN_ID, [(format_address(key(name).address), 10**6 * MINT) for name in NAMES])
+    node = DevnodeProcess(tmp_path / "node", block_time=0.1)
+    node.start()
+    servers: list[tuple[uvicorn.Server, threading.Thread]] = []
+    chain = ChainClient(node.url)
+    try:
+        gateway_key = key("gateway")
+        gateway = format_address(gateway_key.address)
+        chain.execute(key("owner"), [MsgCreateSubnet("text-generation", "settle")])
+        for name in ("m1", "m2"):
+            # m2 signs receipts for another chain only: it refuses every one this gateway asks for
+            miner = MinerApp(key(name), EchoBackend(), CallerPolicy(gateways={gateway}),
+                             chain_id=CHAIN_ID if name == "m1" else "another-chain", price_per_1k=PRICE[name])
+            url, server, thread = _serve(miner)
+            servers.append((server, thread))
+            chain.execute(key(name), [MsgRegister(1, key(name).address, 100 * MINT),
+                                      MsgAnnounceEndpoint(1, url, ["echo"], PRICE[name], 1)])
+        db = open_db(str(tmp_path / "gateway.db"))
+        ledger = Ledger(db)
+        credit = CreditBook(chain, gateway, ledger, ttl_s=0.0)
+        directory = Directory(load_candidates(chain))
+        app = GatewayApp(gateway, MinerClient(gateway_key, timeout_s=5), directory, ApiKeys(db, gateway), ledger,
+                         credit, RateLimiter(1_000, 1_000), timeout_s=5)
+        url, server, thread = _serve(app)
+        servers.append((server, thread))
+        register_gateway(chain, gateway_key, url, FEE_BPS, 0)
+        chain.execute(key("consumer"), [MsgOpenCredit(gateway_key.address, 10 * MINT, 10_000, 5_000, FEE_BPS, 0, 0)])
+        api_key = request_api_key(url, key("consumer"), gateway_at(chain, url))
+        yield Market(chain, gateway_key, url, api_key, ledger, credit, directory,
+                     {name: format_address(key(name).address) for name in ("m1", "m2")})
+    finally:
+        for running, _ in servers:
+            running.should_exit = True
+        for _, waiting in servers:
+            waiting.join(timeout=10)
+        chain.close()
+        node.stop()
 
-    def __init__(self, lines: dict[str, int]) -> None:
-        self.lines = lines
-        self.sent: list[MsgSettle] = []
 
-    def query(self, path: str) -> Any:
-        if path == "/credit/gateways":
-            return [{"gateway": GATEWAY, "last_batch": len(self.sent)}]
-        consumer = path.split("/")[3]
-        if consumer not in self.lines:
-            raise ChainError(NO_LINE, f"{consumer} has no credit line with {GATEWAY}")
-        return {"balance": self.lines[consumer], "expires": 10**6}
-
-    def execute(self, signer: PrivateKey, messages: list[MsgSettle]) -> Executed:
-        [message] = messages
-        for consumer, _, grains, _ in message.entries:
-            charged = grains + compute_fee(grains, FEE_BPS)
-            assert charged <= self.lines[format_address(consumer)], "the chain would refuse this batch"
-            self.lines[format_address(consumer)] -= charged
-        self.sent.append(message)
-        return Executed(height=7)
+def _serve_requests(market: Market, miner: str, count: int) -> int:
+    """``count`` answers from ``miner`` through the gateway; the grains they cost, as their headers say."""
+    total = 0
+    for _ in range(count):
+        answer = httpx.post(f"{market.url}/v1/chat/completions", timeout=10,
+                            json={**CHAT, "provider": {"only": [market.hotkeys[miner]]}},
+                            headers={"authorization": f"Bearer {market.api_key}"})
+        assert answer.status_code == 200, answer.text
+        total += int(answer.headers["x-gridmint-cost"])
+    return total
 
 
-def test_usage_past_a_line_stays_owed_and_the_rest_is_settled(tmp_path: Path,
-                                                              caplog: pytest.LogCaptureFixture) -> None:
-    ledger = Ledger(open_db(str(tmp_path / "gateway.db")), FEE_BPS)
-    chain = ChainStandIn({ALICE: 1_000_000, BOB: 150})
-    ledger.record(ALICE, MINER, 5_000)
-    for _ in range(3):
-        ledger.record(BOB, MINER, 60)  # 180 grains and fees against a line of 150
-    ledger.record(CAROL, MINER, 10)  # no line at all
+def _settle(market: Market) -> Any:
+    async def once() -> Any:
+        pool = HttpPool()
+        try:
+            return await settle(market.chain, market.gateway_key, market.ledger, market.directory.url_of, pool,
+                                market.credit)
+        finally:
+            pool.close()
+
+    return asyncio.run(once())
+
+
+def test_settlement_pays_each_miner_exactly_what_it_signed_for_and_leaves_refused_usage_owed(
+        market: Market, caplog: pytest.LogCaptureFixture) -> None:
+    chain, consumer = market.chain, format_address(key("consumer").address)
+    gateway = format_address(market.gateway_key.address)
+    line = read_line(chain, consumer, gateway)
+    assert line is not None and line.fee_bps == FEE_BPS
+    m1_cost = _serve_requests(market, "m1", 3)
+    m2_cost = _serve_requests(market, "m2", 2)
+    m1_before = chain.balance(market.hotkeys["m1"])
 
     with caplog.at_level(logging.WARNING, logger="gridmint.gateway"):
-        batch = asyncio.run(settle(chain, GATEWAY_KEY, ledger))  # type: ignore[arg-type]
+        batch = _settle(market)
+    assert batch is not None and [e.miner for e in batch.entries] == [market.hotkeys["m1"]]
+    [entry] = batch.entries
+    assert (entry.grains, entry.requests, entry.delta) == (m1_cost, 3, m1_cost)
+    fee = compute_fee(m1_cost, FEE_BPS)
+    assert chain.balance(market.hotkeys["m1"]) == m1_before + m1_cost  # the miner's coldkey, to the grain
+    after = read_line(chain, consumer, gateway)
+    assert after is not None and after.balance == line.balance - m1_cost - fee
+    assert chain.query(f"/credit/paid/{line.id}") == [
+        {"miner": market.hotkeys["m1"], "tokens": entry.tokens, "grains": m1_cost, "requests": 3}]
+    assert "another-chain" in caplog.text or "wrong_chain" in caplog.text  # m2 said why it signed nothing
+    [left] = market.ledger.unbatched()  # m2's usage waits for a period in which it signs
+    assert left.miner == market.hotkeys["m2"] and left.upto(10**9)[1:] == (m2_cost, 2)
+    assert _settle(market) is None  # m2 still refuses: nothing is sent
 
-    assert batch is not None and [format_address(c) for c, _, _, _ in chain.sent[0].entries] == [ALICE, BOB]
-    assert batch.charges == {ALICE: 5_050, BOB: 120 + compute_fee(120, FEE_BPS)}
-    assert chain.lines == {ALICE: 1_000_000 - 5_050, BOB: 150 - 121}
-    assert ledger.owed(ALICE) == 0 and ledger.owed(BOB) == 60 and ledger.owed(CAROL) == 10
-    assert f"{BOB} has used" in caplog.text and f"{CAROL} has used" in caplog.text
-    assert asyncio.run(settle(chain, GATEWAY_KEY, ledger)) is None  # nothing more fits: nothing is sent
-    assert len(chain.sent) == 1
+    # The next receipt is cumulative: the chain pays only what it adds.
+    more = _serve_requests(market, "m1", 2)
+    m1_before = chain.balance(market.hotkeys["m1"])
+    second = _settle(market)
+    assert second is not None and second.id == batch.id + 1
+    [cumulative] = second.entries
+    assert (cumulative.grains, cumulative.requests, cumulative.delta) == (m1_cost + more, 5, more)
+    assert chain.balance(market.hotkeys["m1"]) == m1_before + more
+    final = read_line(chain, consumer, gateway)
+    assert final is not None and final.balance == line.balance - m1_cost - fee - more - compute_fee(more, FEE_BPS)
 
-    chain.lines[BOB] += 1_000  # a top-up: the usage that waited goes into the next batch
-    after_top_up = asyncio.run(settle(chain, GATEWAY_KEY, ledger))  # type: ignore[arg-type]
-    assert after_top_up is not None and after_top_up.charges == {BOB: 60}
-    assert ledger.owed(BOB) == 0 and ledger.owed(CAROL) == 10
+    # The first receipt sent again, as a new batch: the chain has paid past it.
+    with pytest.raises(ChainError) as caught:
+        chain.execute(market.gateway_key, [MsgSettle(second.id + 1, batch.settled)])
+    assert caught.value.kind.name == "receipt_stale"
+    usage = httpx.get(f"{market.url}/v1/usage", headers={"authorization": f"Bearer {market.api_key}"}).json()
+    assert [r["grains"] for r in usage["receipts"]] == [m1_cost + more]
+    assert [u["state"] for u in usage["usage"]] == ["settled"] * 3 + ["unsettled"] * 2 + ["settled"] * 2
+
+
+class Exploding:
+    """A chain client whose every call fails, first with an error nobody planned for."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def query(self, path: str) -> Any:
+        self.calls += 1
+        raise (RuntimeError("a bug") if self.calls == 1 else OSError("connection refused"))
+
+
+def test_the_settlement_loop_survives_any_exception_and_says_what_failed(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    ledger = Ledger(open_db(str(tmp_path / "gateway.db")))
+    chain = Exploding()
+
+    async def run() -> None:
+        task = asyncio.create_task(settle_forever(chain, key("gateway"), ledger, lambda _: None,  # type: ignore[arg-type]
+                                                  None, GatewayMetrics(), 0.01))  # type: ignore[arg-type]
+        while chain.calls < 3:
+            await asyncio.sleep(0.01)
+        assert not task.done()  # still running after the bug and the outage
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    with caplog.at_level(logging.WARNING, logger="gridmint.gateway"):
+        asyncio.run(run())
+    assert "Settlement failed unexpectedly" in caplog.text and "a bug" in caplog.text
+    assert "connection refused" in caplog.text

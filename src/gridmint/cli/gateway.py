@@ -24,7 +24,7 @@ from gridmint.cli.output import emit
 from gridmint.client.chain_client import ChainClient, default_node_url
 from gridmint.client.credit_audit import Paid, audit_line, fetch_usage, read_own_costs
 from gridmint.client.wallet import open_wallet
-from gridmint.gateway.keys import request_api_key
+from gridmint.gateway.keys import gateway_at, request_api_key
 from gridmint.gateway.server import build_gateway, register_gateway, serve_gateway
 
 
@@ -72,13 +72,17 @@ def run(host: str, port: int, external_url: str | None, fee_bps: int, bond: int,
 @click.option("--gateway", "gateway_url", required=True, help="The gateway's URL, e.g. http://127.0.0.1:8080.")
 @click.option("--wallet", "wallet_name", required=True, help="The consumer's wallet (its coldkey proves ownership).")
 @wallet_dir_option
+@node_option
 @password_option
 @click.pass_context
-def key(ctx: click.Context, gateway_url: str, wallet_name: str, wallet_dir: Path | None,
+def key(ctx: click.Context, gateway_url: str, wallet_name: str, wallet_dir: Path | None, node_url: str | None,
         password_file: str | None) -> None:
-    """Get an API key bound to the wallet's account (sign the gateway's challenge)."""
+    """Get an API key bound to the wallet's account (sign the gateway's challenge, only for the gateway the chain
+    lists at that URL)."""
     wallet, private = coldkey(wallet_name, wallet_dir, password_file)
-    api_key = request_api_key(gateway_url, private)
+    with ChainClient(node_url) as client:
+        expected = gateway_at(client, gateway_url)
+    api_key = request_api_key(gateway_url, private, expected)
     emit(ctx, {"api_key": api_key, "address": wallet.address, "base_url": gateway_url.rstrip("/") + "/v1"},
          f"API key for {wallet.address}:\n{api_key}\nUse it with any OpenAI client: base_url="
          f"{gateway_url.rstrip('/')}/v1")

@@ -206,7 +206,7 @@ def up(ctx: click.Context, data_dir: Path, port_base: int, miners: int, keep_rec
                                if parse_address(g["gateway"]) == gateway_address)
                 client.execute(consumer, [MsgOpenCredit(gateway_address, 1_000 * MINT, 5_000_000, max_price, fee_bps,
                                                         0, 0)])
-                state["api_key"] = request_api_key(launcher.url("gateway"), consumer)
+                state["api_key"] = request_api_key(launcher.url("gateway"), consumer, wallets["gateway"].address)
                 state_path.write_text(json.dumps(state, indent=2))
             height = client.height()
     except BaseException:

@@ -1,13 +1,20 @@
 """The gateway's ASGI application: OpenAI's API in front, signed calls to the best-ranked miners behind.
 
 Framework: a bare ASGI callable on uvicorn, as the miner (no router or middleware on a path that every request
-crosses twice). Order for the model endpoints: API key (401), rate limit (429), bounded body and its shape
-(400, checked with the same parsers the miners use), the model (404), the consumer's credit (402), then the
-miners in order (``routing``) until one answers with a signed 200. A failure before the first byte reaches the
+crosses twice). Order for the model endpoints: API key (401), rate limit per account (429), bounded body and its
+shape (400, checked with the same parsers the miners use), the model (404), the consumer's credit line (402), the
+miners priced at or below the line's maximum (404), the worst case reserved against the line (402: the prompt
+bound plus ``max_tokens`` at the highest price among those miners, and the line's fee), then the miners in order
+(``routing``) until one answers with a signed 200. The reservation is replaced by the real cost in the ledger
+once the answer is metered, or released if no miner answered. A failure before the first byte reaches the
 consumer fails over to the next miner; a stream that breaks after that ends with an error event
 ``data: {"error": {...}}`` and ``data: [DONE]``, and the consumer pays nothing for it (a miner is paid only for a
 signed answer, and a broken stream carries no signature). Every paid answer is metered (``metering``) and
-written to the ledger before its last byte is sent.
+written to the ledger before its last byte is sent. Answers carry ``x-gridmint-request`` (the id the consumer finds
+in ``GET /v1/usage``), and a unary answer ``x-gridmint-cost`` (grains) and ``x-gridmint-tokens``.
+
+``/v1/auth/*`` is rate-limited per client address and per account named; ``GET /v1/usage`` (Bearer key) lists the
+consumer's metered requests and the miners' signed receipts the gateway settled for its lines.
 
 Errors are OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``.
 """
@@ -15,7 +22,9 @@ Errors are OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``.
 from __future__ import annotations
 
 import logging
+import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,9 +32,9 @@ import orjson
 
 from gridmint.chain.errors import ChainError
 from gridmint.gateway import metering
-from gridmint.gateway.credit import CreditBook
+from gridmint.gateway.credit import CreditBook, Line
 from gridmint.gateway.keys import ApiKeys, key_message
-from gridmint.gateway.ledger import Ledger
+from gridmint.gateway.ledger import MAX_ROW, Ledger, Usage
 from gridmint.gateway.metrics import GatewayMetrics
 from gridmint.gateway.routing import Candidate, Directory, parse_preferences
 from gridmint.inference import wire
@@ -40,21 +49,23 @@ MODEL_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 
 
 class RateLimiter:
-    """A token bucket per API key: ``rate`` requests per second, bursts up to ``burst``."""
+    """A token bucket per key (an account, a client address): ``rate`` requests per second, bursts up to ``burst``.
+    At most ``max_keys`` buckets, the least recently used forgotten first (a forgotten bucket is a full one), so
+    requests naming ever new keys cannot grow it without bound."""
 
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst = rate, burst
-        self._buckets: dict[str, tuple[float, float]] = {}
+    def __init__(self, rate: float, burst: int, max_keys: int = 100_000) -> None:
+        self.rate, self.burst, self.max_keys = rate, burst, max_keys
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
 
     def allow(self, key: str) -> bool:
         now = time.monotonic()
-        tokens, last = self._buckets.get(key, (float(self.burst), now))
+        tokens, last = self._buckets.pop(key, (float(self.burst), now))
         tokens = min(float(self.burst), tokens + (now - last) * self.rate)
-        if tokens < 1:
-            self._buckets[key] = (tokens, now)
-            return False
-        self._buckets[key] = (tokens - 1, now)
-        return True
+        allowed = tokens >= 1
+        self._buckets[key] = (tokens - 1 if allowed else tokens, now)
+        if len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)
+        return allowed
 
 
 @dataclass(frozen=True)
@@ -72,14 +83,15 @@ def _error_body(message: str, kind: str, code: str) -> bytes:
 class GatewayApp:
     def __init__(self, address: str, miners: MinerClient, directory: Directory, keys: ApiKeys, ledger: Ledger,
                  credit: CreditBook, limiter: RateLimiter, timeout_s: float = 60.0, idle_s: float = 30.0,
-                 background: list[Job] | None = None) -> None:
+                 background: list[Job] | None = None, auth_limiter: RateLimiter | None = None) -> None:
         self.address = address
         self.miners = miners
         self.directory = directory
         self.keys = keys
         self.ledger = ledger
         self.credit = credit
-        self.limiter = limiter
+        self.limiter = limiter  # per account
+        self.auth_limiter = auth_limiter or RateLimiter(1.0, 10)  # /v1/auth/*: per client address and per account
         self.timeout_s = timeout_s
         self.idle_s = idle_s
         self.metrics = GatewayMetrics()
@@ -104,6 +116,8 @@ class GatewayApp:
                 await send_raw(send, 200, self.metrics.render(), b"text/plain; version=0.0.4")
             elif method == "POST" and path in ("/v1/auth/challenge", "/v1/auth/key"):
                 await self._auth(scope, receive, send, path)
+            elif method == "GET" and path == "/v1/usage":
+                await self._usage(scope, send)
             elif method == "POST" and path in MODEL_PATHS:
                 status = await self._model_call(scope, receive, send, path)
             else:
@@ -122,10 +136,15 @@ class GatewayApp:
     # --- API keys ------------------------------------------------------------------------------------------
 
     async def _auth(self, scope: dict[str, Any], receive: Receive, send: Send, path: str) -> None:
+        client = scope.get("client")
+        if not self.auth_limiter.allow(f"client:{client[0] if client else '?'}"):
+            raise _auth_rate_limited(self.auth_limiter, "client address")
         body = await _json_body(scope, receive, 16 * 1024)
         address = body.get("address")
         if not isinstance(address, str):
             raise RefusalError(400, "expected {\"address\": \"gm1...\"}", "invalid_request_error", "bad_request")
+        if not self.auth_limiter.allow(f"account:{address[:100]}"):
+            raise _auth_rate_limited(self.auth_limiter, "account")
         try:
             if path == "/v1/auth/challenge":
                 challenge = self.keys.challenge(address)
@@ -139,9 +158,16 @@ class GatewayApp:
         log.info("Issued an API key to %s.", address)
         await _json(send, 200, {"api_key": api_key, "address": address})
 
+    # --- usage ---------------------------------------------------------------------------------------------
+
+    async def _usage(self, scope: dict[str, Any], send: Send) -> None:
+        consumer = self._consumer(scope)
+        await _json(send, 200, {"consumer": consumer, "gateway": self.address,
+                                "usage": self.ledger.usage_of(consumer), "receipts": self.ledger.receipts_of(consumer)})
+
     # --- model calls ---------------------------------------------------------------------------------------
 
-    async def _model_call(self, scope: dict[str, Any], receive: Receive, send: Send, path: str) -> int:
+    def _consumer(self, scope: dict[str, Any]) -> str:
         api_key = _bearer(scope)
         if api_key is None:
             raise RefusalError(401, "no API key: send Authorization: Bearer <key> (get one with "
@@ -150,9 +176,13 @@ class GatewayApp:
         if consumer is None:
             raise RefusalError(401, "the API key is not valid for this gateway", "invalid_request_error",
                           "invalid_api_key")
-        if not self.limiter.allow(api_key):
-            raise RefusalError(429, f"rate limit: at most {self.limiter.rate:g} requests per second per key",
+        if not self.limiter.allow(consumer):
+            raise RefusalError(429, f"rate limit: at most {self.limiter.rate:g} requests per second per account",
                           "rate_limit_error", "rate_limit_exceeded")
+        return consumer
+
+    async def _model_call(self, scope: dict[str, Any], receive: Receive, send: Send, path: str) -> int:
+        consumer = self._consumer(scope)
         payload = await _json_body(scope, receive, MAX_BODY_BYTES)
         try:
             prefs = parse_preferences(payload.pop("provider", None))
@@ -169,21 +199,35 @@ class GatewayApp:
         if not serving:
             raise RefusalError(404, f"no miner serves the model '{model[:100]}'; GET /v1/models lists what is served",
                           "invalid_request_error", "model_not_found")
-        if await self.credit.available(consumer) <= 0:
-            raise RefusalError(402, "your credit line with this gateway is spent or expired; top it up with "
-                               "`gridmint credit top-up`", "insufficient_quota", "insufficient_credit")
-        ordered = self.directory.order(serving, prefs)
+        line = await self.credit.line(consumer)
+        if line is None or self.credit.room(consumer) <= 0:
+            raise RefusalError(402, "your credit line with this gateway is spent, expired or closing (or there is "
+                               "none); open or top it up with `gridmint credit`", "insufficient_quota",
+                               "insufficient_credit")
+        ordered = self.directory.order(serving, prefs, line.max_price_per_1k)
         if not ordered:
-            raise RefusalError(404, f"no miner of '{model[:100]}' meets the request's provider preferences",
-                          "invalid_request_error", "no_matching_miner")
-        if stream:
-            return await self._stream(send, path, payload, ordered, consumer, bound, request.max_tokens
-                                      if request else 0)
-        return await self._unary(send, path, payload, ordered, consumer, bound,
-                                 request.max_tokens if request else 0)
+            raise RefusalError(404, f"no miner of '{model[:100]}' meets the request's provider preferences at or "
+                               f"below your line's maximum price ({line.max_price_per_1k} grains per 1k tokens)",
+                               "invalid_request_error", "no_matching_miner")
+        call = Call(consumer, line, secrets.token_hex(12), bound, request.max_tokens if request else 0)
+        worst = metering.cost(bound + call.max_tokens, max(c.price_per_1k for c in ordered))
+        reserved = None if worst > MAX_ROW else self.credit.reserve(consumer, worst, line.fee_bps)
+        if reserved is None:
+            raise RefusalError(402, f"this request may cost up to {worst} grains with the fee on top (its prompt and "
+                               "max_tokens at the highest price it may be routed at); your line cannot pay that "
+                               "now (other requests in flight hold part of it): lower max_tokens, wait, or top it up",
+                               "insufficient_quota", "insufficient_credit")
+        call.worst, call.reserved = worst, reserved
+        try:
+            if stream:
+                return await self._stream(send, path, payload, ordered, call)
+            return await self._unary(send, path, payload, ordered, call)
+        finally:
+            self.credit.release(consumer, call.reserved)  # what _meter has not released already (a failure)
 
-    async def _unary(self, send: Send, path: str, payload: dict[str, Any], ordered: list[Candidate], consumer: str,
-                     prompt_bound: int, max_tokens: int) -> int:
+    async def _unary(self, send: Send, path: str, payload: dict[str, Any], ordered: list[Candidate],
+                     call: Call) -> int:
+        prompt_bound, max_tokens = call.prompt_bound, call.max_tokens
         for attempt, miner in enumerate(ordered):
             health = self.directory.health_of(miner.hotkey)
             try:
@@ -204,16 +248,18 @@ class GatewayApp:
                 text = (choice.get("message") or {}).get("content") if "message" in choice else choice.get("text")
                 bound = min(metering.text_bound(str(text or "")), max_tokens)
                 completion = metering.billed(_int(usage.get("completion_tokens")), bound)
-            grains = self._meter(consumer, miner, prompt, completion)
-            await send_raw(send, 200, answer.body, b"application/json",
-                       [(b"x-gridmint-miner", miner.hotkey.encode()), (b"x-gridmint-cost", b"%d" % grains)])
+            grains = self._meter(call, miner, prompt, completion)
+            await send_raw(send, 200, answer.body, b"application/json", [
+                (b"x-gridmint-miner", miner.hotkey.encode()), (b"x-gridmint-cost", b"%d" % grains),
+                (b"x-gridmint-tokens", b"%d" % (prompt + completion)), (b"x-gridmint-request", call.request.encode())])
             return 200
         raise RefusalError(503, f"none of the {len(ordered)} miners serving this model answered; try again shortly",
                       "server_error", "no_miner_available")
 
     async def _stream(self, send: Send, path: str, payload: dict[str, Any], ordered: list[Candidate],
-                      consumer: str, prompt_bound: int, max_tokens: int) -> int:
+                      call: Call) -> int:
         chat = path == "/v1/chat/completions"
+        prompt_bound, max_tokens = call.prompt_bound, call.max_tokens
         for attempt, miner in enumerate(ordered):
             health = self.directory.health_of(miner.hotkey)
             started_at = time.perf_counter()
@@ -229,7 +275,8 @@ class GatewayApp:
                         if not sent_head:
                             await send({"type": "http.response.start", "status": 200, "headers": [
                                 (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
-                                (b"x-gridmint-miner", miner.hotkey.encode())]})
+                                (b"x-gridmint-miner", miner.hotkey.encode()),
+                                (b"x-gridmint-request", call.request.encode())]})
                             sent_head = True
                             health.success(time.perf_counter() - started_at)
                         if event.startswith(b"data: [DONE]"):
@@ -253,7 +300,7 @@ class GatewayApp:
                 return 200
             prompt = metering.billed(usage.get("prompt_tokens"), prompt_bound)
             completion = metering.billed(usage.get("completion_tokens"), min(content_bytes + 4, max_tokens))
-            self._meter(consumer, miner, prompt, completion)
+            self._meter(call, miner, prompt, completion)
             await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
             return 200
         raise RefusalError(503, f"none of the {len(ordered)} miners serving this model answered; try again shortly",
@@ -265,13 +312,34 @@ class GatewayApp:
         log.warning("Miner %s (subnet %d, UID %d) failed (%s); trying the next one.", miner.hotkey, miner.netuid,
                     miner.uid, why)
 
-    def _meter(self, consumer: str, miner: Candidate, prompt: int, completion: int) -> int:
-        grains = metering.cost(prompt + completion, miner.price_per_1k)
-        self.ledger.record(consumer, miner.hotkey, grains)
+    def _meter(self, call: Call, miner: Candidate, prompt: int, completion: int) -> int:
+        """Record the answer's cost, never above what was reserved for it (a miner's price is at most the one the
+        reservation used, and the counts at most its bounds; the clamp keeps that true whatever changes)."""
+        grains = min(metering.cost(prompt + completion, miner.price_per_1k), call.worst)
+        self.ledger.record(Usage(call.request, call.consumer, call.line.id, miner.hotkey, prompt + completion, grains,
+                                 call.line.fee_bps))
+        self.credit.release(call.consumer, call.reserved)  # in the same turn: the ledger owes it now instead
+        call.reserved = 0
         self.metrics.prompt_tokens.inc(prompt)
         self.metrics.completion_tokens.inc(completion)
         self.metrics.metered.inc(grains)
         return grains
+
+
+class Call:
+    """One model call as admitted: whose line pays, its request id, the bounds it is metered within and the most
+    it may cost (what was reserved, before the fee)."""
+
+    __slots__ = ("consumer", "line", "max_tokens", "prompt_bound", "request", "reserved", "worst")
+
+    def __init__(self, consumer: str, line: Line, request: str, prompt_bound: int, max_tokens: int) -> None:
+        self.consumer, self.line, self.request = consumer, line, request
+        self.prompt_bound, self.max_tokens, self.worst, self.reserved = prompt_bound, max_tokens, 0, 0
+
+
+def _auth_rate_limited(limiter: RateLimiter, per: str) -> RefusalError:
+    return RefusalError(429, f"too many key requests: at most {limiter.rate:g} per second per {per} (bursts of "
+                        f"{limiter.burst})", "rate_limit_error", "rate_limit_exceeded")
 
 
 def _for(miner: Candidate, payload: dict[str, Any]) -> dict[str, Any]:

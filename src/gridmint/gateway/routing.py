@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gridmint.chain.errors import register
+from gridmint.chain.subnets import effective_price
 from gridmint.client.amounts import parse_mint
 from gridmint.client.chain_client import ChainClient
 from gridmint.client.metagraph import Metagraph
@@ -37,7 +38,7 @@ class Candidate:
     hotkey: str
     url: str
     models: tuple[str, ...]
-    price_per_1k: int  # grains per 1k tokens, as announced
+    price_per_1k: int  # grains per 1k tokens in force (a raise counts once its notice has passed)
     incentive: int  # Q30
     modality: str
 
@@ -124,18 +125,25 @@ class Directory:
             return [c for c in self.candidates if c.netuid == netuid]
         return [c for c in self.candidates if model in c.models]
 
+    def url_of(self, hotkey: str) -> str | None:
+        """Where the miner with this hotkey announces it serves (None: it announces nothing now)."""
+        return next((c.url for c in self.candidates if c.hotkey == hotkey), None)
+
     def health_of(self, hotkey: str) -> Health:
         found = self.health.get(hotkey)
         if found is None:
             found = self.health[hotkey] = Health()
         return found
 
-    def order(self, candidates: list[Candidate], prefs: Preferences) -> list[Candidate]:
-        """The candidates the preferences allow, best first; miners with an open breaker go last."""
+    def order(self, candidates: list[Candidate], prefs: Preferences, line_max_price: int | None = None
+              ) -> list[Candidate]:
+        """The candidates the preferences allow at or below the credit line's maximum price, best first; miners
+        with an open breaker go last."""
         now = time.monotonic()
         allowed = [c for c in candidates
                    if (not prefs.only or c.hotkey in prefs.only) and c.hotkey not in prefs.ignore
-                   and (prefs.max_price is None or c.price_per_1k <= prefs.max_price)]
+                   and (prefs.max_price is None or c.price_per_1k <= prefs.max_price)
+                   and (line_max_price is None or c.price_per_1k <= line_max_price)]
 
         def key(c: Candidate) -> tuple[Any, ...]:
             health = self.health_of(c.hotkey)
@@ -150,7 +158,9 @@ class Directory:
 
 
 def load_candidates(client: ChainClient) -> list[Candidate]:
-    """Every miner with an announced endpoint on every subnet, with its incentive, from the chain now."""
+    """Every miner with an announced endpoint on every subnet, with its incentive, from the chain now, at the price
+    in force in the next block (``subnets.effective_price``: a raise counts only once its notice has passed)."""
+    height = client.height() + 1
     found = []
     for subnet in client.query("/subnets/list"):
         graph = Metagraph.fetch(client, int(subnet["netuid"]))
@@ -159,6 +169,6 @@ def load_candidates(client: ChainClient) -> list[Candidate]:
             if endpoint is None:
                 continue
             found.append(Candidate(graph.netuid, uid, graph.hotkeys[uid], str(endpoint["url"]).rstrip("/"),
-                                   tuple(endpoint["models"]), int(endpoint["price_per_1k"]), int(incentive[uid]),
+                                   tuple(endpoint["models"]), effective_price(endpoint, height), int(incentive[uid]),
                                    str(subnet["modality"])))
     return found

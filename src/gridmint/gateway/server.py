@@ -59,14 +59,14 @@ def build_gateway(key: PrivateKey, client: ChainClient, data_dir: Path, fee_bps:
     data_dir.mkdir(parents=True, exist_ok=True)
     address = format_address(key.address)
     db = open_db(str(data_dir / "gateway.db"))
-    ledger = Ledger(db, fee_bps)
+    ledger = Ledger(db)  # each line carries its own fee (fixed when it opened); ``fee_bps`` is what new lines get
     credit = CreditBook(client, address, ledger)
     directory = Directory()
     directory.replace(load_candidates(client))
     app = GatewayApp(address, MinerClient(key, timeout_s=timeout_s, connections=256), directory,
                      ApiKeys(db, address), ledger, credit, RateLimiter(rate, burst), timeout_s=timeout_s)
     app.background = [lambda: sync_directory_forever(directory, client, sync_s),
-                      lambda: settle_forever(client, key, ledger, credit, app.metrics, settle_s)]
+                      lambda: settle_forever(client, key, ledger, directory.url_of, credit, app.metrics, settle_s)]
     return app
 
 

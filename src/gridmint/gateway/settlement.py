@@ -1,25 +1,42 @@
-"""Settling metered usage on chain: a batch every period, and a last one on shutdown.
+"""Settling metered usage on chain with the miners' signed receipts: a batch every period, a last one on shutdown.
+
+One period: unbatched usage is grouped per (line, miner), taken oldest first and per line only as far as the line
+can pay (its balance and what its cap leaves, the fee at the line's own rate: the chain refuses a whole batch for
+one entry beyond its line); each group is added to the last receipt settled for its (line, miner), giving the new
+cumulative receipt, which the gateway acknowledges and asks the miner to sign (``miner_receipts``). The receipts
+the miners signed make the batch, persisted with their signatures before it is sent (``ledger``); a miner that
+does not answer or refuses leaves its usage for the next period.
 
 A batch is sent only when the previous one is confirmed or refused, and its id follows the chain's record of this
 gateway's last batch. A batch whose outcome is unknown is sent again unchanged (the chain refuses a copy of a
 batch it paid), so usage is never paid twice and never lost; a refused batch's usage goes into the next one.
+The loop survives any exception and says what failed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from gridmint.chain.credit import BATCH_REPLAYED, MsgSettle
-from gridmint.chain.crypto import PrivateKey, format_address
+from gridmint.chain.credit import BATCH_REPLAYED, MAX_ENTRIES, MsgSettle, compute_fee
+from gridmint.chain.credit import spendable as line_spendable
+from gridmint.chain.crypto import PrivateKey, format_address, parse_address
 from gridmint.chain.errors import ChainError
+from gridmint.chain.receipts import Receipt
 from gridmint.chain.units import format_mint
 from gridmint.client.chain_client import ChainClient
-from gridmint.gateway.credit import CreditBook, read_line
-from gridmint.gateway.ledger import Batch, Ledger
+from gridmint.gateway import miner_receipts
+from gridmint.gateway.credit import CreditBook, Line, read_line
+from gridmint.gateway.ledger import Batch, Entry, Group, Ledger
 from gridmint.gateway.metrics import GatewayMetrics
+from gridmint.inference.http import HttpPool
 
 log = logging.getLogger("gridmint.gateway")
+
+Locate = Callable[[str], "str | None"]  # a miner's hotkey -> its announced URL (None: not announced any more)
 
 
 def last_batch_on_chain(client: ChainClient, gateway: str) -> int:
@@ -29,30 +46,109 @@ def last_batch_on_chain(client: ChainClient, gateway: str) -> int:
     return 0
 
 
-def line_balances(client: ChainClient, gateway: str, consumers: list[str]) -> dict[str, int]:
-    """What each consumer's credit line with this gateway holds now (0 without a line). Past its expiry a line
-    still pays for the usage before it, so the balance counts, not the expiry."""
-    return {consumer: line[0] if (line := read_line(client, consumer, gateway)) else 0 for consumer in consumers}
+@dataclass(frozen=True)
+class ChainView:
+    chain_id: str
+    height: int
+    lines: dict[str, Line]  # consumer -> its line with this gateway (absent: none)
+
+
+def _view(client: ChainClient, gateway: str, consumers: list[str]) -> ChainView:
+    lines = {consumer: line for consumer in consumers if (line := read_line(client, consumer, gateway))}
+    return ChainView(client.chain_id(), client.height(), lines)
+
+
+@dataclass(frozen=True)
+class Planned:
+    group: Group
+    last_row: int
+    receipt: Receipt
+    delta: int
+    fee: int
+
+
+def plan(ledger: Ledger, gateway: bytes, view: ChainView) -> list[Planned]:
+    """The cumulative receipts to ask for: each (line, miner)'s unbatched usage, oldest first, as far as its line
+    can pay; at most ``MAX_ENTRIES``. Usage on a line that is gone (reclaimed; a line opened since has a new id)
+    can never be settled and is skipped."""
+    room = {consumer: line_spendable(line.record, view.height) for consumer, line in view.lines.items()}
+    planned: list[Planned] = []
+    for group in ledger.unbatched():
+        if len(planned) == MAX_ENTRIES:
+            break
+        line = view.lines.get(group.consumer)
+        if line is None or line.id != group.line:
+            continue
+        tokens = grains = requests = last_row = 0
+        for row_id, row_tokens, row_grains in group.rows:  # the oldest rows that fit, with the line's fee
+            if grains + row_grains + compute_fee(grains + row_grains, line.fee_bps) > room[group.consumer]:
+                break
+            tokens, grains, requests, last_row = tokens + row_tokens, grains + row_grains, requests + 1, row_id
+        if not requests:
+            continue
+        fee = compute_fee(grains, line.fee_bps)
+        room[group.consumer] -= grains + fee
+        held = ledger.held(group.line, group.miner).plus(tokens, grains, requests)
+        receipt = Receipt(view.chain_id, group.line, gateway, parse_address(group.consumer),
+                          parse_address(group.miner), held.tokens, held.grains, held.requests)
+        planned.append(Planned(group, last_row, receipt, grains, fee))
+    return planned
+
+
+async def collect_signatures(pool: HttpPool, key: PrivateKey, locate: Locate, chain_id: str,
+                             planned: list[Planned]) -> list[Entry]:
+    """Each miner asked (all at once) to sign its receipts; the entries it signed, in the planned order."""
+    by_miner: dict[str, list[int]] = defaultdict(list)
+    for index, item in enumerate(planned):
+        by_miner[item.group.miner].append(index)
+    signed: dict[int, miner_receipts.Signed] = {}
+
+    async def one(miner: str, indexes: list[int]) -> None:
+        url = locate(miner)
+        if url is None:
+            log.warning("Miner %s announces no endpoint now; its usage waits until it does.", miner)
+            return
+        for start in range(0, len(indexes), miner_receipts.MAX_PER_CALL):
+            chunk = indexes[start:start + miner_receipts.MAX_PER_CALL]
+            outcomes = await miner_receipts.ask(pool, key, url, miner, chain_id, [planned[i].receipt for i in chunk])
+            for index, outcome in zip(chunk, outcomes, strict=True):
+                if outcome.signed is not None:
+                    signed[index] = outcome.signed
+
+    await asyncio.gather(*(one(miner, indexes) for miner, indexes in sorted(by_miner.items())))
+    entries = []
+    for index in sorted(signed):
+        item, proof = planned[index], signed[index]
+        r = item.receipt
+        entries.append(Entry(item.group.consumer, item.group.line, item.group.miner, proof.miner_key, r.tokens,
+                             r.grains, r.requests, proof.signature, item.delta, item.fee, item.last_row))
+    return entries
 
 
 def _send_batch(client: ChainClient, key: PrivateKey, batch: Batch) -> int:
-    return client.execute(key, [MsgSettle(batch.id, batch.entries)]).height
+    return client.execute(key, [MsgSettle(batch.id, batch.settled)]).height
 
 
-async def settle(client: ChainClient, key: PrivateKey, ledger: Ledger, credit: CreditBook | None = None,
-                 metrics: GatewayMetrics | None = None) -> Batch | None:
-    """Send one batch of the unsettled usage that the consumers' lines can pay; returns it once the chain paid it,
-    None if there was nothing to send.
+async def settle(client: ChainClient, key: PrivateKey, ledger: Ledger, locate: Locate, pool: HttpPool,
+                 credit: CreditBook | None = None, metrics: GatewayMetrics | None = None) -> Batch | None:
+    """Send one batch: the pending one again if its fate is unknown, else the receipts the miners sign now for the
+    usage the lines can pay. Returns it once the chain paid it, None if there was nothing to send.
     The ledger is only touched on the event loop's thread; the chain is called from a worker thread."""
     gateway = format_address(key.address)
     last = await asyncio.to_thread(last_batch_on_chain, client, gateway)
     ledger.recover(last)
-    limits = None
-    if ledger.pending_batch() is None:
-        limits = await asyncio.to_thread(line_balances, client, gateway, ledger.unbatched_consumers())
-    batch = ledger.next_batch(after=last, limits=limits)
+    batch = ledger.pending_batch()
     if batch is None:
-        return None
+        groups = ledger.unbatched()
+        if not groups:
+            return None
+        view = await asyncio.to_thread(_view, client, gateway, sorted({g.consumer for g in groups}))
+        planned = plan(ledger, key.address, view)
+        entries = await collect_signatures(pool, key, locate, view.chain_id, planned) if planned else []
+        _warn_of_usage_left(ledger, view, planned)
+        if not entries:
+            return None
+        batch = ledger.open_batch(ledger.next_batch_id(last), entries)
     try:
         height = await asyncio.to_thread(_send_batch, client, key, batch)
     except ChainError as error:
@@ -76,34 +172,43 @@ async def settle(client: ChainClient, key: PrivateKey, ledger: Ledger, credit: C
         metrics.settled.inc(batch.grains)
     log.info("Settled batch %d in block %d: %d entries, %s to miners and %s in fees.", batch.id, height,
              len(batch.entries), format_mint(batch.grains), format_mint(batch.fee))
-    if limits is not None:
-        _warn_of_usage_beyond_lines(ledger, limits, batch)
     return batch
 
 
-def _warn_of_usage_beyond_lines(ledger: Ledger, limits: dict[str, int], batch: Batch) -> None:
-    for consumer in ledger.unbatched_consumers():
-        excess = ledger.owed(consumer) - (limits.get(consumer, 0) - batch.charges.get(consumer, 0))
-        if excess > 0:
-            log.warning("%s has used %s more than its credit line holds; that usage stays owed until the line is "
-                        "topped up.", consumer, format_mint(excess))
+def _warn_of_usage_left(ledger: Ledger, view: ChainView, planned: list[Planned]) -> None:
+    taken = {(p.group.consumer, p.group.line, p.group.miner) for p in planned}
+    for group in ledger.unbatched():
+        key = (group.consumer, group.line, group.miner)
+        line = view.lines.get(group.consumer)
+        if line is None or line.id != group.line:
+            log.warning("%s's usage on line %d (%s to %s) cannot be settled: the line is gone.", group.consumer,
+                        group.line, format_mint(sum(g for _, _, g in group.rows)), group.miner)
+        elif key not in taken:
+            log.warning("%s has used more than its credit line can pay now; that usage stays owed until the line is "
+                        "topped up (or its cap's next period).", group.consumer)
 
 
-async def settle_forever(client: ChainClient, key: PrivateKey, ledger: Ledger, credit: CreditBook,
+async def settle_forever(client: ChainClient, key: PrivateKey, ledger: Ledger, locate: Locate, credit: CreditBook,
                          metrics: GatewayMetrics, every_s: float) -> None:
-    """Settle every ``every_s``; when cancelled (shutdown), settle what is left once more before stopping."""
+    """Settle every ``every_s``; when cancelled (shutdown), settle what is left once more before stopping. No
+    exception ends the loop: each is logged with what failed, and the next period tries again."""
+    pool = HttpPool(max_per_host=4)
     try:
         while True:
             await asyncio.sleep(every_s)
-            metrics.unsettled.set(ledger.unsettled())
             try:
-                await settle(client, key, ledger, credit, metrics)
+                metrics.unsettled.set(ledger.unsettled())
+                await settle(client, key, ledger, locate, pool, credit, metrics)
             except (ChainError, OSError) as error:
                 log.warning("Settlement failed: %s", error)
+            except Exception:
+                log.exception("Settlement failed unexpectedly; the usage stays in the ledger for the next period")
     except asyncio.CancelledError:
         try:
-            await settle(client, key, ledger, credit, metrics)
-        except (ChainError, OSError) as error:
+            await settle(client, key, ledger, locate, pool, credit, metrics)
+        except Exception as error:
             log.warning("The last settlement before shutdown failed (%s); the usage stays in the ledger for the "
                         "next start.", error)
         raise
+    finally:
+        pool.close()
