@@ -125,3 +125,16 @@ def test_a_failed_flush_keeps_its_rows_for_the_next(tmp_path: Path) -> None:
     book.db.execute("DROP TRIGGER refuse")
     book.record(usage(ALICE, M1, 8))
     assert [g.upto(10**9) for g in book.unbatched()] == [(20, 15, 2)]
+
+
+def test_usage_is_listed_page_by_page_and_by_line(tmp_path: Path) -> None:
+    book = ledger(tmp_path)
+    for index in range(5):
+        book.record(usage(ALICE, M1, 10 + index, line=1 + index % 2, request=f"a{index}"))
+    book.record(usage(BOB, M1, 99, request="b0"))
+    first = book.usage_of(ALICE, limit=2)
+    second = book.usage_of(ALICE, after=first[-1]["id"], limit=2)
+    third = book.usage_of(ALICE, after=second[-1]["id"], limit=2)
+    assert [u["request"] for u in first + second + third] == ["a0", "a1", "a2", "a3", "a4"]
+    assert [u["request"] for u in book.usage_of(ALICE, line=2)] == ["a1", "a3"]
+    assert book.usage_of(ALICE, after=third[-1]["id"]) == []

@@ -27,6 +27,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
 import orjson
 
@@ -45,6 +46,7 @@ log = logging.getLogger("gridmint.gateway")
 
 
 MAX_BODY_BYTES = 1024 * 1024
+USAGE_PAGE = 1_000  # records per GET /v1/usage page
 MODEL_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 
 
@@ -161,9 +163,22 @@ class GatewayApp:
     # --- usage ---------------------------------------------------------------------------------------------
 
     async def _usage(self, scope: dict[str, Any], send: Send) -> None:
+        """``GET /v1/usage?line=&after=&limit=``: a page of the consumer's records (``after`` a row ``id``)."""
         consumer = self._consumer(scope)
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        try:
+            line = int(query["line"][0]) if "line" in query else None
+            after = int(query.get("after", ["0"])[0])
+            limit = int(query.get("limit", [str(USAGE_PAGE)])[0])
+        except ValueError:
+            raise RefusalError(400, "line, after and limit are integers", "invalid_request_error",
+                               "bad_request") from None
+        if not 1 <= limit <= USAGE_PAGE or after < 0 or (line is not None and line < 0):
+            raise RefusalError(400, f"expected 1 <= limit <= {USAGE_PAGE}, after >= 0 and line >= 0",
+                               "invalid_request_error", "bad_request")
         await _json(send, 200, {"consumer": consumer, "gateway": self.address,
-                                "usage": self.ledger.usage_of(consumer), "receipts": self.ledger.receipts_of(consumer)})
+                                "usage": self.ledger.usage_of(consumer, line, after, limit),
+                                "receipts": self.ledger.receipts_of(consumer)})
 
     # --- model calls ---------------------------------------------------------------------------------------
 

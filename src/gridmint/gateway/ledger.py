@@ -296,16 +296,18 @@ class Ledger:
 
     # --- what a consumer may see ------------------------------------------------------------------------------
 
-    def usage_of(self, consumer: str, limit: int = 1_000) -> list[dict[str, Any]]:
-        """The consumer's newest ``limit`` rows, oldest first, with the state of the batch each is in."""
+    def usage_of(self, consumer: str, line: int | None = None, after: int = 0, limit: int = 1_000
+                 ) -> list[dict[str, Any]]:
+        """The consumer's rows after row ``after`` (on ``line`` if given), oldest first, at most ``limit``, with the
+        state of the batch each is in: a page; the next one starts after the last row's ``id``."""
         self.flush()
         rows = self.db.execute(
-            "SELECT m.request, m.line, m.miner, m.tokens, m.grains, m.batch, b.state FROM metered m "
-            "LEFT JOIN settle_batches b ON b.id = m.batch WHERE m.consumer = ? ORDER BY m.id DESC LIMIT ?",
-            (consumer, limit)).fetchall()
-        return [{"request": request, "line": line, "miner": miner, "tokens": tokens, "grains": grains,
+            "SELECT m.id, m.request, m.line, m.miner, m.tokens, m.grains, m.batch, b.state FROM metered m "
+            "LEFT JOIN settle_batches b ON b.id = m.batch WHERE m.consumer = ? AND (? IS NULL OR m.line = ?) "
+            "AND m.id > ? ORDER BY m.id LIMIT ?", (consumer, line, line, after, limit)).fetchall()
+        return [{"id": row_id, "request": request, "line": line, "miner": miner, "tokens": tokens, "grains": grains,
                  "batch": batch, "state": state or "unsettled"}
-                for request, line, miner, tokens, grains, batch, state in reversed(rows)]
+                for row_id, request, line, miner, tokens, grains, batch, state in rows]
 
     def receipts_of(self, consumer: str) -> list[dict[str, Any]]:
         """The settled cumulative receipts the gateway holds for the consumer's lines, with the miners' signatures."""
