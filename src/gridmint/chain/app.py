@@ -39,7 +39,9 @@ from gridmint.chain.store import Diff, Store
 from gridmint.chain.tx import SignedTx, TxBody, decode_tx
 
 APP_NAME = "gridmint"
-APP_VERSION = 1
+# The state machine's version: raised whenever blocks or stored records change meaning (2: credit lines on fixed
+# terms and receipt-backed settlement), so that a node, or `gridmint up` resuming a local network, can tell.
+APP_VERSION = 2
 # Order matters only for block hooks: emission's end_block runs after every message of the block.
 MODULES: tuple[ModuleSpec, ...] = (bank.MODULE, authority.MODULE, subnets.MODULE, staking.MODULE, weights.MODULE,
                                    emission.MODULE, market.MODULE, escrow.MODULE, credit.MODULE)

@@ -23,6 +23,7 @@ from typing import Any
 import click
 import httpx
 
+from gridmint.chain.app import APP_VERSION
 from gridmint.chain.credit import MsgOpenCredit
 from gridmint.chain.crypto import parse_address
 from gridmint.chain.staking import MsgAddStake
@@ -49,6 +50,19 @@ def miner_plan(smollm2_miners: int) -> list[list[Any]]:
     """``[name, netuid, backend]`` for each miner: SmolLM2 ones and the weak echo miner on subnet 1, wordllama on 2."""
     smol = [[f"smol{i + 1}" if i else "smol", 1, "llama-cpp"] for i in range(smollm2_miners)]
     return [*smol, ["weak", 1, "echo"], ["embed", 2, "wordllama"]]
+
+
+def _set_aside(data_dir: Path) -> None:
+    """A local network made by another version of the chain's state machine cannot be resumed by this one (its
+    stored records have another shape): move it aside, whole, and start a new one."""
+    aside = data_dir.with_name(f"{data_dir.name}.old")
+    number = 1
+    while aside.exists():
+        number += 1
+        aside = data_dir.with_name(f"{data_dir.name}.old{number}")
+    data_dir.rename(aside)
+    _step(f"The network in {data_dir} was made by another version of the chain; it is kept in {aside} and a new "
+          "one starts")
 
 
 def _step(text: str) -> None:
@@ -154,10 +168,12 @@ def up(ctx: click.Context, data_dir: Path, port_base: int, miners: int, keep_rec
         raise click.ClickException(f"the network in {data_dir} seems to be running; `gridmint down --data-dir "
                                    f"{data_dir}` first")
     state_path = data_dir / STATE
+    if state_path.exists() and json.loads(state_path.read_text()).get("app_version") != APP_VERSION:
+        _set_aside(data_dir)
     fresh = not state_path.exists()
     if fresh:
         plan = miner_plan(miners)
-        state: dict[str, Any] = {"ports": _ports(port_base, plan), "miners": plan}
+        state: dict[str, Any] = {"ports": _ports(port_base, plan), "miners": plan, "app_version": APP_VERSION}
     else:
         state = json.loads(state_path.read_text())
         plan = state["miners"]
