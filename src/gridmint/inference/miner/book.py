@@ -223,6 +223,13 @@ class ReceiptBook:
             signed.append(entry)
             outcomes.append(Outcome(entry.signature, None))
         if signed:
+            # What the receipts cover of the exposure: their grains are the gateway's word (the chain bounds them
+            # only by the line's price, when it pays), so they count for no more than the share of the unsigned
+            # grains that their tokens are of the unsigned tokens; a receipt inflating its grains would otherwise
+            # cover answers not served yet and free the gateway from its bond for good.
+            unsigned = max(0, served.grains - served.signed_grains)
+            share = unsigned * added.tokens // room_tokens if room_tokens else unsigned
+            added.grains = min(added.grains, share)
             self._store(gateway, signed, added)
         return outcomes
 
