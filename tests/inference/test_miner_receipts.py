@@ -176,3 +176,14 @@ def test_a_receipt_inflating_its_grains_does_not_buy_a_gateway_unreceipted_servi
         post(app, "/v1/chat/completions", CHAT)
     assert backend.calls <= 3  # served again only up to its bond, not without end
     assert app.book.exposure(GW) >= 2 * cost(TOKENS, PRICE) - cost(1, PRICE)
+
+
+def test_empty_receipts_for_ever_new_lines_do_not_grow_the_miners_book() -> None:
+    """A receipt of no request adds nothing and can never be paid (the chain refuses ``empty_entry``); signed, each
+    one for a new line id would be a new row in the miner's book, 256 per call, for any gateway with a bond."""
+    app, _ = make_app()
+    for call in range(3):
+        empties = [Receipt(CHAIN_ID, 1 + call * MAX_RECEIPTS + i, GATEWAY.address, ALICE.address, MINER.address, 0, 0,
+                           0) for i in range(MAX_RECEIPTS)]
+        assert {error for _, error in results(ask(app, *empties))} == {"empty"}
+    assert app.book.stored() == []
