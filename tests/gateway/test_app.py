@@ -290,3 +290,10 @@ def test_a_gateway_relaying_anothers_challenge_gets_no_key_for_the_consumer(netw
     assert network.keys.count(address) == 0
     assert request_api_key(network.url, victim, network.app.address).startswith("gmk_")  # A itself, directly
     assert network.keys.count(address) == 1
+
+
+@pytest.mark.parametrize("query", ["after=9223372036854775808", "line=18446744073709551616", "after=-1"])
+def test_usage_refuses_numbers_sqlite_cannot_hold_instead_of_failing(network: Network, query: str) -> None:
+    answer = httpx.get(f"{network.url}/v1/usage?{query}", headers={"authorization": f"Bearer {network.api_key}"})
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["error"]["code"] == "bad_request"

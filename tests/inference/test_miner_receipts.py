@@ -162,3 +162,28 @@ def test_a_listed_gateway_is_served_whatever_it_owes() -> None:
     app, _ = make_app(bond=1, listed=True)
     serve(app, 3)
     assert app.book.exposure(GW) == 3 * cost(TOKENS, PRICE)
+
+
+def test_a_receipt_inflating_its_grains_does_not_buy_a_gateway_unreceipted_service() -> None:
+    """Exposure counts grains served and not covered by a signed receipt; a receipt's grains are the gateway's
+    word. One receipt for a token with 2^64 - 1 grains (far above any line's price: the chain would never pay it)
+    must not cover what the miner serves afterwards, nor more than the share of the unsigned usage it signs."""
+    app, backend = make_app(bond=2 * cost(TOKENS, PRICE))
+    serve(app, 1)
+    inflated = Receipt(CHAIN_ID, 1, GATEWAY.address, ALICE.address, MINER.address, 1, 2**64 - 1, 1)
+    assert results(ask(app, inflated))[0][1] is None  # within what was served: the miner signs it
+    for _ in range(5):
+        post(app, "/v1/chat/completions", CHAT)
+    assert backend.calls <= 3  # served again only up to its bond, not without end
+    assert app.book.exposure(GW) >= 2 * cost(TOKENS, PRICE) - cost(1, PRICE)
+
+
+def test_empty_receipts_for_ever_new_lines_do_not_grow_the_miners_book() -> None:
+    """A receipt of no request adds nothing and can never be paid (the chain refuses ``empty_entry``); signed, each
+    one for a new line id would be a new row in the miner's book, 256 per call, for any gateway with a bond."""
+    app, _ = make_app()
+    for call in range(3):
+        empties = [Receipt(CHAIN_ID, 1 + call * MAX_RECEIPTS + i, GATEWAY.address, ALICE.address, MINER.address, 0, 0,
+                           0) for i in range(MAX_RECEIPTS)]
+        assert {error for _, error in results(ask(app, *empties))} == {"empty"}
+    assert app.book.stored() == []

@@ -173,8 +173,9 @@ class GatewayApp:
         except ValueError:
             raise RefusalError(400, "line, after and limit are integers", "invalid_request_error",
                                "bad_request") from None
-        if not 1 <= limit <= USAGE_PAGE or after < 0 or (line is not None and line < 0):
-            raise RefusalError(400, f"expected 1 <= limit <= {USAGE_PAGE}, after >= 0 and line >= 0",
+        # SQLite holds signed 64-bit integers: a larger number would raise inside the query, not refuse it.
+        if not 1 <= limit <= USAGE_PAGE or not 0 <= after <= MAX_ROW or (line is not None and not 0 <= line <= MAX_ROW):
+            raise RefusalError(400, f"expected 1 <= limit <= {USAGE_PAGE}, and after and line from 0 to {MAX_ROW}",
                                "invalid_request_error", "bad_request")
         await _json(send, 200, {"consumer": consumer, "gateway": self.address,
                                 "usage": self.ledger.usage_of(consumer, line, after, limit),

@@ -33,6 +33,7 @@ import orjson
 from gridmint.chain.credit import MAX_FEE_BPS
 from gridmint.chain.crypto import parse_address
 
+CLAIMED_BATCH = 0  # the batch id of rows a miner's own claim paid (batch ids on chain start at 1)
 MAX_ROW = 2**62  # the most tokens or grains one row may hold: SQLite's integers are signed 64-bit
 
 SCHEMA = """
@@ -280,6 +281,31 @@ class Ledger:
                                  str(entry.requests), entry.miner_key.hex(), entry.signature.hex(), batch_id))
         for consumer, grains, fee_bps in rows:
             self._owed[consumer] -= charge(grains, fee_bps)
+
+    def paid_by_claim(self, entries: list[Entry]) -> dict[str, int]:
+        """The chain has already paid these receipts (each miner claimed one the gateway acknowledged): the rows
+        they cover are settled under batch 0 (a claim's, never sent as a batch) and the receipts become the ones
+        held, so the next receipt adds to them. Returns consumer -> what those rows had been owing (fees included,
+        as ``owed`` counts them)."""
+        charges: dict[str, int] = defaultdict(int)
+        rows = []
+        for entry in entries:
+            rows += self.db.execute("SELECT consumer, grains, fee_bps FROM metered WHERE batch IS NULL AND "
+                                    "consumer = ? AND line = ? AND miner = ? AND id <= ?",
+                                    (entry.consumer, entry.line, entry.miner, entry.last_row)).fetchall()
+        with transaction(self.db):
+            self.db.execute("INSERT OR IGNORE INTO settle_batches VALUES (?, 'settled', '[]')", (CLAIMED_BATCH,))
+            for entry in entries:
+                self.db.execute("UPDATE metered SET batch = ? WHERE batch IS NULL AND consumer = ? AND line = ? AND "
+                                "miner = ? AND id <= ?", (CLAIMED_BATCH, entry.consumer, entry.line, entry.miner,
+                                                          entry.last_row))
+                self.db.execute("INSERT OR REPLACE INTO held_receipts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                (entry.line, entry.miner, entry.consumer, str(entry.tokens), str(entry.grains),
+                                 str(entry.requests), entry.miner_key.hex(), entry.signature.hex(), CLAIMED_BATCH))
+        for consumer, grains, fee_bps in rows:
+            self._owed[consumer] -= charge(grains, fee_bps)
+            charges[consumer] += charge(grains, fee_bps)
+        return dict(charges)
 
     def release(self, batch_id: int) -> None:
         """The chain executed and refused the batch (so it can never land): its rows go into the next one."""

@@ -19,7 +19,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gridmint.chain.credit import BATCH_REPLAYED, MAX_ENTRIES, MsgSettle, compute_fee
 from gridmint.chain.credit import spendable as line_spendable
@@ -51,11 +51,36 @@ class ChainView:
     chain_id: str
     height: int
     lines: dict[str, Line]  # consumer -> its line with this gateway (absent: none)
+    # (line id, miner hotkey) -> [tokens, grains, requests] the chain has paid, by settlements and miners' claims
+    paid: dict[tuple[int, str], tuple[int, int, int]] = field(default_factory=dict)
 
 
 def _view(client: ChainClient, gateway: str, consumers: list[str]) -> ChainView:
     lines = {consumer: line for consumer in consumers if (line := read_line(client, consumer, gateway))}
-    return ChainView(client.chain_id(), client.height(), lines)
+    paid = {(line.id, str(p["miner"])): (int(p["tokens"]), int(p["grains"]), int(p["requests"]))
+            for line in lines.values() for p in client.query(f"/credit/paid/{line.id}")}
+    return ChainView(client.chain_id(), client.height(), lines, paid)
+
+
+def _already_paid(view: ChainView, entries: list[Entry]) -> tuple[list[Entry], list[Entry]]:
+    """``entries`` split into those the chain would pay (newer than what it paid on their (line, miner), its own
+    rule) and those it has paid in full already: a miner claimed a receipt the gateway acknowledged before the
+    gateway's batch landed. Sent, one of the latter would have the whole batch refused (``receipt_stale``), again
+    every period. An entry neither newer nor covered (which the gateway's own cumulative counts cannot give) is
+    left out, its usage kept."""
+    fresh, paid = [], []
+    for entry in entries:
+        tokens, grains, requests = view.paid.get((entry.line, entry.miner), (0, 0, 0))
+        if entry.grains > grains and entry.tokens >= tokens and entry.requests > requests:
+            fresh.append(entry)
+        elif entry.grains <= grains and entry.tokens <= tokens and entry.requests <= requests:
+            paid.append(entry)
+        else:
+            log.warning("The receipt for line %d and miner %s (tokens %d, grains %d, requests %d) is neither newer "
+                        "than what the chain paid (%d, %d, %d) nor covered by it; its usage is kept, not sent.",
+                        entry.line, entry.miner, entry.tokens, entry.grains, entry.requests, tokens, grains,
+                        requests)
+    return fresh, paid
 
 
 @dataclass(frozen=True)
@@ -145,6 +170,13 @@ async def settle(client: ChainClient, key: PrivateKey, ledger: Ledger, locate: L
         view = await asyncio.to_thread(_view, client, gateway, sorted({g.consumer for g in groups}))
         planned = plan(ledger, key.address, view)
         entries = await collect_signatures(pool, key, locate, view.chain_id, planned) if planned else []
+        entries, claimed = _already_paid(view, entries)
+        if claimed:
+            log.info("%d receipts were paid on chain by the miners' own claims; their usage is settled.",
+                     len(claimed))
+            for consumer, charged in sorted(ledger.paid_by_claim(claimed).items()):
+                if credit is not None:
+                    credit.settled(consumer, charged)
         _warn_of_usage_left(ledger, view, planned)
         if not entries:
             return None

@@ -12,11 +12,13 @@ would be cheaper still, but a lost count is worse than a lost answer: the gatewa
 never be signed, and that line would stay unsettled with this miner for good.
 
 **Signing.** A gateway asks for cumulative receipts (``chain.receipts``), one per credit line, acknowledged with
-its account key. The miner signs one when the acknowledgement verifies, the receipt is at or above the last it
-signed for that line in every count, the line's consumer is the one it signed for before, and the increments over
-those last receipts, summed over the call, fit in what it served that gateway and has not signed for yet (tokens
-and requests; grains are the gateway's price, which the chain bounds by the line's maximum). It keeps the latest
-signed receipt per line with the gateway's acknowledgement, which is what ``gridmint miner claim`` sends. A
+its account key. The miner signs one when it covers a request at least (so the rows kept are bounded by the
+requests served), the acknowledgement verifies, the receipt is at or above the last it signed for that line in
+every count, the line's consumer is the one it signed for before, and the increments over those last receipts,
+summed over the call, fit in what it served that gateway and has not signed for yet (tokens and requests; grains
+are the gateway's price, which the chain bounds by the line's maximum, and they lower the gateway's exposure by
+no more than the share of the unsigned grains their tokens are). It keeps the latest signed receipt per line with
+the gateway's acknowledgement, which is what ``gridmint miner claim`` sends. A
 batch is written in one transaction before the answer leaves.
 
 Numbers are stored as decimal text: receipts carry u64 counts and grains up to ``MAX_AMOUNT``, beyond SQLite's
@@ -51,6 +53,7 @@ BAD_ACK = "bad_ack"  # the gateway's acknowledgement does not verify for these f
 BELOW_LAST = "below_last"  # some count is below the last receipt signed for this line
 CONSUMER_CHANGED = "consumer_changed"  # the line was signed for another consumer
 BEYOND_SERVED = "beyond_served"  # the increments exceed what was served and not signed for yet
+EMPTY = "empty"  # a receipt of no request: never payable, and each for a new line would be a row kept for good
 
 
 def open_db(path: str) -> sqlite3.Connection:
@@ -199,6 +202,9 @@ class ReceiptBook:
         added = Served()  # the increments signed in this call
         for item in asked:
             receipt = item.receipt
+            if receipt.requests == 0:
+                outcomes.append(Outcome(None, EMPTY))
+                continue
             if not item.acknowledged:
                 outcomes.append(Outcome(None, BAD_ACK))
                 continue
@@ -223,6 +229,13 @@ class ReceiptBook:
             signed.append(entry)
             outcomes.append(Outcome(entry.signature, None))
         if signed:
+            # What the receipts cover of the exposure: their grains are the gateway's word (the chain bounds them
+            # only by the line's price, when it pays), so they count for no more than the share of the unsigned
+            # grains that their tokens are of the unsigned tokens; a receipt inflating its grains would otherwise
+            # cover answers not served yet and free the gateway from its bond for good.
+            unsigned = max(0, served.grains - served.signed_grains)
+            share = unsigned * added.tokens // room_tokens if room_tokens else unsigned
+            added.grains = min(added.grains, share)
             self._store(gateway, signed, added)
         return outcomes
 
