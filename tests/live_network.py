@@ -107,11 +107,13 @@ def funded_devnode(tmp_path: Path, names: tuple[str, ...], block_time: float = 0
 @contextmanager
 def live_subnet(tmp_path: Path, monkeypatch: Any, names: tuple[str, ...] = ("owner", "val", "miner"),
                 tempo: int = 5, modality: str = "text-generation", permit: bool = True,
-                others: tuple[str, ...] = (), kind: str = "devnode") -> Iterator[LiveSubnet]:
+                others: tuple[str, ...] = (), kind: str = "devnode", credit: dict[str, Any] | None = None
+                ) -> Iterator[LiveSubnet]:
     """``names[0]`` owns subnet 1, ``names[1]`` validates on it, the rest are registered miners; ``others`` are
-    funded wallets that are not registered."""
+    funded wallets that are not registered. ``credit`` is the credit module's genesis section, if not the default."""
     node, wallets = funded_devnode(tmp_path, names + others, kind=kind,
-                                   subnets={"params": {"default_tempo": tempo, "min_lock": 100 * MINT}})
+                                   subnets={"params": {"default_tempo": tempo, "min_lock": 100 * MINT}},
+                                   **({"credit": credit} if credit else {}))
     monkeypatch.setenv("GRIDMINT_WALLET_DIR", str(wallets))
     monkeypatch.setenv("GRIDMINT_NODE", node.url)
     monkeypatch.setenv("GRIDMINT_PASSWORD", "pw")

@@ -100,7 +100,7 @@ def _entry(receipt: Receipt, signer: PrivateKey, miner_key: bytes) -> list[Any]:
 def test_a_gateway_cannot_pay_itself_settle_unsigned_usage_or_change_the_terms(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with live_subnet(tmp_path, monkeypatch, names=("owner", "val", "m1"), tempo=50_000, permit=False,
-                     others=("gw", "consumer", "late")) as live:
+                     others=("gw", "consumer", "late"), credit={"params": {"close_notice": 100}}) as live:
         live.run("subnet", "register", "1", "--wallet", "gw")  # the operator's own miner hotkey
         wallets = {name: open_wallet(name, live.wallets) for name in ("gw", "m1", "consumer", "late")}
         gw_key, m1_hot = wallets["gw"].coldkey(PASSWORD), wallets["m1"].hotkey("default")

@@ -4,6 +4,7 @@ the others of its gateway."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,17 +12,29 @@ from typing import Any
 import pytest
 
 from gridmint.chain import bank, codec
-from gridmint.chain.credit import MsgOpenCredit, MsgRegisterGateway
+from gridmint.chain.credit import MsgClaim, MsgOpenCredit, MsgRegisterGateway
 from gridmint.chain.crypto import PrivateKey, format_address
+from gridmint.chain.genesis import TxParams
 from gridmint.chain.receipts import Receipt, acknowledge_receipt
 from gridmint.chain.state import CommittedView
 from gridmint.chain.subnets import MsgCreateSubnet, MsgRegister
 from gridmint.chain.tx import Msg
 from gridmint.client.chain_client import raise_for_code
 from gridmint.inference.miner.book import Asked, ReceiptBook
-from gridmint.inference.miner.claims import CLAIMABLE, CLAIMED, LINE_GONE, PAID, REFUSED, claim, review
+from gridmint.inference.miner.claims import (
+    CLAIM_GROUP,
+    CLAIMABLE,
+    CLAIMED,
+    LINE_GONE,
+    PAID,
+    REFUSED,
+    claim,
+    claim_entry,
+    review,
+    review_receipts,
+)
 from gridmint.inference.miner.runner import gateways_on_chain
-from tests.helpers import CHAIN_ID, MINT, Driver, genesis, key, make_app
+from tests.helpers import CHAIN_ID, MINT, Driver, genesis, key, make_app, signed
 
 NAMES = ("owner", "gateway", "alice", "bob", "carol", "miner", "miner_hot")
 HOTKEY, GATEWAY = key("miner_hot"), key("gateway")
@@ -125,3 +138,27 @@ def test_a_line_that_is_gone_is_not_sent_and_a_refused_receipt_does_not_hold_bac
 
 def test_the_policy_refresh_reads_each_gateways_bond(chain: InProcessChain) -> None:
     assert gateways_on_chain(chain) == {format_address(GATEWAY.address): 10 * MINT}  # type: ignore[arg-type]
+
+
+def test_periodic_claims_take_only_what_is_due_and_not_known_to_be_paid(chain: InProcessChain) -> None:
+    """What ``claim_forever`` does each round: receipts signed before the cut-off and not marked done are
+    reviewed; the paid, claimed and gone are marked and skipped by later rounds until a newer receipt comes."""
+    book = signed_book(chain, ("alice", 1_000, 2_000, 3), ("carol", 10, 20, 1))
+    assert book.stored(due_before=time.time() - 3_600) == []  # signed just now: not due yet
+    due = book.stored(due_before=time.time() + 1)
+    reviews = claim(chain, HOTKEY, HOTKEY.public_key, review_receipts(chain, book.miner, due))
+    assert sorted(r.state for r in reviews) == [CLAIMED, LINE_GONE]
+    book.mark_done([r.signed for r in reviews if r.state in (PAID, LINE_GONE, CLAIMED)])
+    assert book.stored(due_before=time.time() + 1) == []  # nothing is reviewed again ...
+    assert len(book.stored()) == 2  # ... and nothing is forgotten
+    sign(chain, book, ("alice", 1_500, 3_000, 5))  # a newer receipt for alice's line is due again
+    assert [s.receipt.grains for s in book.stored(due_before=time.time() + 1)] == [3_000]
+
+
+def test_a_claim_transaction_of_a_full_group_fits_the_chains_size_limit(chain: InProcessChain) -> None:
+    book = signed_book(chain, ("alice", 1_000, 2_000, 3))
+    [held] = book.stored()
+    entry = claim_entry(held, HOTKEY.public_key)
+    big = [[entry[0], entry[1], 2**64 - 1, 2**64 - 1, 2**64 - 1, *entry[5:]]] * CLAIM_GROUP  # the widest numbers
+    raw = signed(HOTKEY, 2**40, MsgClaim(GATEWAY.address, GATEWAY.public_key, big), fee=10**15)
+    assert len(raw) <= TxParams().max_tx_bytes

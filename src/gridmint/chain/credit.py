@@ -103,7 +103,10 @@ class Params:
     min_bond: int = 10 * GRAINS_PER_MINT
     settle_grace: int = 100  # blocks after a line's expiry during which only the gateway may touch it
     max_duration: int = 5_256_000  # blocks a line may run (about two months at 1 s blocks)
-    close_notice: int = 100  # blocks between a consumer's early close and its reclaim: time to settle what is due
+    # Blocks between a consumer's early close and its reclaim: time for the gateway's last settlement and for
+    # miners to claim what it acknowledged and left unpaid (`miner run` claims every 120 s by default): 20 minutes
+    # at 1 s blocks.
+    close_notice: int = 1_200
 
 
 BOUNDS = {"min_bond": (0, MAX_U64), "settle_grace": (0, 10_000_000), "max_duration": (1, 100_000_000),

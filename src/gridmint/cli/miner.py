@@ -29,6 +29,7 @@ from gridmint.inference.miner.claims import CLAIMED, LINE_GONE, PAID, claim, rev
 from gridmint.inference.miner.runner import (
     Announcement,
     announce_if_changed,
+    claim_forever,
     gateways_on_chain,
     keep_policy_in_step,
     policy_from_metagraph,
@@ -71,6 +72,9 @@ def open_book(wallet_name: str, hotkey: str, wallet_dir: Path | None, book_file:
 @click.option("--gateway", "gateways", multiple=True, help="A gateway's hotkey address allowed to call.")
 @click.option("--sync-seconds", type=float, default=12.0, show_default=True, help="Metagraph refresh period.")
 @click.option("--no-announce", is_flag=True, help="Do not announce the endpoint on chain (local testing).")
+@click.option("--claim-seconds", type=click.FloatRange(min=0), default=120.0, show_default=True,
+              help="Claim on chain, this often, receipts that gateways acknowledged and left unpaid this long "
+                   "(the hotkey pays the fees; 0: never, use `gridmint miner claim`).")
 @click.option("--wallet", "wallet_name", required=True)
 @hotkey_option
 @book_option
@@ -80,8 +84,8 @@ def open_book(wallet_name: str, hotkey: str, wallet_dir: Path | None, book_file:
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]), show_default=True)
 def run(netuid: int, backend: str, model: str | None, host: str, port: int, external_url: str | None, price_per_1k: int,
         max_concurrency: int, allow: str, gateways: tuple[str, ...], sync_seconds: float, no_announce: bool,
-        wallet_name: str, hotkey: str, book_file: Path | None, wallet_dir: Path | None, node_url: str | None,
-        password_file: str | None, log_level: str) -> None:
+        claim_seconds: float, wallet_name: str, hotkey: str, book_file: Path | None, wallet_dir: Path | None,
+        node_url: str | None, password_file: str | None, log_level: str) -> None:
     """Load the model, announce the endpoint on chain, and serve signed OpenAI-shaped requests."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per chain call would drown the sentences
@@ -97,8 +101,10 @@ def run(netuid: int, backend: str, model: str | None, host: str, port: int, exte
         policy_from_metagraph(Metagraph.fetch(client, netuid), policy)
         policy.chain_bonds = gateways_on_chain(client)
     book = open_book(wallet_name, hotkey, wallet_dir, book_file, chain_id, key)
-    app = MinerApp(key, served, policy, max_concurrency=max_concurrency, book=book, price_per_1k=price_per_1k,
-                   background=[lambda: keep_policy_in_step(app, node, netuid, sync_seconds)])
+    app = MinerApp(key, served, policy, max_concurrency=max_concurrency, book=book, price_per_1k=price_per_1k)
+    app.background.append(lambda: keep_policy_in_step(app, node, netuid, sync_seconds))
+    if claim_seconds:
+        app.background.append(lambda: claim_forever(book, node, key, claim_seconds))
     try:
         serve_miner(app, host, port)
     finally:

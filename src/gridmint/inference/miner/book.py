@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -43,7 +44,8 @@ CREATE TABLE IF NOT EXISTS served (chain_id TEXT NOT NULL, gateway TEXT NOT NULL
 CREATE TABLE IF NOT EXISTS receipts (chain_id TEXT NOT NULL, gateway TEXT NOT NULL, line TEXT NOT NULL,
                                      consumer TEXT NOT NULL, tokens TEXT NOT NULL, grains TEXT NOT NULL,
                                      requests TEXT NOT NULL, gateway_key BLOB NOT NULL, ack BLOB NOT NULL,
-                                     signature BLOB NOT NULL, PRIMARY KEY (chain_id, gateway, line));
+                                     signature BLOB NOT NULL, signed_at REAL NOT NULL, done INTEGER NOT NULL,
+                                     PRIMARY KEY (chain_id, gateway, line));
 """
 
 UPDATE_SERVED = "UPDATE served SET tokens = ?, requests = ?, grains = ? WHERE chain_id = ? AND gateway = ?"
@@ -246,10 +248,10 @@ class ReceiptBook:
         self.db.execute("BEGIN")
         try:
             self.db.executemany(
-                "INSERT OR REPLACE INTO receipts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO receipts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
                 [(self.chain_id, gateway, str(s.receipt.line), format_address(s.receipt.consumer),
                   str(s.receipt.tokens), str(s.receipt.grains), str(s.receipt.requests), s.gateway_key, s.ack,
-                  s.signature) for s in signed])
+                  s.signature, time.time()) for s in signed])
             self.db.execute("INSERT OR REPLACE INTO served VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                             (self.chain_id, gateway, *after.row()))
             self.db.execute("COMMIT")
@@ -259,11 +261,28 @@ class ReceiptBook:
         self._served[gateway] = after  # only once it is on disk: a failed write signs nothing
         self._on_disk.add(gateway)
 
-    def stored(self) -> list[SignedReceipt]:
-        """Every receipt signed on this chain (the latest per line), by gateway then line."""
-        rows = self.db.execute("SELECT gateway, line, consumer, tokens, grains, requests, gateway_key, ack, signature "
-                               "FROM receipts WHERE chain_id = ?", (self.chain_id,)).fetchall()
+    def stored(self, due_before: float | None = None) -> list[SignedReceipt]:
+        """Every receipt signed on this chain (the latest per line), by gateway then line; with ``due_before`` (a
+        ``time.time()``), only those signed before it that are not known to be paid or past claiming."""
+        query = ("SELECT gateway, line, consumer, tokens, grains, requests, gateway_key, ack, signature FROM receipts "
+                 "WHERE chain_id = ? AND (? IS NULL OR (done = 0 AND signed_at < ?))")
+        rows = self.db.execute(query, (self.chain_id, due_before, due_before)).fetchall()
         return sorted((self._receipt(*row) for row in rows), key=lambda s: (s.receipt.gateway, s.receipt.line))
+
+    def mark_done(self, receipts: list[SignedReceipt]) -> None:
+        """These receipts are paid, or their line is gone: a periodic claim skips them from now on (a later receipt
+        for the same line replaces the row, and is due again)."""
+        rows = [(self.chain_id, format_address(s.receipt.gateway), str(s.receipt.line), str(s.receipt.grains))
+                for s in receipts]
+        if rows:
+            self.db.execute("BEGIN")
+            try:
+                self.db.executemany("UPDATE receipts SET done = 1 WHERE chain_id = ? AND gateway = ? AND line = ? "
+                                    "AND grains = ?", rows)
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
 
     def _receipt(self, gateway: str, line: str, consumer: str, tokens: str, grains: str, requests: str,
                  gateway_key: bytes, ack: bytes, signature: bytes) -> SignedReceipt:

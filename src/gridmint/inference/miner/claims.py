@@ -3,9 +3,15 @@
 For each receipt in the miner's book (the latest it signed per line) the chain is asked whether the line still
 exists under that id (a reclaimed line has nothing left, and a reopened one has a new id, so receipts of the old
 one no longer verify) and what it has paid this miner; a receipt newer than that (more grains and requests, no
-fewer tokens: the chain's own rule) is claimable. Claims go per gateway, at most ``MAX_ENTRIES`` entries a
+fewer tokens: the chain's own rule) is claimable. Claims go per gateway, at most ``CLAIM_GROUP`` entries a
 transaction. The chain takes all of a transaction or none, so when one with several entries is refused, its
 entries are sent again one by one: one receipt that cannot be paid now does not hold back the others.
+
+``gridmint miner run`` claims by itself too (``claim_forever`` in runner.py): every ``--claim-seconds`` it reviews
+the receipts signed longer ago than that and not yet known to be paid, claims those still unpaid, and marks the
+paid and the gone ones done. A gateway settles what it acknowledged within its own period, so a receipt unpaid
+that long is one the gateway is not settling; claiming it well within the chain's ``close_notice`` is what keeps a
+gateway and a consumer acting together from closing the line under the miner.
 """
 
 from __future__ import annotations
@@ -13,13 +19,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gridmint.chain.credit import MAX_ENTRIES, NO_LINE, MsgClaim
+from gridmint.chain.credit import NO_LINE, MsgClaim
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import ChainError
 from gridmint.chain.tx import Msg
 from gridmint.inference.miner.book import ReceiptBook, SignedReceipt
 
 CLAIMABLE, PAID, LINE_GONE = "claimable", "paid", "line_gone"
+# Entries per claim transaction: a claim entry is ~215 bytes, and a transaction at most max_tx_bytes (8,192 by
+# default), so 32 fit where the chain's MAX_ENTRIES (256) would be refused as oversize.
+CLAIM_GROUP = 32
 CLAIMED, REFUSED = "claimed", "refused"
 
 
@@ -49,9 +58,15 @@ class Review:
 
 def review(chain: Chain, book: ReceiptBook) -> list[Review]:
     """Every stored receipt, with what the chain has paid on its line and whether it is claimable."""
-    miner = format_address(book.miner)
+    return review_receipts(chain, book.miner, book.stored())
+
+
+def review_receipts(chain: Chain, miner_address: bytes, receipts: list[SignedReceipt]) -> list[Review]:
+    """``receipts``, each with what the chain has paid on its line and whether it is claimable (chain reads only:
+    callable from a worker thread, the book staying on its own)."""
+    miner = format_address(miner_address)
     reviews = []
-    for signed in book.stored():
+    for signed in receipts:
         receipt = signed.receipt
         consumer, gateway = format_address(receipt.consumer), format_address(receipt.gateway)
         try:
@@ -87,8 +102,8 @@ def claim(chain: Chain, key: PrivateKey, miner_key: bytes, reviews: list[Review]
             by_gateway.setdefault(item.signed.receipt.gateway, []).append(item)
     for gateway in sorted(by_gateway):
         pending = by_gateway[gateway]
-        for start in range(0, len(pending), MAX_ENTRIES):
-            group = pending[start:start + MAX_ENTRIES]
+        for start in range(0, len(pending), CLAIM_GROUP):
+            group = pending[start:start + CLAIM_GROUP]
             if not _send(chain, key, miner_key, gateway, group) and len(group) > 1:
                 for item in group:
                     _send(chain, key, miner_key, gateway, [item])

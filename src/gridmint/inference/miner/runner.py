@@ -1,10 +1,12 @@
 """Running a miner for real: announce the endpoint on chain, keep the caller policy (and the gateways' bonds) in
-step with the chain, and serve. Used by ``gridmint miner run``."""
+step with the chain, claim what gateways acknowledged and did not settle, and serve. Used by ``gridmint miner
+run``."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 
 from gridmint.chain.crypto import PrivateKey, format_address
@@ -14,6 +16,8 @@ from gridmint.chain.subnets import MsgAnnounceEndpoint
 from gridmint.client.chain_client import ChainClient
 from gridmint.client.metagraph import Metagraph
 from gridmint.inference.miner.app import MinerApp
+from gridmint.inference.miner.book import ReceiptBook
+from gridmint.inference.miner.claims import CLAIMED, LINE_GONE, PAID, REFUSED, claim, review_receipts
 from gridmint.inference.protocol import CallerPolicy
 
 log = logging.getLogger("gridmint.miner")
@@ -72,3 +76,30 @@ async def keep_policy_in_step(app: MinerApp, node_url: str, netuid: int, every_s
                 log.warning("Could not refresh the metagraph of subnet %d: %s", netuid, error)
             await asyncio.sleep(every_s)
 
+
+
+async def claim_forever(book: ReceiptBook, node_url: str, key: PrivateKey, every_s: float) -> None:
+    """Every ``every_s``, claim on chain the receipts signed more than ``every_s`` ago that are still unpaid (see
+    claims.py); the book is read and marked on the event loop, the chain called from a worker thread."""
+    with ChainClient(node_url) as client:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                due = book.stored(due_before=time.time() - every_s)
+                if not due:
+                    continue
+                reviews = await asyncio.to_thread(review_receipts, client, book.miner, due)
+                await asyncio.to_thread(claim, client, key, key.public_key, reviews)
+                book.mark_done([r.signed for r in reviews if r.state in (PAID, LINE_GONE, CLAIMED)])
+                for item in reviews:
+                    receipt = item.signed.receipt
+                    if item.state == CLAIMED:
+                        log.info("Claimed line %d's receipt from gateway %s (%d grains in all) in block %d: the "
+                                 "gateway had not settled it.", receipt.line, format_address(receipt.gateway),
+                                 receipt.grains, item.height)
+                    elif item.state == REFUSED:
+                        log.warning("The chain refused the claim of line %d's receipt from gateway %s: %s",
+                                    receipt.line, format_address(receipt.gateway), item.error)
+            except Exception as error:  # a claim round must never stop the miner; say what failed, try again later
+                log.warning("A claim round failed (%s: %s); the next one is in %g s.", type(error).__name__, error,
+                            every_s)
