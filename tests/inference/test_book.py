@@ -11,6 +11,7 @@ from gridmint.chain.receipts import Receipt, acknowledge_receipt, miner_signed
 from gridmint.inference.miner.book import (
     BAD_ACK,
     BELOW_LAST,
+    BELOW_PRICE,
     BEYOND_SERVED,
     CONSUMER_CHANGED,
     Asked,
@@ -141,3 +142,18 @@ def test_receipts_of_another_chain_are_kept_apart(tmp_path: Path) -> None:
     assert ask(book, receipt(1, 25, 38, 1))[0][1] is None
     other = ReceiptBook(open_db(str(tmp_path / "book.db")), "another-chain", MINER.address)
     assert other.stored() == [] and other.served(GW) == Served()
+
+
+def test_a_receipt_paying_below_the_floor_is_not_signed() -> None:
+    """A signed receipt is final: a gateway asking the miner to sign for everything served at a grain would have
+    it paid a grain. The floor (the app gives half the announced price) refuses that and stores nothing."""
+    book = ReceiptBook.in_memory(CHAIN_ID, MINER.address)
+    book.count(GW, 100, PRICE)
+    floor = PRICE // 2  # 750 grains per 1k tokens: 100 tokens at least 75 grains
+    asked = [Asked(r, acknowledge_receipt(GATEWAY, r), True) for r in (receipt(1, 100, 1, 1), receipt(1, 100, 74, 1))]
+    assert [o.error for o in book.sign(MINER, GW, GATEWAY.public_key, asked, floor)] == [BELOW_PRICE, BELOW_PRICE]
+    assert book.last(GW, 1) is None and book.served(GW).signed_tokens == 0
+    fair = receipt(1, 100, 75, 1)
+    [outcome] = book.sign(MINER, GW, GATEWAY.public_key, [Asked(fair, acknowledge_receipt(GATEWAY, fair), True)],
+                          floor)
+    assert outcome.error is None and miner_signed(fair, MINER.public_key, outcome.signature or b"")

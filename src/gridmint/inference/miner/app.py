@@ -249,8 +249,11 @@ class MinerApp:
         # ed25519 checks release the GIL: up to 256 of them run beside the event loop, not in its way.
         verified = await asyncio.to_thread(
             lambda: [gateway_acknowledged(r, caller.public_key, a) for r, a in zip(receipts, acks, strict=True)])
+        # Half the announced price is the floor: gateways pay the price in force, which after a raise is the old
+        # one for the chain's price notice; a receipt paying less than that is not what the miner served.
         outcomes = self.book.sign(self.key, caller.address, caller.public_key,
-                                  [Asked(r, a, ok) for r, a, ok in zip(receipts, acks, verified, strict=True)])
+                                  [Asked(r, a, ok) for r, a, ok in zip(receipts, acks, verified, strict=True)],
+                                  floor_per_1k=self.price_per_1k // 2)
         for outcome in outcomes:
             self.metrics.receipts.labels(outcome.error or "signed").inc()
         await self._signed_json(send, caller, {"receipts": [

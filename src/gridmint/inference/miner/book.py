@@ -55,6 +55,7 @@ BAD_ACK = "bad_ack"  # the gateway's acknowledgement does not verify for these f
 BELOW_LAST = "below_last"  # some count is below the last receipt signed for this line
 CONSUMER_CHANGED = "consumer_changed"  # the line was signed for another consumer
 BEYOND_SERVED = "beyond_served"  # the increments exceed what was served and not signed for yet
+BELOW_PRICE = "below_price"  # the grains it adds pay less per token than the miner accepts
 EMPTY = "empty"  # a receipt of no request: never payable, and each for a new line would be a row kept for good
 
 
@@ -191,10 +192,13 @@ class ReceiptBook:
                               (self.chain_id, gateway, str(line))).fetchone()
         return None if row is None else self._receipt(gateway, str(line), *row)
 
-    def sign(self, key: PrivateKey, gateway: str, gateway_key: bytes, asked: Sequence[Asked]) -> list[Outcome]:
+    def sign(self, key: PrivateKey, gateway: str, gateway_key: bytes, asked: Sequence[Asked],
+             floor_per_1k: int = 0) -> list[Outcome]:
         """Sign what the rules allow of the receipts ``asked`` by ``gateway`` (its account key ``gateway_key``), in
         order, and store what was signed in one transaction. Each receipt names this book's chain and miner and
-        ``gateway``; the caller checked that, and whether each acknowledgement verifies."""
+        ``gateway``; the caller checked that, and whether each acknowledgement verifies. ``floor_per_1k``: the
+        least the grains a receipt adds may pay per 1k of the tokens it adds (a signed receipt is final, so one
+        that paid a grain for everything served would be the miner's loss)."""
         served = self.served(gateway)
         room_tokens = served.tokens - served.signed_tokens
         room_requests = served.requests - served.signed_requests
@@ -223,6 +227,9 @@ class ReceiptBook:
                 continue
             if added.tokens + tokens > room_tokens or added.requests + requests > room_requests:
                 outcomes.append(Outcome(None, BEYOND_SERVED))
+                continue
+            if grains * 1000 < tokens * floor_per_1k:
+                outcomes.append(Outcome(None, BELOW_PRICE))
                 continue
             added.tokens, added.requests, added.grains = added.tokens + tokens, added.requests + requests, \
                 added.grains + grains
