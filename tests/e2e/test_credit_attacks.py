@@ -263,7 +263,7 @@ def test_prices_are_bounded_and_fifty_concurrent_requests_cannot_overspend_a_lin
             live.run("credit", "open", gateway.url, f"{worst}grain", "--wallet", "consumer")
             api_key = live.run("gateway", "key", "--gateway", gateway.url, "--wallet", "consumer")["api_key"]
             with ChainClient(live.node.url) as client:
-                before, coldkey_before = client.height(), client.balance(m1.address)
+                before, coldkey_before, gw_before = client.height(), client.balance(m1.address), client.balance(gw)
 
             async def flood() -> list[httpx.Response]:
                 async with httpx.AsyncClient(timeout=60) as http:
@@ -284,7 +284,8 @@ def test_prices_are_bounded_and_fifty_concurrent_requests_cannot_overspend_a_lin
                 assert line["spent"] == to_miner + fees <= worst
                 assert line["balance"] == worst - line["spent"]
                 assert client.balance(m1.address) - coldkey_before == to_miner
-                assert client.height() > before
+                now = client.height()
+                assert client.balance(gw) - gw_before == fees - fees_paid(client, gw, before, now)
         finally:
             for process in (miner, gateway):
                 process.stop()
