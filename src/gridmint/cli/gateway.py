@@ -242,7 +242,8 @@ def audit(ctx: click.Context, gateway_name: str, wallet_name: str, api_key: str,
     own = read_own_costs(records_path) if records_path else None
     report = audit_line(int(line["id"]), records, paid, own)
     summary = (f"Line {report.line} with {target}: the chain paid {format_mint(report.settled_grains)} to "
-               f"{report.miners} miners; the gateway lists {report.records} requests.")
+               f"{report.miners} miner{'' if report.miners == 1 else 's'}; the gateway lists {report.records} request"
+               f"{'' if report.records == 1 else 's'}.")
     if report.clean:
         human = summary + " Everything matches."
     else:
