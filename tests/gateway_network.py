@@ -82,7 +82,21 @@ def wait_for_models(gateway: Process, *models: str, timeout_s: float = 60) -> li
     raise AssertionError(f"the gateway never listed {models}:\n{gateway.log()}")
 
 
-def ledger_rows(tmp_path: Path) -> list[tuple[str, str, int, int | None]]:
-    """(consumer, miner hotkey, grains, batch) of every metered request, from the gateway's own ledger."""
+def ledger_rows(tmp_path: Path) -> list[tuple[str, str, int, int | None, str]]:
+    """(consumer, miner hotkey, grains, batch, batch state) of every metered request, from the gateway's own ledger;
+    the state is "settled" once the chain confirmed the batch (the gateway marks it after the block landed)."""
     with sqlite3.connect(tmp_path / "gateway-data" / "gateway.db") as db:
-        return [(c, m, int(g), b) for c, m, g, b in db.execute("SELECT consumer, miner, grains, batch FROM metered")]
+        return [(c, m, int(g), b, s or "unsettled") for c, m, g, b, s in db.execute(
+            "SELECT m.consumer, m.miner, m.grains, m.batch, b.state FROM metered m "
+            "LEFT JOIN settle_batches b ON b.id = m.batch")]
+
+
+def wait_until_settled(tmp_path: Path, rows: int, gateway: Process, timeout_s: float = 60) -> None:
+    """Until the gateway's ledger holds ``rows`` metered rows, each in a batch the chain confirmed."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = ledger_rows(tmp_path)
+        if len(found) == rows and all(state == "settled" for *_, state in found):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{rows} metered rows were not settled: {ledger_rows(tmp_path)}\n{gateway.log()[-3000:]}")

@@ -34,7 +34,7 @@ from gridmint.gateway import metering
 from gridmint.gateway.keys import gateway_at, request_api_key
 from gridmint.gateway.ledger import charge
 from gridmint.inference import wire
-from tests.gateway_network import Process, start_gateway, start_miner, wait_for_models
+from tests.gateway_network import Process, ledger_rows, start_gateway, start_miner, wait_for_models, wait_until_settled
 from tests.helpers import wait_for
 from tests.live_network import fees_paid, live_subnet
 
@@ -56,21 +56,9 @@ def _db(tmp_path: Path) -> sqlite3.Connection:
     return sqlite3.connect(tmp_path / "gateway-data" / "gateway.db")
 
 
-def _wait_until_settled(tmp_path: Path, rows: int, gateway: Process) -> None:
-    """Until the gateway's ledger holds ``rows`` metered rows, each in a batch the chain confirmed."""
-    def settled() -> bool:
-        with _db(tmp_path) as db:
-            states = db.execute("SELECT b.state FROM metered m LEFT JOIN settle_batches b ON b.id = m.batch")
-            found = [state for (state,) in states]
-        return len(found) == rows and all(state == "settled" for state in found)
-
-    wait_for(settled, f"{rows} metered rows settled:\n{gateway.log()[-3000:]}", timeout_s=60)
-
-
 def _metered(tmp_path: Path) -> list[tuple[str, int, int]]:
     """(miner, grains, batch) of every metered row."""
-    with _db(tmp_path) as db:
-        return [(m, int(g), int(b)) for m, g, b in db.execute("SELECT miner, grains, batch FROM metered")]
+    return [(miner, grains, batch or 0) for _, miner, grains, batch, _ in ledger_rows(tmp_path)]
 
 
 def _charged(rows: list[tuple[str, int, int]], fee_bps: int) -> tuple[int, int]:
@@ -118,7 +106,7 @@ def test_a_gateway_cannot_pay_itself_settle_unsigned_usage_or_change_the_terms(
                 assert answer.status_code == 200, answer.text
                 own.append({"request": answer.headers["x-gridmint-request"],
                             "cost": int(answer.headers["x-gridmint-cost"])})
-            _wait_until_settled(tmp_path, 3, gateway)
+            wait_until_settled(tmp_path, 3, gateway)
             gateway.stop()  # settles what is left and exits; from here on the operator acts by hand
 
             with ChainClient(live.node.url) as client:
@@ -183,7 +171,7 @@ def test_a_gateway_cannot_pay_itself_settle_unsigned_usage_or_change_the_terms(
                 assert answer.status_code == 200, answer.text
                 own.append({"request": answer.headers["x-gridmint-request"],
                             "cost": int(answer.headers["x-gridmint-cost"])})
-            _wait_until_settled(tmp_path, 5, gateway)  # it stays up, idle (nothing is owed), for the audit
+            wait_until_settled(tmp_path, 5, gateway)  # it stays up, idle (nothing is owed), for the audit
             new_rows = [row for row in _metered(tmp_path) if row not in metered_before]
             to_miner, fees = _charged(new_rows, FEE_BPS)
             with ChainClient(live.node.url) as client:
@@ -276,7 +264,7 @@ def test_prices_are_bounded_and_fifty_concurrent_requests_cannot_overspend_a_lin
             served = [answer for answer in answers if answer.status_code == 200]
             assert set(statuses) <= {200, 402} and 1 <= len(served) < 50, statuses
             assert all(a.json()["error"]["code"] == "insufficient_credit" for a in answers if a.status_code == 402)
-            _wait_until_settled(tmp_path, len(served), gateway)
+            wait_until_settled(tmp_path, len(served), gateway)
             to_miner, fees = _charged(_metered(tmp_path), FEE_BPS)
             assert to_miner == sum(int(answer.headers["x-gridmint-cost"]) for answer in served)
             with ChainClient(live.node.url) as client:

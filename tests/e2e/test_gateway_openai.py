@@ -5,7 +5,6 @@ that, to the grain."""
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 from gridmint.chain.credit import compute_fee
 from gridmint.client.chain_client import ChainClient
 from gridmint.client.wallet import open_wallet
-from tests.gateway_network import ledger_rows, start_gateway, start_miner, wait_for_models
+from tests.gateway_network import ledger_rows, start_gateway, start_miner, wait_for_models, wait_until_settled
 from tests.live_network import fees_paid, live_subnet
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gateway")]
@@ -66,19 +65,12 @@ def test_the_openai_client_talks_to_real_miners_and_the_usage_is_settled_to_the_
             by_subnet = client.embeddings.create(model="subnet-2", input="routing by subnet")
             assert len(by_subnet.data[0].embedding) == 256
 
-            # Money: wait until every metered request is in a settled batch, then compare the chain with the ledger.
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                rows = ledger_rows(tmp_path)
-                if len(rows) == 5 and all(batch is not None for *_, batch in rows):
-                    break
-                time.sleep(0.5)
-            else:
-                raise AssertionError(f"usage was not settled: {ledger_rows(tmp_path)}\n{gateway.log()}")
+            # Money: wait until every metered request is in a batch the chain confirmed, then compare the chain
+            # with the ledger.
+            wait_until_settled(tmp_path, 5, gateway)
             with ChainClient(live.node.url) as chain:
-                time.sleep(1)  # the ledger marks a batch after its block; let the last one land
                 groups: dict[tuple[int | None, str], int] = defaultdict(int)
-                for row_consumer, miner, grains, batch in ledger_rows(tmp_path):
+                for row_consumer, miner, grains, batch, _ in ledger_rows(tmp_path):
                     assert row_consumer == consumer
                     groups[(batch, miner)] += grains
                 paid: dict[str, int] = defaultdict(int)
