@@ -227,7 +227,7 @@ def test_a_gateway_cannot_pay_itself_settle_unsigned_usage_or_change_the_terms(
 def test_prices_are_bounded_and_fifty_concurrent_requests_cannot_overspend_a_line(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with live_subnet(tmp_path, monkeypatch, names=("owner", "val", "m1"), tempo=50_000, permit=False,
-                     others=("gw", "consumer")) as live:
+                     others=("gw", "consumer", "brief")) as live:
         m1 = open_wallet("m1", live.wallets)
         m1_hot = m1.hotkey("default")
         gw, consumer = open_wallet("gw", live.wallets).address, open_wallet("consumer", live.wallets).address
@@ -274,6 +274,18 @@ def test_prices_are_bounded_and_fifty_concurrent_requests_cannot_overspend_a_lin
                 assert client.balance(m1.address) - coldkey_before == to_miner
                 now = client.height()
                 assert client.balance(gw) - gw_before == fees - fees_paid(client, gw, before, now)
+
+            # A line past its expiry is cut off: served while it runs, refused (402) once the gateway's reading of
+            # the chain shows it expired (a reading is refreshed after 2 s, so a call or two may still pass).
+            live.run("credit", "open", gateway.url, "1", "--blocks", "60", "--wallet", "brief")
+            brief_key = live.run("gateway", "key", "--gateway", gateway.url, "--wallet", "brief")["api_key"]
+            assert _chat(gateway, brief_key).status_code == 200
+            with ChainClient(live.node.url) as client:
+                expires = client.query(f"/credit/line/{open_wallet('brief', live.wallets).address}/{gw}")["expires"]
+                wait_for(lambda: client.height() >= expires, "the line's expiry", timeout_s=60)
+            statuses = [_chat(gateway, brief_key).status_code for _ in range(3)]
+            wait_for(lambda: _chat(gateway, brief_key).status_code == 402, "the expired line refused", timeout_s=10)
+            assert [_chat(gateway, brief_key).status_code for _ in range(3)] == [402] * 3, statuses
         finally:
             for process in (miner, gateway):
                 process.stop()
