@@ -251,6 +251,37 @@ def test_a_workload_that_fails_has_its_lease_closed_by_the_provider_with_a_reaso
         assert status["lease"]["open"] is False and status["provider_status"] is None
 
 
+def test_leases_close_with_the_reason_that_ended_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reason 2: a service that finished (exit 0); 3: one that stopped accepting connections on its port while
+    still running; 4: a manifest this runtime cannot run (an image on the process runtime)."""
+    finished = "print('done', flush=True)\n"
+    goes_deaf = ("import os, socket, time\n"
+                 "s = socket.create_server(('127.0.0.1', int(os.environ['PORT'])))\n"
+                 "time.sleep(2)\ns.close()\ntime.sleep(600)\n")
+    jobs = {
+        2: {"command": ["python3", "-c", finished]},
+        3: {"command": ["python3", "-c", goes_deaf], "ports": [8080]},
+        4: {"image": "nginx:1.27", "ports": [80]},
+    }
+    with live_market(tmp_path, monkeypatch, names=("tenant", "alpha")) as market:
+        market.start_provider("alpha", "--cpu", "1", "--memory", "1024", "--withdraw-every", "0",
+                              "--health-seconds", "0.3")
+        for lease_id, (code, service) in enumerate(jobs.items(), start=1):  # one lease each, ids in order
+            file = market.write(f"job{code}.yaml", json.dumps({
+                "version": 1, "services": {"job": service}, "resources": {"cpu": 0.5, "memory": 256},
+                "price": {"max_per_block": "0.001"}, "deposit": "5"}))
+            if code == 4:  # the provider refuses the manifest (the tenant's command says so) and ends the lease
+                market.run_fails("deploy", "create", str(file), "--wallet", "tenant", "--auto-accept", "cheapest",
+                                 "--bid-wait", "30")
+            else:
+                assert market.deploy(file)["lease"] == lease_id
+            with market.client() as client:
+                path = f"/escrow/account/{lease_id}"
+                account = _wait(lambda: (lambda a: a if not a["open"] else None)(client.query(path)),  # noqa: B023
+                                f"the provider to close lease {lease_id}")
+            assert account["reason"] == f"closed by the provider (code {code})", (code, account)
+
+
 def test_the_tenant_can_review_bids_accept_one_and_top_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with live_market(tmp_path, monkeypatch, names=("tenant", "alpha")) as market:
         alpha = market.start_provider("alpha", "--cpu", "1", "--memory", "1024", "--withdraw-every", "0")
