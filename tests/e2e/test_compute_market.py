@@ -14,7 +14,7 @@ import pytest
 from gridmint.client.chain_client import ChainClient
 from gridmint.client.wallet import open_wallet
 from gridmint.market.deployment import parse_deployment
-from gridmint.market.tenant import ProviderClient, accept_bid, create_order, wait_for_bids
+from gridmint.market.tenant import ProviderClient, accept_bid, create_order, wait_for_bids, wait_running
 from gridmint.web.data import Explorer
 from tests.live_network import fees_paid
 from tests.market_network import deployment_yaml, live_market
@@ -280,6 +280,38 @@ def test_leases_close_with_the_reason_that_ended_them(tmp_path: Path, monkeypatc
                 account = _wait(lambda: (lambda a: a if not a["open"] else None)(client.query(path)),  # noqa: B023
                                 f"the provider to close lease {lease_id}")
             assert account["reason"] == f"closed by the provider (code {code})", (code, account)
+
+
+def test_a_provider_restarted_under_a_running_lease_picks_it_up_and_is_paid_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider stops (its workloads with it) and starts again: it finds its open lease on chain, runs the
+    manifest the tenant sends again, and over the whole lease it is paid rate × blocks exactly once (its own
+    withdrawals, every 5 blocks, counted with their fees)."""
+    with live_market(tmp_path, monkeypatch, names=("tenant", "alpha")) as market:
+        options = ("--cpu", "1", "--memory", "1024", "--withdraw-every", "5")
+        alpha = market.start_provider("alpha", *options)
+        file = market.write("web.yaml", deployment_yaml(greeting="again"))
+        created = market.deploy(file)
+        lease_id = created["lease"]
+        assert httpx.get(created["status"]["endpoints"]["web"], timeout=10).text == "again from /"
+        alpha.stop()
+        alpha = market.start_provider("alpha", *options)
+        tenant = open_wallet("tenant", market.wallets).coldkey("pw")
+        manifest = parse_deployment(file.read_text()).manifest
+        with market.client() as client:
+            _wait(lambda: "lease 1" in alpha.log().lower(), "the lease picked up")
+            with ProviderClient(tenant, alpha.address, alpha.url) as calls:
+                calls.send_manifest(lease_id, manifest)
+                status = wait_running(calls, lease_id, 60)
+            assert httpx.get(alpha.url + str(status["services"]["web"]["path"]), timeout=10).text == "again from /"
+            market.run("deploy", "close", str(lease_id), "--wallet", "tenant")
+            account = client.query(f"/escrow/account/{lease_id}")
+            start, end, rate = account["start"], account["closed_at"], account["rate"]
+            _wait(lambda: int(client.query(f"/escrow/account/{lease_id}")["withdrawable"]) == 0,
+                  "the provider's last withdrawal")
+            now = client.height()
+            gained = client.balance(alpha.address, height=now) - _balance_at(client, alpha.address, start)
+            assert gained == rate * (end - start) - fees_paid(client, alpha.address, start, now)
 
 
 def test_the_tenant_can_review_bids_accept_one_and_top_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
