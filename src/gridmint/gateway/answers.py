@@ -1,9 +1,9 @@
 """What a gateway reads from a miner's signed unary answer before it counts as one: the shape the consumer was
 promised, or MalformedAnswerError (the gateway then fails over, and the miner's breaker counts a failure).
 
-A signature proves who sent the bytes, not that they are an answer: a miner can sign a list, a number, an
-embedding of the wrong count or NaN-free but non-numeric vectors. Those must fail over like any other fault, not
-reach the consumer as a paid success nor crash the request.
+A signature proves who sent the bytes, not that they are an answer: a miner can sign a list, a number, an embedding
+of the wrong count, text instead of numbers, or numbers so large that no consumer can take their norm. Those must
+fail over like any other fault, not reach the consumer as a paid success nor crash the request.
 """
 
 from __future__ import annotations
@@ -56,5 +56,9 @@ def _check_vectors(data: Any, inputs: int) -> None:
         vectors = np.asarray(rows)  # numbers give an int or float matrix; text, objects or ragged rows do not
     except (ValueError, TypeError):
         vectors = None
-    if vectors is None or vectors.ndim != 2 or vectors.dtype.kind not in "if" or not np.isfinite(vectors).all():
-        raise MalformedAnswerError("the embeddings are not equally long lists of finite numbers")
+    if vectors is None or vectors.ndim != 2 or vectors.dtype.kind not in "if":
+        raise MalformedAnswerError("the embeddings are not equally long lists of numbers")
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values overflow the norm: that is what is checked
+        norms = np.linalg.norm(vectors.astype(np.float64), axis=1)
+    if not np.isfinite(norms).all():
+        raise MalformedAnswerError("an embedding holds numbers too large for its length to be finite")

@@ -43,7 +43,7 @@ def special_use(address: Address) -> str | None:
         address = address.ipv4_mapped
     for kind, test in (("unspecified", address.is_unspecified), ("loopback", address.is_loopback),
                        ("link-local", address.is_link_local), ("multicast", address.is_multicast),
-                       ("private", address.is_private), ("reserved", address.is_reserved)):
+                       ("reserved", address.is_reserved), ("private", address.is_private)):
         if test:
             return kind
     return None if address.is_global else "special-purpose"
