@@ -35,6 +35,7 @@ REFUSED = {
     "http://a..io": "host",
     "http://999.1.1.1": "IPv4",
     "http://010.0.0.1": "IPv4",
+    "http://1.2.3": "IPv4",
     "http://[fe80::1%25eth0]": "IPv6",
     "http://[::1": "IPv6",
     "http://a.io/x y": "ASCII",

@@ -82,11 +82,11 @@ def _host_and_port(authority: str, default_port: int) -> tuple[str, int]:
         if not host or len(host) > MAX_HOST_BYTES or not all(_LABEL.fullmatch(label) for label in labels):
             raise ValueError(f"'{host[:60]}' is not a host name (letters, digits and hyphens in dot-separated labels) "
                              f"or an IP address; expected {EXPECTED}")
-        if all(label.isdigit() for label in labels):
-            try:
-                host = str(ipaddress.IPv4Address(host))
-            except ValueError:
-                raise ValueError(f"'{host[:60]}' is not an IPv4 address; expected {EXPECTED}") from None
+        # Read here rather than by ipaddress, whose IPv4 strictness (leading zeros) has changed between releases.
+        if all(label.isdigit() for label in labels) and (
+                len(labels) != 4 or any(int(label) > 255 or (label[0] == "0" and label != "0") for label in labels)):
+            raise ValueError(f"'{host[:60]}' is not an IPv4 address (four numbers from 0 to 255, no leading zeros); "
+                             f"expected {EXPECTED}")
     if not after:
         return host, default_port
     if not after.startswith(":") or not _DIGITS.fullmatch(after[1:]) or not 1 <= int(after[1:]) <= 65_535:
