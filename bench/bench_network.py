@@ -53,7 +53,7 @@ logging.basicConfig(level=logging.WARNING)
 hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 app = build_gateway(PrivateKey(bytes.fromhex(sys.argv[1])), ChainClient(sys.argv[2]), Path(sys.argv[3]), 100,
-                    rate=1e9, burst=10**9, settle_s=5.0, sync_s=5.0)
+                    rate=1e9, burst=10**9, settle_s=5.0, sync_s=5.0, allow=sys.argv[5].split(","))
 serve_gateway(app, "127.0.0.1", int(sys.argv[4]))
 """
 
@@ -148,7 +148,8 @@ def _start(net: BenchNetwork, miners: int) -> None:
         register_gateway(chain, GATEWAY, net.gateway_url, 100, 0)
         send(CONSUMER, MsgOpenCredit(GATEWAY.address, 10**14, 1_000_000, 10**12, 100, 0, 0))
     gateway = net._spawn(["-c", GATEWAY_MAIN, GATEWAY.seed.hex(), net.node_url, str(net.workdir / "gateway"),
-                          str(gateway_port)], "gateway")
+                          str(gateway_port), ",".join(url.removeprefix("http://") for url, _ in net.miners)],
+                         "gateway")  # the gateway reaches exactly these loopback miners
     wait_http(net.gateway_url + "/health", gateway)
     net.gateway_pid = gateway.pid
     net.api_key = request_api_key(net.gateway_url, CONSUMER, gateway_address)

@@ -105,7 +105,8 @@ async def measure(net: BenchNetwork, seconds: float, rounds: int, levels: tuple[
     machine whose cores all processes share, throughput follows the sum."""
     results: dict[str, float] = {}
     pids = {"client": os.getpid(), "miner": net.miner_pids[0], "relay": net.relay_pid, "gateway": net.gateway_pid}
-    async with MinerClient(DIRECT, timeout_s=30, connections=64) as miners:
+    allow = [url.removeprefix("http://") for url in (*(u for u, _ in net.miners), net.relay_url) if url]
+    async with MinerClient(DIRECT, timeout_s=30, connections=64, allow=allow) as miners:
         pool = HttpPool(max_per_host=64)
         paths = calls(net, miners, pool)
         for name in paths:  # warm up every path's connections

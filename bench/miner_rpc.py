@@ -106,7 +106,7 @@ async def main_async(seconds: float, caller: str) -> dict[str, float]:
             except httpx.HTTPError:
                 time.sleep(0.1)
         results: dict[str, float] = {}
-        async with MinerClient(PrivateKey(CALLER_SEED), connections=64) as client:
+        async with MinerClient(PrivateKey(CALLER_SEED), connections=64, allow=[f"127.0.0.1:{port}"]) as client:
             await run_load(client, url, miner, 8, 0.5)  # warm up connections and caches
             for concurrency in (1, 32):
                 started = time.perf_counter()

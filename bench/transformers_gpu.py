@@ -115,7 +115,7 @@ async def miner_rate(folder: Path, tokens: int, requests: int) -> float:
                 raise SystemExit("the miner did not start")
             time.sleep(0.5)
         payload = {"model": folder.name.lower(), "prompt": PROMPT, "max_tokens": tokens, "temperature": 0}
-        async with MinerClient(PrivateKey(CALLER_SEED), timeout_s=600) as client:
+        async with MinerClient(PrivateKey(CALLER_SEED), timeout_s=600, allow=[f"127.0.0.1:{port}"]) as client:
             await client.call(url, "/v1/completions", miner, payload)  # warm up
             produced, started = 0, time.perf_counter()
             for _ in range(requests):

@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,16 +59,26 @@ def start(name: str, args: list[str], tmp_path: Path, port: int, env: dict[str, 
     raise AssertionError(f"{name} did not start:\n{started.log()}")
 
 
-def start_gateway(tmp_path: Path, wallet: str = "gw", *options: str) -> Process:
+_MINER_PORTS: dict[tuple[Path, str], int] = {}
+
+
+def miner_port(tmp_path: Path, name: str) -> int:
+    """The loopback port miner ``name`` of this test serves on, chosen once: a gateway started before the miner
+    is told it (``--allow-endpoint``), as an operator lists exactly the miners it may reach on loopback."""
+    return _MINER_PORTS.setdefault((tmp_path, name), free_port())
+
+
+def start_gateway(tmp_path: Path, wallet: str = "gw", *options: str, miners: Iterable[str] = ()) -> Process:
     port = free_port()
+    allow = [arg for name in miners for arg in ("--allow-endpoint", f"127.0.0.1:{miner_port(tmp_path, name)}")]
     return start("gateway", ["gateway", "run", "--wallet", wallet, "--port", str(port), "--data-dir",
                              str(tmp_path / "gateway-data"), "--sync-seconds", "0.5", "--settle-seconds", "1",
-                             *options], tmp_path, port)
+                             *allow, *options], tmp_path, port)
 
 
 def start_miner(tmp_path: Path, name: str, netuid: int, backend: str, price: str = "0.001",
                 *options: str) -> Process:
-    port = free_port()
+    port = miner_port(tmp_path, name)
     return start(name, ["miner", "run", "--netuid", str(netuid), "--backend", backend, "--wallet", name, "--port",
                         str(port), "--sync-seconds", "0.5", "--price", price, *options], tmp_path, port)
 

@@ -48,7 +48,7 @@ def test_miner_run_announces_and_serves(tmp_path: Path, monkeypatch: pytest.Monk
 
             async def call(wallet: str) -> tuple[int, bool]:
                 key = open_wallet(wallet, live.wallets).hotkey("default")
-                async with MinerClient(key, timeout_s=5) as client:
+                async with MinerClient(key, timeout_s=5, allow=[url.removeprefix("http://")]) as client:
                     answer = await client.call(url, "/v1/chat/completions", miner_address, payload)
                     return answer.status, answer.signed
 

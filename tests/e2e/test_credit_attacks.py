@@ -94,7 +94,7 @@ def test_a_gateway_cannot_pay_itself_settle_unsigned_usage_or_change_the_terms(
         gw_key, m1_hot = wallets["gw"].coldkey(PASSWORD), wallets["m1"].hotkey("default")
         gw_hot = wallets["gw"].hotkey("default")
         gw, consumer = wallets["gw"].address, wallets["consumer"].address
-        gateway = start_gateway(tmp_path, "gw", "--fee-bps", str(FEE_BPS))
+        gateway = start_gateway(tmp_path, "gw", "--fee-bps", str(FEE_BPS), miners=("m1",))
         miner = start_miner(tmp_path, "m1", 1, "echo", PRICE)
         try:
             wait_for_models(gateway, "echo")
@@ -158,7 +158,7 @@ def test_a_gateway_cannot_pay_itself_settle_unsigned_usage_or_change_the_terms(
             # 6. The fee raised after the line opened: the operator restarts at 100%. The line keeps its 1%; a
             #    consumer who accepts at most 1% cannot be caught by the new fee.
             metered_before = _metered(tmp_path)
-            gateway = start_gateway(tmp_path, "gw", "--fee-bps", "10000")
+            gateway = start_gateway(tmp_path, "gw", "--fee-bps", "10000", miners=("m1",))
             wait_for_models(gateway, "echo")
             with ChainClient(live.node.url) as client:
                 before, line_before = client.height(), client.query(f"/credit/line/{consumer}/{gw}")
@@ -231,7 +231,8 @@ def test_prices_are_bounded_and_fifty_concurrent_requests_cannot_overspend_a_lin
         m1 = open_wallet("m1", live.wallets)
         m1_hot = m1.hotkey("default")
         gw, consumer = open_wallet("gw", live.wallets).address, open_wallet("consumer", live.wallets).address
-        gateway = start_gateway(tmp_path, "gw", "--fee-bps", str(FEE_BPS), "--rate", "1000", "--burst", "1000")
+        gateway = start_gateway(tmp_path, "gw", "--fee-bps", str(FEE_BPS), "--rate", "1000", "--burst", "1000",
+                                miners=("m1",))
         miner = start_miner(tmp_path, "m1", 1, "echo", PRICE, "--max-concurrency", "64")
         try:
             wait_for_models(gateway, "echo")

@@ -73,7 +73,8 @@ def test_real_embeddings_outrank_random_vectors(tmp_path: Path, monkeypatch: pyt
                      "--wallet", "noise")
             validator = subprocess.Popen(
                 [sys.executable, "-m", "gridmint.cli.main", "validator", "run", "--netuid", "1", "--wallet", "val",
-                 "--interval", "0.3", "--timeout", "5"],
+                 "--interval", "0.3", "--timeout", "5", "--allow-endpoint", f"127.0.0.1:{words_port}",
+                 "--allow-endpoint", f"127.0.0.1:{noise_port}"],
                 stdout=logs[1], stderr=subprocess.STDOUT, env={**os.environ})
             graph = live.wait_for(lambda g: g["uids"][1]["incentive"] > 0.9 * ONE, "the real model's incentive",
                                   timeout_s=90)

@@ -30,7 +30,7 @@ def test_the_openai_client_talks_to_real_miners_and_the_usage_is_settled_to_the_
                      permit=False) as live:
         live.run("subnet", "create", "--modality", "embedding", "--name", "embeddings", "--wallet", "owner")
         live.run("subnet", "register", "2", "--wallet", "embed")
-        gateway = start_gateway(tmp_path, "gw", "--fee-bps", str(FEE_BPS))
+        gateway = start_gateway(tmp_path, "gw", "--fee-bps", str(FEE_BPS), miners=("smol", "embed"))
         smol = start_miner(tmp_path, "smol", 1, "llama-cpp", "0.002")
         embed = start_miner(tmp_path, "embed", 2, "wordllama", "0.0005")
         try:

@@ -58,7 +58,8 @@ def test_requests_follow_the_ranking_fail_over_and_honour_preferences(
             as live:
         incentive = _rank_by_weights(live)
         assert incentive["garbage"] < 0.01
-        gateway = start_gateway(tmp_path, "gw", "--rate", "20", "--burst", "100")
+        gateway = start_gateway(tmp_path, "gw", "--rate", "20", "--burst", "100",
+                                miners=("m1", "m2", "garbage"))
         miners: dict[str, Process] = {}
         try:
             for name, price in (("m1", "0.001"), ("m2", "0.002"), ("garbage", "0.0005")):
@@ -159,7 +160,7 @@ def test_a_killed_gateway_loses_no_metered_usage(tmp_path: Path, monkeypatch: py
     with live_subnet(tmp_path, monkeypatch, names=("owner", "val", "m1"), tempo=50_000, permit=False,
                      others=("gw", "consumer")) as live:
         # The gateway registers first, so that the miner allows it from its first metagraph sync.
-        gateway = start_gateway(tmp_path, "gw", "--settle-seconds", "3600")  # no settlement while it lives
+        gateway = start_gateway(tmp_path, "gw", "--settle-seconds", "3600", miners=("m1",))  # no settlement yet
         miner = start_miner(tmp_path, "m1", 1, "echo", "0.001")
         try:
             wait_for_models(gateway, "echo")
@@ -167,7 +168,7 @@ def test_a_killed_gateway_loses_no_metered_usage(tmp_path: Path, monkeypatch: py
             key = live.run("gateway", "key", "--gateway", gateway.url, "--wallet", "consumer")["api_key"]
             costs = [int(_post(gateway.url, key, CHAT).headers["x-gridmint-cost"]) for _ in range(3)]
             gateway.kill()  # SIGKILL: no shutdown settlement
-            gateway = start_gateway(tmp_path, "gw", "--settle-seconds", "0.5")
+            gateway = start_gateway(tmp_path, "gw", "--settle-seconds", "0.5", miners=("m1",))
             consumer = open_wallet("consumer", live.wallets).address
             gateway_address = open_wallet("gw", live.wallets).address
             deadline = time.monotonic() + 30

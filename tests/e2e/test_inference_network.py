@@ -105,7 +105,8 @@ def test_validator_ranks_a_real_model_above_garbage_and_dead_miners(tmp_path: Pa
             summaries: list[str] = []
 
             async def validate() -> None:
-                async with MinerClient(validator.key, timeout_s=5) as client:
+                allow = [f"127.0.0.1:{port}" for port in (smol_port, garbage_port, dead_port)]  # exactly its miners
+                async with MinerClient(validator.key, timeout_s=5, allow=allow) as client:
                     revealed_in = None
                     for _ in range(300):
                         await validator.round(client)

@@ -121,7 +121,8 @@ def network(tmp_path: Path) -> Iterator[Network]:
     ledger = Ledger(db)
     chain = LineStandIn()
     credit = CreditBook(chain, gateway_address, ledger)  # type: ignore[arg-type]
-    app = GatewayApp(gateway_address, MinerClient(key("gateway"), timeout_s=5), directory, keys, ledger,
+    allow = [url.removeprefix("http://") for url in (unsigned_url, *(url for url, _, _ in served.values()))]
+    app = GatewayApp(gateway_address, MinerClient(key("gateway"), timeout_s=5, allow=allow), directory, keys, ledger,
                      credit, RateLimiter(1_000, 1_000), timeout_s=5, idle_s=5)
     url, server, thread = _serve(app, http=CoalescingHttpToolsProtocol)  # as serve_gateway runs it
     try:

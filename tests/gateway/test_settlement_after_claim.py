@@ -82,8 +82,9 @@ def market(tmp_path: Path) -> Iterator[Market]:
         ledger = Ledger(db)
         credit = CreditBook(chain, gateway, ledger, ttl_s=0.0)
         directory = Directory(load_candidates(chain))
-        app = GatewayApp(gateway, MinerClient(gateway_key, timeout_s=5), directory, ApiKeys(db, gateway), ledger,
-                         credit, RateLimiter(1_000, 1_000), timeout_s=5)
+        allow = [c.url.removeprefix("http://") for c in directory.candidates]  # exactly its loopback miners
+        app = GatewayApp(gateway, MinerClient(gateway_key, timeout_s=5, allow=allow), directory, ApiKeys(db, gateway),
+                         ledger, credit, RateLimiter(1_000, 1_000), timeout_s=5)
         url, server, thread = _serve(app)
         servers.append((server, thread))
         register_gateway(chain, gateway_key, url, FEE_BPS, 0)

@@ -45,9 +45,10 @@ def test_calls_through_a_real_socket() -> None:
                 time.sleep(0.05)
         miner = format_address(PrivateKey(MINER_SEED).address)
         payload = {"model": "echo", "messages": [{"role": "user", "content": "over the wire"}]}
+        allow = [f"127.0.0.1:{port}"]  # a loopback miner is reached only when named exactly
 
         async def scenario() -> None:
-            async with MinerClient(PrivateKey(CALLER_SEED), timeout_s=5) as client:
+            async with MinerClient(PrivateKey(CALLER_SEED), timeout_s=5, allow=allow) as client:
                 answers = await asyncio.gather(*(client.call(url, "/v1/chat/completions", miner, payload)
                                                  for _ in range(20)))
                 assert all(a.status == 200 and a.signed for a in answers)
@@ -55,10 +56,10 @@ def test_calls_through_a_real_socket() -> None:
                 impostor = await client.call(url, "/v1/chat/completions", format_address(PrivateKey(b"\x33" * 32)
                                                                                           .address), payload)
                 assert impostor.status == 421 and not impostor.signed
-            async with MinerClient(PrivateKey(b"\x34" * 32), timeout_s=5) as stranger:
+            async with MinerClient(PrivateKey(b"\x34" * 32), timeout_s=5, allow=allow) as stranger:
                 refused = await stranger.call(url, "/v1/chat/completions", miner, payload)
                 assert refused.status == 403 and refused.json()["error"]["code"] == "auth/not_permitted"
-            async with MinerClient(PrivateKey(CALLER_SEED), timeout_s=5) as client:
+            async with MinerClient(PrivateKey(CALLER_SEED), timeout_s=5, allow=allow) as client:
                 for _ in range(3):  # the connection goes back to the pool after a finished stream
                     async with client.stream(url, "/v1/chat/completions", miner, {**payload, "stream": True}) as sse:
                         events = [event async for event in sse.events()]
@@ -67,9 +68,10 @@ def test_calls_through_a_real_socket() -> None:
                     assert events[-1] == b"data: [DONE]\n\n" and all(e.endswith(b"\n\n") for e in events)
                     text = b"".join(events)
                     assert b"over" in text and b"wire" in text
-            async with MinerClient(PrivateKey(CALLER_SEED), timeout_s=2) as client:
+            closed = free_port()
+            async with MinerClient(PrivateKey(CALLER_SEED), timeout_s=2, allow=[f"127.0.0.1:{closed}"]) as client:
                 with pytest.raises(HttpError, match="cannot connect"):
-                    await client.call(f"http://127.0.0.1:{free_port()}", "/v1/chat/completions", miner, payload)
+                    await client.call(f"http://127.0.0.1:{closed}", "/v1/chat/completions", miner, payload)
 
         asyncio.run(scenario())
     finally:

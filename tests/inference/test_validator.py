@@ -8,10 +8,11 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pytest
 
 from gridmint.client.metagraph import Metagraph
-from gridmint.inference.client import Answer
+from gridmint.inference.client import Answer, MinerClient
 from gridmint.inference.validator.loop import Validator
 from gridmint.inference.validator.scoring import Challenge, EmbeddingScorer, TextScorer
 from tests.helpers import key
@@ -101,3 +102,67 @@ def test_the_embedding_scorer_catches_noise_and_inconsistent_repeats() -> None:
     inconsistent[-1] = -inconsistent[-1]
     assert scorer.score(challenge, answer(inconsistent)) == 0.0
     assert scorer.score(challenge, answer(reference[:, :10])) == 0.0
+
+
+@dataclass
+class RaisingClient:
+    error: Exception
+
+    async def call(self, *args: Any, **kwargs: Any) -> Answer:
+        raise self.error
+
+
+class NaNScorer(ConstantScorer):
+    def score(self, challenge: Challenge, answer: Any) -> float:
+        return float("nan")
+
+
+class CrashingScorer(ConstantScorer):
+    def score(self, challenge: Challenge, answer: Any) -> float:
+        raise OverflowError("a miner's numbers broke the scorer")
+
+
+@pytest.mark.parametrize("error", [ValueError("Port out of range 0-65535"), UnicodeEncodeError("latin-1", "\u043c",
+                                   0, 1, "ordinal not in range"), KeyError("choices"), TypeError("not a dict")])
+def test_any_error_one_miner_provokes_scores_it_zero_instead_of_ending_the_round(error: Exception) -> None:
+    validator = make_validator()
+    score, note = asyncio.run(validator._ask(RaisingClient(error), "http://m", "gm1miner",  # type: ignore[arg-type]
+                                             ConstantScorer().draw(validator.rng)))
+    assert score == 0.0 and type(error).__name__ in note
+    validator.close()
+
+
+@pytest.mark.parametrize("scorer", [NaNScorer(), CrashingScorer()])
+def test_a_score_that_is_not_a_finite_number_is_zero(scorer: ConstantScorer) -> None:
+    validator = make_validator()
+    validator.scorer = scorer
+    signed = StubClient(Answer(200, b'{"ok": true}', 0.0, signed=True))
+    score, _ = asyncio.run(validator._ask(signed, "http://m", "gm1miner", scorer.draw(validator.rng)))  # type: ignore[arg-type]
+    assert score == 0.0
+    validator.close()
+
+
+def test_bad_urls_and_refused_addresses_score_zero_through_the_real_client() -> None:
+    validator = make_validator()
+
+    async def ask_all() -> list[tuple[float, str]]:
+        async with MinerClient(validator.key, timeout_s=1) as client:
+            return [await validator._ask(client, url, "gm1miner", ConstantScorer().draw(validator.rng))
+                    for url in ("http://a:99999", "http://\u043c\u0438\u0440.io", "http://127.0.0.1:9/?",
+                                "http://u@a.io", "http://127.0.0.1:9", "http://10.0.0.1:8091")]
+
+    results = asyncio.run(ask_all())
+    assert [score for score, _ in results] == [0.0] * 6
+    assert all("no answer" in note for _, note in results)
+    assert "loopback" in results[4][1] and "private" in results[5][1]
+    validator.close()
+
+
+@pytest.mark.filterwarnings("ignore:overflow:RuntimeWarning", "ignore:invalid value:RuntimeWarning")
+def test_embeddings_with_nan_or_huge_numbers_score_a_finite_zero() -> None:
+    scorer = EmbeddingScorer.__new__(EmbeddingScorer)  # the scoring arithmetic only: no reference model loaded
+    scorer.model = "m"
+    reference = np.ones((3, 4))
+    for value in (1e200, 1e308, float("inf"), float("nan")):
+        answer = {"model": "m", "data": [{"embedding": [value] * 4} for _ in range(3)]}
+        assert scorer.score(Challenge("/v1/embeddings", {}, reference), answer) == 0.0

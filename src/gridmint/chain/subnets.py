@@ -13,8 +13,11 @@
   among those past their ``immunity_period`` (ties: the oldest registration, then the lowest UID); its stake
   returns to its stakers. If every UID is immune, registration is refused.
 - **Endpoints.** A registered hotkey announces its URL, models, price per 1k tokens and protocol version, at
-  most once every ``serving_rate_limit`` blocks. A price is at most ``max_price_per_1k`` (chain-wide; above it the
-  announcement is refused with ``price_above_limit``), so no routed request can bill more than that bound allows.
+  most once every ``serving_rate_limit`` blocks. The URL is read by ``endpoint_url`` and refused
+  (``invalid_endpoint``) unless it is ``http``/``https``, an ASCII host, a port from 1 to 65,535, at most a path (no
+  userinfo, query or fragment) and at most ``MAX_URL_BYTES`` (256) bytes. A price is at most ``max_price_per_1k``
+  (chain-wide; above it the announcement is refused with ``price_above_limit``), so no routed request can bill more
+  than that bound allows.
   A price **raise** takes effect ``price_notice`` blocks after its announcement: the endpoint keeps the price in
   force in ``price_per_1k`` and holds the raise in ``next_price_per_1k`` from block ``next_price_at`` (0 and 0:
   none pending), so a gateway routing on what it read a moment ago is never billed a sudden re-price; announcing
@@ -51,6 +54,7 @@ import numpy as np
 
 from gridmint.chain import bank, codec, neurons, staking
 from gridmint.chain.crypto import format_address
+from gridmint.chain.endpoint_url import parse_endpoint_url
 from gridmint.chain.errors import INVALID_FIELD, INVALID_GENESIS, UNKNOWN_QUERY, ChainError, register
 from gridmint.chain.fields import address, text, text_list, u16, u64
 from gridmint.chain.module import Context, ModuleSpec
@@ -441,9 +445,11 @@ def process_announce(ctx: Context, msg: MsgAnnounceEndpoint) -> None:
     subnet = neurons.require_subnet(ctx.state, msg.netuid)
     uid = neurons.require_uid(ctx.state, msg.netuid, ctx.signer)
     url = msg.url
-    if not re.match(r"^https?://[^\s/]+", url) or len(url.encode()) > MAX_URL_BYTES:
-        raise INVALID_ENDPOINT(f"endpoint URL must start with http:// or https:// and be at most {MAX_URL_BYTES} "
-                               f"bytes; got '{url[:80]}'")
+    try:
+        parse_endpoint_url(url, MAX_URL_BYTES)
+    except ValueError as error:
+        shown = url[:80].encode("ascii", "backslashreplace").decode()
+        raise INVALID_ENDPOINT(f"endpoint URL '{shown}' refused: {error}") from None
     params = get_params(ctx.state)
     if msg.price_per_1k > params.max_price_per_1k:
         bound = params.max_price_per_1k

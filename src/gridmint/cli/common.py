@@ -44,6 +44,23 @@ wallet_option = click.option("--wallet", "wallet_name", required=True, help="The
 hotkey_option = click.option("--hotkey", default="default", show_default=True, help="The wallet's hotkey.")
 
 
+def _allowed_endpoints(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> tuple[str, ...]:
+    from gridmint.inference.address_guard import parse_allowed
+
+    for value in values:
+        try:
+            parse_allowed(value)
+        except ValueError as error:
+            raise click.BadParameter(str(error)) from None
+    return values
+
+
+allow_endpoint_option = click.option(
+    "--allow-endpoint", "allow_endpoints", multiple=True, callback=_allowed_endpoints, metavar="IP:PORT",
+    help="A miner address that may be reached although it is not public (loopback, private, link-local, ...); "
+         "exact, repeat for each. Every other miner must resolve to public addresses.")
+
+
 def signer_options(function: Any) -> Any:
     for option in (wallet_option, wallet_dir_option, node_option, password_option):
         function = option(function)

@@ -12,6 +12,7 @@ from gridmint.chain.crypto import format_address, parse_address
 from gridmint.chain.units import format_mint
 from gridmint.cli.common import (
     MINT_AMOUNT,
+    allow_endpoint_option,
     coldkey,
     node_option,
     password_option,
@@ -51,17 +52,20 @@ def gateway() -> None:
 @wallet_dir_option
 @node_option
 @password_option
+@allow_endpoint_option
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]), show_default=True)
 def run(host: str, port: int, external_url: str | None, fee_bps: int, bond: int, rate: float, burst: int,
         settle_seconds: float, sync_seconds: float, timeout_s: float, data_dir: Path, wallet_name: str,
-        wallet_dir: Path | None, node_url: str | None, password_file: str | None, log_level: str) -> None:
+        wallet_dir: Path | None, node_url: str | None, password_file: str | None, allow_endpoints: tuple[str, ...],
+        log_level: str) -> None:
     """Register the gateway on chain and serve the OpenAI API, routing to the best-ranked miners."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     _, key = coldkey(wallet_name, wallet_dir, password_file)
     client = ChainClient(node_url or default_node_url())
     fee = register_gateway(client, key, external_url or f"http://{host}:{port}", fee_bps, bond)
-    app = build_gateway(key, client, data_dir, fee, rate, burst, settle_seconds, sync_seconds, timeout_s)
+    app = build_gateway(key, client, data_dir, fee, rate, burst, settle_seconds, sync_seconds, timeout_s,
+                        allow_endpoints)
     try:
         serve_gateway(app, host, port)
     finally:

@@ -147,6 +147,13 @@ def _set_up_chain(client: ChainClient, wallets: dict[str, Wallet], miners: list[
         client.execute(keys[name], [MsgRegister(netuid, hot[name], 0)])
 
 
+def _allow_miners(ports: dict[str, int], miners: list[list[Any]], netuid: int | None = None) -> list[str]:
+    """``--allow-endpoint`` for exactly this network's own miners (of one subnet, or all): their loopback ports, one
+    by one, so a miner announcing any other local port (the node's RPC, say) is still refused."""
+    return [arg for name, miner_netuid, _ in miners if netuid in (None, miner_netuid)
+            for arg in ("--allow-endpoint", f"127.0.0.1:{ports[name]}")]
+
+
 def _ports(base: int, miners: list[list[Any]]) -> dict[str, int]:
     names = ["node", "gateway", "provider", "explorer", *(name for name, _, _ in miners)]
     return {name: base + offset for offset, name in enumerate(names)}
@@ -194,7 +201,7 @@ def up(ctx: click.Context, data_dir: Path, port_base: int, miners: int, keep_rec
             _step("Starting the gateway")
             gateway = launcher.start("gateway", "gateway", "run", "--wallet", "gateway", "--port",
                                      str(state["ports"]["gateway"]), "--data-dir", str(data_dir / "gateway"),
-                                     "--sync-seconds", "1")
+                                     "--sync-seconds", "1", *_allow_miners(state["ports"], plan))
             _wait_http(launcher.url("gateway") + "/health", "the gateway", 60, gateway)
             _step(f"Starting the miners: {len(plan) - 2} SmolLM2 (llama.cpp) and a weak echo miner on subnet 1, "
                   "wordllama on subnet 2")
@@ -207,7 +214,7 @@ def up(ctx: click.Context, data_dir: Path, port_base: int, miners: int, keep_rec
             _step("Starting a validator on each subnet and the provider")
             for netuid in (1, 2):
                 launcher.start(f"validator-{netuid}", "validator", "run", "--netuid", str(netuid), "--wallet",
-                               "validator", "--interval", "5")
+                               "validator", "--interval", "5", *_allow_miners(state["ports"], plan, netuid))
             launcher.start("provider", "provider", "run", "--wallet", "provider", "--port",
                            str(state["ports"]["provider"]), "--cpu", "1", "--memory", "1024", "--data-dir",
                            str(data_dir / "provider"))

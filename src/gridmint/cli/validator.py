@@ -9,7 +9,14 @@ from pathlib import Path
 import click
 import uvloop
 
-from gridmint.cli.common import hotkey_option, load_hotkey, node_option, password_option, wallet_dir_option
+from gridmint.cli.common import (
+    allow_endpoint_option,
+    hotkey_option,
+    load_hotkey,
+    node_option,
+    password_option,
+    wallet_dir_option,
+)
 from gridmint.client.chain_client import ChainClient, default_node_url
 from gridmint.inference.validator.loop import Validator
 from gridmint.inference.validator.scoring import make_scorer
@@ -29,9 +36,10 @@ def validator() -> None:
 @wallet_dir_option
 @node_option
 @password_option
+@allow_endpoint_option
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]), show_default=True)
 def run(netuid: int, interval: float, timeout: float, wallet_name: str, hotkey: str, wallet_dir: Path | None,
-        node_url: str | None, password_file: str | None, log_level: str) -> None:
+        node_url: str | None, password_file: str | None, allow_endpoints: tuple[str, ...], log_level: str) -> None:
     """Run rounds until interrupted; logs who was queried, their scores and the weights submitted."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -39,7 +47,7 @@ def run(netuid: int, interval: float, timeout: float, wallet_name: str, hotkey: 
     node = node_url or default_node_url()
     with ChainClient(node) as client:
         modality = client.query(f"/subnets/{netuid}")["modality"]
-    worker = Validator(key, netuid, node, make_scorer(modality), timeout_s=timeout)
+    worker = Validator(key, netuid, node, make_scorer(modality), timeout_s=timeout, allow=allow_endpoints)
     logging.getLogger("gridmint.validator").info(
         "Validating subnet %d (%s) as %s, a round every %g s.", netuid, modality, worker.address, interval)
     try:

@@ -3,13 +3,15 @@
 Framework: a bare ASGI callable on uvicorn, as the miner (no router or middleware on a path that every request
 crosses twice). Order for the model endpoints: API key (401), rate limit per account (429), bounded body and its
 shape (400, checked with the same parsers the miners use), the model (404), the consumer's credit line (402), the
-miners priced at or below the line's maximum (404), the worst case reserved against the line (402: the prompt
-bound plus ``max_tokens`` at the highest price among those miners, and the line's fee), then the miners in order
-(``routing``) until one answers with a signed 200. The reservation is replaced by the real cost in the ledger
-once the answer is metered, or released if no miner answered. A failure before the first byte reaches the
-consumer fails over to the next miner; a stream that breaks after that ends with an error event
-``data: {"error": {...}}`` and ``data: [DONE]``, and the consumer pays nothing for it (a miner is paid only for a
-signed answer, and a broken stream carries no signature). Every paid answer is metered (``metering``) and
+miners priced at or below the line's maximum (404), the worst case reserved against the line (402: the prompt bound
+plus ``max_tokens`` at the highest price among those miners, and the line's fee), then the miners in order
+(``routing``) until one answers with a signed 200 of the promised shape (``answers``; anything a miner gets wrong,
+from a refused address to a malformed signed body, fails over to the next). Miners are sent the request as parsed
+(``wire.generation_payload``), never the consumer's own JSON with fields no parser read. The reservation is replaced
+by the real cost in the ledger once the answer is metered, or released if no miner answered. A failure before the
+first byte reaches the consumer fails over to the next miner; a stream that breaks after that ends with an error
+event ``data: {"error": {...}}`` and ``data: [DONE]``, and the consumer pays nothing for it (a miner is paid only
+for a signed answer, and a broken stream carries no signature). Every paid answer is metered (``metering``) and
 written to the ledger before its last byte is sent. Answers carry ``x-gridmint-request`` (the id the consumer finds
 in ``GET /v1/usage``), and a unary answer ``x-gridmint-cost`` (grains) and ``x-gridmint-tokens``.
 
@@ -33,6 +35,7 @@ import orjson
 
 from gridmint.chain.errors import ChainError
 from gridmint.gateway import metering
+from gridmint.gateway.answers import MalformedAnswerError, read_answer
 from gridmint.gateway.credit import CreditBook, Line
 from gridmint.gateway.keys import ApiKeys, key_message
 from gridmint.gateway.ledger import MAX_ROW, Ledger, Usage
@@ -205,10 +208,12 @@ class GatewayApp:
             if path == "/v1/embeddings":
                 model, inputs = wire.parse_embedding(payload)
                 bound, stream, request = metering.embedding_bound(inputs), False, None
+                forward = wire.embedding_payload(model, inputs)
             else:
                 request, stream = (wire.parse_chat if path == "/v1/chat/completions" else wire.parse_completion)(
                     payload)
                 model, bound = request.model, metering.prompt_bound(request)
+                forward = wire.generation_payload(request, stream)
         except ChainError as error:
             raise RefusalError(400, error.message, "invalid_request_error", error.kind.name) from None
         serving = self.directory.serving(model)
@@ -236,8 +241,8 @@ class GatewayApp:
         call.worst, call.reserved = worst, reserved
         try:
             if stream:
-                return await self._stream(send, path, payload, ordered, call)
-            return await self._unary(send, path, payload, ordered, call)
+                return await self._stream(send, path, forward, ordered, call)
+            return await self._unary(send, path, forward, ordered, call)
         finally:
             self.credit.release(consumer, call.reserved)  # what _meter has not released already (a failure)
 
@@ -248,21 +253,21 @@ class GatewayApp:
             health = self.directory.health_of(miner.hotkey)
             try:
                 answer = await self.miners.call(miner.url, path, miner.hotkey, _for(miner, payload), self.timeout_s)
-            except HttpError as error:
+                if answer.status != 200 or not answer.signed:
+                    self._failed(miner, attempt, f"answered {answer.status}" + ("" if answer.signed else " unsigned"))
+                    continue
+                usage, text = read_answer(path, answer.body, len(payload.get("input", ())))
+            except (HttpError, MalformedAnswerError) as error:
                 self._failed(miner, attempt, str(error))
                 continue
-            if answer.status != 200 or not answer.signed:
-                self._failed(miner, attempt, f"answered {answer.status}" + ("" if answer.signed else " unsigned"))
+            except Exception as error:  # whatever else one miner's answer provokes: still that miner's failure
+                self._failed(miner, attempt, f"{type(error).__name__}: {error}")
                 continue
             health.success(answer.latency_s)
-            body = answer.json()
-            usage = body.get("usage") or {}
             prompt = metering.billed(_int(usage.get("prompt_tokens")), prompt_bound)
             completion = 0
             if path != "/v1/embeddings":
-                choice = (body.get("choices") or [{}])[0]
-                text = (choice.get("message") or {}).get("content") if "message" in choice else choice.get("text")
-                bound = min(metering.text_bound(str(text or "")), max_tokens)
+                bound = min(metering.text_bound(text), max_tokens)
                 completion = metering.billed(_int(usage.get("completion_tokens")), bound)
             grains = self._meter(call, miner, prompt, completion)
             await send_raw(send, 200, answer.body, b"application/json", [
@@ -375,7 +380,7 @@ def _content_bytes(event: bytes, chat: bool) -> int:
         return 0
     try:
         choice = (orjson.loads(event[6:]).get("choices") or [{}])[0]
-    except (orjson.JSONDecodeError, AttributeError, IndexError):
+    except (orjson.JSONDecodeError, AttributeError, IndexError, KeyError, TypeError):
         return 0
     text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
     return len(text.encode()) if isinstance(text, str) else 0

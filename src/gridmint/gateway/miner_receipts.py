@@ -18,6 +18,7 @@ from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import ChainError
 from gridmint.chain.receipts import Receipt, acknowledge_receipt, miner_signed
 from gridmint.client.signing import NONCE, SIGNER, sign_request, verify_answer
+from gridmint.inference.client import miner_url
 from gridmint.inference.http import HttpError, HttpPool
 
 log = logging.getLogger("gridmint.gateway")
@@ -62,7 +63,7 @@ async def ask(pool: HttpPool, key: PrivateKey, url: str, miner: str, chain_id: s
         return [Outcome(None, why)] * len(receipts)
 
     try:
-        response = await pool.post(url.rstrip("/") + PATH, body, headers, timeout_s)
+        response = await pool.post(miner_url(url, PATH), body, headers, timeout_s)
     except (HttpError, OSError) as error:
         return failed(f"unreachable: {error}")
     if response.status != 200:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import uvicorn
@@ -55,7 +56,9 @@ async def sync_directory_forever(directory: Directory, client: ChainClient, ever
 
 
 def build_gateway(key: PrivateKey, client: ChainClient, data_dir: Path, fee_bps: int, rate: float, burst: int,
-                  settle_s: float, sync_s: float, timeout_s: float = 60.0) -> GatewayApp:
+                  settle_s: float, sync_s: float, timeout_s: float = 60.0, allow: Iterable[str] = ()) -> GatewayApp:
+    """``allow``: the exact IP:port of miners the gateway may reach although they are not public (loopback, ...)."""
+    allow = tuple(allow)
     data_dir.mkdir(parents=True, exist_ok=True)
     address = format_address(key.address)
     db = open_db(str(data_dir / "gateway.db"))
@@ -63,10 +66,11 @@ def build_gateway(key: PrivateKey, client: ChainClient, data_dir: Path, fee_bps:
     credit = CreditBook(client, address, ledger)
     directory = Directory()
     directory.replace(load_candidates(client))
-    app = GatewayApp(address, MinerClient(key, timeout_s=timeout_s, connections=256), directory,
+    app = GatewayApp(address, MinerClient(key, timeout_s=timeout_s, connections=256, allow=allow), directory,
                      ApiKeys(db, address), ledger, credit, RateLimiter(rate, burst), timeout_s=timeout_s)
     app.background = [lambda: sync_directory_forever(directory, client, sync_s),
-                      lambda: settle_forever(client, key, ledger, directory.url_of, credit, app.metrics, settle_s)]
+                      lambda: settle_forever(client, key, ledger, directory.url_of, credit, app.metrics, settle_s,
+                                                     allow)]
     return app
 
 

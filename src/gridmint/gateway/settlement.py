@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from gridmint.chain.credit import BATCH_REPLAYED, MAX_ENTRIES, MsgSettle, compute_fee
@@ -32,6 +32,7 @@ from gridmint.gateway import miner_receipts
 from gridmint.gateway.credit import CreditBook, Line, read_line
 from gridmint.gateway.ledger import Batch, Entry, Group, Ledger
 from gridmint.gateway.metrics import GatewayMetrics
+from gridmint.inference.address_guard import AddressGuard
 from gridmint.inference.http import HttpPool
 
 log = logging.getLogger("gridmint.gateway")
@@ -221,10 +222,11 @@ def _warn_of_usage_left(ledger: Ledger, view: ChainView, planned: list[Planned])
 
 
 async def settle_forever(client: ChainClient, key: PrivateKey, ledger: Ledger, locate: Locate, credit: CreditBook,
-                         metrics: GatewayMetrics, every_s: float) -> None:
+                         metrics: GatewayMetrics, every_s: float, allow: Iterable[str] = ()) -> None:
     """Settle every ``every_s``; when cancelled (shutdown), settle what is left once more before stopping. No
-    exception ends the loop: each is logged with what failed, and the next period tries again."""
-    pool = HttpPool(max_per_host=4)
+    exception ends the loop: each is logged with what failed, and the next period tries again. Miners are reached
+    through an ``AddressGuard`` with the operator's ``allow`` list, as the gateway's calls are."""
+    pool = HttpPool(max_per_host=4, guard=AddressGuard(allow))
     try:
         while True:
             await asyncio.sleep(every_s)

@@ -2,22 +2,30 @@
 
 It sends through ``inference.http`` (keep-alive connections, httptools' C parser): per call it costs little more
 than the two ed25519 operations a signed round trip needs on the caller's side (bench/miner_rpc.py).
+
+A miner's announced URL is only a base: the fixed endpoint path is joined to it (``endpoint_url``), and every
+connection goes through an ``AddressGuard`` (public addresses, or the exact ones in the operator's ``allow`` list).
+Whatever a miner does wrong on the way (a URL that does not parse, an address refused, a connection that fails,
+an answer past its byte bound) comes back as HttpError, never as another exception.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from gridmint.chain.crypto import PrivateKey, format_address
+from gridmint.chain.endpoint_url import parse_endpoint_url
 from gridmint.chain.errors import ChainError
 from gridmint.client.signing import BODY, NONCE, SIGNATURE, SIGNER, sign_request, verify_answer
-from gridmint.inference.http import HttpError, HttpPool, StreamingResponse
+from gridmint.inference.address_guard import AddressGuard
+from gridmint.inference.http import MAX_ANSWER_BYTES, MAX_STREAM_BYTES, HttpError, HttpPool, StreamingResponse
 
 __all__ = ["Answer", "HttpError", "MinerClient", "MinerStream"]
 
@@ -79,16 +87,30 @@ class MinerStream:
             usage = final.get("usage") or {}
             self.usage = {k: int(usage.get(k, 0)) for k in ("prompt_tokens", "completion_tokens")}
             self.signed = True
-        except (ChainError, ValueError, KeyError, TypeError):
+        except (ChainError, ValueError, KeyError, TypeError, AttributeError, OverflowError):
             self.signed = False
 
 
+@functools.lru_cache(maxsize=4_096)
+def miner_url(base_url: str, path: str) -> str:
+    """``path`` joined to the miner's announced base; HttpError if the base is not an endpoint URL."""
+    try:
+        return parse_endpoint_url(base_url, 256 + 64).join(path)
+    except ValueError as error:
+        raise HttpError(f"the miner's URL '{base_url[:100]!a}' is refused: {error}") from None
+
+
 class MinerClient:
-    def __init__(self, key: PrivateKey, timeout_s: float = 30.0, connections: int = 64) -> None:
+    """``allow``: the exact ``IP:port`` addresses of miners this caller may reach although they are not public
+    (loopback, private, ...); every other connection must go to a public address."""
+
+    def __init__(self, key: PrivateKey, timeout_s: float = 30.0, connections: int = 64, allow: Iterable[str] = (),
+                 max_answer_bytes: int = MAX_ANSWER_BYTES, max_stream_bytes: int = MAX_STREAM_BYTES) -> None:
         self.key = key
         self.address = format_address(key.address)
         self.timeout_s = timeout_s
-        self._pool = HttpPool(max_per_host=connections)
+        self._pool = HttpPool(max_per_host=connections, guard=AddressGuard(allow), max_answer_bytes=max_answer_bytes,
+                              max_stream_bytes=max_stream_bytes)
 
     async def __aenter__(self) -> MinerClient:
         return self
@@ -104,7 +126,7 @@ class MinerClient:
         headers = sign_request(self.key, miner, body)
         headers["content-type"] = "application/json"
         started = time.perf_counter()
-        response = await self._pool.post(base_url + path, body, headers, timeout_s or self.timeout_s)
+        response = await self._pool.post(miner_url(base_url, path), body, headers, timeout_s or self.timeout_s)
         latency = time.perf_counter() - started
         signed = False
         if response.status == 200 and "text/event-stream" not in response.headers.get("content-type", ""):
@@ -122,5 +144,6 @@ class MinerClient:
         body = orjson.dumps(payload)
         headers = sign_request(self.key, miner, body)
         headers["content-type"] = "application/json"
-        async with self._pool.stream(base_url + path, body, headers, timeout_s or self.timeout_s, idle_s) as response:
+        async with self._pool.stream(miner_url(base_url, path), body, headers, timeout_s or self.timeout_s,
+                                     idle_s) as response:
             yield MinerStream(response, miner, int(headers[NONCE]), self.address)

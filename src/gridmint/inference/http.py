@@ -2,8 +2,14 @@
 
 Validators and gateways make many small signed calls to miners; a general client (aiohttp, httpx) spends more
 per request in Python than the ed25519 work the call needs. This one does only what those calls need: POST a
-body, read one response, reuse the connection. Connections are pooled per host and port, bounded, and closed
-when a response is malformed, the server closes, or a call times out.
+body, read one response, reuse the connection. Connections are pooled per scheme, host and port, bounded, and
+closed when a response is malformed, the server closes, or a call times out.
+
+URLs are read as the chain reads announced endpoints (``chain.endpoint_url``: no userinfo, query or fragment), an
+https URL is dialled with TLS and the server's certificate verified against its host name, and with an
+``AddressGuard`` (calls to miners) every new connection goes to the address the guard checked. Everything the
+server sends is bounded: the head, a unary body (``max_answer_bytes``) and a stream (``max_stream_bytes``); past a
+bound the call fails with HttpError and its connection is closed.
 """
 
 from __future__ import annotations
@@ -11,12 +17,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import ssl
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING
 
 import httptools
+
+from gridmint.chain.endpoint_url import parse_endpoint_url
+
+if TYPE_CHECKING:
+    from gridmint.inference.address_guard import AddressGuard
+
+MAX_URL_BYTES = 2_048  # an announced base (256 bytes on chain) and the fixed path joined to it
+MAX_HEAD_BYTES = 64 * 1024
+MAX_ANSWER_BYTES = 16 * 1024 * 1024  # 256 embeddings of 3,072 dimensions fit, as JSON
+MAX_STREAM_BYTES = 16 * 1024 * 1024
+Target = tuple[str, str, int]  # scheme, host, port: what a connection is pooled under
 
 
 @dataclass(frozen=True)
@@ -75,7 +93,7 @@ class StreamingResponse:
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self) -> None:
+    def __init__(self, max_answer_bytes: int = MAX_ANSWER_BYTES, max_stream_bytes: int = MAX_STREAM_BYTES) -> None:
         self.transport: asyncio.Transport | None = None
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[Response] | None = None
@@ -84,22 +102,34 @@ class _Connection(asyncio.Protocol):
         self._head: asyncio.Future[tuple[int, dict[str, str]]] | None = None  # streaming calls only
         self._chunks: asyncio.Queue[bytes | HttpError | None] | None = None
         self.usable = True
+        self._broken = False  # a bound was passed or the parser failed: what else arrives is ignored
+        self._max_answer_bytes, self._max_stream_bytes = max_answer_bytes, max_stream_bytes
+        self._head_bytes = 0
+        self._body_bytes = 0
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if self._broken:
+            return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as error:
-            self._fail(HttpError(f"malformed HTTP response: {error}"))
+            self._break(HttpError(f"malformed HTTP response: {error}"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._fail(HttpError(f"connection closed by the server{': ' + str(exc) if exc else ''}"))
 
     # httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self._broken:
+            return
+        self._head_bytes += len(name) + len(value)
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self._break(HttpError(f"the answer's head is larger than {MAX_HEAD_BYTES} bytes"))
+            return
         self._headers[name.decode("latin-1").lower()] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
@@ -107,12 +137,22 @@ class _Connection(asyncio.Protocol):
             self._head.set_result((self._parser.get_status_code(), self._headers))
 
     def on_body(self, body: bytes) -> None:
-        if self._chunks is not None:
+        if self._broken:
+            return
+        self._body_bytes += len(body)
+        limit = self._max_stream_bytes if self._chunks is not None else self._max_answer_bytes
+        if self._body_bytes > limit:
+            what = "stream" if self._chunks is not None else "answer"
+            self._break(HttpError(f"the {what} is larger than {limit} bytes"))
+        elif self._chunks is not None:
             self._chunks.put_nowait(body)
         else:
             self._body.append(body)
 
     def on_message_complete(self) -> None:
+        if self._broken:
+            return
+        self._head_bytes = self._body_bytes = 0
         if not self._parser.should_keep_alive():
             self.usable = False
         if self._chunks is not None:
@@ -123,6 +163,13 @@ class _Connection(asyncio.Protocol):
         self._headers, self._body = {}, []
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(response)
+
+    def _break(self, error: HttpError) -> None:
+        """Stop reading this connection: the call fails with ``error`` and the connection closes."""
+        self._broken = True
+        self._fail(error)
+        if self.transport is not None:
+            self.transport.close()
 
     def _fail(self, error: HttpError) -> None:
         self.usable = False
@@ -158,27 +205,38 @@ class _Connection(asyncio.Protocol):
 
 
 @functools.lru_cache(maxsize=4_096)  # callers talk to the same few hundred miners over and over
-def _target(url: str) -> tuple[tuple[str, int], str, str]:
-    parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise HttpError(f"only http:// URLs are supported here, got {url[:100]}")
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return (parts.hostname, parts.port or 80), parts.netloc, path
+def _target(url: str) -> tuple[Target, str, str]:
+    try:
+        parts = parse_endpoint_url(url, MAX_URL_BYTES)
+    except ValueError as error:
+        raise HttpError(f"cannot call '{url[:100]!a}': {error}") from None
+    return (parts.scheme, parts.host, parts.port), parts.authority, parts.path or "/"
 
 
-def _request(url: str, body: bytes, headers: dict[str, str]) -> tuple[tuple[str, int], str, bytes]:
-    address, netloc, path = _target(url)
+def _request(url: str, body: bytes, headers: dict[str, str]) -> tuple[Target, str, bytes]:
+    target, netloc, path = _target(url)
     head = [f"POST {path} HTTP/1.1", f"Host: {netloc}", f"Content-Length: {len(body)}"]
     head += [f"{name}: {value}" for name, value in headers.items()]
-    return address, netloc, ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+    try:
+        encoded = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
+    except UnicodeEncodeError:
+        raise HttpError("a request header holds characters outside Latin-1") from None
+    return target, netloc, encoded + body
 
 
 class HttpPool:
-    def __init__(self, max_per_host: int = 64) -> None:
+    """``guard`` checks the address of every new connection (calls to miners); None connects wherever the URL
+    says (callers that dial their own, known services: benchmarks, tests)."""
+
+    def __init__(self, max_per_host: int = 64, guard: AddressGuard | None = None,
+                 max_answer_bytes: int = MAX_ANSWER_BYTES, max_stream_bytes: int = MAX_STREAM_BYTES) -> None:
         self.max_per_host = max_per_host
-        self._idle: dict[tuple[str, int], list[_Connection]] = defaultdict(list)
-        self._open: dict[tuple[str, int], int] = defaultdict(int)
-        self._slots: dict[tuple[str, int], asyncio.Semaphore] = {}
+        self.guard = guard
+        self.max_answer_bytes, self.max_stream_bytes = max_answer_bytes, max_stream_bytes
+        self._idle: dict[Target, list[_Connection]] = defaultdict(list)
+        self._open: dict[Target, int] = defaultdict(int)
+        self._slots: dict[Target, asyncio.Semaphore] = {}
+        self._tls: ssl.SSLContext | None = None
 
     async def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> Response:
         address, netloc, request = _request(url, body, headers)
@@ -220,23 +278,34 @@ class HttpPool:
                     connection.close()
                 self._release(address, connection)
 
-    async def _acquire(self, address: tuple[str, int], timeout_s: float) -> _Connection:
+    async def _acquire(self, address: Target, timeout_s: float) -> _Connection:
         idle = self._idle[address]
         while idle:
             connection = idle.pop()
             if connection.usable and connection.transport is not None and not connection.transport.is_closing():
                 return connection
             self._open[address] -= 1
+        scheme, host, port = address
         loop = asyncio.get_running_loop()
+        tls = None
+        if scheme == "https":
+            tls = self._tls = self._tls or ssl.create_default_context()
+
+        def protocol() -> _Connection:
+            return _Connection(self.max_answer_bytes, self.max_stream_bytes)
+
         try:
             async with asyncio.timeout(timeout_s):
-                _, connection = await loop.create_connection(_Connection, *address)
-        except (OSError, TimeoutError) as error:
-            raise HttpError(f"cannot connect to {address[0]}:{address[1]}: {error}") from None
+                # The guard's checked address is the one dialled; TLS still verifies the certificate for the name.
+                ip = host if self.guard is None else await self.guard.resolve(host, port)
+                _, connection = await loop.create_connection(protocol, ip, port, ssl=tls,
+                                                             server_hostname=host if tls else None)
+        except (OSError, TimeoutError, UnicodeError) as error:
+            raise HttpError(f"cannot connect to {host[:100]}:{port}: {error}") from None
         self._open[address] += 1
         return connection
 
-    def _release(self, address: tuple[str, int], connection: _Connection) -> None:
+    def _release(self, address: Target, connection: _Connection) -> None:
         if connection.usable and connection.transport is not None and not connection.transport.is_closing():
             self._idle[address].append(connection)
         else:

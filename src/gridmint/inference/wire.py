@@ -78,6 +78,27 @@ def parse_embedding(body: Any) -> tuple[str, list[str]]:
     return model, [_text(item, f"input[{i}]") for i, item in enumerate(inputs)]
 
 
+def generation_payload(request: Generation, stream: bool) -> dict[str, Any]:
+    """A parsed chat or completion request as JSON again, with nothing the parsers did not read: what a gateway
+    forwards to a miner (``parse_chat``/``parse_completion`` read it back as the same request)."""
+    payload: dict[str, Any] = {"model": request.model, "max_tokens": request.max_tokens,
+                               "temperature": request.temperature, "stream": stream}
+    if request.messages is not None:
+        payload["messages"] = request.messages
+    else:
+        payload["prompt"] = request.prompt
+    if request.seed is not None:
+        payload["seed"] = request.seed
+    if request.stop:
+        payload["stop"] = request.stop
+    return payload
+
+
+def embedding_payload(model: str, inputs: list[str]) -> dict[str, Any]:
+    """A parsed embedding request as JSON again (``parse_embedding`` reads it back the same)."""
+    return {"model": model, "input": inputs}
+
+
 def _usage(prompt: int, completion: int) -> dict[str, int]:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 

@@ -1,9 +1,11 @@
 """The validator loop for one subnet.
 
-Each round: sync the metagraph, draw a challenge, query every miner that announced an endpoint concurrently (with
-a timeout), and score each answer: 0 for a timeout, an error, an unsigned answer or a failed model check, else
-the scorer's quality times a latency factor. Scores feed an exponential moving average per UID, reset when a UID
-changes hands. Once per subnet epoch the averages become weights: with commit-reveal, the validator reveals what
+Each round: sync the metagraph, draw a challenge, query every miner that announced an endpoint concurrently (with a
+timeout), and score each answer: 0 for a timeout, an error, an unsigned answer or a failed model check, else the
+scorer's quality times a latency factor. A miner's fault stays the miner's: whatever goes wrong while asking or
+scoring one miner (a URL or address refused, a malformed or oversized answer, a score that is not a finite number in
+[0, 1]) scores that miner 0 and the round goes on. Scores feed an exponential moving average per UID, reset when a
+UID changes hands. Once per subnet epoch the averages become weights: with commit-reveal, the validator reveals what
 it committed ``reveal_period`` epochs ago and commits the new weights; without, it sets them.
 """
 
@@ -11,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,8 +41,10 @@ class ValidatorState:
 
 class Validator:
     def __init__(self, key: PrivateKey, netuid: int, node_url: str, scorer: Scorer, timeout_s: float = 10.0,
-                 ema_alpha: float = 0.3, latency_weight: float = 0.2, seed: int | None = None) -> None:
+                 ema_alpha: float = 0.3, latency_weight: float = 0.2, seed: int | None = None,
+                 allow: Iterable[str] = ()) -> None:
         self.key = key
+        self.allow = tuple(allow)  # IP:port of miners reachable although not public (MinerClient)
         self.address = format_address(key.address)
         self.netuid = netuid
         self.node_url = node_url
@@ -77,9 +83,19 @@ class Validator:
 
     async def _ask(self, client: MinerClient, url: str, hotkey: str, challenge: Any) -> tuple[float, str]:
         try:
-            answer = await client.call(url, challenge.path, hotkey, challenge.payload, timeout_s=self.timeout_s)
+            score, note = await self._ask_and_score(client, url, hotkey, challenge)
+            if not math.isfinite(score) or not 0.0 <= score <= 1.0:
+                return 0.0, f"score {score!r} is not a finite number from 0 to 1"
         except HttpError as error:
             return 0.0, f"no answer: {error}"
+        except Exception as error:  # anything else one miner's answer provokes is that miner's fault, not the round's
+            log.warning("Scoring the answer of %s at %s failed (%s: %s); it scores 0.", hotkey[:12], url[:100],
+                        type(error).__name__, error)
+            return 0.0, f"answer could not be scored ({type(error).__name__})"
+        return score, note
+
+    async def _ask_and_score(self, client: MinerClient, url: str, hotkey: str, challenge: Any) -> tuple[float, str]:
+        answer = await client.call(url, challenge.path, hotkey, challenge.payload, timeout_s=self.timeout_s)
         if answer.status != 200:
             return 0.0, f"HTTP {answer.status}"
         if not answer.signed:
@@ -151,7 +167,7 @@ class Validator:
     async def run(self, interval_s: float, rounds: int | None = None) -> None:
         """Rounds every ``interval_s`` seconds; ``rounds`` bounds the loop (tests), None runs until cancelled."""
         done = 0
-        async with MinerClient(self.key, timeout_s=self.timeout_s) as client:
+        async with MinerClient(self.key, timeout_s=self.timeout_s, allow=self.allow) as client:
             while rounds is None or done < rounds:
                 started = asyncio.get_running_loop().time()
                 try:

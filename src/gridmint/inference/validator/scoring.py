@@ -117,7 +117,7 @@ class EmbeddingScorer:
         except (AttributeError, KeyError, TypeError, ValueError):
             return 0.0
         reference = np.asarray(challenge.context)
-        if vectors.shape != reference.shape:
+        if vectors.shape != reference.shape or not np.isfinite(vectors).all():
             return 0.0
         norms = np.linalg.norm(vectors, axis=1) * np.linalg.norm(reference, axis=1)
         if np.any(norms == 0):
@@ -126,7 +126,8 @@ class EmbeddingScorer:
         repeat = vectors[0] @ vectors[-1] / (np.linalg.norm(vectors[0]) * np.linalg.norm(vectors[-1]))
         if repeat < 0.999:
             return 0.0
-        return float(np.clip(cosine, 0.0, 1.0).mean())
+        score = float(np.clip(cosine, 0.0, 1.0).mean())
+        return score if math.isfinite(score) else 0.0  # huge values overflow the norms into inf/inf
 
 
 def make_scorer(modality: str) -> Scorer:
