@@ -85,6 +85,7 @@ class TextScorer:
         self.llama = Llama(model_path=model_path or str(default_model_path()), n_ctx=1024, logits_all=True,
                            verbose=False, seed=0)
         self._lock = threading.Lock()  # one llama.cpp context: answers are judged one at a time
+        self._evaluated_prompt: list[int] = []  # the prompt whose pass the context holds
         self._chat_prompt = ChatPrompt(self.llama)
 
     def draw(self, rng: random.Random) -> Challenge:
@@ -103,8 +104,15 @@ class TextScorer:
             return Judgement(0, 0.0, False, False, 0.0)
         tokens = prompt_tokens + answer_tokens
         with self._lock:
-            cast(Any, self.llama).reset()  # untyped in llama-cpp-python
-            self.llama.eval(tokens)
+            # Every miner of a round answers the same prompt: its pass is kept (the KV cache and the logits of its
+            # last token) and only the answer is run for each; eval drops the cache past n_tokens.
+            if self._evaluated_prompt != prompt_tokens:
+                cast(Any, self.llama).reset()  # untyped in llama-cpp-python
+                self._evaluated_prompt = []
+                self.llama.eval(prompt_tokens)
+                self._evaluated_prompt = prompt_tokens
+            self.llama.n_tokens = len(prompt_tokens)
+            self.llama.eval(answer_tokens)
             # the rows that predict each answer token, and the one after the last
             rows = np.asarray(self.llama.scores[len(prompt_tokens) - 1: len(tokens)], dtype=np.float64)
         chosen = np.asarray(answer_tokens)
