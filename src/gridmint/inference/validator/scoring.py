@@ -65,8 +65,8 @@ class TextScorer:
     question 0.28, the first word of the greedy answer alone 0.41 and SmolLM2 sampled at temperature 0.7 0.33, so a
     miner that answers one token, or none of its own, kept most of the honest miner's score. Agreement with the
     first choice was 0.99 for the honest answers against 0.81 (echo), 0.67 (another quantization), 0.65 (temperature
-    0.7), 0.52 (temperature 1.5), 0.23 (an n-gram model). Honest agreement can dip to 0.8 (words the reference re-
-    tokenises differently), which is why the threshold is not higher; a copied prompt agrees on its later tokens
+    0.7), 0.52 (temperature 1.5), 0.23 (an n-gram model). Honest agreement can dip to 0.8 (words the reference
+    re-tokenises differently), which is why the threshold is not higher; a copied prompt agrees on its later tokens
     (copying is predictable) but on 40 drawn prompts never opened with the reference's first token, while the honest
     answer always did. The length rule gives a one-word answer 1/24 of the asked length.
     """
