@@ -52,7 +52,9 @@ class Validator:
         self.timeout_s = timeout_s
         self.ema_alpha = ema_alpha
         self.latency_weight = latency_weight
-        self.rng = random.Random(seed if seed is not None else secrets.randbits(64))
+        # Challenges come from the operating system's randomness, so no run of earlier probes predicts the next;
+        # a seed (tests) makes them repeatable instead.
+        self.rng = random.Random(seed) if seed is not None else random.SystemRandom()
         self.state = ValidatorState()
         self.chain = ChainClient(node_url)
 
