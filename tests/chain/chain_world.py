@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from gridmint.chain.app import App, TxResult
 from gridmint.chain.credit import MsgOpenCredit, MsgRegisterGateway
@@ -33,6 +34,7 @@ GATEWAY = "gw"
 COLDKEYS = ("owner", *VALIDATORS, *MINERS, GATEWAY, *CONSUMERS, *PROVIDERS, *TENANTS, "d1")
 HOTKEYS = tuple(f"{name}/hot" for name in (*VALIDATORS, *MINERS, "x1", "x2"))  # x1, x2: spare, unregistered
 ACCOUNTS = (*COLDKEYS, *HOTKEYS)
+AUTHORITIES = ("authority-0", "new-authority")  # the genesis authority, and one it may propose (both funded)
 BALANCE = 10_000 * MINT
 GPU_MODELS = {"p1": "A100", "p2": "H100"}
 LINE_PRICE = 1_000_000  # grains per 1k tokens the setup's credit line pays at most
@@ -40,7 +42,7 @@ GATEWAY_FEE_BPS = 250
 
 # Short periods, so that a run of a few dozen blocks sees epochs, expired orders, exhausted leases, reclaimable
 # lines and pruned UIDs.
-SECTIONS = {
+SECTIONS: dict[str, Any] = {
     "subnets": {"params": {"min_lock": 10 * MINT, "lock_decay_period": 50, "max_subnets": 3, "default_tempo": 5}},
     "credit": {"params": {"min_bond": MINT, "settle_grace": 3, "max_duration": 200, "close_notice": 4}},
     "market": {"params": {"min_bond": MINT, "bid_deposit": MINT // 10, "max_bids": 3, "order_ttl": 12}},
@@ -53,7 +55,7 @@ _GENESIS: Genesis | None = None
 def world_genesis() -> Genesis:
     global _GENESIS
     if _GENESIS is None:
-        _GENESIS = genesis(accounts=ACCOUNTS, balance=BALANCE, **SECTIONS)
+        _GENESIS = genesis(accounts=(*ACCOUNTS, *AUTHORITIES), balance=BALANCE, **SECTIONS)
     return _GENESIS
 
 

@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from hypothesis import HealthCheck, Phase, settings
@@ -82,7 +82,8 @@ GATEWAY_ADDRESS = key(GATEWAY).address
 stake_targets = st.sampled_from(("v1/hot", "v2/hot", "v1/hot", "v2/hot", *HOTKEYS))  # mostly the validators'
 # Receipts for a settlement or a claim: (consumer, miner, tokens added, requests added, "fair"/"over"/"stale").
 entries = st.lists(st.tuples(st.sampled_from(("c1", "c1", "c2")), st.sampled_from(("m1", "m2", *MINERS)),
-                             st.integers(1, 30_000), st.integers(1, 5), st.sampled_from(("fair", "fair", "over", "stale"))),
+                             st.integers(1, 30_000), st.integers(1, 5),
+                             st.sampled_from(("fair", "fair", "over", "stale"))),
                    min_size=1, max_size=3)
 
 
@@ -96,7 +97,7 @@ class ChainMachine(RuleBasedStateMachine):
     ``signed`` is each miner's cumulative receipt per (line id, hotkey): what it has signed so far, which a later
     receipt only grows."""
 
-    outcomes: Counter[tuple[str, str]] = Counter()  # over every run of a test: what the workload reached
+    outcomes: ClassVar[Counter[tuple[str, str]]] = Counter()  # over every run of a test: what the workload reached
 
     def __init__(self) -> None:
         super().__init__()
@@ -342,10 +343,9 @@ class ChainMachine(RuleBasedStateMachine):
 
 
 def run_machine(examples: int, steps: int, derandomize: bool = False) -> None:
-    run_state_machine_as_test(ChainMachine, settings=settings(
-        max_examples=examples, stateful_step_count=steps, deadline=None, derandomize=derandomize,
-        suppress_health_check=list(HealthCheck), database=None if derandomize else settings.default.database,
-        phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink]))
+    chosen = settings(max_examples=examples, stateful_step_count=steps, deadline=None, derandomize=derandomize,
+                      suppress_health_check=list(HealthCheck))
+    run_state_machine_as_test(ChainMachine, settings=settings(chosen, database=None) if derandomize else chosen)
 
 
 # What the lean run must reach for its green to mean something: each is a success (or an event) of the workload.
@@ -391,7 +391,9 @@ def test_the_machine_catches_an_escrow_that_pays_a_grain_it_does_not_hold(monkey
             account["withdrawable"] += 1  # earned one grain more than the balance gave up
 
     monkeypatch.setattr(escrow, "_settle", one_grain_too_many)
-    assert "escrow/held" in caught()
+    failure = caught()
+    # The invariant breaks, or the bank refuses to pay out a grain escrow does not hold (an unforeseen exception).
+    assert "escrow/held" in failure or "internal error" in failure, failure
 
 
 def test_the_machine_catches_an_unstake_that_releases_a_grain_too_many(monkeypatch: pytest.MonkeyPatch) -> None:
