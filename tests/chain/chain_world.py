@@ -83,8 +83,11 @@ class CheckedDriver(Driver):
         super().__init__(app)
         self.blocks: list[Block] = []
         self.outcomes: Counter[tuple[str, str]] = Counter()
+        self.healthy = True  # False once a block failed its checks (or raised): nothing more to run or replay
 
     def block(self, *txs: bytes) -> list[TxResult]:
+        assert self.healthy, "a block after a failed one"
+        self.healthy = False
         for raw in txs:  # the mempool's check first, as a node's would be: it must never fail unforeseen either
             check_refusal(self.app.check_tx(raw), raw)
         self.height += 1
@@ -103,6 +106,7 @@ class CheckedDriver(Driver):
             self.outcomes[("event", event.type)] += 1
         broken = self.app.check_invariants()
         assert broken == [], f"invariants broken after block {self.height}: {broken}"
+        self.healthy = True
         return result.tx_results
 
 
