@@ -51,7 +51,7 @@ from gridmint.chain.market import (
 from gridmint.chain.receipts import Receipt, acknowledge_receipt, sign_receipt
 from gridmint.chain.staking import MsgAddStake, MsgRemoveStake, MsgSetTake
 from gridmint.chain.state import CommittedView
-from gridmint.chain.subnets import MsgCreateSubnet, MsgRegister
+from gridmint.chain.subnets import MsgCreateSubnet, MsgDissolveSubnet, MsgRegister, MsgSetHyperparam
 from gridmint.chain.tx import Msg
 from gridmint.chain.weights import MsgSetWeights
 from tests.chain.chain_world import (
@@ -170,6 +170,21 @@ class ChainMachine(RuleBasedStateMachine):
     def create_subnet(self, who: str, own: bool) -> None:
         self.send(who, MsgCreateSubnet("text-generation", f"subnet of {who}"), own)
 
+    def subnet_owner(self, netuid: int) -> str:
+        subnet = neurons.get_subnet(self.view(), netuid)
+        return next((name for name in COLDKEYS if subnet and key(name).address == subnet["owner"]), "d1")
+
+    @rule(netuid=st.sampled_from((2, 3, 1)), own=alone)
+    def dissolve_subnet(self, netuid: int, own: bool) -> None:
+        """Its owner dissolves a subnet (subnet 1 too, rarely): stakes return, UIDs and pending emission go."""
+        self.send(self.subnet_owner(netuid), MsgDissolveSubnet(netuid), own)
+
+    @rule(netuid=st.sampled_from((1, 2)), param=st.sampled_from(("tempo", "max_uids", "max_validators", "kappa",
+                                                                  "immunity_period", "burn_multiplier")),
+          value=st.one_of(st.integers(0, 10), st.integers(0, 70_000)), own=alone)
+    def set_param(self, netuid: int, param: str, value: int, own: bool) -> None:
+        self.send(self.subnet_owner(netuid), MsgSetHyperparam(netuid, param, value), own)
+
     @rule(coldkey=st.sampled_from((*VALIDATORS, "d1", "c2")), hotkey=stake_targets,
           netuid=st.sampled_from((1, 1, 2)), amount=st.one_of(st.integers(10**6, 50 * MINT), grains), own=alone)
     def add_stake(self, coldkey: str, hotkey: str, netuid: int, amount: int, own: bool) -> None:
@@ -206,12 +221,16 @@ class ChainMachine(RuleBasedStateMachine):
     @rule()
     def until_epoch(self) -> None:
         self.driver.commit()
-        subnet = neurons.require_subnet(self.view(), 1)
-        for _ in range(subnet["params"]["tempo"] + 2):
+        subnet = neurons.get_subnet(self.view(), 1)
+        if subnet is None:  # dissolved
+            return
+        tempo = subnet["params"]["tempo"]
+        for _ in range(min(tempo + 2, 60)):  # a tempo raised by set_param is waited for 60 blocks at most
             self.driver.block()
-            if neurons.require_subnet(self.view(), 1)["epoch"] != subnet["epoch"]:
+            current = neurons.get_subnet(self.view(), 1)
+            if current is None or current["epoch"] != subnet["epoch"]:
                 return
-        raise AssertionError("no epoch within a tempo")
+        assert tempo + 2 > 60, f"no epoch within a tempo of {tempo} blocks"
 
     @rule(blocks=st.integers(1, 15))
     def advance(self, blocks: int) -> None:
