@@ -10,7 +10,8 @@ refusal with a registered code — never ``app/internal_error``, never an except
 every module's invariants hold after every block; two apps fed the same blocks agree on every app hash. Each type
 must reach its handler (run, or refused by its own module) at least once.
 
-Lean in CI; ``GRIDMINT_LONG=1`` runs many more blocks (``GRIDMINT_DEEP_FUZZ_BLOCKS``, ``GRIDMINT_FUZZ_SEED``).
+Lean in CI (300 blocks); ``GRIDMINT_LONG=1`` runs 5,000 (``GRIDMINT_DEEP_FUZZ_BLOCKS``) from another seed
+(``GRIDMINT_FUZZ_SEED``).
 The tests of the test below inject bugs the fuzz must catch.
 """
 
@@ -76,9 +77,8 @@ from tests.chain.chain_world import (
 )
 from tests.helpers import CHAIN_ID, FEE, MINT, key, required_fee, signed
 
-LONG = bool(os.environ.get("GRIDMINT_LONG"))
-BLOCKS = int(os.environ.get("GRIDMINT_DEEP_FUZZ_BLOCKS", "5000" if LONG else "300"))
-SEED = int(os.environ.get("GRIDMINT_FUZZ_SEED", "21"))
+BLOCKS, SEED = 300, 21
+LONG_BLOCKS = int(os.environ.get("GRIDMINT_DEEP_FUZZ_BLOCKS", "5000"))
 
 SIGNERS = (*ACCOUNTS, *AUTHORITIES)  # the authorities propose and vote; everyone else is refused there
 ADDRESSES = [key(name).address for name in (*SIGNERS, "nobody")] + [bytes(20), b"\xff" * 20]
@@ -337,11 +337,21 @@ def run_fuzz(folder: Path, blocks: int, seed: int) -> Fuzz:
     return fuzz
 
 
-def test_signed_well_formed_transactions_of_every_type_with_mutated_fields(tmp_path: Path) -> None:
-    fuzz = run_fuzz(tmp_path, BLOCKS, SEED)
-    print(f"\n{BLOCKS} blocks, seed {SEED}; handlers reached by type:", dict(sorted(fuzz.reached.items())),
+def check_fuzz(folder: Path, blocks: int, seed: int) -> None:
+    fuzz = run_fuzz(folder, blocks, seed)
+    print(f"\n{blocks} blocks, seed {seed}; handlers reached by type:", dict(sorted(fuzz.reached.items())),
           "; succeeded:", dict(sorted(fuzz.succeeded.items())))
     assert [t for t in sorted(_MESSAGE_TYPES) if not fuzz.reached[t]] == []
+
+
+def test_signed_well_formed_transactions_of_every_type_with_mutated_fields(tmp_path: Path) -> None:
+    check_fuzz(tmp_path, BLOCKS, SEED)
+
+
+@pytest.mark.long
+@pytest.mark.skipif(not os.environ.get("GRIDMINT_LONG"), reason="long run: set GRIDMINT_LONG=1")
+def test_deep_fuzz_long_run(tmp_path: Path) -> None:
+    check_fuzz(tmp_path, LONG_BLOCKS, int(os.environ.get("GRIDMINT_FUZZ_SEED", "2")))
 
 
 def test_the_mutator_knows_every_field_kind_and_makes_both_kinds_of_value() -> None:
