@@ -31,9 +31,10 @@ def test_a_gateway_killed_as_its_answer_arrives_has_the_usage_and_settles_it_aft
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with live_subnet(tmp_path, monkeypatch, names=("owner", "val", "m1"), tempo=50_000, permit=False,
                      others=("gw", "consumer")) as live:
-        miner = start_miner(tmp_path, "m1", 1, "echo", "0.001")
         # Settlement every 10 minutes: nothing is settled while the gateway lives, only after the last restart.
-        gateway = start_gateway(tmp_path, "gw", "--settle-seconds", "600")
+        # The gateway registers first, so the miner's first look at the chain already lists it.
+        gateway = start_gateway(tmp_path, "gw", "--settle-seconds", "600", miners=("m1",))
+        miner = start_miner(tmp_path, "m1", 1, "echo", "0.001")
         try:
             wait_for_models(gateway, "echo")
             live.run("credit", "open", gateway.url, "5", "--wallet", "consumer")
@@ -46,11 +47,11 @@ def test_a_gateway_killed_as_its_answer_arrives_has_the_usage_and_settles_it_aft
                 assert answer.status_code == 200, answer.text
                 answered.append(answer.headers["x-gridmint-request"])
                 assert answered[-1] in _metered_requests(tmp_path)
-                gateway = start_gateway(tmp_path, "gw", "--settle-seconds", "600")
+                gateway = start_gateway(tmp_path, "gw", "--settle-seconds", "600", miners=("m1",))
                 wait_for_models(gateway, "echo")
             assert _metered_requests(tmp_path) == set(answered)
             gateway.stop()  # a polite stop settles what is owed
-            gateway = start_gateway(tmp_path, "gw", "--settle-seconds", "0.5")
+            gateway = start_gateway(tmp_path, "gw", "--settle-seconds", "0.5", miners=("m1",))
             wait_until_settled(tmp_path, KILLS, gateway)
             with ChainClient(live.node.url) as chain:
                 consumer, gw = (open_wallet(name, live.wallets).address for name in ("consumer", "gw"))

@@ -215,7 +215,7 @@ def test_hostile_miners_score_zero_fail_over_and_reach_nothing_outside_the_allow
             assert b"larger than" in received[-2_000:]
             chat_bodies = [body for _, path, body in hostile.requests if path == "/v1/chat/completions"]
             assert chat_bodies and set(chat_bodies[0]) == {"model", "messages", "max_tokens", "temperature", "stream"}
-            assert {miner for _, miner, _, _ in ledger_rows(tmp_path)} == {hotkey["words"]}  # only its answers paid
+            assert {miner for _, miner, _, _, _ in ledger_rows(tmp_path)} == {hotkey["words"]}  # only its answers paid
 
             # 4. The validator: the honest miner earns the incentive, every other miner none, and it keeps running.
             uid = {entry["hotkey"]: entry["uid"] for entry in live.metagraph()["uids"]}
