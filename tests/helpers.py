@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -220,3 +221,20 @@ def processes_of(uid: int) -> list[int]:
         except OSError:  # gone meanwhile
             continue
     return found
+
+
+def serve_asgi(app: Any, **options: Any) -> tuple[str, Any, threading.Thread]:
+    """``app`` served by uvicorn on a free loopback port in a thread of this process (for tests that need a real
+    HTTP server in process): its URL, the server (set ``should_exit`` to stop it) and the thread."""
+    import uvicorn  # only the tests that serve something pay for the import
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="off",
+                                           **options))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.02)
+    return f"http://127.0.0.1:{port}", server, thread

@@ -8,8 +8,6 @@ tests/gateway/test_settlement.py and tests/e2e run the gateway against a real ch
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +16,6 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
 
 from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import ChainError
@@ -33,7 +30,7 @@ from gridmint.inference.backends.echo import EchoBackend
 from gridmint.inference.client import MinerClient
 from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
-from tests.helpers import free_port, key
+from tests.helpers import key, serve_asgi
 
 ONE = 1 << 30
 FEE_BPS = 100
@@ -87,25 +84,12 @@ class Network:
     keys: ApiKeys
 
 
-def _serve(app: Any, **options: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="off",
-                                           **options))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    return f"http://127.0.0.1:{port}", server, thread
-
-
 @pytest.fixture
 def network(tmp_path: Path) -> Iterator[Network]:
     miners = {"breaking": MinerApp(key("breaking"), BreakingBackend(), CallerPolicy(allow="any")),
               "echo": MinerApp(key("echo"), EchoBackend(), CallerPolicy(allow="any"))}
-    served = {name: _serve(app) for name, app in miners.items()}
-    unsigned_url, unsigned_server, unsigned_thread = _serve(unsigned_app)
+    served = {name: serve_asgi(app) for name, app in miners.items()}
+    unsigned_url, unsigned_server, unsigned_thread = serve_asgi(unsigned_app)
     hotkeys = {name: format_address(key(name).address) for name in ("breaking", "echo", "unsigned")}
     directory = Directory([
         Candidate(1, 0, hotkeys["unsigned"], unsigned_url, ("echo",), 1_000, ONE, TEXT_GENERATION),
@@ -124,7 +108,7 @@ def network(tmp_path: Path) -> Iterator[Network]:
     allow = [url.removeprefix("http://") for url in (unsigned_url, *(url for url, _, _ in served.values()))]
     app = GatewayApp(gateway_address, MinerClient(key("gateway"), timeout_s=5, allow=allow), directory, keys, ledger,
                      credit, RateLimiter(1_000, 1_000), timeout_s=5, idle_s=5)
-    url, server, thread = _serve(app, http=CoalescingHttpToolsProtocol)  # as serve_gateway runs it
+    url, server, thread = serve_asgi(app, http=CoalescingHttpToolsProtocol)  # as serve_gateway runs it
     try:
         yield Network(url, api_key, ledger, hotkeys, chain, app, keys)
     finally:
@@ -277,7 +261,7 @@ def test_a_gateway_relaying_anothers_challenge_gets_no_key_for_the_consumer(netw
     address = format_address(victim.address)
     relay_address = format_address(key("gateway-b").address)  # what the chain lists at B's URL
     relay = RelayingGateway(network.url, relay_address if rewrite else None)
-    relay_url, server, thread = _serve(relay)
+    relay_url, server, thread = serve_asgi(relay)
     try:
         with pytest.raises(ChainError) as caught:
             request_api_key(relay_url, victim, relay_address)

@@ -5,13 +5,10 @@ yields no signature, and each says why."""
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 import orjson
-import uvicorn
 
 from gridmint.chain.crypto import address_of, format_address
 from gridmint.chain.receipts import Receipt, miner_signed, sign_receipt
@@ -21,7 +18,7 @@ from gridmint.inference.backends.echo import EchoBackend
 from gridmint.inference.http import HttpPool
 from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
-from tests.helpers import CHAIN_ID, free_port, key
+from tests.helpers import CHAIN_ID, free_port, key, serve_asgi
 
 GATEWAY, MINER, CONSUMER = key("gateway"), key("m1"), key("alice")
 HOTKEY = format_address(MINER.address)
@@ -32,20 +29,13 @@ def receipt(tokens: int, grains: int, requests: int, line: int = 7) -> Receipt:
 
 
 def _serve(app: Any) -> tuple[str, Callable[[], None]]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
+    url, server, thread = serve_asgi(app)
 
     def stop() -> None:
         server.should_exit = True
         thread.join(timeout=10)
 
-    return f"http://127.0.0.1:{port}", stop
+    return url, stop
 
 
 def ask(url: str, receipts: list[Receipt]) -> list[miner_receipts.Outcome]:

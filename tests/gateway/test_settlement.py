@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,24 +37,12 @@ from gridmint.inference.http import HttpPool
 from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
 from gridmint.node.setup import init_data_dir
-from tests.helpers import CHAIN_ID, DevnodeProcess, free_port, key
+from tests.helpers import CHAIN_ID, DevnodeProcess, key, serve_asgi
 
 FEE_BPS = 100
 PRICE = {"m1": 2_000, "m2": 1_000}  # grains per 1k tokens
 CHAT = {"model": "echo", "messages": [{"role": "user", "content": "settle these tokens"}], "max_tokens": 8}
 NAMES = ("owner", "gateway", "consumer", "m1", "m2")
-
-
-def _serve(app: Any) -> tuple[str, uvicorn.Server, threading.Thread]:
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    return f"http://127.0.0.1:{port}", server, thread
 
 
 @dataclass
@@ -86,7 +73,7 @@ def market(tmp_path: Path) -> Iterator[Market]:
             # m2 signs receipts for another chain only: it refuses every one this gateway asks for
             miner = MinerApp(key(name), EchoBackend(), CallerPolicy(gateways={gateway}),
                              chain_id=CHAIN_ID if name == "m1" else "another-chain", price_per_1k=PRICE[name])
-            url, server, thread = _serve(miner)
+            url, server, thread = serve_asgi(miner)
             servers.append((server, thread))
             chain.execute(key(name), [MsgRegister(1, key(name).address, 100 * MINT),
                                       MsgAnnounceEndpoint(1, url, ["echo"], PRICE[name], 1)])
@@ -97,7 +84,7 @@ def market(tmp_path: Path) -> Iterator[Market]:
         allow = [c.url.removeprefix("http://") for c in directory.candidates]  # exactly its loopback miners
         app = GatewayApp(gateway, MinerClient(gateway_key, timeout_s=5, allow=allow), directory, ApiKeys(db, gateway),
                          ledger, credit, RateLimiter(1_000, 1_000), timeout_s=5)
-        url, server, thread = _serve(app)
+        url, server, thread = serve_asgi(app)
         servers.append((server, thread))
         register_gateway(chain, gateway_key, url, FEE_BPS, 0)
         chain.execute(key("consumer"), [MsgOpenCredit(gateway_key.address, 10 * MINT, 10_000, 5_000, FEE_BPS, 0, 0)])

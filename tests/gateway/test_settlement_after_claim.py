@@ -37,8 +37,7 @@ from gridmint.inference.miner import claims
 from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
 from gridmint.node.setup import init_data_dir
-from tests.gateway.test_settlement import _serve
-from tests.helpers import CHAIN_ID, DevnodeProcess, key
+from tests.helpers import CHAIN_ID, DevnodeProcess, key, serve_asgi
 
 FEE_BPS = 100
 PRICE = 1_000
@@ -74,7 +73,7 @@ def market(tmp_path: Path) -> Iterator[Market]:
         for name in ("m1", "m2"):
             miners[name] = MinerApp(key(name), EchoBackend(), CallerPolicy(gateways={gateway}), chain_id=CHAIN_ID,
                                     price_per_1k=PRICE)
-            url, server, thread = _serve(miners[name])
+            url, server, thread = serve_asgi(miners[name])
             servers.append((server, thread))
             chain.execute(key(name), [MsgRegister(1, key(name).address, 100 * MINT),
                                       MsgAnnounceEndpoint(1, url, ["echo"], PRICE, 1)])
@@ -85,7 +84,7 @@ def market(tmp_path: Path) -> Iterator[Market]:
         allow = [c.url.removeprefix("http://") for c in directory.candidates]  # exactly its loopback miners
         app = GatewayApp(gateway, MinerClient(gateway_key, timeout_s=5, allow=allow), directory, ApiKeys(db, gateway),
                          ledger, credit, RateLimiter(1_000, 1_000), timeout_s=5)
-        url, server, thread = _serve(app)
+        url, server, thread = serve_asgi(app)
         servers.append((server, thread))
         register_gateway(chain, gateway_key, url, FEE_BPS, 0)
         chain.execute(key("consumer"), [MsgOpenCredit(gateway_key.address, 10 * MINT, 10_000, 5_000, FEE_BPS, 0, 0)])
