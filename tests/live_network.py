@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import socket
 import time
 from collections.abc import Iterator
@@ -65,13 +66,12 @@ class CometNetwork:
 
 
 def free_port_range(width: int = 40) -> int:
-    """A base port with the ``width`` ports after it free on loopback."""
+    """A base port with the ``width`` ports after it free on loopback, below the kernel's ephemeral range: the
+    services get their ports well after this check, and a port inside that range can meanwhile become the source
+    port of any outgoing connection on the machine (a miner of `gridmint up` once failed to bind that way)."""
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1]) // 100 * 100
-        if base + width > 65_000:
-            continue
+        base = random.randrange(20_000, ephemeral_low - width) // 100 * 100
         try:
             for offset in range(width):
                 with socket.socket() as check:

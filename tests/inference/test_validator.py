@@ -46,10 +46,11 @@ def make_validator() -> Validator:
 def test_an_answer_that_is_not_signed_by_the_miner_scores_zero() -> None:
     validator = make_validator()
     unsigned = StubClient(Answer(200, b'{"ok": true}', 0.01, signed=False))
-    score, note = asyncio.run(validator._ask(unsigned, "http://m", "gm1miner", ConstantScorer().draw(validator.rng)))  # type: ignore[arg-type]
+    challenge = ConstantScorer().draw(validator.rng)
+    score, note = asyncio.run(validator._ask(unsigned, None, "http://m", "gm1miner", challenge))  # type: ignore[arg-type]
     assert score == 0.0 and "not signed" in note
     signed = StubClient(Answer(200, b'{"ok": true}', 0.0, signed=True))
-    score, _ = asyncio.run(validator._ask(signed, "http://m", "gm1miner", ConstantScorer().draw(validator.rng)))  # type: ignore[arg-type]
+    score, _ = asyncio.run(validator._ask(signed, None, "http://m", "gm1miner", ConstantScorer().draw(validator.rng)))  # type: ignore[arg-type]
     assert score == 1.0
     validator.close()
 
@@ -126,7 +127,7 @@ class CrashingScorer(ConstantScorer):
                                    0, 1, "ordinal not in range"), KeyError("choices"), TypeError("not a dict")])
 def test_any_error_one_miner_provokes_scores_it_zero_instead_of_ending_the_round(error: Exception) -> None:
     validator = make_validator()
-    score, note = asyncio.run(validator._ask(RaisingClient(error), "http://m", "gm1miner",  # type: ignore[arg-type]
+    score, note = asyncio.run(validator._ask(RaisingClient(error), None, "http://m", "gm1miner",  # type: ignore[arg-type]
                                              ConstantScorer().draw(validator.rng)))
     assert score == 0.0 and type(error).__name__ in note
     validator.close()
@@ -137,7 +138,7 @@ def test_a_score_that_is_not_a_finite_number_is_zero(scorer: ConstantScorer) -> 
     validator = make_validator()
     validator.scorer = scorer
     signed = StubClient(Answer(200, b'{"ok": true}', 0.0, signed=True))
-    score, _ = asyncio.run(validator._ask(signed, "http://m", "gm1miner", scorer.draw(validator.rng)))  # type: ignore[arg-type]
+    score, _ = asyncio.run(validator._ask(signed, None, "http://m", "gm1miner", scorer.draw(validator.rng)))  # type: ignore[arg-type]
     assert score == 0.0
     validator.close()
 
@@ -147,7 +148,7 @@ def test_bad_urls_and_refused_addresses_score_zero_through_the_real_client() -> 
 
     async def ask_all() -> list[tuple[float, str]]:
         async with MinerClient(validator.key, timeout_s=1) as client:
-            return [await validator._ask(client, url, "gm1miner", ConstantScorer().draw(validator.rng))
+            return [await validator._ask(client, None, url, "gm1miner", ConstantScorer().draw(validator.rng))
                     for url in ("http://a:99999", "http://\u043c\u0438\u0440.io", "http://127.0.0.1:9/?",
                                 "http://u@a.io", "http://127.0.0.1:9", "http://10.0.0.1:8091")]
 

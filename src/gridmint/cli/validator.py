@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 import uvloop
 
+from gridmint.chain.errors import ChainError
 from gridmint.cli.common import (
     allow_endpoint_option,
     hotkey_option,
@@ -18,7 +19,9 @@ from gridmint.cli.common import (
     wallet_dir_option,
 )
 from gridmint.client.chain_client import ChainClient, default_node_url
+from gridmint.gateway.keys import gateway_at
 from gridmint.inference.validator.loop import Validator
+from gridmint.inference.validator.probes import ProbeGateway
 from gridmint.inference.validator.scoring import make_scorer
 
 
@@ -37,19 +40,36 @@ def validator() -> None:
 @node_option
 @password_option
 @allow_endpoint_option
+@click.option("--probe-gateway", default=None, metavar="URL",
+              help="Send every challenge through this gateway (registered on chain) as a consumer, so that miners "
+                   "cannot tell probes from customers' requests; needs --probe-api-key.")
+@click.option("--probe-api-key", envvar="GRIDMINT_PROBE_API_KEY", default=None, show_envvar=True,
+              help="The API key of the account whose credit line at the probe gateway pays for the probes (get one "
+                   "with `gridmint gateway key`, from an account other than this hotkey).")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]), show_default=True)
 def run(netuid: int, interval: float, timeout: float, wallet_name: str, hotkey: str, wallet_dir: Path | None,
-        node_url: str | None, password_file: str | None, allow_endpoints: tuple[str, ...], log_level: str) -> None:
+        node_url: str | None, password_file: str | None, allow_endpoints: tuple[str, ...], probe_gateway: str | None,
+        probe_api_key: str | None, log_level: str) -> None:
     """Run rounds until interrupted; logs who was queried, their scores and the weights submitted."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     key = load_hotkey(wallet_name, hotkey, wallet_dir, password_file)
     node = node_url or default_node_url()
+    if (probe_gateway is None) != (probe_api_key is None):
+        raise click.UsageError("--probe-gateway and --probe-api-key go together")
     with ChainClient(node) as client:
         modality = client.query(f"/subnets/{netuid}")["modality"]
-    worker = Validator(key, netuid, node, make_scorer(modality), timeout_s=timeout, allow=allow_endpoints)
+        try:
+            probes = None if probe_gateway is None or probe_api_key is None else \
+                ProbeGateway(probe_gateway, probe_api_key, gateway_at(client, probe_gateway))
+        except ChainError as error:
+            raise click.BadParameter(str(error), param_hint="--probe-gateway") from None
+    worker = Validator(key, netuid, node, make_scorer(modality), timeout_s=timeout, allow=allow_endpoints,
+                       probe_gateway=probes)
     logging.getLogger("gridmint.validator").info(
-        "Validating subnet %d (%s) as %s, a round every %g s.", netuid, modality, worker.address, interval)
+        "Validating subnet %d (%s) as %s, a round every %g s, %s.", netuid, modality, worker.address, interval,
+        "asking miners directly" if probes is None else f"probing through the gateway at {probes.url} "
+        f"({probes.address})")
     try:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(worker.run(interval))

@@ -13,7 +13,11 @@ first byte reaches the consumer fails over to the next miner; a stream that brea
 event ``data: {"error": {...}}`` and ``data: [DONE]``, and the consumer pays nothing for it (a miner is paid only
 for a signed answer, and a broken stream carries no signature). Every paid answer is metered (``metering``) and
 written to the ledger before its last byte is sent. Answers carry ``x-gridmint-request`` (the id the consumer finds
-in ``GET /v1/usage``), and a unary answer ``x-gridmint-cost`` (grains) and ``x-gridmint-tokens``.
+in ``GET /v1/usage``), and a unary answer ``x-gridmint-cost`` (grains) and ``x-gridmint-tokens``. Answers also
+carry the miner's proof: ``x-gm-nonce`` (the nonce of the gateway's request to the miner) and, on a unary answer,
+the miner's ``x-gm-signer``, ``x-gm-body`` and ``x-gm-signature`` unchanged (a stream's final chunk carries its
+own); with the gateway's address they show that the miner sent this body, which is how a validator probing through
+the gateway knows the gateway did not write the answer itself (``validator.probes``).
 
 ``/v1/auth/*`` is rate-limited per client address and per account named; ``GET /v1/usage`` (Bearer key) lists the
 consumer's metered requests and the miners' signed receipts the gateway settled for its lines.
@@ -272,7 +276,8 @@ class GatewayApp:
             grains = self._meter(call, miner, prompt, completion)
             await send_raw(send, 200, answer.body, b"application/json", [
                 (b"x-gridmint-miner", miner.hotkey.encode()), (b"x-gridmint-cost", b"%d" % grains),
-                (b"x-gridmint-tokens", b"%d" % (prompt + completion)), (b"x-gridmint-request", call.request.encode())])
+                (b"x-gridmint-tokens", b"%d" % (prompt + completion)), (b"x-gridmint-request", call.request.encode()),
+                *((name.encode(), value.encode()) for name, value in answer.proof.items())])
             return 200
         raise RefusalError(503, f"none of the {len(ordered)} miners serving this model answered; try again shortly",
                       "server_error", "no_miner_available")
@@ -297,7 +302,7 @@ class GatewayApp:
                             await send({"type": "http.response.start", "status": 200, "headers": [
                                 (b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache"),
                                 (b"x-gridmint-miner", miner.hotkey.encode()),
-                                (b"x-gridmint-request", call.request.encode())]})
+                                (b"x-gridmint-request", call.request.encode()), (b"x-gm-nonce", b"%d" % sse.nonce)]})
                             sent_head = True
                             health.success(time.perf_counter() - started_at)
                         if event.startswith(b"data: [DONE]"):

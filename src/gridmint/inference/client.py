@@ -38,6 +38,9 @@ class Answer:
     body: bytes
     latency_s: float
     signed: bool  # True when the miner's signature over the body verified
+    # When signed: the miner's answer headers and the nonce of the request it answered, which together let anyone
+    # who knows the caller's address check that the miner sent this body (a gateway forwards them, see proof_headers)
+    proof: dict[str, str] = field(default_factory=dict)
 
     def json(self) -> Any:
         return orjson.loads(self.body)
@@ -128,14 +131,14 @@ class MinerClient:
         started = time.perf_counter()
         response = await self._pool.post(miner_url(base_url, path), body, headers, timeout_s or self.timeout_s)
         latency = time.perf_counter() - started
-        signed = False
+        proof: dict[str, str] = {}
         if response.status == 200 and "text/event-stream" not in response.headers.get("content-type", ""):
             try:
                 verify_answer(response.headers, response.body, miner, int(headers[NONCE]), self.address)
-                signed = True
+                proof = {name: response.headers[name] for name in (SIGNER, BODY, SIGNATURE)} | {NONCE: headers[NONCE]}
             except ChainError:  # an answer that does not verify counts as unsigned, which scores 0
-                signed = False
-        return Answer(response.status, response.body, latency, signed)
+                proof = {}
+        return Answer(response.status, response.body, latency, bool(proof), proof)
 
     @contextlib.asynccontextmanager
     async def stream(self, base_url: str, path: str, miner: str, payload: dict[str, Any],

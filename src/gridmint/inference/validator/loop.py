@@ -1,17 +1,21 @@
 """The validator loop for one subnet.
 
 Each round: sync the metagraph, draw a challenge, query every miner that announced an endpoint concurrently (with a
-timeout), and score each answer: 0 for a timeout, an error, an unsigned answer or a failed model check, else the
-scorer's quality times a latency factor. A miner's fault stays the miner's: whatever goes wrong while asking or
-scoring one miner (a URL or address refused, a malformed or oversized answer, a score that is not a finite number in
-[0, 1]) scores that miner 0 and the round goes on. Scores feed an exponential moving average per UID, reset when a
-UID changes hands. Once per subnet epoch the averages become weights: with commit-reveal, the validator reveals what
-it committed ``reveal_period`` epochs ago and commits the new weights; without, it sets them.
+timeout) — directly, signed with the validator's hotkey, or through a gateway as an ordinary consumer so that the
+miner cannot tell the probe from a customer's request (``probes``) — and score each answer: 0 for a timeout, an
+error, an unsigned answer or a failed model check, else the scorer's quality times a latency factor. A miner's
+fault stays the miner's: whatever goes wrong while asking or scoring one miner (a URL or address refused, a
+malformed or oversized answer, a score that is not a finite number in [0, 1]) scores that miner 0 and the round
+goes on. A gateway refusing the validator's own probe (its key, credit or rate) measures nothing: that miner's
+average is left as it was this round. Scores feed an exponential moving average per UID, reset when a UID changes
+hands. Once per subnet epoch the averages become weights: with commit-reveal, the validator reveals what it
+committed ``reveal_period`` epochs ago and commits the new weights; without, it sets them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -25,7 +29,8 @@ from gridmint.chain.errors import ChainError
 from gridmint.chain.weights import MsgCommitWeights, MsgRevealWeights, MsgSetWeights, commit_hash
 from gridmint.client.chain_client import ChainClient
 from gridmint.client.metagraph import Metagraph
-from gridmint.inference.client import HttpError, MinerClient
+from gridmint.inference.client import Answer, HttpError, MinerClient
+from gridmint.inference.validator.probes import GatewayProbes, GatewayRefusedError, ProbeGateway
 from gridmint.inference.validator.scoring import Scorer
 
 log = logging.getLogger("gridmint.validator")
@@ -42,8 +47,9 @@ class ValidatorState:
 class Validator:
     def __init__(self, key: PrivateKey, netuid: int, node_url: str, scorer: Scorer, timeout_s: float = 10.0,
                  ema_alpha: float = 0.3, latency_weight: float = 0.2, seed: int | None = None,
-                 allow: Iterable[str] = ()) -> None:
+                 allow: Iterable[str] = (), probe_gateway: ProbeGateway | None = None) -> None:
         self.key = key
+        self.probe_gateway = probe_gateway  # None: miners are asked directly
         self.allow = tuple(allow)  # IP:port of miners reachable although not public (MinerClient)
         self.address = format_address(key.address)
         self.netuid = netuid
@@ -63,7 +69,8 @@ class Validator:
 
     # --- one round ---------------------------------------------------------------------------------------
 
-    async def round(self, client: MinerClient) -> dict[int, float]:
+    async def round(self, client: MinerClient, probes: GatewayProbes | None = None) -> dict[int, float]:
+        """One round; ``probes`` (if given) carries every challenge through its gateway instead of ``client``."""
         graph = await asyncio.to_thread(Metagraph.fetch, self.chain, self.netuid)
         self._forget_replaced(graph)
         targets = [(uid, graph.hotkeys[uid], endpoint["url"]) for uid, endpoint in enumerate(graph.endpoints)
@@ -72,9 +79,13 @@ class Validator:
             log.info("No miner on subnet %d has announced an endpoint yet.", self.netuid)
             return {}
         challenge = self.scorer.draw(self.rng)
-        answers = await asyncio.gather(*(self._ask(client, url, hotkey, challenge) for _, hotkey, url in targets))
+        answers = await asyncio.gather(*(self._ask(client, probes, url, hotkey, challenge)
+                                         for _, hotkey, url in targets))
         scores: dict[int, float] = {}
         for (uid, hotkey, url), (score, note) in zip(targets, answers, strict=True):
+            if score is None:
+                log.warning("UID %d (%s) was not measured this round: %s", uid, hotkey[:12], note)
+                continue
             scores[uid] = score
             previous = self.state.scores.get(uid, 0.0)
             self.state.scores[uid] = self.ema_alpha * score + (1 - self.ema_alpha) * previous
@@ -83,11 +94,18 @@ class Validator:
                      self.state.scores[uid])
         return scores
 
-    async def _ask(self, client: MinerClient, url: str, hotkey: str, challenge: Any) -> tuple[float, str]:
+    async def _ask(self, client: MinerClient, probes: GatewayProbes | None, url: str, hotkey: str,
+                   challenge: Any) -> tuple[float | None, str]:
         try:
-            score, note = await self._ask_and_score(client, url, hotkey, challenge)
+            if probes is None:
+                answer = await client.call(url, challenge.path, hotkey, challenge.payload, timeout_s=self.timeout_s)
+            else:
+                answer = await probes.call(challenge.path, hotkey, challenge.payload, timeout_s=self.timeout_s)
+            score, note = await self._score(answer, challenge)
             if not math.isfinite(score) or not 0.0 <= score <= 1.0:
                 return 0.0, f"score {score!r} is not a finite number from 0 to 1"
+        except GatewayRefusedError as error:
+            return None, str(error)
         except HttpError as error:
             return 0.0, f"no answer: {error}"
         except Exception as error:  # anything else one miner's answer provokes is that miner's fault, not the round's
@@ -96,8 +114,7 @@ class Validator:
             return 0.0, f"answer could not be scored ({type(error).__name__})"
         return score, note
 
-    async def _ask_and_score(self, client: MinerClient, url: str, hotkey: str, challenge: Any) -> tuple[float, str]:
-        answer = await client.call(url, challenge.path, hotkey, challenge.payload, timeout_s=self.timeout_s)
+    async def _score(self, answer: Answer, challenge: Any) -> tuple[float, str]:
         if answer.status != 200:
             return 0.0, f"HTTP {answer.status}"
         if not answer.signed:
@@ -169,11 +186,13 @@ class Validator:
     async def run(self, interval_s: float, rounds: int | None = None) -> None:
         """Rounds every ``interval_s`` seconds; ``rounds`` bounds the loop (tests), None runs until cancelled."""
         done = 0
-        async with MinerClient(self.key, timeout_s=self.timeout_s, allow=self.allow) as client:
+        probes = None if self.probe_gateway is None else GatewayProbes(self.probe_gateway)
+        async with MinerClient(self.key, timeout_s=self.timeout_s, allow=self.allow) as client, \
+                probes or contextlib.nullcontext():
             while rounds is None or done < rounds:
                 started = asyncio.get_running_loop().time()
                 try:
-                    await self.round(client)
+                    await self.round(client, probes)
                     await asyncio.to_thread(self.submit_weights)
                 except (ChainError, OSError) as error:
                     log.warning("Round on subnet %d failed: %s", self.netuid, error)

@@ -92,8 +92,8 @@ class TextScorer:
         """A fresh question (see challenges.py) and an answer length between 2/3 and 4/3 of ``max_tokens``."""
         messages = draw_messages(rng)
         max_tokens = rng.randrange(max(1, 2 * self.max_tokens // 3), 4 * self.max_tokens // 3 + 1)
-        payload = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "temperature": 0,
-                   "seed": rng.randrange(2**31)}
+        # No seed: greedy decoding needs none, and few customers send one, so a seed would mark the request a probe.
+        payload = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "temperature": 0}
         return Challenge("/v1/chat/completions", payload, messages)
 
     def judge(self, messages: list[dict[str, str]], answer: str, max_tokens: int) -> Judgement:

@@ -1,0 +1,154 @@
+"""A miner that serves validators well and customers badly loses its rank once probes come through a gateway.
+
+One text subnet on a real devnode, a real gateway (`gridmint gateway run`), an honest SmolLM2 miner (`gridmint
+miner run --backend llama-cpp`) and a two-faced one (``two_faced_miner.py``: SmolLM2 for callers with a validator
+permit, the echo backend under SmolLM2's name for everyone else). First the threat, measured with the validator's
+own scorer: asked directly with the validator's hotkey, the two-faced miner scores like the honest one; asked
+through the gateway, it scores 0. Then the defence: a real validator (`gridmint validator run --probe-gateway`)
+whose challenges go through the gateway as an ordinary consumer's (a credit line of an account that is not the
+validator's, ``provider.only`` naming the miner under test). Within 3 epochs of its start, with commit-reveal on,
+the two-faced miner's incentive is under 0.1 and the honest one's over 0.8.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gridmint.client.chain_client import ChainClient
+from gridmint.client.wallet import open_wallet
+from gridmint.gateway.keys import gateway_at
+from gridmint.inference.client import MinerClient
+from gridmint.inference.validator.probes import GatewayProbes, ProbeGateway
+from gridmint.inference.validator.scoring import TextScorer
+from tests.gateway_network import Process, miner_port, start_gateway, start_miner, wait_for_models
+from tests.live_network import live_subnet
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gateway")]
+
+ONE = 1 << 30
+MODEL = "smollm2-135m-instruct"
+TEMPO = 200  # blocks of 0.05 s: an epoch of about 10 s, several validator rounds each
+
+
+def _start_two_faced(tmp_path: Path, name: str) -> Process:
+    port = miner_port(tmp_path, name)
+    log_path = tmp_path / f"{name}.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tests.e2e.two_faced_miner", "--wallet", name, "--netuid", "1", "--port",
+             str(port), "--price", "0.001"], stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
+            cwd=Path(__file__).resolve().parents[2])
+    started = Process(name, f"http://127.0.0.1:{port}", process, log_path)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, started.log()
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{started.url}/health", timeout=1).status_code == 200:
+                return started
+        time.sleep(0.2)
+    raise AssertionError(f"the two-faced miner did not start:\n{started.log()}")
+
+
+def _wait_for_miners(gateway: Process, count: int) -> None:
+    deadline = time.monotonic() + 60
+    while httpx.get(f"{gateway.url}/health", timeout=5).json()["miners"] < count:
+        assert time.monotonic() < deadline, gateway.log()
+        time.sleep(0.2)
+
+
+async def _scores(scorer: TextScorer, ask: Any, hotkeys: dict[str, str]) -> dict[str, float]:
+    """Each miner's score on one fresh challenge, asked the way ``ask`` asks."""
+    challenge = scorer.draw(random.Random(11))
+    scores = {}
+    for name, hotkey in hotkeys.items():
+        answer = await ask(challenge, hotkey)
+        assert answer.status == 200 and answer.signed, (name, answer)
+        scores[name] = scorer.score(challenge, answer.json())
+    return scores
+
+
+def test_a_miner_that_serves_validators_well_and_customers_badly_loses_its_rank(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    names = ("owner", "val", "honest", "twofaced")
+    with live_subnet(tmp_path, monkeypatch, names=names, tempo=TEMPO, others=("gw", "prober")) as live:
+        hotkeys = {name: open_wallet(name, live.wallets).hotkey_address("default") for name in names[2:]}
+        validator_key = open_wallet("val", live.wallets).hotkey("default")
+        gateway = start_gateway(tmp_path, "gw", miners=("honest", "twofaced"))
+        honest = start_miner(tmp_path, "honest", 1, "llama-cpp", "0.001")
+        twofaced = _start_two_faced(tmp_path, "twofaced")
+        validator = None
+        try:
+            wait_for_models(gateway, MODEL)
+            _wait_for_miners(gateway, 2)
+            live.run("credit", "open", gateway.url, "50", "--wallet", "prober")
+            api_key = live.run("gateway", "key", "--gateway", gateway.url, "--wallet", "prober")["api_key"]
+            with ChainClient(live.node.url) as client:
+                probe_gateway = ProbeGateway(gateway.url, api_key, gateway_at(client, gateway.url))
+
+            # 1. The threat: probed directly, the two-faced miner looks honest; probed as a customer, it is not.
+            scorer = TextScorer()
+            allow = [f"127.0.0.1:{miner_port(tmp_path, name)}" for name in names[2:]]
+            urls = {hotkeys[name]: f"http://127.0.0.1:{miner_port(tmp_path, name)}" for name in names[2:]}
+
+            async def measure() -> tuple[dict[str, float], dict[str, float]]:
+                async with MinerClient(validator_key, timeout_s=60, allow=allow) as direct, \
+                        GatewayProbes(probe_gateway) as probes:
+                    direct_scores = await _scores(scorer, lambda c, h: direct.call(
+                        urls[h], c.path, h, c.payload, timeout_s=60), hotkeys)
+                    gateway_scores = await _scores(scorer, lambda c, h: probes.call(
+                        c.path, h, c.payload, timeout_s=60), hotkeys)
+                return direct_scores, gateway_scores
+
+            direct_scores, gateway_scores = asyncio.run(measure())
+            assert direct_scores["honest"] > 0.8 and direct_scores["twofaced"] > 0.8, direct_scores
+            assert gateway_scores["honest"] > 0.8 and gateway_scores["twofaced"] == 0.0, gateway_scores
+
+            # 2. The defence: a validator whose probes go through the gateway.
+            with ChainClient(live.node.url) as client:
+                started_epoch = int(client.query("/subnets/1")["epoch"])
+            with (tmp_path / "validator.log").open("w") as log:
+                validator = subprocess.Popen(
+                    [sys.executable, "-m", "gridmint.cli.main", "validator", "run", "--netuid", "1", "--wallet",
+                     "val", "--interval", "1", "--timeout", "60", "--probe-gateway", gateway.url],
+                    stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "GRIDMINT_PROBE_API_KEY": api_key})
+            uid = {entry["hotkey"]: entry["uid"] for entry in live.metagraph()["uids"]}
+
+            def ranked(graph: dict[str, Any]) -> bool:
+                incentive = {name: graph["uids"][uid[hotkeys[name]]]["incentive"] for name in names[2:]}
+                return incentive["honest"] > 0.8 * ONE and incentive["twofaced"] < 0.1 * ONE
+
+            graph = live.wait_for(ranked, "the honest miner ranked first", timeout_s=4 * TEMPO * 0.05 + 60)
+            with ChainClient(live.node.url) as client:
+                epochs = int(client.query("/subnets/1")["epoch"]) - started_epoch
+            incentive = {name: graph["uids"][uid[hotkeys[name]]]["incentive"] / ONE for name in names[2:]}
+            print(f"\nscores asked directly {direct_scores}, through the gateway {gateway_scores}; ranked after "
+                  f"{epochs} epochs: incentive {incentive}")
+            assert epochs <= 3, f"the ranking took {epochs} epochs"
+            assert graph["uids"][uid[hotkeys["twofaced"]]]["incentive"] < 0.1 * ONE
+            validator_log = (tmp_path / "validator.log").read_text()
+            assert "probing through the gateway" in validator_log and "Traceback" not in validator_log
+            assert validator.poll() is None, validator_log[-3000:]
+            scored = re.findall(rf"UID {uid[hotkeys['twofaced']]} \(\S+ at \S+\): score ([0-9.]+)", validator_log)
+            assert scored and set(scored) == {"0.000"}, scored  # every probe met the customers' face
+        finally:
+            if validator is not None:
+                validator.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    validator.wait(20)
+                if validator.poll() is None:
+                    validator.kill()
+            twofaced.stop()
+            honest.stop()
+            gateway.stop()
