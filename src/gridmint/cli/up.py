@@ -205,10 +205,11 @@ def up(ctx: click.Context, data_dir: Path, port_base: int, miners: int, keep_rec
             _wait_http(launcher.url("gateway") + "/health", "the gateway", 60, gateway)
             _step(f"Starting the miners: {len(plan) - 2} SmolLM2 (llama.cpp) and a weak echo miner on subnet 1, "
                   "wordllama on subnet 2")
-            miners = {name: launcher.start(name, "miner", "run", "--netuid", str(netuid), "--backend", backend,
-                                           "--wallet", name, "--port", str(state["ports"][name]), "--price", "0.001")
-                      for name, netuid, backend in plan}
-            for name, process in miners.items():
+            miner_processes = {
+                name: launcher.start(name, "miner", "run", "--netuid", str(netuid), "--backend", backend, "--wallet",
+                                     name, "--port", str(state["ports"][name]), "--price", "0.001")
+                for name, netuid, backend in plan}
+            for name, process in miner_processes.items():
                 _wait_http(launcher.url(name) + "/health", f"miner {name}", 120, process)
             _wait_for_models(launcher.url("gateway"), SERVED_MODELS, 60)
             _step("Starting a validator on each subnet and the provider")
