@@ -1,12 +1,16 @@
 """A small real network for the gateway benchmarks: a devnode, echo miners and a gateway, each its own process.
 
 Keys are derived from fixed seeds (no wallets), the chain is set up with signed transactions: a subnet, the miners
-registered with their endpoints and price, the gateway registered, the consumer's credit line open and its API key
-issued through the gateway's challenge. Import it from the benchmarks in this folder.
+registered with their endpoints and price, the gateway registered, each consumer's credit line open and its API key
+issued through the gateway's challenge. The gateway's rate limit per account is the bench's to choose (off unless
+asked); issuing keys is never throttled here (``/v1/auth/*`` allows one per second per client address, and every
+key of a bench comes from one address), which changes nothing on the measured path. Import it from the benchmarks
+in this folder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -52,8 +56,11 @@ from gridmint.gateway.server import build_gateway, serve_gateway
 logging.basicConfig(level=logging.WARNING)
 hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+from gridmint.gateway.app import RateLimiter
 app = build_gateway(PrivateKey(bytes.fromhex(sys.argv[1])), ChainClient(sys.argv[2]), Path(sys.argv[3]), 100,
-                    rate=1e9, burst=10**9, settle_s=5.0, sync_s=5.0, allow=sys.argv[5].split(","))
+                    rate=float(sys.argv[6]), burst=int(sys.argv[7]), settle_s=5.0, sync_s=5.0,
+                    allow=sys.argv[5].split(","))
+app.auth_limiter = RateLimiter(1e9, 10**9)  # the setup's keys; see the module's docstring
 serve_gateway(app, "127.0.0.1", int(sys.argv[4]))
 """
 
@@ -76,7 +83,8 @@ class BenchNetwork:
     workdir: Path
     node_url: str = ""
     gateway_url: str = ""
-    api_key: str = ""
+    api_key: str = ""  # the first consumer's
+    api_keys: list[str] = field(default_factory=list)  # one per consumer account
     miners: list[tuple[str, str]] = field(default_factory=list)  # (url, hotkey address)
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
     gateway_pid: int = 0
@@ -101,12 +109,18 @@ class BenchNetwork:
                 process.kill()
 
 
-def start_network(miners: int = 1, relay: bool = False) -> BenchNetwork:
+def consumer_keys(count: int) -> list[PrivateKey]:
+    return [CONSUMER, *(PrivateKey(hashlib.sha256(b"bench consumer %d" % i).digest()) for i in range(1, count))]
+
+
+def start_network(miners: int = 1, relay: bool = False, consumers: int = 1, rate: float = 1e9,
+                  burst: int = 10**9) -> BenchNetwork:
     """Everything started, or (on any failure) everything stopped again. With ``relay``, the first miner is also
-    reachable through a transparent TCP relay at ``relay_url``."""
+    reachable through a transparent TCP relay at ``relay_url``. ``consumers`` accounts each get a credit line and
+    an API key; ``rate`` and ``burst`` are the gateway's limit per account (off by default)."""
     net = BenchNetwork(Path(tempfile.mkdtemp(prefix="gridmint-gateway-bench-")))
     try:
-        _start(net, miners)
+        _start(net, miners, consumer_keys(consumers), rate, burst)
         if relay:
             _start_relay(net)
     except BaseException:
@@ -115,9 +129,9 @@ def start_network(miners: int = 1, relay: bool = False) -> BenchNetwork:
     return net
 
 
-def _start(net: BenchNetwork, miners: int) -> None:
+def _start(net: BenchNetwork, miners: int, consumers: list[PrivateKey], rate: float, burst: int) -> None:
     hotkeys = [PrivateKey(bytes([0x50 + i]) * 32) for i in range(miners)]
-    funded = [OWNER, GATEWAY, CONSUMER, *hotkeys]
+    funded = [OWNER, GATEWAY, *consumers, *hotkeys]
     init_data_dir(net.workdir / "node", "bench", [(format_address(k.address), 10**15) for k in funded])
     port = free_port()
     net.node_url = f"http://127.0.0.1:{port}"
@@ -146,13 +160,15 @@ def _start(net: BenchNetwork, miners: int) -> None:
         gateway_port = free_port()
         net.gateway_url = f"http://127.0.0.1:{gateway_port}"
         register_gateway(chain, GATEWAY, net.gateway_url, 100, 0)
-        send(CONSUMER, MsgOpenCredit(GATEWAY.address, 10**14, 1_000_000, 10**12, 100, 0, 0))
+        for consumer in consumers:
+            send(consumer, MsgOpenCredit(GATEWAY.address, 10**14 // len(consumers), 1_000_000, 10**12, 100, 0, 0))
     gateway = net._spawn(["-c", GATEWAY_MAIN, GATEWAY.seed.hex(), net.node_url, str(net.workdir / "gateway"),
-                          str(gateway_port), ",".join(url.removeprefix("http://") for url, _ in net.miners)],
-                         "gateway")  # the gateway reaches exactly these loopback miners
+                          str(gateway_port), ",".join(url.removeprefix("http://") for url, _ in net.miners),
+                          repr(rate), str(burst)], "gateway")  # the gateway reaches exactly these loopback miners
     wait_http(net.gateway_url + "/health", gateway)
     net.gateway_pid = gateway.pid
-    net.api_key = request_api_key(net.gateway_url, CONSUMER, gateway_address)
+    net.api_keys = [request_api_key(net.gateway_url, consumer, gateway_address) for consumer in consumers]
+    net.api_key = net.api_keys[0]
 
 
 def _start_relay(net: BenchNetwork) -> None:
