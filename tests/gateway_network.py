@@ -1,4 +1,5 @@
-"""Processes for gateway tests: `gridmint gateway run` and `gridmint miner run` on loopback, beside a live subnet."""
+"""Processes for gateway tests: `gridmint gateway run`, `gridmint miner run` and `gridmint validator run` on
+loopback, beside a live subnet."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_healthy
 
 
 @dataclass
@@ -41,22 +42,16 @@ class Process:
         self.process.wait()
 
 
-def start(name: str, args: list[str], tmp_path: Path, port: int, env: dict[str, str] | None = None) -> Process:
+def start(name: str, args: list[str], tmp_path: Path, port: int, env: dict[str, str] | None = None,
+          module: str = "gridmint.cli.main") -> Process:
+    """``python -m module *args`` with its output in ``<name>.log``, once its /health on ``port`` answers."""
     log_path = tmp_path / f"{name}.log"
     with log_path.open("ab") as log:
-        process = subprocess.Popen([sys.executable, "-m", "gridmint.cli.main", *args], stdout=log,
-                                   stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        process = subprocess.Popen([sys.executable, "-m", module, *args], stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **(env or {})}, cwd=Path(__file__).resolve().parents[1])
     started = Process(name, f"http://127.0.0.1:{port}", process, log_path)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, started.log()
-        try:
-            if httpx.get(f"{started.url}/health", timeout=1).status_code == 200:
-                return started
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"{name} did not start:\n{started.log()}")
+    wait_healthy(started.url, process, log_path, timeout_s=120)
+    return started
 
 
 _MINER_PORTS: dict[tuple[Path, str], int] = {}
@@ -81,6 +76,24 @@ def start_miner(tmp_path: Path, name: str, netuid: int, backend: str, price: str
     port = miner_port(tmp_path, name)
     return start(name, ["miner", "run", "--netuid", str(netuid), "--backend", backend, "--wallet", name, "--port",
                         str(port), "--sync-seconds", "0.5", "--price", price, *options], tmp_path, port)
+
+
+def start_validator(tmp_path: Path, *options: str, env: dict[str, str] | None = None) -> Process:
+    """`gridmint validator run` on subnet 1 with the wallet ``val`` (it serves nothing: no URL to wait for)."""
+    log_path = tmp_path / "validator.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen([sys.executable, "-m", "gridmint.cli.main", "validator", "run", "--netuid", "1",
+                                    "--wallet", "val", *options], stdout=log, stderr=subprocess.STDOUT,
+                                   env={**os.environ, **(env or {})})
+    return Process("validator", "", process, log_path)
+
+
+def wait_for_miners(gateway: Process, count: int, timeout_s: float = 60) -> None:
+    """Until the gateway's directory holds ``count`` miners."""
+    deadline = time.monotonic() + timeout_s
+    while httpx.get(f"{gateway.url}/health", timeout=5).json()["miners"] < count:
+        assert time.monotonic() < deadline, gateway.log()
+        time.sleep(0.2)
 
 
 def wait_for_models(gateway: Process, *models: str, timeout_s: float = 60) -> list[dict[str, Any]]:

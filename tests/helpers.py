@@ -211,6 +211,39 @@ def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 60) -> 
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def imported_modules(source: str) -> list[str]:
+    """The absolute module names ``source`` imports (``import a.b``, ``from a.b import c``), in order."""
+    import ast
+
+    names: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module)
+    return names
+
+
+def wait_healthy(url: str, process: subprocess.Popen[bytes] | None = None, log: Path | None = None,
+                 timeout_s: float = 60) -> None:
+    """Until ``url``/health answers 200; fails at once if ``process`` exits meanwhile (quoting ``log``)."""
+    import httpx  # only the tests that start servers pay for the import
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise AssertionError(f"{url}: the process exited with {process.returncode}"
+                                 + (f":\n{log.read_text(errors='replace')[-3000:]}" if log else ""))
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"{url} did not come up within {timeout_s:g} s"
+                         + (f":\n{log.read_text(errors='replace')[-3000:]}" if log else ""))
+
+
 def processes_of(uid: int) -> list[int]:
     """Pids of the host's processes owned by ``uid`` (a sandboxed lease's user)."""
     found = []

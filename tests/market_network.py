@@ -6,20 +6,18 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 from click.testing import CliRunner
 
 from gridmint.cli.main import cli
 from gridmint.client.chain_client import ChainClient
 from gridmint.client.wallet import open_wallet
-from tests.helpers import DevnodeProcess, free_port
+from tests.helpers import DevnodeProcess, free_port, wait_healthy
 from tests.live_network import CometNetwork, funded_devnode
 
 # A small HTTP service: answers GET with its greeting and logs each request, listening where the provider says.
@@ -112,16 +110,8 @@ class LiveMarket:
                  "--health-seconds", "0.5", *options], stdout=log, stderr=subprocess.STDOUT, env=env)
         provider = ProviderProcess(wallet, f"http://127.0.0.1:{port}", self.address(wallet), process, log_path)
         self.providers[wallet] = provider
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert process.poll() is None, provider.log()
-            try:
-                if httpx.get(f"{provider.url}/health", timeout=1).status_code == 200:
-                    return provider
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"provider {wallet} did not start:\n{provider.log()}")
+        wait_healthy(provider.url, process, log_path)
+        return provider
 
     def write(self, name: str, text: str) -> Path:
         path = self.tmp / name

@@ -7,10 +7,11 @@ may use. The checker is tested on sources that break each rule, so it cannot pas
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
+
+from tests.helpers import imported_modules
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "gridmint"
 TOOLS = {"ports", "servers"}
@@ -35,22 +36,16 @@ def package_of(path: Path) -> str:
 def layout_problems(package: str, source: str) -> list[str]:
     """What ``source``, a module of ``package``, imports against the rules."""
     problems = []
-    for node in ast.walk(ast.parse(source)):
-        names: list[str] = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
-        for name in names:
-            parts = name.split(".")
-            if parts[0] != "gridmint" or len(parts) < 2 or parts[1] == package:
-                continue
-            target = parts[1]
-            if target in TOOLS and package != "chain":
-                continue
-            if target not in ALLOWED.get(package, set()):
-                problems.append(f"{package} imports {name}: {package} may import only "
-                                f"{sorted(ALLOWED.get(package, set())) or 'nothing of the others'}")
+    for name in imported_modules(source):
+        parts = name.split(".")
+        if parts[0] != "gridmint" or len(parts) < 2 or parts[1] == package:
+            continue
+        target = parts[1]
+        if target in TOOLS and package != "chain":
+            continue
+        if target not in ALLOWED.get(package, set()):
+            problems.append(f"{package} imports {name}: {package} may import only "
+                            f"{sorted(ALLOWED.get(package, set())) or 'nothing of the others'}")
     return problems
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import imported_modules
+
 CHAIN = Path(__file__).resolve().parents[2] / "src" / "gridmint" / "chain"
 ALLOWED_THIRD_PARTY = {"msgpack", "nacl", "numpy"}
 FORBIDDEN_STDLIB = {"time", "datetime", "random", "math", "cmath", "decimal", "fractions", "statistics", "os",
@@ -21,21 +23,15 @@ FLOAT_NAMES = {"float", "float16", "float32", "float64", "float128", "longdouble
 
 def import_problems(source: str) -> list[str]:
     problems = []
-    for node in ast.walk(ast.parse(source)):
-        names: list[str] = []
-        if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
-        for name in names:
-            top = name.split(".")[0]
-            if name.startswith("gridmint."):
-                if not name.startswith("gridmint.chain"):
-                    problems.append(f"imports {name}: chain/ must not import other gridmint packages")
-            elif top in FORBIDDEN_STDLIB:
-                problems.append(f"imports {name}: wall clock, randomness, floats or I/O have no place in chain/")
-            elif top not in sys.stdlib_module_names and top not in ALLOWED_THIRD_PARTY and top != "__future__":
-                problems.append(f"imports {name}: not the standard library nor {sorted(ALLOWED_THIRD_PARTY)}")
+    for name in imported_modules(source):
+        top = name.split(".")[0]
+        if name.startswith("gridmint."):
+            if not name.startswith("gridmint.chain"):
+                problems.append(f"imports {name}: chain/ must not import other gridmint packages")
+        elif top in FORBIDDEN_STDLIB:
+            problems.append(f"imports {name}: wall clock, randomness, floats or I/O have no place in chain/")
+        elif top not in sys.stdlib_module_names and top not in ALLOWED_THIRD_PARTY and top != "__future__":
+            problems.append(f"imports {name}: not the standard library nor {sorted(ALLOWED_THIRD_PARTY)}")
     return problems
 
 

@@ -7,15 +7,13 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from gridmint.client.wallet import open_wallet
 from gridmint.inference.client import MinerClient
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_healthy
 from tests.live_network import live_subnet
 
 pytestmark = pytest.mark.slow
@@ -32,13 +30,7 @@ def test_miner_run_announces_and_serves(tmp_path: Path, monkeypatch: pytest.Monk
             stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
         try:
             url = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    if httpx.get(url + "/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+            wait_healthy(url, timeout_s=30)
             graph = live.metagraph()
             announced = graph["uids"][1]["endpoint"]
             assert announced["url"] == url and announced["models"] == ["echo"]

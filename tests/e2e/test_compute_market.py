@@ -16,6 +16,7 @@ from gridmint.client.wallet import open_wallet
 from gridmint.market.deployment import parse_deployment
 from gridmint.market.tenant import ProviderClient, accept_bid, create_order, wait_for_bids, wait_running
 from gridmint.web.data import Explorer
+from tests.helpers import wait_for
 from tests.live_network import fees_paid
 from tests.market_network import deployment_yaml, live_market
 
@@ -25,16 +26,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("market")]
 
 def _balance_at(client: ChainClient, address: str, height: int) -> int:
     return int(client.query(f"/bank/balance/{address}", height=height)["balance"])
-
-
-def _wait(condition: Any, what: str, timeout_s: float = 60) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_cheapest_matching_provider_serves_the_workload_and_is_paid_rate_times_blocks(
@@ -86,7 +77,7 @@ def test_cheapest_matching_provider_serves_the_workload_and_is_paid_rate_times_b
             assert refunded == deposit - rate * blocks
 
         # The provider stopped the workload: the endpoint is gone, and so is the process.
-        _wait(lambda: httpx.get(endpoint + "hello", timeout=5).status_code == 503, "the proxy to close")
+        wait_for(lambda: httpx.get(endpoint + "hello", timeout=5).status_code == 503, "the proxy to close")
         assert "Lease 1 stopped" in beta.log()
         assert "Not bidding" not in alpha.log() and "Bid " in alpha.log()
 
@@ -133,7 +124,7 @@ def test_a_lease_funded_for_n_blocks_is_closed_in_block_n_and_its_workload_stopp
         assert httpx.get(endpoint, timeout=10).status_code == 200
 
         with market.client() as client:
-            account = _wait(lambda: (lambda a: a if not a["open"] else None)(
+            account = wait_for(lambda: (lambda a: a if not a["open"] else None)(
                 client.query(f"/escrow/account/{lease_id}")), "the escrow to run dry", timeout_s=120)
             start = account["start"]
             assert account["reason"] == "insufficient_funds"
@@ -154,7 +145,7 @@ def test_a_lease_funded_for_n_blocks_is_closed_in_block_n_and_its_workload_stopp
             assert client.balance(tenant) == _balance_at(client, tenant, start)
 
         # The provider saw it in that block's events and stopped the workload.
-        _wait(lambda: "escrow ran out" in alpha.log(), "the provider to stop the workload")
+        wait_for(lambda: "escrow ran out" in alpha.log(), "the provider to stop the workload")
         assert httpx.get(endpoint, timeout=5).status_code == 503
 
 
@@ -177,7 +168,7 @@ def test_a_manifest_with_another_hash_or_from_another_key_is_refused_and_nothing
             lease_id = accept_bid(client, tenant_key, order_id, bids[0]["provider"])
         with ProviderClient(tenant_key, alpha.address, alpha.url) as tenant, \
                 ProviderClient(mallory_key, alpha.address, alpha.url) as mallory:
-            _wait(lambda: "Won order" in alpha.log(), "the provider to see its lease")
+            wait_for(lambda: "Won order" in alpha.log(), "the provider to see its lease")
 
             mismatch = _error_of(lambda: tenant.send_manifest(lease_id, other.manifest))
             assert (mismatch["code"], mismatch["name"]) == ("provider/5", "manifest_mismatch")
@@ -194,7 +185,7 @@ def test_a_manifest_with_another_hash_or_from_another_key_is_refused_and_nothing
             # The right manifest from the right key still starts it.
             started = tenant.send_manifest(lease_id, ordered.manifest)
             assert started["state"] == "running"
-            _wait(lambda: httpx.get(f"{alpha.url}/leases/{lease_id}/web/x", timeout=5).status_code == 200,
+            wait_for(lambda: httpx.get(f"{alpha.url}/leases/{lease_id}/web/x", timeout=5).status_code == 200,
                   "the service to answer")
             assert httpx.get(f"{alpha.url}/leases/{lease_id}/web/x", timeout=5).text == "ordered from /x"
             again = _error_of(lambda: tenant.send_manifest(lease_id, ordered.manifest))
@@ -243,7 +234,7 @@ def test_a_workload_that_fails_has_its_lease_closed_by_the_provider_with_a_reaso
         created = market.deploy(file)
         lease_id = created["lease"]
         with market.client() as client:
-            account = _wait(lambda: (lambda a: a if not a["open"] else None)(
+            account = wait_for(lambda: (lambda a: a if not a["open"] else None)(
                 client.query(f"/escrow/account/{lease_id}")), "the provider to close the lease")
         assert account["reason"] == "closed by the provider (code 1)"
         assert "Closing lease 1: service job exited with code 3 (reason code 1)" in alpha.log()
@@ -277,7 +268,7 @@ def test_leases_close_with_the_reason_that_ended_them(tmp_path: Path, monkeypatc
                 assert market.deploy(file)["lease"] == lease_id
             with market.client() as client:
                 path = f"/escrow/account/{lease_id}"
-                account = _wait(lambda: (lambda a: a if not a["open"] else None)(client.query(path)),  # noqa: B023
+                account = wait_for(lambda: (lambda a: a if not a["open"] else None)(client.query(path)),  # noqa: B023
                                 f"the provider to close lease {lease_id}")
             assert account["reason"] == f"closed by the provider (code {code})", (code, account)
 
@@ -299,7 +290,7 @@ def test_a_provider_restarted_under_a_running_lease_picks_it_up_and_is_paid_once
         tenant = open_wallet("tenant", market.wallets).coldkey("pw")
         manifest = parse_deployment(file.read_text()).manifest
         with market.client() as client:
-            _wait(lambda: "lease 1" in alpha.log().lower(), "the lease picked up")
+            wait_for(lambda: "lease 1" in alpha.log().lower(), "the lease picked up")
             with ProviderClient(tenant, alpha.address, alpha.url) as calls:
                 calls.send_manifest(lease_id, manifest)
                 status = wait_running(calls, lease_id, 60)
@@ -307,7 +298,7 @@ def test_a_provider_restarted_under_a_running_lease_picks_it_up_and_is_paid_once
             market.run("deploy", "close", str(lease_id), "--wallet", "tenant")
             account = client.query(f"/escrow/account/{lease_id}")
             start, end, rate = account["start"], account["closed_at"], account["rate"]
-            _wait(lambda: int(client.query(f"/escrow/account/{lease_id}")["withdrawable"]) == 0,
+            wait_for(lambda: int(client.query(f"/escrow/account/{lease_id}")["withdrawable"]) == 0,
                   "the provider's last withdrawal")
             now = client.height()
             gained = client.balance(alpha.address, height=now) - _balance_at(client, alpha.address, start)

@@ -20,7 +20,7 @@ from gridmint.inference.backends.base import EMBEDDING, EmbeddingResult, Generat
 from gridmint.inference.backends.wordllama import WORDLLAMA_CONFIG, WORDLLAMA_DIM
 from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
-from tests.e2e.test_inference_network import free_port, wait_healthy
+from tests.helpers import free_port, wait_healthy
 from tests.live_network import live_subnet
 
 pytestmark = pytest.mark.slow

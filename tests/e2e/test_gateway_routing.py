@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from gridmint.client.wallet import open_wallet
-from tests.gateway_network import Process, start_gateway, start_miner, wait_for_models
+from tests.gateway_network import Process, start_gateway, start_miner, wait_for_miners, wait_for_models
 from tests.live_network import LiveSubnet, live_subnet
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gateway")]
@@ -67,7 +67,7 @@ def test_requests_follow_the_ranking_fail_over_and_honour_preferences(
                 miners[name] = start_miner(tmp_path, name, 1, "echo", price, "--max-concurrency", "512")
             hotkey = {name: open_wallet(name, live.wallets).hotkey_address("default") for name in miners}
             wait_for_models(gateway, "echo")
-            _wait_for_miners(gateway, 3)
+            wait_for_miners(gateway, 3)
             live.run("credit", "open", gateway.url, "20", "--wallet", "consumer")
             live.run("credit", "open", gateway.url, "20", "--wallet", "spammer")
             key = live.run("gateway", "key", "--gateway", gateway.url, "--wallet", "consumer")["api_key"]
@@ -108,13 +108,6 @@ def test_requests_follow_the_ranking_fail_over_and_honour_preferences(
         finally:
             for process in (*miners.values(), gateway):
                 process.stop()
-
-
-def _wait_for_miners(gateway: Process, count: int) -> None:
-    deadline = time.monotonic() + 30
-    while httpx.get(f"{gateway.url}/health", timeout=5).json()["miners"] < count:
-        assert time.monotonic() < deadline, gateway.log()
-        time.sleep(0.2)
 
 
 def _errors_are_openai_shaped(live: LiveSubnet, gateway: Process, key: str) -> None:

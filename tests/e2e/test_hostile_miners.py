@@ -19,13 +19,8 @@ error event and costs nothing, the consumer's unknown fields never reach a miner
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import re
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +36,15 @@ from gridmint.client.signing import CALLER, NONCE, sign_answer
 from gridmint.client.wallet import open_wallet
 from gridmint.inference.backends.wordllama import WORDLLAMA_CONFIG, WORDLLAMA_DIM
 from gridmint.ports import free_port
-from tests.gateway_network import Process, ledger_rows, miner_port, start_gateway, start_miner, wait_for_models
+from tests.gateway_network import (
+    ledger_rows,
+    miner_port,
+    start_gateway,
+    start_miner,
+    start_validator,
+    wait_for_miners,
+    wait_for_models,
+)
 from tests.live_network import live_subnet
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gateway")]
@@ -131,13 +134,6 @@ class HostileMiners:
         await writer.drain()
 
 
-def _wait_for_miners(gateway: Process, count: int) -> None:
-    deadline = time.monotonic() + 30
-    while httpx.get(f"{gateway.url}/health", timeout=5).json()["miners"] < count:
-        assert time.monotonic() < deadline, gateway.log()
-        time.sleep(0.2)
-
-
 def _refused_on_chain(client: ChainClient, key: PrivateKey, url: str) -> str:
     with pytest.raises(ChainError) as refused:
         client.execute(key, [MsgAnnounceEndpoint(1, url, [MODEL], 1_000_000, 1)])
@@ -179,16 +175,12 @@ def test_hostile_miners_score_zero_fail_over_and_reach_nothing_outside_the_allow
                 live.run("endpoint", "announce", "1", url, "--model", MODEL, "--price", "0.001", "--wallet", name)
 
             allow = [arg for name in allowed for arg in ("--allow-endpoint", f"127.0.0.1:{miner_port(tmp_path, name)}")]
-            with (tmp_path / "validator.log").open("w") as log:
-                validator = subprocess.Popen(
-                    [sys.executable, "-m", "gridmint.cli.main", "validator", "run", "--netuid", "1", "--wallet",
-                     "val", "--interval", "0.3", "--timeout", "5", *allow],
-                    stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+            validator = start_validator(tmp_path, "--interval", "0.3", "--timeout", "5", *allow)
 
             # 2. The gateway: each hostile or unreachable miner (cheapest, so tried first) fails over to the honest
             #    one; the consumer's unknown fields never reach a miner.
             wait_for_models(gateway, MODEL, ENDLESS_CHAT)
-            _wait_for_miners(gateway, 1 + len(HOSTILE) + len(UNREACHABLE))
+            wait_for_miners(gateway, 1 + len(HOSTILE) + len(UNREACHABLE))
             live.run("credit", "open", gateway.url, "20", "--wallet", "consumer")
             api_key = live.run("gateway", "key", "--gateway", gateway.url, "--wallet", "consumer")["api_key"]
             auth = {"authorization": f"Bearer {api_key}"}
@@ -223,8 +215,8 @@ def test_hostile_miners_score_zero_fail_over_and_reach_nothing_outside_the_allow
                                   "the honest miner's incentive", timeout_s=120)
             for name in (*HOSTILE, *UNREACHABLE):
                 assert graph["uids"][uid[hotkey[name]]]["incentive"] == 0, name
-            assert validator.poll() is None, (tmp_path / "validator.log").read_text()[-3000:]
-            validator_log = (tmp_path / "validator.log").read_text()
+            validator_log = validator.log()
+            assert validator.process.poll() is None, validator_log[-3000:]
             for name in (*HOSTILE, *UNREACHABLE):
                 scores = re.findall(rf"UID {uid[hotkey[name]]} \(\S+ at \S+\): score ([0-9.]+)", validator_log)
                 assert scores and set(scores) == {"0.000"}, (name, scores)
@@ -237,11 +229,7 @@ def test_hostile_miners_score_zero_fail_over_and_reach_nothing_outside_the_allow
             assert hostile.trapped == 0
         finally:
             if validator is not None:
-                validator.terminate()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    validator.wait(20)
-                if validator.poll() is None:
-                    validator.kill()
+                validator.stop()
             words.stop()
             gateway.stop()
             hostile.stop()

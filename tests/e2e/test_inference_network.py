@@ -11,11 +11,9 @@ import random
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import httpx
 import pytest
 import uvicorn
 
@@ -32,7 +30,7 @@ from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
 from gridmint.inference.validator.loop import Validator
 from gridmint.inference.validator.scoring import TextScorer
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_healthy
 from tests.live_network import live_subnet
 
 pytestmark = pytest.mark.slow
@@ -62,17 +60,6 @@ class GarbageBackend:
     async def embed(self, model: str, inputs: list[str]) -> EmbeddingResult:
         raise NotImplementedError("garbage does not embed")  # never called: the miner checks the modality
 
-
-
-def wait_healthy(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise AssertionError(f"{url} did not come up")
 
 
 def test_validator_ranks_a_real_model_above_garbage_and_dead_miners(tmp_path: Path,

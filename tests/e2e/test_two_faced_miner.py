@@ -13,17 +13,11 @@ the two-faced miner's incentive is under 0.1 and the honest one's over 0.8.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
 import random
 import re
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from gridmint.client.chain_client import ChainClient
@@ -32,7 +26,7 @@ from gridmint.gateway.keys import gateway_at
 from gridmint.inference.client import MinerClient
 from gridmint.inference.validator.probes import GatewayProbes, ProbeGateway
 from gridmint.inference.validator.scoring import TextScorer
-from tests.gateway_network import Process, miner_port, start_gateway, start_miner, wait_for_models
+from tests import gateway_network as network
 from tests.live_network import live_subnet
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gateway")]
@@ -40,32 +34,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gateway")]
 ONE = 1 << 30
 MODEL = "smollm2-135m-instruct"
 TEMPO = 200  # blocks of 0.05 s: an epoch of about 10 s, several validator rounds each
-
-
-def _start_two_faced(tmp_path: Path, name: str) -> Process:
-    port = miner_port(tmp_path, name)
-    log_path = tmp_path / f"{name}.log"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.e2e.two_faced_miner", "--wallet", name, "--netuid", "1", "--port",
-             str(port), "--price", "0.001"], stdout=log, stderr=subprocess.STDOUT, env={**os.environ},
-            cwd=Path(__file__).resolve().parents[2])
-    started = Process(name, f"http://127.0.0.1:{port}", process, log_path)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, started.log()
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{started.url}/health", timeout=1).status_code == 200:
-                return started
-        time.sleep(0.2)
-    raise AssertionError(f"the two-faced miner did not start:\n{started.log()}")
-
-
-def _wait_for_miners(gateway: Process, count: int) -> None:
-    deadline = time.monotonic() + 60
-    while httpx.get(f"{gateway.url}/health", timeout=5).json()["miners"] < count:
-        assert time.monotonic() < deadline, gateway.log()
-        time.sleep(0.2)
 
 
 async def _scores(scorer: TextScorer, ask: Any, hotkeys: dict[str, str]) -> dict[str, float]:
@@ -85,13 +53,15 @@ def test_a_miner_that_serves_validators_well_and_customers_badly_loses_its_rank(
     with live_subnet(tmp_path, monkeypatch, names=names, tempo=TEMPO, others=("gw", "prober")) as live:
         hotkeys = {name: open_wallet(name, live.wallets).hotkey_address("default") for name in names[2:]}
         validator_key = open_wallet("val", live.wallets).hotkey("default")
-        gateway = start_gateway(tmp_path, "gw", miners=("honest", "twofaced"))
-        honest = start_miner(tmp_path, "honest", 1, "llama-cpp", "0.001")
-        twofaced = _start_two_faced(tmp_path, "twofaced")
+        gateway = network.start_gateway(tmp_path, "gw", miners=("honest", "twofaced"))
+        honest = network.start_miner(tmp_path, "honest", 1, "llama-cpp", "0.001")
+        port = network.miner_port(tmp_path, "twofaced")
+        twofaced = network.start("twofaced", ["--wallet", "twofaced", "--netuid", "1", "--port", str(port), "--price",
+                                              "0.001"], tmp_path, port, module="tests.e2e.two_faced_miner")
         validator = None
         try:
-            wait_for_models(gateway, MODEL)
-            _wait_for_miners(gateway, 2)
+            network.wait_for_models(gateway, MODEL)
+            network.wait_for_miners(gateway, 2)
             live.run("credit", "open", gateway.url, "50", "--wallet", "prober")
             api_key = live.run("gateway", "key", "--gateway", gateway.url, "--wallet", "prober")["api_key"]
             with ChainClient(live.node.url) as client:
@@ -99,8 +69,8 @@ def test_a_miner_that_serves_validators_well_and_customers_badly_loses_its_rank(
 
             # 1. The threat: probed directly, the two-faced miner looks honest; probed as a customer, it is not.
             scorer = TextScorer()
-            allow = [f"127.0.0.1:{miner_port(tmp_path, name)}" for name in names[2:]]
-            urls = {hotkeys[name]: f"http://127.0.0.1:{miner_port(tmp_path, name)}" for name in names[2:]}
+            allow = [f"127.0.0.1:{network.miner_port(tmp_path, name)}" for name in names[2:]]
+            urls = {hotkeys[name]: f"http://127.0.0.1:{network.miner_port(tmp_path, name)}" for name in names[2:]}
 
             async def measure() -> tuple[dict[str, float], dict[str, float]]:
                 async with MinerClient(validator_key, timeout_s=60, allow=allow) as direct, \
@@ -118,11 +88,8 @@ def test_a_miner_that_serves_validators_well_and_customers_badly_loses_its_rank(
             # 2. The defence: a validator whose probes go through the gateway.
             with ChainClient(live.node.url) as client:
                 started_epoch = int(client.query("/subnets/1")["epoch"])
-            with (tmp_path / "validator.log").open("w") as log:
-                validator = subprocess.Popen(
-                    [sys.executable, "-m", "gridmint.cli.main", "validator", "run", "--netuid", "1", "--wallet",
-                     "val", "--interval", "1", "--timeout", "60", "--probe-gateway", gateway.url],
-                    stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "GRIDMINT_PROBE_API_KEY": api_key})
+            validator = network.start_validator(tmp_path, "--interval", "1", "--timeout", "60", "--probe-gateway",
+                                                gateway.url, env={"GRIDMINT_PROBE_API_KEY": api_key})
             uid = {entry["hotkey"]: entry["uid"] for entry in live.metagraph()["uids"]}
 
             def ranked(graph: dict[str, Any]) -> bool:
@@ -137,18 +104,14 @@ def test_a_miner_that_serves_validators_well_and_customers_badly_loses_its_rank(
                   f"{epochs} epochs: incentive {incentive}")
             assert epochs <= 3, f"the ranking took {epochs} epochs"
             assert graph["uids"][uid[hotkeys["twofaced"]]]["incentive"] < 0.1 * ONE
-            validator_log = (tmp_path / "validator.log").read_text()
+            validator_log = validator.log()
             assert "probing through the gateway" in validator_log and "Traceback" not in validator_log
-            assert validator.poll() is None, validator_log[-3000:]
+            assert validator.process.poll() is None, validator_log[-3000:]
             scored = re.findall(rf"UID {uid[hotkeys['twofaced']]} \(\S+ at \S+\): score ([0-9.]+)", validator_log)
             assert scored and set(scored) == {"0.000"}, scored  # every probe met the customers' face
         finally:
             if validator is not None:
-                validator.terminate()
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    validator.wait(20)
-                if validator.poll() is None:
-                    validator.kill()
+                validator.stop()
             twofaced.stop()
             honest.stop()
             gateway.stop()

@@ -24,7 +24,7 @@ from gridmint.gateway.credit import CreditBook
 from gridmint.gateway.keys import ApiKeys, key_message, request_api_key
 from gridmint.gateway.ledger import Ledger, charge, open_db
 from gridmint.gateway.routing import Candidate, Directory
-from gridmint.inference.asgi import CoalescingHttpToolsProtocol
+from gridmint.inference.asgi import CoalescingHttpToolsProtocol, read_body
 from gridmint.inference.backends.base import TEXT_GENERATION, Generation, GenerationResult, StreamPiece
 from gridmint.inference.backends.echo import EchoBackend
 from gridmint.inference.client import MinerClient
@@ -237,12 +237,7 @@ class RelayingGateway:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(scope, receive, 1 << 20) or b""
         self.key_requests += scope["path"] == "/v1/auth/key"
         async with httpx.AsyncClient(timeout=10) as client:
             answer = await client.post(self.target + scope["path"], content=body,

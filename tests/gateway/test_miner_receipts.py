@@ -14,6 +14,7 @@ from gridmint.chain.crypto import address_of, format_address
 from gridmint.chain.receipts import Receipt, miner_signed, sign_receipt
 from gridmint.client.signing import CALLER, NONCE, sign_answer
 from gridmint.gateway import miner_receipts
+from gridmint.inference.asgi import read_body
 from gridmint.inference.backends.echo import EchoBackend
 from gridmint.inference.http import HttpPool
 from gridmint.inference.miner.app import MinerApp
@@ -73,12 +74,7 @@ def forging_miner(tamper: str) -> Any:
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(scope, receive, 1 << 20) or b""
         headers = {name.decode(): value.decode() for name, value in scope["headers"]}
         asked = orjson.loads(body)["receipts"]
         signatures = [sign_receipt(MINER, receipt(item["tokens"], item["grains"] + (tamper == "receipt"),

@@ -5,14 +5,12 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
 
-import httpx
 import pytest
 
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.inference.client import HttpError, MinerClient
-from tests.helpers import free_port
+from tests.helpers import free_port, wait_healthy
 
 pytestmark = pytest.mark.slow
 
@@ -36,13 +34,7 @@ def test_calls_through_a_real_socket() -> None:
     url = f"http://127.0.0.1:{port}"
     process = subprocess.Popen([sys.executable, "-c", MINER_MAIN, MINER_SEED.hex(), CALLER_SEED.hex(), str(port)])
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(url + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.05)
+        wait_healthy(url, process, timeout_s=20)
         miner = format_address(PrivateKey(MINER_SEED).address)
         payload = {"model": "echo", "messages": [{"role": "user", "content": "over the wire"}]}
         allow = [f"127.0.0.1:{port}"]  # a loopback miner is reached only when named exactly

@@ -28,6 +28,7 @@ from gridmint.node.network import (
     validator_key,
 )
 from gridmint.web.data import Explorer
+from tests.helpers import wait_for
 from tests.live_network import free_port_range
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cometbft")]
@@ -42,19 +43,10 @@ def network(tmp_path: Path) -> Iterator[list[NodeSpec]]:
                                                                for k in SENDERS], free_port_range(), "200ms")
     start_network(tmp_path / "net")
     try:
-        _wait(lambda: all(node_status(n).get("height", 0) >= 2 for n in nodes), "the first blocks")
+        wait_for(lambda: all(node_status(n).get("height", 0) >= 2 for n in nodes), "the first blocks")
         yield nodes
     finally:
         stop_network(tmp_path / "net")
-
-
-def _wait(condition: object, what: str, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _url(node: NodeSpec) -> str:
@@ -92,7 +84,7 @@ def test_transfers_and_every_nodes_app_hash_agree(network: list[NodeSpec]) -> No
             client.broadcast_sync(bytes(bad_signature))
         assert (caught.value.kind.module, caught.value.kind.name) == ("tx", "bad_signature")  # a byte of it
         top = client.height()
-    _wait(lambda: all(node_status(n).get("height", 0) >= top + 1 for n in network), "every node at the top")
+    wait_for(lambda: all(node_status(n).get("height", 0) >= top + 1 for n in network), "every node at the top")
     hashes_by_height = _app_hashes(network, top)
     assert all(len(found) == 1 for found in hashes_by_height.values()), hashes_by_height
     # The explorer reads a CometBFT node as it reads a devnode.
@@ -112,7 +104,7 @@ def test_transfers_and_every_nodes_app_hash_agree(network: list[NodeSpec]) -> No
 def test_three_of_four_keep_going_two_halt_and_restarted_nodes_catch_up(network: list[NodeSpec]) -> None:
     stop_node(network[3])
     start = node_status(network[0])["height"]
-    _wait(lambda: node_status(network[0])["height"] >= start + 3, "blocks with 3 of 4 authorities")
+    wait_for(lambda: node_status(network[0])["height"] >= start + 3, "blocks with 3 of 4 authorities")
     stop_node(network[2])
     time.sleep(2)  # let what was in flight finish
     halted = node_status(network[0])["height"]
@@ -123,7 +115,7 @@ def test_three_of_four_keep_going_two_halt_and_restarted_nodes_catch_up(network:
     assert all(len(found) == 1 for found in _app_hashes(network[:2], both).values())
     start_node(network[2])
     start_node(network[3])
-    _wait(lambda: min(node_status(n).get("height", 0) for n in network) >= halted + 3, "catching up", 120)
+    wait_for(lambda: min(node_status(n).get("height", 0) for n in network) >= halted + 3, "catching up", 120)
     top = min(node_status(n)["height"] for n in network)
     hashes_by_height = _app_hashes(network, top)
     assert all(len(found) == 1 for found in hashes_by_height.values()), hashes_by_height
@@ -139,7 +131,7 @@ def test_authorities_added_and_removed_by_vote_change_who_signs(tmp_path: Path) 
     nodes = init_network(tmp_path / "net", 4, "gridmint-net", [], free_port_range(), "200ms", full_nodes=1)
     start_network(tmp_path / "net")
     try:
-        _wait(lambda: all(node_status(n).get("height", 0) >= 2 for n in nodes), "the first blocks")
+        wait_for(lambda: all(node_status(n).get("height", 0) >= 2 for n in nodes), "the first blocks")
         keys = [validator_key(n) for n in nodes]
         newcomer = keys[4]
         with ChainClient(_url(nodes[0])) as client:
@@ -152,7 +144,7 @@ def test_authorities_added_and_removed_by_vote_change_who_signs(tmp_path: Path) 
             run(keys[1], MsgVote(int(str(proposal["id"]))))
             passed = run(keys[2], MsgVote(int(str(proposal["id"]))))  # 3 of 4: more than two thirds
             newcomer_hex = newcomer.address.hex().upper()
-            _wait(lambda: newcomer_hex in _signers(client, client.height()), "the new authority to sign", 60)
+            wait_for(lambda: newcomer_hex in _signers(client, client.height()), "the new authority to sign", 60)
             assert int(str(passed["height"])) + 2 <= client.height()
 
             removal = run(keys[0], MsgPropose("remove", keys[3].public_key, 0, "node3"))
@@ -163,11 +155,11 @@ def test_authorities_added_and_removed_by_vote_change_who_signs(tmp_path: Path) 
                     run(voter, MsgVote(int(str(removal["id"]))))
             members = {m["name"] for m in client.query("/authority/members")}
             assert members == {"node0", "node1", "node2", "node4"}
-            _wait(lambda: client.height() >= int(str(last["height"])) + 3, "the removal to take effect")
+            wait_for(lambda: client.height() >= int(str(last["height"])) + 3, "the removal to take effect")
         # node3 no longer counts: with it and node2 stopped, 3 of the 4 authorities still make blocks.
         stop_node(nodes[3])
         stop_node(nodes[2])
         start = node_status(nodes[0])["height"]
-        _wait(lambda: node_status(nodes[0])["height"] >= start + 3, "blocks without node2 and node3", 60)
+        wait_for(lambda: node_status(nodes[0])["height"] >= start + 3, "blocks without node2 and node3", 60)
     finally:
         stop_network(tmp_path / "net")
