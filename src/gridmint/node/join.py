@@ -48,7 +48,7 @@ BAD_CONFIG = register("node", 7, "bad_config")
 
 PEER = re.compile(r"^([0-9a-f]{40})@([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:]+\]):(\d{1,5})$")
 LISTEN = re.compile(r"^(tcp://)?([A-Za-z0-9.\-]*|\[[0-9A-Fa-f:]+\]):(\d{1,5})$")
-CONFIG_SETTING = re.compile(r"^([a-z_]+)\.([a-z_]+)=(.*)$")
+CONFIG_SETTING = re.compile(r"^([a-z0-9_]+)\.([a-z0-9_]+)=(.*)$")
 DEFAULT_P2P_LADDR = "tcp://0.0.0.0:26656"
 DEFAULT_RPC_LADDR = "tcp://127.0.0.1:26657"
 GENESIS_BYTES_LIMIT = 64 * 1024 * 1024

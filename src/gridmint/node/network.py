@@ -90,7 +90,8 @@ def init_network(directory: Path, authorities: int = 4, chain_id: str = "gridmin
                  timeout_commit: str = "300ms", full_nodes: int = 0,
                  sections: dict[str, Any] | None = None, keep_recent: int = DEFAULT_KEEP_RECENT,
                  rpc_limits: RPCLimits | None = None, snapshot_interval: int = 0,
-                 hosts: list[str] | None = None) -> list[NodeSpec]:
+                 hosts: list[str] | None = None, settings: list[tuple[str, str, str]] | None = None
+                 ) -> list[NodeSpec]:
     """Homes for ``authorities`` validators and ``full_nodes`` more nodes (peers that do not sign until a vote
     adds them); every node's validator account gets ``AUTHORITY_FUNDS`` to pay for its votes. ``sections`` replace
     app_state sections of the genesis (as tests do). ``keep_recent`` is each node's history window (the
@@ -99,7 +100,7 @@ def init_network(directory: Path, authorities: int = 4, chain_id: str = "gridmin
     between each node's state-sync snapshots. ``hosts``: one address per node, for nodes on hosts of their own
     (network namespaces in tests): each then listens on every interface of its host, P2P on ``base_port`` and
     RPC on ``base_port + 1`` (served to the other hosts: joining nodes read trusted headers from it), and its
-    peers dial it at its host's address."""
+    peers dial it at its host's address. ``settings``: more ``(section, key, TOML value)`` for every config.toml."""
     if hosts is not None and len(hosts) != authorities + full_nodes:
         raise ValueError(f"{len(hosts)} hosts for {authorities + full_nodes} nodes")
     if (directory / MANIFEST).exists():
@@ -149,7 +150,8 @@ def init_network(directory: Path, authorities: int = 4, chain_id: str = "gridmin
                 ("p2p", "allow_duplicate_ip", "true"),
                 ("consensus", "timeout_commit", f'"{timeout_commit}"'),
                 ("consensus", "timeout_propose", '"1s"'),
-                *(("rpc", key, value) for key, value in (rpc_limits or RPCLimits()).cometbft_config())):
+                *(("rpc", key, value) for key, value in (rpc_limits or RPCLimits()).cometbft_config()),
+                *(settings or ())):
             config = set_config_value(config, section, key, value)
         (home / "config" / "config.toml").write_text(config)
     (directory / MANIFEST).write_text(json.dumps({"chain_id": chain_id, "nodes": [asdict(n) for n in nodes]},
