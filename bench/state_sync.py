@@ -15,7 +15,7 @@ its own schedule, printed but not counted). Then two fresh nodes reach the head,
 Both go through the ABCI server's protobuf encoding and decoding, as under CometBFT. Only a node that reached the
 head with the chain's app hash counts; both then run one more block and must agree.
 
-    .venv/bin/python bench/state_sync.py [--blocks 5000] [--uids 256] [--validators 32] [--tempo 20]
+    .venv/bin/python bench/state_sync.py [--blocks 5000] [--uids 1024] [--validators 64] [--tempo 20]
 
 The last line is JSON: {"statesync_s", "replay_s", "ratio", ...}.
 """
@@ -132,6 +132,8 @@ def build(args: argparse.Namespace, workdir: Path) -> tuple[Source, dict[str, An
     source.blocks_of([source.tx(owner, *registrations[i:i + 4]) for i in range(0, len(registrations), 4)])
     stakes = [MsgAddStake(NETUID, k.address, (1_000 + 10 * i) * MINT) for i, k in enumerate(validators)]
     source.blocks_of([source.tx(owner, *stakes[i:i + 16]) for i in range(0, len(stakes), 16)])
+    for _ in range(args.tempo):  # an epoch hands out the validator permits
+        source.block([])
     rng = np.random.default_rng(args.seed)
     miner_uids = list(range(args.validators, args.uids))
     quality = rng.integers(1_000, 60_000, len(miner_uids))
@@ -184,8 +186,8 @@ def state_sync(source: Source, workdir: Path) -> tuple[float, AbciServer, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--blocks", type=int, default=5_000)
-    parser.add_argument("--uids", type=int, default=256)
-    parser.add_argument("--validators", type=int, default=32)
+    parser.add_argument("--uids", type=int, default=1_024)
+    parser.add_argument("--validators", type=int, default=64)
     parser.add_argument("--tempo", type=int, default=20)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
