@@ -52,6 +52,10 @@ def _fresh(tmp_path: Path, name: str = "joiner") -> AbciApplication:
     return AbciApplication(App(Store(tmp_path / name / "state.sqlite")))
 
 
+def _staging(application: AbciApplication) -> Path:
+    return Path(f"{application.app.store.path}.restore")
+
+
 def _chunks(store: SnapshotStore, snapshot: Snapshot) -> list[bytes]:
     return [store.load_chunk(snapshot.height, snapshot.format, i) for i in range(snapshot.chunks)]
 
@@ -123,6 +127,7 @@ def test_a_corrupted_chunk_is_fetched_again_from_another_peer_and_nothing_is_wri
         answer = _apply(joiner, 1, bad, sender="liar")
         assert answer == {"result": messages.CHUNK_RETRY, "refetch_chunks": [1], "reject_senders": ["liar"]}
         assert joiner.app.store.height == 0 and list(joiner.app.store.all_pairs()) == []
+        assert _staging(joiner).exists()  # the restore goes on: chunk 0 is kept
     for index in range(1, snapshot.chunks):
         assert _apply(joiner, index, chunks[index], sender="honest")["result"] == messages.CHUNK_ACCEPT
     assert joiner.app.store.app_hash == app.store.app_hash
@@ -139,11 +144,12 @@ def test_a_snapshot_that_misses_the_trusted_app_hash_is_rejected_and_writes_noth
         assert _apply(joiner, index, chunks[index])["result"] == messages.CHUNK_ACCEPT
     assert _apply(joiner, snapshot.chunks - 1, chunks[-1]) == {"result": messages.CHUNK_REJECT_SNAPSHOT}
     assert joiner.app.store.height == 0 and list(joiner.app.store.all_pairs()) == []
+    assert not _staging(joiner).exists()  # the pairs waited on disk, and are gone with the snapshot
     assert joiner.handle("info", INFO)["last_block_height"] == 0
     # CometBFT may then offer the same snapshot with the right hash (from another light block): it restores.
     assert _offer(joiner, snapshot, app.store.app_hash) == messages.OFFER_ACCEPT
     assert [_apply(joiner, i, c)["result"] for i, c in enumerate(chunks)] == [messages.CHUNK_ACCEPT] * len(chunks)
-    assert joiner.app.store.app_hash == app.store.app_hash
+    assert joiner.app.store.app_hash == app.store.app_hash and not _staging(joiner).exists()
 
 
 def _crafted(records: bytes, height: int = 5) -> tuple[Snapshot, list[bytes]]:

@@ -29,7 +29,7 @@ import copy
 import itertools
 import sqlite3
 import urllib.parse
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -249,7 +249,7 @@ class Store:
             [(key, at, at, deleted) for at, key, deleted in rows])
         return through
 
-    def restore(self, height: int, pairs: list[tuple[bytes, bytes]], lanes: lthash.Lanes) -> bytes:
+    def restore(self, height: int, pairs: Iterable[tuple[bytes, bytes]], lanes: lthash.Lanes) -> bytes:
         """Fill an empty store with the whole state of ``height`` (state sync), in one transaction; returns its app
         hash. ``pairs`` in strictly increasing key order and ``lanes`` their digest, both checked by the caller
         against the app hash it trusts. History starts at ``height``: older heights were never here."""
@@ -262,8 +262,7 @@ class Store:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany("INSERT INTO state (key, value) VALUES (?, ?)", pairs)
-            db.executemany("INSERT INTO history (key, height, value) VALUES (?, ?, ?)",
-                           [(key, height, value) for key, value in pairs])
+            db.execute("INSERT INTO history (key, height, value) SELECT key, ?, value FROM state", (height,))
             db.executemany(
                 "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
                 [("height", height.to_bytes(8, "big")), ("lthash", lanes.astype("<u2").tobytes()),

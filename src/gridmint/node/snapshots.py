@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+import sqlite3
 import struct
 import threading
 import zlib
@@ -225,7 +226,11 @@ class SnapshotStore:
 
 class Restore:
     """One snapshot being restored into an empty store: offered, then applied chunk by chunk, in order. Nothing
-    is written to the store until the last chunk has arrived and the whole state matches the trusted app hash."""
+    is written to the store until the last chunk has arrived and the whole state matches the trusted app hash.
+
+    The pairs wait in a staging SQLite file beside the store (``<store>.restore``, removed when the restore ends
+    either way), not in memory: a peer's snapshot can claim any size, and only the last chunk tells whether it
+    is the state the light client vouches for."""
 
     def __init__(self, store: Store, snapshot: Snapshot, app_hash: bytes) -> None:
         check_offer(store, snapshot, app_hash)
@@ -233,8 +238,20 @@ class Restore:
         self.snapshot = snapshot
         self.app_hash = app_hash
         self.next_index = 0
-        self.pairs: list[tuple[bytes, bytes]] = []
+        self.keys = 0
+        self.last_key: bytes | None = None
         self.lanes = lthash.empty()
+        self.staging_path = Path(f"{store.path}.restore")
+        self.staging_path.unlink(missing_ok=True)
+        self.staging = sqlite3.connect(self.staging_path, isolation_level=None, check_same_thread=False)
+        self.staging.execute("PRAGMA journal_mode=OFF")  # a scratch file: a crash restarts the restore
+        self.staging.execute("PRAGMA synchronous=OFF")
+        self.staging.execute("CREATE TABLE pairs (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID")
+
+    def close(self) -> None:
+        """Drop the staging file (the restore is over, done or refused)."""
+        self.staging.close()
+        self.staging_path.unlink(missing_ok=True)
 
     def apply(self, index: int, chunk: bytes) -> bool:
         """Take chunk ``index``; True once the snapshot is complete and restored. Raises BAD_CHUNK (fetch it again,
@@ -248,14 +265,16 @@ class Restore:
             raise BAD_CHUNK(f"chunk {index} of the snapshot of height {self.snapshot.height} has SHA-256 "
                             f"{digest.hex()[:16]}…, the snapshot's metadata says {expected.hex()[:16]}…")
         pairs = decode_chunk(chunk)
-        last = self.pairs[-1][0] if self.pairs else None
+        last = self.last_key
         for key, _ in pairs:
             if last is not None and key <= last:
                 raise BAD_SNAPSHOT(f"chunk {index} holds key {key[:40]!r} after {last[:40]!r}; a snapshot's keys "
                                    "must be strictly increasing")
             last = key
         self.lanes = lthash.combine(self.lanes, pairs, ())
-        self.pairs += pairs
+        self.staging.executemany("INSERT INTO pairs (key, value) VALUES (?, ?)", pairs)
+        self.last_key = last
+        self.keys += len(pairs)
         self.next_index += 1
         if self.next_index < self.snapshot.chunks:
             return False
@@ -263,8 +282,10 @@ class Restore:
         if restored != self.app_hash:
             raise APP_HASH_MISMATCH(f"the snapshot of height {self.snapshot.height} gives app hash "
                                     f"{restored.hex()[:16]}…, the trusted header says {self.app_hash.hex()[:16]}…")
-        self.store.restore(self.snapshot.height, self.pairs, self.lanes)
-        log.info("Restored the state of height %d (%d keys) from a snapshot.", self.snapshot.height, len(self.pairs))
+        staged = ((bytes(key), bytes(value)) for key, value in
+                  self.staging.execute("SELECT key, value FROM pairs ORDER BY key"))
+        self.store.restore(self.snapshot.height, staged, self.lanes)
+        log.info("Restored the state of height %d (%d keys) from a snapshot.", self.snapshot.height, self.keys)
         return True
 
 

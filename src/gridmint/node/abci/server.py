@@ -154,10 +154,10 @@ class AbciApplication:
 
     def on_offer_snapshot(self, request: dict[str, Any]) -> dict[str, Any]:
         snapshot = Snapshot.from_abci(request["snapshot"])
+        self._end_restore()  # CometBFT offers the next snapshot only once it gave up on the last one
         try:
             self.restore = Restore(self.app.store, snapshot, request["app_hash"])
         except ChainError as refusal:
-            self.restore = None
             log.warning("Refusing the snapshot of height %d: %s", snapshot.height, refusal)
             result = {UNKNOWN_FORMAT: messages.OFFER_REJECT_FORMAT,
                       STORE_NOT_EMPTY: messages.OFFER_ABORT}.get(refusal.kind, messages.OFFER_REJECT)
@@ -178,15 +178,20 @@ class AbciApplication:
             if refusal.kind is BAD_CHUNK:  # that peer's copy is bad: fetch it again, from someone else
                 return {"result": messages.CHUNK_RETRY, "refetch_chunks": [index],
                         "reject_senders": [sender] if sender else []}
-            self.restore = None
+            self._end_restore()
             if refusal.kind in (BAD_SNAPSHOT, APP_HASH_MISMATCH):  # the snapshot itself is wrong: try another
                 return {"result": messages.CHUNK_REJECT_SNAPSHOT}
             return {"result": messages.CHUNK_RETRY_SNAPSHOT}
         if done:
-            self.restore = None
+            self._end_restore()
             # A fresh app over the restored store: it reads the chain id and parameters from state, as at a restart.
             self.app = App(self.app.store, self.app.modules)
         return {"result": messages.CHUNK_ACCEPT}
+
+    def _end_restore(self) -> None:
+        if self.restore is not None:
+            self.restore.close()
+            self.restore = None
 
     def on_prepare_proposal(self, request: dict[str, Any]) -> dict[str, Any]:
         kept, size = [], 0
