@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import pytest
 
 from gridmint.node.network import init_network, node_status, start_network, stop_network
 from gridmint.node.processes import stop_process_group
+from tests.helpers import wait_for
 from tests.live_network import free_port_range
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cometbft")]
@@ -34,16 +34,13 @@ def _app_hashes(url: str, low: int, high: int) -> list[str]:
     return [_rpc(url, "block", height=str(h))["block"]["header"]["app_hash"] for h in range(low, high + 1)]
 
 
-def _wait(condition: Any, what: str, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if condition():
-                return
-        except (httpx.HTTPError, KeyError, ValueError):
-            pass
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
+def _at_head(url: str) -> bool:
+    """The node at ``url`` answers, has blocks and has stopped catching up."""
+    try:
+        sync = _rpc(url, "status")["sync_info"]
+    except (httpx.HTTPError, KeyError, ValueError):
+        return False  # not listening yet
+    return not sync["catching_up"] and int(sync["latest_block_height"]) > 0
 
 
 def test_a_new_node_joins_by_state_sync_with_the_networks_app_hashes(tmp_path: Path) -> None:
@@ -53,7 +50,8 @@ def test_a_new_node_joins_by_state_sync_with_the_networks_app_hashes(tmp_path: P
     start_network(tmp_path / "net")
     joiner: subprocess.Popen[bytes] | None = None
     try:
-        _wait(lambda: min(node_status(n).get("height", 0) for n in nodes) >= 2 * INTERVAL + 3, "two snapshots")
+        wait_for(lambda: min(node_status(n).get("height", 0) for n in nodes) >= 2 * INTERVAL + 3, "two snapshots",
+                 120)
         urls = [f"http://127.0.0.1:{n.rpc_port}" for n in nodes]
         home = tmp_path / "joiner"
         peers = ",".join(f"{n.node_id}@127.0.0.1:{n.p2p_port}" for n in nodes)
@@ -70,14 +68,13 @@ def test_a_new_node_joins_by_state_sync_with_the_networks_app_hashes(tmp_path: P
                                        str(home), "--snapshot-interval", str(INTERVAL)], stdout=log,
                                       stderr=subprocess.STDOUT, start_new_session=True)
         mine = f"http://127.0.0.1:{base + 101}"
-        _wait(lambda: not _rpc(mine, "status")["sync_info"]["catching_up"]
-              and int(_rpc(mine, "status")["sync_info"]["latest_block_height"]) > 0, "the joiner at the head")
+        wait_for(lambda: _at_head(mine), "the joiner at the head", 120)
         first = int(_rpc(mine, "status")["sync_info"]["earliest_block_height"])
         assert first > 1 and (first - 1) % INTERVAL == 0, first  # from a snapshot, not from genesis
         top = int(_rpc(mine, "status")["sync_info"]["latest_block_height"])
         assert _app_hashes(mine, first, top) == _app_hashes(urls[2], first, top)
         # It takes snapshots of its own once it runs: a node that joined by state sync can serve the next one.
-        _wait(lambda: any((home / "app" / "snapshots").glob("*/manifest.json")), "the joiner's own snapshot", 60)
+        wait_for(lambda: any((home / "app" / "snapshots").glob("*/manifest.json")), "the joiner's own snapshot", 60)
     finally:
         if joiner is not None:
             stop_process_group(joiner.pid, 15)
