@@ -12,8 +12,9 @@ COMETBFT := bin/cometbft
 MODELS_STAMP := $(VENV)/.installed-models
 CHROMIUM := /usr/bin/chromium
 BWRAP    := /usr/bin/bwrap
+IPROUTE2 := /sbin/ip
 
-.PHONY: demo up down test install install-test cometbft chromium sandbox lint bench clean
+.PHONY: demo up down test install install-test cometbft chromium sandbox iproute2 lint bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +35,7 @@ $(MODELS_STAMP): pyproject.toml | $(PY)
 	touch $@ $(STAMP)
 
 install: $(STAMP) $(BWRAP)
-install-test: $(TEST_STAMP) $(COMETBFT) $(CHROMIUM) $(BWRAP)
+install-test: $(TEST_STAMP) $(COMETBFT) $(CHROMIUM) $(BWRAP) $(IPROUTE2)
 
 ## CometBFT for multi-authority networks, pinned (the @latest line is v1, which speaks another ABCI).
 $(COMETBFT):
@@ -55,6 +56,12 @@ $(BWRAP):
 		util-linux mount e2fsprogs
 sandbox: $(BWRAP)
 
+## iproute2 (`ip netns`, veth, bridges) for tests/multihost, whose hosts are network namespaces the test makes.
+$(IPROUTE2):
+	$(if $(filter 0,$(shell id -u)),,sudo) apt-get update -q
+	$(if $(filter 0,$(shell id -u)),,sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q iproute2
+iproute2: $(IPROUTE2)
+
 ## Main job: a devnode with a dev genesis, two wallets, a transfer, both balances.
 demo: $(STAMP)
 	$(VENV)/bin/gridmint demo
@@ -67,7 +74,7 @@ down: $(STAMP)
 	$(VENV)/bin/gridmint down
 
 ## Installs what the tests need, checks lint and types, runs the whole suite.
-test: $(TEST_STAMP) $(COMETBFT) $(CHROMIUM) $(BWRAP)
+test: $(TEST_STAMP) $(COMETBFT) $(CHROMIUM) $(BWRAP) $(IPROUTE2)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 	HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -n 2 --dist loadgroup

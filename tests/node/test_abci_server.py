@@ -77,7 +77,7 @@ def test_finalize_and_commit_answer_one_result_per_transaction(tmp_path: Path) -
     assert application.handle("info", {"version": "0.38.25", "block_version": 11, "p2p_version": 8,
                                        "abci_version": "2.0.0"})["last_block_height"] == 1
     assert application.handle("offer_snapshot", {"snapshot": None, "app_hash": b""}) == {
-        "result": messages.SNAPSHOT_REJECT}
+        "result": messages.OFFER_REJECT_FORMAT}
     assert application.handle("verify_vote_extension", {"hash": b"", "validator_address": b"", "height": 1,
                                                         "vote_extension": b""}) == {"status": messages.ACCEPT}
 

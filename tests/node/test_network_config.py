@@ -97,3 +97,22 @@ def test_cometbft_enforces_the_limits_net_init_writes(tmp_path: Path) -> None:
         process.terminate()
         process.wait(timeout=20)
         log.close()
+
+
+def test_nodes_on_hosts_of_their_own_listen_everywhere_and_are_dialled_at_their_host(tmp_path: Path) -> None:
+    hosts = ["10.213.7.1", "10.213.7.2", "10.213.7.3"]
+    nodes = init_network(tmp_path / "net", 2, "gridmint-net", [], 26656, full_nodes=1, hosts=hosts,
+                         snapshot_interval=50, settings=[("p2p", "flush_throttle_timeout", '"10ms"')])
+    manifest = json.loads((tmp_path / "net" / "network.json").read_text())["nodes"]
+    assert [(n["host"], n["snapshot_interval"]) for n in manifest] == [(h, 50) for h in hosts]
+    for node in nodes:
+        config = tomllib.loads((Path(node.home) / "config" / "config.toml").read_text())
+        assert config["rpc"]["laddr"] == "tcp://0.0.0.0:26657" and config["p2p"]["laddr"] == "tcp://0.0.0.0:26656"
+        assert config["p2p"]["external_address"] == f"{node.host}:26656"
+        assert config["p2p"]["flush_throttle_timeout"] == "10ms"
+        peers = config["p2p"]["persistent_peers"].split(",")
+        assert sorted(peers) == sorted(f"{other.node_id}@{other.host}:26656" for other in nodes if other is not node)
+    # On one machine (no hosts), nothing listens beyond loopback.
+    local = init_network(tmp_path / "local", 1, "gridmint-net", [], free_port_range())
+    config = tomllib.loads((Path(local[0].home) / "config" / "config.toml").read_text())
+    assert config["rpc"]["laddr"].startswith("tcp://127.0.0.1:") and config["p2p"]["external_address"] == ""

@@ -33,10 +33,13 @@ def net() -> None:
               help="Heights of state history each node keeps for queries at a height; 0 keeps every height.")
 @click.option("--rpc-limit", multiple=True, metavar="NAME=VALUE",
               help="Change an RPC limit in every node's config.toml (repeatable), as `node start --rpc-limit`.")
+@click.option("--snapshot-interval", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Heights between the state snapshots each node offers to joining nodes (0: none).")
 @dir_option
 @click.pass_context
 def init(ctx: click.Context, authorities: int, chain_id: str, fund: tuple[str, ...], base_port: int,
-         timeout_commit: str, keep_recent: int, rpc_limit: tuple[str, ...], directory: Path) -> None:
+         timeout_commit: str, keep_recent: int, rpc_limit: tuple[str, ...], snapshot_interval: int,
+         directory: Path) -> None:
     """Write the nodes' homes: keys, one genesis, configs with every other node as a peer."""
     balances = []
     for entry in fund:
@@ -44,7 +47,7 @@ def init(ctx: click.Context, authorities: int, chain_id: str, fund: tuple[str, .
         balances.append((address, parse_mint(amount)))
     limits = RPCLimits().with_settings(rpc_limit)
     nodes = init_network(directory, authorities, chain_id, balances, base_port, timeout_commit,
-                         keep_recent=keep_recent, rpc_limits=limits)
+                         keep_recent=keep_recent, rpc_limits=limits, snapshot_interval=snapshot_interval)
     emit(ctx, [n.__dict__ for n in nodes], "\n".join(
         [f"{n.name}: RPC http://127.0.0.1:{n.rpc_port}, home {n.home}" for n in nodes]
         + [f"Start it with: gridmint net start --dir {directory}"]))
@@ -82,7 +85,8 @@ def status(ctx: click.Context, directory: Path) -> None:
 @net.command(hidden=True)
 @click.option("--home", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--keep-recent", type=click.IntRange(min=0), default=DEFAULT_KEEP_RECENT, show_default=True)
-def app(home: Path, keep_recent: int) -> None:
+@click.option("--snapshot-interval", type=click.IntRange(min=0), default=0, show_default=True)
+def app(home: Path, keep_recent: int, snapshot_interval: int) -> None:
     """Serve ABCI for one node (started by `gridmint net start`)."""
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    run_app(home, keep_recent)
+    run_app(home, keep_recent, snapshot_interval)

@@ -54,6 +54,8 @@ class NodeSpec:
     node_id: str
     validator_pub_key: str  # base64
     keep_recent: int = DEFAULT_KEEP_RECENT  # heights of state history its app keeps (0: all); node-local
+    snapshot_interval: int = 0  # heights between the state-sync snapshots its app takes (0: none); node-local
+    host: str = "127.0.0.1"  # the address other nodes dial it at (its own host's, on a network of hosts)
 
 
 def find_cometbft() -> str:
@@ -87,12 +89,20 @@ def init_network(directory: Path, authorities: int = 4, chain_id: str = "gridmin
                  balances: list[tuple[str, int]] | None = None, base_port: int = 27000,
                  timeout_commit: str = "300ms", full_nodes: int = 0,
                  sections: dict[str, Any] | None = None, keep_recent: int = DEFAULT_KEEP_RECENT,
-                 rpc_limits: RPCLimits | None = None) -> list[NodeSpec]:
+                 rpc_limits: RPCLimits | None = None, snapshot_interval: int = 0,
+                 hosts: list[str] | None = None, settings: list[tuple[str, str, str]] | None = None
+                 ) -> list[NodeSpec]:
     """Homes for ``authorities`` validators and ``full_nodes`` more nodes (peers that do not sign until a vote
     adds them); every node's validator account gets ``AUTHORITY_FUNDS`` to pay for its votes. ``sections`` replace
     app_state sections of the genesis (as tests do). ``keep_recent`` is each node's history window (the
     manifest keeps it per node, so one can be made an archive by editing it). ``rpc_limits`` go into each node's
-    [rpc] section, the same limits a devnode keeps (CometBFT enforces each of them)."""
+    [rpc] section, the same limits a devnode keeps (CometBFT enforces each of them). ``snapshot_interval``: heights
+    between each node's state-sync snapshots. ``hosts``: one address per node, for nodes on hosts of their own
+    (network namespaces in tests): each then listens on every interface of its host, P2P on ``base_port`` and
+    RPC on ``base_port + 1`` (served to the other hosts: joining nodes read trusted headers from it), and its
+    peers dial it at its host's address. ``settings``: more ``(section, key, TOML value)`` for every config.toml."""
+    if hosts is not None and len(hosts) != authorities + full_nodes:
+        raise ValueError(f"{len(hosts)} hosts for {authorities + full_nodes} nodes")
     if (directory / MANIFEST).exists():
         raise NETWORK_EXISTS(f"{directory} already holds a network; stop it and remove the folder to start anew")
     cometbft = find_cometbft()
@@ -103,8 +113,12 @@ def init_network(directory: Path, authorities: int = 4, chain_id: str = "gridmin
         node_id = subprocess.run([cometbft, "show-node-id", "--home", str(home)], check=True, capture_output=True,
                                  text=True).stdout.strip()
         key = json.loads((home / "config" / "priv_validator_key.json").read_text())
-        nodes.append(NodeSpec(f"node{index}", str(home), base_port + 10 * index, base_port + 10 * index + 1,
-                              node_id, key["pub_key"]["value"], keep_recent))
+        if hosts is None:
+            nodes.append(NodeSpec(f"node{index}", str(home), base_port + 10 * index, base_port + 10 * index + 1,
+                                  node_id, key["pub_key"]["value"], keep_recent, snapshot_interval))
+        else:
+            nodes.append(NodeSpec(f"node{index}", str(home), base_port + 1, base_port, node_id,
+                                  key["pub_key"]["value"], keep_recent, snapshot_interval, hosts[index]))
     template = json.loads((Path(nodes[0].home) / "config" / "genesis.json").read_text())
     signers = nodes[:authorities]
     funded = [(format_address(validator_key(n).address), AUTHORITY_FUNDS) for n in nodes]
@@ -123,18 +137,21 @@ def init_network(directory: Path, authorities: int = 4, chain_id: str = "gridmin
         home = Path(node.home)
         (home / "config" / "genesis.json").write_text(json.dumps(genesis, indent=2))
         config = (home / "config" / "config.toml").read_text()
-        peers = ",".join(f"{p.node_id}@127.0.0.1:{p.p2p_port}" for p in nodes if p is not node)
+        peers = ",".join(f"{p.node_id}@{p.host}:{p.p2p_port}" for p in nodes if p is not node)
+        listen = "127.0.0.1" if hosts is None else "0.0.0.0"  # a host of its own (a test's namespace)
         for section, key, value in (
                 (None, "proxy_app", f'"unix://{home}/app.sock"'),
                 (None, "moniker", f'"{node.name}"'),
-                ("rpc", "laddr", f'"tcp://127.0.0.1:{node.rpc_port}"'),
-                ("p2p", "laddr", f'"tcp://127.0.0.1:{node.p2p_port}"'),
+                ("rpc", "laddr", f'"tcp://{listen}:{node.rpc_port}"'),
+                ("p2p", "laddr", f'"tcp://{listen}:{node.p2p_port}"'),
+                ("p2p", "external_address", f'"{node.host}:{node.p2p_port}"' if hosts else '""'),
                 ("p2p", "persistent_peers", f'"{peers}"'),
                 ("p2p", "addr_book_strict", "false"),
                 ("p2p", "allow_duplicate_ip", "true"),
                 ("consensus", "timeout_commit", f'"{timeout_commit}"'),
                 ("consensus", "timeout_propose", '"1s"'),
-                *(("rpc", key, value) for key, value in (rpc_limits or RPCLimits()).cometbft_config())):
+                *(("rpc", key, value) for key, value in (rpc_limits or RPCLimits()).cometbft_config()),
+                *(settings or ())):
             config = set_config_value(config, section, key, value)
         (home / "config" / "config.toml").write_text(config)
     (directory / MANIFEST).write_text(json.dumps({"chain_id": chain_id, "nodes": [asdict(n) for n in nodes]},
@@ -163,7 +180,8 @@ def start_node(node: NodeSpec) -> dict[str, int]:
     socket_path.unlink(missing_ok=True)
     with (home / "app.log").open("ab") as log:
         app = subprocess.Popen([sys.executable, "-m", "gridmint.cli.main", "net", "app", "--home", str(home),
-                                "--keep-recent", str(node.keep_recent)],
+                                "--keep-recent", str(node.keep_recent),
+                                "--snapshot-interval", str(node.snapshot_interval)],
                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.monotonic() + 30
     while not socket_path.exists():
@@ -219,18 +237,21 @@ def network_status(directory: Path) -> list[dict[str, Any]]:
     return [node_status(node) for node in load_nodes(directory)]
 
 
-def run_app(home: Path, keep_recent: int = DEFAULT_KEEP_RECENT) -> None:
+def run_app(home: Path, keep_recent: int = DEFAULT_KEEP_RECENT, snapshot_interval: int = 0) -> None:
     """The app process of one node: the chain's state in ``<home>/app`` (history of the last ``keep_recent``
-    heights), ABCI on ``<home>/app.sock``."""
+    heights), its state-sync snapshots in ``<home>/app/snapshots`` (every ``snapshot_interval`` heights), ABCI on
+    ``<home>/app.sock``."""
     from gridmint.chain.app import App
     from gridmint.chain.store import Store
     from gridmint.node.abci.server import serve_abci
+    from gridmint.node.snapshots import SnapshotStore
 
     (home / "app").mkdir(exist_ok=True)
     store = Store(home / "app" / "state.sqlite", keep_recent=keep_recent)
+    snapshots = SnapshotStore(home / "app" / "snapshots", snapshot_interval)
 
     async def main() -> None:
-        task = asyncio.create_task(serve_abci(App(store), f"unix://{home}/app.sock"))
+        task = asyncio.create_task(serve_abci(App(store), f"unix://{home}/app.sock", snapshots))
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(signum, task.cancel)
@@ -242,4 +263,5 @@ def run_app(home: Path, keep_recent: int = DEFAULT_KEEP_RECENT) -> None:
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
             runner.run(main())
     finally:
+        snapshots.wait()
         store.close()

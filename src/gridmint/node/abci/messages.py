@@ -62,7 +62,8 @@ RESPONSES: Schema = {
     13: ("list_snapshots", {1: ("snapshots", ("repeated", SNAPSHOT))}),
     14: ("offer_snapshot", {1: ("result", "enum")}),
     15: ("load_snapshot_chunk", {1: ("chunk", "bytes")}),
-    16: ("apply_snapshot_chunk", {1: ("result", "enum")}),
+    16: ("apply_snapshot_chunk", {1: ("result", "enum"), 2: ("refetch_chunks", ("repeated", "uint32")),
+                                  3: ("reject_senders", ("repeated", "string"))}),
     17: ("prepare_proposal", {1: ("txs", ("repeated", "bytes"))}),
     18: ("process_proposal", {1: ("status", "enum")}),
     19: ("extend_vote", {1: ("vote_extension", "bytes")}),
@@ -72,5 +73,7 @@ RESPONSES: Schema = {
 }
 
 ACCEPT, REJECT = 1, 2  # ProcessProposal / VerifyVoteExtension status
-SNAPSHOT_REJECT = 3  # OfferSnapshot result: this app offers no state sync
-SNAPSHOT_ABORT = 2  # ApplySnapshotChunk result
+# OfferSnapshot results
+OFFER_ACCEPT, OFFER_ABORT, OFFER_REJECT, OFFER_REJECT_FORMAT = 1, 2, 3, 4
+# ApplySnapshotChunk results
+CHUNK_ACCEPT, CHUNK_ABORT, CHUNK_RETRY, CHUNK_RETRY_SNAPSHOT, CHUNK_REJECT_SNAPSHOT = 1, 2, 3, 4, 5

@@ -7,7 +7,10 @@ and run on the event loop's one thread, so requests from different connections n
 
 ``ProcessProposal`` accepts a block only if every transaction in it decodes and its signature verifies (the checks
 that do not depend on state, so every honest node answers alike); ``PrepareProposal`` keeps only such transactions
-and at most ``max_tx_bytes`` of them. State sync is not offered: snapshot calls get the answers that say so.
+and at most ``max_tx_bytes`` of them. State sync (node/snapshots.py): the node lists and serves the snapshots it
+took, and a fresh node restores one chunk by chunk; a refused offer or chunk is an ABCI result (REJECT, RETRY with
+the chunk to fetch again and the peer to drop, REJECT_SNAPSHOT), never an ``exception``: a peer's bad snapshot must
+not stop the node that asked for it.
 Requests that anyone can cause, ``Query`` and ``CheckTx``, are always answered with a code, whatever goes wrong
 (``app/internal_error`` when nothing more precise is known), and a proposal that cannot be read is rejected: no
 query or transaction can end a connection. ``exception`` is kept for failures on the consensus connection (a
@@ -29,6 +32,16 @@ from gridmint.chain.genesis import validate_genesis
 from gridmint.chain.module import Event, ValidatorUpdate
 from gridmint.node.abci import messages
 from gridmint.node.abci.proto import ProtoError, decode_oneof, decode_uvarint, encode_oneof, frame
+from gridmint.node.snapshots import (
+    APP_HASH_MISMATCH,
+    BAD_CHUNK,
+    BAD_SNAPSHOT,
+    STORE_NOT_EMPTY,
+    UNKNOWN_FORMAT,
+    Restore,
+    Snapshot,
+    SnapshotStore,
+)
 
 log = logging.getLogger("gridmint.abci")
 
@@ -70,8 +83,10 @@ def rfc3339(timestamp: dict[str, int] | None) -> str:
 class AbciApplication:
     """Turns decoded ABCI requests into calls on the app and the app's answers into responses."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, snapshots: SnapshotStore | None = None) -> None:
         self.app = app
+        self.snapshots = snapshots  # None: this node neither takes nor serves snapshots (it can still restore one)
+        self.restore: Restore | None = None
 
     def is_well_formed(self, raw: bytes) -> bool:
         """Decodes, fits the chain's size limit and carries a valid signature: what no state can change. Most of
@@ -123,19 +138,60 @@ class AbciApplication:
         return {"code": result.code, "log": result.log, "codespace": result.codespace}
 
     def on_commit(self, request: dict[str, Any]) -> dict[str, Any]:
-        return {"retain_height": self.app.commit()}
+        retain_height = self.app.commit()
+        if self.snapshots is not None:
+            self.snapshots.after_commit(self.app.store)
+        return {"retain_height": retain_height}
 
     def on_list_snapshots(self, request: dict[str, Any]) -> dict[str, Any]:
-        return {"snapshots": []}
-
-    def on_offer_snapshot(self, request: dict[str, Any]) -> dict[str, Any]:
-        return {"result": messages.SNAPSHOT_REJECT}
+        snapshots = [] if self.snapshots is None else self.snapshots.list()
+        return {"snapshots": [snapshot.to_abci() for snapshot in snapshots]}
 
     def on_load_snapshot_chunk(self, request: dict[str, Any]) -> dict[str, Any]:
-        return {"chunk": b""}
+        if self.snapshots is None:
+            return {"chunk": b""}
+        return {"chunk": self.snapshots.load_chunk(request["height"], request["format"], request["chunk"])}
+
+    def on_offer_snapshot(self, request: dict[str, Any]) -> dict[str, Any]:
+        snapshot = Snapshot.from_abci(request["snapshot"])
+        self._end_restore()  # CometBFT offers the next snapshot only once it gave up on the last one
+        try:
+            self.restore = Restore(self.app.store, snapshot, request["app_hash"])
+        except ChainError as refusal:
+            log.warning("Refusing the snapshot of height %d: %s", snapshot.height, refusal)
+            result = {UNKNOWN_FORMAT: messages.OFFER_REJECT_FORMAT,
+                      STORE_NOT_EMPTY: messages.OFFER_ABORT}.get(refusal.kind, messages.OFFER_REJECT)
+            return {"result": result}
+        log.info("Restoring the snapshot of height %d (%d chunks).", snapshot.height, snapshot.chunks)
+        return {"result": messages.OFFER_ACCEPT}
 
     def on_apply_snapshot_chunk(self, request: dict[str, Any]) -> dict[str, Any]:
-        return {"result": messages.SNAPSHOT_ABORT}
+        restore = self.restore
+        if restore is None:
+            log.warning("A snapshot chunk arrived with no snapshot being restored; aborting state sync.")
+            return {"result": messages.CHUNK_ABORT}
+        index, sender = request["index"], request["sender"]
+        try:
+            done = restore.apply(index, request["chunk"])
+        except ChainError as refusal:
+            log.warning("Snapshot chunk %d from %s refused: %s", index, sender or "this node", refusal)
+            if refusal.kind is BAD_CHUNK:  # that peer's copy is bad: fetch it again, from someone else
+                return {"result": messages.CHUNK_RETRY, "refetch_chunks": [index],
+                        "reject_senders": [sender] if sender else []}
+            self._end_restore()
+            if refusal.kind in (BAD_SNAPSHOT, APP_HASH_MISMATCH):  # the snapshot itself is wrong: try another
+                return {"result": messages.CHUNK_REJECT_SNAPSHOT}
+            return {"result": messages.CHUNK_RETRY_SNAPSHOT}
+        if done:
+            self._end_restore()
+            # A fresh app over the restored store: it reads the chain id and parameters from state, as at a restart.
+            self.app = App(self.app.store, self.app.modules)
+        return {"result": messages.CHUNK_ACCEPT}
+
+    def _end_restore(self) -> None:
+        if self.restore is not None:
+            self.restore.close()
+            self.restore = None
 
     def on_prepare_proposal(self, request: dict[str, Any]) -> dict[str, Any]:
         kept, size = [], 0
@@ -176,8 +232,8 @@ class AbciApplication:
 
 
 class AbciServer:
-    def __init__(self, app: App) -> None:
-        self.application = AbciApplication(app)
+    def __init__(self, app: App, snapshots: SnapshotStore | None = None) -> None:
+        self.application = AbciApplication(app, snapshots)
         self.connections = 0
 
     async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -272,9 +328,9 @@ def _printable(text: str) -> str:
     return text[:1000].encode("utf-8", "replace").decode("utf-8")
 
 
-async def serve_abci(app: App, address: str) -> None:
+async def serve_abci(app: App, address: str, snapshots: SnapshotStore | None = None) -> None:
     """Serve ``tcp://host:port`` or ``unix:///path`` until cancelled."""
-    server = AbciServer(app)
+    server = AbciServer(app, snapshots)
     if address.startswith("unix://"):
         path = Path(address[len("unix://"):])
         path.unlink(missing_ok=True)
