@@ -6,9 +6,11 @@ the address ``<subnet>.<i+1>/24``. Nothing is added to the namespace the test ru
 the namespaces, and deleting them (``close``, also at interpreter exit, and for namespaces a killed earlier run left
 behind) removes every interface and address with them.
 
-Commands run in a host through ``ip netns exec`` (``spawn``); Python code runs in a host on a thread of its own that
-entered the host's namespace with setns(2) (``call``): a network namespace belongs to a thread, so the test's own
-threads stay where they are.
+Commands run in a host through ``nsenter --net`` (``spawn``, ``run``), which enters the host's network namespace
+and nothing else: ``ip netns exec`` would also remount /sys for the command, hiding the machine's cgroup tree from
+it (a provider's process runtime needs that tree to sandbox its leases). Python code runs in a host on a thread of
+its own that entered the host's namespace with setns(2) (``call``): a network namespace belongs to a thread, so the
+test's own threads stay where they are.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ T = TypeVar("T")
 
 def can_make_hosts() -> bool:
     """Root, iproute2, and a kernel that lets this process make network namespaces."""
-    if os.geteuid() != 0 or not any(Path(d, "ip").exists() for d in ("/usr/sbin", "/sbin", "/usr/bin", "/bin")):
+    if os.geteuid() != 0 or not all(any(Path(d, tool).exists() for d in ("/usr/sbin", "/sbin", "/usr/bin", "/bin"))
+                                    for tool in ("ip", "nsenter")):
         return False
     probe = f"{PREFIX}{os.getpid()}-probe"
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True).returncode == 0
@@ -116,16 +119,19 @@ class Hosts:
 
     # --- running things in a host ------------------------------------------------------------------------
 
+    def _inside(self, index: int, command: list[str]) -> list[str]:
+        return ["nsenter", f"--net={NETNS_DIR / self.names[index]}", *command]
+
     def spawn(self, index: int, command: list[str], log: Path) -> subprocess.Popen[bytes]:
         """Start ``command`` in host ``index`` as the leader of its own process group, output to ``log``."""
         with log.open("ab") as out:
-            process = subprocess.Popen(["ip", "netns", "exec", self.names[index], *command], stdout=out,
+            process = subprocess.Popen(self._inside(index, command), stdout=out,
                                        stderr=subprocess.STDOUT, start_new_session=True)
         self._processes.append(process)
         return process
 
     def run(self, index: int, command: list[str], timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(["ip", "netns", "exec", self.names[index], *command], capture_output=True, text=True,
+        return subprocess.run(self._inside(index, command), capture_output=True, text=True,
                               timeout=timeout_s)
 
     def call(self, index: int, function: Callable[..., T], *args: Any) -> T:
