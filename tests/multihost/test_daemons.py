@@ -11,6 +11,7 @@ through the provider's proxy), and the validator's weights reach the chain (the 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -27,6 +28,8 @@ from click.testing import CliRunner
 from gridmint.cli.main import cli
 from gridmint.client.chain_client import ChainClient
 from gridmint.client.wallet import create_wallet, open_wallet
+from gridmint.inference.address_guard import RefusedAddressError
+from gridmint.inference.client import MinerClient
 from gridmint.market.deployment import parse_deployment
 from tests.helpers import MINT, wait_healthy, write_data_dir
 from tests.live_network import FAST_KDF, fees_paid
@@ -163,6 +166,7 @@ def _healthy(site: Site, index: int, port: int, name: str) -> None:
 
 
 def test_miner_validator_gateway_provider_and_clients_each_on_a_host_of_their_own(site: Site) -> None:
+    hosts = site.hosts
     site.cli("subnet", "create", "--modality", "text-generation", "--name", "hosts", "--wallet", "owner")
     # Weights in the clear, at any time: with commit-reveal a reveal is due in the epoch after the commit, and on a
     # loaded machine a validator round (a generation and its scoring) can outlast a 4 s epoch, so every reveal is
@@ -204,6 +208,18 @@ def test_miner_validator_gateway_provider_and_clients_each_on_a_host_of_their_ow
         return dict(answer.json())
     completion = site.from_clients(chat)
     assert completion["choices"][0]["message"]["content"] and completion["usage"]["completion_tokens"] > 0
+
+    # The miner's bridge address is private: a caller reaches it only when its allow-list names it, as the
+    # gateway's and the validator's do. Asked from host 5 with the same client they use, with and without.
+    async def ask_miner(allow: tuple[str, ...]) -> int:
+        async with MinerClient(open_wallet("consumer").hotkey("default"), timeout_s=10, allow=allow) as client:
+            answer = await client.call(site.url(MINER, MINER_PORT), "/v1/chat/completions", smol["hotkey"],
+                                       {"model": SMOLLM2, "messages": [{"role": "user", "content": "hi"}]})
+            return answer.status
+    with pytest.raises(RefusedAddressError, match="a private address, not in this operator's allow-list"):
+        site.from_clients(lambda: asyncio.run(ask_miner(())))
+    # Allowed, the connection is made and the miner itself refuses this caller (neither validator nor gateway).
+    assert site.from_clients(lambda: asyncio.run(ask_miner((f"{hosts.address(MINER)}:{MINER_PORT}",)))) == 403
 
     # --- the tenant: a lease on the provider of host 4, its workload reached through the provider's proxy ---------
     file = site.folder / "web.yaml"
