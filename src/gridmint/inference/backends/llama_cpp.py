@@ -98,10 +98,13 @@ class LogprobRecorder:
     def _settle(self, token: int) -> None:
         assert self._pending is not None
         logprobs, self._pending = self._pending, None
-        top = np.argsort(logprobs)[::-1][: self.top] if self.top else []
+        top: list[int] = []
+        if self.top:  # the ``top`` likeliest without sorting the whole vocabulary at every step
+            likeliest = np.argpartition(-logprobs, self.top)[: self.top]
+            top = [int(t) for t in likeliest[np.argsort(-logprobs[likeliest])]]
         with self._lock:
             self.done.append(TokenLogprob(self._piece(token), float(logprobs[token]),
-                                          [(self._piece(int(t)), float(logprobs[t])) for t in top]))
+                                          [(self._piece(t), float(logprobs[t])) for t in top]))
 
     def _piece(self, token: int) -> str:
         return bytes(self.llama.detokenize([token])).decode(errors="replace")
@@ -211,20 +214,22 @@ class LlamaCppBackend:
         """Which function a call that must be made goes to: the model's choice among the names, by grammar."""
         from llama_cpp.llama_grammar import LlamaGrammar
 
-        names = [t["function"]["name"] for t in request.tools]
+        names = [str(t["function"]["name"]) for t in request.tools]
         if len(names) == 1:
             return names[0]
         grammar = LlamaGrammar.from_string("root ::= " + " | ".join(f'"{n}\\""' for n in names), verbose=False)
-        answer = self.llama.create_completion(prompt=self._tokens(prompt), max_tokens=32, grammar=grammar,
-                                              **self._sampling(request))
+        answer: Any = self.llama.create_completion(prompt=self._tokens(prompt), max_tokens=32, grammar=grammar,
+                                                   **self._sampling(request))
         chosen = str(answer["choices"][0]["text"]).removesuffix('"')
         return chosen if chosen in names else names[0]
 
     def _complete(self, request: Generation, plan: Plan, stream: bool, recorder: LogprobRecorder | None) -> Any:
+        from llama_cpp import LogitsProcessorList
+
         return self.llama.create_completion(
             prompt=plan.tokens, max_tokens=request.max_tokens, stream=stream, grammar=plan.grammar,
             stop=request.stop or None,  # the end-of-turn token ends a chat by itself
-            logits_processor=None if recorder is None else [recorder], **self._sampling(request))
+            logits_processor=None if recorder is None else LogitsProcessorList([recorder]), **self._sampling(request))
 
     def _recorder(self, request: Generation, plan: Plan) -> LogprobRecorder | None:
         if not request.logprobs or plan.tool is not None:
@@ -246,9 +251,9 @@ class LlamaCppBackend:
             return GenerationResult("", prompt_tokens, completion_tokens,
                                     "length" if finish == "length" else "tool_calls", [call])
         if plan.tool_choice == "auto":
-            call = tool_prompt.read_tool_call(text, request)
-            if call is not None:
-                return GenerationResult("", prompt_tokens, completion_tokens, "tool_calls", [call])
+            read = tool_prompt.read_tool_call(text, request)
+            if read is not None:
+                return GenerationResult("", prompt_tokens, completion_tokens, "tool_calls", [read])
         logprobs = None
         if recorder is not None:
             done = recorder.take()

@@ -11,7 +11,6 @@ for it and read with ``read_tool_call``.
 from __future__ import annotations
 
 import secrets
-from typing import Any
 
 import orjson
 
