@@ -229,7 +229,7 @@ class GatewayApp:
             models = parse_models(payload.pop("models", None), payload.get("model"))
             if payload.pop("route", "fallback") != "fallback":
                 raise BAD_PREFERENCES("route: only fallback (try the models in turn)")
-            if models and "model" not in payload:
+            if models and payload.get("model") is None:
                 payload["model"] = models[0]
             needs: frozenset[str] = frozenset()
             usage_chunk = wire.include_usage(payload)

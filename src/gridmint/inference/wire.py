@@ -184,7 +184,7 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
             if not isinstance(function, dict) or tool.get("type") != "function" or \
                     not isinstance(function.get("name"), str) or not NAME.fullmatch(function["name"]):
                 raise BAD_REQUEST(f"tools[{index}]: expected {{type: function, function: {{name (letters, digits, "
-                                  "_ and -, at most 64), description, parameters}}}}")
+                                  "_ and -, at most 64), description, parameters}}")
             parameters = function.get("parameters", {"type": "object", "properties": {}})
             check_schema(parameters, f"tools[{index}].function.parameters", bool(function.get("strict")),
                          MAX_SCHEMA_BYTES)
