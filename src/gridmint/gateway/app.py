@@ -2,9 +2,11 @@
 
 Framework: a bare ASGI callable on uvicorn, as the miner (no router or middleware on a path that every request
 crosses twice). Order for the model endpoints: API key (401), rate limit per account (429), bounded body and its
-shape (400, checked with the same parsers the miners use), the model (404), the consumer's credit line (402), the
-miners priced at or below the line's maximum (404), the worst case reserved against the line (402: the prompt bound
-plus ``max_tokens`` at the highest price among those miners, and the line's fee), then the miners in order
+shape (400, checked with the same parsers the miners use; a field they do not read is refused by name), the model
+and its fallbacks (``models``; 404), the consumer's credit line (402), the miners priced at or below the line's
+maximum that meet the request's ``provider`` preferences (capabilities included; 404), the worst case reserved
+against the line (402: the prompt bound plus ``max_tokens`` (times ``n``) at the highest price among those miners,
+and the line's fee), then the miners in order
 (``routing``) until one answers with a signed 200 of the promised shape (``answers``; anything a miner gets wrong,
 from a refused address to a malformed signed body, fails over to the next). Miners are sent the request as parsed
 (``wire.generation_payload``), never the consumer's own JSON with fields no parser read. The reservation is replaced
@@ -13,7 +15,8 @@ first byte reaches the consumer fails over to the next miner; a stream that brea
 event ``data: {"error": {...}}`` and ``data: [DONE]``, and the consumer pays nothing for it (a miner is paid only
 for a signed answer, and a broken stream carries no signature). Every paid answer is metered (``metering``) and
 written to the ledger before its last byte is sent. Answers carry ``x-gridmint-request`` (the id the consumer finds
-in ``GET /v1/usage``), and a unary answer ``x-gridmint-cost`` (grains) and ``x-gridmint-tokens``. Answers also
+in ``GET /v1/usage``), and a unary answer ``x-gridmint-cost`` (grains) and ``x-gridmint-tokens``; the cost is also
+in the answer's ``usage`` (``wire.with_cost``), and in a last chunk of a stream that asked for its usage. Answers also
 carry the miner's proof: ``x-gm-nonce`` (the nonce of the gateway's request to the miner) and, on a unary answer,
 the miner's ``x-gm-signer``, ``x-gm-body`` and ``x-gm-signature`` unchanged (a stream's final chunk carries its
 own); with the gateway's address they show that the miner sent this body, which is how a validator probing through
