@@ -76,6 +76,14 @@ def test_an_unknown_field_is_refused_by_name(body: dict[str, Any], named: str) -
     assert error.kind.name == "unknown_field" and named in error.message
 
 
+def test_embeddings_take_the_openai_packages_base64_request_and_refuse_dimensions() -> None:
+    assert wire.parse_embedding({"model": "e", "input": "x", "encoding_format": "base64"}) == ("e", ["x"])
+    for body in ({"model": "e", "input": "x", "dimensions": 3}, {"model": "e", "input": "x", "encoding_format": "f"},
+                 {"model": "e", "input": "x", "truncate": True}):
+        with pytest.raises(ChainError):
+            wire.parse_embedding(body)
+
+
 def test_fields_the_gateway_reads_itself_pass_only_when_it_says_so() -> None:
     assert refusal(chat(provider={})).kind.name == "unknown_field"
     assert wire.parse_chat(chat(provider={}), extra=frozenset({"provider"}))[0].model == "m"

@@ -271,8 +271,12 @@ def parse_embedding(body: Any, extra: frozenset[str] = frozenset()) -> tuple[str
     if not isinstance(body, dict):
         raise BAD_REQUEST("expected a JSON object")
     check_fields(body, {"model", "input", "encoding_format", "dimensions"}, extra)
-    if body.get("encoding_format", "float") != "float" or body.get("dimensions") is not None:
-        raise BAD_REQUEST("encoding_format: only float; dimensions: the model's own (send them unset)")
+    # Vectors are answered as numbers. The openai package asks for base64 unless told otherwise and reads numbers
+    # as well, so base64 is accepted (and answered as numbers) rather than refused.
+    if body.get("encoding_format", "float") not in ("float", "base64"):
+        raise BAD_REQUEST("encoding_format: expected float (or base64, answered as float)")
+    if body.get("dimensions") is not None:
+        raise BAD_REQUEST("dimensions: each model answers with its own; send it unset")
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise BAD_REQUEST("model: expected the name of a model this miner serves")
