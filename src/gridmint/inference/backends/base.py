@@ -13,14 +13,16 @@ ANY_MODALITY = "any"  # the echo backend answers every endpoint
 
 @dataclass(frozen=True)
 class Generation:
-    """A chat or completion request, already validated (``inference.wire``). Defaults are OpenAI's documented ones;
-    a backend adds its own only where OpenAI leaves the choice to it (llama.cpp's repetition penalty, say)."""
+    """A chat or completion request, already validated (``inference.wire``, which applies OpenAI's defaults:
+    temperature 1, top_p 1). Built directly, it is greedy (temperature 0), as code that builds one (tests, the
+    validator's reference) means. A backend adds defaults only where OpenAI leaves the choice to it (llama.cpp's
+    repetition penalty, say)."""
 
     model: str
     messages: list[dict[str, Any]] | None = None  # chat: role, content, and tool_calls / tool_call_id
     prompt: str | None = None  # completion
     max_tokens: int = 128
-    temperature: float = 1.0
+    temperature: float = 0.0
     top_p: float = 1.0
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
