@@ -8,10 +8,13 @@ on this machine (bench/bench_network.py), sharing its cores with the load. The r
 through ``tcp_relay.py``, which forwards bytes and does nothing else: the cost of an extra hop by itself, so a run
 tells the hop from the gateway's own work.
 
-    .venv/bin/python bench/gateway_overhead.py [--seconds 2] [--rounds 3]
+    .venv/bin/python bench/gateway_overhead.py [--seconds 2] [--rounds 3] [--structured-rounds 4]
 
 The last line is JSON: {"added_p50_ms_c1", "throughput_ratio_c32", ...} (non-streaming, gateway vs direct), with
-the streaming figures beside them (``stream_`` prefix) and the relay's (``relay_``).
+the streaming figures beside them (``stream_`` prefix) and the relay's (``relay_``). ``structured_tokens_per_s_ratio``
+is what a structured answer costs the backend: a SmolLM2 miner (llama.cpp) is asked the same question with a
+``json_schema`` and without, alternately, in the same run; the ratio is the schema's completion tokens per second
+over the plain request's (only answers that came back signed, and for the schema, matched it, count).
 """
 
 from __future__ import annotations
@@ -21,16 +24,23 @@ import asyncio
 import json
 import os
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import orjson
 import uvloop
 
-from bench_network import DIRECT, BenchNetwork, start_network
+from bench_network import DIRECT, BenchNetwork, start_network, wait_http
+from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.inference.client import MinerClient
 from gridmint.inference.http import HttpPool
+from gridmint.inference.structured import answer_problem
 from gridmint.node.processes import cpu_seconds
+from gridmint.ports import free_port
 
 PAYLOAD = {"model": "echo", "messages": [{"role": "user", "content": "ping through the gateway"}], "max_tokens": 8}
 Call = Callable[[], Awaitable[None]]
@@ -143,10 +153,71 @@ async def measure(net: BenchNetwork, seconds: float, rounds: int, levels: tuple[
     return results
 
 
+LLAMA_MINER_MAIN = """
+import sys
+from gridmint.chain.crypto import PrivateKey
+from gridmint.inference.backends.llama_cpp import LlamaCppBackend
+from gridmint.inference.miner.app import MinerApp
+from gridmint.inference.miner.server import serve_miner
+from gridmint.inference.protocol import CallerPolicy
+app = MinerApp(PrivateKey(bytes.fromhex(sys.argv[1])), LlamaCppBackend(), CallerPolicy(validators={sys.argv[3]}))
+serve_miner(app, "127.0.0.1", int(sys.argv[2]))
+"""
+LLAMA_MINER = PrivateKey(bytes([0x60]) * 32)
+STRUCTURED_QUESTION = {"model": "smollm2-135m-instruct", "max_tokens": 48, "temperature": 0, "messages": [
+    {"role": "user", "content": "Describe a city: its name, its country and how many people live there."}]}
+CITY_FORMAT = {"type": "json_schema", "json_schema": {"name": "city", "strict": True, "schema": {
+    "type": "object", "properties": {"name": {"type": "string"}, "country": {"type": "string"},
+                                     "population": {"type": "integer"}},
+    "required": ["name", "country", "population"], "additionalProperties": False}}}
+
+
+async def structured_ratio(url: str, rounds: int) -> dict[str, float]:
+    """Completion tokens per second with the schema and without, alternating on one miner, and their ratio."""
+    tokens = {"plain": 0, "schema": 0}
+    spent = {"plain": 0.0, "schema": 0.0}
+    miner = format_address(LLAMA_MINER.address)
+    async with MinerClient(DIRECT, timeout_s=300, allow=[url.removeprefix("http://")]) as client:
+        await client.call(url, "/v1/chat/completions", miner, {**STRUCTURED_QUESTION, "max_tokens": 4})  # warm-up
+        for _ in range(rounds):
+            for kind, payload in (("plain", STRUCTURED_QUESTION),
+                                  ("schema", {**STRUCTURED_QUESTION, "response_format": CITY_FORMAT})):
+                started = time.perf_counter()
+                answer = await client.call(url, "/v1/chat/completions", miner, payload)
+                elapsed = time.perf_counter() - started
+                if answer.status != 200 or not answer.signed:
+                    continue
+                body = answer.json()
+                text = body["choices"][0]["message"]["content"]
+                if kind == "schema" and body["choices"][0]["finish_reason"] == "stop" and \
+                        answer_problem(text, CITY_FORMAT) is not None:
+                    continue
+                tokens[kind] += body["usage"]["completion_tokens"]
+                spent[kind] += elapsed
+    rates = {kind: tokens[kind] / spent[kind] if spent[kind] else 0.0 for kind in tokens}
+    return {"plain_tokens_per_s": rates["plain"], "structured_tokens_per_s": rates["schema"],
+            "structured_tokens_per_s_ratio": rates["schema"] / rates["plain"] if rates["plain"] else 0.0}
+
+
+def measure_structured(rounds: int) -> dict[str, float]:
+    port = free_port()
+    log = Path(tempfile.mkdtemp(prefix="gridmint-structured-bench-")) / "llama-miner.log"
+    with log.open("w") as output:
+        process = subprocess.Popen([sys.executable, "-c", LLAMA_MINER_MAIN, LLAMA_MINER.seed.hex(), str(port),
+                                    format_address(DIRECT.address)], stdout=output, stderr=subprocess.STDOUT)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/health", process, timeout_s=120)
+        return asyncio.run(structured_ratio(f"http://127.0.0.1:{port}", rounds))
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=2.0, help="per path, per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--structured-rounds", type=int, default=4, help="SmolLM2 requests of each kind (0: none)")
     args = parser.parse_args()
     net = start_network(miners=1, relay=True)
     try:
@@ -173,6 +244,12 @@ def main() -> None:
         print(f"{label} c32 CPU per request, µs: " + " | ".join(
             f"{path} = " + " + ".join(f"{name} {value:.0f}" for name, value in spent.items())
             + f" = {sum(spent.values()):.0f}" for path, spent in parts.items()))
+    if args.structured_rounds:
+        structured = measure_structured(args.structured_rounds)
+        print(f"structured (SmolLM2, llama.cpp): {structured['structured_tokens_per_s']:.1f} tokens/s with a "
+              f"json_schema, {structured['plain_tokens_per_s']:.1f} without: ratio "
+              f"{structured['structured_tokens_per_s_ratio']:.2f}")
+        results.update(structured)
     print(json.dumps({k: round(v, 3) for k, v in results.items()}))
 
 

@@ -178,15 +178,19 @@ def test_hostile_miners_score_zero_fail_over_and_reach_nothing_outside_the_allow
             validator = start_validator(tmp_path, "--interval", "0.3", "--timeout", "5", *allow)
 
             # 2. The gateway: each hostile or unreachable miner (cheapest, so tried first) fails over to the honest
-            #    one; the consumer's unknown fields never reach a miner.
+            #    one; a field no parser reads is refused by name, one OpenAI ignores is dropped: neither reaches a
+            #    miner.
             wait_for_models(gateway, MODEL, ENDLESS_CHAT)
             wait_for_miners(gateway, 1 + len(HOSTILE) + len(UNREACHABLE))
             live.run("credit", "open", gateway.url, "20", "--wallet", "consumer")
             api_key = live.run("gateway", "key", "--gateway", gateway.url, "--wallet", "consumer")["api_key"]
             auth = {"authorization": f"Bearer {api_key}"}
+            refused = httpx.post(f"{gateway.url}/v1/embeddings", headers=auth, timeout=60, json={
+                "model": MODEL, "input": ["the cat sat"], "evil": {"jsonrpc": "2.0"}})
+            assert refused.status_code == 400 and "'evil'" in refused.json()["error"]["message"]
             for name in (*HOSTILE, *UNREACHABLE):
                 answer = httpx.post(f"{gateway.url}/v1/embeddings", headers=auth, timeout=60, json={
-                    "model": MODEL, "input": ["the cat sat", "a dog ran"], "evil": {"jsonrpc": "2.0"},
+                    "model": MODEL, "input": ["the cat sat", "a dog ran"], "user": "ignored, as OpenAI does",
                     "provider": {"sort": "price", "only": [hotkey[name], hotkey["words"]]}})
                 assert answer.status_code == 200, (name, answer.text)
                 assert answer.headers["x-gridmint-miner"] == hotkey["words"], name
@@ -195,8 +199,11 @@ def test_hostile_miners_score_zero_fail_over_and_reach_nothing_outside_the_allow
                 assert f"Miner {hotkey[name]} (subnet 1" in gateway.log(), f"{name} was never tried:\n{gateway.log()}"
             assert f"refused to connect to 127.0.0.1:{rpc_port}: a loopback address" in gateway.log()
             assert "refused to connect to 10.0.0.1:8091: a private address" in gateway.log()
+            # (GET /v1/models is the gateway reading what each miner announces besides plain text: whatever a
+            # hostile miner answers there, it announces nothing and the gateway goes on.)
             assert hostile.requests and all(path == "/v1/embeddings" and set(body) == {"model", "input"}
-                                            for _, path, body in hostile.requests if path != "/v1/chat/completions")
+                                            for _, path, body in hostile.requests
+                                            if path not in ("/v1/chat/completions", "/v1/models"))
 
             # 3. An endless stream to a consumer: cut at the stream's bound, an error event, and nothing charged.
             with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", headers=auth, timeout=120, json={

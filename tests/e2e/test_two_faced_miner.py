@@ -68,7 +68,8 @@ def test_a_miner_that_serves_validators_well_and_customers_badly_loses_its_rank(
                 probe_gateway = ProbeGateway(gateway.url, api_key, gateway_at(client, gateway.url))
 
             # 1. The threat: probed directly, the two-faced miner looks honest; probed as a customer, it is not.
-            scorer = TextScorer()
+            # (a text probe: through the gateway a structured probe's junk answer is not even passed on, a 503)
+            scorer = TextScorer(structured_share=0.0)
             allow = [f"127.0.0.1:{network.miner_port(tmp_path, name)}" for name in names[2:]]
             urls = {hotkeys[name]: f"http://127.0.0.1:{network.miner_port(tmp_path, name)}" for name in names[2:]}
 

@@ -129,7 +129,7 @@ async def serve(model: Generates, challenge: Challenge) -> dict[str, Any] | None
         result = await model.generate(request)
     except RuntimeError:
         return None
-    return wire.chat_answer("probe", request.model, result)
+    return wire.chat_answer("probe", request.model, [result])
 
 
 def honest_lead(means: dict[str, float]) -> float:

@@ -3,7 +3,9 @@ promised, or MalformedAnswerError (the gateway then fails over, and the miner's 
 
 A signature proves who sent the bytes, not that they are an answer: a miner can sign a list, a number, an embedding
 of the wrong count, text instead of numbers, or numbers so large that no consumer can take their norm. Those must
-fail over like any other fault, not reach the consumer as a paid success nor crash the request.
+fail over like any other fault, not reach the consumer as a paid success nor crash the request. So must a structured
+answer that is not what the request's ``response_format`` asked for (``inference.structured``), unless the
+consumer's own ``max_tokens`` cut it short.
 """
 
 from __future__ import annotations
@@ -13,14 +15,17 @@ from typing import Any
 import numpy as np
 import orjson
 
+from gridmint.inference.structured import answer_problem
+
 
 class MalformedAnswerError(Exception):
     """The miner's answer is signed but not the answer the endpoint promises; the message says what is wrong."""
 
 
-def read_answer(path: str, body: bytes, inputs: int) -> tuple[dict[str, Any], str]:
-    """The answer's usage (a dict, maybe empty) and generated text ("" for embeddings). ``inputs``: how many
-    vectors an embedding answer must hold."""
+def read_answer(path: str, body: bytes, inputs: int, response_format: dict[str, Any] | None = None
+                ) -> tuple[dict[str, Any], str]:
+    """The answer's usage (a dict, maybe empty) and generated text of every choice, tool calls included ("" for
+    embeddings). ``inputs``: how many vectors an embedding answer must hold."""
     try:
         answer = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -34,16 +39,39 @@ def read_answer(path: str, body: bytes, inputs: int) -> tuple[dict[str, Any], st
         _check_vectors(answer.get("data"), inputs)
         return usage, ""
     choices = answer.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+    if not isinstance(choices, list) or not choices or not all(isinstance(c, dict) for c in choices):
         raise MalformedAnswerError("choices is not a list of objects")
-    if path == "/v1/chat/completions":
-        message = choices[0].get("message")
-        text = message.get("content") if isinstance(message, dict) else None
-    else:
-        text = choices[0].get("text")
-    if not isinstance(text, str):
+    texts = []
+    for choice in choices:
+        text = _choice_text(path, choice)
+        if choice.get("finish_reason") != "length":
+            problem = answer_problem(text, response_format)
+            if problem is not None:
+                raise MalformedAnswerError(problem)
+        texts.append(text)
+    return usage, "".join(texts)
+
+
+def _choice_text(path: str, choice: dict[str, Any]) -> str:
+    if path != "/v1/chat/completions":
+        text = choice.get("text")
+        if not isinstance(text, str):
+            raise MalformedAnswerError("the answer holds no generated text")
+        return text
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        raise MalformedAnswerError("a choice holds no message")
+    calls = message.get("tool_calls") or []
+    content = message.get("content")
+    if not isinstance(content, str) and not (content is None and calls):
         raise MalformedAnswerError("the answer holds no generated text")
-    return usage, text
+    try:
+        called = "".join(c["function"]["name"] + c["function"]["arguments"] for c in calls)
+    except (KeyError, TypeError):
+        raise MalformedAnswerError("a tool call is not {function: {name, arguments}}") from None
+    if not isinstance(called, str):
+        raise MalformedAnswerError("a tool call's name or arguments is not text")
+    return (content or "") + called
 
 
 def _check_vectors(data: Any, inputs: int) -> None:

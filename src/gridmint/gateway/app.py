@@ -2,9 +2,11 @@
 
 Framework: a bare ASGI callable on uvicorn, as the miner (no router or middleware on a path that every request
 crosses twice). Order for the model endpoints: API key (401), rate limit per account (429), bounded body and its
-shape (400, checked with the same parsers the miners use), the model (404), the consumer's credit line (402), the
-miners priced at or below the line's maximum (404), the worst case reserved against the line (402: the prompt bound
-plus ``max_tokens`` at the highest price among those miners, and the line's fee), then the miners in order
+shape (400, checked with the same parsers the miners use; a field they do not read is refused by name), the model
+and its fallbacks (``models``; 404), the consumer's credit line (402), the miners priced at or below the line's
+maximum that meet the request's ``provider`` preferences (capabilities included; 404), the worst case reserved
+against the line (402: the prompt bound plus ``max_tokens`` (times ``n``) at the highest price among those miners,
+and the line's fee), then the miners in order
 (``routing``) until one answers with a signed 200 of the promised shape (``answers``; anything a miner gets wrong,
 from a refused address to a malformed signed body, fails over to the next). Miners are sent the request as parsed
 (``wire.generation_payload``), never the consumer's own JSON with fields no parser read. The reservation is replaced
@@ -13,7 +15,8 @@ first byte reaches the consumer fails over to the next miner; a stream that brea
 event ``data: {"error": {...}}`` and ``data: [DONE]``, and the consumer pays nothing for it (a miner is paid only
 for a signed answer, and a broken stream carries no signature). Every paid answer is metered (``metering``) and
 written to the ledger before its last byte is sent. Answers carry ``x-gridmint-request`` (the id the consumer finds
-in ``GET /v1/usage``), and a unary answer ``x-gridmint-cost`` (grains) and ``x-gridmint-tokens``. Answers also
+in ``GET /v1/usage``), and a unary answer ``x-gridmint-cost`` (grains) and ``x-gridmint-tokens``; the cost is also
+in the answer's ``usage`` (``wire.with_cost``), and in a last chunk of a stream that asked for its usage. Answers also
 carry the miner's proof: ``x-gm-nonce`` (the nonce of the gateway's request to the miner) and, on a unary answer,
 the miner's ``x-gm-signer``, ``x-gm-body`` and ``x-gm-signature`` unchanged (a stream's final chunk carries its
 own); with the gateway's address they show that the miner sent this body, which is how a validator probing through
@@ -37,6 +40,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from gridmint.chain.credit import compute_fee
 from gridmint.chain.errors import ChainError
 from gridmint.gateway import metering
 from gridmint.gateway.answers import MalformedAnswerError, read_answer
@@ -44,7 +48,14 @@ from gridmint.gateway.credit import CreditBook, Line
 from gridmint.gateway.keys import ApiKeys, key_message
 from gridmint.gateway.ledger import MAX_ROW, Ledger, Usage
 from gridmint.gateway.metrics import GatewayMetrics
-from gridmint.gateway.routing import Candidate, Directory, parse_preferences
+from gridmint.gateway.routing import (
+    BAD_PREFERENCES,
+    Candidate,
+    Directory,
+    needed_capabilities,
+    parse_models,
+    parse_preferences,
+)
 from gridmint.inference import wire
 from gridmint.inference.asgi import Job, Receive, Send, read_body, run_lifespan, send_raw
 from gridmint.inference.client import HttpError, MinerClient
@@ -139,8 +150,17 @@ class GatewayApp:
             self.metrics.answered(path if path in MODEL_PATHS else "other", status, time.perf_counter() - started)
 
     def _models(self) -> dict[str, Any]:
-        return {"object": "list", "data": [{"id": model, "object": "model", "created": 0, "owned_by": "gridmint",
-                                            "modality": modality} for model, modality in self.directory.models()]}
+        """Every model and subnet served, with what its miners announce they serve besides plain text (a
+        capability is listed when any of them announces it; ``provider.require_parameters`` picks those)."""
+        data = []
+        for model, modality in self.directory.models():
+            announced: dict[str, Any] = {}
+            for miner in self.directory.serving(model):
+                for name, value in sorted(self.directory.capabilities.get(miner.hotkey, {}).items()):
+                    announced[name] = announced.get(name) or value
+            data.append({"id": model, "object": "model", "created": 0, "owned_by": "gridmint", "modality": modality,
+                         **({"capabilities": announced} if announced else {})})
+        return {"object": "list", "data": data}
 
     # --- API keys ------------------------------------------------------------------------------------------
 
@@ -209,6 +229,13 @@ class GatewayApp:
         payload = await _json_body(scope, receive, MAX_BODY_BYTES)
         try:
             prefs = parse_preferences(payload.pop("provider", None))
+            models = parse_models(payload.pop("models", None), payload.get("model"))
+            if payload.pop("route", "fallback") != "fallback":
+                raise BAD_PREFERENCES("route: only fallback (try the models in turn)")
+            if models and payload.get("model") is None:
+                payload["model"] = models[0]
+            needs: frozenset[str] = frozenset()
+            usage_chunk = wire.include_usage(payload)
             if path == "/v1/embeddings":
                 model, inputs = wire.parse_embedding(payload)
                 bound, stream, request = metering.embedding_bound(inputs), False, None
@@ -217,25 +244,32 @@ class GatewayApp:
                 request, stream = (wire.parse_chat if path == "/v1/chat/completions" else wire.parse_completion)(
                     payload)
                 model, bound = request.model, metering.prompt_bound(request)
+                needs = needed_capabilities(request)
                 forward = wire.generation_payload(request, stream)
         except ChainError as error:
             raise RefusalError(400, error.message, "invalid_request_error", error.kind.name) from None
-        serving = self.directory.serving(model)
-        if not serving:
-            raise RefusalError(404, f"no miner serves the model '{model[:100]}'; GET /v1/models lists what is served",
-                          "invalid_request_error", "model_not_found")
+        models = models or [model]
+        serving = {name: self.directory.serving(name) for name in models}
+        if not any(serving.values()):
+            raise RefusalError(404, f"no miner serves the model '{model[:100]}'" +
+                               (f" nor its fallbacks {', '.join(m[:100] for m in models[1:])}" if models[1:] else "")
+                               + "; GET /v1/models lists what is served", "invalid_request_error", "model_not_found")
         line = await self.credit.line(consumer)
         if line is None or self.credit.room(consumer) <= 0:
             raise RefusalError(402, "your credit line with this gateway is spent, expired or closing (or there is "
                                "none); open or top it up with `gridmint credit`", "insufficient_quota",
                                "insufficient_credit")
-        ordered = self.directory.order(serving, prefs, line.max_price_per_1k)
+        ordered: list[tuple[Candidate, str]] = []
+        for name in models:  # every miner of the first model, then of the next: each billed at its own price
+            ordered += [(c, name) for c in self.directory.order(serving[name], prefs, line.max_price_per_1k, needs)
+                        if all(c.hotkey != taken.hotkey for taken, _ in ordered)]
         if not ordered:
             raise RefusalError(404, f"no miner of '{model[:100]}' meets the request's provider preferences at or "
                                f"below your line's maximum price ({line.max_price_per_1k} grains per 1k tokens)",
                                "invalid_request_error", "no_matching_miner")
-        call = Call(consumer, line, secrets.token_hex(12), bound, request.max_tokens if request else 0)
-        worst = metering.cost(bound + call.max_tokens, max(c.price_per_1k for c in ordered))
+        call = Call(consumer, line, secrets.token_hex(12), bound, request.max_tokens * request.n if request else 0)
+        call.response_format, call.usage_chunk = request.response_format if request else None, usage_chunk
+        worst = metering.cost(bound + call.max_tokens, max(c.price_per_1k for c, _ in ordered))
         reserved = None if worst > MAX_ROW else self.credit.reserve(consumer, worst, line.fee_bps)
         if reserved is None:
             raise RefusalError(402, f"this request may cost up to {worst} grains with the fee on top (its prompt and "
@@ -250,17 +284,18 @@ class GatewayApp:
         finally:
             self.credit.release(consumer, call.reserved)  # what _meter has not released already (a failure)
 
-    async def _unary(self, send: Send, path: str, payload: dict[str, Any], ordered: list[Candidate],
+    async def _unary(self, send: Send, path: str, payload: dict[str, Any], ordered: list[tuple[Candidate, str]],
                      call: Call) -> int:
         prompt_bound, max_tokens = call.prompt_bound, call.max_tokens
-        for attempt, miner in enumerate(ordered):
+        for attempt, (miner, model) in enumerate(ordered):
             health = self.directory.health_of(miner.hotkey)
             try:
-                answer = await self.miners.call(miner.url, path, miner.hotkey, _for(miner, payload), self.timeout_s)
+                answer = await self.miners.call(miner.url, path, miner.hotkey, _for(miner, payload, model),
+                                                self.timeout_s)
                 if answer.status != 200 or not answer.signed:
                     self._failed(miner, attempt, f"answered {answer.status}" + ("" if answer.signed else " unsigned"))
                     continue
-                usage, text = read_answer(path, answer.body, len(payload.get("input", ())))
+                usage, text = read_answer(path, answer.body, len(payload.get("input", ())), call.response_format)
             except (HttpError, MalformedAnswerError) as error:
                 self._failed(miner, attempt, str(error))
                 continue
@@ -273,8 +308,12 @@ class GatewayApp:
             if path != "/v1/embeddings":
                 bound = min(metering.text_bound(text), max_tokens)
                 completion = metering.billed(_int(usage.get("completion_tokens")), bound)
+                health.measured_throughput(completion, answer.latency_s)
             grains = self._meter(call, miner, prompt, completion)
-            await send_raw(send, 200, answer.body, b"application/json", [
+            # The cost goes into the answer's usage as a suffix the miner's proof can be checked without
+            # (wire.without_cost), so the x-gm-* headers still prove what the miner sent.
+            body = wire.with_cost(answer.body, grains, compute_fee(grains, call.line.fee_bps)) or answer.body
+            await send_raw(send, 200, body, b"application/json", [
                 (b"x-gridmint-miner", miner.hotkey.encode()), (b"x-gridmint-cost", b"%d" % grains),
                 (b"x-gridmint-tokens", b"%d" % (prompt + completion)), (b"x-gridmint-request", call.request.encode()),
                 *((name.encode(), value.encode()) for name, value in answer.proof.items())])
@@ -282,18 +321,18 @@ class GatewayApp:
         raise RefusalError(503, f"none of the {len(ordered)} miners serving this model answered; try again shortly",
                       "server_error", "no_miner_available")
 
-    async def _stream(self, send: Send, path: str, payload: dict[str, Any], ordered: list[Candidate],
+    async def _stream(self, send: Send, path: str, payload: dict[str, Any], ordered: list[tuple[Candidate, str]],
                       call: Call) -> int:
         chat = path == "/v1/chat/completions"
         prompt_bound, max_tokens = call.prompt_bound, call.max_tokens
-        for attempt, miner in enumerate(ordered):
+        for attempt, (miner, model) in enumerate(ordered):
             health = self.directory.health_of(miner.hotkey)
             started_at = time.perf_counter()
             sent_head = False
             content_bytes = 0
             try:
-                async with self.miners.stream(miner.url, path, miner.hotkey, _for(miner, payload), self.timeout_s,
-                                              self.idle_s) as sse:
+                async with self.miners.stream(miner.url, path, miner.hotkey, _for(miner, payload, model),
+                                              self.timeout_s, self.idle_s) as sse:
                     if sse.status != 200:
                         self._failed(miner, attempt, f"answered {sse.status}")
                         continue
@@ -326,8 +365,17 @@ class GatewayApp:
                 return 200
             prompt = metering.billed(usage.get("prompt_tokens"), prompt_bound)
             completion = metering.billed(usage.get("completion_tokens"), min(content_bytes + 4, max_tokens))
-            self._meter(call, miner, prompt, completion)
-            await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": False})
+            health.measured_throughput(completion, time.perf_counter() - started_at)
+            grains = self._meter(call, miner, prompt, completion)
+            tail = b""
+            if call.usage_chunk:  # OpenAI's stream_options.include_usage: a last chunk of no choices and the usage
+                tail = b"data: " + orjson.dumps({
+                    "id": call.request, "object": "chat.completion.chunk" if chat else "text_completion",
+                    "created": int(time.time()), "model": model, "choices": [],
+                    "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
+                              "total_tokens": prompt + completion,
+                              **wire.usage_cost(grains, compute_fee(grains, call.line.fee_bps))}}) + b"\n\n"
+            await send({"type": "http.response.body", "body": tail + b"data: [DONE]\n\n", "more_body": False})
             return 200
         raise RefusalError(503, f"none of the {len(ordered)} miners serving this model answered; try again shortly",
                       "server_error", "no_miner_available")
@@ -356,11 +404,14 @@ class Call:
     """One model call as admitted: whose line pays, its request id, the bounds it is metered within and the most
     it may cost (what was reserved, before the fee)."""
 
-    __slots__ = ("consumer", "line", "max_tokens", "prompt_bound", "request", "reserved", "worst")
+    __slots__ = ("consumer", "line", "max_tokens", "prompt_bound", "request", "reserved", "response_format",
+                 "usage_chunk", "worst")
 
     def __init__(self, consumer: str, line: Line, request: str, prompt_bound: int, max_tokens: int) -> None:
         self.consumer, self.line, self.request = consumer, line, request
         self.prompt_bound, self.max_tokens, self.worst, self.reserved = prompt_bound, max_tokens, 0, 0
+        self.response_format: dict[str, Any] | None = None  # a unary answer must be what it asks for
+        self.usage_chunk = False  # the stream ends with a chunk of usage and cost
 
 
 def _auth_rate_limited(limiter: RateLimiter, per: str) -> RefusalError:
@@ -368,11 +419,12 @@ def _auth_rate_limited(limiter: RateLimiter, per: str) -> RefusalError:
                         f"{limiter.burst})", "rate_limit_error", "rate_limit_exceeded")
 
 
-def _for(miner: Candidate, payload: dict[str, Any]) -> dict[str, Any]:
-    """The request as this miner takes it: a subnet name (``subnet-<n>``) becomes the miner's own model."""
-    if payload["model"] in miner.models or not miner.models:
-        return payload
-    return {**payload, "model": miner.models[0]}
+def _for(miner: Candidate, payload: dict[str, Any], model: str) -> dict[str, Any]:
+    """The request as this miner takes it: for ``model`` (one of a fallback list), and a subnet name
+    (``subnet-<n>``) becomes the miner's own model."""
+    if model not in miner.models and miner.models:
+        model = miner.models[0]
+    return payload if payload["model"] == model else {**payload, "model": model}
 
 
 def _int(value: Any) -> int | None:
@@ -387,8 +439,17 @@ def _content_bytes(event: bytes, chat: bool) -> int:
         choice = (orjson.loads(event[6:]).get("choices") or [{}])[0]
     except (orjson.JSONDecodeError, AttributeError, IndexError, KeyError, TypeError):
         return 0
-    text = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
-    return len(text.encode()) if isinstance(text, str) else 0
+    if not chat:
+        text = choice.get("text")
+        return len(text.encode()) if isinstance(text, str) else 0
+    delta = choice.get("delta") or {}
+    text = delta.get("content")
+    size = len(text.encode()) if isinstance(text, str) else 0
+    for call in delta.get("tool_calls") or () if isinstance(delta.get("tool_calls"), list) else ():
+        function = call.get("function") if isinstance(call, dict) else None
+        for part in (function.get("name"), function.get("arguments")) if isinstance(function, dict) else ():
+            size += len(part.encode()) if isinstance(part, str) else 0
+    return size
 
 
 def _bearer(scope: dict[str, Any]) -> str | None:

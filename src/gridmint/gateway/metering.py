@@ -8,6 +8,7 @@ announced on chain, in grains per 1k tokens, rounded up to the grain.
 
 from __future__ import annotations
 
+from gridmint.inference.backends import tool_prompt
 from gridmint.inference.backends.base import Generation
 
 TEMPLATE_TOKENS_PER_MESSAGE = 8
@@ -19,9 +20,11 @@ def text_bound(text: str) -> int:
 
 
 def prompt_bound(request: Generation) -> int:
+    """The most tokens the prompt may take: its text, the chat template, and what tools, tool calls and a schema
+    add to it (``tool_prompt``)."""
     if request.messages is not None:
-        return TEMPLATE_TOKENS + sum(TEMPLATE_TOKENS_PER_MESSAGE + len(m["content"].encode())
-                                     for m in request.messages)
+        return TEMPLATE_TOKENS + tool_prompt.prompt_bytes(request) + sum(
+            TEMPLATE_TOKENS_PER_MESSAGE + len(m["content"].encode()) for m in request.messages)
     return TEMPLATE_TOKENS + len((request.prompt or "").encode())
 
 

@@ -5,10 +5,17 @@ model names one (``subnet-<netuid>``). They are ordered by incentive from the me
 then by the latency and error rate this gateway measured itself; a request may ask otherwise in an extra field,
 as OpenRouter's ``provider`` does::
 
-    "provider": {"sort": "rank" | "price" | "latency", "max_price": 0.002, "only": [...], "ignore": [...]}
+    "provider": {"sort": "rank" | "price" | "latency" | "throughput", "max_price": 0.002, "only": [...],
+                 "ignore": [...], "require_parameters": true, "quantizations": ["q8_0", ...]}
 
-``max_price`` is MINT per 1k tokens; ``only`` and ``ignore`` list miner hotkeys. A circuit breaker per miner skips
+``max_price`` is MINT per 1k tokens; ``only`` and ``ignore`` list miner hotkeys; ``throughput`` is the completion
+tokens per second this gateway measured. Miners announce what they serve besides plain text with their models
+(``GET /v1/models``: tools, structured outputs, logprobs, n, context length, quantization), which the gateway reads
+(``capabilities``). A request using such a parameter goes to miners announcing it first, and only to them with
+``require_parameters``; ``quantizations`` keeps the miners announcing one of those. A circuit breaker per miner skips
 one that failed ``BREAKER_FAILURES`` times in a row for ``BREAKER_OPEN_S``, then lets one request through to test it.
+
+``models`` (OpenRouter's fallback list) names models to try in turn: every miner of the first, then of the next.
 """
 
 from __future__ import annotations
@@ -22,10 +29,13 @@ from gridmint.chain.subnets import effective_price
 from gridmint.client.amounts import parse_mint
 from gridmint.client.chain_client import ChainClient
 from gridmint.client.metagraph import Metagraph
+from gridmint.inference.backends.base import Generation
 
 BAD_PREFERENCES = register("gateway", 3, "bad_preferences")
 
-SORTS = ("rank", "price", "latency")
+SORTS = ("rank", "price", "latency", "throughput")
+PREFERENCES = ("sort", "max_price", "only", "ignore", "require_parameters", "quantizations")
+MAX_FALLBACKS = 8
 BREAKER_FAILURES = 3
 BREAKER_OPEN_S = 10.0
 EWMA = 0.2
@@ -50,6 +60,11 @@ class Health:
     failures_in_row: int = 0
     open_until: float = 0.0
     served: int = 0
+    tokens_per_s: float = 0.0  # completion tokens per second of the answers measured so far (EWMA)
+
+    def measured_throughput(self, tokens: int, seconds: float) -> None:
+        rate = tokens / max(seconds, 1e-3)
+        self.tokens_per_s = rate if self.tokens_per_s == 0 else (1 - EWMA) * self.tokens_per_s + EWMA * rate
 
     def success(self, latency_s: float) -> None:
         self.latency_ms = latency_s * 1000 if self.served == 0 else \
@@ -75,13 +90,15 @@ class Preferences:
     max_price: int | None = None  # grains per 1k tokens
     only: frozenset[str] = frozenset()
     ignore: frozenset[str] = frozenset()
+    require_parameters: bool = False
+    quantizations: frozenset[str] = frozenset()
 
 
 def parse_preferences(raw: Any) -> Preferences:
     if raw is None:
         return Preferences()
-    if not isinstance(raw, dict) or set(raw) - {"sort", "max_price", "only", "ignore"}:
-        raise BAD_PREFERENCES("provider: expected {sort, max_price, only, ignore}")
+    if not isinstance(raw, dict) or set(raw) - set(PREFERENCES):
+        raise BAD_PREFERENCES(f"provider: expected {{{', '.join(PREFERENCES)}}}")
     sort = raw.get("sort", "rank")
     if sort not in SORTS:
         raise BAD_PREFERENCES(f"provider.sort: expected one of {', '.join(SORTS)}")
@@ -92,12 +109,41 @@ def parse_preferences(raw: Any) -> Preferences:
         except ValueError as error:
             raise BAD_PREFERENCES(f"provider.max_price: {error} (MINT per 1k tokens)") from None
     lists = {}
-    for name in ("only", "ignore"):
+    for name in ("only", "ignore", "quantizations"):
         value = raw.get(name) or []
         if not isinstance(value, list) or len(value) > 256 or not all(isinstance(v, str) for v in value):
-            raise BAD_PREFERENCES(f"provider.{name}: expected a list of miner hotkeys")
+            raise BAD_PREFERENCES(f"provider.{name}: expected a list of " +
+                                  ("quantizations (q8_0, f16, ...)" if name == "quantizations" else "miner hotkeys"))
         lists[name] = frozenset(value)
-    return Preferences(sort, max_price, lists["only"], lists["ignore"])
+    require = raw.get("require_parameters", False)
+    if not isinstance(require, bool):
+        raise BAD_PREFERENCES("provider.require_parameters: expected true or false")
+    return Preferences(sort, max_price, lists["only"], lists["ignore"], require, lists["quantizations"])
+
+
+def parse_models(raw: Any, model: Any) -> list[str]:
+    """The models to try in turn: ``model`` (when given) then the ``models`` fallback list, each once."""
+    if raw is None:
+        return [model] if isinstance(model, str) else []
+    if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_FALLBACKS or \
+            not all(isinstance(m, str) and 0 < len(m) <= 256 for m in raw):
+        raise BAD_PREFERENCES(f"models: expected a list of 1 to {MAX_FALLBACKS} model names to try in turn")
+    listed = ([model] if isinstance(model, str) else []) + raw
+    return list(dict.fromkeys(listed))
+
+
+def needed_capabilities(request: Generation) -> frozenset[str]:
+    """The capabilities (as miners announce them) that a request's parameters need."""
+    needs = set()
+    if request.tools and request.tool_choice != "none":
+        needs.add("tools")
+    if request.response_format is not None:
+        needs.add("structured_outputs")
+    if request.logprobs:
+        needs.add("logprobs")
+    if request.n > 1:
+        needs.add("n")
+    return frozenset(needs)
 
 
 @dataclass
@@ -106,6 +152,7 @@ class Directory:
 
     candidates: list[Candidate] = field(default_factory=list)
     health: dict[str, Health] = field(default_factory=dict)
+    capabilities: dict[str, dict[str, Any]] = field(default_factory=dict)  # hotkey -> what its miner announces
 
     def replace(self, candidates: list[Candidate]) -> None:
         self.candidates = candidates
@@ -135,24 +182,36 @@ class Directory:
             found = self.health[hotkey] = Health()
         return found
 
-    def order(self, candidates: list[Candidate], prefs: Preferences, line_max_price: int | None = None
-              ) -> list[Candidate]:
-        """The candidates the preferences allow at or below the credit line's maximum price, best first; miners
-        with an open breaker go last."""
+    def order(self, candidates: list[Candidate], prefs: Preferences, line_max_price: int | None = None,
+              needs: frozenset[str] = frozenset()) -> list[Candidate]:
+        """The candidates the preferences allow at or below the credit line's maximum price, best first: miners
+        announcing every capability the request ``needs`` before the others (only they with
+        ``require_parameters``), and miners with an open breaker last."""
         now = time.monotonic()
+
+        def capable(c: Candidate) -> bool:
+            announced = self.capabilities.get(c.hotkey, {})
+            return all(announced.get(need) for need in needs)
+
         allowed = [c for c in candidates
                    if (not prefs.only or c.hotkey in prefs.only) and c.hotkey not in prefs.ignore
                    and (prefs.max_price is None or c.price_per_1k <= prefs.max_price)
-                   and (line_max_price is None or c.price_per_1k <= line_max_price)]
+                   and (line_max_price is None or c.price_per_1k <= line_max_price)
+                   and (not prefs.require_parameters or capable(c))
+                   and (not prefs.quantizations or
+                        self.capabilities.get(c.hotkey, {}).get("quantization") in prefs.quantizations)]
 
         def key(c: Candidate) -> tuple[Any, ...]:
             health = self.health_of(c.hotkey)
             rank = (-c.incentive, health.error_rate, health.latency_ms)
+            first = (health.is_open(now), not capable(c))
             if prefs.sort == "price":
-                return (health.is_open(now), c.price_per_1k, *rank)
+                return (*first, c.price_per_1k, *rank)
             if prefs.sort == "latency":
-                return (health.is_open(now), health.latency_ms, -c.incentive, health.error_rate)
-            return (health.is_open(now), *rank)
+                return (*first, health.latency_ms, -c.incentive, health.error_rate)
+            if prefs.sort == "throughput":
+                return (*first, -health.tokens_per_s, *rank)
+            return (*first, *rank)
 
         return sorted(allowed, key=key)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,10 +23,10 @@ from gridmint.gateway.app import GatewayApp, RateLimiter
 from gridmint.gateway.credit import CreditBook
 from gridmint.gateway.keys import ApiKeys
 from gridmint.gateway.ledger import Ledger, open_db
-from gridmint.gateway.routing import Directory, load_candidates
+from gridmint.gateway.routing import Candidate, Directory, load_candidates
 from gridmint.gateway.settlement import settle_forever
 from gridmint.inference.asgi import CoalescingHttpToolsProtocol
-from gridmint.inference.client import MinerClient
+from gridmint.inference.client import HttpError, MinerClient
 
 log = logging.getLogger("gridmint.gateway")
 
@@ -43,13 +44,39 @@ def register_gateway(client: ChainClient, key: PrivateKey, url: str, fee_bps: in
     return fee_bps
 
 
-async def sync_directory_forever(directory: Directory, client: ChainClient, every_s: float) -> None:
+CAPABILITIES_EVERY_S = 60.0
+
+
+async def refresh_capabilities(directory: Directory, miners: MinerClient, seen: dict[tuple[str, str], float]) -> None:
+    """Ask each miner that is new, moved, or last asked ``CAPABILITIES_EVERY_S`` ago what it serves besides plain
+    text (its public /v1/models); a miner that does not answer announces nothing until it does."""
+    now = time.monotonic()
+    due = [c for c in directory.candidates if now - seen.get((c.hotkey, c.url), -CAPABILITIES_EVERY_S) >=
+           CAPABILITIES_EVERY_S]
+
+    async def ask(candidate: Candidate) -> None:
+        seen[(candidate.hotkey, candidate.url)] = now
+        try:
+            announced = await miners.capabilities(candidate.url, timeout_s=2.0)
+        except HttpError:
+            announced = {}
+        ours = next((announced[m] for m in candidate.models if m in announced), {})
+        directory.capabilities[candidate.hotkey] = ours
+
+    await asyncio.gather(*(ask(c) for c in due[:256]))
+
+
+async def sync_directory_forever(directory: Directory, client: ChainClient, every_s: float,
+                                 miners: MinerClient | None = None) -> None:
+    seen: dict[tuple[str, str], float] = {}
     while True:
         try:
             candidates = await asyncio.to_thread(load_candidates, client)
             if len(candidates) != len(directory.candidates):
                 log.info("%d miners announce endpoints across the subnets.", len(candidates))
             directory.replace(candidates)
+            if miners is not None:
+                await refresh_capabilities(directory, miners, seen)
         except (ChainError, OSError) as error:
             log.warning("Could not refresh the miners from the chain: %s", error)
         await asyncio.sleep(every_s)
@@ -68,7 +95,7 @@ def build_gateway(key: PrivateKey, client: ChainClient, data_dir: Path, fee_bps:
     directory.replace(load_candidates(client))
     app = GatewayApp(address, MinerClient(key, timeout_s=timeout_s, connections=256, allow=allow), directory,
                      ApiKeys(db, address), ledger, credit, RateLimiter(rate, burst), timeout_s=timeout_s)
-    app.background = [lambda: sync_directory_forever(directory, client, sync_s),
+    app.background = [lambda: sync_directory_forever(directory, client, sync_s, app.miners),
                       lambda: settle_forever(client, key, ledger, directory.url_of, credit, app.metrics, settle_s,
                                                      allow)]
     return app

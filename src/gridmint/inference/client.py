@@ -140,6 +140,17 @@ class MinerClient:
                 proof = {}
         return Answer(response.status, response.body, latency, bool(proof), proof)
 
+    async def capabilities(self, base_url: str, timeout_s: float = 5.0) -> dict[str, dict[str, Any]]:
+        """What the miner at ``base_url`` announces it serves besides plain text, per model (its public
+        ``GET /v1/models``; a miner announcing nothing, or an answer that does not read, gives {})."""
+        response = await self._pool.get(miner_url(base_url, "/v1/models"), timeout_s)
+        try:
+            listed = orjson.loads(response.body)["data"] if response.status == 200 else []
+            return {str(m["id"]): dict(m["capabilities"]) for m in listed[:64]
+                    if isinstance(m, dict) and isinstance(m.get("capabilities"), dict)}
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return {}
+
     @contextlib.asynccontextmanager
     async def stream(self, base_url: str, path: str, miner: str, payload: dict[str, Any],
                      timeout_s: float | None = None, idle_s: float = 30.0) -> AsyncIterator[MinerStream]:

@@ -213,9 +213,9 @@ def _target(url: str) -> tuple[Target, str, str]:
     return (parts.scheme, parts.host, parts.port), parts.authority, parts.path or "/"
 
 
-def _request(url: str, body: bytes, headers: dict[str, str]) -> tuple[Target, str, bytes]:
+def _request(url: str, body: bytes, headers: dict[str, str], method: str = "POST") -> tuple[Target, str, bytes]:
     target, netloc, path = _target(url)
-    head = [f"POST {path} HTTP/1.1", f"Host: {netloc}", f"Content-Length: {len(body)}"]
+    head = [f"{method} {path} HTTP/1.1", f"Host: {netloc}", f"Content-Length: {len(body)}"]
     head += [f"{name}: {value}" for name, value in headers.items()]
     try:
         encoded = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1")
@@ -238,8 +238,12 @@ class HttpPool:
         self._slots: dict[Target, asyncio.Semaphore] = {}
         self._tls: ssl.SSLContext | None = None
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: float) -> Response:
-        address, netloc, request = _request(url, body, headers)
+    async def get(self, url: str, timeout_s: float) -> Response:
+        return await self.post(url, b"", {}, timeout_s, method="GET")
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str], timeout_s: float, method: str = "POST"
+                   ) -> Response:
+        address, netloc, request = _request(url, body, headers, method)
         slot = self._slots.setdefault(address, asyncio.Semaphore(self.max_per_host))
         async with slot:
             connection = await self._acquire(address, timeout_s)

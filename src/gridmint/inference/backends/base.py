@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 TEXT_GENERATION = "text-generation"
 EMBEDDING = "embedding"
@@ -13,15 +13,43 @@ ANY_MODALITY = "any"  # the echo backend answers every endpoint
 
 @dataclass(frozen=True)
 class Generation:
-    """A chat or completion request, already validated by the miner."""
+    """A chat or completion request, already validated (``inference.wire``, which applies OpenAI's defaults:
+    temperature 1, top_p 1). Built directly, it is greedy (temperature 0), as code that builds one (tests, the
+    validator's reference) means. A backend adds defaults only where OpenAI leaves the choice to it (llama.cpp's
+    repetition penalty, say)."""
 
     model: str
-    messages: list[dict[str, str]] | None = None  # chat
+    messages: list[dict[str, Any]] | None = None  # chat: role, content, and tool_calls / tool_call_id
     prompt: str | None = None  # completion
     max_tokens: int = 128
     temperature: float = 0.0
+    top_p: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: dict[int, float] = field(default_factory=dict)  # token id -> bias (-100 to 100)
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+    n: int = 1
+    logprobs: bool = False
+    top_logprobs: int = 0
+    # {"type": "json_object"} or {"type": "json_schema", "json_schema": {"name", "schema", "strict"}}
+    response_format: dict[str, Any] | None = None
+    tools: list[dict[str, Any]] = field(default_factory=list)  # [{"type": "function", "function": {...}}]
+    tool_choice: str = "none"  # "none" | "auto" | "required" | the name of the one function to call
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    id: str
+    name: str
+    arguments: str  # JSON text, as OpenAI sends it
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    token: str
+    logprob: float
+    top: list[tuple[str, float]] = field(default_factory=list)  # the most likely tokens at this step, best first
 
 
 @dataclass(frozen=True)
@@ -30,14 +58,21 @@ class GenerationResult:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str = "stop"
+    tool_calls: list[ToolCall] = field(default_factory=list)  # finish_reason "tool_calls" when any
+    logprobs: list[TokenLogprob] | None = None  # when asked for
 
 
 @dataclass(frozen=True)
 class StreamPiece:
+    """Text, or a tool call's start (``tool_call`` with empty arguments) or arguments so far (``tool_arguments``)."""
+
     text: str
     finish_reason: str | None = None
     prompt_tokens: int = 0  # set on the last piece
     completion_tokens: int = 0
+    tool_call: ToolCall | None = None
+    tool_arguments: str = ""
+    logprobs: list[TokenLogprob] | None = None
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ its signature or the reason it did not sign, for each in order (rules in ``miner
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -106,7 +107,8 @@ class MinerApp:
                 await _respond(send, 200, {"status": "ok", "hotkey": self.address, "models": self.backend.models(),
                                            "in_flight": self.in_flight, "max_concurrency": self.max_concurrency})
             elif path == "/v1/models":
-                await _respond(send, 200, wire.models_answer(self.backend.models()))
+                await _respond(send, 200, wire.models_answer(self.backend.models(),
+                                                             getattr(self.backend, "capabilities", None)))
             elif path == "/metrics":
                 await send_raw(send, 200, self.metrics.render(), b"text/plain; version=0.0.4")
             else:
@@ -208,19 +210,23 @@ class MinerApp:
         self._check_model(request.model, TEXT_GENERATION)
         request_id = f"gm-{caller.nonce}"
         if not stream:
-            result = await self.backend.generate(request)
-            self.metrics.prompt_tokens.inc(result.prompt_tokens)
-            self.metrics.completion_tokens.inc(result.completion_tokens)
+            # n choices are n generations (seeded apart when the request is seeded): every backend can do that.
+            results = [await self.backend.generate(request if index == 0 or request.seed is None else
+                                                   dataclasses.replace(request, seed=request.seed + index))
+                       for index in range(request.n)]
+            answer = (wire.chat_answer if chat else wire.completion_answer)(request_id, request.model, results)
+            usage = answer["usage"]
+            self.metrics.prompt_tokens.inc(usage["prompt_tokens"])
+            self.metrics.completion_tokens.inc(usage["completion_tokens"])
             if gateway:
-                self.book.count(caller.address, result.prompt_tokens + result.completion_tokens, self.price_per_1k)
-            answer = wire.chat_answer if chat else wire.completion_answer
-            await self._signed_json(send, caller, answer(request_id, request.model, result))
+                self.book.count(caller.address, usage["total_tokens"], self.price_per_1k)
+            await self._signed_json(send, caller, answer)
             return
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", b"text/event-stream"), (b"cache-control", b"no-cache")]})
         sent = bytearray()
         async for piece in self.backend.stream(request):
-            payload = wire.chunk(request_id, request.model, piece, chat)
+            payload = wire.chunk(request_id, request.model, piece, chat, first=not sent)
             if piece.finish_reason is not None:
                 self.metrics.prompt_tokens.inc(piece.prompt_tokens)
                 self.metrics.completion_tokens.inc(piece.completion_tokens)

@@ -78,7 +78,7 @@ class Validator:
         if not targets:
             log.info("No miner on subnet %d has announced an endpoint yet.", self.netuid)
             return {}
-        challenge = self.scorer.draw(self.rng)
+        challenge = await asyncio.to_thread(self.scorer.draw, self.rng)  # a structured probe runs the reference
         answers = await asyncio.gather(*(self._ask(client, probes, url, hotkey, challenge)
                                          for _, hotkey, url in targets))
         scores: dict[int, float] = {}

@@ -24,6 +24,7 @@ import orjson
 
 from gridmint.chain.errors import ChainError
 from gridmint.client.signing import BODY, NONCE, SIGNATURE, SIGNER, verify_answer
+from gridmint.inference import wire
 from gridmint.inference.client import Answer
 from gridmint.inference.http import MAX_ANSWER_BYTES, HttpPool
 
@@ -71,8 +72,9 @@ class GatewayProbes:
             raise GatewayRefusedError(f"the gateway refused the probe with HTTP {response.status}: "
                                       f"{response.body[:300].decode(errors='replace')}")
         signed = response.status == 200 and response.headers.get("x-gridmint-miner") == miner and \
-            _signed_by(response.headers, response.body, miner, self.gateway.address)
-        return Answer(response.status, response.body, latency, signed)
+            _signed_by(response.headers, wire.without_cost(response.body), miner, self.gateway.address)
+        # What is scored is the miner's own answer: the gateway's cost, added to its usage, is taken off again.
+        return Answer(response.status, wire.without_cost(response.body), latency, signed)
 
 
 def _signed_by(headers: dict[str, str], body: bytes, miner: str, gateway: str) -> bool:

@@ -5,7 +5,10 @@
   the reference's first choice given the prompt and the tokens before it. The score is the share of tokens that
   agree, times the share of the asked length the answer covers; the answer must name the model asked for, and
   one that opens otherwise or agrees on less than ``claim_agreement`` of its tokens is another model than
-  claimed and scores 0.
+  claimed and scores 0. A share of the probes (``structured_share``) asks for a structured answer
+  (``response_format``): the reference decodes its own greedy answer under the same grammar, as a llama.cpp miner
+  does; an answer that does not parse or match its schema scores 0 (unless the reference's own was cut by
+  ``max_tokens`` too), and one that does scores its token similarity with the reference's.
 - **embedding**: the validator embeds the same texts with the reference model; the score is the mean cosine
   similarity with the reference vectors (clipped at 0), and the request repeats one text so that a miner whose
   two vectors for it differ (cosine below 0.999) scores 0.
@@ -13,6 +16,8 @@
 
 from __future__ import annotations
 
+import difflib
+import json
 import math
 import random
 import threading
@@ -21,8 +26,31 @@ from typing import Any, Protocol, cast
 
 import numpy as np
 
-from gridmint.inference.backends.base import EMBEDDING, TEXT_GENERATION
+from gridmint.inference.backends import tool_prompt
+from gridmint.inference.backends.base import EMBEDDING, TEXT_GENERATION, Generation
+from gridmint.inference.structured import answer_problem
 from gridmint.inference.validator.challenges import draw_messages, draw_sentences
+
+STRUCTURED_FORMATS: tuple[dict[str, Any], ...] = (
+    {"type": "json_object"},
+    {"type": "json_schema", "json_schema": {"name": "answer", "strict": True, "schema": {
+        "type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
+        "additionalProperties": False}}},
+    {"type": "json_schema", "json_schema": {"name": "words", "strict": True, "schema": {
+        "type": "object", "properties": {"words": {"type": "array", "items": {"type": "string"}},
+                                         "count": {"type": "integer"}},
+        "required": ["words", "count"], "additionalProperties": False}}},
+)
+
+
+@dataclass(frozen=True)
+class StructuredReference:
+    """A structured probe's messages and format, and the reference's own greedy answer under its grammar."""
+
+    messages: list[dict[str, str]]
+    response_format: dict[str, Any]
+    text: str
+    complete: bool  # the reference's answer ended by itself (not cut by max_tokens)
 
 
 @dataclass(frozen=True)
@@ -74,7 +102,7 @@ class TextScorer:
     modality = TEXT_GENERATION
 
     def __init__(self, model: str = "smollm2-135m-instruct", model_path: str | None = None, max_tokens: int = 24,
-                 claim_agreement: float = 0.8) -> None:
+                 claim_agreement: float = 0.8, structured_share: float = 0.2) -> None:
         from llama_cpp import Llama
 
         from gridmint.inference.backends.llama_cpp import ChatPrompt, default_model_path
@@ -82,6 +110,7 @@ class TextScorer:
         self.model = model
         self.max_tokens = max_tokens
         self.claim_agreement = claim_agreement
+        self.structured_share = structured_share
         self.llama = Llama(model_path=model_path or str(default_model_path()), n_ctx=1024, logits_all=True,
                            verbose=False, seed=0)
         self._lock = threading.Lock()  # one llama.cpp context: answers are judged one at a time
@@ -94,7 +123,37 @@ class TextScorer:
         max_tokens = rng.randrange(max(1, 2 * self.max_tokens // 3), 4 * self.max_tokens // 3 + 1)
         # No seed: greedy decoding needs none, and few customers send one, so a seed would mark the request a probe.
         payload = {"model": self.model, "messages": messages, "max_tokens": max_tokens, "temperature": 0}
+        if self.structured_share and rng.random() < self.structured_share:
+            payload["response_format"] = rng.choice(STRUCTURED_FORMATS)
+            payload["max_tokens"] = rng.randrange(32, 65)  # room for a whole JSON answer
+            return Challenge("/v1/chat/completions", payload, self._structured_reference(payload))
         return Challenge("/v1/chat/completions", payload, messages)
+
+    def _structured_reference(self, payload: dict[str, Any]) -> StructuredReference:
+        """The reference's greedy answer under the format's grammar, from the prompt a llama.cpp miner renders."""
+        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+
+        response_format = payload["response_format"]
+        request = Generation(model=self.model, messages=payload["messages"], response_format=response_format)
+        prompt = self._chat_prompt(tool_prompt.render_messages(request))
+        schema = response_format.get("json_schema", {}).get("schema")
+        grammar = LlamaGrammar.from_string(JSON_GBNF, verbose=False) if schema is None else \
+            LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+        with self._lock:
+            self._evaluated_prompt = []  # generating replaces the context that judge() keeps
+            answer: Any = self.llama.create_completion(
+                prompt=self.llama.tokenize(prompt.encode(), add_bos=False, special=True),
+                max_tokens=payload["max_tokens"], temperature=0, repeat_penalty=1.0, grammar=grammar)
+        choice = answer["choices"][0]
+        return StructuredReference(payload["messages"], response_format, str(choice["text"]),
+                                   choice.get("finish_reason") != "length")
+
+    def _score_structured(self, reference: StructuredReference, text: str) -> float:
+        if reference.complete and answer_problem(text, reference.response_format) is not None:
+            return 0.0
+        ours = self.llama.tokenize(reference.text.encode(), add_bos=False, special=False)
+        theirs = self.llama.tokenize(text.encode(), add_bos=False, special=False)
+        return difflib.SequenceMatcher(None, ours, theirs, autojunk=False).ratio()
 
     def judge(self, messages: list[dict[str, str]], answer: str, max_tokens: int) -> Judgement:
         prompt = self._chat_prompt(messages)
@@ -133,6 +192,8 @@ class TextScorer:
             return 0.0
         if not isinstance(text, str) or not text.strip():
             return 0.0
+        if isinstance(challenge.context, StructuredReference):
+            return self._score_structured(challenge.context, text)
         max_tokens = challenge.payload["max_tokens"]
         judgement = self.judge(challenge.context, text, max_tokens)
         if not judgement.opens or judgement.agreement < self.claim_agreement:
