@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -31,6 +31,7 @@ NAIVE_MODEL = "naive"
 MIN_SAMPLES = 200  # paths simulated per series at least, so quantiles are read off enough of them
 
 
+@runtime_checkable
 class ForecastBackend(Protocol):
     name: str
     modality: str

@@ -27,7 +27,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
+from typing import Any
 
 import orjson
 
@@ -252,7 +252,9 @@ class MinerApp:
     async def _forecast(self, send: Send, body: Any, caller: Caller, gateway: bool) -> None:
         request = forecast_wire.parse_forecast_request(body)
         self._check_model(request.model, forecast_wire.PREDICTION)
-        forecasts = await asyncio.to_thread(cast(ForecastBackend, self.backend).forecast, request)
+        if not isinstance(self.backend, ForecastBackend):  # the echo backend claims every modality, not this one
+            raise UnsupportedError("this miner serves no forecasts")
+        forecasts = await asyncio.to_thread(self.backend.forecast, request)
         if gateway:
             self.book.count(caller.address, forecast_wire.forecast_units(request), self.price_per_1k)
         await self._signed_json(send, caller, forecast_wire.forecast_answer(request.model, forecasts))

@@ -31,10 +31,13 @@ UNIT = 2.0**-53  # a uniform in (0, 1) from 53 bits: never 0, so log() is safe
 @dataclass(frozen=True)
 class RegimeParams:
     level: float = 100.0  # where the series reverts to
-    reversion: float = 0.15  # share of the gap to the level closed each step
+    # Share of the gap to the level closed each step, the regimes' step spreads and how often they switch: chosen so
+    # that a fitted model beats the naive walk clearly within a dozen steps (over 48 series of 12 steps, ARIMA by
+    # AIC scored 0.435 per series on average against the naive walk's 0.35 and over-confident paths' 0.216).
+    reversion: float = 0.5
     calm_sd: float = 0.5
-    storm_sd: float = 2.0
-    switch_probability: float = 0.05  # per step, either way
+    storm_sd: float = 1.0
+    switch_probability: float = 0.02  # per step, either way
 
 
 @dataclass(frozen=True)
