@@ -21,6 +21,7 @@ from gridmint.cli.common import (
 from gridmint.client.chain_client import ChainClient, default_node_url
 from gridmint.gateway.keys import gateway_at
 from gridmint.inference.validator.loop import Validator
+from gridmint.inference.validator.prediction import PREDICTION, PredictionValidator
 from gridmint.inference.validator.probes import ProbeGateway
 from gridmint.inference.validator.scoring import make_scorer
 
@@ -64,8 +65,14 @@ def run(netuid: int, interval: float, timeout: float, wallet_name: str, hotkey: 
                 ProbeGateway(probe_gateway, probe_api_key, gateway_at(client, probe_gateway))
         except ChainError as error:
             raise click.BadParameter(str(error), param_hint="--probe-gateway") from None
-    worker = Validator(key, netuid, node, make_scorer(modality), timeout_s=timeout, allow=allow_endpoints,
-                       probe_gateway=probes)
+    if modality == PREDICTION:  # answers scored when their future comes, not as they arrive
+        if probes is not None:
+            raise click.UsageError("--probe-gateway is not supported on prediction subnets yet: their validator "
+                                   "asks miners directly")
+        worker: Validator = PredictionValidator(key, netuid, node, timeout_s=timeout, allow=allow_endpoints)
+    else:
+        worker = Validator(key, netuid, node, make_scorer(modality), timeout_s=timeout, allow=allow_endpoints,
+                           probe_gateway=probes)
     logging.getLogger("gridmint.validator").info(
         "Validating subnet %d (%s) as %s, a round every %g s, %s.", netuid, modality, worker.address, interval,
         "asking miners directly" if probes is None else f"probing through the gateway at {probes.url} "

@@ -1,8 +1,8 @@
 """The Merkle root a validator commits over the signed answers it received, and the proofs that an answer is in it.
 
-A leaf is one signed answer: SHA-256 over ``0x00 || codec([domain, challenge id, miner hotkey, validator hotkey,
-request nonce, body SHA-256, miner signature])`` — everything a third party needs to check, with the miner's
-public key from the chain, that the miner sent that body to that validator for that request. Inner nodes are
+A leaf is one signed answer: SHA-256 over ``0x00 || codec([domain, challenge id, miner hotkey, miner public key,
+validator hotkey, request nonce, body SHA-256, miner signature])`` — with the answer's body, everything a third
+party needs to check that the miner sent that body to that validator for that request. Inner nodes are
 SHA-256 over ``0x01 || left || right`` (the prefixes keep a leaf from passing for a node); a level of odd length
 carries its last node up unpaired. The validator commits the root with ``commitments/commit`` before the future it
 asked about exists, so it cannot add, drop or swap an answer once outcomes are known, and a miner holding its
@@ -15,6 +15,7 @@ import hashlib
 from dataclasses import dataclass
 
 from gridmint.chain import codec
+from gridmint.client.signing import BODY, SIGNATURE, SIGNER
 
 LEAF_DOMAIN = "gridmint/prediction-answer/v1"
 LEAF, NODE = b"\x00", b"\x01"
@@ -24,15 +25,21 @@ LEAF, NODE = b"\x00", b"\x01"
 class SignedAnswer:
     challenge_id: str
     miner: str  # gm1 hotkey address of the miner that signed
+    miner_key: str  # hex ed25519 public key of that hotkey (its address is derived from it)
     validator: str  # gm1 hotkey address of the caller
     nonce: int  # the request's nonce, which the miner's signature covers
     body_sha256: str  # hex, as the answer headers carry it
     signature: str  # hex ed25519 signature of the miner
 
     def leaf(self) -> bytes:
-        encoded = codec.encode([LEAF_DOMAIN, self.challenge_id, self.miner, self.validator, self.nonce,
-                                self.body_sha256, self.signature])
+        encoded = codec.encode([LEAF_DOMAIN, self.challenge_id, self.miner, self.miner_key, self.validator,
+                                self.nonce, self.body_sha256, self.signature])
         return hashlib.sha256(LEAF + encoded).digest()
+
+
+def answer_headers(answer: SignedAnswer) -> dict[str, str]:
+    """The answer headers ``client.signing.verify_answer`` checks, rebuilt from a committed answer."""
+    return {SIGNER: answer.miner_key, BODY: answer.body_sha256, SIGNATURE: answer.signature}
 
 
 def _node(left: bytes, right: bytes) -> bytes:

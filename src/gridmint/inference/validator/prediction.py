@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -33,11 +34,13 @@ import orjson
 
 from gridmint.chain.commitments import MsgCommit
 from gridmint.chain.crypto import PrivateKey
+from gridmint.chain.errors import ChainError
 from gridmint.client.metagraph import Metagraph
-from gridmint.client.signing import BODY, NONCE, SIGNATURE
+from gridmint.client.signing import BODY, NONCE, SIGNATURE, SIGNER
 from gridmint.inference.client import Answer, HttpError, MinerClient
 from gridmint.inference.forecast_wire import (
     FORECAST_PATH,
+    PREDICTION,
     Forecast,
     ForecastRequest,
     Series,
@@ -57,6 +60,8 @@ from gridmint.inference.validator.scoring import Scorer
 from gridmint.inference.validator.series import HiddenRegimeSource, RegimeParams, SeriesSpec
 
 log = logging.getLogger("gridmint.validator.prediction")
+
+__all__ = ["PREDICTION", "PredictionSettings", "PredictionValidator", "ScoredRecord"]
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,7 @@ class ScoredRecord:
     proof: list[tuple[str, bytes]]
     root: bytes
     score: float
+    body: bytes  # the answer as the miner signed it
 
 
 class BlockHashes:
@@ -142,8 +148,7 @@ class PredictionValidator(Validator):
         graph = await asyncio.to_thread(Metagraph.fetch, self.chain, self.netuid)
         self._forget_replaced(graph)
         epoch = int((await asyncio.to_thread(self.chain.query, f"/subnets/{self.netuid}"))["epoch"])
-        if epoch != self.last_prompt_epoch:
-            self.last_prompt_epoch = epoch
+        if epoch > self.last_prompt_epoch:
             prompt = await self.prompt(client, graph, epoch)
             if prompt is not None:
                 self.pending.append(prompt)
@@ -153,11 +158,14 @@ class PredictionValidator(Validator):
         return scored
 
     async def prompt(self, client: MinerClient, graph: Metagraph, epoch: int) -> Prompt | None:
+        """Ask, commit, and return the prompt to score later; None if there was nobody to ask or it is void."""
         targets = [(uid, graph.hotkeys[uid], endpoint) for uid, endpoint in enumerate(graph.endpoints)
                    if endpoint is not None and graph.hotkeys[uid] != self.address and endpoint.get("models")]
         if not targets:
             log.info("No miner on subnet %d has announced an endpoint yet.", self.netuid)
             return None
+        self.last_prompt_epoch = epoch  # one prompt an epoch, whatever becomes of it: one commitment an epoch
+        started = time.monotonic()
         height = await asyncio.to_thread(self.chain.height)
         settings = self.settings
         specs = [self.source.draw(secrets.token_bytes(16), height, settings.lead_blocks, settings.horizon)
@@ -171,21 +179,28 @@ class PredictionValidator(Validator):
         answers = sorted(results, key=lambda r: r.arrival)
         prompt = Prompt(challenge_id, epoch, specs, answers)
         start = min(spec.start for spec in specs)
+        asked_in = time.monotonic() - started
+        now = await asyncio.to_thread(self.chain.query, f"/subnets/{self.netuid}")
+        if int(now["epoch"]) != epoch:  # the commitment would land in the next epoch, which has its own prompt
+            return self._void(prompt, f"asking took {asked_in:.1f} s, into the next epoch")
         if await asyncio.to_thread(self.chain.height) >= start - 1:
-            return self._void(prompt, "the answers took until the block before the future")
+            return self._void(prompt, f"asking took {asked_in:.1f} s, until the block before the future")
         signed = [a.signed for a in answers if a.signed is not None]
         prompt.leaves = [answer.leaf() for answer in signed]
         prompt.root = compute_root(prompt.leaves)
-        await asyncio.to_thread(self.chain.execute, self.key,
-                                [MsgCommit(self.netuid, prompt.root, len(signed).to_bytes(4, "big"))])
+        try:
+            await asyncio.to_thread(self.chain.execute, self.key,
+                                    [MsgCommit(self.netuid, prompt.root, len(signed).to_bytes(4, "big"))])
+        except ChainError as error:
+            return self._void(prompt, f"the commitment was refused: {error}")
         record = await asyncio.to_thread(self.chain.query,
                                          f"/commitments/epoch/{self.netuid}/{self.address}/{epoch}")
         if record is None or record["hash"] != prompt.root or int(record["block"]) >= start:
             return self._void(prompt, "the root was not committed before the future's first block")
         prompt.committed_at = int(record["block"])
-        log.info("Prompt %s: %d answers of %d miners committed at block %d (root %s); scored after block %d.",
-                 challenge_id, len(signed), len(targets), prompt.committed_at, prompt.root.hex()[:16],
-                 max(spec.resolved_at for spec in specs))
+        log.info("Prompt %s: %d answers of %d miners in %.1f s, committed at block %d (root %s); scored after "
+                 "block %d.", challenge_id, len(signed), len(targets), asked_in, prompt.committed_at,
+                 prompt.root.hex()[:16], max(spec.resolved_at for spec in specs))
         return prompt
 
     def _void(self, prompt: Prompt, why: str) -> Prompt | None:
@@ -219,8 +234,8 @@ class PredictionValidator(Validator):
             return Received(uid, hotkey, arrival, None, f"HTTP {answer.status}")
         if not answer.signed:
             return Received(uid, hotkey, arrival, None, "answer not signed by the miner's hotkey")
-        signed = SignedAnswer(challenge_id, hotkey, self.address, int(answer.proof[NONCE]), answer.proof[BODY],
-                              answer.proof[SIGNATURE])
+        signed = SignedAnswer(challenge_id, hotkey, answer.proof[SIGNER], self.address, int(answer.proof[NONCE]),
+                              answer.proof[BODY], answer.proof[SIGNATURE])
         try:
             forecasts = parse_forecast_answer(request, orjson.loads(answer.body))
         except Exception as error:  # malformed JSON or a shape other than asked: a miss, still committed
@@ -269,7 +284,8 @@ class PredictionValidator(Validator):
         for leaf_index, (position, answer) in enumerate(signed):
             self.records.append(ScoredRecord(
                 prompt.challenge_id, prompt.epoch, prompt.answers[position].hotkey, answer,
-                prompt.leaves[leaf_index], compute_proof(prompt.leaves, leaf_index), prompt.root, scores[position]))
+                prompt.leaves[leaf_index], compute_proof(prompt.leaves, leaf_index), prompt.root, scores[position],
+                prompt.answers[position].body))
         log.info("Prompt %s scored: %s.", prompt.challenge_id,
                  ", ".join(f"UID {a.uid} {s:.3f} ({a.note})" for a, s in zip(prompt.answers, scores, strict=True)))
 
