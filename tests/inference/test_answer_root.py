@@ -8,7 +8,7 @@ from gridmint.inference.validator.answer_root import SignedAnswer, compute_proof
 
 
 def answers(count: int) -> list[SignedAnswer]:
-    return [SignedAnswer("1-0-ab", f"gm1miner{i}", "gm1validator", 1_000 + i, f"{i:064x}", f"{i:0128x}")
+    return [SignedAnswer("1-0-ab", f"gm1miner{i}", "ab" * 32, "gm1validator", 1_000 + i, f"{i:064x}", f"{i:0128x}")
             for i in range(count)]
 
 
