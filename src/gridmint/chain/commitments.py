@@ -26,7 +26,7 @@ from typing import Any
 from gridmint.chain import neurons
 from gridmint.chain.crypto import ADDRESS_BYTES, format_address, parse_address
 from gridmint.chain.errors import INVALID_FIELD, INVALID_GENESIS, ChainError, register
-from gridmint.chain.fields import address, bytes32, described, u16, u64
+from gridmint.chain.fields import address, bytes32, short_bytes, u16, u64
 from gridmint.chain.module import Context, ModuleSpec
 from gridmint.chain.params import params_from_json, params_to_json, read_params
 from gridmint.chain.query_args import expect_args, parse_address_arg, parse_netuid, parse_page, parse_uint
@@ -86,15 +86,6 @@ def get_commitment(state: Reader, netuid: int, hotkey: bytes, epoch: int) -> dic
     return value if isinstance(value, dict) else None
 
 
-def _data(name: str, value: Any) -> bytes:
-    if not isinstance(value, bytes) or len(value) > ABSOLUTE_MAX_DATA_BYTES:
-        raise INVALID_FIELD(f"{name}: expected bytes, at most {ABSOLUTE_MAX_DATA_BYTES} of them")
-    return value
-
-
-described(f"bytes (≤ {ABSOLUTE_MAX_DATA_BYTES})", _data)
-
-
 # --- messages ----------------------------------------------------------------------------------------------
 
 
@@ -102,7 +93,7 @@ described(f"bytes (≤ {ABSOLUTE_MAX_DATA_BYTES})", _data)
 @dataclass(frozen=True)
 class MsgCommit(Msg):
     TYPE = "commitments/commit"
-    FIELDS = (("netuid", u16), ("hash", bytes32), ("data", _data))
+    FIELDS = (("netuid", u16), ("hash", bytes32), ("data", short_bytes(ABSOLUTE_MAX_DATA_BYTES)))
 
     netuid: int
     hash: bytes
