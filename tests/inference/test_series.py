@@ -41,3 +41,23 @@ def test_history_and_outcome_are_one_series_with_the_gap_left_out() -> None:
     history, outcome = source.history_of(spec), source.outcome_of(spec)
     together = compute_steps(spec.series_id, [fake_hash(h) for h in [*range(69, 101), *range(110, 122)]])
     assert np.array_equal(history, together[:32]) and np.array_equal(outcome, together[32:])
+
+
+def test_a_demand_series_sums_its_events_over_each_step_and_its_outcome_is_the_blocks_to_come() -> None:
+    from gridmint.inference.validator.demand import DemandSource
+
+    def events(height: int) -> list[dict[str, object]]:  # a settlement paying `height` grains every third block
+        settled = {"type": "settled", "attributes": [{"key": "paid", "value": str(height)}]}
+        other = {"type": "lease_started", "attributes": []}
+        return [settled, other] if height % 3 == 0 else [other]
+
+    source = DemandSource(events, "inference-paid", history=4, step_blocks=5)
+    spec = source.draw(b"", height=40, lead=10, horizon=2)
+    assert list(spec.history_heights) == [21, 26, 31, 36] and list(spec.future_heights) == [50, 55]
+    assert spec.resolved_at == 59
+    assert source.history_of(spec).tolist() == [21 + 24, 27 + 30, 33, 36 + 39]
+    assert source.outcome_of(spec).tolist() == [51 + 54, 57]
+    leases = DemandSource(events, "leases", history=2, step_blocks=5)
+    assert leases.history_of(leases.draw(b"", 10, 5, 1)).tolist() == [5.0, 5.0]
+    early = source.draw(b"", height=8, lead=2, horizon=1)  # history reaching back before block 1 counts nothing
+    assert source.history_of(early).tolist()[:2] == [0.0, 0.0]

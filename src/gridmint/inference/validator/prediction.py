@@ -48,6 +48,7 @@ from gridmint.inference.forecast_wire import (
     parse_forecast_answer,
 )
 from gridmint.inference.validator.answer_root import SignedAnswer, compute_proof, compute_root
+from gridmint.inference.validator.demand import METRICS, DemandSource, block_events_from
 from gridmint.inference.validator.forecast_scoring import (
     Leaderboard,
     crps_over_increments,
@@ -57,11 +58,11 @@ from gridmint.inference.validator.forecast_scoring import (
 from gridmint.inference.validator.loop import Validator
 from gridmint.inference.validator.probes import GatewayProbes
 from gridmint.inference.validator.scoring import Scorer
-from gridmint.inference.validator.series import HiddenRegimeSource, RegimeParams, SeriesSpec
+from gridmint.inference.validator.series import HiddenRegimeSource, RegimeParams, SeriesSource, SeriesSpec
 
 log = logging.getLogger("gridmint.validator.prediction")
 
-__all__ = ["PREDICTION", "PredictionSettings", "PredictionValidator", "ScoredRecord"]
+__all__ = ["PREDICTION", "SOURCES", "PredictionSettings", "PredictionValidator", "ScoredRecord"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,10 @@ class PredictionSettings:
     history: int = 64
     lead_blocks: int = 20  # blocks between the last history block and the first future one
     scales: tuple[int, ...] = (1, 3, 12)  # increments scored: one step, a quarter and the whole horizon
+    # "hidden-regime" (the default: nobody can look its future up or move it), or GridMint's own demand:
+    # "demand-inference-paid", "demand-leases", "demand-orders" (validator/demand.py), in steps of step_blocks
+    source: str = "hidden-regime"
+    step_blocks: int = 10
     regime: RegimeParams = field(default_factory=RegimeParams)
 
 
@@ -127,6 +132,18 @@ class BlockHashes:
         return self.cache[height]
 
 
+SOURCES = ("hidden-regime", *(f"demand-{metric}" for metric in METRICS))
+
+
+def make_source(settings: PredictionSettings, hashes: BlockHashes, chain: Any) -> SeriesSource:
+    if settings.source == "hidden-regime":
+        return HiddenRegimeSource(hashes, settings.regime, settings.history)
+    if settings.source.removeprefix("demand-") in METRICS:
+        return DemandSource(block_events_from(chain), settings.source.removeprefix("demand-"), settings.history,
+                            settings.step_blocks)
+    raise ValueError(f"unknown series source '{settings.source}'; choose one of {', '.join(SOURCES)}")
+
+
 class PredictionValidator(Validator):
     def __init__(self, key: PrivateKey, netuid: int, node_url: str, settings: PredictionSettings = PredictionSettings(),
                  leaderboard: Leaderboard | None = None, **options: Any) -> None:
@@ -135,7 +152,7 @@ class PredictionValidator(Validator):
         super().__init__(key, netuid, node_url, cast(Scorer, None), **options)
         self.settings = settings
         self.hashes = BlockHashes(self)
-        self.source = HiddenRegimeSource(self.hashes, settings.regime, settings.history)
+        self.source = make_source(settings, self.hashes, self.chain)
         self.leaderboard = leaderboard or Leaderboard()
         self.pending: list[Prompt] = []
         self.records: list[ScoredRecord] = []

@@ -19,6 +19,7 @@ import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -46,20 +47,23 @@ class SeriesSpec:
     history_from: int  # first history block
     history_to: int  # last history block
     start: int  # first future block
-    horizon: int  # future blocks
+    horizon: int  # future steps
+    step_blocks: int = 1  # blocks per step (a demand series sums its events over each step's blocks)
 
     @property
     def history_heights(self) -> range:
-        return range(self.history_from, self.history_to + 1)
+        """The first block of each history step."""
+        return range(self.history_from, self.history_to + 1, self.step_blocks)
 
     @property
     def future_heights(self) -> range:
-        return range(self.start, self.start + self.horizon)
+        """The first block of each future step."""
+        return range(self.start, self.start + self.horizon * self.step_blocks, self.step_blocks)
 
     @property
     def resolved_at(self) -> int:
         """The first height at which every future block exists."""
-        return self.start + self.horizon - 1
+        return self.start + self.horizon * self.step_blocks - 1
 
     def name(self) -> str:
         return self.series_id.hex()
@@ -85,6 +89,18 @@ def compute_steps(series_id: bytes, block_hashes: list[bytes], params: RegimePar
         value += params.reversion * (params.level - value) + spread * normal
         values[index] = value
     return values
+
+
+class SeriesSource(Protocol):
+    """What a prediction validator draws series from (here, and ``demand.DemandSource``)."""
+
+    name: str
+
+    def draw(self, series_id: bytes, height: int, lead: int, horizon: int) -> SeriesSpec: ...
+
+    def history_of(self, spec: SeriesSpec) -> Floats: ...
+
+    def outcome_of(self, spec: SeriesSpec) -> Floats: ...
 
 
 BlockHash = Callable[[int], bytes]  # height -> the block's hash (raises if the block does not exist yet)
