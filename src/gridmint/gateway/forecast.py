@@ -171,8 +171,8 @@ async def _forecast(app: GatewayApp, scope: dict[str, Any], receive: Receive, se
     call.reserved = reserved
     try:
         for attempt, miner in enumerate(ordered):
-            asked = ForecastRequest(miner.models[0] if miner.models else model, request.horizon, request.series, 0,
-                                    request.quantiles)
+            own = model if model in miner.models or not miner.models else miner.models[0]  # a TimeGPT name: its own
+            asked = ForecastRequest(own, request.horizon, request.series, 0, request.quantiles)
             try:
                 answer = await app.miners.call(miner.url, FORECAST_PATH, miner.hotkey, forecast_payload(asked),
                                                app.timeout_s)
