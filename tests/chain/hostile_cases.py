@@ -43,6 +43,8 @@ QUERY_SHAPES = (
     "/escrow/account/{id}",
     "/credit/gateways", "/credit/line/{address}/{address}", "/credit/lines/{address}", "/credit/paid/{id}",
     "/credit/params",
+    "/commitments/hotkey/{netuid}/{address}", "/commitments/epoch/{netuid}/{address}/{id}",
+    "/commitments/block/{netuid}/{id}", "/commitments/subnet/{netuid}", "/commitments/params",
     "/tx/nonce/{address}", "/app/info",
 )
 
@@ -58,7 +60,8 @@ HOSTILE_DATA = (b"", b"", b"page=1", b"page=4294967297", b"page=-1", b"weights",
                 b"open", b"leased", b"closed", b"expired",
                 b"nothing", b"\xff\xfe", b"weights," * 40, b"\x00" * 300)
 ORDER_LIKE_SEGMENTS = ("bank", "authority", "subnets", "staking", "weights", "emission", "market", "escrow", "credit",
-                       "tx", "app", "balance", "nonce", "info", "params", "lease", "order", "account", "line", "*")
+                       "commitments", "tx", "app", "balance", "nonce", "info", "params", "lease", "order", "account",
+                       "line", "*")
 
 
 def build_world(tmp_path: Path) -> Driver:

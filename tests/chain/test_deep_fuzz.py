@@ -30,6 +30,7 @@ from gridmint.chain import authority, bank, codec, credit, escrow, fields, marke
 from gridmint.chain.app import App
 from gridmint.chain.authority import MsgPropose, MsgVote
 from gridmint.chain.bank import MsgSend
+from gridmint.chain.commitments import MsgCommit
 from gridmint.chain.credit import (
     MsgClaim,
     MsgCloseCredit,
@@ -154,6 +155,7 @@ SEEDS: dict[str, Seed] = {
     "weights/set": lambda f: ("v1/hot", MsgSetWeights(1, [0, 1, 2, 3], [10, 20, 30, 40])),
     "weights/commit": lambda f: ("v2/hot", MsgCommitWeights(1, bytes(32))),
     "weights/reveal": lambda f: ("v2/hot", MsgRevealWeights(1, [0], [1], bytes(32))),
+    "commitments/commit": lambda f: ("v1/hot", MsgCommit(1, bytes(32), b"root")),
 }
 
 
@@ -185,6 +187,9 @@ class Mutator:
             limit = closure["max_bytes"]
             words = [word for word in WORDS if len(word.encode()) <= limit]
             return rng.choice((*words, "x" * limit, "é" * (limit // 2)))
+        if "max_length" in closure:  # short_bytes
+            limit = closure["max_length"]
+            return rng.choice((b"", rng.randbytes(rng.randrange(0, limit + 1)), bytes(limit)))
         if "max_items" in closure:  # list_of
             limit = closure["max_items"]
             size = rng.choice((0, 1, 1, 2, 3, min(limit, rng.randrange(1, 9)), limit))
@@ -207,6 +212,8 @@ class Mutator:
         if "max_bytes" in closure:
             limit = closure["max_bytes"]
             return rng.choice(("x" * (limit + 1), "é" * limit, 5, b"text", None))
+        if "max_length" in closure:
+            return rng.choice((bytes(closure["max_length"] + 1), "text", 5, None))
         if "max_items" in closure:
             good = [self.good(closure["item_check"]) for _ in range(rng.randrange(0, 3))]
             return rng.choice(([self.good(closure["item_check"])] * (closure["max_items"] + 1),

@@ -11,6 +11,7 @@ import pytest
 
 from gridmint.chain import bank, fees, neurons, subnets, tx
 from gridmint.chain.authority import MsgPropose, MsgVote
+from gridmint.chain.commitments import MsgCommit
 from gridmint.chain.credit import (
     MsgClaim,
     MsgCloseCredit,
@@ -92,6 +93,7 @@ SCHEDULE: list[tuple[Msg, int]] = [
     (MsgSettle(7, [[A, PK, 5, 5, 1, SIG], [A, PK, 6, 6, 2, SIG]]), 300 + 2 * 180),
     (MsgClaim(A, PK, [[A, PK, 5, 5, 1, SIG, SIG]]), 300 + 240),  # two verifications per entry
     (MsgReclaimCredit(A), 200),
+    (MsgCommit(1, b"\x04" * 32, b"root"), 200 + 4),
 ]
 
 

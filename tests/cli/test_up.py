@@ -15,6 +15,7 @@ import httpx
 import openai
 import pytest
 
+from gridmint.cli.up import statsmodels_installed
 from gridmint.client.chain_client import ChainClient
 from gridmint.node.processes import process_alive
 from tests.live_network import free_port_range
@@ -40,14 +41,23 @@ def test_up_serves_smollm2_down_stops_everything_and_up_resumes(tmp_path: Path) 
         models = {m.id for m in client.models.list().data}
         assert {"smollm2-135m-instruct", "echo", "wordllama-l2_supercat-256", "subnet-1", "subnet-2"} <= models
         _incentives_change_in_the_explorer(str(first["explorer"]))
+        gateway = str(first["base_url"]).removesuffix("/v1")
+        auth = {"authorization": f"Bearer {first['api_key']}"}
+        timegpt = {m["name"] for m in httpx.get(f"{gateway}/v2/models", headers=auth, timeout=10).json()["models"]}
+        assert {"timegpt-2.1", "naive", "subnet-3"} <= timegpt
+        forecast = httpx.post(f"{gateway}/v2/forecast", headers=auth, timeout=60, json={
+            "series": {"y": [float(v % 7) for v in range(40)], "sizes": [40]}, "model": "timegpt-2.1", "h": 6,
+            "freq": "D", "level": [80]})
+        assert forecast.status_code == 200 and len(forecast.json()["mean"]) == 6, forecast.text
         pids = dict(first["processes"])  # type: ignore[call-overload]
+        forecasters = {"forecast", "naive"} if statsmodels_installed() else {"naive"}
         assert set(pids) == {"node", "gateway", "smol", "smol2", "weak", "embed", "validator-1", "validator-2",
-                             "provider", "explorer"}
+                             "validator-3", "provider", "explorer", *forecasters}
         with ChainClient(str(first["node"])) as chain:
             height = chain.height()
     finally:
         stopped = _gridmint("down", "--data-dir", data_dir)
-    assert len(stopped["stopped"]) == 10  # type: ignore[arg-type]
+    assert len(stopped["stopped"]) == len(pids)  # type: ignore[arg-type]
     assert not [name for name, pid in pids.items() if process_alive(int(pid))]
 
     again = _gridmint("up", "--data-dir", data_dir)

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
+from gridmint.chain.commitments import MsgCommit
+from gridmint.client.chain_client import ChainClient
 from gridmint.client.wallet import open_wallet
 from gridmint.web.app import make_app
 from tests.live_network import live_subnet
@@ -40,6 +42,12 @@ def test_the_explorer_reads_the_chain(tmp_path: Path, monkeypatch: pytest.Monkey
             assert [u["uid"] for u in graph["uids"]] == [0, 1] and graph["uids"][0]["permit"] is True
             history = client.get("/api/subnet/1/history?points=5").json()["points"]
             assert len(history) >= 2 and all(len(p["incentive"]) <= 2 for p in history)
+            assert client.get("/api/subnet/1/commitments").json() == {"netuid": 1, "commitments": []}
+            with ChainClient(live.node.url) as chain:
+                chain.execute(open_wallet("val", live.wallets).hotkey("default"), [MsgCommit(1, b"\x11" * 32, b"ok")])
+            (committed,) = client.get("/api/subnet/1/commitments").json()["commitments"]
+            assert committed["hash"] == "11" * 32 and committed["data"] == b"ok".hex()
+            assert committed["hotkey"] == open_wallet("val", live.wallets).hotkey_address("default")
             assert client.get("/api/market").json() == {"providers": [], "orders": [], "leases": []}
             assert len(client.get("/api/authorities").json()["members"]) == 1
 

@@ -21,6 +21,7 @@ def client() -> TestClient:
     ("/api/subnet/99999", "netuid: 99999 is out of range; expected a whole number from 0 to 65535"),
     (f"/api/subnet/{2**70}", "expected a whole number from 0 to 65535"),
     ("/api/subnet/65536/history", "expected a whole number from 0 to 65535"),
+    ("/api/subnet/65536/commitments", "expected a whole number from 0 to 65535"),
     (f"/api/block/{2**63}", f"expected a whole number from 0 to {2**63 - 1}"),
 ])
 def test_numbers_out_of_range_are_a_400_that_names_the_range(client: TestClient, path: str, expected: str) -> None:

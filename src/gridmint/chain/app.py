@@ -18,7 +18,20 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from gridmint.chain import authority, bank, codec, credit, emission, escrow, fees, market, staking, subnets, weights
+from gridmint.chain import (
+    authority,
+    bank,
+    codec,
+    commitments,
+    credit,
+    emission,
+    escrow,
+    fees,
+    market,
+    staking,
+    subnets,
+    weights,
+)
 from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import (
     BAD_BLOCK,
@@ -44,7 +57,7 @@ APP_NAME = "gridmint"
 APP_VERSION = 2
 # Order matters only for block hooks: emission's end_block runs after every message of the block.
 MODULES: tuple[ModuleSpec, ...] = (bank.MODULE, authority.MODULE, subnets.MODULE, staking.MODULE, weights.MODULE,
-                                   emission.MODULE, market.MODULE, escrow.MODULE, credit.MODULE)
+                                   emission.MODULE, market.MODULE, escrow.MODULE, credit.MODULE, commitments.MODULE)
 # The verified-transaction cache holds only transactions that passed check_tx, and at most this many bytes of
 # them (estimated by ``cached_footprint``: decoded objects as well as raw bytes), oldest evicted first. Enough for
 # a mempool of ~70,000 small transfers; a flood of refused transactions adds nothing to it.

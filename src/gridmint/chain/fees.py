@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from gridmint.chain import authority, bank, credit, emission, market, neurons, staking, subnets, weights
+from gridmint.chain import authority, bank, commitments, credit, emission, market, neurons, staking, subnets, weights
 from gridmint.chain.errors import register
 from gridmint.chain.params import params_to_json
 from gridmint.chain.state import Reader
@@ -191,6 +191,9 @@ SCHEDULE: dict[type[Msg], Rule] = {
                            f"300 + {PER_SETTLE_ENTRY}/entry"),
     credit.MsgClaim: Rule(lambda m, s, p: 300 + PER_CLAIM_ENTRY * len(m.entries), f"300 + {PER_CLAIM_ENTRY}/entry"),
     credit.MsgReclaimCredit: _flat(200),
+    # A commitment keeps its 32-byte hash and its data twice keyed (by epoch and by block) and prunes at most two
+    # expired ones: flat work, and state paid by the byte.
+    commitments.MsgCommit: Rule(lambda m, s, p: 200 + BYTE * len(m.data), "200 + 1/byte of data"),
 }
 
 

@@ -141,6 +141,17 @@ def text_list(max_items: int, max_bytes: int) -> FieldCheck:
     return list_of(text(max_bytes), max_items, f"texts of at most {max_bytes} bytes")
 
 
+def short_bytes(max_length: int) -> FieldCheck:
+    """Raw bytes of at most ``max_length`` (a commitment's data, say)."""
+
+    def check(name: str, value: Any) -> bytes:
+        if not isinstance(value, bytes) or len(value) > max_length:
+            raise INVALID_FIELD(f"{name}: expected bytes, at most {max_length} of them")
+        return value
+
+    return described(f"bytes (≤ {max_length})", check)
+
+
 def bytes32(name: str, value: Any) -> bytes:
     if not isinstance(value, bytes) or len(value) != 32:
         raise INVALID_FIELD(f"{name}: expected 32 bytes")

@@ -2,9 +2,10 @@
 
 The first ``up`` creates dev wallets (one password, printed: this is a dev network), a devnode with a genesis that
 funds them, a text-generation subnet (SmolLM2 through llama.cpp, and a weak miner that echoes the prompt, so that
-the validator's weights have something to tell apart) and an embedding subnet (wordllama), a validator on each, a
-gateway with a credit line and an API key for a dev consumer, a provider offering part of this machine, and the
-explorer.
+the validator's weights have something to tell apart), an embedding subnet (wordllama) and a prediction subnet (a
+statsmodels forecaster, when statsmodels is installed — ``pip install '.[forecast]'`` — and the naive random walk),
+a validator on each, a gateway with a credit line and an API key for a dev consumer (OpenAI's API, and TimeGPT's for
+forecasts), a provider offering part of this machine, and the explorer.
 Everything runs as background processes with their logs in ``<data dir>/logs``; ``up`` returns once the gateway
 answers and prints how to use it. ``down`` stops them all (validators and miners first, the node last). A later
 ``up`` with the same data directory resumes: same chain, same wallets, same API key.
@@ -12,6 +13,7 @@ answers and prints how to use it. ``down`` stops them all (validators and miners
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -42,14 +44,31 @@ STATE = "up.json"
 PIDS = "pids.json"
 MINT = 10**9
 SERVED_MODELS = ("smollm2-135m-instruct", "echo", "wordllama-l2_supercat-256")
-FIRST_STOPPED = ("explorer", "validator-1", "validator-2")  # then the miners and the rest; see _stop_all
+FORECAST_MODELS = {"statsmodels": "statsmodels-arima", "naive": "naive"}  # subnet 3's backends and their models
+SUBNETS = ((1, "text-generation", "chat"), (2, "embedding", "embeddings"), (3, "prediction", "forecasts"))
+FIRST_STOPPED = ("explorer", "validator-1", "validator-2", "validator-3")  # then the miners and the rest; _stop_all
 LAST_STOPPED = ("provider", "gateway", "node")
 
 
-def miner_plan(smollm2_miners: int) -> list[list[Any]]:
-    """``[name, netuid, backend]`` for each miner: SmolLM2 ones and the weak echo miner on subnet 1, wordllama on 2."""
+def miner_plan(smollm2_miners: int, forecaster: bool = True) -> list[list[Any]]:
+    """``[name, netuid, backend]`` for each miner: SmolLM2 ones and the weak echo miner on subnet 1, wordllama on 2,
+    on 3 the statsmodels forecaster (``forecaster``: statsmodels is installed) and the naive walk."""
     smol = [[f"smol{i + 1}" if i else "smol", 1, "llama-cpp"] for i in range(smollm2_miners)]
-    return [*smol, ["weak", 1, "echo"], ["embed", 2, "wordllama"]]
+    forecasts = [["forecast", 3, "statsmodels"]] if forecaster else []
+    return [*smol, ["weak", 1, "echo"], ["embed", 2, "wordllama"], *forecasts, ["naive", 3, "naive"]]
+
+
+def statsmodels_installed() -> bool:
+    return importlib.util.find_spec("statsmodels") is not None and importlib.util.find_spec("threadpoolctl") is not None
+
+
+def netuids_of(miners: list[list[Any]]) -> list[int]:
+    """The subnets this network runs (one made before subnet 3 existed runs 1 and 2)."""
+    return sorted({int(netuid) for _, netuid, _ in miners})
+
+
+def served_models(miners: list[list[Any]]) -> tuple[str, ...]:
+    return (*SERVED_MODELS, *(FORECAST_MODELS[backend] for _, netuid, backend in miners if netuid == 3))
 
 
 def _set_aside(data_dir: Path) -> None:
@@ -136,11 +155,11 @@ def _first_time(data_dir: Path, names: list[str]) -> dict[str, Wallet]:
 def _set_up_chain(client: ChainClient, wallets: dict[str, Wallet], miners: list[list[Any]]) -> None:
     keys = {name: wallet.coldkey(DEV_PASSWORD) for name, wallet in wallets.items()}
     hot = {name: parse_address(wallet.hotkey_address("default")) for name, wallet in wallets.items()}
-    _step("Creating subnet 1 (text generation) and subnet 2 (embeddings)")
-    client.execute(keys["owner"], [MsgCreateSubnet("text-generation", "chat")])
-    client.execute(keys["owner"], [MsgCreateSubnet("embedding", "embeddings")])
-    _step("Registering the validator on both subnets and the miners on theirs")
-    for netuid in (1, 2):
+    _step("Creating subnet 1 (text generation), subnet 2 (embeddings) and subnet 3 (prediction)")
+    for _, modality, name in SUBNETS:
+        client.execute(keys["owner"], [MsgCreateSubnet(modality, name)])
+    _step("Registering the validator on every subnet and the miners on theirs")
+    for netuid in netuids_of(miners):
         client.execute(keys["validator"], [MsgRegister(netuid, hot["validator"], 0)])
         client.execute(keys["validator"], [MsgAddStake(netuid, hot["validator"], 1_000 * MINT)])
     for name, netuid, _ in miners:
@@ -179,7 +198,10 @@ def up(ctx: click.Context, data_dir: Path, port_base: int, miners: int, keep_rec
         _set_aside(data_dir)
     fresh = not state_path.exists()
     if fresh:
-        plan = miner_plan(miners)
+        forecaster = statsmodels_installed()
+        if not forecaster:
+            _step("statsmodels is not installed (pip install '.[forecast]'): subnet 3 gets the naive forecaster only")
+        plan = miner_plan(miners, forecaster)
         state: dict[str, Any] = {"ports": _ports(port_base, plan), "miners": plan, "app_version": APP_VERSION}
     else:
         state = json.loads(state_path.read_text())
@@ -203,17 +225,19 @@ def up(ctx: click.Context, data_dir: Path, port_base: int, miners: int, keep_rec
                                      str(state["ports"]["gateway"]), "--data-dir", str(data_dir / "gateway"),
                                      "--sync-seconds", "1", *_allow_miners(state["ports"], plan))
             _wait_http(launcher.url("gateway") + "/health", "the gateway", 60, gateway)
-            _step(f"Starting the miners: {len(plan) - 2} SmolLM2 (llama.cpp) and a weak echo miner on subnet 1, "
-                  "wordllama on subnet 2")
+            smol_count = sum(backend == "llama-cpp" for _, _, backend in plan)
+            forecasters = [backend for _, netuid, backend in plan if netuid == 3]
+            _step(f"Starting the miners: {smol_count} SmolLM2 (llama.cpp) and a weak echo miner on subnet 1, "
+                  "wordllama on subnet 2" + (f", {' and '.join(forecasters)} on subnet 3" if forecasters else ""))
             miner_processes = {
                 name: launcher.start(name, "miner", "run", "--netuid", str(netuid), "--backend", backend, "--wallet",
                                      name, "--port", str(state["ports"][name]), "--price", "0.001")
                 for name, netuid, backend in plan}
             for name, process in miner_processes.items():
                 _wait_http(launcher.url(name) + "/health", f"miner {name}", 120, process)
-            _wait_for_models(launcher.url("gateway"), SERVED_MODELS, 60)
+            _wait_for_models(launcher.url("gateway"), served_models(plan), 60)
             _step("Starting a validator on each subnet and the provider")
-            for netuid in (1, 2):
+            for netuid in netuids_of(plan):
                 launcher.start(f"validator-{netuid}", "validator", "run", "--netuid", str(netuid), "--wallet",
                                "validator", "--interval", "5", *_allow_miners(state["ports"], plan, netuid))
             launcher.start("provider", "provider", "run", "--wallet", "provider", "--port",
@@ -252,6 +276,9 @@ def up(ctx: click.Context, data_dir: Path, port_base: int, miners: int, keep_rec
         f"    client = OpenAI(base_url=\"{base_url}\", api_key=\"{state['api_key']}\")",
         "    print(client.chat.completions.create(model=\"smollm2-135m-instruct\",",
         "          messages=[{\"role\": \"user\", \"content\": \"Hi!\"}]).choices[0].message.content)", "",
+        *(["  Forecasts (TimeGPT's client, subnet 3):", "    from nixtla import NixtlaClient",
+           f"    NixtlaClient(base_url=\"{launcher.url('gateway')}\", api_key=\"{state['api_key']}\")"
+           ".forecast(df, h=12, level=[80, 90])", ""] if 3 in netuids_of(plan) else []),
         f"  Stop: gridmint down --data-dir {data_dir}    (a later `gridmint up` resumes)"]))
 
 

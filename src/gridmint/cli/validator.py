@@ -21,6 +21,7 @@ from gridmint.cli.common import (
 from gridmint.client.chain_client import ChainClient, default_node_url
 from gridmint.gateway.keys import gateway_at
 from gridmint.inference.validator.loop import Validator
+from gridmint.inference.validator.prediction import PREDICTION, SOURCES, PredictionSettings, PredictionValidator
 from gridmint.inference.validator.probes import ProbeGateway
 from gridmint.inference.validator.scoring import make_scorer
 
@@ -46,10 +47,13 @@ def validator() -> None:
 @click.option("--probe-api-key", envvar="GRIDMINT_PROBE_API_KEY", default=None, show_envvar=True,
               help="The API key of the account whose credit line at the probe gateway pays for the probes (get one "
                    "with `gridmint gateway key`, from an account other than this hotkey).")
+@click.option("--series", type=click.Choice(SOURCES), default="hidden-regime", show_default=True,
+              help="Prediction subnets: what miners forecast (a hidden-regime series drawn from future block hashes, "
+                   "or GridMint's own demand read from chain events).")
 @click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]), show_default=True)
 def run(netuid: int, interval: float, timeout: float, wallet_name: str, hotkey: str, wallet_dir: Path | None,
         node_url: str | None, password_file: str | None, allow_endpoints: tuple[str, ...], probe_gateway: str | None,
-        probe_api_key: str | None, log_level: str) -> None:
+        probe_api_key: str | None, series: str, log_level: str) -> None:
     """Run rounds until interrupted; logs who was queried, their scores and the weights submitted."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -64,8 +68,15 @@ def run(netuid: int, interval: float, timeout: float, wallet_name: str, hotkey: 
                 ProbeGateway(probe_gateway, probe_api_key, gateway_at(client, probe_gateway))
         except ChainError as error:
             raise click.BadParameter(str(error), param_hint="--probe-gateway") from None
-    worker = Validator(key, netuid, node, make_scorer(modality), timeout_s=timeout, allow=allow_endpoints,
-                       probe_gateway=probes)
+    if modality == PREDICTION:  # answers scored when their future comes, not as they arrive
+        if probes is not None:
+            raise click.UsageError("--probe-gateway is not supported on prediction subnets yet: their validator "
+                                   "asks miners directly")
+        worker: Validator = PredictionValidator(key, netuid, node, PredictionSettings(source=series),
+                                                timeout_s=timeout, allow=allow_endpoints)
+    else:
+        worker = Validator(key, netuid, node, make_scorer(modality), timeout_s=timeout, allow=allow_endpoints,
+                           probe_gateway=probes)
     logging.getLogger("gridmint.validator").info(
         "Validating subnet %d (%s) as %s, a round every %g s, %s.", netuid, modality, worker.address, interval,
         "asking miners directly" if probes is None else f"probing through the gateway at {probes.url} "

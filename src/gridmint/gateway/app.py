@@ -66,6 +66,7 @@ log = logging.getLogger("gridmint.gateway")
 MAX_BODY_BYTES = 1024 * 1024
 USAGE_PAGE = 1_000  # records per GET /v1/usage page
 MODEL_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+TIMEGPT_PATHS = ("/v2/models", "/model_params", "/v2/forecast")  # gateway/forecast.py: prediction subnets
 
 
 class RateLimiter:
@@ -140,6 +141,10 @@ class GatewayApp:
                 await self._usage(scope, send)
             elif method == "POST" and path in MODEL_PATHS:
                 status = await self._model_call(scope, receive, send, path)
+            elif path in TIMEGPT_PATHS:
+                from gridmint.gateway import forecast  # it imports this module, so it loads on first use
+
+                status = await forecast.handle(self, scope, receive, send)
             else:
                 raise RefusalError(404, f"no route {method} {path[:100]}", "invalid_request_error", "not_found")
         except RefusalError as refusal:

@@ -72,6 +72,7 @@ def make_app(node_url: str) -> Starlette:
         route("/api/subnets", explorer.subnets),
         route("/api/subnet/{netuid:int}", explorer.metagraph, "netuid"),
         route("/api/subnet/{netuid:int}/history", explorer.history, "netuid"),
+        route("/api/subnet/{netuid:int}/commitments", explorer.commitments, "netuid"),
         route("/api/market", explorer.market),
         route("/api/authorities", explorer.authorities),
         route("/api/search", explorer.search, "q"),

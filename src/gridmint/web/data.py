@@ -126,6 +126,14 @@ class Explorer:
         return {"netuid": netuid, "block": graph.block, "n": graph.n, "uids": rows,
                 "weights": {uid: _weight_row(pair) for uid, pair in weights.items()}}
 
+    def commitments(self, netuid: int) -> dict[str, Any]:
+        """What the subnet's hotkeys committed (a prediction validator's answer roots, say), newest first: the
+        chain's first page of them."""
+        found = self.client.query(f"/commitments/subnet/{netuid}")
+        rows = [{"hotkey": c["hotkey"], "epoch": c["epoch"], "block": c["block"], "hash": c["hash"].hex(),
+                 "data": c["data"].hex()} for c in found]
+        return {"netuid": netuid, "commitments": sorted(rows, key=lambda r: (-r["block"], r["hotkey"]))}
+
     def history(self, netuid: int, points: int = 20) -> dict[str, Any]:
         """Incentive and emission per UID at up to ``points`` heights from the subnet's creation to now."""
         created = int(self.client.query(f"/subnets/{netuid}")["created_at"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from gridmint.inference.backends.base import Backend
 
-BACKENDS = ("echo", "llama-cpp", "wordllama", "transformers", "sentence-transformers")
+BACKENDS = ("echo", "llama-cpp", "wordllama", "transformers", "sentence-transformers", "naive", "statsmodels")
 
 
 class UnknownBackendError(ValueError):
@@ -35,4 +35,12 @@ def load_backend(name: str, model: str | None = None) -> Backend:
         from gridmint.inference.backends.sentence_transformers import SentenceTransformersBackend
 
         return SentenceTransformersBackend(model)
+    if name == "naive":  # forecasts (prediction subnets): the random-walk baseline
+        from gridmint.inference.backends.forecast import NaiveBackend
+
+        return NaiveBackend(model or "naive")
+    if name == "statsmodels":
+        from gridmint.inference.backends.forecast_statsmodels import StatsmodelsBackend
+
+        return StatsmodelsBackend(model or "statsmodels-arima")
     raise UnknownBackendError(f"unknown backend '{name}'; choose one of {', '.join(BACKENDS)}")

@@ -12,6 +12,9 @@ signature over the request's nonce and the answer's hash; a stream ends with a c
 signature over every byte sent before it, then ``data: [DONE]``. What a gateway is answered is counted in the
 miner's book (``miner.book``) before the answer leaves.
 
+``POST /v1/forecast`` (prediction backends, ``inference/forecast_wire.py``) follows the same order; a gateway's
+forecast is counted in series × horizon steps where text counts tokens.
+
 ``POST /v1/receipts`` (signed, gateways only, never refused for exposure: asking for receipts is how a gateway
 lowers it): the gateway's acknowledged cumulative receipts, at most ``MAX_RECEIPTS``; the miner answers, signed,
 its signature or the reason it did not sign, for each in order (rules in ``miner.book``).
@@ -34,7 +37,7 @@ from gridmint.chain.errors import ChainError
 from gridmint.chain.receipts import Receipt, gateway_acknowledged
 from gridmint.chain.units import MAX_AMOUNT, MAX_U64
 from gridmint.client.signing import BODY, NOT_PERMITTED, Caller, NonceWindow, http_status, sign_answer, verify_request
-from gridmint.inference import wire
+from gridmint.inference import forecast_wire, wire
 from gridmint.inference.asgi import Job, Receive, Send, read_body, run_lifespan, send_raw
 from gridmint.inference.backends.base import (
     ANY_MODALITY,
@@ -44,6 +47,7 @@ from gridmint.inference.backends.base import (
     Generation,
     UnsupportedError,
 )
+from gridmint.inference.backends.forecast import ForecastBackend
 from gridmint.inference.miner.book import Asked, ReceiptBook
 from gridmint.inference.miner.metrics import MinerMetrics
 from gridmint.inference.protocol import CallerPolicy, ExposureError
@@ -93,6 +97,7 @@ class MinerApp:
         self._routes: dict[str, Handler] = {
             "/v1/chat/completions": self._chat, "/v1/completions": self._completion,
             "/v1/embeddings": self._embedding, RECEIPTS: self._receipts,
+            forecast_wire.FORECAST_PATH: self._forecast,
         }
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
@@ -249,6 +254,16 @@ class MinerApp:
         if gateway:
             self.book.count(caller.address, result.prompt_tokens, self.price_per_1k)
         await self._signed_json(send, caller, wire.embedding_answer(model, result))
+
+    async def _forecast(self, send: Send, body: Any, caller: Caller, gateway: bool) -> None:
+        request = forecast_wire.parse_forecast_request(body)
+        self._check_model(request.model, forecast_wire.PREDICTION)
+        if not isinstance(self.backend, ForecastBackend):  # the echo backend claims every modality, not this one
+            raise UnsupportedError("this miner serves no forecasts")
+        forecasts = await asyncio.to_thread(self.backend.forecast, request)
+        if gateway:
+            self.book.count(caller.address, forecast_wire.forecast_units(request), self.price_per_1k)
+        await self._signed_json(send, caller, forecast_wire.forecast_answer(request.model, forecasts))
 
     async def _receipts(self, send: Send, body: Any, caller: Caller, gateway: bool) -> None:
         receipts, acks = self._parse_receipts(body, caller)

@@ -112,16 +112,24 @@ function chart(points, uids, key, id) {
 }
 
 async function pageSubnet(netuid) {
-  const [graph, history] = await Promise.all([api("subnet/" + netuid), api(`subnet/${netuid}/history?points=20`)]);
+  const [graph, history, committed] = await Promise.all([api("subnet/" + netuid),
+    api(`subnet/${netuid}/history?points=20`), api(`subnet/${netuid}/commitments`)]);
   const rows = graph.uids.map((u) => [u.uid, addr(u.hotkey), mint(u.stake), u.permit ? "yes" : "", u.incentive.toFixed(4),
     u.dividends.toFixed(4), mint(u.emission), esc(u.endpoint || ""), esc(u.models.join(", "))]);
   const weights = Object.entries(graph.weights || {}).map(([uid, row]) =>
     `<li>UID ${esc(uid)} sets ${Object.entries(row).map(([to, w]) => `UID ${esc(to)}: ${w}`).join(", ")}</li>`).join("");
   view.innerHTML = `<h2>Subnet ${netuid}</h2><p>Metagraph at block ${graph.block}</p>` +
     table(["UID", "Hotkey", "Stake", "Permit", "Incentive", "Dividends", "Emission", "Endpoint", "Models"], rows, "metagraph") +
+    "<h3>Leaderboard</h3>" + table(["Rank", "UID", "Hotkey", "Incentive", "Models"],
+      [...graph.uids].filter((u) => u.incentive > 0).sort((a, b) => b.incentive - a.incentive)
+        .map((u, i) => [i + 1, u.uid, addr(u.hotkey), u.incentive.toFixed(4), esc(u.models.join(", "))]), "leaderboard") +
     "<h3>Incentive over time</h3>" + chart(history.points, graph.uids.map((u) => u.uid), "incentive", "incentive-chart") +
     "<h3>Emission per epoch over time</h3>" + chart(history.points, graph.uids.map((u) => u.uid), "emission", "emission-chart") +
-    (weights ? `<h3>Validators' weights</h3><ul>${weights}</ul>` : "");
+    (weights ? `<h3>Validators' weights</h3><ul>${weights}</ul>` : "") +
+    (committed.commitments.length ? "<h3>Commitments (answer roots, artifact hashes)</h3>" +
+      table(["Block", "Epoch", "Hotkey", "Hash", "Data"], committed.commitments.map((c) =>
+        [c.block, c.epoch, addr(c.hotkey), `<code>${esc(c.hash)}</code>`, `<code>${esc(c.data)}</code>`]),
+        "commitments") : "");
 }
 
 async function pageMarket() {
