@@ -22,7 +22,9 @@ from gridmint.chain import authority, bank, codec, credit, emission, escrow, fee
 from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import (
     BAD_BLOCK,
+    HEIGHT_UNAVAILABLE,
     INTERNAL_ERROR,
+    INVALID_GENESIS,
     NONCE_FUTURE,
     NONCE_REPLAYED,
     UNKNOWN_QUERY,
@@ -153,9 +155,16 @@ class App:
         state = BlockState(self.store)
         state.set_value(CHAIN_ID_KEY, genesis.chain_id)
         state.set_value(TX_PARAMS_KEY, params_to_json(genesis.tx_params))
+        for account, nonce in genesis.nonces:
+            state.set_int(NONCE_PREFIX + account, nonce)
         for module in self.modules:
             if module.init_genesis is not None:
                 module.init_genesis(state, genesis.modules[module.name])
+        # An exported genesis carries every module's records; records that disagree with each other or with the
+        # bank (a hand-edited file, a truncated one) are refused here, before anything is kept.
+        broken = self._broken_invariants(state)
+        if broken:
+            raise INVALID_GENESIS(f"the genesis state breaks {len(broken)} invariant(s): {'; '.join(broken[:3])}")
         self._chain_id = genesis.chain_id
         self._tx_params = genesis.tx_params
         self._last_block_time = genesis.genesis_time_ns
@@ -163,14 +172,23 @@ class App:
         self._check_state = State(state)  # the mempool's scratch view, over genesis, never written into it
         return authority.validator_set(state), checksum(self.store.digest_with(state.writes))
 
-    def export_genesis(self, genesis_time: str) -> dict[str, Any]:
-        view = CommittedView(self.store)
-        app_state: dict[str, Any] = {"tx": params_to_json(self._tx_params)}
+    def export_genesis(self, genesis_time: str, height: int | None = None) -> dict[str, Any]:
+        """The committed state at ``height`` (the latest when None) as a genesis whose chain starts at the next
+        height: every key of the state, so ``init_chain`` from it gives the same app hash. Raises
+        ``query/height_unavailable`` when the store has pruned that height."""
+        view = CommittedView(self.store, height)
+        if height is not None and not 1 <= height <= self.store.height:
+            raise HEIGHT_UNAVAILABLE(f"height {height} is not committed; the latest is {self.store.height}")
+        app_state: dict[str, Any] = {
+            "tx": view.get_value(TX_PARAMS_KEY, {}),
+            "nonces": [{"address": format_address(account), "nonce": nonce}
+                       for account, nonce in view.scan_values(NONCE_PREFIX)],
+        }
         for module in self.modules:
             if module.export_genesis is not None:
                 app_state[module.name] = module.export_genesis(view)
-        return {"chain_id": self._chain_id, "genesis_time": genesis_time,
-                "initial_height": str(self.store.height + 1), "app_state": app_state}
+        return {"chain_id": self._read_chain_id(view), "genesis_time": genesis_time,
+                "initial_height": str(view.height + 1), "app_state": app_state}
 
     # --- ABCI: mempool ---------------------------------------------------------------------------------
 
@@ -403,7 +421,9 @@ class App:
 
     def check_invariants(self) -> list[str]:
         """Every breached invariant of committed state, as ``module/name: description``."""
-        view = CommittedView(self.store)
+        return self._broken_invariants(CommittedView(self.store))
+
+    def _broken_invariants(self, view: Reader) -> list[str]:
         broken = []
         for module in self.modules:
             for name, invariant in module.invariants.items():

@@ -19,6 +19,7 @@ from gridmint.chain.fields import choice, public_key, text, u64
 from gridmint.chain.module import Context, ModuleSpec, ValidatorUpdate
 from gridmint.chain.params import params_from_json, params_to_json, read_params
 from gridmint.chain.query_args import expect_args
+from gridmint.chain.records import Records, export_records, parse_records, write_records
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 
@@ -211,11 +212,16 @@ def query_proposals(state: Reader, parts: list[str], data: bytes) -> Any:
 class Genesis:
     params: Params
     members: tuple[tuple[bytes, dict[str, Any]], ...]
+    records: Records = ()  # open proposals and the next proposal id, in an exported genesis (chain/records.py)
+
+
+# What the section's readable fields write; records hold the rest of the module's state.
+WRITTEN_BY_FIELDS = (PARAMS_KEY, MEMBER_PREFIX)
 
 
 def validate_genesis(raw: Any) -> Genesis:
-    if not isinstance(raw, dict) or set(raw) - {"params", "members"}:
-        raise INVALID_GENESIS("authority: expected {\"params\": {...}, \"members\": [...]}")
+    if not isinstance(raw, dict) or set(raw) - {"params", "members", "records"}:
+        raise INVALID_GENESIS("authority: expected {\"params\": {...}, \"members\": [...], \"records\": {...}}")
     params = params_from_json(Params, "authority.params", raw.get("params", {}), BOUNDS)
     entries = raw.get("members", [])
     if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_AUTHORITIES:
@@ -243,18 +249,24 @@ def validate_genesis(raw: Any) -> Genesis:
         if account in members:
             raise INVALID_GENESIS(f"{where}: authority {format_address(account)} is listed twice")
         members[account] = {"pub_key": key, "power": power, "name": name}
-    return Genesis(params, tuple(sorted(members.items())))
+    records = parse_records("authority.records", NAME, raw.get("records", {}), WRITTEN_BY_FIELDS)
+    return Genesis(params, tuple(sorted(members.items())), records)
 
 
 def init_genesis(state: State, genesis: Genesis) -> None:
     state.set_value(PARAMS_KEY, params_to_json(genesis.params))
     for account, member in genesis.members:
         state.set_value(MEMBER_PREFIX + account, member)
+    write_records(state, genesis.records)
 
 
 def export_genesis(state: Reader) -> Any:
-    return {"params": params_to_json(get_params(state)),
-            "members": [_member_json(account, member) for account, member in get_members(state)]}
+    section = {"params": params_to_json(get_params(state)),
+               "members": [_member_json(account, member) for account, member in get_members(state)]}
+    records = export_records(state, NAME, WRITTEN_BY_FIELDS)
+    if records:
+        section["records"] = records
+    return section
 
 
 def validator_set(state: Reader) -> list[ValidatorUpdate]:

@@ -65,7 +65,8 @@ from gridmint.chain.fields import (
     u64,
 )
 from gridmint.chain.module import Context, ModuleSpec
-from gridmint.chain.params import ParamsGenesis, read_params
+from gridmint.chain.module_genesis import ModuleGenesis
+from gridmint.chain.params import read_params
 from gridmint.chain.query_args import expect_args, parse_address_arg, parse_id
 from gridmint.chain.receipts import Receipt, gateway_acknowledged, miner_signed
 from gridmint.chain.state import Reader, State
@@ -607,7 +608,7 @@ def query_paid(state: Reader, parts: list[str], data: bytes) -> Any:
             for miner, paid in state.scan_values(line_prefix(line_id))]
 
 
-GENESIS = ParamsGenesis("credit", Params, BOUNDS, PARAMS_KEY)
+GENESIS = ModuleGenesis("credit", Params, BOUNDS, PARAMS_KEY)
 
 
 def invariant_held(state: Reader) -> str | None:

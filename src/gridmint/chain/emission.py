@@ -30,7 +30,8 @@ import numpy as np
 from gridmint.chain import bank, neurons, staking
 from gridmint.chain import subnets as subnets_module
 from gridmint.chain.module import Context, ModuleSpec
-from gridmint.chain.params import ParamsGenesis, params_to_json, read_params
+from gridmint.chain.module_genesis import ModuleGenesis
+from gridmint.chain.params import params_to_json, read_params
 from gridmint.chain.query_args import expect_args
 from gridmint.chain.state import Reader, State
 from gridmint.chain.subnets import get_hyperparams
@@ -205,7 +206,7 @@ def query_info(state: Reader, parts: list[str], data: bytes) -> Any:
             "pending": {str(n): neurons.get_pending(state, n) for n in neurons.netuids(state)}}
 
 
-GENESIS = ParamsGenesis("emission", Params, BOUNDS, PARAMS_KEY)
+GENESIS = ModuleGenesis("emission", Params, BOUNDS, PARAMS_KEY)
 
 
 def invariant_pending(state: Reader) -> str | None:

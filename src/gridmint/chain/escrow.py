@@ -21,6 +21,7 @@ from gridmint.chain import bank
 from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import register
 from gridmint.chain.module import Context, ModuleSpec
+from gridmint.chain.module_genesis import ModuleGenesis
 from gridmint.chain.query_args import expect_args, parse_id
 from gridmint.chain.state import Reader, State
 from gridmint.chain.units import MAX_U64, format_mint
@@ -163,5 +164,8 @@ def invariant_held(state: Reader) -> str | None:
     return None if total == held else f"escrow accounts {total} != held by escrow {held}"
 
 
+GENESIS = ModuleGenesis(NAME)
+
 MODULE = ModuleSpec(name=NAME, end_block=end_block, queries={"account": query_account},
+                    validate_genesis=GENESIS.validate, init_genesis=GENESIS.init, export_genesis=GENESIS.export,
                     invariants={"held": invariant_held})

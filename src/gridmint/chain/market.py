@@ -36,7 +36,8 @@ from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import INVALID_FIELD, register
 from gridmint.chain.fields import address, amount, bytes32, text, text_list, u16, u64
 from gridmint.chain.module import Context, ModuleSpec
-from gridmint.chain.params import ParamsGenesis, read_params
+from gridmint.chain.module_genesis import ModuleGenesis
+from gridmint.chain.params import read_params
 from gridmint.chain.query_args import expect_args, parse_choice, parse_id
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
@@ -456,7 +457,7 @@ def query_lease(state: Reader, parts: list[str], data: bytes) -> Any:
             "provider": format_address(lease["provider"]), "open": account["open"], "escrow": account}
 
 
-GENESIS = ParamsGenesis("market", Params, BOUNDS, PARAMS_KEY)
+GENESIS = ModuleGenesis("market", Params, BOUNDS, PARAMS_KEY)
 
 
 def invariant_held(state: Reader) -> str | None:

@@ -62,7 +62,8 @@ from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import register
 from gridmint.chain.fields import address, amount, u16
 from gridmint.chain.module import Context, ModuleSpec
-from gridmint.chain.params import ParamsGenesis, read_params
+from gridmint.chain.module_genesis import ModuleGenesis
+from gridmint.chain.params import read_params
 from gridmint.chain.query_args import expect_args, parse_address_arg, parse_netuid, parse_page
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
@@ -477,11 +478,7 @@ def query_hotkey(state: Reader, parts: list[str], data: bytes) -> Any:
 # --- genesis and invariants --------------------------------------------------------------------------------
 
 
-GENESIS = ParamsGenesis(NAME, Params, BOUNDS, PARAMS_KEY)
-
-
-def validate_genesis(raw: Any) -> Any:
-    return GENESIS.validate({} if raw is None else raw)
+GENESIS = ModuleGenesis(NAME, Params, BOUNDS, PARAMS_KEY)
 
 
 def invariant_held(state: Reader) -> str | None:
@@ -546,7 +543,7 @@ MODULE = ModuleSpec(
     handlers={MsgAddStake: process_add, MsgRemoveStake: process_remove, MsgSetTake: process_set_take},
     end_block=return_closed_pools,
     queries={"stakes": query_stakes, "hotkey": query_hotkey, "params": GENESIS.query},
-    validate_genesis=validate_genesis,
+    validate_genesis=GENESIS.validate,
     init_genesis=GENESIS.init,
     export_genesis=GENESIS.export,
     invariants={"held": invariant_held, "totals": invariant_totals, "pools": invariant_pools},

@@ -58,7 +58,8 @@ from gridmint.chain.endpoint_url import parse_endpoint_url
 from gridmint.chain.errors import INVALID_FIELD, INVALID_GENESIS, UNKNOWN_QUERY, ChainError, register
 from gridmint.chain.fields import address, text, text_list, u16, u64
 from gridmint.chain.module import Context, ModuleSpec
-from gridmint.chain.params import ParamsGenesis, params_to_json, read_params
+from gridmint.chain.module_genesis import ModuleGenesis, SectionState
+from gridmint.chain.params import params_to_json, read_params
 from gridmint.chain.query_args import expect_args, parse_address_arg, parse_netuid, parse_options
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
@@ -544,16 +545,16 @@ def query_hotkey(state: Reader, parts: list[str], data: bytes) -> Any:
 # --- genesis -----------------------------------------------------------------------------------------------
 
 
-GENESIS = ParamsGenesis("subnets", Params, BOUNDS, PARAMS_KEY)
+GENESIS = ModuleGenesis("subnets", Params, BOUNDS, PARAMS_KEY)
 
 
-def validate_genesis(raw: Any) -> Params:
-    params: Params = GENESIS.validate(raw)
+def validate_genesis(raw: Any) -> SectionState:
+    section = GENESIS.validate(raw)
     try:
-        check_epoch_rate(params, Hyperparams(tempo=params.default_tempo))
+        check_epoch_rate(section.params, Hyperparams(tempo=section.params.default_tempo))
     except ChainError as error:
         raise INVALID_GENESIS(f"subnets.params.default_tempo: a new subnet's {error.message}") from None
-    return params
+    return section
 
 
 # --- invariants --------------------------------------------------------------------------------------------

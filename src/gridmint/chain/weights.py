@@ -24,6 +24,7 @@ from gridmint.chain import codec, neurons
 from gridmint.chain.errors import register
 from gridmint.chain.fields import bytes32, u16, u16_list
 from gridmint.chain.module import Context, ModuleSpec
+from gridmint.chain.module_genesis import ModuleGenesis
 from gridmint.chain.state import Reader, State
 from gridmint.chain.subnets import get_hyperparams
 from gridmint.chain.tx import Msg, message
@@ -193,7 +194,12 @@ def process_reveal(ctx: Context, msg: MsgRevealWeights) -> None:
     ctx.emit("weights_revealed", netuid=msg.netuid, uid=uid, count=len(msg.uids))
 
 
+GENESIS = ModuleGenesis(NAME)
+
 MODULE = ModuleSpec(
     name=NAME,
     handlers={MsgSetWeights: process_set, MsgCommitWeights: process_commit, MsgRevealWeights: process_reveal},
+    validate_genesis=GENESIS.validate,
+    init_genesis=GENESIS.init,
+    export_genesis=GENESIS.export,
 )
