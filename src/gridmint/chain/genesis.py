@@ -2,7 +2,13 @@
 
 The file has CometBFT's genesis shape (``genesis_time``, ``chain_id``, ``initial_height``, ``app_state``), so the
 same file starts the devnode and, later, a CometBFT network; ``app_state`` holds one section per module plus
-``tx`` (transaction limits). Every problem is reported with the path of the field at fault.
+``tx`` (transaction limits) and ``nonces`` (each account's last nonce, in an exported genesis). Every problem is
+reported with the path of the field at fault.
+
+``gridmint genesis export --height H`` writes the committed state at H in this shape, with ``initial_height`` H + 1:
+each module's readable fields (parameters, balances, held funds, authorities) and the records of the rest of its
+state. A chain started from it has, before its first block, the app hash the old chain had at H; a module that gained
+a parameter since reads it at its default.
 """
 
 from __future__ import annotations

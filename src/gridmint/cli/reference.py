@@ -15,7 +15,8 @@ from types import ModuleType
 
 import click
 
-from gridmint.chain import fees
+from gridmint.chain import fees, records
+from gridmint.chain import genesis as genesis_file
 from gridmint.chain.app import MODULES
 from gridmint.chain.errors import registered
 from gridmint.chain.fields import describe
@@ -95,6 +96,8 @@ def render() -> str:
               "| message | work units (U: the subnet's max_uids) |", "|---|---|"]
     lines += [f"| `{message.TYPE}` | {rule.words} |" for message, rule in fees.SCHEDULE.items()]
     lines.append("")
+    lines += ["## Genesis and export", "", inspect.cleandoc(genesis_file.__doc__ or "").strip(), "",
+              inspect.cleandoc(records.__doc__ or "").strip(), ""]
     for name in OFF_CHAIN:
         importlib.import_module(name)
     shared = [kind for kind in registered() if kind.module not in {spec.name for spec in MODULES}]
