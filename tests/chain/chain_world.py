@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gridmint.chain.app import App, TxResult
+from gridmint.chain.app import MESSAGE_TYPES, App, TxResult
 from gridmint.chain.credit import MsgOpenCredit, MsgRegisterGateway
 from gridmint.chain.errors import INTERNAL_ERROR, lookup
 from gridmint.chain.genesis import Genesis
@@ -69,7 +69,7 @@ class Block:
 
 def message_types_of(raw: bytes) -> list[str]:
     try:
-        return [message.TYPE for message in decode_tx(raw).body.messages]
+        return [message.TYPE for message in decode_tx(raw, types=MESSAGE_TYPES).body.messages]
     except Exception:  # a transaction that does not decode is counted under no type
         return []
 

@@ -33,7 +33,7 @@ from gridmint.chain.errors import (
 )
 from gridmint.chain.genesis import Genesis, TxParams
 from gridmint.chain.lthash import checksum
-from gridmint.chain.module import BlockInfo, Context, Event, ModuleSpec, ValidatorUpdate
+from gridmint.chain.module import BlockInfo, Context, Event, ModuleSpec, ValidatorUpdate, message_registry
 from gridmint.chain.params import params_to_json
 from gridmint.chain.query_args import check_data, check_height, check_path, expect_args, parse_address_arg
 from gridmint.chain.state import BlockState, CommittedView, Reader, State, TxState
@@ -47,6 +47,7 @@ APP_VERSION = 2
 # Order matters only for block hooks: emission's end_block runs after every message of the block.
 MODULES: tuple[ModuleSpec, ...] = (bank.MODULE, authority.MODULE, subnets.MODULE, staking.MODULE, weights.MODULE,
                                    emission.MODULE, market.MODULE, escrow.MODULE, credit.MODULE)
+MESSAGE_TYPES = message_registry(MODULES)  # what the chain decodes: the messages its modules handle
 # The verified-transaction cache holds only transactions that passed check_tx, and at most this many bytes of
 # them (estimated by ``cached_footprint``: decoded objects as well as raw bytes), oldest evicted first. Enough for
 # a mempool of ~70,000 small transfers; a flood of refused transactions adds nothing to it.
@@ -120,6 +121,7 @@ class App:
         self.store = store
         self.modules = modules
         self._handlers = {msg: handler for module in modules for msg, handler in module.handlers.items()}
+        self._message_types = message_registry(modules)
         self._verified: OrderedDict[bytes, tuple[SignedTx, int]] = OrderedDict()  # raw -> (tx, footprint)
         self._verified_bytes = 0
         self._pending: _Pending | None = None
@@ -221,7 +223,7 @@ class App:
         cached = self._verified.get(raw)
         if cached is not None:
             return cached[0]
-        return decode_tx(raw, self._tx_params.max_tx_bytes)
+        return decode_tx(raw, self._tx_params.max_tx_bytes, types=self._message_types)
 
     @property
     def verified_cache_bytes(self) -> int:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gridmint.chain.state import Reader, State
-from gridmint.chain.tx import Msg
+from gridmint.chain.tx import MessageTypes, Msg
 
 
 @dataclass(frozen=True)
@@ -75,3 +75,15 @@ class ModuleSpec:
     init_genesis: Callable[[State, Any], None] | None = None
     export_genesis: Callable[[Reader], Any] | None = None
     invariants: Mapping[str, Invariant] = field(default_factory=dict)
+
+
+def message_registry(modules: tuple[ModuleSpec, ...]) -> MessageTypes:
+    """Every message type the ``modules`` handle, by wire name: what the app decodes. Two modules handling one
+    name is a programming error."""
+    registry: dict[str, type[Msg]] = {}
+    for module in modules:
+        for msg in module.handlers:
+            if msg.TYPE in registry:
+                raise TypeError(f"message type {msg.TYPE} is handled by two modules")
+            registry[msg.TYPE] = msg
+    return registry

@@ -55,31 +55,32 @@ import numpy as np
 from gridmint.chain import bank, codec, neurons, staking
 from gridmint.chain.crypto import format_address
 from gridmint.chain.endpoint_url import parse_endpoint_url
-from gridmint.chain.errors import INVALID_FIELD, INVALID_GENESIS, UNKNOWN_QUERY, ChainError, register
+from gridmint.chain.errors import INVALID_FIELD, INVALID_GENESIS, UNKNOWN_QUERY, ChainError
 from gridmint.chain.fields import address, text, text_list, u16, u64
 from gridmint.chain.module import Context, ModuleSpec
 from gridmint.chain.module_genesis import ModuleGenesis, SectionState
 from gridmint.chain.params import params_to_json, read_params
 from gridmint.chain.query_args import expect_args, parse_address_arg, parse_netuid, parse_options
 from gridmint.chain.state import Reader, State
+from gridmint.chain.subnets_errors import (
+    BURN_ABOVE_LIMIT,
+    EPOCH_TOO_COSTLY,
+    HOTKEY_OWNED,
+    HOTKEY_REGISTERED,
+    INVALID_ENDPOINT,
+    INVALID_MODALITY,
+    NOT_OWNER,
+    PARAM_OUT_OF_BOUNDS,
+    PRICE_ABOVE_LIMIT,
+    RATE_LIMITED,
+    SUBNET_FULL,
+    TOO_MANY_SUBNETS,
+    UNKNOWN_PARAM,
+)
 from gridmint.chain.tx import Msg, message
 from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64, format_mint
 
 NAME = "subnets"
-
-NOT_OWNER = register(NAME, 3, "not_owner")
-UNKNOWN_PARAM = register(NAME, 4, "unknown_param")
-PARAM_OUT_OF_BOUNDS = register(NAME, 5, "param_out_of_bounds")
-HOTKEY_REGISTERED = register(NAME, 6, "hotkey_registered")
-HOTKEY_OWNED = register(NAME, 7, "hotkey_owned")
-SUBNET_FULL = register(NAME, 8, "subnet_full")
-INVALID_ENDPOINT = register(NAME, 9, "invalid_endpoint")
-RATE_LIMITED = register(NAME, 10, "rate_limited")
-TOO_MANY_SUBNETS = register(NAME, 11, "too_many_subnets")
-INVALID_MODALITY = register(NAME, 12, "invalid_modality")
-BURN_ABOVE_LIMIT = register(NAME, 13, "burn_above_limit")
-EPOCH_TOO_COSTLY = register(NAME, 14, "epoch_too_costly")
-PRICE_ABOVE_LIMIT = register(NAME, 15, "price_above_limit")
 
 MODALITY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,31}$")
 MAX_URL_BYTES = 256

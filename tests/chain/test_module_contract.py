@@ -1,0 +1,63 @@
+"""The shape every module follows (DESIGN.md, "Modules"), checked over the app's module list so that a new module
+is held to it too: the modules are the one registry of messages, and each keeps its errors and its state under its
+own name."""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from gridmint.chain import bank, market
+from gridmint.chain.app import MESSAGE_TYPES, MODULES, App
+from gridmint.chain.errors import registered
+from gridmint.chain.market import MsgCreateDeployment
+from gridmint.chain.module import message_registry
+from gridmint.chain.store import Store
+from tests.helpers import genesis, key, signed
+
+SOURCES = Path(__file__).parents[2] / "src" / "gridmint" / "chain"
+
+
+def test_the_chain_decodes_exactly_the_messages_its_modules_handle() -> None:
+    handled = {msg.TYPE: msg for module in MODULES for msg in module.handlers}
+    assert dict(MESSAGE_TYPES) == handled
+
+
+def test_a_message_no_module_of_the_app_handles_is_unknown_to_it(tmp_path: Path) -> None:
+    """An app without the market reads a market message as unknown (a coded refusal), not as a crash."""
+    without_market = tuple(module for module in MODULES if module.name not in (market.NAME,))
+    app = App(Store(tmp_path / "s.sqlite"), without_market)
+    app.init_chain(genesis())
+    result = app.check_tx(signed(key("alice"), 1, MsgCreateDeployment(1, 1, 0, [], 0, 1, b"\x01" * 32, 10)))
+    assert (result.codespace, result.code) == ("tx", 7) and "unknown message type 'market/create_deployment'" in \
+        result.log
+    assert app.store.height == 0
+
+
+def test_two_modules_cannot_handle_one_message_type() -> None:
+    twice = (bank.MODULE, bank.MODULE)
+    with pytest.raises(TypeError, match="bank/send is handled by two modules"):
+        message_registry(twice)
+
+
+REGISTRATION = re.compile(r'register\((NAME|"[a-z_]+"), (\d+), "([a-z_]+)"\)')
+
+
+def test_each_codespace_is_registered_in_one_file() -> None:
+    """One codespace, one table: every code of a module's codespace is registered in the same file, and nowhere
+    outside chain/ (so the chain's reference lists them all)."""
+    files: dict[str, set[str]] = defaultdict(set)
+    found: set[tuple[str, int]] = set()
+    for path in sorted(SOURCES.glob("*.py")):
+        source = path.read_text()
+        own = re.search(r'^NAME = "([a-z_]+)"', source, re.MULTILINE)
+        for space, code, _ in REGISTRATION.findall(source):
+            codespace = space.strip('"') if space != "NAME" else own.group(1) if own else "?"
+            files[codespace].add(path.name)
+            found.add((codespace, int(code)))
+    assert {space: sorted(names) for space, names in files.items() if len(names) > 1} == {}
+    modules = {module.name for module in MODULES}
+    assert {(kind.module, kind.code) for kind in registered() if kind.module in modules} <= found
