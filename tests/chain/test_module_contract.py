@@ -12,11 +12,17 @@ import pytest
 
 from gridmint.chain import bank, market
 from gridmint.chain.app import MESSAGE_TYPES, MODULES, App
+from gridmint.chain.bank import MsgSend
+from gridmint.chain.codec import decode
+from gridmint.chain.credit import MsgOpenCredit
 from gridmint.chain.errors import registered
-from gridmint.chain.market import MsgCreateDeployment
+from gridmint.chain.market import MsgAcceptBid, MsgBid, MsgCreateDeployment
 from gridmint.chain.module import message_registry
+from gridmint.chain.state import CommittedView
 from gridmint.chain.store import Store
-from tests.helpers import genesis, key, signed
+from gridmint.chain.subnets import MsgCreateSubnet, MsgRegister
+from tests.chain.chain_world import GATEWAY, build_world
+from tests.helpers import MINT, genesis, key, signed
 
 SOURCES = Path(__file__).parents[2] / "src" / "gridmint" / "chain"
 
@@ -61,3 +67,25 @@ def test_each_codespace_is_registered_in_one_file() -> None:
     assert {space: sorted(names) for space, names in files.items() if len(names) > 1} == {}
     modules = {module.name for module in MODULES}
     assert {(kind.module, kind.code) for kind in registered() if kind.module in modules} <= found
+
+
+def test_what_a_message_creates_comes_back_in_its_result_data(tmp_path: Path) -> None:
+    """A new subnet's netuid, a UID, an order, a lease, a line: the sender reads them from the result's data (canonical
+    codec, one entry per message), not from event strings; a transaction that created nothing has no data."""
+    net = build_world(tmp_path)
+    net.send("owner", MsgCreateSubnet("text-generation", "second"), MsgRegister(2, key("x1/hot").address, 0))
+    net.send("t1", MsgCreateDeployment(1_000, 2_048, 1, ["A100"], 40, MINT // 100, b"\x01" * 32, MINT))
+    net.send("c2", MsgOpenCredit(key(GATEWAY).address, 10 * MINT, 50, 1_000_000, 250, 0, 0))
+    net.send("d1", MsgSend(key("c1").address, 1))
+    results = {name: result for name, (result,) in net.commit().items()}
+    assert all(result.ok for result in results.values()), {n: r.log for n, r in results.items()}
+    assert decode(results["owner"].data) == [{"netuid": 2}, {"netuid": 2, "uid": 0}]
+    order = decode(results["t1"].data)[0]["order"]
+    assert decode(results["c2"].data) == [{"line": 2}]
+    assert results["d1"].data == b""
+    net.send("p1", MsgBid(order, MINT // 200))
+    net.commit()
+    net.send("t1", MsgAcceptBid(order, key("p1").address))
+    (accepted,) = net.commit()["t1"]
+    assert decode(accepted.data) == [{"lease": 1}]
+    assert CommittedView(net.app.store).get_value(market.LEASE_PREFIX + (1).to_bytes(8, "big"))["order"] == order

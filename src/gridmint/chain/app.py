@@ -361,8 +361,7 @@ class App:
         else:  # a check keeps nothing when a message fails: its messages run where the fee was charged
             messages_state, ctx = envelope_state, envelope
         try:
-            for msg in body.messages:
-                self._handlers[type(msg)](ctx, msg)
+            answers = [self._handlers[type(msg)](ctx, msg) for msg in body.messages]
         except ChainError as error:
             return TxResult.failure(error, envelope.events)
         messages_state.apply()
@@ -370,7 +369,7 @@ class App:
         if not delivering:
             return TxResult()
         updates.extend(ctx.validator_updates)
-        return TxResult(events=envelope.events + ctx.events)
+        return TxResult(data=result_data(answers), events=envelope.events + ctx.events)
 
     # --- ABCI: queries ---------------------------------------------------------------------------------
 
@@ -454,6 +453,14 @@ def coalesce_updates(updates: list[ValidatorUpdate], set_at_start: set[bytes]) -
         last[update.pub_key] = update.power  # a dict keeps the order in which keys were first set
     return [ValidatorUpdate(pub_key, power) for pub_key, power in last.items()
             if power != 0 or pub_key in set_at_start]
+
+
+def result_data(answers: list[dict[str, int] | None]) -> bytes:
+    """A transaction's result data: what each of its messages created, in message order (None where nothing), as
+    canonical codec bytes; empty where no message created anything, as before handlers answered."""
+    if all(answer is None for answer in answers):
+        return b""
+    return codec.encode(answers)
 
 
 def cached_footprint(tx: SignedTx) -> int:

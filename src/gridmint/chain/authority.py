@@ -105,7 +105,7 @@ def _require_member(ctx: Context) -> None:
         raise NOT_AUTHORITY(f"{format_address(ctx.signer)} is not an authority; only authorities propose and vote")
 
 
-def process_propose(ctx: Context, msg: MsgPropose) -> None:
+def process_propose(ctx: Context, msg: MsgPropose) -> dict[str, int]:
     _require_member(ctx)
     target = address_of(msg.pub_key)
     members = get_members(ctx.state)
@@ -131,6 +131,7 @@ def process_propose(ctx: Context, msg: MsgPropose) -> None:
     ctx.emit("authority_proposal", id=proposal_id, action=msg.action, target=format_address(target),
              proposer=format_address(ctx.signer))
     _tally(ctx, proposal_id, proposal)
+    return {"proposal": proposal_id}
 
 
 def process_vote(ctx: Context, msg: MsgVote) -> None:

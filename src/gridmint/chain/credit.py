@@ -302,7 +302,7 @@ def _check_duration(state: Reader, duration: int) -> None:
         raise BAD_EXPIRY(f"a credit line runs 1 to {longest} blocks, got {duration}")
 
 
-def process_open(ctx: Context, msg: MsgOpenCredit) -> None:
+def process_open(ctx: Context, msg: MsgOpenCredit) -> dict[str, int]:
     gateway = get_gateway(ctx.state, msg.gateway)
     key = LINE_PREFIX + ctx.signer + msg.gateway
     if ctx.state.get(key) is not None:
@@ -328,6 +328,7 @@ def process_open(ctx: Context, msg: MsgOpenCredit) -> None:
         "cap_period": msg.cap_period, "period_start": height, "period_spent": 0, "closing_at": 0})
     ctx.emit("credit_opened", consumer=format_address(ctx.signer), gateway=format_address(msg.gateway), line=line_id,
              amount=msg.amount, expires=expires, fee_bps=gateway["fee_bps"])
+    return {"line": line_id}
 
 
 def _refuse_closing(line: dict[str, Any], what: str) -> None:

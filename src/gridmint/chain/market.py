@@ -260,7 +260,7 @@ def process_register_provider(ctx: Context, msg: MsgRegisterProvider) -> None:
     ctx.emit("provider_registered", provider=format_address(ctx.signer), host=msg.host_uri, gpus=msg.gpu_count)
 
 
-def process_create_deployment(ctx: Context, msg: MsgCreateDeployment) -> None:
+def process_create_deployment(ctx: Context, msg: MsgCreateDeployment) -> dict[str, int]:
     if msg.deposit < msg.max_price:
         raise DEPOSIT_TOO_LOW(f"the deposit {format_mint(msg.deposit)} does not cover one block at the max price "
                               f"{format_mint(msg.max_price)}")
@@ -281,6 +281,7 @@ def process_create_deployment(ctx: Context, msg: MsgCreateDeployment) -> None:
     ctx.state.set(ORDER_DUE_PREFIX + _id(expires) + _id(order_id), b"")
     ctx.emit("order_created", order=order_id, tenant=format_address(ctx.signer), max_price=msg.max_price,
              hold=hold)
+    return {"order": order_id}
 
 
 def _open_order(state: State, order_id: int) -> dict[str, Any]:
@@ -331,7 +332,7 @@ def _settle_bids(state: State, order_id: int, per_bid: int, pot: int) -> int:
     return paid
 
 
-def process_accept(ctx: Context, msg: MsgAcceptBid) -> None:
+def process_accept(ctx: Context, msg: MsgAcceptBid) -> dict[str, int]:
     order = _open_order(ctx.state, msg.order_id)
     if order["tenant"] != ctx.signer:
         raise NOT_TENANT(f"order {msg.order_id} belongs to {format_address(order['tenant'])}")
@@ -352,6 +353,7 @@ def process_accept(ctx: Context, msg: MsgAcceptBid) -> None:
                                                         "provider": provider, "price": bid["price"]})
     ctx.emit("lease_started", lease=lease_id, order=msg.order_id, provider=format_address(provider),
              price=bid["price"], hold_returned=hold)
+    return {"lease": lease_id}
 
 
 def get_lease(state: Reader, lease_id: int) -> dict[str, Any]:

@@ -58,7 +58,9 @@ class Context:
             self.events.append(Event(event_type, tuple([(k, str(v)) for k, v in attributes.items()])))
 
 
-Handler = Callable[[Context, Any], None]
+# A handler returns what its message created for the sender to know (a new subnet's netuid, a UID, an order, a
+# lease, a line, a proposal) as a small map of integers, or None; a transaction's result data carries them (App).
+Handler = Callable[[Context, Any], dict[str, int] | None]
 BlockHook = Callable[[Context], None]
 QueryHandler = Callable[[Reader, list[str], bytes], Any]  # (committed view, path parts, data) -> answer
 Invariant = Callable[[Reader], str | None]  # returns a description of the breach, or None

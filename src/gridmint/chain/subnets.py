@@ -273,7 +273,7 @@ def _require_owner(ctx: Context, subnet: dict[str, Any], netuid: int) -> None:
         raise NOT_OWNER(f"only the owner of subnet {netuid} ({format_address(subnet['owner'])}) may do this")
 
 
-def process_create(ctx: Context, msg: MsgCreateSubnet) -> None:
+def process_create(ctx: Context, msg: MsgCreateSubnet) -> dict[str, int]:
     params = get_params(ctx.state)
     if not MODALITY_PATTERN.match(msg.modality):
         raise INVALID_MODALITY(f"modality '{msg.modality[:40]}' should be lower-case words joined by '-', "
@@ -297,6 +297,7 @@ def process_create(ctx: Context, msg: MsgCreateSubnet) -> None:
         "params": params_to_json(hyper),
     })
     ctx.emit("subnet_created", netuid=netuid, owner=format_address(ctx.signer), modality=msg.modality, lock=cost)
+    return {"netuid": netuid}
 
 
 def process_set_hyperparam(ctx: Context, msg: MsgSetHyperparam) -> None:
@@ -357,7 +358,7 @@ def process_dissolve(ctx: Context, msg: MsgDissolveSubnet) -> None:
     ctx.emit("subnet_dissolved", netuid=msg.netuid, returned=subnet["lock"], burned_pending=pending)
 
 
-def process_register(ctx: Context, msg: MsgRegister) -> None:
+def process_register(ctx: Context, msg: MsgRegister) -> dict[str, int]:
     netuid, hotkey, height = msg.netuid, msg.hotkey, ctx.block.height
     subnet = neurons.require_subnet(ctx.state, netuid)
     hyper = get_hyperparams(subnet)
@@ -385,6 +386,7 @@ def process_register(ctx: Context, msg: MsgRegister) -> None:
     neurons.put_subnet(ctx.state, netuid, subnet)
     ctx.emit("neuron_registered", netuid=netuid, uid=uid, hotkey=format_address(hotkey),
              coldkey=format_address(ctx.signer), burn=price)
+    return {"netuid": netuid, "uid": uid}
 
 
 def _free_uid(state: State, netuid: int, subnet: dict[str, Any], hyper: Hyperparams, height: int) -> int:
