@@ -4,6 +4,7 @@ own name."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 
 from gridmint.chain import bank, market
 from gridmint.chain.app import MESSAGE_TYPES, MODULES, App
-from gridmint.chain.bank import MsgSend
+from gridmint.chain.bank import MsgSend, Transfer
 from gridmint.chain.codec import decode
 from gridmint.chain.credit import MsgOpenCredit
 from gridmint.chain.errors import registered
@@ -89,3 +90,22 @@ def test_what_a_message_creates_comes_back_in_its_result_data(tmp_path: Path) ->
     (accepted,) = net.commit()["t1"]
     assert decode(accepted.data) == [{"lease": 1}]
     assert CommittedView(net.app.store).get_value(market.LEASE_PREFIX + (1).to_bytes(8, "big"))["order"] == order
+
+
+def test_each_module_declares_exactly_the_events_it_emits() -> None:
+    """Events are declared (typed dataclasses listed in ``ModuleSpec.events``) and built where they happen: what a
+    module's file emits is what it declares, and each declaration says what its attributes are."""
+    for module in MODULES:
+        source = (SOURCES / f"{module.name}.py").read_text()
+        emitted = set(re.findall(r"\.emit\((\w+)\(", source))
+        assert emitted == {event.__name__ for event in module.events}, module.name
+        assert '.emit("' not in source, f"{module.name} emits an undeclared event by name"
+        for event in module.events:
+            assert event.TYPE and event.__doc__ and dataclasses.fields(event), event  # type: ignore[arg-type]
+    types = [event.TYPE for module in MODULES for event in module.events]
+    assert len(types) == len(set(types)), "two modules declare one event type"
+
+
+def test_an_event_reads_as_its_fields_in_order() -> None:
+    event = Transfer(sender="gm1a", recipient="gm1b", amount=5)
+    assert event.attributes() == (("sender", "gm1a"), ("recipient", "gm1b"), ("amount", "5"))

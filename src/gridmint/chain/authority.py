@@ -16,7 +16,7 @@ from typing import Any
 from gridmint.chain.crypto import PUBLIC_KEY_BYTES, address_of, format_address
 from gridmint.chain.errors import INVALID_GENESIS, register
 from gridmint.chain.fields import choice, public_key, text, u64
-from gridmint.chain.module import Context, ModuleSpec, ValidatorUpdate
+from gridmint.chain.module import Context, EventData, ModuleSpec, ValidatorUpdate
 from gridmint.chain.params import params_from_json, params_to_json, read_params
 from gridmint.chain.query_args import expect_args
 from gridmint.chain.records import Records, export_records, parse_records, write_records
@@ -70,6 +70,52 @@ def is_member(state: Reader, account: bytes) -> bool:
 
 def proposal_key(proposal_id: int) -> bytes:
     return PROPOSAL_PREFIX + proposal_id.to_bytes(8, "big")
+
+
+# --- events ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuthorityProposal(EventData):
+    """An authority proposed adding or removing one (it may pass at once)."""
+
+    TYPE = "authority_proposal"
+
+    id: int
+    action: str
+    target: str
+    proposer: str
+
+
+@dataclass(frozen=True)
+class AuthorityVote(EventData):
+    """An authority voted for an open proposal."""
+
+    TYPE = "authority_vote"
+
+    id: int
+    voter: str
+
+
+@dataclass(frozen=True)
+class AuthorityChange(EventData):
+    """A proposal passed: the authority set changed."""
+
+    TYPE = "authority_change"
+
+    id: int
+    action: str
+    target: str
+    power: int
+
+
+@dataclass(frozen=True)
+class AuthorityProposalExpired(EventData):
+    """A proposal's voting period ended without a majority."""
+
+    TYPE = "authority_proposal_expired"
+
+    id: int
 
 
 # --- messages ----------------------------------------------------------------------------------------------
@@ -128,8 +174,8 @@ def process_propose(ctx: Context, msg: MsgPropose) -> dict[str, int]:
         "proposer": ctx.signer, "votes": [ctx.signer],
         "expires": ctx.block.height + get_params(ctx.state).voting_period,
     }
-    ctx.emit("authority_proposal", id=proposal_id, action=msg.action, target=format_address(target),
-             proposer=format_address(ctx.signer))
+    ctx.emit(AuthorityProposal(id=proposal_id, action=msg.action, target=format_address(target),
+             proposer=format_address(ctx.signer)))
     _tally(ctx, proposal_id, proposal)
     return {"proposal": proposal_id}
 
@@ -142,7 +188,7 @@ def process_vote(ctx: Context, msg: MsgVote) -> None:
     if ctx.signer in proposal["votes"]:
         raise ALREADY_VOTED(f"{format_address(ctx.signer)} already voted for proposal {msg.proposal_id}")
     proposal["votes"] = sorted([*proposal["votes"], ctx.signer])
-    ctx.emit("authority_vote", id=msg.proposal_id, voter=format_address(ctx.signer))
+    ctx.emit(AuthorityVote(id=msg.proposal_id, voter=format_address(ctx.signer)))
     _tally(ctx, msg.proposal_id, proposal)
 
 
@@ -168,8 +214,8 @@ def _tally(ctx: Context, proposal_id: int, proposal: dict[str, Any]) -> None:
     else:
         return  # removed meanwhile, or would empty the set: nothing left to do
     ctx.validator_updates.append(ValidatorUpdate(proposal["pub_key"], proposal["power"]))
-    ctx.emit("authority_change", id=proposal_id, action=proposal["action"], target=format_address(target),
-             power=proposal["power"])
+    ctx.emit(AuthorityChange(id=proposal_id, action=proposal["action"], target=format_address(target),
+             power=proposal["power"]))
 
 
 # --- block hooks -------------------------------------------------------------------------------------------
@@ -180,7 +226,7 @@ def end_block(ctx: Context) -> None:
     for key, proposal in list(ctx.state.scan_values(PROPOSAL_PREFIX)):
         if proposal["expires"] <= ctx.block.height:
             ctx.state.delete(PROPOSAL_PREFIX + key)
-            ctx.emit("authority_proposal_expired", id=int.from_bytes(key, "big"))
+            ctx.emit(AuthorityProposalExpired(id=int.from_bytes(key, "big")))
 
 
 # --- queries -----------------------------------------------------------------------------------------------
@@ -291,6 +337,7 @@ def invariant_member_keys(state: Reader) -> str | None:
 
 MODULE = ModuleSpec(
     name=NAME,
+    events=(AuthorityProposal, AuthorityVote, AuthorityChange, AuthorityProposalExpired),
     handlers={MsgPropose: process_propose, MsgVote: process_vote},
     end_block=end_block,
     queries={"members": query_members, "proposals": query_proposals},

@@ -24,7 +24,7 @@ from gridmint.chain.errors import (
     ChainError,
 )
 from gridmint.chain.fields import address, amount
-from gridmint.chain.module import Context, ModuleSpec
+from gridmint.chain.module import Context, EventData, ModuleSpec
 from gridmint.chain.params import params_from_json, params_to_json, read_params
 from gridmint.chain.query_args import expect_args, parse_address_arg
 from gridmint.chain.state import Reader, State
@@ -151,6 +151,30 @@ def release(state: State, module: str, account: bytes, grains: int) -> None:
     credit(state, account, grains)
 
 
+# --- events ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Transfer(EventData):
+    """Funds moved between accounts."""
+
+    TYPE = "transfer"
+
+    sender: str
+    recipient: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class Fee(EventData):
+    """A transaction's fee, burned."""
+
+    TYPE = "fee"
+
+    payer: str
+    amount: int
+
+
 # --- messages ----------------------------------------------------------------------------------------------
 
 
@@ -169,7 +193,7 @@ class MsgSend(Msg):
 def process_send(ctx: Context, msg: MsgSend) -> None:
     debit(ctx.state, ctx.signer, msg.amount)
     credit(ctx.state, msg.to, msg.amount)
-    ctx.emit("transfer", sender=format_address(ctx.signer), recipient=format_address(msg.to), amount=msg.amount)
+    ctx.emit(Transfer(sender=format_address(ctx.signer), recipient=format_address(msg.to), amount=msg.amount))
 
 
 def charge_fee(ctx: Context, fee: int, required: int) -> None:
@@ -180,7 +204,7 @@ def charge_fee(ctx: Context, fee: int, required: int) -> None:
                           "transaction requires (see /bank/params and the fee schedule in docs/chain.md)")
     if fee:
         burn(ctx.state, ctx.signer, fee, "fee")
-        ctx.emit("fee", payer=format_address(ctx.signer), amount=fee)
+        ctx.emit(Fee(payer=format_address(ctx.signer), amount=fee))
 
 
 # --- queries -----------------------------------------------------------------------------------------------
@@ -310,6 +334,7 @@ def invariant_no_empty_balances(state: Reader) -> str | None:
 
 MODULE = ModuleSpec(
     name=NAME,
+    events=(Transfer, Fee),
     handlers={MsgSend: process_send},
     queries={"balance": query_balance, "supply": query_supply, "params": query_params},
     validate_genesis=validate_genesis,

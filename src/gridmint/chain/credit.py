@@ -64,7 +64,7 @@ from gridmint.chain.fields import (
     u16,
     u64,
 )
-from gridmint.chain.module import Context, ModuleSpec
+from gridmint.chain.module import Context, EventData, ModuleSpec
 from gridmint.chain.module_genesis import ModuleGenesis
 from gridmint.chain.params import read_params
 from gridmint.chain.query_args import expect_args, parse_address_arg, parse_id
@@ -184,6 +184,97 @@ def max_grains(tokens: int, requests: int, max_price_per_1k: int) -> int:
     return (tokens * max_price_per_1k + 999 * requests) // 1000
 
 
+# --- events ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GatewayRegistered(EventData):
+    """A gateway registered, or changed its URL, fee or bond."""
+
+    TYPE = "gateway_registered"
+
+    gateway: str
+    url: str
+    fee_bps: int
+
+
+@dataclass(frozen=True)
+class CreditOpened(EventData):
+    """A consumer opened a credit line with a gateway."""
+
+    TYPE = "credit_opened"
+
+    consumer: str
+    gateway: str
+    line: int
+    amount: int
+    expires: int
+    fee_bps: int
+
+
+@dataclass(frozen=True)
+class CreditToppedUp(EventData):
+    """A consumer added funds (and maybe time) to a line."""
+
+    TYPE = "credit_topped_up"
+
+    consumer: str
+    gateway: str
+    amount: int
+    expires: int
+
+
+@dataclass(frozen=True)
+class CreditClosing(EventData):
+    """A consumer gave notice to close a line early."""
+
+    TYPE = "credit_closing"
+
+    consumer: str
+    gateway: str
+    line: int
+    reclaimable_from: int
+
+
+@dataclass(frozen=True)
+class Settled(EventData):
+    """A gateway settled a batch of receipts."""
+
+    TYPE = "settled"
+
+    gateway: str
+    batch: int
+    entries: int
+    paid: int
+    fee: int
+
+
+@dataclass(frozen=True)
+class Claimed(EventData):
+    """A miner claimed receipts the gateway acknowledged but did not settle."""
+
+    TYPE = "claimed"
+
+    gateway: str
+    claimant: str
+    entries: int
+    paid: int
+    fee: int
+    slashed: int
+
+
+@dataclass(frozen=True)
+class CreditReclaimed(EventData):
+    """A consumer took back what a closed or expired line had left."""
+
+    TYPE = "credit_reclaimed"
+
+    consumer: str
+    gateway: str
+    line: int
+    amount: int
+
+
 # --- messages ----------------------------------------------------------------------------------------------
 
 ENTRY_FIELDS = (("consumer", address), ("miner_key", public_key), ("tokens", u64), ("grains", amount),
@@ -293,7 +384,7 @@ def process_register_gateway(ctx: Context, msg: MsgRegisterGateway) -> None:
         bank.release(ctx.state, NAME, ctx.signer, held - msg.bond)
     ctx.state.set_value(key, {"url": msg.url, "fee_bps": msg.fee_bps, "bond": msg.bond,
                               "last_batch": int(previous["last_batch"]) if previous else 0})
-    ctx.emit("gateway_registered", gateway=format_address(ctx.signer), url=msg.url, fee_bps=msg.fee_bps)
+    ctx.emit(GatewayRegistered(gateway=format_address(ctx.signer), url=msg.url, fee_bps=msg.fee_bps))
 
 
 def _check_duration(state: Reader, duration: int) -> None:
@@ -326,8 +417,8 @@ def process_open(ctx: Context, msg: MsgOpenCredit) -> dict[str, int]:
         "id": line_id, "balance": msg.amount, "spent": 0, "opened": height, "expires": expires,
         "fee_bps": gateway["fee_bps"], "max_price_per_1k": msg.max_price_per_1k, "cap": msg.cap,
         "cap_period": msg.cap_period, "period_start": height, "period_spent": 0, "closing_at": 0})
-    ctx.emit("credit_opened", consumer=format_address(ctx.signer), gateway=format_address(msg.gateway), line=line_id,
-             amount=msg.amount, expires=expires, fee_bps=gateway["fee_bps"])
+    ctx.emit(CreditOpened(consumer=format_address(ctx.signer), gateway=format_address(msg.gateway), line=line_id,
+             amount=msg.amount, expires=expires, fee_bps=gateway["fee_bps"]))
     return {"line": line_id}
 
 
@@ -345,8 +436,8 @@ def process_top_up(ctx: Context, msg: MsgTopUpCredit) -> None:
     bank.hold(ctx.state, ctx.signer, NAME, msg.amount, f"a top-up of {format_mint(msg.amount)}")
     line.update(balance=int(line["balance"]) + msg.amount, expires=expires)
     ctx.state.set_value(LINE_PREFIX + ctx.signer + msg.gateway, line)
-    ctx.emit("credit_topped_up", consumer=format_address(ctx.signer), gateway=format_address(msg.gateway),
-             amount=msg.amount, expires=expires)
+    ctx.emit(CreditToppedUp(consumer=format_address(ctx.signer), gateway=format_address(msg.gateway),
+             amount=msg.amount, expires=expires))
 
 
 def process_close(ctx: Context, msg: MsgCloseCredit) -> None:
@@ -354,8 +445,8 @@ def process_close(ctx: Context, msg: MsgCloseCredit) -> None:
     _refuse_closing(line, "second close")
     line["closing_at"] = ctx.block.height + get_params(ctx.state).close_notice
     ctx.state.set_value(LINE_PREFIX + ctx.signer + msg.gateway, line)
-    ctx.emit("credit_closing", consumer=format_address(ctx.signer), gateway=format_address(msg.gateway),
-             line=line["id"], reclaimable_from=reclaimable_from(line, get_params(ctx.state)))
+    ctx.emit(CreditClosing(consumer=format_address(ctx.signer), gateway=format_address(msg.gateway),
+             line=line["id"], reclaimable_from=reclaimable_from(line, get_params(ctx.state))))
 
 
 # --- settlement and claims ---------------------------------------------------------------------------------
@@ -539,8 +630,8 @@ def process_settle(ctx: Context, msg: MsgSettle) -> None:
     _write(ctx, batch)
     gateway["last_batch"] = msg.batch
     ctx.state.set_value(GATEWAY_PREFIX + ctx.signer, gateway)
-    ctx.emit("settled", gateway=format_address(ctx.signer), batch=msg.batch, entries=len(msg.entries),
-             paid=batch.total, fee=batch.fees)
+    ctx.emit(Settled(gateway=format_address(ctx.signer), batch=msg.batch, entries=len(msg.entries),
+             paid=batch.total, fee=batch.fees))
 
 
 def process_claim(ctx: Context, msg: MsgClaim) -> None:
@@ -556,8 +647,8 @@ def process_claim(ctx: Context, msg: MsgClaim) -> None:
     if batch.slashed:
         gateway["bond"] = batch.bond
         ctx.state.set_value(GATEWAY_PREFIX + msg.gateway, gateway)
-    ctx.emit("claimed", gateway=format_address(msg.gateway), claimant=format_address(ctx.signer),
-             entries=len(msg.entries), paid=batch.total, fee=batch.fees, slashed=batch.slashed)
+    ctx.emit(Claimed(gateway=format_address(msg.gateway), claimant=format_address(ctx.signer),
+             entries=len(msg.entries), paid=batch.total, fee=batch.fees, slashed=batch.slashed))
 
 
 def process_reclaim(ctx: Context, msg: MsgReclaimCredit) -> None:
@@ -572,8 +663,8 @@ def process_reclaim(ctx: Context, msg: MsgReclaimCredit) -> None:
     for key, _ in list(ctx.state.scan(line_prefix(int(line["id"])))):
         ctx.state.delete(key)
     ctx.state.delete(LINE_PREFIX + ctx.signer + msg.gateway)
-    ctx.emit("credit_reclaimed", consumer=format_address(ctx.signer), gateway=format_address(msg.gateway),
-             line=line["id"], amount=line["balance"])
+    ctx.emit(CreditReclaimed(consumer=format_address(ctx.signer), gateway=format_address(msg.gateway),
+             line=line["id"], amount=line["balance"]))
 
 
 # --- queries, genesis, invariants --------------------------------------------------------------------------
@@ -631,6 +722,7 @@ def invariant_paid(state: Reader) -> str | None:
 
 MODULE = ModuleSpec(
     name=NAME,
+    events=(GatewayRegistered, CreditOpened, CreditToppedUp, CreditClosing, Settled, Claimed, CreditReclaimed),
     handlers={MsgRegisterGateway: process_register_gateway, MsgOpenCredit: process_open,
               MsgTopUpCredit: process_top_up, MsgCloseCredit: process_close, MsgSettle: process_settle,
               MsgClaim: process_claim, MsgReclaimCredit: process_reclaim},

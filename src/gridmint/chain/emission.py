@@ -29,7 +29,7 @@ import numpy as np
 
 from gridmint.chain import bank, neurons, staking
 from gridmint.chain import subnets as subnets_module
-from gridmint.chain.module import Context, ModuleSpec
+from gridmint.chain.module import Context, EventData, ModuleSpec
 from gridmint.chain.module_genesis import ModuleGenesis
 from gridmint.chain.params import params_to_json, read_params
 from gridmint.chain.query_args import expect_args
@@ -68,6 +68,21 @@ def get_params(state: Reader) -> Params:
 def compute_block_reward(params: Params, height: int, minted: int) -> int:
     reward = params.initial_reward >> min(height // params.halving_interval, 127)
     return max(0, min(reward, params.cap - minted))
+
+
+# --- events ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EpochRun(EventData):
+    """A subnet's epoch ran and paid its emission."""
+
+    TYPE = "epoch"
+
+    netuid: int
+    epoch: int
+    paid: int
+    pending: int
 
 
 # --- block hooks -------------------------------------------------------------------------------------------
@@ -155,8 +170,8 @@ def run_subnet_epoch(ctx: Context, netuid: int, subnet: dict[str, Any]) -> Epoch
     subnet["last_epoch"] = height
     subnet["epoch"] += 1
     neurons.put_subnet(state, netuid, subnet)
-    ctx.emit("epoch", netuid=netuid, epoch=subnet["epoch"], paid=int(paid.sum()),
-             pending=neurons.get_pending(state, netuid))
+    ctx.emit(EpochRun(netuid=netuid, epoch=subnet["epoch"], paid=int(paid.sum()),
+             pending=neurons.get_pending(state, netuid)))
     return result
 
 
@@ -222,6 +237,7 @@ def invariant_cap(state: Reader) -> str | None:
 
 MODULE = ModuleSpec(
     name=NAME,
+    events=(EpochRun,),
     end_block=end_block,
     queries={"info": query_info},
     validate_genesis=GENESIS.validate,

@@ -15,12 +15,13 @@ State:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from gridmint.chain import bank
 from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import register
-from gridmint.chain.module import Context, ModuleSpec
+from gridmint.chain.module import Context, EventData, ModuleSpec
 from gridmint.chain.module_genesis import ModuleGenesis
 from gridmint.chain.query_args import expect_args, parse_id
 from gridmint.chain.state import Reader, State
@@ -40,6 +41,23 @@ REASON_INSUFFICIENT_FUNDS = "insufficient_funds"
 # Accounts end_block closes at most per block: ~70 µs each on the reference machine, so ~35 ms; the worst block
 # the other bounds allow (bench/adversarial_block.py) stays under a second with them.
 CLOSURES_PER_BLOCK = 500
+
+
+# --- events ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EscrowExhausted(EventData):
+    """A lease's escrow ran dry and was closed."""
+
+    TYPE = "escrow_exhausted"
+
+    account: int
+    paid: int
+    refunded: int
+
+
+# --- accounts ----------------------------------------------------------------------------------------------
 
 
 def _key(account_id: int) -> bytes:
@@ -147,7 +165,7 @@ def end_block(ctx: Context) -> None:
     for key, _ in due:
         account_id = int.from_bytes(key[-8:], "big")
         paid, refunded = close(ctx.state, account_id, height, REASON_INSUFFICIENT_FUNDS)
-        ctx.emit("escrow_exhausted", account=account_id, paid=paid, refunded=refunded)
+        ctx.emit(EscrowExhausted(account=account_id, paid=paid, refunded=refunded))
 
 
 def query_account(state: Reader, parts: list[str], data: bytes) -> Any:
@@ -166,6 +184,13 @@ def invariant_held(state: Reader) -> str | None:
 
 GENESIS = ModuleGenesis(NAME)
 
-MODULE = ModuleSpec(name=NAME, end_block=end_block, queries={"account": query_account},
-                    validate_genesis=GENESIS.validate, init_genesis=GENESIS.init, export_genesis=GENESIS.export,
-                    invariants={"held": invariant_held})
+MODULE = ModuleSpec(
+    name=NAME,
+    events=(EscrowExhausted,),
+    end_block=end_block,
+    queries={"account": query_account},
+    validate_genesis=GENESIS.validate,
+    init_genesis=GENESIS.init,
+    export_genesis=GENESIS.export,
+    invariants={"held": invariant_held},
+)

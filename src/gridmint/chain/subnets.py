@@ -57,7 +57,7 @@ from gridmint.chain.crypto import format_address
 from gridmint.chain.endpoint_url import parse_endpoint_url
 from gridmint.chain.errors import INVALID_FIELD, INVALID_GENESIS, UNKNOWN_QUERY, ChainError
 from gridmint.chain.fields import address, text, text_list, u16, u64
-from gridmint.chain.module import Context, ModuleSpec
+from gridmint.chain.module import Context, EventData, ModuleSpec
 from gridmint.chain.module_genesis import ModuleGenesis, SectionState
 from gridmint.chain.params import params_to_json, read_params
 from gridmint.chain.query_args import expect_args, parse_address_arg, parse_netuid, parse_options
@@ -206,6 +206,70 @@ def get_burn(subnet: dict[str, Any], height: int) -> int:
     return compute_burn(subnet["burn"], height - subnet["burn_block"], get_hyperparams(subnet))
 
 
+# --- events ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubnetCreated(EventData):
+    """A subnet was created."""
+
+    TYPE = "subnet_created"
+
+    netuid: int
+    owner: str
+    modality: str
+    lock: int
+
+
+@dataclass(frozen=True)
+class SubnetParam(EventData):
+    """A subnet's owner changed a hyperparameter."""
+
+    TYPE = "subnet_param"
+
+    netuid: int
+    param: str
+    value: int
+
+
+@dataclass(frozen=True)
+class SubnetDissolved(EventData):
+    """A subnet was dissolved."""
+
+    TYPE = "subnet_dissolved"
+
+    netuid: int
+    returned: int
+    burned_pending: int
+
+
+@dataclass(frozen=True)
+class NeuronRegistered(EventData):
+    """A hotkey took a UID on a subnet."""
+
+    TYPE = "neuron_registered"
+
+    netuid: int
+    uid: int
+    hotkey: str
+    coldkey: str
+    burn: int
+
+
+@dataclass(frozen=True)
+class EndpointAnnounced(EventData):
+    """A neuron announced where and what it serves."""
+
+    TYPE = "endpoint_announced"
+
+    netuid: int
+    uid: int
+    url: str
+    price_per_1k: int
+    next_price_per_1k: int
+    next_price_at: int
+
+
 # --- messages ----------------------------------------------------------------------------------------------
 
 
@@ -296,7 +360,7 @@ def process_create(ctx: Context, msg: MsgCreateSubnet) -> dict[str, int]:
         "last_epoch": height, "epoch": 0, "n": 0, "burn": hyper.burn_initial, "burn_block": height,
         "params": params_to_json(hyper),
     })
-    ctx.emit("subnet_created", netuid=netuid, owner=format_address(ctx.signer), modality=msg.modality, lock=cost)
+    ctx.emit(SubnetCreated(netuid=netuid, owner=format_address(ctx.signer), modality=msg.modality, lock=cost))
     return {"netuid": netuid}
 
 
@@ -333,7 +397,7 @@ def process_set_hyperparam(ctx: Context, msg: MsgSetHyperparam) -> None:
         else:
             ctx.state.delete(raise_key)
     neurons.put_subnet(ctx.state, msg.netuid, subnet)
-    ctx.emit("subnet_param", netuid=msg.netuid, param=msg.param, value=msg.value)
+    ctx.emit(SubnetParam(netuid=msg.netuid, param=msg.param, value=msg.value))
 
 
 def process_dissolve(ctx: Context, msg: MsgDissolveSubnet) -> None:
@@ -355,7 +419,7 @@ def process_dissolve(ctx: Context, msg: MsgDissolveSubnet) -> None:
     bank.release(ctx.state, NAME, subnet["owner"], subnet["lock"])
     ctx.state.delete(neurons.NET_PREFIX + prefix)
     ctx.state.delete(RAISE_PREFIX + prefix)
-    ctx.emit("subnet_dissolved", netuid=msg.netuid, returned=subnet["lock"], burned_pending=pending)
+    ctx.emit(SubnetDissolved(netuid=msg.netuid, returned=subnet["lock"], burned_pending=pending))
 
 
 def process_register(ctx: Context, msg: MsgRegister) -> dict[str, int]:
@@ -384,8 +448,8 @@ def process_register(ctx: Context, msg: MsgRegister) -> dict[str, int]:
     subnet["burn"] = min(price * hyper.burn_multiplier // 1_000, hyper.burn_max)
     subnet["burn_block"] = height
     neurons.put_subnet(ctx.state, netuid, subnet)
-    ctx.emit("neuron_registered", netuid=netuid, uid=uid, hotkey=format_address(hotkey),
-             coldkey=format_address(ctx.signer), burn=price)
+    ctx.emit(NeuronRegistered(netuid=netuid, uid=uid, hotkey=format_address(hotkey),
+             coldkey=format_address(ctx.signer), burn=price))
     return {"netuid": netuid, "uid": uid}
 
 
@@ -468,8 +532,8 @@ def process_announce(ctx: Context, msg: MsgAnnounceEndpoint) -> None:
     ctx.state.set_value(neurons.endpoint_key(msg.netuid, uid), {
         "url": url, "models": msg.models, **prices, "protocol_version": msg.protocol_version,
         "block": ctx.block.height})
-    ctx.emit("endpoint_announced", netuid=msg.netuid, uid=uid, url=url, price_per_1k=prices["price_per_1k"],
-             next_price_per_1k=prices["next_price_per_1k"], next_price_at=prices["next_price_at"])
+    ctx.emit(EndpointAnnounced(netuid=msg.netuid, uid=uid, url=url, price_per_1k=prices["price_per_1k"],
+             next_price_per_1k=prices["next_price_per_1k"], next_price_at=prices["next_price_at"]))
 
 
 # --- queries -----------------------------------------------------------------------------------------------
@@ -594,6 +658,7 @@ def apply_raises(ctx: Context) -> None:
 
 MODULE = ModuleSpec(
     name=NAME,
+    events=(SubnetCreated, SubnetParam, SubnetDissolved, NeuronRegistered, EndpointAnnounced),
     end_block=apply_raises,
     handlers={MsgCreateSubnet: process_create, MsgSetHyperparam: process_set_hyperparam,
               MsgDissolveSubnet: process_dissolve, MsgRegister: process_register,
