@@ -164,7 +164,11 @@ class App:
                 module.init_genesis(state, genesis.modules[module.name])
         # An exported genesis carries every module's records; records that disagree with each other or with the
         # bank (a hand-edited file, a truncated one) are refused here, before anything is kept.
-        broken = self._broken_invariants(state)
+        try:
+            broken = self._broken_invariants(state)
+        except Exception as error:  # a record of the wrong shape, which an invariant could not read
+            raise INVALID_GENESIS(f"the genesis state holds a record its module cannot read ({type(error).__name__}: "
+                                  f"{str(error)[:200]})") from None
         if broken:
             raise INVALID_GENESIS(f"the genesis state breaks {len(broken)} invariant(s): {'; '.join(broken[:3])}")
         self._chain_id = genesis.chain_id

@@ -19,7 +19,19 @@ from gridmint.chain.fields import choice, public_key, text, u64
 from gridmint.chain.module import Context, EventData, ModuleSpec, ValidatorUpdate
 from gridmint.chain.params import params_from_json, params_to_json, read_params
 from gridmint.chain.query_args import expect_args
-from gridmint.chain.records import Records, export_records, parse_records, write_records
+from gridmint.chain.records import (
+    ADDRESS,
+    BYTES,
+    INT,
+    LIST,
+    MAP,
+    STR,
+    RecordKind,
+    Records,
+    export_records,
+    parse_records,
+    write_records,
+)
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 
@@ -264,6 +276,11 @@ class Genesis:
 
 # What the section's readable fields write; records hold the rest of the module's state.
 WRITTEN_BY_FIELDS = (PARAMS_KEY, MEMBER_PREFIX)
+RECORDS = (
+    RecordKind(PROPOSAL_PREFIX, 8, MAP(action=STR, pub_key=BYTES(PUBLIC_KEY_BYTES), power=INT, name=STR,
+                                       votes=LIST(ADDRESS), proposer=ADDRESS, expires=INT)),
+    RecordKind(NEXT_ID_KEY, 0, INT),
+)
 
 
 def validate_genesis(raw: Any) -> Genesis:
@@ -296,7 +313,7 @@ def validate_genesis(raw: Any) -> Genesis:
         if account in members:
             raise INVALID_GENESIS(f"{where}: authority {format_address(account)} is listed twice")
         members[account] = {"pub_key": key, "power": power, "name": name}
-    records = parse_records("authority.records", NAME, raw.get("records", {}), WRITTEN_BY_FIELDS)
+    records = parse_records("authority.records", NAME, raw.get("records", {}), WRITTEN_BY_FIELDS, RECORDS)
     return Genesis(params, tuple(sorted(members.items())), records)
 
 

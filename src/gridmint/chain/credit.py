@@ -69,6 +69,7 @@ from gridmint.chain.module_genesis import ModuleGenesis
 from gridmint.chain.params import read_params
 from gridmint.chain.query_args import expect_args, parse_address_arg, parse_id
 from gridmint.chain.receipts import Receipt, gateway_acknowledged, miner_signed
+from gridmint.chain.records import INT, MAP, STR, TUPLE, RecordKind
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64, format_mint
@@ -700,7 +701,15 @@ def query_paid(state: Reader, parts: list[str], data: bytes) -> Any:
             for miner, paid in state.scan_values(line_prefix(line_id))]
 
 
-GENESIS = ModuleGenesis("credit", Params, BOUNDS, PARAMS_KEY)
+RECORDS = (
+    RecordKind(GATEWAY_PREFIX, 20, MAP(url=STR, fee_bps=INT, bond=INT, last_batch=INT)),
+    RecordKind(LINE_PREFIX, 40, MAP(id=INT, balance=INT, spent=INT, opened=INT, expires=INT, fee_bps=INT,
+                                    max_price_per_1k=INT, cap=INT, cap_period=INT, period_start=INT,
+                                    period_spent=INT, closing_at=INT)),
+    RecordKind(NEXT_LINE_KEY, 0, INT),
+    RecordKind(PAID_PREFIX, 28, TUPLE(INT, INT, INT)),  # <line id 8B><miner hotkey 20B> -> [tokens, grains, requests]
+)
+GENESIS = ModuleGenesis("credit", Params, BOUNDS, PARAMS_KEY, RECORDS)
 
 
 def invariant_held(state: Reader) -> str | None:

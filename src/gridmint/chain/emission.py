@@ -33,6 +33,7 @@ from gridmint.chain.module import Context, EventData, ModuleSpec
 from gridmint.chain.module_genesis import ModuleGenesis
 from gridmint.chain.params import params_to_json, read_params
 from gridmint.chain.query_args import expect_args
+from gridmint.chain.records import INT, RecordKind
 from gridmint.chain.state import Reader, State
 from gridmint.chain.subnets import get_hyperparams
 from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64
@@ -221,7 +222,8 @@ def query_info(state: Reader, parts: list[str], data: bytes) -> Any:
             "pending": {str(n): neurons.get_pending(state, n) for n in neurons.netuids(state)}}
 
 
-GENESIS = ModuleGenesis("emission", Params, BOUNDS, PARAMS_KEY)
+RECORDS = (RecordKind(MINTED_KEY, 0, INT),)
+GENESIS = ModuleGenesis("emission", Params, BOUNDS, PARAMS_KEY, RECORDS)
 
 
 def invariant_pending(state: Reader) -> str | None:

@@ -24,6 +24,7 @@ from gridmint.chain.errors import register
 from gridmint.chain.module import Context, EventData, ModuleSpec
 from gridmint.chain.module_genesis import ModuleGenesis
 from gridmint.chain.query_args import expect_args, parse_id
+from gridmint.chain.records import ADDRESS, BOOL, INT, MAP, STR, RecordKind
 from gridmint.chain.state import Reader, State
 from gridmint.chain.units import MAX_U64, format_mint
 
@@ -182,7 +183,14 @@ def invariant_held(state: Reader) -> str | None:
     return None if total == held else f"escrow accounts {total} != held by escrow {held}"
 
 
-GENESIS = ModuleGenesis(NAME)
+RECORDS = (
+    RecordKind(ACCOUNT_PREFIX, 8, MAP(optional=("closed_at",), tenant=ADDRESS, provider=ADDRESS, rate=INT, start=INT,
+                                      settled=INT, balance=INT, withdrawable=INT, open=BOOL, reason=STR,
+                                      closed_at=INT)),
+    RecordKind(DUE_PREFIX, 16, None),
+    RecordKind(NEXT_ID_KEY, 0, INT),
+)
+GENESIS = ModuleGenesis(NAME, records=RECORDS)
 
 MODULE = ModuleSpec(
     name=NAME,

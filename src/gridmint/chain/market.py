@@ -39,6 +39,7 @@ from gridmint.chain.module import Context, EventData, ModuleSpec
 from gridmint.chain.module_genesis import ModuleGenesis
 from gridmint.chain.params import read_params
 from gridmint.chain.query_args import expect_args, parse_choice, parse_id
+from gridmint.chain.records import ADDRESS, BYTES, INT, LIST, MAP, STR, RecordKind
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64, format_mint
@@ -563,7 +564,20 @@ def query_lease(state: Reader, parts: list[str], data: bytes) -> Any:
             "provider": format_address(lease["provider"]), "open": account["open"], "escrow": account}
 
 
-GENESIS = ModuleGenesis("market", Params, BOUNDS, PARAMS_KEY)
+RECORDS = (
+    RecordKind(PROVIDER_PREFIX, 20, MAP(host_uri=STR, gpu_model=STR, gpu_count=INT, vram_gb=INT, cpu_millis=INT,
+                                        memory_mb=INT, storage_mb=INT, region=STR, tags=LIST(STR), bond=INT)),
+    RecordKind(ORDER_PREFIX, 8, MAP(tenant=ADDRESS, state=STR, created=INT, expires=INT,
+                                    resources=MAP(cpu_millis=INT, memory_mb=INT, gpu_units=INT, gpu_models=LIST(STR),
+                                                  min_vram_gb=INT),
+                                    max_price=INT, manifest_hash=BYTES(32), deposit=INT, lease=INT, hold=INT,
+                                    hold_per_bid=INT, hold_paid=INT)),
+    RecordKind(BID_PREFIX, 28, MAP(price=INT, deposit=INT, created=INT)),  # <order 8B><provider 20B>
+    RecordKind(LEASE_PREFIX, 8, MAP(order=INT, tenant=ADDRESS, provider=ADDRESS, price=INT)),
+    RecordKind(ORDER_DUE_PREFIX, 16, None),
+    RecordKind(NEXT_ORDER_KEY, 0, INT),
+)
+GENESIS = ModuleGenesis("market", Params, BOUNDS, PARAMS_KEY, RECORDS)
 
 
 def invariant_held(state: Reader) -> str | None:

@@ -15,7 +15,7 @@ from typing import Any
 from gridmint.chain.errors import INVALID_GENESIS
 from gridmint.chain.params import params_from_json, params_to_json, read_params
 from gridmint.chain.query_args import expect_args
-from gridmint.chain.records import Records, export_records, parse_records, write_records
+from gridmint.chain.records import RecordKind, Records, export_records, parse_records, write_records
 from gridmint.chain.state import Reader, State
 
 
@@ -32,12 +32,15 @@ class ModuleGenesis:
     """Genesis functions (validate, init, export) and the ``/<module>/params`` query of a module.
 
     ``cls``/``bounds``/``key``: its parameters, where and how they are stored; ``cls`` None for a module that has
-    none. ``section`` is the module's name: its section of ``app_state`` and the namespace of its keys."""
+    none. ``section`` is the module's name: its section of ``app_state`` and the namespace of its keys. ``records``:
+    every kind of record the module keeps besides its parameters (chain/records.py), so that a record of another
+    kind or shape is refused."""
 
     section: str
     cls: type[Any] | None = None
     bounds: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     key: bytes = b""
+    records: tuple[RecordKind, ...] | None = None  # the kinds of record it keeps (None: records are not checked)
 
     @property
     def _reserved(self) -> tuple[bytes, ...]:
@@ -52,7 +55,8 @@ class ModuleGenesis:
         params = None
         if self.cls is not None:
             params = params_from_json(self.cls, f"{self.section}.params", raw.get("params", {}), self.bounds)
-        records = parse_records(f"{self.section}.records", self.section, raw.get("records", {}), self._reserved)
+        records = parse_records(f"{self.section}.records", self.section, raw.get("records", {}), self._reserved,
+                                self.records)
         return SectionState(params, records)
 
     def init(self, state: State, genesis: SectionState) -> None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from gridmint.chain import codec
@@ -58,9 +60,75 @@ def export_records(state: Reader, module: str, reserved: tuple[bytes, ...] = ())
     return groups
 
 
-def parse_records(where: str, module: str, raw: Any, reserved: tuple[bytes, ...] = ()) -> Records:
+# --- the shapes of records ----------------------------------------------------------------------------------
+# A module declares each kind of record it keeps: the key's head, how many bytes follow it, and the shape of the
+# value, so that a record of the wrong shape in a hand-edited genesis is refused before any module reads it.
+
+Shape = Callable[[Any], bool]
+
+
+def INT(value: Any) -> bool:  # noqa: N802 (shapes read as the types they stand for)
+    return type(value) is int
+
+
+def BOOL(value: Any) -> bool:  # noqa: N802
+    return type(value) is bool
+
+
+def STR(value: Any) -> bool:  # noqa: N802
+    return type(value) is str
+
+
+def BYTES(length: int | None = None) -> Shape:  # noqa: N802
+    return lambda value: type(value) is bytes and (length is None or len(value) == length)
+
+
+ADDRESS = BYTES(20)
+
+
+def LIST(item: Shape) -> Shape:  # noqa: N802
+    return lambda value: type(value) is list and all(item(entry) for entry in value)
+
+
+def TUPLE(*items: Shape) -> Shape:  # noqa: N802
+    """A list of fixed length, each position with its own shape."""
+    return lambda value: (type(value) is list and len(value) == len(items)
+                          and all(item(entry) for item, entry in zip(items, value, strict=True)))
+
+
+def MAP(optional: tuple[str, ...] = (), **fields: Shape) -> Shape:  # noqa: N802
+    """A map with exactly these fields (those named in ``optional`` may be absent)."""
+    def check(value: Any) -> bool:
+        if type(value) is not dict or not set(fields) - set(optional) <= set(value) <= set(fields):
+            return False
+        return all(fields[name](entry) for name, entry in value.items())
+    return check
+
+
+def DICT(item: Shape) -> Shape:  # noqa: N802
+    """A map of any text keys to values of one shape (a subnet's hyperparameters)."""
+    return lambda value: type(value) is dict and all(item(entry) for entry in value.values())
+
+
+def ONE_OF(*shapes: Shape) -> Shape:  # noqa: N802
+    return lambda value: any(shape(value) for shape in shapes)
+
+
+@dataclass(frozen=True)
+class RecordKind:
+    """One kind of record a module keeps: keys ``prefix`` + ``key_bytes`` bytes (None: any number), values of
+    ``value``'s shape (None: the empty value of an index entry, whose key says it all)."""
+
+    prefix: bytes
+    key_bytes: int | None
+    value: Shape | None
+
+
+def parse_records(where: str, module: str, raw: Any, reserved: tuple[bytes, ...] = (),
+                  kinds: tuple[RecordKind, ...] | None = None) -> Records:
     """The records of a genesis section, checked: keys under ``<module>/`` and outside ``reserved`` (what the
-    section's readable fields write), each listed once, values in the canonical encoding."""
+    section's readable fields write), each listed once, values in the canonical encoding, and, where the module
+    declares its ``kinds``, each record of a declared kind and shape."""
     if not isinstance(raw, dict):
         raise INVALID_GENESIS(f"{where}: expected an object of key groups such as {{\"{module}/...\": {{...}}}}")
     namespace = f"{module}/"
@@ -80,21 +148,36 @@ def parse_records(where: str, module: str, raw: Any, reserved: tuple[bytes, ...]
                 raise INVALID_GENESIS(f"{at}: this key is written from the section's own fields, not from records")
             if key in records:
                 raise INVALID_GENESIS(f"{at}: key {key!r} is listed twice")
-            records[key] = _parse_value(at, encoded)
+            records[key] = _parse_value(at, encoded, None if kinds is None else _kind_of(at, key, kinds))
     return tuple(sorted(records.items()))
 
 
-def _parse_value(at: str, encoded: Any) -> bytes:
+def _kind_of(at: str, key: bytes, kinds: tuple[RecordKind, ...]) -> RecordKind:
+    matching = [kind for kind in kinds if key.startswith(kind.prefix)]
+    if not matching:
+        known = ", ".join(kind.prefix.decode() for kind in kinds)
+        raise INVALID_GENESIS(f"{at}: no record of this module has such a key (its records: {known})")
+    kind = max(matching, key=lambda candidate: len(candidate.prefix))
+    if kind.key_bytes is not None and len(key) - len(kind.prefix) != kind.key_bytes:
+        raise INVALID_GENESIS(f"{at}: a {kind.prefix.decode()} key has {kind.key_bytes} bytes after its head, "
+                              f"this one {len(key) - len(kind.prefix)}")
+    return kind
+
+
+def _parse_value(at: str, encoded: Any, kind: RecordKind | None) -> bytes:
     if not isinstance(encoded, str) or not _BASE64.fullmatch(encoded):
         raise INVALID_GENESIS(f"{at}: expected the value as padded base64 of its canonical encoding")
     try:
         value = base64.b64decode(encoded, validate=True)
-        if value:  # empty: an index entry (a due queue's), whose key is all it says
-            codec.decode(value)
+        decoded = codec.decode(value) if value else None  # empty: an index entry, whose key says it all
     except (binascii.Error, ValueError):  # excluded by the pattern; kept so that nothing else escapes as a crash
         raise INVALID_GENESIS(f"{at}: the value is not base64") from None
     except ChainError as error:
         raise INVALID_GENESIS(f"{at}: {error.message}") from None
+    if kind is not None:
+        fits = value == b"" if kind.value is None else value != b"" and kind.value(decoded)
+        if not fits:
+            raise INVALID_GENESIS(f"{at}: the value does not have the shape of a {kind.prefix.decode()} record")
     return value
 
 

@@ -65,6 +65,7 @@ from gridmint.chain.module import Context, EventData, ModuleSpec
 from gridmint.chain.module_genesis import ModuleGenesis
 from gridmint.chain.params import read_params
 from gridmint.chain.query_args import expect_args, parse_address_arg, parse_netuid, parse_page
+from gridmint.chain.records import ADDRESS, BYTES, INT, MAP, TUPLE, RecordKind
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64, format_mint
@@ -527,7 +528,16 @@ def query_hotkey(state: Reader, parts: list[str], data: bytes) -> Any:
 # --- genesis and invariants --------------------------------------------------------------------------------
 
 
-GENESIS = ModuleGenesis(NAME, Params, BOUNDS, PARAMS_KEY)
+RECORDS = (
+    RecordKind(NEXT_POOL_KEY, 0, INT),
+    RecordKind(LIVE_PREFIX, 22, INT),  # <netuid 2B><hotkey 20B> -> pool id
+    RecordKind(POOL_PREFIX, 8, MAP(netuid=INT, hotkey=ADDRESS, stake=INT, shares=BYTES(SHARES_BYTES), count=INT)),
+    RecordKind(POSITION_PREFIX, 28, TUPLE(BYTES(SHARES_BYTES), INT)),  # <coldkey 20B><pool 8B> -> [shares, slot]
+    RecordKind(SLOT_PREFIX, 16, ADDRESS),  # <pool 8B><slot 8B> -> coldkey
+    RecordKind(CLOSING_PREFIX, 8, INT),
+    RecordKind(TAKE_PREFIX, 20, INT),
+)
+GENESIS = ModuleGenesis(NAME, Params, BOUNDS, PARAMS_KEY, RECORDS)
 
 
 def invariant_held(state: Reader) -> str | None:

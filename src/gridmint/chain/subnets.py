@@ -61,6 +61,7 @@ from gridmint.chain.module import Context, EventData, ModuleSpec
 from gridmint.chain.module_genesis import ModuleGenesis, SectionState
 from gridmint.chain.params import params_to_json, read_params
 from gridmint.chain.query_args import expect_args, parse_address_arg, parse_netuid, parse_options
+from gridmint.chain.records import ADDRESS, BYTES, DICT, INT, LIST, MAP, ONE_OF, STR, RecordKind
 from gridmint.chain.state import Reader, State
 from gridmint.chain.subnets_errors import (
     BURN_ABOVE_LIMIT,
@@ -612,7 +613,23 @@ def query_hotkey(state: Reader, parts: list[str], data: bytes) -> Any:
 # --- genesis -----------------------------------------------------------------------------------------------
 
 
-GENESIS = ModuleGenesis("subnets", Params, BOUNDS, PARAMS_KEY)
+RECORDS = (
+    RecordKind(NEXT_NETUID_KEY, 0, INT),
+    RecordKind(LAST_LOCK_KEY, 0, MAP(amount=INT, block=INT)),
+    RecordKind(RAISE_PREFIX, 2, INT),
+    RecordKind(neurons.NET_PREFIX, 2, MAP(optional=("shape_block",), owner=ADDRESS, modality=STR, name=STR, lock=INT,
+                                          created_at=INT, last_epoch=INT, epoch=INT, n=INT, burn=INT, burn_block=INT,
+                                          params=DICT(INT), shape_block=INT)),
+    RecordKind(neurons.KEYS_PREFIX, 2, BYTES()),
+    RecordKind(neurons.ENDPOINT_PREFIX, 4, MAP(url=STR, models=LIST(STR), price_per_1k=INT, next_price_per_1k=INT,
+                                               next_price_at=INT, protocol_version=INT, block=INT)),
+    RecordKind(neurons.HOTKEY_PREFIX, 22, INT),
+    RecordKind(neurons.OWNER_PREFIX, 20, ADDRESS),
+    RecordKind(neurons.VECTOR_PREFIX, None, BYTES()),  # <netuid 2B>/<vector name>
+    RecordKind(neurons.BONDS_PREFIX, 4, ONE_OF(BYTES(), MAP(n=INT, uids=BYTES(), bonds=BYTES()))),
+    RecordKind(neurons.PENDING_PREFIX, 2, INT),
+)
+GENESIS = ModuleGenesis("subnets", Params, BOUNDS, PARAMS_KEY, RECORDS)
 
 
 def validate_genesis(raw: Any) -> SectionState:

@@ -25,6 +25,7 @@ from gridmint.chain.errors import register
 from gridmint.chain.fields import bytes32, u16, u16_list
 from gridmint.chain.module import Context, EventData, ModuleSpec
 from gridmint.chain.module_genesis import ModuleGenesis
+from gridmint.chain.records import BYTES, INT, MAP, TUPLE, RecordKind
 from gridmint.chain.state import Reader, State
 from gridmint.chain.subnets import get_hyperparams
 from gridmint.chain.tx import Msg, message
@@ -230,7 +231,11 @@ def process_reveal(ctx: Context, msg: MsgRevealWeights) -> None:
     ctx.emit(WeightsRevealed(netuid=msg.netuid, uid=uid, count=len(msg.uids)))
 
 
-GENESIS = ModuleGenesis(NAME)
+RECORDS = (
+    RecordKind(WEIGHTS_PREFIX, 4, TUPLE(BYTES(), BYTES())),
+    RecordKind(COMMIT_PREFIX, 4, MAP(hash=BYTES(32), epoch=INT, block=INT)),
+)
+GENESIS = ModuleGenesis(NAME, records=RECORDS)
 
 MODULE = ModuleSpec(
     name=NAME,
