@@ -11,8 +11,11 @@ anyone remembering to. In the file, records are grouped by the readable head of 
 A key is its group's text followed by the bytes its hex names; a value is the canonical codec encoding of what the
 module stored (chain/codec.py), checked canonical on the way in, or empty for an index entry whose key says it all.
 Values are kept as the module stored them, byte for byte, rather than rewritten into JSON: the module's queries show
-them readably, and ``App.init_chain`` checks every module's invariants on the state a genesis builds, which catches
-records that disagree with the bank (funds held for records that are missing, or records without funds).
+them readably. What a hand-edited file can get wrong is checked twice: each record against the kinds of record its
+module declares (the key's head and length, the value's shape), and, once the state is built, every module's
+invariants (``App.init_chain``), which catch records that disagree with the bank (funds held for records that are
+missing, or records without funds). Values that fit their shape but not each other (a next id below one in use, say)
+are the file author's to get right, as in any genesis.
 """
 
 from __future__ import annotations
