@@ -90,8 +90,8 @@ def baseline_settle(ctx: Context, msg: MsgSettle) -> None:
         bank.release(ctx.state, credit.NAME, ctx.signer, fees_)
     gateway["last_batch"] = msg.batch
     ctx.state.set_value(credit.GATEWAY_PREFIX + ctx.signer, gateway)
-    ctx.emit("settled", gateway=format_address(ctx.signer), batch=msg.batch, entries=len(msg.entries),
-             paid=total, fee=fees_)
+    ctx.emit(credit.Settled(gateway=format_address(ctx.signer), batch=msg.batch, entries=len(msg.entries),
+                            paid=total, fee=fees_))
 
 
 def baseline_modules() -> tuple[ModuleSpec, ...]:

@@ -8,6 +8,7 @@ import base64
 import pytest
 
 from gridmint.chain import codec
+from gridmint.chain.app import MESSAGE_TYPES
 from gridmint.chain.authority import MsgPropose, MsgVote
 from gridmint.chain.bank import MsgSend
 from gridmint.chain.crypto import PrivateKey, format_address
@@ -77,7 +78,8 @@ def test_unfunded_signature_valid_flood(hostile_network: HostileNetwork) -> None
     with hostile_network.client() as client:
         max_bytes = int(client.query("/app/info")["tx_params"]["max_tx_bytes"])
         probe = _largest_weights_tx(client, 1, 0, max_bytes)
-        fee = client.required_fee(list(decode_tx(probe, max_bytes).body.messages))  # what it would have to pay
+        # what it would have to pay
+        fee = client.required_fee(list(decode_tx(probe, max_bytes, types=MESSAGE_TYPES).body.messages))
         codes = set()
         for nonce in range(1, FLOOD + 1):
             result = _broadcast_sync(hostile_network, _largest_weights_tx(client, nonce, fee, max_bytes))

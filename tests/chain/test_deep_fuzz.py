@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 
 from gridmint.chain import authority, bank, codec, credit, escrow, fields, market
-from gridmint.chain.app import App
+from gridmint.chain.app import MESSAGE_TYPES, App
 from gridmint.chain.authority import MsgPropose, MsgVote
 from gridmint.chain.bank import MsgSend
 from gridmint.chain.commitments import MsgCommit
@@ -63,7 +63,7 @@ from gridmint.chain.subnets import (
     MsgRegister,
     MsgSetHyperparam,
 )
-from gridmint.chain.tx import _MESSAGE_TYPES, Msg, decode_tx
+from gridmint.chain.tx import Msg, decode_tx
 from gridmint.chain.units import MAX_AMOUNT, MAX_U64
 from gridmint.chain.weights import MsgCommitWeights, MsgRevealWeights, MsgSetWeights
 from tests.chain.chain_world import (
@@ -247,7 +247,7 @@ class Unchecked(Msg):
 def fuzzed_message(mutator: Mutator, message_type: str, seed: Msg | None) -> Msg:
     """The seed with a field or none replaced by a value its kind accepts (0.6 on average) and, one time in five,
     one field by a value it refuses; without a seed, every field generated."""
-    cls = _MESSAGE_TYPES[message_type]
+    cls = MESSAGE_TYPES[message_type]
     rng = mutator.rng
     rate = 0.6 / len(cls.FIELDS)
     values = [mutator.good(check) if seed is None or rng.random() < rate else getattr(seed, name)
@@ -272,7 +272,7 @@ class Fuzz:
             self.feed_twin(block)
         self.rng = random.Random(seed)
         self.mutator = Mutator(self.rng)
-        self.types = sorted(_MESSAGE_TYPES)
+        self.types = sorted(MESSAGE_TYPES)
         self.turn = 0
         self.served: dict[tuple[int, str], tuple[int, int]] = {}  # (line, miner) -> receipts' tokens, requests
         self.reached: Counter[str] = Counter()  # message type -> transactions whose handler ran
@@ -310,7 +310,7 @@ class Fuzz:
         except ValueError:  # a value the codec cannot write at all (no transaction can carry it)
             return b"", []
         try:
-            decode_tx(raw)
+            decode_tx(raw, types=MESSAGE_TYPES)
             nonces[signer] += 1  # its envelope will use the nonce (unless the fee is unaffordable: resynced below)
         except ChainError:
             pass  # refused while decoding, after the signature check: the nonce stays unused
@@ -348,7 +348,7 @@ def check_fuzz(folder: Path, blocks: int, seed: int) -> None:
     fuzz = run_fuzz(folder, blocks, seed)
     print(f"\n{blocks} blocks, seed {seed}; handlers reached by type:", dict(sorted(fuzz.reached.items())),
           "; succeeded:", dict(sorted(fuzz.succeeded.items())))
-    assert [t for t in sorted(_MESSAGE_TYPES) if not fuzz.reached[t]] == []
+    assert [t for t in sorted(MESSAGE_TYPES) if not fuzz.reached[t]] == []
 
 
 def test_signed_well_formed_transactions_of_every_type_with_mutated_fields(tmp_path: Path) -> None:
@@ -363,7 +363,7 @@ def test_deep_fuzz_long_run(tmp_path: Path) -> None:
 
 def test_the_mutator_knows_every_field_kind_and_makes_both_kinds_of_value() -> None:
     mutator = Mutator(random.Random(1))
-    for _, cls in sorted(_MESSAGE_TYPES.items()):
+    for _, cls in sorted(MESSAGE_TYPES.items()):
         for name, check in cls.FIELDS:
             for _ in range(20):
                 good, bad = mutator.good(check), mutator.bad(check)

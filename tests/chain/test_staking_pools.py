@@ -278,10 +278,12 @@ def test_staking_genesis_takes_bounded_params_and_exports_them(tmp_path: Path) -
         else:
             raise AssertionError(f"accepted {bad}")
     net = build(tmp_path, {"v1": 300 * MINT}, ("m1",), sections={"staking": {"params": {"min_stake": 5 * MINT}}})
-    assert net.app.export_genesis("2026-01-01T00:00:00Z")["app_state"]["staking"] == {
-        "params": {"min_stake": 5 * MINT, "returns_per_block": 1_024}}
+    exported = net.app.export_genesis("2026-01-01T00:00:00Z")["app_state"]["staking"]
+    assert exported["params"] == {"min_stake": 5 * MINT, "returns_per_block": 1_024}
+    assert sorted(exported["records"]) == ["staking/live/", "staking/next_pool", "staking/pool/",
+                                           "staking/position/", "staking/slot/"]  # v1's pool, with its position
     assert codec.decode(net.app.query("/staking/params").value)["min_stake"] == 5 * MINT
-    assert genesis(staking=None).modules["staking"] == staking.Params()  # an empty section, as before
+    assert genesis(staking=None).modules["staking"].params == staking.Params()  # an empty section, as before
 
 
 def test_a_hotkeys_stakers_are_answered_a_page_at_a_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

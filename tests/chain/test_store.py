@@ -218,3 +218,16 @@ def test_pruning_survives_reopening_and_catches_up_in_bounded_batches(
 def test_keep_recent_cannot_be_negative(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="keep_recent"):
         Store(tmp_path / "s.sqlite", keep_recent=-1)
+
+
+def test_a_chain_from_an_exported_genesis_commits_first_at_its_initial_height(tmp_path: Path) -> None:
+    store = Store(tmp_path / "late.sqlite", keep_recent=3)
+    store.commit(17, {b"k": b"v"}, store.digest_with({b"k": b"v"}))
+    assert store.height == 17 and store.earliest_height == 17 and store.get_at(b"k", 17) == b"v"
+    with pytest.raises(ChainError, match="oldest available is 17"):
+        store.get_at(b"k", 16)  # before the chain started here: nothing to answer from
+    with pytest.raises(ValueError, match="commit of height 19 after height 17"):
+        store.commit(19, {}, store.lanes)
+    for height in range(18, 22):
+        store.commit(height, {b"k": str(height).encode()}, store.digest_with({b"k": str(height).encode()}))
+    assert store.earliest_height == 19 and store.get_at(b"k", 19) == b"19"  # pruning goes on from there

@@ -35,7 +35,9 @@ from gridmint.chain import (
 from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import (
     BAD_BLOCK,
+    HEIGHT_UNAVAILABLE,
     INTERNAL_ERROR,
+    INVALID_GENESIS,
     NONCE_FUTURE,
     NONCE_REPLAYED,
     UNKNOWN_QUERY,
@@ -44,7 +46,7 @@ from gridmint.chain.errors import (
 )
 from gridmint.chain.genesis import Genesis, TxParams
 from gridmint.chain.lthash import checksum
-from gridmint.chain.module import BlockInfo, Context, Event, ModuleSpec, ValidatorUpdate
+from gridmint.chain.module import BlockInfo, Context, Event, ModuleSpec, ValidatorUpdate, message_registry
 from gridmint.chain.params import params_to_json
 from gridmint.chain.query_args import check_data, check_height, check_path, expect_args, parse_address_arg
 from gridmint.chain.state import BlockState, CommittedView, Reader, State, TxState
@@ -53,11 +55,13 @@ from gridmint.chain.tx import SignedTx, TxBody, decode_tx
 
 APP_NAME = "gridmint"
 # The state machine's version: raised whenever blocks or stored records change meaning (2: credit lines on fixed
-# terms and receipt-backed settlement), so that a node, or `gridmint up` resuming a local network, can tell.
-APP_VERSION = 2
+# terms and receipt-backed settlement; 3: the commitments module, and results that carry what a message created),
+# so that a node, or `gridmint up` resuming a local network, can tell.
+APP_VERSION = 3
 # Order matters only for block hooks: emission's end_block runs after every message of the block.
 MODULES: tuple[ModuleSpec, ...] = (bank.MODULE, authority.MODULE, subnets.MODULE, staking.MODULE, weights.MODULE,
                                    emission.MODULE, market.MODULE, escrow.MODULE, credit.MODULE, commitments.MODULE)
+MESSAGE_TYPES = message_registry(MODULES)  # what the chain decodes: the messages its modules handle
 # The verified-transaction cache holds only transactions that passed check_tx, and at most this many bytes of
 # them (estimated by ``cached_footprint``: decoded objects as well as raw bytes), oldest evicted first. Enough for
 # a mempool of ~70,000 small transfers; a flood of refused transactions adds nothing to it.
@@ -131,6 +135,7 @@ class App:
         self.store = store
         self.modules = modules
         self._handlers = {msg: handler for module in modules for msg, handler in module.handlers.items()}
+        self._message_types = message_registry(modules)
         self._verified: OrderedDict[bytes, tuple[SignedTx, int]] = OrderedDict()  # raw -> (tx, footprint)
         self._verified_bytes = 0
         self._pending: _Pending | None = None
@@ -166,9 +171,20 @@ class App:
         state = BlockState(self.store)
         state.set_value(CHAIN_ID_KEY, genesis.chain_id)
         state.set_value(TX_PARAMS_KEY, params_to_json(genesis.tx_params))
+        for account, nonce in genesis.nonces:
+            state.set_int(NONCE_PREFIX + account, nonce)
         for module in self.modules:
             if module.init_genesis is not None:
                 module.init_genesis(state, genesis.modules[module.name])
+        # An exported genesis carries every module's records; records that disagree with each other or with the
+        # bank (a hand-edited file, a truncated one) are refused here, before anything is kept.
+        try:
+            broken = self._broken_invariants(state)
+        except Exception as error:  # a record of the wrong shape, which an invariant could not read
+            raise INVALID_GENESIS(f"the genesis state holds a record its module cannot read ({type(error).__name__}: "
+                                  f"{str(error)[:200]})") from None
+        if broken:
+            raise INVALID_GENESIS(f"the genesis state breaks {len(broken)} invariant(s): {'; '.join(broken[:3])}")
         self._chain_id = genesis.chain_id
         self._tx_params = genesis.tx_params
         self._last_block_time = genesis.genesis_time_ns
@@ -176,14 +192,23 @@ class App:
         self._check_state = State(state)  # the mempool's scratch view, over genesis, never written into it
         return authority.validator_set(state), checksum(self.store.digest_with(state.writes))
 
-    def export_genesis(self, genesis_time: str) -> dict[str, Any]:
-        view = CommittedView(self.store)
-        app_state: dict[str, Any] = {"tx": params_to_json(self._tx_params)}
+    def export_genesis(self, genesis_time: str, height: int | None = None) -> dict[str, Any]:
+        """The committed state at ``height`` (the latest when None) as a genesis whose chain starts at the next
+        height: every key of the state, so ``init_chain`` from it gives the same app hash. Raises
+        ``query/height_unavailable`` when the store has pruned that height."""
+        view = CommittedView(self.store, height)
+        if height is not None and not 1 <= height <= self.store.height:
+            raise HEIGHT_UNAVAILABLE(f"height {height} is not committed; the latest is {self.store.height}")
+        app_state: dict[str, Any] = {
+            "tx": view.get_value(TX_PARAMS_KEY, {}),
+            "nonces": [{"address": format_address(account), "nonce": nonce}
+                       for account, nonce in view.scan_values(NONCE_PREFIX)],
+        }
         for module in self.modules:
             if module.export_genesis is not None:
                 app_state[module.name] = module.export_genesis(view)
-        return {"chain_id": self._chain_id, "genesis_time": genesis_time,
-                "initial_height": str(self.store.height + 1), "app_state": app_state}
+        return {"chain_id": self._read_chain_id(view), "genesis_time": genesis_time,
+                "initial_height": str(view.height + 1), "app_state": app_state}
 
     # --- ABCI: mempool ---------------------------------------------------------------------------------
 
@@ -216,7 +241,7 @@ class App:
         cached = self._verified.get(raw)
         if cached is not None:
             return cached[0]
-        return decode_tx(raw, self._tx_params.max_tx_bytes)
+        return decode_tx(raw, self._tx_params.max_tx_bytes, types=self._message_types)
 
     @property
     def verified_cache_bytes(self) -> int:
@@ -354,8 +379,7 @@ class App:
         else:  # a check keeps nothing when a message fails: its messages run where the fee was charged
             messages_state, ctx = envelope_state, envelope
         try:
-            for msg in body.messages:
-                self._handlers[type(msg)](ctx, msg)
+            answers = [self._handlers[type(msg)](ctx, msg) for msg in body.messages]
         except ChainError as error:
             return TxResult.failure(error, envelope.events)
         messages_state.apply()
@@ -363,7 +387,7 @@ class App:
         if not delivering:
             return TxResult()
         updates.extend(ctx.validator_updates)
-        return TxResult(events=envelope.events + ctx.events)
+        return TxResult(data=result_data(answers), events=envelope.events + ctx.events)
 
     # --- ABCI: queries ---------------------------------------------------------------------------------
 
@@ -416,7 +440,9 @@ class App:
 
     def check_invariants(self) -> list[str]:
         """Every breached invariant of committed state, as ``module/name: description``."""
-        view = CommittedView(self.store)
+        return self._broken_invariants(CommittedView(self.store))
+
+    def _broken_invariants(self, view: Reader) -> list[str]:
         broken = []
         for module in self.modules:
             for name, invariant in module.invariants.items():
@@ -445,6 +471,14 @@ def coalesce_updates(updates: list[ValidatorUpdate], set_at_start: set[bytes]) -
         last[update.pub_key] = update.power  # a dict keeps the order in which keys were first set
     return [ValidatorUpdate(pub_key, power) for pub_key, power in last.items()
             if power != 0 or pub_key in set_at_start]
+
+
+def result_data(answers: list[dict[str, int] | None]) -> bytes:
+    """A transaction's result data: what each of its messages created, in message order (None where nothing), as
+    canonical codec bytes; empty where no message created anything, as before handlers answered."""
+    if all(answer is None for answer in answers):
+        return b""
+    return codec.encode(answers)
 
 
 def cached_footprint(tx: SignedTx) -> int:

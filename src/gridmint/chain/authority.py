@@ -16,9 +16,22 @@ from typing import Any
 from gridmint.chain.crypto import PUBLIC_KEY_BYTES, address_of, format_address
 from gridmint.chain.errors import INVALID_GENESIS, register
 from gridmint.chain.fields import choice, public_key, text, u64
-from gridmint.chain.module import Context, ModuleSpec, ValidatorUpdate
+from gridmint.chain.module import Context, EventData, ModuleSpec, ValidatorUpdate
 from gridmint.chain.params import params_from_json, params_to_json, read_params
 from gridmint.chain.query_args import expect_args
+from gridmint.chain.records import (
+    ADDRESS,
+    BYTES,
+    INT,
+    LIST,
+    MAP,
+    STR,
+    RecordKind,
+    Records,
+    export_records,
+    parse_records,
+    write_records,
+)
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 
@@ -71,6 +84,52 @@ def proposal_key(proposal_id: int) -> bytes:
     return PROPOSAL_PREFIX + proposal_id.to_bytes(8, "big")
 
 
+# --- events ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuthorityProposal(EventData):
+    """An authority proposed adding or removing one (it may pass at once)."""
+
+    TYPE = "authority_proposal"
+
+    id: int
+    action: str
+    target: str
+    proposer: str
+
+
+@dataclass(frozen=True)
+class AuthorityVote(EventData):
+    """An authority voted for an open proposal."""
+
+    TYPE = "authority_vote"
+
+    id: int
+    voter: str
+
+
+@dataclass(frozen=True)
+class AuthorityChange(EventData):
+    """A proposal passed: the authority set changed."""
+
+    TYPE = "authority_change"
+
+    id: int
+    action: str
+    target: str
+    power: int
+
+
+@dataclass(frozen=True)
+class AuthorityProposalExpired(EventData):
+    """A proposal's voting period ended without a majority."""
+
+    TYPE = "authority_proposal_expired"
+
+    id: int
+
+
 # --- messages ----------------------------------------------------------------------------------------------
 
 
@@ -104,7 +163,7 @@ def _require_member(ctx: Context) -> None:
         raise NOT_AUTHORITY(f"{format_address(ctx.signer)} is not an authority; only authorities propose and vote")
 
 
-def process_propose(ctx: Context, msg: MsgPropose) -> None:
+def process_propose(ctx: Context, msg: MsgPropose) -> dict[str, int]:
     _require_member(ctx)
     target = address_of(msg.pub_key)
     members = get_members(ctx.state)
@@ -127,9 +186,10 @@ def process_propose(ctx: Context, msg: MsgPropose) -> None:
         "proposer": ctx.signer, "votes": [ctx.signer],
         "expires": ctx.block.height + get_params(ctx.state).voting_period,
     }
-    ctx.emit("authority_proposal", id=proposal_id, action=msg.action, target=format_address(target),
-             proposer=format_address(ctx.signer))
+    ctx.emit(AuthorityProposal(id=proposal_id, action=msg.action, target=format_address(target),
+             proposer=format_address(ctx.signer)))
     _tally(ctx, proposal_id, proposal)
+    return {"proposal": proposal_id}
 
 
 def process_vote(ctx: Context, msg: MsgVote) -> None:
@@ -140,7 +200,7 @@ def process_vote(ctx: Context, msg: MsgVote) -> None:
     if ctx.signer in proposal["votes"]:
         raise ALREADY_VOTED(f"{format_address(ctx.signer)} already voted for proposal {msg.proposal_id}")
     proposal["votes"] = sorted([*proposal["votes"], ctx.signer])
-    ctx.emit("authority_vote", id=msg.proposal_id, voter=format_address(ctx.signer))
+    ctx.emit(AuthorityVote(id=msg.proposal_id, voter=format_address(ctx.signer)))
     _tally(ctx, msg.proposal_id, proposal)
 
 
@@ -166,8 +226,8 @@ def _tally(ctx: Context, proposal_id: int, proposal: dict[str, Any]) -> None:
     else:
         return  # removed meanwhile, or would empty the set: nothing left to do
     ctx.validator_updates.append(ValidatorUpdate(proposal["pub_key"], proposal["power"]))
-    ctx.emit("authority_change", id=proposal_id, action=proposal["action"], target=format_address(target),
-             power=proposal["power"])
+    ctx.emit(AuthorityChange(id=proposal_id, action=proposal["action"], target=format_address(target),
+             power=proposal["power"]))
 
 
 # --- block hooks -------------------------------------------------------------------------------------------
@@ -178,7 +238,7 @@ def end_block(ctx: Context) -> None:
     for key, proposal in list(ctx.state.scan_values(PROPOSAL_PREFIX)):
         if proposal["expires"] <= ctx.block.height:
             ctx.state.delete(PROPOSAL_PREFIX + key)
-            ctx.emit("authority_proposal_expired", id=int.from_bytes(key, "big"))
+            ctx.emit(AuthorityProposalExpired(id=int.from_bytes(key, "big")))
 
 
 # --- queries -----------------------------------------------------------------------------------------------
@@ -211,11 +271,21 @@ def query_proposals(state: Reader, parts: list[str], data: bytes) -> Any:
 class Genesis:
     params: Params
     members: tuple[tuple[bytes, dict[str, Any]], ...]
+    records: Records = ()  # open proposals and the next proposal id, in an exported genesis (chain/records.py)
+
+
+# What the section's readable fields write; records hold the rest of the module's state.
+WRITTEN_BY_FIELDS = (PARAMS_KEY, MEMBER_PREFIX)
+RECORDS = (
+    RecordKind(PROPOSAL_PREFIX, 8, MAP(action=STR, pub_key=BYTES(PUBLIC_KEY_BYTES), power=INT, name=STR,
+                                       votes=LIST(ADDRESS), proposer=ADDRESS, expires=INT)),
+    RecordKind(NEXT_ID_KEY, 0, INT),
+)
 
 
 def validate_genesis(raw: Any) -> Genesis:
-    if not isinstance(raw, dict) or set(raw) - {"params", "members"}:
-        raise INVALID_GENESIS("authority: expected {\"params\": {...}, \"members\": [...]}")
+    if not isinstance(raw, dict) or set(raw) - {"params", "members", "records"}:
+        raise INVALID_GENESIS("authority: expected {\"params\": {...}, \"members\": [...], \"records\": {...}}")
     params = params_from_json(Params, "authority.params", raw.get("params", {}), BOUNDS)
     entries = raw.get("members", [])
     if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_AUTHORITIES:
@@ -243,18 +313,24 @@ def validate_genesis(raw: Any) -> Genesis:
         if account in members:
             raise INVALID_GENESIS(f"{where}: authority {format_address(account)} is listed twice")
         members[account] = {"pub_key": key, "power": power, "name": name}
-    return Genesis(params, tuple(sorted(members.items())))
+    records = parse_records("authority.records", NAME, raw.get("records", {}), WRITTEN_BY_FIELDS, RECORDS)
+    return Genesis(params, tuple(sorted(members.items())), records)
 
 
 def init_genesis(state: State, genesis: Genesis) -> None:
     state.set_value(PARAMS_KEY, params_to_json(genesis.params))
     for account, member in genesis.members:
         state.set_value(MEMBER_PREFIX + account, member)
+    write_records(state, genesis.records)
 
 
 def export_genesis(state: Reader) -> Any:
-    return {"params": params_to_json(get_params(state)),
-            "members": [_member_json(account, member) for account, member in get_members(state)]}
+    section = {"params": params_to_json(get_params(state)),
+               "members": [_member_json(account, member) for account, member in get_members(state)]}
+    records = export_records(state, NAME, WRITTEN_BY_FIELDS)
+    if records:
+        section["records"] = records
+    return section
 
 
 def validator_set(state: Reader) -> list[ValidatorUpdate]:
@@ -278,6 +354,7 @@ def invariant_member_keys(state: Reader) -> str | None:
 
 MODULE = ModuleSpec(
     name=NAME,
+    events=(AuthorityProposal, AuthorityVote, AuthorityChange, AuthorityProposalExpired),
     handlers={MsgPropose: process_propose, MsgVote: process_vote},
     end_block=end_block,
     queries={"members": query_members, "proposals": query_proposals},

@@ -10,6 +10,7 @@ holds, so the supply invariant covers every grain: supply = Σ balances + Σ hel
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +24,7 @@ from gridmint.chain.errors import (
     ChainError,
 )
 from gridmint.chain.fields import address, amount
-from gridmint.chain.module import Context, ModuleSpec
+from gridmint.chain.module import Context, EventData, ModuleSpec
 from gridmint.chain.params import params_from_json, params_to_json, read_params
 from gridmint.chain.query_args import expect_args, parse_address_arg
 from gridmint.chain.state import Reader, State
@@ -150,6 +151,30 @@ def release(state: State, module: str, account: bytes, grains: int) -> None:
     credit(state, account, grains)
 
 
+# --- events ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Transfer(EventData):
+    """Funds moved between accounts."""
+
+    TYPE = "transfer"
+
+    sender: str
+    recipient: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class Fee(EventData):
+    """A transaction's fee, burned."""
+
+    TYPE = "fee"
+
+    payer: str
+    amount: int
+
+
 # --- messages ----------------------------------------------------------------------------------------------
 
 
@@ -168,7 +193,7 @@ class MsgSend(Msg):
 def process_send(ctx: Context, msg: MsgSend) -> None:
     debit(ctx.state, ctx.signer, msg.amount)
     credit(ctx.state, msg.to, msg.amount)
-    ctx.emit("transfer", sender=format_address(ctx.signer), recipient=format_address(msg.to), amount=msg.amount)
+    ctx.emit(Transfer(sender=format_address(ctx.signer), recipient=format_address(msg.to), amount=msg.amount))
 
 
 def charge_fee(ctx: Context, fee: int, required: int) -> None:
@@ -179,7 +204,7 @@ def charge_fee(ctx: Context, fee: int, required: int) -> None:
                           "transaction requires (see /bank/params and the fee schedule in docs/chain.md)")
     if fee:
         burn(ctx.state, ctx.signer, fee, "fee")
-        ctx.emit("fee", payer=format_address(ctx.signer), amount=fee)
+        ctx.emit(Fee(payer=format_address(ctx.signer), amount=fee))
 
 
 # --- queries -----------------------------------------------------------------------------------------------
@@ -210,13 +235,20 @@ def _held_by_module(state: Reader) -> list[tuple[str, int]]:
 
 @dataclass(frozen=True)
 class Genesis:
+    """Balances, and what modules hold for accounts (an exported chain's stakes, escrow, locks...). The supply is
+    their sum: it is what the supply invariant requires, so a genesis cannot state another."""
+
     params: Params
     balances: tuple[tuple[bytes, int], ...]  # sorted by address
+    held: tuple[tuple[str, int], ...] = ()  # sorted by module name
+
+
+HELD_MODULE = re.compile(r"[a-z][a-z0-9_]{0,31}", re.ASCII)
 
 
 def validate_genesis(raw: Any) -> Genesis:
-    if not isinstance(raw, dict) or set(raw) - {"params", "balances"}:
-        raise INVALID_GENESIS("bank: expected {\"params\": {...}, \"balances\": [...]}")
+    if not isinstance(raw, dict) or set(raw) - {"params", "balances", "held"}:
+        raise INVALID_GENESIS("bank: expected {\"params\": {...}, \"balances\": [...], \"held\": [...]}")
     params = params_from_json(Params, "bank.params", raw.get("params", {}), BOUNDS)
     entries = raw.get("balances", [])
     if not isinstance(entries, list):
@@ -234,15 +266,39 @@ def validate_genesis(raw: Any) -> Genesis:
         if account in balances:
             raise INVALID_GENESIS(f"{where}: address {entry['address']} is listed twice")
         balances[account] = grains
-    if sum(balances.values()) > MAX_AMOUNT:
-        raise INVALID_GENESIS("bank.balances: the total exceeds the largest representable supply")
-    return Genesis(params, tuple(sorted(balances.items())))
+    held = _validate_held(raw.get("held", []))
+    if sum(balances.values()) + sum(grains for _, grains in held) > MAX_AMOUNT:
+        raise INVALID_GENESIS("bank: balances and held funds together exceed the largest representable supply")
+    return Genesis(params, tuple(sorted(balances.items())), held)
+
+
+def _validate_held(entries: Any) -> tuple[tuple[str, int], ...]:
+    if not isinstance(entries, list):
+        raise INVALID_GENESIS("bank.held: expected a list of {\"module\", \"amount\"}")
+    held: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        where = f"bank.held[{index}]"
+        if not isinstance(entry, dict) or set(entry) != {"module", "amount"}:
+            raise INVALID_GENESIS(f"{where}: expected {{\"module\": \"staking\", \"amount\": <grains>}}")
+        module = entry["module"]
+        if not isinstance(module, str) or not HELD_MODULE.fullmatch(module):
+            raise INVALID_GENESIS(f"{where}.module: expected a module name (a-z, 0-9 and _, at most 32)")
+        try:
+            grains = amount(f"{where}.amount", entry["amount"])
+        except ChainError as exc:
+            raise INVALID_GENESIS(f"{where}: {exc.message}") from None
+        if module in held:
+            raise INVALID_GENESIS(f"{where}: module {module} is listed twice")
+        held[module] = grains
+    return tuple(sorted(held.items()))
 
 
 def init_genesis(state: State, genesis: Genesis) -> None:
     state.set_value(PARAMS_KEY, params_to_json(genesis.params))
     for account, grains in genesis.balances:
         mint(state, account, grains)
+    for module, grains in genesis.held:  # each holding module's invariant checks it against its own records
+        mint_held(state, module, grains)
 
 
 def export_genesis(state: Reader) -> Any:
@@ -252,6 +308,7 @@ def export_genesis(state: Reader) -> Any:
             {"address": format_address(account), "amount": int(grains)}
             for account, grains in state.scan_values(BALANCE_PREFIX)
         ],
+        "held": [{"module": module, "amount": grains} for module, grains in _held_by_module(state)],
     }
 
 
@@ -277,6 +334,7 @@ def invariant_no_empty_balances(state: Reader) -> str | None:
 
 MODULE = ModuleSpec(
     name=NAME,
+    events=(Transfer, Fee),
     handlers={MsgSend: process_send},
     queries={"balance": query_balance, "supply": query_supply, "params": query_params},
     validate_genesis=validate_genesis,

@@ -27,7 +27,7 @@ from gridmint.chain import neurons
 from gridmint.chain.crypto import ADDRESS_BYTES, format_address, parse_address
 from gridmint.chain.errors import INVALID_FIELD, INVALID_GENESIS, ChainError, register
 from gridmint.chain.fields import address, bytes32, short_bytes, u16, u64
-from gridmint.chain.module import Context, ModuleSpec
+from gridmint.chain.module import Context, EventData, ModuleSpec
 from gridmint.chain.params import params_from_json, params_to_json, read_params
 from gridmint.chain.query_args import expect_args, parse_address_arg, parse_netuid, parse_page, parse_uint
 from gridmint.chain.state import Reader, State
@@ -86,6 +86,23 @@ def get_commitment(state: Reader, netuid: int, hotkey: bytes, epoch: int) -> dic
     return value if isinstance(value, dict) else None
 
 
+# --- events ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Committed(EventData):
+    """A hotkey committed a hash (and data) for an epoch."""
+
+    TYPE = "commitment"
+
+    netuid: int
+    uid: int
+    hotkey: str
+    epoch: int
+    hash: str
+    pruned: int
+
+
 # --- messages ----------------------------------------------------------------------------------------------
 
 
@@ -134,8 +151,8 @@ def process_commit(ctx: Context, msg: MsgCommit) -> None:
     ctx.state.set_value(_commit_key(msg.netuid, ctx.signer, epoch),
                         {"hash": msg.hash, "data": msg.data, "block": ctx.block.height})
     ctx.state.set_value(_block_key(msg.netuid, ctx.block.height, ctx.signer), epoch)
-    ctx.emit("commitment", netuid=msg.netuid, uid=uid, hotkey=format_address(ctx.signer), epoch=epoch,
-             hash=msg.hash.hex(), pruned=pruned)
+    ctx.emit(Committed(netuid=msg.netuid, uid=uid, hotkey=format_address(ctx.signer), epoch=epoch,
+                       hash=msg.hash.hex(), pruned=pruned))
 
 
 # --- queries -----------------------------------------------------------------------------------------------
@@ -320,6 +337,7 @@ def _commitments(state: Reader) -> list[tuple[int, bytes, int, dict[str, Any]]]:
 
 MODULE = ModuleSpec(
     name=NAME,
+    events=(Committed,),
     handlers={MsgCommit: process_commit},
     queries={"hotkey": query_hotkey, "epoch": query_epoch, "block": query_block, "subnet": query_subnet,
              "params": query_params},

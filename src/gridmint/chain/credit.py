@@ -64,10 +64,12 @@ from gridmint.chain.fields import (
     u16,
     u64,
 )
-from gridmint.chain.module import Context, ModuleSpec
-from gridmint.chain.params import ParamsGenesis, read_params
+from gridmint.chain.module import Context, EventData, ModuleSpec
+from gridmint.chain.module_genesis import ModuleGenesis
+from gridmint.chain.params import read_params
 from gridmint.chain.query_args import expect_args, parse_address_arg, parse_id
 from gridmint.chain.receipts import Receipt, gateway_acknowledged, miner_signed
+from gridmint.chain.records import INT, MAP, STR, TUPLE, RecordKind
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64, format_mint
@@ -183,6 +185,97 @@ def max_grains(tokens: int, requests: int, max_price_per_1k: int) -> int:
     return (tokens * max_price_per_1k + 999 * requests) // 1000
 
 
+# --- events ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GatewayRegistered(EventData):
+    """A gateway registered, or changed its URL, fee or bond."""
+
+    TYPE = "gateway_registered"
+
+    gateway: str
+    url: str
+    fee_bps: int
+
+
+@dataclass(frozen=True)
+class CreditOpened(EventData):
+    """A consumer opened a credit line with a gateway."""
+
+    TYPE = "credit_opened"
+
+    consumer: str
+    gateway: str
+    line: int
+    amount: int
+    expires: int
+    fee_bps: int
+
+
+@dataclass(frozen=True)
+class CreditToppedUp(EventData):
+    """A consumer added funds (and maybe time) to a line."""
+
+    TYPE = "credit_topped_up"
+
+    consumer: str
+    gateway: str
+    amount: int
+    expires: int
+
+
+@dataclass(frozen=True)
+class CreditClosing(EventData):
+    """A consumer gave notice to close a line early."""
+
+    TYPE = "credit_closing"
+
+    consumer: str
+    gateway: str
+    line: int
+    reclaimable_from: int
+
+
+@dataclass(frozen=True)
+class Settled(EventData):
+    """A gateway settled a batch of receipts."""
+
+    TYPE = "settled"
+
+    gateway: str
+    batch: int
+    entries: int
+    paid: int
+    fee: int
+
+
+@dataclass(frozen=True)
+class Claimed(EventData):
+    """A miner claimed receipts the gateway acknowledged but did not settle."""
+
+    TYPE = "claimed"
+
+    gateway: str
+    claimant: str
+    entries: int
+    paid: int
+    fee: int
+    slashed: int
+
+
+@dataclass(frozen=True)
+class CreditReclaimed(EventData):
+    """A consumer took back what a closed or expired line had left."""
+
+    TYPE = "credit_reclaimed"
+
+    consumer: str
+    gateway: str
+    line: int
+    amount: int
+
+
 # --- messages ----------------------------------------------------------------------------------------------
 
 ENTRY_FIELDS = (("consumer", address), ("miner_key", public_key), ("tokens", u64), ("grains", amount),
@@ -292,7 +385,7 @@ def process_register_gateway(ctx: Context, msg: MsgRegisterGateway) -> None:
         bank.release(ctx.state, NAME, ctx.signer, held - msg.bond)
     ctx.state.set_value(key, {"url": msg.url, "fee_bps": msg.fee_bps, "bond": msg.bond,
                               "last_batch": int(previous["last_batch"]) if previous else 0})
-    ctx.emit("gateway_registered", gateway=format_address(ctx.signer), url=msg.url, fee_bps=msg.fee_bps)
+    ctx.emit(GatewayRegistered(gateway=format_address(ctx.signer), url=msg.url, fee_bps=msg.fee_bps))
 
 
 def _check_duration(state: Reader, duration: int) -> None:
@@ -301,7 +394,7 @@ def _check_duration(state: Reader, duration: int) -> None:
         raise BAD_EXPIRY(f"a credit line runs 1 to {longest} blocks, got {duration}")
 
 
-def process_open(ctx: Context, msg: MsgOpenCredit) -> None:
+def process_open(ctx: Context, msg: MsgOpenCredit) -> dict[str, int]:
     gateway = get_gateway(ctx.state, msg.gateway)
     key = LINE_PREFIX + ctx.signer + msg.gateway
     if ctx.state.get(key) is not None:
@@ -325,8 +418,9 @@ def process_open(ctx: Context, msg: MsgOpenCredit) -> None:
         "id": line_id, "balance": msg.amount, "spent": 0, "opened": height, "expires": expires,
         "fee_bps": gateway["fee_bps"], "max_price_per_1k": msg.max_price_per_1k, "cap": msg.cap,
         "cap_period": msg.cap_period, "period_start": height, "period_spent": 0, "closing_at": 0})
-    ctx.emit("credit_opened", consumer=format_address(ctx.signer), gateway=format_address(msg.gateway), line=line_id,
-             amount=msg.amount, expires=expires, fee_bps=gateway["fee_bps"])
+    ctx.emit(CreditOpened(consumer=format_address(ctx.signer), gateway=format_address(msg.gateway), line=line_id,
+             amount=msg.amount, expires=expires, fee_bps=gateway["fee_bps"]))
+    return {"line": line_id}
 
 
 def _refuse_closing(line: dict[str, Any], what: str) -> None:
@@ -343,8 +437,8 @@ def process_top_up(ctx: Context, msg: MsgTopUpCredit) -> None:
     bank.hold(ctx.state, ctx.signer, NAME, msg.amount, f"a top-up of {format_mint(msg.amount)}")
     line.update(balance=int(line["balance"]) + msg.amount, expires=expires)
     ctx.state.set_value(LINE_PREFIX + ctx.signer + msg.gateway, line)
-    ctx.emit("credit_topped_up", consumer=format_address(ctx.signer), gateway=format_address(msg.gateway),
-             amount=msg.amount, expires=expires)
+    ctx.emit(CreditToppedUp(consumer=format_address(ctx.signer), gateway=format_address(msg.gateway),
+             amount=msg.amount, expires=expires))
 
 
 def process_close(ctx: Context, msg: MsgCloseCredit) -> None:
@@ -352,8 +446,8 @@ def process_close(ctx: Context, msg: MsgCloseCredit) -> None:
     _refuse_closing(line, "second close")
     line["closing_at"] = ctx.block.height + get_params(ctx.state).close_notice
     ctx.state.set_value(LINE_PREFIX + ctx.signer + msg.gateway, line)
-    ctx.emit("credit_closing", consumer=format_address(ctx.signer), gateway=format_address(msg.gateway),
-             line=line["id"], reclaimable_from=reclaimable_from(line, get_params(ctx.state)))
+    ctx.emit(CreditClosing(consumer=format_address(ctx.signer), gateway=format_address(msg.gateway),
+             line=line["id"], reclaimable_from=reclaimable_from(line, get_params(ctx.state))))
 
 
 # --- settlement and claims ---------------------------------------------------------------------------------
@@ -537,8 +631,8 @@ def process_settle(ctx: Context, msg: MsgSettle) -> None:
     _write(ctx, batch)
     gateway["last_batch"] = msg.batch
     ctx.state.set_value(GATEWAY_PREFIX + ctx.signer, gateway)
-    ctx.emit("settled", gateway=format_address(ctx.signer), batch=msg.batch, entries=len(msg.entries),
-             paid=batch.total, fee=batch.fees)
+    ctx.emit(Settled(gateway=format_address(ctx.signer), batch=msg.batch, entries=len(msg.entries),
+             paid=batch.total, fee=batch.fees))
 
 
 def process_claim(ctx: Context, msg: MsgClaim) -> None:
@@ -554,8 +648,8 @@ def process_claim(ctx: Context, msg: MsgClaim) -> None:
     if batch.slashed:
         gateway["bond"] = batch.bond
         ctx.state.set_value(GATEWAY_PREFIX + msg.gateway, gateway)
-    ctx.emit("claimed", gateway=format_address(msg.gateway), claimant=format_address(ctx.signer),
-             entries=len(msg.entries), paid=batch.total, fee=batch.fees, slashed=batch.slashed)
+    ctx.emit(Claimed(gateway=format_address(msg.gateway), claimant=format_address(ctx.signer),
+             entries=len(msg.entries), paid=batch.total, fee=batch.fees, slashed=batch.slashed))
 
 
 def process_reclaim(ctx: Context, msg: MsgReclaimCredit) -> None:
@@ -570,8 +664,8 @@ def process_reclaim(ctx: Context, msg: MsgReclaimCredit) -> None:
     for key, _ in list(ctx.state.scan(line_prefix(int(line["id"])))):
         ctx.state.delete(key)
     ctx.state.delete(LINE_PREFIX + ctx.signer + msg.gateway)
-    ctx.emit("credit_reclaimed", consumer=format_address(ctx.signer), gateway=format_address(msg.gateway),
-             line=line["id"], amount=line["balance"])
+    ctx.emit(CreditReclaimed(consumer=format_address(ctx.signer), gateway=format_address(msg.gateway),
+             line=line["id"], amount=line["balance"]))
 
 
 # --- queries, genesis, invariants --------------------------------------------------------------------------
@@ -607,7 +701,15 @@ def query_paid(state: Reader, parts: list[str], data: bytes) -> Any:
             for miner, paid in state.scan_values(line_prefix(line_id))]
 
 
-GENESIS = ParamsGenesis("credit", Params, BOUNDS, PARAMS_KEY)
+RECORDS = (
+    RecordKind(GATEWAY_PREFIX, 20, MAP(url=STR, fee_bps=INT, bond=INT, last_batch=INT)),
+    RecordKind(LINE_PREFIX, 40, MAP(id=INT, balance=INT, spent=INT, opened=INT, expires=INT, fee_bps=INT,
+                                    max_price_per_1k=INT, cap=INT, cap_period=INT, period_start=INT,
+                                    period_spent=INT, closing_at=INT)),
+    RecordKind(NEXT_LINE_KEY, 0, INT),
+    RecordKind(PAID_PREFIX, 28, TUPLE(INT, INT, INT)),  # <line id 8B><miner hotkey 20B> -> [tokens, grains, requests]
+)
+GENESIS = ModuleGenesis("credit", Params, BOUNDS, PARAMS_KEY, RECORDS)
 
 
 def invariant_held(state: Reader) -> str | None:
@@ -629,6 +731,7 @@ def invariant_paid(state: Reader) -> str | None:
 
 MODULE = ModuleSpec(
     name=NAME,
+    events=(GatewayRegistered, CreditOpened, CreditToppedUp, CreditClosing, Settled, Claimed, CreditReclaimed),
     handlers={MsgRegisterGateway: process_register_gateway, MsgOpenCredit: process_open,
               MsgTopUpCredit: process_top_up, MsgCloseCredit: process_close, MsgSettle: process_settle,
               MsgClaim: process_claim, MsgReclaimCredit: process_reclaim},

@@ -29,9 +29,11 @@ import numpy as np
 
 from gridmint.chain import bank, neurons, staking
 from gridmint.chain import subnets as subnets_module
-from gridmint.chain.module import Context, ModuleSpec
-from gridmint.chain.params import ParamsGenesis, params_to_json, read_params
+from gridmint.chain.module import Context, EventData, ModuleSpec
+from gridmint.chain.module_genesis import ModuleGenesis
+from gridmint.chain.params import params_to_json, read_params
 from gridmint.chain.query_args import expect_args
+from gridmint.chain.records import INT, RecordKind
 from gridmint.chain.state import Reader, State
 from gridmint.chain.subnets import get_hyperparams
 from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64
@@ -67,6 +69,21 @@ def get_params(state: Reader) -> Params:
 def compute_block_reward(params: Params, height: int, minted: int) -> int:
     reward = params.initial_reward >> min(height // params.halving_interval, 127)
     return max(0, min(reward, params.cap - minted))
+
+
+# --- events ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EpochRun(EventData):
+    """A subnet's epoch ran and paid its emission."""
+
+    TYPE = "epoch"
+
+    netuid: int
+    epoch: int
+    paid: int
+    pending: int
 
 
 # --- block hooks -------------------------------------------------------------------------------------------
@@ -154,8 +171,8 @@ def run_subnet_epoch(ctx: Context, netuid: int, subnet: dict[str, Any]) -> Epoch
     subnet["last_epoch"] = height
     subnet["epoch"] += 1
     neurons.put_subnet(state, netuid, subnet)
-    ctx.emit("epoch", netuid=netuid, epoch=subnet["epoch"], paid=int(paid.sum()),
-             pending=neurons.get_pending(state, netuid))
+    ctx.emit(EpochRun(netuid=netuid, epoch=subnet["epoch"], paid=int(paid.sum()),
+             pending=neurons.get_pending(state, netuid)))
     return result
 
 
@@ -205,7 +222,8 @@ def query_info(state: Reader, parts: list[str], data: bytes) -> Any:
             "pending": {str(n): neurons.get_pending(state, n) for n in neurons.netuids(state)}}
 
 
-GENESIS = ParamsGenesis("emission", Params, BOUNDS, PARAMS_KEY)
+RECORDS = (RecordKind(MINTED_KEY, 0, INT),)
+GENESIS = ModuleGenesis("emission", Params, BOUNDS, PARAMS_KEY, RECORDS)
 
 
 def invariant_pending(state: Reader) -> str | None:
@@ -221,6 +239,7 @@ def invariant_cap(state: Reader) -> str | None:
 
 MODULE = ModuleSpec(
     name=NAME,
+    events=(EpochRun,),
     end_block=end_block,
     queries={"info": query_info},
     validate_genesis=GENESIS.validate,

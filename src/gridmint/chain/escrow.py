@@ -15,13 +15,16 @@ State:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from gridmint.chain import bank
 from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import register
-from gridmint.chain.module import Context, ModuleSpec
+from gridmint.chain.module import Context, EventData, ModuleSpec
+from gridmint.chain.module_genesis import ModuleGenesis
 from gridmint.chain.query_args import expect_args, parse_id
+from gridmint.chain.records import ADDRESS, BOOL, INT, MAP, STR, RecordKind
 from gridmint.chain.state import Reader, State
 from gridmint.chain.units import MAX_U64, format_mint
 
@@ -39,6 +42,23 @@ REASON_INSUFFICIENT_FUNDS = "insufficient_funds"
 # Accounts end_block closes at most per block: ~70 µs each on the reference machine, so ~35 ms; the worst block
 # the other bounds allow (bench/adversarial_block.py) stays under a second with them.
 CLOSURES_PER_BLOCK = 500
+
+
+# --- events ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EscrowExhausted(EventData):
+    """A lease's escrow ran dry and was closed."""
+
+    TYPE = "escrow_exhausted"
+
+    account: int
+    paid: int
+    refunded: int
+
+
+# --- accounts ----------------------------------------------------------------------------------------------
 
 
 def _key(account_id: int) -> bytes:
@@ -146,7 +166,7 @@ def end_block(ctx: Context) -> None:
     for key, _ in due:
         account_id = int.from_bytes(key[-8:], "big")
         paid, refunded = close(ctx.state, account_id, height, REASON_INSUFFICIENT_FUNDS)
-        ctx.emit("escrow_exhausted", account=account_id, paid=paid, refunded=refunded)
+        ctx.emit(EscrowExhausted(account=account_id, paid=paid, refunded=refunded))
 
 
 def query_account(state: Reader, parts: list[str], data: bytes) -> Any:
@@ -163,5 +183,22 @@ def invariant_held(state: Reader) -> str | None:
     return None if total == held else f"escrow accounts {total} != held by escrow {held}"
 
 
-MODULE = ModuleSpec(name=NAME, end_block=end_block, queries={"account": query_account},
-                    invariants={"held": invariant_held})
+RECORDS = (
+    RecordKind(ACCOUNT_PREFIX, 8, MAP(optional=("closed_at",), tenant=ADDRESS, provider=ADDRESS, rate=INT, start=INT,
+                                      settled=INT, balance=INT, withdrawable=INT, open=BOOL, reason=STR,
+                                      closed_at=INT)),
+    RecordKind(DUE_PREFIX, 16, None),
+    RecordKind(NEXT_ID_KEY, 0, INT),
+)
+GENESIS = ModuleGenesis(NAME, records=RECORDS)
+
+MODULE = ModuleSpec(
+    name=NAME,
+    events=(EscrowExhausted,),
+    end_block=end_block,
+    queries={"account": query_account},
+    validate_genesis=GENESIS.validate,
+    init_genesis=GENESIS.init,
+    export_genesis=GENESIS.export,
+    invariants={"held": invariant_held},
+)

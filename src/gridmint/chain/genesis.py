@@ -2,7 +2,13 @@
 
 The file has CometBFT's genesis shape (``genesis_time``, ``chain_id``, ``initial_height``, ``app_state``), so the
 same file starts the devnode and, later, a CometBFT network; ``app_state`` holds one section per module plus
-``tx`` (transaction limits). Every problem is reported with the path of the field at fault.
+``tx`` (transaction limits) and ``nonces`` (each account's last nonce, in an exported genesis). Every problem is
+reported with the path of the field at fault.
+
+``gridmint genesis export --height H`` writes the committed state at H in this shape, with ``initial_height`` H + 1:
+each module's readable fields (parameters, balances, held funds, authorities) and the records of the rest of its
+state. A chain started from it has, before its first block, the app hash the old chain had at H; a module that gained
+a parameter since reads it at its default.
 """
 
 from __future__ import annotations
@@ -14,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gridmint.chain.crypto import parse_address
 from gridmint.chain.errors import INVALID_GENESIS, ChainError
 from gridmint.chain.module import ModuleSpec
 from gridmint.chain.params import params_from_json, params_to_json
 from gridmint.chain.tx import ABSOLUTE_MAX_TX_BYTES
+from gridmint.chain.units import MAX_U64
 
 CHAIN_ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,48}[a-z0-9]$")
 MAX_INITIAL_HEIGHT = 2**62  # CometBFT heights are int64; leave room to grow
@@ -40,6 +48,7 @@ class Genesis:
     initial_height: int
     tx_params: TxParams
     modules: dict[str, Any]  # module name -> its validated genesis state
+    nonces: tuple[tuple[bytes, int], ...]  # (address, last nonce used), sorted: an exported chain's accounts
     document: dict[str, Any]  # the JSON it came from
 
     @property
@@ -98,7 +107,7 @@ def validate_genesis(document: Any, modules: tuple[ModuleSpec, ...]) -> Genesis:
     app_state = document.get("app_state")
     if not isinstance(app_state, dict):
         raise INVALID_GENESIS("app_state: expected an object with one section per module")
-    known = {"tx"} | {module.name for module in modules}
+    known = {"tx", "nonces"} | {module.name for module in modules}
     unknown = sorted(set(app_state) - known)
     if unknown:
         raise INVALID_GENESIS(f"app_state: unknown sections {unknown}; known sections are {sorted(known)}")
@@ -107,7 +116,31 @@ def validate_genesis(document: Any, modules: tuple[ModuleSpec, ...]) -> Genesis:
         if module.validate_genesis is not None:
             validated[module.name] = module.validate_genesis(app_state.get(module.name, {}))
     tx_params = params_from_json(TxParams, "tx", app_state.get("tx", {}), TX_PARAMS_BOUNDS)
-    return Genesis(chain_id, genesis_time, initial_height, tx_params, validated, document)
+    nonces = _parse_nonces(app_state.get("nonces", []))
+    return Genesis(chain_id, genesis_time, initial_height, tx_params, validated, nonces, document)
+
+
+def _parse_nonces(entries: Any) -> tuple[tuple[bytes, int], ...]:
+    """Each account's last used nonce: an exported chain's accounts go on where they were, and a transaction
+    already in a block of the old chain cannot be replayed on the new one under the same chain id."""
+    if not isinstance(entries, list):
+        raise INVALID_GENESIS("nonces: expected a list of {\"address\": \"gm1...\", \"nonce\": <int>}")
+    nonces: dict[bytes, int] = {}
+    for index, entry in enumerate(entries):
+        where = f"nonces[{index}]"
+        if not isinstance(entry, dict) or set(entry) != {"address", "nonce"}:
+            raise INVALID_GENESIS(f"{where}: expected {{\"address\": \"gm1...\", \"nonce\": <int>}}")
+        try:
+            account = parse_address(entry["address"])
+        except ChainError as exc:
+            raise INVALID_GENESIS(f"{where}.address: {exc.message}") from None
+        nonce = entry["nonce"]
+        if not isinstance(nonce, int) or isinstance(nonce, bool) or not 1 <= nonce <= MAX_U64:
+            raise INVALID_GENESIS(f"{where}.nonce: expected a whole number from 1 to {MAX_U64}")
+        if account in nonces:
+            raise INVALID_GENESIS(f"{where}: address {entry['address']} is listed twice")
+        nonces[account] = nonce
+    return tuple(sorted(nonces.items()))
 
 
 def _parse_initial_height(raw: Any) -> int:

@@ -35,9 +35,11 @@ from gridmint.chain import bank, escrow
 from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import INVALID_FIELD, register
 from gridmint.chain.fields import address, amount, bytes32, text, text_list, u16, u64
-from gridmint.chain.module import Context, ModuleSpec
-from gridmint.chain.params import ParamsGenesis, read_params
+from gridmint.chain.module import Context, EventData, ModuleSpec
+from gridmint.chain.module_genesis import ModuleGenesis
+from gridmint.chain.params import read_params
 from gridmint.chain.query_args import expect_args, parse_choice, parse_id
+from gridmint.chain.records import ADDRESS, BYTES, INT, LIST, MAP, STR, RecordKind
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64, format_mint
@@ -139,6 +141,110 @@ def mismatch(provider: dict[str, Any], order: dict[str, Any]) -> str | None:
         if have["vram_gb"] < need["min_vram_gb"]:
             return f"VRAM {have['vram_gb']} GB < {need['min_vram_gb']} GB needed"
     return None
+
+
+# --- events ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProviderRegistered(EventData):
+    """A provider registered, or updated its offer."""
+
+    TYPE = "provider_registered"
+
+    provider: str
+    host: str
+    gpus: int
+
+
+@dataclass(frozen=True)
+class OrderCreated(EventData):
+    """A tenant's deployment opened an order."""
+
+    TYPE = "order_created"
+
+    order: int
+    tenant: str
+    max_price: int
+    hold: int
+
+
+@dataclass(frozen=True)
+class Bid(EventData):
+    """A provider bid on an order."""
+
+    TYPE = "bid"
+
+    order: int
+    provider: str
+    price: int
+
+
+@dataclass(frozen=True)
+class LeaseStarted(EventData):
+    """A tenant accepted a bid: a lease runs."""
+
+    TYPE = "lease_started"
+
+    lease: int
+    order: int
+    provider: str
+    price: int
+    hold_returned: int
+
+
+@dataclass(frozen=True)
+class LeaseClosed(EventData):
+    """A lease ended by its tenant or provider."""
+
+    TYPE = "lease_closed"
+
+    lease: int
+    reason: str
+    paid: int
+    refunded: int
+
+
+@dataclass(frozen=True)
+class Withdrawn(EventData):
+    """A provider withdrew what a lease has paid."""
+
+    TYPE = "withdrawn"
+
+    lease: int
+    amount: int
+
+
+@dataclass(frozen=True)
+class ToppedUp(EventData):
+    """A tenant added funds to a lease."""
+
+    TYPE = "topped_up"
+
+    lease: int
+    amount: int
+
+
+@dataclass(frozen=True)
+class OrderClosed(EventData):
+    """A tenant closed an order."""
+
+    TYPE = "order_closed"
+
+    order: int
+    hold_paid: int
+    hold_returned: int
+
+
+@dataclass(frozen=True)
+class OrderExpired(EventData):
+    """An order expired without a lease."""
+
+    TYPE = "order_expired"
+
+    order: int
+    hold_paid: int
+    hold_returned: int
 
 
 # --- messages ----------------------------------------------------------------------------------------------
@@ -256,10 +362,10 @@ def process_register_provider(ctx: Context, msg: MsgRegisterProvider) -> None:
         "host_uri": msg.host_uri, "gpu_model": msg.gpu_model, "gpu_count": msg.gpu_count, "vram_gb": msg.vram_gb,
         "cpu_millis": msg.cpu_millis, "memory_mb": msg.memory_mb, "storage_mb": msg.storage_mb,
         "region": msg.region, "tags": msg.tags, "bond": msg.bond})
-    ctx.emit("provider_registered", provider=format_address(ctx.signer), host=msg.host_uri, gpus=msg.gpu_count)
+    ctx.emit(ProviderRegistered(provider=format_address(ctx.signer), host=msg.host_uri, gpus=msg.gpu_count))
 
 
-def process_create_deployment(ctx: Context, msg: MsgCreateDeployment) -> None:
+def process_create_deployment(ctx: Context, msg: MsgCreateDeployment) -> dict[str, int]:
     if msg.deposit < msg.max_price:
         raise DEPOSIT_TOO_LOW(f"the deposit {format_mint(msg.deposit)} does not cover one block at the max price "
                               f"{format_mint(msg.max_price)}")
@@ -278,8 +384,9 @@ def process_create_deployment(ctx: Context, msg: MsgCreateDeployment) -> None:
         "max_price": msg.max_price, "manifest_hash": msg.manifest_hash, "deposit": msg.deposit, "lease": 0,
         "hold": hold, "hold_per_bid": hold_per_bid, "hold_paid": 0})
     ctx.state.set(ORDER_DUE_PREFIX + _id(expires) + _id(order_id), b"")
-    ctx.emit("order_created", order=order_id, tenant=format_address(ctx.signer), max_price=msg.max_price,
-             hold=hold)
+    ctx.emit(OrderCreated(order=order_id, tenant=format_address(ctx.signer), max_price=msg.max_price,
+             hold=hold))
+    return {"order": order_id}
 
 
 def _open_order(state: State, order_id: int) -> dict[str, Any]:
@@ -309,7 +416,7 @@ def process_bid(ctx: Context, msg: MsgBid) -> None:
     if params.bid_deposit:
         bank.hold(ctx.state, ctx.signer, NAME, params.bid_deposit, "the bid deposit")
     ctx.state.set_value(key, {"price": msg.price, "deposit": params.bid_deposit, "created": ctx.block.height})
-    ctx.emit("bid", order=msg.order_id, provider=format_address(ctx.signer), price=msg.price)
+    ctx.emit(Bid(order=msg.order_id, provider=format_address(ctx.signer), price=msg.price))
 
 
 def _hold_of(order: dict[str, Any]) -> int:
@@ -330,7 +437,7 @@ def _settle_bids(state: State, order_id: int, per_bid: int, pot: int) -> int:
     return paid
 
 
-def process_accept(ctx: Context, msg: MsgAcceptBid) -> None:
+def process_accept(ctx: Context, msg: MsgAcceptBid) -> dict[str, int]:
     order = _open_order(ctx.state, msg.order_id)
     if order["tenant"] != ctx.signer:
         raise NOT_TENANT(f"order {msg.order_id} belongs to {format_address(order['tenant'])}")
@@ -349,8 +456,9 @@ def process_accept(ctx: Context, msg: MsgAcceptBid) -> None:
     ctx.state.set_value(ORDER_PREFIX + _id(msg.order_id), order)
     ctx.state.set_value(LEASE_PREFIX + _id(lease_id), {"order": msg.order_id, "tenant": ctx.signer,
                                                         "provider": provider, "price": bid["price"]})
-    ctx.emit("lease_started", lease=lease_id, order=msg.order_id, provider=format_address(provider),
-             price=bid["price"], hold_returned=hold)
+    ctx.emit(LeaseStarted(lease=lease_id, order=msg.order_id, provider=format_address(provider),
+             price=bid["price"], hold_returned=hold))
+    return {"lease": lease_id}
 
 
 def get_lease(state: Reader, lease_id: int) -> dict[str, Any]:
@@ -369,7 +477,7 @@ def process_close_lease(ctx: Context, msg: MsgCloseLease) -> None:
     else:
         raise NOT_PARTY(f"only the tenant or the provider of lease {msg.lease_id} may close it")
     paid, refunded = escrow.close(ctx.state, msg.lease_id, ctx.block.height, reason)
-    ctx.emit("lease_closed", lease=msg.lease_id, reason=reason, paid=paid, refunded=refunded)
+    ctx.emit(LeaseClosed(lease=msg.lease_id, reason=reason, paid=paid, refunded=refunded))
 
 
 def process_withdraw(ctx: Context, msg: MsgWithdraw) -> None:
@@ -377,7 +485,7 @@ def process_withdraw(ctx: Context, msg: MsgWithdraw) -> None:
     if ctx.signer != lease["provider"]:
         raise NOT_PARTY(f"only the provider of lease {msg.lease_id} withdraws its earnings")
     paid = escrow.withdraw(ctx.state, msg.lease_id, ctx.block.height)
-    ctx.emit("withdrawn", lease=msg.lease_id, amount=paid)
+    ctx.emit(Withdrawn(lease=msg.lease_id, amount=paid))
 
 
 def process_top_up(ctx: Context, msg: MsgTopUp) -> None:
@@ -385,7 +493,7 @@ def process_top_up(ctx: Context, msg: MsgTopUp) -> None:
     if ctx.signer != lease["tenant"]:
         raise NOT_PARTY(f"only the tenant of lease {msg.lease_id} tops it up")
     escrow.top_up(ctx.state, msg.lease_id, ctx.signer, msg.amount, ctx.block.height)
-    ctx.emit("topped_up", lease=msg.lease_id, amount=msg.amount)
+    ctx.emit(ToppedUp(lease=msg.lease_id, amount=msg.amount))
 
 
 def _end_order(state: State, order_id: int, order: dict[str, Any], new_state: str) -> tuple[int, int]:
@@ -405,7 +513,7 @@ def process_close_deployment(ctx: Context, msg: MsgCloseDeployment) -> None:
     if order["tenant"] != ctx.signer:
         raise NOT_TENANT(f"order {msg.order_id} belongs to {format_address(order['tenant'])}")
     paid, returned = _end_order(ctx.state, msg.order_id, order, "closed")
-    ctx.emit("order_closed", order=msg.order_id, hold_paid=paid, hold_returned=returned)
+    ctx.emit(OrderClosed(order=msg.order_id, hold_paid=paid, hold_returned=returned))
 
 
 def end_block(ctx: Context) -> None:
@@ -414,7 +522,7 @@ def end_block(ctx: Context) -> None:
     for key, _ in list(ctx.state.scan(ORDER_DUE_PREFIX, below=ORDER_DUE_PREFIX + _id(height + 1))):
         order_id = int.from_bytes(key[-8:], "big")
         paid, returned = _end_order(ctx.state, order_id, get_order(ctx.state, order_id), "expired")
-        ctx.emit("order_expired", order=order_id, hold_paid=paid, hold_returned=returned)
+        ctx.emit(OrderExpired(order=order_id, hold_paid=paid, hold_returned=returned))
 
 
 # --- queries, genesis, invariants --------------------------------------------------------------------------
@@ -456,7 +564,20 @@ def query_lease(state: Reader, parts: list[str], data: bytes) -> Any:
             "provider": format_address(lease["provider"]), "open": account["open"], "escrow": account}
 
 
-GENESIS = ParamsGenesis("market", Params, BOUNDS, PARAMS_KEY)
+RECORDS = (
+    RecordKind(PROVIDER_PREFIX, 20, MAP(host_uri=STR, gpu_model=STR, gpu_count=INT, vram_gb=INT, cpu_millis=INT,
+                                        memory_mb=INT, storage_mb=INT, region=STR, tags=LIST(STR), bond=INT)),
+    RecordKind(ORDER_PREFIX, 8, MAP(tenant=ADDRESS, state=STR, created=INT, expires=INT,
+                                    resources=MAP(cpu_millis=INT, memory_mb=INT, gpu_units=INT, gpu_models=LIST(STR),
+                                                  min_vram_gb=INT),
+                                    max_price=INT, manifest_hash=BYTES(32), deposit=INT, lease=INT, hold=INT,
+                                    hold_per_bid=INT, hold_paid=INT)),
+    RecordKind(BID_PREFIX, 28, MAP(price=INT, deposit=INT, created=INT)),  # <order 8B><provider 20B>
+    RecordKind(LEASE_PREFIX, 8, MAP(order=INT, tenant=ADDRESS, provider=ADDRESS, price=INT)),
+    RecordKind(ORDER_DUE_PREFIX, 16, None),
+    RecordKind(NEXT_ORDER_KEY, 0, INT),
+)
+GENESIS = ModuleGenesis("market", Params, BOUNDS, PARAMS_KEY, RECORDS)
 
 
 def invariant_held(state: Reader) -> str | None:
@@ -472,6 +593,8 @@ def invariant_held(state: Reader) -> str | None:
 
 MODULE = ModuleSpec(
     name=NAME,
+    events=(ProviderRegistered, OrderCreated, Bid, LeaseStarted, LeaseClosed, Withdrawn, ToppedUp, OrderClosed,
+            OrderExpired),
     handlers={MsgRegisterProvider: process_register_provider, MsgCreateDeployment: process_create_deployment,
               MsgBid: process_bid, MsgAcceptBid: process_accept, MsgCloseLease: process_close_lease,
               MsgWithdraw: process_withdraw, MsgTopUp: process_top_up, MsgCloseDeployment: process_close_deployment},

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from gridmint.chain.state import Reader, State
-from gridmint.chain.tx import Msg
+from gridmint.chain.tx import MessageTypes, Msg
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,17 @@ class Event:
     def to_json(self) -> dict[str, Any]:
         return {"type": self.type,
                 "attributes": [{"key": k, "value": v, "index": True} for k, v in self.attributes]}
+
+
+class EventData:
+    """Base of the events a module declares (``ModuleSpec.events``): frozen dataclasses with a ``TYPE`` and typed
+    fields, built where they happen, so that a type checker holds every emit to its declaration. An event's
+    attributes are its fields in declared order, as text (what CometBFT indexes and clients read)."""
+
+    TYPE: ClassVar[str]
+
+    def attributes(self) -> tuple[tuple[str, str], ...]:
+        return tuple([(name, str(getattr(self, name))) for name in self.__dataclass_fields__])  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -53,12 +64,14 @@ class Context:
     validator_updates: list[ValidatorUpdate] = field(default_factory=list)
     record_events: bool = True  # False in check_tx's scratch runs, whose events no one reads
 
-    def emit(self, event_type: str, **attributes: str | int) -> None:
+    def emit(self, event: EventData) -> None:
         if self.record_events:
-            self.events.append(Event(event_type, tuple([(k, str(v)) for k, v in attributes.items()])))
+            self.events.append(Event(event.TYPE, event.attributes()))
 
 
-Handler = Callable[[Context, Any], None]
+# A handler returns what its message created for the sender to know (a new subnet's netuid, a UID, an order, a
+# lease, a line, a proposal) as a small map of integers, or None; a transaction's result data carries them (App).
+Handler = Callable[[Context, Any], dict[str, int] | None]
 BlockHook = Callable[[Context], None]
 QueryHandler = Callable[[Reader, list[str], bytes], Any]  # (committed view, path parts, data) -> answer
 Invariant = Callable[[Reader], str | None]  # returns a description of the breach, or None
@@ -68,6 +81,7 @@ Invariant = Callable[[Reader], str | None]  # returns a description of the breac
 class ModuleSpec:
     name: str
     handlers: Mapping[type[Msg], Handler] = field(default_factory=dict)
+    events: tuple[type[EventData], ...] = ()  # every event the module emits
     begin_block: BlockHook | None = None
     end_block: BlockHook | None = None
     queries: Mapping[str, QueryHandler] = field(default_factory=dict)
@@ -75,3 +89,15 @@ class ModuleSpec:
     init_genesis: Callable[[State, Any], None] | None = None
     export_genesis: Callable[[Reader], Any] | None = None
     invariants: Mapping[str, Invariant] = field(default_factory=dict)
+
+
+def message_registry(modules: tuple[ModuleSpec, ...]) -> MessageTypes:
+    """Every message type the ``modules`` handle, by wire name: what the app decodes. Two modules handling one
+    name is a programming error."""
+    registry: dict[str, type[Msg]] = {}
+    for module in modules:
+        for msg in module.handlers:
+            if msg.TYPE in registry:
+                raise TypeError(f"message type {msg.TYPE} is handled by two modules")
+            registry[msg.TYPE] = msg
+    return registry

@@ -27,13 +27,13 @@ import numpy as np
 import numpy.typing as npt
 
 from gridmint.chain.crypto import ADDRESS_BYTES, format_address
-from gridmint.chain.errors import register
 from gridmint.chain.state import Reader, State
 
-NAME = "subnets"
+# Re-exported: clients match refusals against them as neurons.SUBNET_NOT_FOUND, neurons.NOT_REGISTERED.
+from gridmint.chain.subnets_errors import NOT_REGISTERED as NOT_REGISTERED
+from gridmint.chain.subnets_errors import SUBNET_NOT_FOUND as SUBNET_NOT_FOUND
 
-SUBNET_NOT_FOUND = register(NAME, 1, "subnet_not_found")
-NOT_REGISTERED = register(NAME, 2, "not_registered")
+NAME = "subnets"
 
 # Per-UID vectors. last_update and registered_at are blocks; stake is grains; the rest are epoch outputs in Q30
 # (active and permit are 0 or 1; emission is grains paid at the last epoch).

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from gridmint.chain import codec
 from gridmint.chain.errors import INVALID_GENESIS
-from gridmint.chain.query_args import expect_args
-from gridmint.chain.state import Reader, State
+from gridmint.chain.state import Reader
 
 P = TypeVar("P")
 
@@ -52,29 +50,3 @@ def read_params(state: Reader, key: bytes, cls: type[P]) -> P:
 
 _DECODED: dict[tuple[type[Any], bytes | None], Any] = {}
 _DECODED_LIMIT = 64  # a few parameter sets per module; a chain that changes them often only decodes again
-
-
-@dataclass(frozen=True)
-class ParamsGenesis:
-    """Genesis functions for a module whose genesis section is only ``{"params": {...}}``."""
-
-    section: str
-    cls: type[Any]
-    bounds: Mapping[str, tuple[int, int]]
-    key: bytes
-
-    def validate(self, raw: Any) -> Any:
-        if not isinstance(raw, dict) or set(raw) - {"params"}:
-            raise INVALID_GENESIS(f"{self.section}: expected {{\"params\": {{...}}}}")
-        return params_from_json(self.cls, f"{self.section}.params", raw.get("params", {}), self.bounds)
-
-    def init(self, state: State, params: Any) -> None:
-        state.set_value(self.key, params_to_json(params))
-
-    def export(self, state: Reader) -> Any:
-        return {"params": params_to_json(read_params(state, self.key, self.cls))}
-
-    def query(self, state: Reader, parts: list[str], data: bytes) -> Any:
-        """``/<module>/params``: the parameters in force."""
-        expect_args(parts, 0, f"/{self.section}/params")
-        return params_to_json(read_params(state, self.key, self.cls))

@@ -61,9 +61,11 @@ from gridmint.chain import bank, neurons
 from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import register
 from gridmint.chain.fields import address, amount, u16
-from gridmint.chain.module import Context, ModuleSpec
-from gridmint.chain.params import ParamsGenesis, read_params
+from gridmint.chain.module import Context, EventData, ModuleSpec
+from gridmint.chain.module_genesis import ModuleGenesis
+from gridmint.chain.params import read_params
 from gridmint.chain.query_args import expect_args, parse_address_arg, parse_netuid, parse_page
+from gridmint.chain.records import ADDRESS, BYTES, INT, MAP, TUPLE, RecordKind
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
 from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64, format_mint
@@ -333,8 +335,8 @@ def return_closed_pools(ctx: Context) -> None:
         _write_pool(state, pool)
         if pool.count == 0:
             state.delete(key)
-        ctx.emit("stake_returned", netuid=pool.netuid, hotkey=format_address(pool.hotkey), amount=returned,
-                 stakers_left=pool.count)
+        ctx.emit(StakeReturned(netuid=pool.netuid, hotkey=format_address(pool.hotkey), amount=returned,
+                 stakers_left=pool.count))
 
 
 def pay_dividends(state: State, netuid: int, payments: list[tuple[int, bytes, int]], source: str) -> None:
@@ -364,6 +366,55 @@ def pay_dividends(state: State, netuid: int, payments: list[tuple[int, bytes, in
         for uid, rest in compounded.items():
             totals[uid] += rest
         neurons.set_vector(state, netuid, "stake", totals)
+
+
+# --- events ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StakeReturned(EventData):
+    """Stake of a closed pool went back to its stakers."""
+
+    TYPE = "stake_returned"
+
+    netuid: int
+    hotkey: str
+    amount: int
+    stakers_left: int
+
+
+@dataclass(frozen=True)
+class StakeAdded(EventData):
+    """A coldkey staked to a hotkey."""
+
+    TYPE = "stake_added"
+
+    netuid: int
+    hotkey: str
+    coldkey: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class StakeRemoved(EventData):
+    """A coldkey unstaked from a hotkey."""
+
+    TYPE = "stake_removed"
+
+    netuid: int
+    hotkey: str
+    coldkey: str
+    amount: int
+
+
+@dataclass(frozen=True)
+class TakeSet(EventData):
+    """A hotkey's delegate take changed."""
+
+    TYPE = "take_set"
+
+    hotkey: str
+    take: int
 
 
 # --- messages ----------------------------------------------------------------------------------------------
@@ -414,16 +465,16 @@ def process_add(ctx: Context, msg: MsgAddStake) -> None:
                                   f"{format_mint(minimum)} per stake added")
     bank.hold(ctx.state, ctx.signer, NAME, msg.amount, f"a stake of {format_mint(msg.amount)}")
     add_stake(ctx.state, msg.netuid, uid, msg.hotkey, ctx.signer, msg.amount)
-    ctx.emit("stake_added", netuid=msg.netuid, hotkey=format_address(msg.hotkey),
-             coldkey=format_address(ctx.signer), amount=msg.amount)
+    ctx.emit(StakeAdded(netuid=msg.netuid, hotkey=format_address(msg.hotkey),
+             coldkey=format_address(ctx.signer), amount=msg.amount))
 
 
 def process_remove(ctx: Context, msg: MsgRemoveStake) -> None:
     neurons.require_subnet(ctx.state, msg.netuid)
     uid = neurons.require_uid(ctx.state, msg.netuid, msg.hotkey)
     returned = remove_stake(ctx.state, msg.netuid, uid, msg.hotkey, ctx.signer, msg.amount)
-    ctx.emit("stake_removed", netuid=msg.netuid, hotkey=format_address(msg.hotkey),
-             coldkey=format_address(ctx.signer), amount=returned)
+    ctx.emit(StakeRemoved(netuid=msg.netuid, hotkey=format_address(msg.hotkey),
+             coldkey=format_address(ctx.signer), amount=returned))
 
 
 def process_set_take(ctx: Context, msg: MsgSetTake) -> None:
@@ -432,7 +483,7 @@ def process_set_take(ctx: Context, msg: MsgSetTake) -> None:
     if msg.take > MAX_TAKE:
         raise TAKE_OUT_OF_BOUNDS(f"take must be from 0 to {MAX_TAKE} (18%), got {msg.take}")
     ctx.state.set_value(TAKE_PREFIX + msg.hotkey, msg.take)
-    ctx.emit("take_set", hotkey=format_address(msg.hotkey), take=msg.take)
+    ctx.emit(TakeSet(hotkey=format_address(msg.hotkey), take=msg.take))
 
 
 # --- queries -----------------------------------------------------------------------------------------------
@@ -477,11 +528,16 @@ def query_hotkey(state: Reader, parts: list[str], data: bytes) -> Any:
 # --- genesis and invariants --------------------------------------------------------------------------------
 
 
-GENESIS = ParamsGenesis(NAME, Params, BOUNDS, PARAMS_KEY)
-
-
-def validate_genesis(raw: Any) -> Any:
-    return GENESIS.validate({} if raw is None else raw)
+RECORDS = (
+    RecordKind(NEXT_POOL_KEY, 0, INT),
+    RecordKind(LIVE_PREFIX, 22, INT),  # <netuid 2B><hotkey 20B> -> pool id
+    RecordKind(POOL_PREFIX, 8, MAP(netuid=INT, hotkey=ADDRESS, stake=INT, shares=BYTES(SHARES_BYTES), count=INT)),
+    RecordKind(POSITION_PREFIX, 28, TUPLE(BYTES(SHARES_BYTES), INT)),  # <coldkey 20B><pool 8B> -> [shares, slot]
+    RecordKind(SLOT_PREFIX, 16, ADDRESS),  # <pool 8B><slot 8B> -> coldkey
+    RecordKind(CLOSING_PREFIX, 8, INT),
+    RecordKind(TAKE_PREFIX, 20, INT),
+)
+GENESIS = ModuleGenesis(NAME, Params, BOUNDS, PARAMS_KEY, RECORDS)
 
 
 def invariant_held(state: Reader) -> str | None:
@@ -543,10 +599,11 @@ def invariant_pools(state: Reader) -> str | None:
 
 MODULE = ModuleSpec(
     name=NAME,
+    events=(StakeReturned, StakeAdded, StakeRemoved, TakeSet),
     handlers={MsgAddStake: process_add, MsgRemoveStake: process_remove, MsgSetTake: process_set_take},
     end_block=return_closed_pools,
     queries={"stakes": query_stakes, "hotkey": query_hotkey, "params": GENESIS.query},
-    validate_genesis=validate_genesis,
+    validate_genesis=GENESIS.validate,
     init_genesis=GENESIS.init,
     export_genesis=GENESIS.export,
     invariants={"held": invariant_held, "totals": invariant_totals, "pools": invariant_pools},

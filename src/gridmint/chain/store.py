@@ -195,8 +195,12 @@ class Store:
     def commit(self, height: int, changes: Changes, lanes: lthash.Lanes, diff: Diff | None = None) -> bytes:
         """Write one block's changes and its digest atomically (prune history past ``keep_recent`` in the same
         transaction); returns the new app hash. Keys written with the value they already had are left alone.
-        ``diff``: the changes' ``diff`` against this committed state, when the caller already read it."""
-        if height != self.height + 1:
+        ``diff``: the changes' ``diff`` against this committed state, when the caller already read it.
+
+        The first commit may be at any height: a chain started from an exported genesis begins at the height after
+        the export. Its history starts there, so queries at earlier heights are refused as not kept."""
+        starts_late = self.height == 0 and height > 1
+        if height != self.height + 1 and not starts_late:
             raise ValueError(f"commit of height {height} after height {self.height}")
         app_hash = lthash.checksum(lanes)
         db = self._db
@@ -208,7 +212,7 @@ class Store:
             db.executemany("DELETE FROM state WHERE key = ?", [(key,) for key, _, new in changed if new is None])
             db.executemany("INSERT OR REPLACE INTO history (key, height, value) VALUES (?, ?, ?)",
                            [(key, height, new) for key, _, new in changed])
-            pruned_through = self._prune(height)
+            pruned_through = height if starts_late else self._prune(height)
             db.executemany(
                 "INSERT OR REPLACE INTO meta (name, value) VALUES (?, ?)",
                 [("height", height.to_bytes(8, "big")), ("lthash", lanes.astype("<u2").tobytes()),

@@ -55,30 +55,33 @@ import numpy as np
 from gridmint.chain import bank, codec, neurons, staking
 from gridmint.chain.crypto import format_address
 from gridmint.chain.endpoint_url import parse_endpoint_url
-from gridmint.chain.errors import INVALID_FIELD, INVALID_GENESIS, UNKNOWN_QUERY, ChainError, register
+from gridmint.chain.errors import INVALID_FIELD, INVALID_GENESIS, UNKNOWN_QUERY, ChainError
 from gridmint.chain.fields import address, text, text_list, u16, u64
-from gridmint.chain.module import Context, ModuleSpec
-from gridmint.chain.params import ParamsGenesis, params_to_json, read_params
+from gridmint.chain.module import Context, EventData, ModuleSpec
+from gridmint.chain.module_genesis import ModuleGenesis, SectionState
+from gridmint.chain.params import params_to_json, read_params
 from gridmint.chain.query_args import expect_args, parse_address_arg, parse_netuid, parse_options
+from gridmint.chain.records import ADDRESS, BYTES, DICT, INT, LIST, MAP, ONE_OF, STR, RecordKind
 from gridmint.chain.state import Reader, State
+from gridmint.chain.subnets_errors import (
+    BURN_ABOVE_LIMIT,
+    EPOCH_TOO_COSTLY,
+    HOTKEY_OWNED,
+    HOTKEY_REGISTERED,
+    INVALID_ENDPOINT,
+    INVALID_MODALITY,
+    NOT_OWNER,
+    PARAM_OUT_OF_BOUNDS,
+    PRICE_ABOVE_LIMIT,
+    RATE_LIMITED,
+    SUBNET_FULL,
+    TOO_MANY_SUBNETS,
+    UNKNOWN_PARAM,
+)
 from gridmint.chain.tx import Msg, message
 from gridmint.chain.units import GRAINS_PER_MINT, MAX_U64, format_mint
 
 NAME = "subnets"
-
-NOT_OWNER = register(NAME, 3, "not_owner")
-UNKNOWN_PARAM = register(NAME, 4, "unknown_param")
-PARAM_OUT_OF_BOUNDS = register(NAME, 5, "param_out_of_bounds")
-HOTKEY_REGISTERED = register(NAME, 6, "hotkey_registered")
-HOTKEY_OWNED = register(NAME, 7, "hotkey_owned")
-SUBNET_FULL = register(NAME, 8, "subnet_full")
-INVALID_ENDPOINT = register(NAME, 9, "invalid_endpoint")
-RATE_LIMITED = register(NAME, 10, "rate_limited")
-TOO_MANY_SUBNETS = register(NAME, 11, "too_many_subnets")
-INVALID_MODALITY = register(NAME, 12, "invalid_modality")
-BURN_ABOVE_LIMIT = register(NAME, 13, "burn_above_limit")
-EPOCH_TOO_COSTLY = register(NAME, 14, "epoch_too_costly")
-PRICE_ABOVE_LIMIT = register(NAME, 15, "price_above_limit")
 
 MODALITY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,31}$")
 MAX_URL_BYTES = 256
@@ -204,6 +207,70 @@ def get_burn(subnet: dict[str, Any], height: int) -> int:
     return compute_burn(subnet["burn"], height - subnet["burn_block"], get_hyperparams(subnet))
 
 
+# --- events ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubnetCreated(EventData):
+    """A subnet was created."""
+
+    TYPE = "subnet_created"
+
+    netuid: int
+    owner: str
+    modality: str
+    lock: int
+
+
+@dataclass(frozen=True)
+class SubnetParam(EventData):
+    """A subnet's owner changed a hyperparameter."""
+
+    TYPE = "subnet_param"
+
+    netuid: int
+    param: str
+    value: int
+
+
+@dataclass(frozen=True)
+class SubnetDissolved(EventData):
+    """A subnet was dissolved."""
+
+    TYPE = "subnet_dissolved"
+
+    netuid: int
+    returned: int
+    burned_pending: int
+
+
+@dataclass(frozen=True)
+class NeuronRegistered(EventData):
+    """A hotkey took a UID on a subnet."""
+
+    TYPE = "neuron_registered"
+
+    netuid: int
+    uid: int
+    hotkey: str
+    coldkey: str
+    burn: int
+
+
+@dataclass(frozen=True)
+class EndpointAnnounced(EventData):
+    """A neuron announced where and what it serves."""
+
+    TYPE = "endpoint_announced"
+
+    netuid: int
+    uid: int
+    url: str
+    price_per_1k: int
+    next_price_per_1k: int
+    next_price_at: int
+
+
 # --- messages ----------------------------------------------------------------------------------------------
 
 
@@ -271,7 +338,7 @@ def _require_owner(ctx: Context, subnet: dict[str, Any], netuid: int) -> None:
         raise NOT_OWNER(f"only the owner of subnet {netuid} ({format_address(subnet['owner'])}) may do this")
 
 
-def process_create(ctx: Context, msg: MsgCreateSubnet) -> None:
+def process_create(ctx: Context, msg: MsgCreateSubnet) -> dict[str, int]:
     params = get_params(ctx.state)
     if not MODALITY_PATTERN.match(msg.modality):
         raise INVALID_MODALITY(f"modality '{msg.modality[:40]}' should be lower-case words joined by '-', "
@@ -294,7 +361,8 @@ def process_create(ctx: Context, msg: MsgCreateSubnet) -> None:
         "last_epoch": height, "epoch": 0, "n": 0, "burn": hyper.burn_initial, "burn_block": height,
         "params": params_to_json(hyper),
     })
-    ctx.emit("subnet_created", netuid=netuid, owner=format_address(ctx.signer), modality=msg.modality, lock=cost)
+    ctx.emit(SubnetCreated(netuid=netuid, owner=format_address(ctx.signer), modality=msg.modality, lock=cost))
+    return {"netuid": netuid}
 
 
 def process_set_hyperparam(ctx: Context, msg: MsgSetHyperparam) -> None:
@@ -330,7 +398,7 @@ def process_set_hyperparam(ctx: Context, msg: MsgSetHyperparam) -> None:
         else:
             ctx.state.delete(raise_key)
     neurons.put_subnet(ctx.state, msg.netuid, subnet)
-    ctx.emit("subnet_param", netuid=msg.netuid, param=msg.param, value=msg.value)
+    ctx.emit(SubnetParam(netuid=msg.netuid, param=msg.param, value=msg.value))
 
 
 def process_dissolve(ctx: Context, msg: MsgDissolveSubnet) -> None:
@@ -352,10 +420,10 @@ def process_dissolve(ctx: Context, msg: MsgDissolveSubnet) -> None:
     bank.release(ctx.state, NAME, subnet["owner"], subnet["lock"])
     ctx.state.delete(neurons.NET_PREFIX + prefix)
     ctx.state.delete(RAISE_PREFIX + prefix)
-    ctx.emit("subnet_dissolved", netuid=msg.netuid, returned=subnet["lock"], burned_pending=pending)
+    ctx.emit(SubnetDissolved(netuid=msg.netuid, returned=subnet["lock"], burned_pending=pending))
 
 
-def process_register(ctx: Context, msg: MsgRegister) -> None:
+def process_register(ctx: Context, msg: MsgRegister) -> dict[str, int]:
     netuid, hotkey, height = msg.netuid, msg.hotkey, ctx.block.height
     subnet = neurons.require_subnet(ctx.state, netuid)
     hyper = get_hyperparams(subnet)
@@ -381,8 +449,9 @@ def process_register(ctx: Context, msg: MsgRegister) -> None:
     subnet["burn"] = min(price * hyper.burn_multiplier // 1_000, hyper.burn_max)
     subnet["burn_block"] = height
     neurons.put_subnet(ctx.state, netuid, subnet)
-    ctx.emit("neuron_registered", netuid=netuid, uid=uid, hotkey=format_address(hotkey),
-             coldkey=format_address(ctx.signer), burn=price)
+    ctx.emit(NeuronRegistered(netuid=netuid, uid=uid, hotkey=format_address(hotkey),
+             coldkey=format_address(ctx.signer), burn=price))
+    return {"netuid": netuid, "uid": uid}
 
 
 def _free_uid(state: State, netuid: int, subnet: dict[str, Any], hyper: Hyperparams, height: int) -> int:
@@ -464,8 +533,8 @@ def process_announce(ctx: Context, msg: MsgAnnounceEndpoint) -> None:
     ctx.state.set_value(neurons.endpoint_key(msg.netuid, uid), {
         "url": url, "models": msg.models, **prices, "protocol_version": msg.protocol_version,
         "block": ctx.block.height})
-    ctx.emit("endpoint_announced", netuid=msg.netuid, uid=uid, url=url, price_per_1k=prices["price_per_1k"],
-             next_price_per_1k=prices["next_price_per_1k"], next_price_at=prices["next_price_at"])
+    ctx.emit(EndpointAnnounced(netuid=msg.netuid, uid=uid, url=url, price_per_1k=prices["price_per_1k"],
+             next_price_per_1k=prices["next_price_per_1k"], next_price_at=prices["next_price_at"]))
 
 
 # --- queries -----------------------------------------------------------------------------------------------
@@ -544,16 +613,32 @@ def query_hotkey(state: Reader, parts: list[str], data: bytes) -> Any:
 # --- genesis -----------------------------------------------------------------------------------------------
 
 
-GENESIS = ParamsGenesis("subnets", Params, BOUNDS, PARAMS_KEY)
+RECORDS = (
+    RecordKind(NEXT_NETUID_KEY, 0, INT),
+    RecordKind(LAST_LOCK_KEY, 0, MAP(amount=INT, block=INT)),
+    RecordKind(RAISE_PREFIX, 2, INT),
+    RecordKind(neurons.NET_PREFIX, 2, MAP(optional=("shape_block",), owner=ADDRESS, modality=STR, name=STR, lock=INT,
+                                          created_at=INT, last_epoch=INT, epoch=INT, n=INT, burn=INT, burn_block=INT,
+                                          params=DICT(INT), shape_block=INT)),
+    RecordKind(neurons.KEYS_PREFIX, 2, BYTES()),
+    RecordKind(neurons.ENDPOINT_PREFIX, 4, MAP(url=STR, models=LIST(STR), price_per_1k=INT, next_price_per_1k=INT,
+                                               next_price_at=INT, protocol_version=INT, block=INT)),
+    RecordKind(neurons.HOTKEY_PREFIX, 22, INT),
+    RecordKind(neurons.OWNER_PREFIX, 20, ADDRESS),
+    RecordKind(neurons.VECTOR_PREFIX, None, BYTES()),  # <netuid 2B>/<vector name>
+    RecordKind(neurons.BONDS_PREFIX, 4, ONE_OF(BYTES(), MAP(n=INT, uids=BYTES(), bonds=BYTES()))),
+    RecordKind(neurons.PENDING_PREFIX, 2, INT),
+)
+GENESIS = ModuleGenesis("subnets", Params, BOUNDS, PARAMS_KEY, RECORDS)
 
 
-def validate_genesis(raw: Any) -> Params:
-    params: Params = GENESIS.validate(raw)
+def validate_genesis(raw: Any) -> SectionState:
+    section = GENESIS.validate(raw)
     try:
-        check_epoch_rate(params, Hyperparams(tempo=params.default_tempo))
+        check_epoch_rate(section.params, Hyperparams(tempo=section.params.default_tempo))
     except ChainError as error:
         raise INVALID_GENESIS(f"subnets.params.default_tempo: a new subnet's {error.message}") from None
-    return params
+    return section
 
 
 # --- invariants --------------------------------------------------------------------------------------------
@@ -590,6 +675,7 @@ def apply_raises(ctx: Context) -> None:
 
 MODULE = ModuleSpec(
     name=NAME,
+    events=(SubnetCreated, SubnetParam, SubnetDissolved, NeuronRegistered, EndpointAnnounced),
     end_block=apply_raises,
     handlers={MsgCreateSubnet: process_create, MsgSetHyperparam: process_set_hyperparam,
               MsgDissolveSubnet: process_dissolve, MsgRegister: process_register,

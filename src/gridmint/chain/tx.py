@@ -14,6 +14,7 @@ small for an attacker: size, envelope shape, **signature**, then everything else
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
@@ -48,30 +49,26 @@ class Msg:
         return [self.TYPE, *(getattr(self, name) for name, _ in self.FIELDS)]
 
 
-_MESSAGE_TYPES: dict[str, type[Msg]] = {}
+# The message types a chain reads, by wire name. The modules are the one registry: a type is known because a module
+# of the app handles it (module.message_registry), so nothing decodes that no handler would run.
+MessageTypes = Mapping[str, type[Msg]]
 
 
 def message(cls: type[Msg]) -> type[Msg]:
-    """Class decorator: register a message type so that ``decode_tx`` can read it."""
+    """Class decorator for a message type: its ``FIELDS`` must name its dataclass fields, in order (the wire form
+    lists them so). A module makes it known by handling it."""
     declared = [f.name for f in fields(cls)]  # type: ignore[arg-type]
     if declared != [name for name, _ in cls.FIELDS]:
         raise TypeError(f"{cls.__name__}: FIELDS must list the dataclass fields in order")
-    if cls.TYPE in _MESSAGE_TYPES:
-        raise TypeError(f"message type {cls.TYPE} registered twice")
-    _MESSAGE_TYPES[cls.TYPE] = cls
     return cls
 
 
-def message_types() -> list[str]:
-    return sorted(_MESSAGE_TYPES)
-
-
-def decode_message(wire: Any) -> Msg:
+def decode_message(wire: Any, types: MessageTypes) -> Msg:
     if not isinstance(wire, list) or not wire or not isinstance(wire[0], str):
         raise MALFORMED("a message must be a list that starts with its type")
-    cls = _MESSAGE_TYPES.get(wire[0])
+    cls = types.get(wire[0])
     if cls is None:
-        raise UNKNOWN_MESSAGE(f"unknown message type '{wire[0][:64]}'; known types: {', '.join(message_types())}")
+        raise UNKNOWN_MESSAGE(f"unknown message type '{wire[0][:64]}'; known types: {', '.join(sorted(types))}")
     if len(wire) != len(cls.FIELDS) + 1:
         raise MALFORMED(f"{cls.TYPE} takes {len(cls.FIELDS)} fields, got {len(wire) - 1}")
     values = {name: check(f"{cls.TYPE}.{name}", value)
@@ -118,8 +115,9 @@ def tx_hash(raw: bytes) -> bytes:
     return hashlib.sha256(raw).digest()
 
 
-def decode_tx(raw: bytes, max_bytes: int = ABSOLUTE_MAX_TX_BYTES) -> SignedTx:
-    """Parse and authenticate a transaction; raises a ChainError naming the first problem found."""
+def decode_tx(raw: bytes, max_bytes: int = ABSOLUTE_MAX_TX_BYTES, *, types: MessageTypes) -> SignedTx:
+    """Parse and authenticate a transaction whose messages are of ``types`` (the app's ``MESSAGE_TYPES``); raises
+    a ChainError naming the first problem found."""
     if len(raw) > max_bytes:
         raise OVERSIZE(f"transaction is {len(raw)} bytes; the limit is {max_bytes}")
     envelope = codec.decode(raw)
@@ -150,5 +148,5 @@ def decode_tx(raw: bytes, max_bytes: int = ABSOLUTE_MAX_TX_BYTES) -> SignedTx:
         raise MALFORMED("memo must be text")
     if len(memo.encode()) > MAX_MEMO_BYTES:
         raise MEMO_TOO_LONG(f"memo is {len(memo.encode())} bytes; the limit is {MAX_MEMO_BYTES}")
-    messages = tuple(decode_message(m) for m in wire_messages)
+    messages = tuple(decode_message(m, types) for m in wire_messages)
     return SignedTx(TxBody(chain_id, signer, nonce, fee, messages, memo), raw, tx_hash(raw))

@@ -23,7 +23,9 @@ import numpy as np
 from gridmint.chain import codec, neurons
 from gridmint.chain.errors import register
 from gridmint.chain.fields import bytes32, u16, u16_list
-from gridmint.chain.module import Context, ModuleSpec
+from gridmint.chain.module import Context, EventData, ModuleSpec
+from gridmint.chain.module_genesis import ModuleGenesis
+from gridmint.chain.records import BYTES, INT, MAP, TUPLE, RecordKind
 from gridmint.chain.state import Reader, State
 from gridmint.chain.subnets import get_hyperparams
 from gridmint.chain.tx import Msg, message
@@ -69,6 +71,42 @@ def get_weights(state: Reader, netuid: int, uid: int) -> tuple[np.ndarray, np.nd
 
 def epoch_index(subnet: dict[str, Any]) -> int:
     return int(subnet["epoch"])
+
+
+# --- events ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WeightsSet(EventData):
+    """A validator set its weights."""
+
+    TYPE = "weights_set"
+
+    netuid: int
+    uid: int
+    count: int
+
+
+@dataclass(frozen=True)
+class WeightsCommitted(EventData):
+    """A validator committed the hash of its weights."""
+
+    TYPE = "weights_committed"
+
+    netuid: int
+    uid: int
+    epoch: int
+
+
+@dataclass(frozen=True)
+class WeightsRevealed(EventData):
+    """A validator revealed committed weights."""
+
+    TYPE = "weights_revealed"
+
+    netuid: int
+    uid: int
+    count: int
 
 
 # --- messages ----------------------------------------------------------------------------------------------
@@ -161,7 +199,7 @@ def process_set(ctx: Context, msg: MsgSetWeights) -> None:
         raise RATE_LIMITED(f"weights may be set once every {hyper.weights_rate_limit} blocks; next at block "
                            f"{last + hyper.weights_rate_limit}")
     _store(ctx.state, msg.netuid, subnet, uid, msg.uids, msg.weights, ctx.block.height)
-    ctx.emit("weights_set", netuid=msg.netuid, uid=uid, count=len(msg.uids))
+    ctx.emit(WeightsSet(netuid=msg.netuid, uid=uid, count=len(msg.uids)))
 
 
 def process_commit(ctx: Context, msg: MsgCommitWeights) -> None:
@@ -170,7 +208,7 @@ def process_commit(ctx: Context, msg: MsgCommitWeights) -> None:
         raise COMMIT_REVEAL_OFF(f"subnet {msg.netuid} has commit-reveal off: use set_weights")
     ctx.state.set_value(COMMIT_PREFIX + _uid_suffix(msg.netuid, uid),
                         {"hash": msg.hash, "epoch": epoch_index(subnet), "block": ctx.block.height})
-    ctx.emit("weights_committed", netuid=msg.netuid, uid=uid, epoch=epoch_index(subnet))
+    ctx.emit(WeightsCommitted(netuid=msg.netuid, uid=uid, epoch=epoch_index(subnet)))
 
 
 def process_reveal(ctx: Context, msg: MsgRevealWeights) -> None:
@@ -190,10 +228,20 @@ def process_reveal(ctx: Context, msg: MsgRevealWeights) -> None:
     check_weights(subnet, msg.netuid, msg.uids, msg.weights)
     ctx.state.delete(COMMIT_PREFIX + _uid_suffix(msg.netuid, uid))
     _store(ctx.state, msg.netuid, subnet, uid, msg.uids, msg.weights, commit["block"])
-    ctx.emit("weights_revealed", netuid=msg.netuid, uid=uid, count=len(msg.uids))
+    ctx.emit(WeightsRevealed(netuid=msg.netuid, uid=uid, count=len(msg.uids)))
 
+
+RECORDS = (
+    RecordKind(WEIGHTS_PREFIX, 4, TUPLE(BYTES(), BYTES())),
+    RecordKind(COMMIT_PREFIX, 4, MAP(hash=BYTES(32), epoch=INT, block=INT)),
+)
+GENESIS = ModuleGenesis(NAME, records=RECORDS)
 
 MODULE = ModuleSpec(
     name=NAME,
+    events=(WeightsSet, WeightsCommitted, WeightsRevealed),
     handlers={MsgSetWeights: process_set, MsgCommitWeights: process_commit, MsgRevealWeights: process_reveal},
+    validate_genesis=GENESIS.validate,
+    init_genesis=GENESIS.init,
+    export_genesis=GENESIS.export,
 )

@@ -13,6 +13,7 @@ from gridmint.cli.demo import demo
 from gridmint.cli.deploy import deploy
 from gridmint.cli.explorer import explorer
 from gridmint.cli.gateway import credit, gateway
+from gridmint.cli.genesis import genesis
 from gridmint.cli.market import market
 from gridmint.cli.miner import miner
 from gridmint.cli.net import net
@@ -43,8 +44,8 @@ def cli(json_output: bool) -> None:
     """GridMint: an open network for decentralized AI compute."""
 
 
-for command in (wallet, node, chain, subnet, stake, weights, endpoint, miner, validator, market, provider, deploy,
-                gateway, credit, net, reference, explorer, demo, up, down):
+for command in (wallet, node, genesis, chain, subnet, stake, weights, endpoint, miner, validator, market, provider,
+                deploy, gateway, credit, net, reference, explorer, demo, up, down):
     cli.add_command(command)
 
 

@@ -7,18 +7,20 @@ Generated, so it cannot drift from the code; a test regenerates it and compares 
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
-import re
 import sys
 from types import ModuleType
 
 import click
 
-from gridmint.chain import fees
+from gridmint.chain import fees, records
+from gridmint.chain import genesis as genesis_file
 from gridmint.chain.app import MODULES
 from gridmint.chain.errors import registered
 from gridmint.chain.fields import describe
+from gridmint.chain.module import EventData
 from gridmint.chain.query_args import MAX_DATA_BYTES, MAX_PATH_BYTES
 
 # Off-chain packages whose errors the reference lists too (importing them registers their codes).
@@ -26,33 +28,14 @@ OFF_CHAIN = ("gridmint.client.errors", "gridmint.client.signing", "gridmint.infe
              "gridmint.market.tenant", "gridmint.market.provider.api", "gridmint.gateway.app",
              "gridmint.gateway.routing", "gridmint.node.network")
 
-EMIT = re.compile(r'\.emit\(\s*"([a-z_]+)"')
-
-
 def _module_of(name: str) -> ModuleType:
     return sys.modules[f"gridmint.chain.{name}"]
 
 
-def _events(source: str) -> list[tuple[str, list[str]]]:
-    """Each ``ctx.emit("type", key=...)`` call's type and keyword names (the call's top-level ``key=`` only)."""
-    found: dict[str, list[str]] = {}
-    for match in EMIT.finditer(source):
-        depth, index, top_level = 1, match.end(), []
-        start = index
-        while depth and index < len(source):
-            char = source[index]
-            if char in "([{":
-                depth += 1
-            elif char in ")]}":
-                depth -= 1
-            elif char == "," and depth == 1:
-                top_level.append(source[start:index])
-                start = index + 1
-            index += 1
-        top_level.append(source[start:index - 1])
-        names = [m.group(1) for part in top_level if (m := re.match(r"\s*([a-z_]+)=", part))]
-        found.setdefault(match.group(1), names)
-    return sorted(found.items())
+def _event_line(event: type[EventData]) -> str:
+    """``- `type` (field: kind, ...): what it says``, from the module's declaration."""
+    fields = ", ".join(f"{field.name}: {field.type}" for field in dataclasses.fields(event))  # type: ignore[arg-type]
+    return f"- `{event.TYPE}` ({fields}): {inspect.cleandoc(event.__doc__ or '').strip()}"
 
 
 def render() -> str:
@@ -78,12 +61,8 @@ def render() -> str:
             lines += [f"- `/{spec.name}/{path}`" + ("" if path != "*" else " (any path below the module)")
                       for path in spec.queries]
             lines.append("")
-        events = _events(inspect.getsource(module))
-        if events:
-            lines += ["### Events", ""]
-            lines += [f"- `{name}`" + (f": {', '.join(attributes)}" if attributes else "") for name, attributes in
-                      events]
-            lines.append("")
+        if spec.events:
+            lines += ["### Events", "", *[_event_line(event) for event in spec.events], ""]
         errors = [kind for kind in registered() if kind.module == spec.name]
         if errors:
             lines += ["### Errors", "", "| code | name |", "|---|---|"]
@@ -95,6 +74,8 @@ def render() -> str:
               "| message | work units (U: the subnet's max_uids) |", "|---|---|"]
     lines += [f"| `{message.TYPE}` | {rule.words} |" for message, rule in fees.SCHEDULE.items()]
     lines.append("")
+    lines += ["## Genesis and export", "", inspect.cleandoc(genesis_file.__doc__ or "").strip(), "",
+              inspect.cleandoc(records.__doc__ or "").strip(), ""]
     for name in OFF_CHAIN:
         importlib.import_module(name)
     shared = [kind for kind in registered() if kind.module not in {spec.name for spec in MODULES}]

@@ -53,7 +53,7 @@ def create(ctx: click.Context, modality: str, name: str, wallet_name: str, walle
     """Create a subnet; its lock is taken from the wallet's coldkey and returned on dissolve."""
     _, key = coldkey(wallet_name, wallet_dir, password_file)
     outcome = send(node_url, key, [MsgCreateSubnet(modality, name)])
-    netuid, lock = outcome.attribute("subnet_created", "netuid"), outcome.attribute("subnet_created", "lock")
+    netuid, lock = outcome.created().get("netuid"), outcome.attribute("subnet_created", "lock")
     emit(ctx, {**receipt(outcome, key), "netuid": int(netuid or 0), "lock": int(lock or 0)},
          f"Created subnet {netuid} ({modality}) in block {outcome.height}; locked {format_mint(int(lock or 0))}.")
 
@@ -135,7 +135,7 @@ def register_command(ctx: click.Context, netuid: int, hotkey: str, max_burn: int
     wallet, key = coldkey(wallet_name, wallet_dir, password_file)
     target = resolve_hotkey(f"{wallet_name}/{hotkey}", wallet_dir)
     outcome = send(node_url, key, [MsgRegister(netuid, target, max_burn or 0)])
-    uid, burn = outcome.attribute("neuron_registered", "uid"), outcome.attribute("neuron_registered", "burn")
+    uid, burn = outcome.created().get("uid"), outcome.attribute("neuron_registered", "burn")
     emit(ctx, {**receipt(outcome, key), "uid": int(uid or 0), "burn": int(burn or 0)},
          f"Registered {wallet.name}/{hotkey} ({format_address(target)}) on subnet {netuid} as UID {uid} "
          f"for {format_mint(int(burn or 0))}.")

@@ -38,10 +38,18 @@ class TxOutcome:
     codespace: str
     log: str
     events: list[dict[str, Any]]
+    data: bytes = b""  # the result's data: what each message created (chain/app.py ``result_data``)
 
     @property
     def ok(self) -> bool:
         return self.code == 0
+
+    def created(self, index: int = 0) -> dict[str, int]:
+        """What message ``index`` created (a subnet's netuid, a UID, an order, a lease, a line, a proposal), as its
+        handler answered; empty where it created nothing."""
+        answers = codec.decode(self.data) if self.data else []
+        answer = answers[index] if isinstance(answers, list) and index < len(answers) else None
+        return dict(answer) if isinstance(answer, dict) else {}
 
     def attribute(self, event_type: str, key: str) -> str | None:
         """The value of ``key`` in the first ``event_type`` event the transaction emitted."""
@@ -51,6 +59,13 @@ class TxOutcome:
                     if attribute["key"] == key:
                         return str(attribute["value"])
         return None
+
+
+def _result_data(executed: dict[str, Any]) -> bytes:
+    try:
+        return base64.b64decode(executed.get("data") or "", validate=True)
+    except (ValueError, TypeError):
+        raise RPC_FAILED("the node answered a transaction result whose data is not base64") from None
 
 
 def raise_for_code(code: int, codespace: str, log: str) -> None:
@@ -154,7 +169,7 @@ class ChainClient:
         raise_for_code(int(check["code"]), check.get("codespace", ""), check.get("log", ""))
         executed = result["tx_result"]
         return TxOutcome(result["hash"], int(result["height"]), int(executed["code"]), executed.get("codespace", ""),
-                         executed.get("log", ""), executed.get("events", []))
+                         executed.get("log", ""), executed.get("events", []), _result_data(executed))
 
     def wait_for_tx(self, tx_hash: str, timeout: float = 30.0) -> TxOutcome:
         deadline = time.monotonic() + timeout
@@ -170,7 +185,7 @@ class ChainClient:
                 continue
             executed = found["tx_result"]
             return TxOutcome(tx_hash, int(found["height"]), int(executed["code"]), executed.get("codespace", ""),
-                             executed.get("log", ""), executed.get("events", []))
+                             executed.get("log", ""), executed.get("events", []), _result_data(executed))
 
     def required_fee(self, messages: list[Msg], memo: str = "") -> int:
         """The fee the chain requires for these messages now: chain/fees.py's own function, fed with the fee

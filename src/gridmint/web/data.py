@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from gridmint.chain.app import MESSAGE_TYPES
 from gridmint.chain.crypto import address_of, format_address
 from gridmint.chain.errors import ChainError
 from gridmint.chain.tx import decode_tx
@@ -36,7 +37,7 @@ def decode_transaction(raw: bytes) -> dict[str, Any]:
     """The transaction's envelope and messages, or what is wrong with it."""
     digest = hashlib.sha256(raw).hexdigest().upper()
     try:
-        signed = decode_tx(raw)
+        signed = decode_tx(raw, types=MESSAGE_TYPES)
     except ChainError as error:
         return {"hash": digest, "error": str(error)}
     body = signed.body
