@@ -9,10 +9,12 @@ from click.testing import CliRunner, Result
 
 from gridmint.chain.app import MODULES, App
 from gridmint.chain.bank import MsgSend
+from gridmint.chain.crypto import format_address
 from gridmint.chain.genesis import load_genesis
 from gridmint.chain.store import Store
 from gridmint.cli.main import cli
-from tests.helpers import Chain, genesis, key, signed
+from gridmint.client.chain_client import ChainClient
+from tests.helpers import START_BALANCE, Chain, DevnodeProcess, genesis, key, signed, write_data_dir
 
 
 def node_with_blocks(data_dir: Path, blocks: int, keep_recent: int = 0) -> list[bytes]:
@@ -69,3 +71,21 @@ def test_what_cannot_be_exported_is_refused_and_nothing_is_written(tmp_path: Pat
     missing = export("--data-dir", str(tmp_path / "nowhere"), "-o", str(output))
     assert missing.exit_code == 2 and "no chain state" in missing.output
     assert not output.exists() and not (tmp_path / "nowhere").exists()
+
+
+def test_a_devnode_started_from_the_export_goes_on_from_the_next_height(tmp_path: Path) -> None:
+    hashes = node_with_blocks(tmp_path / "node", 3)
+    write_data_dir(tmp_path / "restarted", accounts=())
+    assert export("--data-dir", str(tmp_path / "node"), "-o", str(tmp_path / "restarted" / "genesis.json")
+                  ).exit_code == 0
+    node = DevnodeProcess(tmp_path / "restarted", block_time=0.05)
+    node.start()
+    try:
+        with ChainClient(node.url) as client:
+            first = client.call("block", height="4")["block"]["header"]
+            assert bytes.fromhex(first["app_hash"]) == hashes[-1]  # block 4 carries the state it started from
+            assert client.balance(format_address(key("bob").address)) == START_BALANCE + 1 + 2 + 3
+            outcome = client.send(key("alice"), [MsgSend(key("bob").address, 10)])
+            assert outcome.code == 0 and outcome.height > 4, outcome
+    finally:
+        node.stop()

@@ -170,7 +170,8 @@ class DevNode:
     # --- blocks ----------------------------------------------------------------------------------------
 
     def produce_block(self) -> tuple[Block, BlockResult]:
-        height = self.store.height + 1
+        # A chain restarted from an exported genesis begins at its initial height, not at 1.
+        height = max(self.store.height, self.genesis.initial_height - 1) + 1
         txs = self.app.fitting(self.mempool.reap(MAX_BLOCK_TXS, MAX_BLOCK_BYTES), height)
         time_ns = max(time.time_ns(), self.last_block_time_ns + 1)  # header times strictly increase
         header = Header(self.genesis.chain_id, height, time_ns, self.last_block_hash, data_hash(txs),
