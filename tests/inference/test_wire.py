@@ -162,3 +162,40 @@ def test_the_cost_added_to_an_answer_comes_off_byte_for_byte() -> None:
     assert wire.without_cost(priced) == body and wire.without_cost(body) == body
     assert wire.with_cost(orjson.dumps({"usage": {"x": 1}, "model": "m"}), 1, 0) is None  # usage not last: unchanged
     assert wire.mint_text(3 * 10**9) == "3" and wire.mint_text(0) == "0"
+
+
+def schema_format(schema: Any) -> dict[str, Any]:
+    return {"type": "json_schema", "json_schema": {"name": "x", "schema": schema}}
+
+
+@pytest.mark.parametrize("schema, named", [
+    ({"type": "string", "maxLength": 20_000}, "maxLength"),  # a grammar that crashed llama.cpp (SIGSEGV)
+    ({"type": "array", "items": {"type": "string"}, "maxItems": 1_024}, "maxItems"),  # 1,024 nested groups: the same
+    ({"type": "string", "pattern": "^(a+)+$"}, "pattern"),  # a regular expression that backtracks for hours
+    ({"type": "array", "items": {"type": "integer"}, "uniqueItems": True}, "uniqueItems"),  # no grammar enforces it
+    ({"if": {"if": {"if": {"type": "string"}}}}, "keyword if"),
+    ({"$defs": {"a": {"anyOf": [{"$ref": "#/$defs/a"}]}}, "$ref": "#/$defs/a"}, "refers to itself"),
+    ({"$defs": {"a": {"$ref": "#/$defs/b"}, "b": {"items": {"$ref": "#/$defs/a"}}}, "$ref": "#/$defs/a"},
+     "refers to itself"),
+    ({"$ref": "#/$defs/nowhere"}, "not one of this schema's $defs"),
+    ({"type": "object", "properties": {}, "required": 5}, "required"),
+    ({"type": "object", "properties": {}, "required": [{}, 1]}, "required"),
+])
+def test_schemas_no_grammar_can_enforce_or_that_cost_without_bound_are_refused(schema: Any, named: str) -> None:
+    error = refusal(chat(response_format=schema_format(schema)))
+    assert error.kind.name == "bad_schema" and named in error.message, error.message
+
+
+def test_a_schema_with_shared_definitions_and_bounded_repeats_is_taken() -> None:
+    schema = {"$defs": {"city": {"type": "string", "maxLength": 64}, "pair": {"type": "array", "items": {
+        "$ref": "#/$defs/city"}, "minItems": 2, "maxItems": 2}}, "type": "object", "properties": {
+        "from": {"$ref": "#/$defs/pair"}, "to": {"$ref": "#/$defs/pair"}}, "required": ["from", "to"],
+        "additionalProperties": False}
+    assert wire.parse_chat(chat(response_format=schema_format(schema)))[0].response_format is not None
+
+
+@pytest.mark.parametrize("fields", [{"logit_bias": {"²": 1}}, {"logit_bias": {"١٢٣": 1}},
+                                    {"tools": [WEATHER], "tool_choice": {"type": "function",
+                                                                         "function": {"name": ["get_weather"]}}}])
+def test_odd_values_are_refused_not_crashed_on(fields: dict[str, Any]) -> None:
+    assert refusal(chat(**fields)).kind.name == "bad_request"

@@ -253,6 +253,11 @@ class GatewayApp:
                 forward = wire.generation_payload(request, stream)
         except ChainError as error:
             raise RefusalError(400, error.message, "invalid_request_error", error.kind.name) from None
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError) as error:
+            # A shape of request the parser's rules did not foresee: the consumer's fault, a 400, never a 500.
+            log.warning("A request the parser did not foresee was refused (%s: %s).", type(error).__name__, error)
+            raise RefusalError(400, f"the request could not be read ({type(error).__name__}); see the API "
+                               "reference for the fields taken", "invalid_request_error", "bad_request") from None
         models = models or [model]
         serving = {name: self.directory.serving(name) for name in models}
         if not any(serving.values()):

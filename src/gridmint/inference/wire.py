@@ -38,6 +38,7 @@ MAX_EMBED_INPUTS = 256
 MAX_N = 8
 MAX_TOP_LOGPROBS = 20
 MAX_COMPLETION_LOGPROBS = 5  # /v1/completions' ``logprobs`` is a count, at most 5 (OpenAI)
+TOKEN_ID = re.compile(r"[0-9]{1,9}")  # ASCII digits only: str.isdigit also takes "²" and "١٢٣"
 MAX_LOGIT_BIAS = 300
 MAX_TOOLS = 64
 MAX_TOOL_CALLS = 16
@@ -106,7 +107,7 @@ def _common(body: dict[str, Any]) -> dict[str, Any]:
         raise BAD_REQUEST(f"logit_bias: expected an object of at most {MAX_LOGIT_BIAS} token ids")
     logit_bias = {}
     for token, value in bias.items():
-        if not str(token).isdigit() or len(str(token)) > 9 or isinstance(value, bool) or \
+        if not TOKEN_ID.fullmatch(str(token)) or isinstance(value, bool) or \
                 not isinstance(value, (int, float)) or not -100 <= value <= 100:
             raise BAD_REQUEST("logit_bias: expected token ids (as text) mapped to numbers from -100 to 100")
         logit_bias[int(token)] = float(value)
@@ -203,7 +204,7 @@ def _tools(body: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
         return tools, str(choice)
     name = choice.get("function", {}).get("name") if isinstance(choice, dict) and choice.get("type") == "function" \
         and isinstance(choice.get("function"), dict) else None
-    if name not in {t["function"]["name"] for t in tools}:
+    if not isinstance(name, str) or name not in {t["function"]["name"] for t in tools}:
         raise BAD_REQUEST("tool_choice: expected none, auto, required or {type: function, function: {name}} naming "
                           "one of the tools")
     return tools, str(name)

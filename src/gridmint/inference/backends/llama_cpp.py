@@ -72,6 +72,7 @@ class ChatPrompt:
 
 
 REPEAT_PENALTY = 1.1  # llama.cpp's own command-line default; applied only when sampling (see above)
+MAX_GRAMMAR_BYTES = 32 * 1024  # a schema within the gateway's bounds (structured.MAX_REPEAT) stays far below
 GRAMMAR_CACHE = 64
 
 
@@ -180,14 +181,21 @@ class LlamaCppBackend:
     @functools.lru_cache(maxsize=GRAMMAR_CACHE)  # noqa: B019 (one backend per miner process)
     def _grammar(self, schema_json: str | None) -> Any:
         """The grammar of JSON that ``schema_json`` accepts (any JSON object when None)."""
-        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar
+        from llama_cpp.llama_grammar import JSON_GBNF, LlamaGrammar, json_schema_to_gbnf
 
         if schema_json is None:
             return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
         try:
-            return LlamaGrammar.from_json_schema(schema_json, verbose=False)
+            grammar = json_schema_to_gbnf(schema_json)
         except Exception as error:  # the converter raises what it meets; to the consumer it is one refusal
             raise UnsupportedError(f"this miner cannot decode by that JSON schema ({error})") from None
+        # llama.cpp's grammar parser crashes the process (SIGSEGV) on deep grammars (an array of maxItems 1,024 nests
+        # 1,024 optional groups; a string of maxLength 20,000 makes 100 KB): the gateway bounds repeats at 256
+        # (structured.MAX_REPEAT), and whatever reaches a miner another way is refused here when it is large.
+        if len(grammar) > MAX_GRAMMAR_BYTES:
+            raise UnsupportedError(f"that JSON schema makes a grammar of {len(grammar)} bytes; this miner compiles "
+                                   f"at most {MAX_GRAMMAR_BYTES}")
+        return LlamaGrammar.from_string(grammar, verbose=False)
 
     def _tokens(self, text: str) -> list[int]:
         return list(self.llama.tokenize(text.encode(), add_bos=False, special=True))
