@@ -57,14 +57,15 @@ def test_the_nixtla_client_forecasts_through_the_gateway_and_the_line_pays_what_
             assert (forecast["TimeGPT"] <= forecast["TimeGPT-hi-80"]).all()
             assert (forecast["TimeGPT-hi-80"] <= forecast["TimeGPT-hi-90"]).all()
 
-            # Money: one row metered, 2 series × 12 steps at the miner's price; settled; the line paid it and the fee.
+            # Money: one row metered — 2 × 60 points of history, and per series and step the mean and four interval
+            # bounds — at the miner's price; settled; the line paid it and the fee.
             wait_until_settled(tmp_path, 1, gateway)
             rows = ledger_rows(tmp_path)
             assert len(rows) == 1
             row_consumer, row_miner, grains, batch, _ = rows[0]
             price = int(float(PRICE_MINT) * 10**9)
             assert row_consumer == consumer and batch is not None
-            assert grains == metering.cost(2 * H, price)
+            assert grains == metering.cost(2 * len(days) + 2 * H * (1 + 4), price)
             assert row_miner == open_wallet("forecaster", live.wallets).hotkey_address("default")
             with ChainClient(live.node.url) as chain:
                 gateway_address = open_wallet("gw", live.wallets).address

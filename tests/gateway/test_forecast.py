@@ -85,7 +85,7 @@ def test_a_timegpt_forecast_is_answered_in_its_shape_and_metered_per_series_and_
     lo90, lo80, hi80, hi90 = (np.array(result["intervals"][k]) for k in ("lo-90", "lo-80", "hi-80", "hi-90"))
     assert np.all(lo90 <= lo80) and np.all(lo80 <= hi80) and np.all(hi80 <= hi90)
     assert np.all(lo90[6:] == 5.0)  # a flat history: the naive walk has no spread
-    units = 2 * 6
+    units = 30 + 2 * 6 * (1 + 4)  # 30 points of history; per series and step the mean and four interval bounds
     assert int(answer.headers["x-gridmint-units"]) == units
     rows = ledger.db.execute("SELECT miner, tokens, grains FROM metered").fetchall()
     assert rows == [(hotkeys["naive"], units, metering.cost(units, PRICE))]

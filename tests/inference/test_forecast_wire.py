@@ -28,7 +28,7 @@ def test_a_request_round_trips() -> None:
     request = parse_forecast_request(GOOD)
     assert request.quantiles == (0.1, 0.9) and [s.id for s in request.series] == ["a", "b"]
     assert forecast_payload(parse_forecast_request(forecast_payload(request))) == forecast_payload(request)
-    assert forecast_units(request) == 6
+    assert forecast_units(request) == (3 + 2) + 2 * 3 * (1 + 2 + 2)  # history points, then numbers answered
 
 
 @pytest.mark.parametrize(("change", "words"), [

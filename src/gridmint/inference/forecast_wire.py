@@ -128,9 +128,12 @@ def parse_forecast_request(body: Any) -> ForecastRequest:
 
 
 def forecast_units(request: ForecastRequest) -> int:
-    """What a forecast is metered in, where text counts tokens: series × horizon steps (paths and quantiles are
-    the same work for a model that simulates, so they do not multiply the price)."""
-    return len(request.series) * request.horizon
+    """What a forecast is metered in, where text counts tokens: every number in and out — the history's points
+    (what the model fits, as a prompt's tokens) and, per series and step, the point forecast, each path and each
+    quantile (what it answers, as completion tokens). Counting series × steps alone let 1,000 paths and 10,000
+    points of history per series cost what one point forecast costs."""
+    history = sum(len(series.y) for series in request.series)
+    return history + len(request.series) * request.horizon * (1 + request.paths + len(request.quantiles))
 
 
 def forecast_payload(request: ForecastRequest) -> dict[str, Any]:

@@ -13,7 +13,7 @@ signature over every byte sent before it, then ``data: [DONE]``. What a gateway 
 miner's book (``miner.book``) before the answer leaves.
 
 ``POST /v1/forecast`` (prediction backends, ``inference/forecast_wire.py``) follows the same order; a gateway's
-forecast is counted in series × horizon steps where text counts tokens.
+forecast is counted in numbers in and out (``forecast_wire.forecast_units``) where text counts tokens.
 
 ``POST /v1/receipts`` (signed, gateways only, never refused for exposure: asking for receipts is how a gateway
 lowers it): the gateway's acknowledged cumulative receipts, at most ``MAX_RECEIPTS``; the miner answers, signed,
