@@ -20,6 +20,7 @@ import logging
 import math
 import random
 import secrets
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -63,6 +64,8 @@ class Validator:
         self.rng = random.Random(seed) if seed is not None else random.SystemRandom()
         self.state = ValidatorState()
         self.chain = ChainClient(node_url)
+        self._submitting = asyncio.Lock()
+        self._sending = threading.Lock()  # weights and a round's own transactions (prediction) share one nonce
 
     def close(self) -> None:
         self.chain.close()
@@ -173,30 +176,58 @@ class Validator:
             else:
                 self._send(MsgSetWeights(self.netuid, uids, weights))
                 done.append(f"set {len(uids)} weights")
-        self.state.last_epoch_acted = epoch
+        if done:  # an epoch with nothing to do yet is looked at again (a round may still bring the first scores)
+            self.state.last_epoch_acted = epoch
         summary = f"epoch {epoch}: " + ("; ".join(done) if done else "nothing to submit yet")
         log.info("Subnet %d %s.", self.netuid, summary)
         return summary
 
     def _send(self, message: Any) -> None:
-        self.chain.execute(self.key, [message])  # at the fee the chain requires; raises if refused or failed
+        self.send([message])
+
+    def send(self, messages: list[Any]) -> None:
+        """Sign and send at the fee the chain requires (raises if refused or failed), one transaction at a time:
+        the weights loop and a round may both send, and two at once would take the same nonce."""
+        with self._sending:
+            self.chain.execute(self.key, messages)
 
     # --- forever -----------------------------------------------------------------------------------------
 
-    async def run(self, interval_s: float, rounds: int | None = None) -> None:
-        """Rounds every ``interval_s`` seconds; ``rounds`` bounds the loop (tests), None runs until cancelled."""
+    async def run(self, interval_s: float, rounds: int | None = None, weights_every_s: float = 2.0) -> None:
+        """Rounds every ``interval_s`` seconds; ``rounds`` bounds the loop (tests), None runs until cancelled.
+        Weights are also acted on by a loop of their own, every ``weights_every_s``: a reveal is due in one exact
+        epoch, and a round slower than an epoch (a slow model, a loaded machine) must not make the validator miss
+        it (it did: "missed the reveal" every epoch, and no weights ever reached the chain)."""
         done = 0
         probes = None if self.probe_gateway is None else GatewayProbes(self.probe_gateway)
         async with MinerClient(self.key, timeout_s=self.timeout_s, allow=self.allow) as client, \
                 probes or contextlib.nullcontext():
-            while rounds is None or done < rounds:
-                started = asyncio.get_running_loop().time()
-                try:
-                    await self.round(client, probes)
-                    await asyncio.to_thread(self.submit_weights)
-                except (ChainError, OSError) as error:
-                    log.warning("Round on subnet %d failed: %s", self.netuid, error)
-                done += 1
-                elapsed = asyncio.get_running_loop().time() - started
-                await asyncio.sleep(max(0.0, interval_s - elapsed))
+            submitter = asyncio.create_task(self._submit_forever(weights_every_s))
+            try:
+                while rounds is None or done < rounds:
+                    started = asyncio.get_running_loop().time()
+                    try:
+                        await self.round(client, probes)
+                        await self._submit()
+                    except (ChainError, OSError) as error:
+                        log.warning("Round on subnet %d failed: %s", self.netuid, error)
+                    done += 1
+                    elapsed = asyncio.get_running_loop().time() - started
+                    await asyncio.sleep(max(0.0, interval_s - elapsed))
+            finally:
+                submitter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await submitter
+
+    async def _submit(self) -> None:
+        async with self._submitting:  # one submission at a time: two would both act in one epoch
+            await asyncio.to_thread(self.submit_weights)
+
+    async def _submit_forever(self, every_s: float) -> None:
+        while True:
+            await asyncio.sleep(every_s)
+            try:
+                await self._submit()
+            except (ChainError, OSError) as error:
+                log.warning("Submitting weights on subnet %d failed: %s", self.netuid, error)
 

@@ -206,8 +206,7 @@ class PredictionValidator(Validator):
         prompt.leaves = [answer.leaf() for answer in signed]
         prompt.root = compute_root(prompt.leaves)
         try:
-            await asyncio.to_thread(self.chain.execute, self.key,
-                                    [MsgCommit(self.netuid, prompt.root, len(signed).to_bytes(4, "big"))])
+            await asyncio.to_thread(self.send, [MsgCommit(self.netuid, prompt.root, len(signed).to_bytes(4, "big"))])
         except ChainError as error:
             return self._void(prompt, f"the commitment was refused: {error}")
         record = await asyncio.to_thread(self.chain.query,
