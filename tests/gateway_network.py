@@ -55,17 +55,31 @@ def start(name: str, args: list[str], tmp_path: Path, port: int, env: dict[str, 
 
 
 _MINER_PORTS: dict[tuple[Path, str], int] = {}
+_HANDED_OUT: set[int] = set()  # ports chosen in this process and maybe not bound yet
+
+
+def unused_port() -> int:
+    """A loopback port free now and not handed out before by this process: ports are chosen before the servers
+    bind them, and two ``free_port()`` calls in a row can return the same one (a gateway once got the port chosen
+    for a miner, whose health check then reached the gateway)."""
+    while True:
+        port = free_port()
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def miner_port(tmp_path: Path, name: str) -> int:
     """The loopback port miner ``name`` of this test serves on, chosen once: a gateway started before the miner
     is told it (``--allow-endpoint``), as an operator lists exactly the miners it may reach on loopback."""
-    return _MINER_PORTS.setdefault((tmp_path, name), free_port())
+    if (tmp_path, name) not in _MINER_PORTS:
+        _MINER_PORTS[(tmp_path, name)] = unused_port()
+    return _MINER_PORTS[(tmp_path, name)]
 
 
 def start_gateway(tmp_path: Path, wallet: str = "gw", *options: str, miners: Iterable[str] = ()) -> Process:
-    port = free_port()
     allow = [arg for name in miners for arg in ("--allow-endpoint", f"127.0.0.1:{miner_port(tmp_path, name)}")]
+    port = unused_port()
     return start("gateway", ["gateway", "run", "--wallet", wallet, "--port", str(port), "--data-dir",
                              str(tmp_path / "gateway-data"), "--sync-seconds", "0.5", "--settle-seconds", "1",
                              *allow, *options], tmp_path, port)
