@@ -176,9 +176,10 @@ class Validator:
             else:
                 self._send(MsgSetWeights(self.netuid, uids, weights))
                 done.append(f"set {len(uids)} weights")
-        if done:  # an epoch with nothing to do yet is looked at again (a round may still bring the first scores)
-            self.state.last_epoch_acted = epoch
-        summary = f"epoch {epoch}: " + ("; ".join(done) if done else "nothing to submit yet")
+        if not done:  # looked at again on the next call (every 2 s): a round may still bring the first scores
+            return f"epoch {epoch}: nothing to submit yet"
+        self.state.last_epoch_acted = epoch
+        summary = f"epoch {epoch}: " + "; ".join(done)
         log.info("Subnet %d %s.", self.netuid, summary)
         return summary
 

@@ -71,10 +71,11 @@ class GatewayProbes:
         if response.status in VALIDATORS_OWN_FAULT:
             raise GatewayRefusedError(f"the gateway refused the probe with HTTP {response.status}: "
                                       f"{response.body[:300].decode(errors='replace')}")
+        # What is checked and scored is the miner's own answer: the gateway's cost, added to its usage, comes off.
+        body = wire.without_cost(response.body)
         signed = response.status == 200 and response.headers.get("x-gridmint-miner") == miner and \
-            _signed_by(response.headers, wire.without_cost(response.body), miner, self.gateway.address)
-        # What is scored is the miner's own answer: the gateway's cost, added to its usage, is taken off again.
-        return Answer(response.status, wire.without_cost(response.body), latency, signed)
+            _signed_by(response.headers, body, miner, self.gateway.address)
+        return Answer(response.status, body, latency, signed)
 
 
 def _signed_by(headers: dict[str, str], body: bytes, miner: str, gateway: str) -> bool:
