@@ -102,7 +102,7 @@ class Source:
 
     def blocks_of(self, txs: list[bytes]) -> None:
         while txs:
-            fitting = len(self.app.fitting(txs, len(self.blocks) + 1)) or 1
+            fitting = len(self.app.fitting(txs, len(self.blocks) + 1).txs) or 1
             self.block(txs[:fitting])
             txs = txs[fitting:]
 

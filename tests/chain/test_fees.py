@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from gridmint.chain import bank, fees, neurons, subnets
-from gridmint.chain.app import MESSAGE_TYPES
+from gridmint.chain.app import MESSAGE_TYPES, BlockFill
 from gridmint.chain.authority import MsgPropose, MsgVote
 from gridmint.chain.commitments import MsgCommit
 from gridmint.chain.credit import (
@@ -36,7 +36,7 @@ from gridmint.chain.market import (
 )
 from gridmint.chain.params import params_to_json
 from gridmint.chain.staking import MsgAddStake, MsgRemoveStake, MsgSetTake
-from gridmint.chain.state import CommittedView
+from gridmint.chain.state import BlockState, CommittedView
 from gridmint.chain.subnets import (
     MsgAnnounceEndpoint,
     MsgCreateSubnet,
@@ -46,10 +46,22 @@ from gridmint.chain.subnets import (
     compute_epoch_cells,
     get_lock_cost,
 )
-from gridmint.chain.tx import Msg
+from gridmint.chain.tx import Msg, TxBody
 from gridmint.chain.weights import MsgCommitWeights, MsgRevealWeights, MsgSetWeights
 from tests.chain.incentive_network import build
-from tests.helpers import MIN_TX_FEE, MINT, Chain, Driver, genesis, key, make_app, required_fee, signed, snapshot
+from tests.helpers import (
+    CHAIN_ID,
+    MIN_TX_FEE,
+    MINT,
+    Chain,
+    Driver,
+    genesis,
+    key,
+    make_app,
+    required_fee,
+    signed,
+    snapshot,
+)
 
 A = key("alice").address
 PK, SIG = key("alice").public_key, bytes(64)
@@ -182,7 +194,7 @@ def test_a_block_takes_at_most_max_block_units_and_a_refused_transaction_keeps_i
     assert view.get_int(b"tx/nonce/" + key(accounts[7]).address) == 0
     assert bank.get_balance(view, key(accounts[7]).address) == 1_000 * MINT
     # A proposer asks the app what fits, and leaves the eighth in its mempool for the next block.
-    assert chain.app.fitting([*raws, b"not a transaction"], chain.height + 1) == raws[:7]
+    assert chain.app.fitting([*raws, b"not a transaction"], chain.height + 1).txs == raws[:7]
     (again,) = chain.block(raws[7])
     assert lookup(again.codespace, again.code).name == "not_gateway"  # type: ignore[union-attr]
     # A transaction bigger than a whole block never enters the mempool: five registrations on a 256-UID subnet.
@@ -285,8 +297,19 @@ def test_a_transaction_too_large_for_the_room_left_holds_back_no_one_else(tmp_pa
     filled = [signed(key(name), 1, settle, fee=fee) for name in fillers]  # 94,920 units: 5,080 left
     big, big_next = (signed(key("big"), nonce, settle, fee=fee) for nonce in (1, 2))
     small = signed(key("small"), 1, bank.MsgSend(key("big").address, 1))  # 330 units: fits
-    assert chain.app.fitting([*filled, big, small, big_next], chain.height + 1) == [*filled, small]
-    assert chain.app.fitting([big, big_next, small], chain.height + 1) == [big, big_next, small]  # a later block
+    assert chain.app.fitting([*filled, big, small, big_next], chain.height + 1) == BlockFill([*filled, small], True)
+    assert chain.app.fitting([big, big_next, small], chain.height + 1) == BlockFill([big, big_next, small], False)
+    # A block counts as full, so that the next may follow at once, only when half its room is taken: one large
+    # transaction waiting behind one small one does not make blocks come faster.
+    # (Bodies straight into the selection: a transaction this large would not pass the size limit to get there.)
+    def body(name: str, *messages: Msg) -> TxBody:
+        return TxBody(CHAIN_ID, key(name).public_key, 1, 0, messages)
+
+    huge = body("big", *[settle] * 7)  # 93,120 units
+    state = BlockState(chain.app.store)
+    assert fees.select_fitting(state, [body("filler0", settle), huge], chain.height + 1) == fees.Fitting([0], False)
+    four = [body(name, settle) for name in fillers[:4]]  # 54,240 units
+    assert fees.select_fitting(state, [*four, huge], chain.height + 1) == fees.Fitting([0, 1, 2, 3], True)
 
 
 
@@ -371,7 +394,7 @@ def test_a_max_uids_raise_takes_effect_at_the_end_of_its_block(tmp_path: Path) -
     for name in miners:
         net.send(name, MsgRegister(1, key(name).address, 0))
     raws = [raw for _, raw in net.queued]
-    assert net.app.fitting(raws, net.height + 1) == raws  # the proposer's prices...
+    assert net.app.fitting(raws, net.height + 1).txs == raws  # the proposer's prices...
     results = net.commit()
     outcomes = [lookup(r.codespace, r.code).name if r.code else "ok" for n in miners for r in results[n]]  # type: ignore[union-attr]
     assert outcomes == ["ok"] + ["subnet_full"] * 5  # ...are the block's: nothing fails for want of room

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 from gridmint.chain.bank import MsgSend
 from gridmint.node.blockstore import Block, Header, data_hash
 from gridmint.node.devnode import DevNode, NodeSetupError, result_to_record, write_node_key
-from tests.helpers import MINT, START_BALANCE, balances, key, signed
+from tests.helpers import MINT, START_BALANCE, balances, key, signed, write_data_dir
 
 
 def test_restart_continues_from_the_last_committed_height(data_dir: Path) -> None:
@@ -99,3 +100,38 @@ def test_keep_recent_is_an_option_of_every_command_that_runs_a_store() -> None:
         assert "--keep-recent" in runner.invoke(cli, [*command, "--help"]).output, command
     refused = runner.invoke(cli, ["node", "start", "--keep-recent", "-1"])
     assert refused.exit_code == 2 and "--keep-recent" in refused.output
+
+
+def test_after_a_full_block_the_next_follows_at_once(tmp_path: Path) -> None:
+    """Blocks come a block time apart, except behind a backlog: a block full of work is followed at once, so what
+    waits does not wait a block time for room it could have now. An hour's block time shows it: the backlog is
+    committed in three blocks long before the first timed block would be due."""
+    data_dir = tmp_path / "node"
+    senders = tuple(f"sender{i}" for i in range(10))
+    write_data_dir(data_dir, accounts=senders)
+    genesis_path = data_dir / "genesis.json"
+    document = json.loads(genesis_path.read_text())
+    document["app_state"]["bank"]["params"]["max_block_units"] = 100_000  # 303 transfers a block
+    genesis_path.write_text(json.dumps(document))
+    node = DevNode(data_dir, block_time=3_600)
+    node.produce_block()  # a first block, empty: not full, so the loop below would wait an hour for the next
+    assert not node.backlogged
+    for nonce in range(1, 71):
+        for name in senders:
+            node.submit(signed(key(name), nonce, MsgSend(key("bob").address, 1)))
+    node.produce_block()
+    assert node.backlogged and len(node.mempool) == 700 - 303
+
+    async def run_until_drained() -> None:
+        producer = asyncio.create_task(node.produce_forever())
+        try:
+            async with asyncio.timeout(60):  # a bound for the test, an hour below the block time
+                while len(node.mempool):
+                    await asyncio.sleep(0.01)
+        finally:
+            producer.cancel()
+
+    asyncio.run(run_until_drained())
+    assert node.height == 4 and not node.backlogged  # 303, 303, then the last 94: a block that is not full
+    assert balances(node.app, "bob")["bob"] == 700
+    node.close()

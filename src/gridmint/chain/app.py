@@ -112,6 +112,14 @@ class BlockResult:
     events: list[Event]
 
 
+@dataclass(frozen=True)
+class BlockFill:
+    """What a proposer puts in the next block, and whether transactions wait for want of room in it."""
+
+    txs: list[bytes]
+    full: bool
+
+
 @dataclass
 class QueryResult:
     code: int = 0
@@ -266,9 +274,9 @@ class App:
         if entry is not None:
             self._verified_bytes -= entry[1]
 
-    def fitting(self, txs: list[bytes], height: int) -> list[bytes]:
+    def fitting(self, txs: list[bytes], height: int) -> BlockFill:
         """The ``txs``, in order, whose work fits in block ``height`` (chain/fees.py ``select_fitting``): what a
-        proposer includes; the others wait for a later block."""
+        proposer includes; the others wait for a later block, which may follow at once when this one is full."""
         bodies: list[TxBody | None] = []
         for raw in txs:
             try:
@@ -276,7 +284,8 @@ class App:
             except ChainError:
                 bodies.append(None)
         # A block's view caches what it reads: every transaction is priced on the same parameters and subnets.
-        return [txs[position] for position in fees.select_fitting(BlockState(self.store), bodies, height)]
+        selection = fees.select_fitting(BlockState(self.store), bodies, height)
+        return BlockFill([txs[position] for position in selection.positions], selection.full)
 
     # --- ABCI: blocks ----------------------------------------------------------------------------------
 

@@ -244,15 +244,26 @@ def check_block_room(params: bank.Params, cost: TxCost, used: int) -> None:
                          f"left, this transaction needs {cost.block_units}; send it again for a later block")
 
 
-def select_fitting(state: Reader, bodies: Sequence[TxBody | None], height: int) -> list[int]:
+@dataclass(frozen=True)
+class Fitting:
+    positions: list[int]  # of the transactions, in order, that go in the block
+    full: bool  # one waits for want of room, and at least half the room is taken: more blocks are due at once
+
+
+def select_fitting(state: Reader, bodies: Sequence[TxBody | None], height: int) -> Fitting:
     """The positions of the transactions, in order, that a proposer should put in block ``height`` so that they
     fit in what its due epochs leave of ``max_block_units``, priced on ``state`` (the last committed one). A
     transaction that does not fit is passed over, with every later one of its signer (their nonces follow it),
     and the rest still get their turn: one transaction too large for this block holds back no one else's.
     ``None`` stands for one that will not decode: it is left out. Proposers (the devnode, ABCI PrepareProposal)
-    call this, and ProcessProposal checks that a proposal keeps to it."""
+    call this, and ProcessProposal checks that a proposal keeps to it.
+
+    ``full`` tells a proposer with a backlog that the next block can follow at once. Half the room must be taken:
+    a transaction that fits in no block left over (a large one behind a full epoch reserve) must not make every
+    later block follow at once for the price of one small transaction each."""
     room = bank.get_params(state).max_block_units - get_reserved_units(state, height)
     used = 0
+    waiting = False
     chosen: list[int] = []
     passed_over: set[bytes] = set()
     for position, body in enumerate(bodies):
@@ -263,7 +274,8 @@ def select_fitting(state: Reader, bodies: Sequence[TxBody | None], height: int) 
         units = get_tx_cost(state, body).block_units
         if used + units > room:
             passed_over.add(body.signer)
+            waiting = True
             continue
         used += units
         chosen.append(position)
-    return chosen
+    return Fitting(chosen, waiting and used > 0 and 2 * used >= room)

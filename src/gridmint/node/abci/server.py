@@ -201,7 +201,7 @@ class AbciApplication:
             if self.is_well_formed(tx):
                 kept.append(tx)
                 size += len(tx)
-        return {"txs": self.app.fitting(kept, request["height"])}
+        return {"txs": self.app.fitting(kept, request["height"]).txs}
 
     def on_process_proposal(self, request: dict[str, Any]) -> dict[str, Any]:
         bad = next((i for i, tx in enumerate(request["txs"]) if not self.is_well_formed(tx)), None)
@@ -209,7 +209,7 @@ class AbciApplication:
             log.warning("Rejecting the proposal for height %d: transaction %d is malformed or badly signed.",
                         request["height"], bad)
             return {"status": messages.REJECT}
-        if len(self.app.fitting(request["txs"], request["height"])) != len(request["txs"]):
+        if len(self.app.fitting(request["txs"], request["height"]).txs) != len(request["txs"]):
             # PrepareProposal stops at the block's work budget; a proposal past it was made to run long.
             log.warning("Rejecting the proposal for height %d: its transactions need more work than a block allows.",
                         request["height"])
