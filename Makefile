@@ -83,8 +83,9 @@ lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/mypy
 
-bench: $(STAMP)
-	$(PY) bench/chain_throughput.py
+## Every benchmark of bench/, one after another (a quiet machine; ~30 min): README.md's figures, with their logs.
+bench: $(TEST_STAMP) $(COMETBFT) $(BWRAP)
+	$(PY) bench/run_all.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
