@@ -1,16 +1,15 @@
 """The slowest block the worst-case allowed configuration can cause, against an ordinary block, through the real App.
 
-    .venv/bin/python bench/adversarial_block.py [--full-subnets 2] [--ordinary 1000] [--max-block-units 1000000]
+    .venv/bin/python bench/adversarial_block.py [--full-subnets 2] [--ordinary 1000] [--max-block-units 800000]
 
 The worst case, built with real transactions (in blocks as big as the chain allows): every subnet slot taken
 (``max_subnets`` = 128); ``--full-subnets`` of them at the caps (4,096 UIDs, 256 validators with stake, dense
 weights from every validator over every UID, dense bonds after an epoch, zero burn, tempo at the least the rate
 rule allows) and all of them falling due in the same block; the chain's own limits at their bounds
-(``max_tx_bytes`` 65,536) and ``max_block_units`` at its default (1,000,000: 3,030 transfers, what a 0.5 s block
-needs to keep bench/chain_throughput.py's figure). Into that block go the most work the fees let a block
-carry besides its epochs: transfers from as many accounts, never seen by check_tx (so each signature is verified
-in the block; per unit the costliest transactions), until ``max_block_units`` is used up. The scheduler runs one
-full epoch in that block (the other waits for the next) and reserves its units first.
+(``max_tx_bytes`` 65,536; ``max_block_units`` 800,000, its default: 2,424 transfers). Into that block go the most
+work the fees let a block carry besides its epochs: transfers from as many accounts, never seen by check_tx (so
+each signature is verified in the block; per unit the costliest transactions), until ``max_block_units`` is used
+up. The scheduler runs one full epoch in that block (the other waits for the next) and reserves its units first.
 
 Also timed in the same run: the block after it (the other full epoch, no transactions), a block of transfers up to
 ``max_block_units`` without an epoch, one with a registration that prunes a UID of a full subnet (every
@@ -55,7 +54,7 @@ from gridmint.chain.weights import MsgSetWeights
 MINT = 10**9
 CHAIN_ID = "gridmint-bench"
 MAX_SUBNETS = 128
-MAX_BLOCK_UNITS = bank.Params().max_block_units  # the default; --max-block-units up to the bound 1,000,000
+MAX_BLOCK_UNITS = bank.Params().max_block_units  # the default and the bound
 FULL_TEMPO = 130  # the least tempo the rate rule allows a subnet at both caps when there are 128 subnets
 
 
