@@ -153,9 +153,9 @@ ECHO_ONLY = {"provider": {"only": []}}  # filled with the echo miner's hotkey by
 
 def test_fifty_concurrent_requests_on_a_line_that_holds_one_are_served_only_as_far_as_it_pays(
         network: Network) -> None:
-    # The worst case of CHAT: its prompt bound (16 + 8 + 13 bytes) and max_tokens 8, at 1,000 grains per 1k
-    # tokens, is 45 grains, 46 with the line's fee. The line holds exactly that: one request, never two.
-    worst = charge(45, FEE_BPS)
+    # The worst case of CHAT: its prompt bound (32 + 8 + 13 bytes) and max_tokens 8, at 1,000 grains per 1k
+    # tokens, is 61 grains, and the line's fee on top. The line holds exactly that: one request, never two.
+    worst = charge(61, FEE_BPS)
     network.chain.line["balance"] = worst
     only_echo = {"provider": {"only": [network.hotkeys["echo"]]}}
 
@@ -172,7 +172,7 @@ def test_fifty_concurrent_requests_on_a_line_that_holds_one_are_served_only_as_f
     served = next(a for a in answers if a.status_code == 200)
     cost = int(served.headers["x-gridmint-cost"])
     consumer = format_address(key("consumer").address)
-    assert 0 < cost <= 45 and network.ledger.owed(consumer) == charge(cost, FEE_BPS) <= worst
+    assert 0 < cost <= 61 and network.ledger.owed(consumer) == charge(cost, FEE_BPS) <= worst
     assert network.app.credit.reserved(consumer) == 0  # every reservation released, the served one replaced
     assert _chat(network, **only_echo).status_code == 402  # what is left cannot pay another worst case
 

@@ -11,8 +11,12 @@ from __future__ import annotations
 from gridmint.inference.backends import tool_prompt
 from gridmint.inference.backends.base import Generation
 
+# What a chat template adds: per message its role markers, and once the default system prompt many templates put
+# in when the chat has none (SmolLM2's is 20 tokens: "Hi" alone is 31 tokens, measured in
+# tests/gateway/test_metering.py). A bound below the real count underpays the miner on every short chat; each token
+# above it is one a miner could claim and not use.
 TEMPLATE_TOKENS_PER_MESSAGE = 8
-TEMPLATE_TOKENS = 16
+TEMPLATE_TOKENS = 32
 
 
 def text_bound(text: str) -> int:
