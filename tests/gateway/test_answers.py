@@ -39,3 +39,24 @@ def test_well_formed_answers_give_their_usage_and_text() -> None:
 def test_malformed_signed_answers_are_refused(path: str, body: bytes, inputs: int) -> None:
     with pytest.raises(MalformedAnswerError):
         read_answer(path, body, inputs)
+
+
+CITY = {"type": "json_schema", "json_schema": {"name": "city", "schema": {
+    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
+
+
+def _structured(text: str, finish: str) -> bytes:
+    return orjson.dumps({"choices": [{"message": {"content": text}, "finish_reason": finish}]})
+
+
+def test_a_structured_answer_cut_short_by_max_tokens_is_taken_only_if_it_could_hold_them() -> None:
+    """A truncated structured answer cannot meet its schema, so "length" lets it through; but only an answer long
+    enough to have been cut at ``max_tokens``: a short answer off the schema that merely claims the cut is
+    malformed, else any miner skips the schema check by writing "length"."""
+    cut = '{"city": "Llanfairpwllgwyngyllgogerychwyrndrobwllll'
+    assert read_answer(CHAT, _structured(cut, "length"), 0, CITY, max_tokens=16)[1] == cut
+    with pytest.raises(MalformedAnswerError, match="cannot hold the 64 tokens"):
+        read_answer(CHAT, _structured('{"town": 1}', "length"), 0, CITY, max_tokens=64)
+    with pytest.raises(MalformedAnswerError):
+        read_answer(CHAT, _structured('{"town": 1}', "stop"), 0, CITY, max_tokens=64)
+    assert read_answer(CHAT, _structured('{"city": "Paris"}', "stop"), 0, CITY, max_tokens=64)[1] == '{"city": "Paris"}'

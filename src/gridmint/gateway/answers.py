@@ -5,7 +5,8 @@ A signature proves who sent the bytes, not that they are an answer: a miner can 
 of the wrong count, text instead of numbers, or numbers so large that no consumer can take their norm. Those must
 fail over like any other fault, not reach the consumer as a paid success nor crash the request. So must a structured
 answer that is not what the request's ``response_format`` asked for (``inference.structured``), unless the
-consumer's own ``max_tokens`` cut it short.
+consumer's own ``max_tokens`` cut it short: an answer that says so (``finish_reason`` "length") must hold text
+enough for ``max_tokens`` tokens, or any miner could skip the schema by claiming the cut.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from gridmint.gateway import metering
 from gridmint.inference.structured import answer_problem
 
 
@@ -22,10 +24,10 @@ class MalformedAnswerError(Exception):
     """The miner's answer is signed but not the answer the endpoint promises; the message says what is wrong."""
 
 
-def read_answer(path: str, body: bytes, inputs: int, response_format: dict[str, Any] | None = None
-                ) -> tuple[dict[str, Any], str]:
+def read_answer(path: str, body: bytes, inputs: int, response_format: dict[str, Any] | None = None,
+                max_tokens: int = 0) -> tuple[dict[str, Any], str]:
     """The answer's usage (a dict, maybe empty) and generated text of every choice, tool calls included ("" for
-    embeddings). ``inputs``: how many vectors an embedding answer must hold."""
+    embeddings). ``inputs``: how many vectors an embedding answer must hold; ``max_tokens``: the request's."""
     try:
         answer = orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -44,10 +46,13 @@ def read_answer(path: str, body: bytes, inputs: int, response_format: dict[str, 
     texts = []
     for choice in choices:
         text = _choice_text(path, choice)
-        if choice.get("finish_reason") != "length":
-            problem = answer_problem(text, response_format)
-            if problem is not None:
+        problem = answer_problem(text, response_format)
+        if problem is not None:
+            if choice.get("finish_reason") != "length":
                 raise MalformedAnswerError(problem)
+            if metering.text_bound(text) < max_tokens:
+                raise MalformedAnswerError(f"{problem}, and its {len(text.encode())} bytes cannot hold the "
+                                           f"{max_tokens} tokens after which 'length' would have cut it short")
         texts.append(text)
     return usage, "".join(texts)
 

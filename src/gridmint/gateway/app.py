@@ -305,7 +305,8 @@ class GatewayApp:
                 if answer.status != 200 or not answer.signed:
                     self._failed(miner, attempt, f"answered {answer.status}" + ("" if answer.signed else " unsigned"))
                     continue
-                usage, text = read_answer(path, answer.body, len(payload.get("input", ())), call.response_format)
+                usage, text = read_answer(path, answer.body, len(payload.get("input", ())), call.response_format,
+                                          max_tokens)
             except (HttpError, MalformedAnswerError) as error:
                 self._failed(miner, attempt, str(error))
                 continue
