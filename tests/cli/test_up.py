@@ -53,6 +53,10 @@ def test_up_serves_smollm2_down_stops_everything_and_up_resumes(tmp_path: Path) 
         forecasters = {"forecast", "naive"} if statsmodels_installed() else {"naive"}
         assert set(pids) == {"node", "gateway", "smol", "smol2", "weak", "embed", "validator-1", "validator-2",
                              "validator-3", "provider", "explorer", *forecasters}
+        logs = Path(str(first["logs"]))
+        for netuid in (1, 2):  # their probes go through the gateway, as a consumer's requests
+            assert "probing through the gateway" in (logs / f"validator-{netuid}.log").read_text()
+        assert "asking miners directly" in (logs / "validator-3.log").read_text()
         with ChainClient(str(first["node"])) as chain:
             height = chain.height()
     finally:

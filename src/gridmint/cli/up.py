@@ -5,7 +5,9 @@ funds them, a text-generation subnet (SmolLM2 through llama.cpp, and a weak mine
 the validator's weights have something to tell apart), an embedding subnet (wordllama) and a prediction subnet (a
 statsmodels forecaster, when statsmodels is installed — ``pip install '.[forecast]'`` — and the naive random walk),
 a validator on each, a gateway with a credit line and an API key for a dev consumer (OpenAI's API, and TimeGPT's for
-forecasts), a provider offering part of this machine, and the explorer.
+forecasts), a provider offering part of this machine, and the explorer. The text and embedding validators send their
+probes through the gateway, as a consumer of their own (the ``prober`` account), so that miners cannot tell them
+from customers (``inference/validator/probes.py``); the prediction validator asks its miners directly.
 Everything runs as background processes with their logs in ``<data dir>/logs``; ``up`` returns once the gateway
 answers and prints how to use it. ``down`` stops them all (validators and miners first, the node last). A later
 ``up`` with the same data directory resumes: same chain, same wallets, same API key.
@@ -33,13 +35,13 @@ from gridmint.chain.store import DEFAULT_KEEP_RECENT
 from gridmint.chain.subnets import MsgCreateSubnet, MsgRegister
 from gridmint.cli.output import emit
 from gridmint.client.chain_client import ChainClient
-from gridmint.client.wallet import Wallet, create_wallet, open_wallet
+from gridmint.client.wallet import Wallet, create_wallet
 from gridmint.gateway.keys import request_api_key
 from gridmint.node.processes import stop_process_group
 from gridmint.node.setup import init_data_dir
 
 DEV_PASSWORD = "gridmint-dev"  # dev wallets only; printed in the summary  # noqa: S105
-ROLES = ("owner", "validator", "gateway", "consumer", "provider")
+ROLES = ("owner", "validator", "gateway", "consumer", "prober", "provider")  # prober: the validators' probe account
 STATE = "up.json"
 PIDS = "pids.json"
 MINT = 10**9
@@ -118,10 +120,11 @@ class Launcher:
     def url(self, name: str) -> str:
         return f"http://127.0.0.1:{self.ports[name]}"
 
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         with (self.logs / f"{name}.log").open("ab") as log:
             process = subprocess.Popen([sys.executable, "-m", "gridmint.cli.main", *args], stdout=log,
-                                       stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+                                       stderr=subprocess.STDOUT, env={**self.env, **(env or {})},
+                                       start_new_session=True)
         self.pids[name] = process.pid
         (self.data_dir / PIDS).write_text(json.dumps(self.pids))
         return process
@@ -166,6 +169,27 @@ def _set_up_chain(client: ChainClient, wallets: dict[str, Wallet], miners: list[
         client.execute(keys[name], [MsgRegister(netuid, hot[name], 0)])
 
 
+def _open_credit(client: ChainClient, gateway_url: str, account: Wallet, gateway: Wallet) -> str:
+    """A credit line of ``account`` at the gateway, at the gateway's fee now, and an API key for it."""
+    coldkey = account.coldkey(DEV_PASSWORD)
+    gateway_address = parse_address(gateway.address)
+    max_price = int(client.query("/subnets/params")["max_price_per_1k"])
+    fee_bps = next(int(g["fee_bps"]) for g in client.query("/credit/gateways")
+                   if parse_address(g["gateway"]) == gateway_address)
+    client.execute(coldkey, [MsgOpenCredit(gateway_address, 1_000 * MINT, 5_000_000, max_price, fee_bps, 0, 0)])
+    return request_api_key(gateway_url, coldkey, gateway.address)
+
+
+def _probes(state: dict[str, Any], gateway_url: str, netuid: int) -> tuple[list[str], dict[str, str]]:
+    """The options and environment of a validator that probes through the gateway: the text and embedding ones
+    (the prediction validator asks its miners directly, cli/validator.py), with the probe account's key in the
+    environment rather than on a command line that ``ps`` shows. A network made before probes had an account of
+    their own keeps asking miners directly."""
+    if netuid == 3 or "probe_api_key" not in state:
+        return [], {}
+    return ["--probe-gateway", gateway_url], {"GRIDMINT_PROBE_API_KEY": state["probe_api_key"]}
+
+
 def _allow_miners(ports: dict[str, int], miners: list[list[Any]], netuid: int | None = None) -> list[str]:
     """``--allow-endpoint`` for exactly this network's own miners (of one subnet, or all): their loopback ports, one
     by one, so a miner announcing any other local port (the node's RPC, say) is still refused."""
@@ -208,7 +232,8 @@ def up(ctx: click.Context, data_dir: Path, port_base: int, miners: int, keep_rec
         plan = state["miners"]
     names = [*ROLES, *(name for name, _, _ in plan)]
     data_dir.mkdir(parents=True, exist_ok=True)
-    wallets = _first_time(data_dir, names) if fresh else {n: open_wallet(n, data_dir / "wallets") for n in names}
+    # A resumed network's processes open their own wallets; only a first `up` uses them here.
+    wallets = _first_time(data_dir, names) if fresh else {}
     launcher = Launcher(data_dir, state["ports"])
     try:
         _step(f"Starting the devnode (RPC {launcher.node_url})")
@@ -236,26 +261,24 @@ def up(ctx: click.Context, data_dir: Path, port_base: int, miners: int, keep_rec
             for name, process in miner_processes.items():
                 _wait_http(launcher.url(name) + "/health", f"miner {name}", 120, process)
             _wait_for_models(launcher.url("gateway"), served_models(plan), 60)
+            if fresh:
+                _step("Opening credit lines at the gateway and getting API keys: the dev consumer's, the probes'")
+                state["api_key"] = _open_credit(client, launcher.url("gateway"), wallets["consumer"],
+                                                wallets["gateway"])
+                state["probe_api_key"] = _open_credit(client, launcher.url("gateway"), wallets["prober"],
+                                                      wallets["gateway"])
+                state_path.write_text(json.dumps(state, indent=2))
             _step("Starting a validator on each subnet and the provider")
             for netuid in netuids_of(plan):
+                probe_options, probe_env = _probes(state, launcher.url("gateway"), netuid)
                 launcher.start(f"validator-{netuid}", "validator", "run", "--netuid", str(netuid), "--wallet",
-                               "validator", "--interval", "5", *_allow_miners(state["ports"], plan, netuid))
+                               "validator", "--interval", "5", *_allow_miners(state["ports"], plan, netuid),
+                               *probe_options, env=probe_env)
             launcher.start("provider", "provider", "run", "--wallet", "provider", "--port",
                            str(state["ports"]["provider"]), "--cpu", "1", "--memory", "1024", "--data-dir",
                            str(data_dir / "provider"))
             explorer = launcher.start("explorer", "explorer", "--port", str(state["ports"]["explorer"]))
             _wait_http(launcher.url("explorer") + "/api/status", "the explorer", 30, explorer)
-            if fresh:
-                _step("Opening the dev consumer's credit line and getting its API key")
-                consumer = wallets["consumer"].coldkey(DEV_PASSWORD)
-                gateway_address = parse_address(wallets["gateway"].address)
-                max_price = int(client.query("/subnets/params")["max_price_per_1k"])
-                fee_bps = next(int(g["fee_bps"]) for g in client.query("/credit/gateways")
-                               if parse_address(g["gateway"]) == gateway_address)
-                client.execute(consumer, [MsgOpenCredit(gateway_address, 1_000 * MINT, 5_000_000, max_price, fee_bps,
-                                                        0, 0)])
-                state["api_key"] = request_api_key(launcher.url("gateway"), consumer, wallets["gateway"].address)
-                state_path.write_text(json.dumps(state, indent=2))
             height = client.height()
     except BaseException:
         _stop_all(data_dir)
