@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -154,7 +155,7 @@ def test_errors_in_queries_and_checks_are_answered_with_codes_and_the_connection
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """An exception that reaches the server, and a request that cannot be decoded, still get a response of their
     own kind with a code: an ``exception`` response would stop CometBFT, and so would a dropped connection."""
-    def broken(self: App, *args: object) -> None:
+    def broken(self: App, *args: object, **kwargs: object) -> None:
         raise RecursionError("a bug")
 
     monkeypatch.setattr(App, "query", broken)
@@ -179,3 +180,65 @@ def test_a_proposal_that_makes_decoding_raise_is_rejected(tmp_path: Path, monkey
     monkeypatch.setattr(App, "decode_verified", broken)
     request = {"txs": [b"anything"], "hash": b"", "height": 1, "time": ONE_SECOND, "proposer_address": b""}
     assert application.handle("process_proposal", request)["status"] == messages.REJECT
+
+
+def test_a_query_that_takes_long_holds_back_no_block(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anyone can send queries through CometBFT's RPC: one that takes long (held here until the block is done)
+    runs off the event loop, so the consensus connection's finalize_block and commit are answered meanwhile, and
+    the query then answers from the committed state it began on, in order with its own connection's answers."""
+    application = _committed(tmp_path)
+    server = AbciServer(application.app)
+    started, release = threading.Event(), threading.Event()
+    real_query = App.query
+
+    def slow_query(self: App, *args: Any, **kwargs: Any) -> Any:
+        started.set()
+        assert release.wait(30)
+        return real_query(self, *args, **kwargs)
+
+    monkeypatch.setattr(App, "query", slow_query)
+
+    async def send(writer: asyncio.StreamWriter, *requests: dict[str, Any]) -> None:
+        writer.write(b"".join(frame(encode(r, messages.REQUESTS)) for r in requests))
+        await writer.drain()
+
+    async def receive(reader: asyncio.StreamReader, count: int) -> list[tuple[str, dict[str, Any]]]:
+        data, responses = b"", []
+        while len(responses) < count:
+            data += await asyncio.wait_for(reader.read(65_536), 30)
+            while data:
+                length, start = decode_uvarint(data, 0)
+                if len(data) < start + length:
+                    break
+                responses.append(decode_oneof(data[start:start + length], messages.RESPONSES))
+                data = data[start + length:]
+        return responses
+
+    async def scenario() -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
+        path = str(tmp_path / "app.sock")
+        async with await asyncio.start_unix_server(server.serve_connection, path=path):
+            query_reader, query_writer = await asyncio.open_unix_connection(path)
+            block_reader, block_writer = await asyncio.open_unix_connection(path)
+            await send(query_writer, {"query": {"path": "/bank/supply"}}, {"echo": {"message": "after"}},
+                       {"flush": {}})
+            await asyncio.to_thread(started.wait, 30)
+            await send(block_writer, {"finalize_block": {"txs": [], "hash": b"", "height": 2, "time": ONE_SECOND,
+                                                         "proposer_address": b"\x01" * 20}},
+                       {"commit": {}}, {"flush": {}})
+            block_answers = await receive(block_reader, 3)  # while the query is still held
+            release.set()
+            query_answers = await receive(query_reader, 3)
+            for writer in (query_writer, block_writer):
+                writer.close()
+            return block_answers, query_answers
+
+    try:
+        block_answers, query_answers = asyncio.run(scenario())
+    finally:
+        release.set()
+        server.close()
+    assert [case for case, _ in block_answers] == ["finalize_block", "commit", "flush"]
+    assert application.app.store.height == 2
+    assert [case for case, _ in query_answers] == ["query", "echo", "flush"]
+    assert query_answers[0][1]["code"] == 0 and query_answers[0][1]["height"] == 1  # the height it began on
+    assert query_answers[1][1]["message"] == "after"

@@ -3,7 +3,10 @@
 CometBFT opens four connections (query, snapshot, mempool, consensus) and pipelines requests on each; every
 request gets its response in order, and a ``Flush`` is answered and the socket drained. Handlers are synchronous
 and run on the event loop's one thread, so requests from different connections never interleave inside the app
-(CometBFT's own server takes a global lock for the same reason).
+(CometBFT's own server takes a global lock for the same reason) — except ``Query``: anyone can send one through
+CometBFT's RPC, and a costly one must not hold back the consensus connection's blocks. Each is answered on a worker
+thread from a read-only snapshot of committed state (``Store.open_reader``, as the devnode's RPC does), one at a
+time per connection and in order with the rest of that connection's answers.
 
 ``ProcessProposal`` accepts a block only if every transaction in it decodes and its signature verifies (the checks
 that do not depend on state, so every honest node answers alike); ``PrepareProposal`` keeps only such transactions
@@ -22,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +35,7 @@ from gridmint.chain.app import MODULES, App, TxResult
 from gridmint.chain.errors import BAD_QUERY, INTERNAL_ERROR, MALFORMED, ChainError
 from gridmint.chain.genesis import validate_genesis
 from gridmint.chain.module import Event, ValidatorUpdate
+from gridmint.chain.store import Store
 from gridmint.node.abci import messages
 from gridmint.node.abci.proto import ProtoError, decode_oneof, decode_uvarint, encode_oneof, frame
 from gridmint.node.snapshots import (
@@ -50,6 +56,7 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # answers them with a response of their own kind and a code (an ``exception`` response would stop CometBFT).
 CODED_REQUESTS = ("query", "check_tx")
 ANSWERS_PER_TURN = 64
+QUERY_WORKERS = 2  # threads answering queries; a connection has at most one query running, in order
 # How much the app takes off a socket before it answers (the stream pauses reading at twice this): enough that
 # CometBFT's writes do not block while the app works through a burst of rechecks.
 READ_LIMIT = MAX_MESSAGE_BYTES
@@ -126,8 +133,10 @@ class AbciApplication:
         log.info("Initialised chain %s with %d authorities.", request["chain_id"], len(validators))
         return {"validators": _updates(validators), "app_hash": app_hash}
 
-    def on_query(self, request: dict[str, Any]) -> dict[str, Any]:
-        answer = self.app.query(request["path"], request["data"], request["height"])
+    def on_query(self, request: dict[str, Any], store: Store | None = None) -> dict[str, Any]:
+        """``store``: a read-only reader of committed state to answer from (a query thread's); the app's own
+        otherwise."""
+        answer = self.app.query(request["path"], request["data"], request["height"], store=store)
         return {"code": answer.code, "codespace": answer.codespace, "log": answer.log, "value": answer.value,
                 "height": answer.height}
 
@@ -235,6 +244,18 @@ class AbciServer:
     def __init__(self, app: App, snapshots: SnapshotStore | None = None) -> None:
         self.application = AbciApplication(app, snapshots)
         self.connections = 0
+        self._queries = ThreadPoolExecutor(QUERY_WORKERS, thread_name_prefix="gridmint-abci-query")
+        self._local = threading.local()
+        self._readers: list[Store] = []
+        self._readers_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Wait for the queries that run and close their readers."""
+        self._queries.shutdown(wait=True, cancel_futures=True)
+        with self._readers_lock:
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
 
     async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -247,11 +268,15 @@ class AbciServer:
                 buffer += chunk
                 offset = 0
                 while True:
-                    offset, responses, flush = self._answer_some(buffer, offset)
+                    offset, responses, flush, query = self._answer_some(buffer, offset)
                     if responses:  # one write for many answers: a send per answer costs more than most answers
                         writer.write(b"".join(responses))
                     if flush:
                         await writer.drain()
+                    if query is not None:  # answered off the loop; the connection's next answers wait for it
+                        loop = asyncio.get_running_loop()
+                        writer.write(frame(await loop.run_in_executor(self._queries, self._answer_query, query)))
+                        continue
                     if len(responses) < ANSWERS_PER_TURN:
                         break
                     # Let the loop take in what CometBFT sent meanwhile. Its ABCI client re-arms a 20 ns flush
@@ -265,9 +290,9 @@ class AbciServer:
             self.connections -= 1
             writer.close()
 
-    def _answer_some(self, buffer: bytes, offset: int) -> tuple[int, list[bytes], bool]:
-        """Answer up to ``ANSWERS_PER_TURN`` complete requests from ``offset``: (new offset, framed answers,
-        whether one was a flush)."""
+    def _answer_some(self, buffer: bytes, offset: int) -> tuple[int, list[bytes], bool, bytes | None]:
+        """Answer up to ``ANSWERS_PER_TURN`` complete requests from ``offset``, stopping after a query's: (new
+        offset, framed answers, whether one was a flush, the query's payload for a worker to answer, if any)."""
         responses: list[bytes] = []
         flush = False
         while offset < len(buffer) and len(responses) < ANSWERS_PER_TURN:
@@ -279,17 +304,31 @@ class AbciServer:
                 raise ProtoError(f"a message of {length} bytes is over the limit")
             if len(buffer) < start + length:
                 break
-            response, flushed = self._respond(buffer[start:start + length])
+            payload = buffer[start:start + length]
+            if _request_kind(payload) == "query":
+                return start + length, responses, flush, payload
+            response, flushed = self._respond(payload)
             responses.append(frame(response))
             flush = flush or flushed
             offset = start + length
-        return offset, responses, flush
+        return offset, responses, flush, None
 
-    def _respond(self, payload: bytes) -> tuple[bytes, bool]:
+    def _answer_query(self, payload: bytes) -> bytes:
+        """On a query thread: the query's answer from this thread's reader, at one committed height."""
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = self._local.reader = self.application.app.store.open_reader()
+            with self._readers_lock:
+                self._readers.append(reader)
+        with reader.read_snapshot():
+            return self._respond(payload, reader)[0]
+
+    def _respond(self, payload: bytes, reader: Store | None = None) -> tuple[bytes, bool]:
         kind = ""
         try:
             kind, request = decode_oneof(payload, messages.REQUESTS)
-            answer = self.application.handle(kind, request)
+            answer = self.application.on_query(request, reader) if kind == "query" else \
+                self.application.handle(kind, request)
             return encode_oneof(kind, answer, messages.RESPONSES), kind == "flush"
         except Exception as error:  # every request gets an answer; only consensus ones stop
             kind = kind or _request_kind(payload)
@@ -340,5 +379,8 @@ async def serve_abci(app: App, address: str, snapshots: SnapshotStore | None = N
         listener = await asyncio.start_server(server.serve_connection, host or "127.0.0.1", int(port),
                                               limit=READ_LIMIT)
     log.info("Serving ABCI at %s.", address)
-    async with listener:
-        await listener.serve_forever()
+    try:
+        async with listener:
+            await listener.serve_forever()
+    finally:
+        server.close()
