@@ -34,15 +34,7 @@ from typing import Annotated, Any
 from gridmint.chain import bank, escrow
 from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import INVALID_FIELD, register
-from gridmint.chain.fields import (
-    U16,
-    U64,
-    Address,
-    Amount,
-    Bytes32,
-    text,
-    text_list,
-)
+from gridmint.chain.fields import U16, U64, Address, Amount, Bytes32, text, text_list
 from gridmint.chain.module import Context, EventData, ModuleSpec, event
 from gridmint.chain.module_genesis import ModuleGenesis
 from gridmint.chain.params import read_params
