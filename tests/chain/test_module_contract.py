@@ -19,7 +19,8 @@ from gridmint.chain.codec import decode
 from gridmint.chain.credit import MsgOpenCredit
 from gridmint.chain.errors import registered
 from gridmint.chain.market import MsgAcceptBid, MsgBid, MsgCreateDeployment
-from gridmint.chain.module import message_registry
+from gridmint.chain.module import EventData, message_registry
+from gridmint.chain.module import event as declare_event
 from gridmint.chain.module_genesis import ModuleGenesis
 from gridmint.chain.state import CommittedView
 from gridmint.chain.store import Store
@@ -111,6 +112,23 @@ def test_each_module_declares_exactly_the_events_it_emits() -> None:
 def test_an_event_reads_as_its_fields_in_order() -> None:
     event = Transfer(sender="gm1a", recipient="gm1b", amount=5)
     assert event.attributes() == (("sender", "gm1a"), ("recipient", "gm1b"), ("amount", "5"))
+
+
+def test_an_event_is_declared_once_a_frozen_dataclass_of_its_type() -> None:
+    @declare_event("test_happened")
+    class Happened(EventData):
+        """Something of this test only."""
+
+        what: str
+        count: int
+
+    happened = Happened(what="x", count=2)
+    assert Happened.TYPE == "test_happened" and happened.attributes() == (("what", "x"), ("count", "2"))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        happened.count = 3  # type: ignore[misc]
+    for module in MODULES:
+        for declared in module.events:
+            assert declared.__dataclass_params__.frozen, declared  # type: ignore[attr-defined]
 
 
 def test_each_module_declares_the_kinds_of_record_it_keeps() -> None:

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from gridmint.chain.crypto import PUBLIC_KEY_BYTES, address_of, format_address
 from gridmint.chain.errors import INVALID_GENESIS, register
-from gridmint.chain.fields import choice, public_key, text, u64
-from gridmint.chain.module import Context, EventData, ModuleSpec, ValidatorUpdate
+from gridmint.chain.fields import U64, PublicKey, choice, text
+from gridmint.chain.module import Context, EventData, ModuleSpec, ValidatorUpdate, event
 from gridmint.chain.params import params_from_json, params_to_json, read_params
 from gridmint.chain.query_args import expect_args
 from gridmint.chain.records import (
@@ -87,11 +87,9 @@ def proposal_key(proposal_id: int) -> bytes:
 # --- events ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@event("authority_proposal")
 class AuthorityProposal(EventData):
     """An authority proposed adding or removing one (it may pass at once)."""
-
-    TYPE = "authority_proposal"
 
     id: int
     action: str
@@ -99,21 +97,17 @@ class AuthorityProposal(EventData):
     proposer: str
 
 
-@dataclass(frozen=True)
+@event("authority_vote")
 class AuthorityVote(EventData):
     """An authority voted for an open proposal."""
-
-    TYPE = "authority_vote"
 
     id: int
     voter: str
 
 
-@dataclass(frozen=True)
+@event("authority_change")
 class AuthorityChange(EventData):
     """A proposal passed: the authority set changed."""
-
-    TYPE = "authority_change"
 
     id: int
     action: str
@@ -121,11 +115,9 @@ class AuthorityChange(EventData):
     power: int
 
 
-@dataclass(frozen=True)
+@event("authority_proposal_expired")
 class AuthorityProposalExpired(EventData):
     """A proposal's voting period ended without a majority."""
-
-    TYPE = "authority_proposal_expired"
 
     id: int
 
@@ -133,29 +125,21 @@ class AuthorityProposalExpired(EventData):
 # --- messages ----------------------------------------------------------------------------------------------
 
 
-@message
-@dataclass(frozen=True)
+@message("authority/propose")
 class MsgPropose(Msg):
     """Propose to add an authority (or set its power) with ``add``, or to remove one with ``remove``."""
 
-    TYPE = "authority/propose"
-    FIELDS = (("action", choice("add", "remove")), ("pub_key", public_key), ("power", u64), ("name", text(64)))
-
-    action: str
-    pub_key: bytes
-    power: int
-    name: str
+    action: Annotated[str, choice("add", "remove")]
+    pub_key: PublicKey
+    power: U64
+    name: Annotated[str, text(64)]
 
 
-@message
-@dataclass(frozen=True)
+@message("authority/vote")
 class MsgVote(Msg):
     """Vote for an open proposal."""
 
-    TYPE = "authority/vote"
-    FIELDS = (("proposal_id", u64),)
-
-    proposal_id: int
+    proposal_id: U64
 
 
 def _require_member(ctx: Context) -> None:

@@ -23,8 +23,8 @@ from gridmint.chain.errors import (
     OVERFLOW,
     ChainError,
 )
-from gridmint.chain.fields import address, amount
-from gridmint.chain.module import Context, EventData, ModuleSpec
+from gridmint.chain.fields import Address, Amount, amount
+from gridmint.chain.module import Context, EventData, ModuleSpec, event
 from gridmint.chain.params import params_from_json, params_to_json, read_params
 from gridmint.chain.query_args import expect_args, parse_address_arg
 from gridmint.chain.state import Reader, State
@@ -157,22 +157,18 @@ def release(state: State, module: str, account: bytes, grains: int) -> None:
 # --- events ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@event("transfer")
 class Transfer(EventData):
     """Funds moved between accounts."""
-
-    TYPE = "transfer"
 
     sender: str
     recipient: str
     amount: int
 
 
-@dataclass(frozen=True)
+@event("fee")
 class Fee(EventData):
     """A transaction's fee, burned."""
-
-    TYPE = "fee"
 
     payer: str
     amount: int
@@ -181,16 +177,12 @@ class Fee(EventData):
 # --- messages ----------------------------------------------------------------------------------------------
 
 
-@message
-@dataclass(frozen=True)
+@message("bank/send")
 class MsgSend(Msg):
     """Send ``amount`` grains from the signer to ``to``."""
 
-    TYPE = "bank/send"
-    FIELDS = (("to", address), ("amount", amount))
-
-    to: bytes
-    amount: int
+    to: Address
+    amount: Amount
 
 
 def process_send(ctx: Context, msg: MsgSend) -> None:

@@ -21,13 +21,13 @@ State:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from gridmint.chain import neurons
 from gridmint.chain.crypto import ADDRESS_BYTES, format_address, parse_address
 from gridmint.chain.errors import INVALID_FIELD, INVALID_GENESIS, ChainError, register
-from gridmint.chain.fields import address, bytes32, short_bytes, u16, u64
-from gridmint.chain.module import Context, EventData, ModuleSpec
+from gridmint.chain.fields import U16, Bytes32, address, bytes32, short_bytes, u16, u64
+from gridmint.chain.module import Context, EventData, ModuleSpec, event
 from gridmint.chain.params import params_from_json, params_to_json, read_params
 from gridmint.chain.query_args import expect_args, parse_address_arg, parse_netuid, parse_page, parse_uint
 from gridmint.chain.state import Reader, State
@@ -89,11 +89,9 @@ def get_commitment(state: Reader, netuid: int, hotkey: bytes, epoch: int) -> dic
 # --- events ------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@event("commitment")
 class Committed(EventData):
     """A hotkey committed a hash (and data) for an epoch."""
-
-    TYPE = "commitment"
 
     netuid: int
     uid: int
@@ -106,15 +104,11 @@ class Committed(EventData):
 # --- messages ----------------------------------------------------------------------------------------------
 
 
-@message
-@dataclass(frozen=True)
+@message("commitments/commit")
 class MsgCommit(Msg):
-    TYPE = "commitments/commit"
-    FIELDS = (("netuid", u16), ("hash", bytes32), ("data", short_bytes(ABSOLUTE_MAX_DATA_BYTES)))
-
-    netuid: int
-    hash: bytes
-    data: bytes
+    netuid: U16
+    hash: Bytes32
+    data: Annotated[bytes, short_bytes(ABSOLUTE_MAX_DATA_BYTES)]
 
 
 def _delete(state: State, netuid: int, hotkey: bytes, epoch: int, block: int) -> None:

@@ -47,24 +47,28 @@ State:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 from gridmint.chain import bank, neurons
 from gridmint.chain.crypto import address_of, format_address
 from gridmint.chain.errors import INVALID_FIELD, register
 from gridmint.chain.fields import (
+    U16,
+    U64,
+    Address,
+    Amount,
+    AmountOrZero,
+    PublicKey,
     address,
     amount,
-    amount_or_zero,
     list_of,
     public_key,
     record,
     signature,
     text,
-    u16,
     u64,
 )
-from gridmint.chain.module import Context, EventData, ModuleSpec
+from gridmint.chain.module import Context, EventData, ModuleSpec, event
 from gridmint.chain.module_genesis import ModuleGenesis
 from gridmint.chain.params import read_params
 from gridmint.chain.query_args import expect_args, parse_address_arg, parse_id
@@ -188,22 +192,18 @@ def max_grains(tokens: int, requests: int, max_price_per_1k: int) -> int:
 # --- events ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@event("gateway_registered")
 class GatewayRegistered(EventData):
     """A gateway registered, or changed its URL, fee or bond."""
-
-    TYPE = "gateway_registered"
 
     gateway: str
     url: str
     fee_bps: int
 
 
-@dataclass(frozen=True)
+@event("credit_opened")
 class CreditOpened(EventData):
     """A consumer opened a credit line with a gateway."""
-
-    TYPE = "credit_opened"
 
     consumer: str
     gateway: str
@@ -213,11 +213,9 @@ class CreditOpened(EventData):
     fee_bps: int
 
 
-@dataclass(frozen=True)
+@event("credit_topped_up")
 class CreditToppedUp(EventData):
     """A consumer added funds (and maybe time) to a line."""
-
-    TYPE = "credit_topped_up"
 
     consumer: str
     gateway: str
@@ -225,11 +223,9 @@ class CreditToppedUp(EventData):
     expires: int
 
 
-@dataclass(frozen=True)
+@event("credit_closing")
 class CreditClosing(EventData):
     """A consumer gave notice to close a line early."""
-
-    TYPE = "credit_closing"
 
     consumer: str
     gateway: str
@@ -237,11 +233,9 @@ class CreditClosing(EventData):
     reclaimable_from: int
 
 
-@dataclass(frozen=True)
+@event("settled")
 class Settled(EventData):
     """A gateway settled a batch of receipts."""
-
-    TYPE = "settled"
 
     gateway: str
     batch: int
@@ -250,11 +244,9 @@ class Settled(EventData):
     fee: int
 
 
-@dataclass(frozen=True)
+@event("claimed")
 class Claimed(EventData):
     """A miner claimed receipts the gateway acknowledged but did not settle."""
-
-    TYPE = "claimed"
 
     gateway: str
     claimant: str
@@ -264,11 +256,9 @@ class Claimed(EventData):
     slashed: int
 
 
-@dataclass(frozen=True)
+@event("credit_reclaimed")
 class CreditReclaimed(EventData):
     """A consumer took back what a closed or expired line had left."""
-
-    TYPE = "credit_reclaimed"
 
     consumer: str
     gateway: str
@@ -280,92 +270,63 @@ class CreditReclaimed(EventData):
 
 ENTRY_FIELDS = (("consumer", address), ("miner_key", public_key), ("tokens", u64), ("grains", amount),
                 ("requests", u64), ("miner_signature", signature))
+SettledEntries = Annotated[list[list[Any]], list_of(
+    record(*ENTRY_FIELDS), MAX_ENTRIES, "[consumer, miner_key, tokens, grains, requests, miner_signature]")]
+ClaimedEntries = Annotated[list[list[Any]], list_of(
+    record(*ENTRY_FIELDS, ("gateway_signature", signature)), MAX_ENTRIES,
+    "[consumer, miner_key, tokens, grains, requests, miner_signature, gateway_signature]")]
 
 
-@message
-@dataclass(frozen=True)
+@message("credit/register_gateway")
 class MsgRegisterGateway(Msg):
-    TYPE = "credit/register_gateway"
-    FIELDS = (("url", text(256)), ("fee_bps", u16), ("bond", u64))
-
-    url: str
-    fee_bps: int
-    bond: int
+    url: Annotated[str, text(256)]
+    fee_bps: U16
+    bond: U64
 
 
-@message
-@dataclass(frozen=True)
+@message("credit/open")
 class MsgOpenCredit(Msg):
-    TYPE = "credit/open"
-    FIELDS = (("gateway", address), ("amount", amount), ("duration", u64), ("max_price_per_1k", u64),
-              ("max_fee_bps", u16), ("cap", amount_or_zero), ("cap_period", u64))
-
-    gateway: bytes
-    amount: int
-    duration: int  # blocks until the line expires
-    max_price_per_1k: int  # grains per 1k tokens the line pays at most (at least 1)
-    max_fee_bps: int  # refuse to open if the gateway's fee is above this
-    cap: int  # grains the line pays at most per period (0: no cap)
-    cap_period: int  # blocks per period (0 exactly when cap is 0)
+    gateway: Address
+    amount: Amount
+    duration: U64  # blocks until the line expires
+    max_price_per_1k: U64  # grains per 1k tokens the line pays at most (at least 1)
+    max_fee_bps: U16  # refuse to open if the gateway's fee is above this
+    cap: AmountOrZero  # grains the line pays at most per period (0: no cap)
+    cap_period: U64  # blocks per period (0 exactly when cap is 0)
 
 
-@message
-@dataclass(frozen=True)
+@message("credit/top_up")
 class MsgTopUpCredit(Msg):
-    TYPE = "credit/top_up"
-    FIELDS = (("gateway", address), ("amount", amount), ("extend", u64))
-
-    gateway: bytes
-    amount: int
-    extend: int  # blocks added to the expiry (0 keeps it)
+    gateway: Address
+    amount: Amount
+    extend: U64  # blocks added to the expiry (0 keeps it)
 
 
-@message
-@dataclass(frozen=True)
+@message("credit/close")
 class MsgCloseCredit(Msg):
     """The consumer gives notice: the line can be reclaimed ``close_notice`` blocks from now."""
 
-    TYPE = "credit/close"
-    FIELDS = (("gateway", address),)
-
-    gateway: bytes
+    gateway: Address
 
 
-@message
-@dataclass(frozen=True)
+@message("credit/settle")
 class MsgSettle(Msg):
-    TYPE = "credit/settle"
-    FIELDS = (("batch", u64),
-              ("entries", list_of(record(*ENTRY_FIELDS), MAX_ENTRIES,
-                                  "[consumer, miner_key, tokens, grains, requests, miner_signature]")))
-
-    batch: int
-    entries: list[list[Any]]  # cumulative receipts, each signed by the miner's hotkey
+    batch: U64
+    entries: SettledEntries  # cumulative receipts, each signed by the miner's hotkey
 
 
-@message
-@dataclass(frozen=True)
+@message("credit/claim")
 class MsgClaim(Msg):
     """Receipts the gateway acknowledged, paid without it: from the line, then from the gateway's bond."""
 
-    TYPE = "credit/claim"
-    FIELDS = (("gateway", address), ("gateway_key", public_key),
-              ("entries", list_of(record(*ENTRY_FIELDS, ("gateway_signature", signature)), MAX_ENTRIES,
-                                  "[consumer, miner_key, tokens, grains, requests, miner_signature, "
-                                  "gateway_signature]")))
-
-    gateway: bytes
-    gateway_key: bytes  # the gateway's account public key (its address must be ``gateway``)
-    entries: list[list[Any]]
+    gateway: Address
+    gateway_key: PublicKey  # the gateway's account public key (its address must be ``gateway``)
+    entries: ClaimedEntries
 
 
-@message
-@dataclass(frozen=True)
+@message("credit/reclaim")
 class MsgReclaimCredit(Msg):
-    TYPE = "credit/reclaim"
-    FIELDS = (("gateway", address),)
-
-    gateway: bytes
+    gateway: Address
 
 
 def process_register_gateway(ctx: Context, msg: MsgRegisterGateway) -> None:

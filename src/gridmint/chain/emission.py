@@ -29,7 +29,7 @@ import numpy as np
 
 from gridmint.chain import bank, neurons, staking
 from gridmint.chain import subnets as subnets_module
-from gridmint.chain.module import Context, EventData, ModuleSpec
+from gridmint.chain.module import Context, EventData, ModuleSpec, event
 from gridmint.chain.module_genesis import ModuleGenesis
 from gridmint.chain.params import params_to_json, read_params
 from gridmint.chain.query_args import expect_args
@@ -74,11 +74,9 @@ def compute_block_reward(params: Params, height: int, minted: int) -> int:
 # --- events ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@event("epoch")
 class EpochRun(EventData):
     """A subnet's epoch ran and paid its emission."""
-
-    TYPE = "epoch"
 
     netuid: int
     epoch: int

@@ -15,13 +15,12 @@ State:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from gridmint.chain import bank
 from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import register
-from gridmint.chain.module import Context, EventData, ModuleSpec
+from gridmint.chain.module import Context, EventData, ModuleSpec, event
 from gridmint.chain.module_genesis import ModuleGenesis
 from gridmint.chain.query_args import expect_args, parse_id
 from gridmint.chain.records import ADDRESS, BOOL, INT, MAP, STR, RecordKind
@@ -47,11 +46,9 @@ CLOSURES_PER_BLOCK = 500
 # --- events ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@event("escrow_exhausted")
 class EscrowExhausted(EventData):
     """A lease's escrow ran dry and was closed."""
-
-    TYPE = "escrow_exhausted"
 
     account: int
     paid: int

@@ -1,15 +1,16 @@
 """Field kinds for messages: each turns a decoded wire value into a checked Python value or raises.
 
-A message declares its fields as ``(name, kind)`` pairs; the kind's check runs before any handler sees the
-value, so handlers work with addresses of the right length, positive amounts and bounded strings. Every kind
-bounds its value: numbers to their width (u16, u64), amounts to ``MAX_AMOUNT`` (no supply can exceed it, so a
-larger amount could never be paid), texts and lists to a length. A refusal quotes the value only in part.
+A message declares each field with its kind in its type, ``price: Amount`` or ``name: Annotated[str, text(64)]``
+(tx.message reads them); the kind's check runs before any handler sees the value, so handlers work with addresses
+of the right length, positive amounts and bounded strings. Every kind bounds its value: numbers to their width
+(u16, u64), amounts to ``MAX_AMOUNT`` (no supply can exceed it, so a larger amount could never be paid), texts and
+lists to a length. A refusal quotes the value only in part.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 
 from gridmint.chain.crypto import ADDRESS_BYTES, PUBLIC_KEY_BYTES, SIGNATURE_BYTES
 from gridmint.chain.errors import INVALID_ADDRESS, INVALID_AMOUNT, INVALID_FIELD
@@ -163,3 +164,15 @@ for _check, _words in ((address, "address (20 bytes, gm1…)"), (public_key, "ed
                        (amount_or_zero, "amount (grains, 0 = none)"),
                        (signature, "ed25519 signature (64 bytes)")):
     described(_words, _check)
+
+
+# The kinds without a parameter, as the types that message fields are declared with (``to: Address``); a kind with
+# a parameter is written out where it is used (``Annotated[str, text(64)]``).
+Address = Annotated[bytes, address]
+PublicKey = Annotated[bytes, public_key]
+Signature = Annotated[bytes, signature]
+Bytes32 = Annotated[bytes, bytes32]
+U16 = Annotated[int, u16]
+U64 = Annotated[int, u64]
+Amount = Annotated[int, amount]
+AmountOrZero = Annotated[int, amount_or_zero]

@@ -29,13 +29,13 @@ State: ``market/provider/<owner 20B>``, ``market/order/<id 8B>``, ``market/bid/<
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from gridmint.chain import bank, escrow
 from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import INVALID_FIELD, register
-from gridmint.chain.fields import address, amount, bytes32, text, text_list, u16, u64
-from gridmint.chain.module import Context, EventData, ModuleSpec
+from gridmint.chain.fields import U16, U64, Address, Amount, Bytes32, text, text_list
+from gridmint.chain.module import Context, EventData, ModuleSpec, event
 from gridmint.chain.module_genesis import ModuleGenesis
 from gridmint.chain.params import read_params
 from gridmint.chain.query_args import expect_args, parse_choice, parse_id
@@ -146,22 +146,18 @@ def mismatch(provider: dict[str, Any], order: dict[str, Any]) -> str | None:
 # --- events ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@event("provider_registered")
 class ProviderRegistered(EventData):
     """A provider registered, or updated its offer."""
-
-    TYPE = "provider_registered"
 
     provider: str
     host: str
     gpus: int
 
 
-@dataclass(frozen=True)
+@event("order_created")
 class OrderCreated(EventData):
     """A tenant's deployment opened an order."""
-
-    TYPE = "order_created"
 
     order: int
     tenant: str
@@ -169,22 +165,18 @@ class OrderCreated(EventData):
     hold: int
 
 
-@dataclass(frozen=True)
+@event("bid")
 class Bid(EventData):
     """A provider bid on an order."""
-
-    TYPE = "bid"
 
     order: int
     provider: str
     price: int
 
 
-@dataclass(frozen=True)
+@event("lease_started")
 class LeaseStarted(EventData):
     """A tenant accepted a bid: a lease runs."""
-
-    TYPE = "lease_started"
 
     lease: int
     order: int
@@ -193,11 +185,9 @@ class LeaseStarted(EventData):
     hold_returned: int
 
 
-@dataclass(frozen=True)
+@event("lease_closed")
 class LeaseClosed(EventData):
     """A lease ended by its tenant or provider."""
-
-    TYPE = "lease_closed"
 
     lease: int
     reason: str
@@ -205,42 +195,34 @@ class LeaseClosed(EventData):
     refunded: int
 
 
-@dataclass(frozen=True)
+@event("withdrawn")
 class Withdrawn(EventData):
     """A provider withdrew what a lease has paid."""
 
-    TYPE = "withdrawn"
-
     lease: int
     amount: int
 
 
-@dataclass(frozen=True)
+@event("topped_up")
 class ToppedUp(EventData):
     """A tenant added funds to a lease."""
 
-    TYPE = "topped_up"
-
     lease: int
     amount: int
 
 
-@dataclass(frozen=True)
+@event("order_closed")
 class OrderClosed(EventData):
     """A tenant closed an order."""
-
-    TYPE = "order_closed"
 
     order: int
     hold_paid: int
     hold_returned: int
 
 
-@dataclass(frozen=True)
+@event("order_expired")
 class OrderExpired(EventData):
     """An order expired without a lease."""
-
-    TYPE = "order_expired"
 
     order: int
     hold_paid: int
@@ -250,99 +232,64 @@ class OrderExpired(EventData):
 # --- messages ----------------------------------------------------------------------------------------------
 
 
-@message
-@dataclass(frozen=True)
+@message("market/register_provider")
 class MsgRegisterProvider(Msg):
-    TYPE = "market/register_provider"
-    FIELDS = (("host_uri", text(256)), ("gpu_model", text(64)), ("gpu_count", u16), ("vram_gb", u16),
-              ("cpu_millis", u64), ("memory_mb", u64), ("storage_mb", u64), ("region", text(64)),
-              ("tags", text_list(16, 64)), ("bond", u64))
-
-    host_uri: str
-    gpu_model: str
-    gpu_count: int
-    vram_gb: int
-    cpu_millis: int
-    memory_mb: int
-    storage_mb: int
-    region: str
-    tags: list[str]
-    bond: int
+    host_uri: Annotated[str, text(256)]
+    gpu_model: Annotated[str, text(64)]
+    gpu_count: U16
+    vram_gb: U16
+    cpu_millis: U64
+    memory_mb: U64
+    storage_mb: U64
+    region: Annotated[str, text(64)]
+    tags: Annotated[list[str], text_list(16, 64)]
+    bond: U64
 
 
-@message
-@dataclass(frozen=True)
+@message("market/create_deployment")
 class MsgCreateDeployment(Msg):
-    TYPE = "market/create_deployment"
-    FIELDS = (("cpu_millis", u64), ("memory_mb", u64), ("gpu_units", u16), ("gpu_models", text_list(16, 64)),
-              ("min_vram_gb", u16), ("max_price", amount), ("manifest_hash", bytes32), ("deposit", amount))
-
-    cpu_millis: int
-    memory_mb: int
-    gpu_units: int
-    gpu_models: list[str]
-    min_vram_gb: int
-    max_price: int
-    manifest_hash: bytes
-    deposit: int
+    cpu_millis: U64
+    memory_mb: U64
+    gpu_units: U16
+    gpu_models: Annotated[list[str], text_list(16, 64)]
+    min_vram_gb: U16
+    max_price: Amount
+    manifest_hash: Bytes32
+    deposit: Amount
 
 
-@message
-@dataclass(frozen=True)
+@message("market/bid")
 class MsgBid(Msg):
-    TYPE = "market/bid"
-    FIELDS = (("order_id", u64), ("price", amount))
-
-    order_id: int
-    price: int
+    order_id: U64
+    price: Amount
 
 
-@message
-@dataclass(frozen=True)
+@message("market/accept_bid")
 class MsgAcceptBid(Msg):
-    TYPE = "market/accept_bid"
-    FIELDS = (("order_id", u64), ("provider", address))
-
-    order_id: int
-    provider: bytes
+    order_id: U64
+    provider: Address
 
 
-@message
-@dataclass(frozen=True)
+@message("market/close_lease")
 class MsgCloseLease(Msg):
-    TYPE = "market/close_lease"
-    FIELDS = (("lease_id", u64), ("reason", u16))
-
-    lease_id: int
-    reason: int  # the provider's reason code (0 when the tenant closes)
+    lease_id: U64
+    reason: U16  # the provider's reason code (0 when the tenant closes)
 
 
-@message
-@dataclass(frozen=True)
+@message("market/withdraw")
 class MsgWithdraw(Msg):
-    TYPE = "market/withdraw"
-    FIELDS = (("lease_id", u64),)
-
-    lease_id: int
+    lease_id: U64
 
 
-@message
-@dataclass(frozen=True)
+@message("market/top_up")
 class MsgTopUp(Msg):
-    TYPE = "market/top_up"
-    FIELDS = (("lease_id", u64), ("amount", amount))
-
-    lease_id: int
-    amount: int
+    lease_id: U64
+    amount: Amount
 
 
-@message
-@dataclass(frozen=True)
+@message("market/close_deployment")
 class MsgCloseDeployment(Msg):
-    TYPE = "market/close_deployment"
-    FIELDS = (("order_id", u64),)
-
-    order_id: int
+    order_id: U64
 
 
 def process_register_provider(ctx: Context, msg: MsgRegisterProvider) -> None:

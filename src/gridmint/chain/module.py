@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar, dataclass_transform
 
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import MessageTypes, Msg
@@ -27,14 +27,30 @@ class Event:
 
 
 class EventData:
-    """Base of the events a module declares (``ModuleSpec.events``): frozen dataclasses with a ``TYPE`` and typed
-    fields, built where they happen, so that a type checker holds every emit to its declaration. An event's
-    attributes are its fields in declared order, as text (what CometBFT indexes and clients read)."""
+    """Base of the events a module declares (``ModuleSpec.events``): frozen dataclasses declared with
+    ``@event("type")`` and typed fields, built where they happen, so that a type checker holds every emit to its
+    declaration. An event's attributes are its fields in declared order, as text (what CometBFT indexes and clients
+    read)."""
 
     TYPE: ClassVar[str]
 
     def attributes(self) -> tuple[tuple[str, str], ...]:
         return tuple([(name, str(getattr(self, name))) for name in self.__dataclass_fields__])  # type: ignore[attr-defined]
+
+
+E = TypeVar("E", bound=EventData)
+
+
+@dataclass_transform(frozen_default=True)
+def event(event_type: str) -> Callable[[type[E]], type[E]]:
+    """Class decorator for an event: makes it a frozen dataclass whose events are of type ``event_type``."""
+
+    def declare(cls: type[E]) -> type[E]:
+        declared = dataclass(frozen=True)(cls)
+        declared.TYPE = event_type
+        return declared
+
+    return declare
 
 
 @dataclass(frozen=True)

@@ -60,8 +60,8 @@ from typing import Any
 from gridmint.chain import bank, neurons
 from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import register
-from gridmint.chain.fields import address, amount, u16
-from gridmint.chain.module import Context, EventData, ModuleSpec
+from gridmint.chain.fields import U16, Address, Amount
+from gridmint.chain.module import Context, EventData, ModuleSpec, event
 from gridmint.chain.module_genesis import ModuleGenesis
 from gridmint.chain.params import read_params
 from gridmint.chain.query_args import expect_args, parse_address_arg, parse_netuid, parse_page
@@ -371,11 +371,9 @@ def pay_dividends(state: State, netuid: int, payments: list[tuple[int, bytes, in
 # --- events ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@event("stake_returned")
 class StakeReturned(EventData):
     """Stake of a closed pool went back to its stakers."""
-
-    TYPE = "stake_returned"
 
     netuid: int
     hotkey: str
@@ -383,35 +381,29 @@ class StakeReturned(EventData):
     stakers_left: int
 
 
-@dataclass(frozen=True)
+@event("stake_added")
 class StakeAdded(EventData):
     """A coldkey staked to a hotkey."""
 
-    TYPE = "stake_added"
-
     netuid: int
     hotkey: str
     coldkey: str
     amount: int
 
 
-@dataclass(frozen=True)
+@event("stake_removed")
 class StakeRemoved(EventData):
     """A coldkey unstaked from a hotkey."""
 
-    TYPE = "stake_removed"
-
     netuid: int
     hotkey: str
     coldkey: str
     amount: int
 
 
-@dataclass(frozen=True)
+@event("take_set")
 class TakeSet(EventData):
     """A hotkey's delegate take changed."""
-
-    TYPE = "take_set"
 
     hotkey: str
     take: int
@@ -420,40 +412,28 @@ class TakeSet(EventData):
 # --- messages ----------------------------------------------------------------------------------------------
 
 
-@message
-@dataclass(frozen=True)
+@message("staking/add")
 class MsgAddStake(Msg):
-    TYPE = "staking/add"
-    FIELDS = (("netuid", u16), ("hotkey", address), ("amount", amount))
-
-    netuid: int
-    hotkey: bytes
-    amount: int
+    netuid: U16
+    hotkey: Address
+    amount: Amount
 
 
-@message
-@dataclass(frozen=True)
+@message("staking/remove")
 class MsgRemoveStake(Msg):
     """Unstake ``amount``; if the position would be left worth less than ``min_stake``, all of it."""
 
-    TYPE = "staking/remove"
-    FIELDS = (("netuid", u16), ("hotkey", address), ("amount", amount))
-
-    netuid: int
-    hotkey: bytes
-    amount: int
+    netuid: U16
+    hotkey: Address
+    amount: Amount
 
 
-@message
-@dataclass(frozen=True)
+@message("staking/set_take")
 class MsgSetTake(Msg):
     """The hotkey's owner (a coldkey) sets the share of dividends it keeps before delegators are paid."""
 
-    TYPE = "staking/set_take"
-    FIELDS = (("hotkey", address), ("take", u16))
-
-    hotkey: bytes
-    take: int
+    hotkey: Address
+    take: U16
 
 
 def process_add(ctx: Context, msg: MsgAddStake) -> None:

@@ -48,7 +48,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
@@ -56,8 +56,8 @@ from gridmint.chain import bank, codec, neurons, staking
 from gridmint.chain.crypto import format_address
 from gridmint.chain.endpoint_url import parse_endpoint_url
 from gridmint.chain.errors import INVALID_FIELD, INVALID_GENESIS, UNKNOWN_QUERY, ChainError
-from gridmint.chain.fields import address, text, text_list, u16, u64
-from gridmint.chain.module import Context, EventData, ModuleSpec
+from gridmint.chain.fields import U16, U64, Address, text, text_list
+from gridmint.chain.module import Context, EventData, ModuleSpec, event
 from gridmint.chain.module_genesis import ModuleGenesis, SectionState
 from gridmint.chain.params import params_to_json, read_params
 from gridmint.chain.query_args import expect_args, parse_address_arg, parse_netuid, parse_options
@@ -210,11 +210,9 @@ def get_burn(subnet: dict[str, Any], height: int) -> int:
 # --- events ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@event("subnet_created")
 class SubnetCreated(EventData):
     """A subnet was created."""
-
-    TYPE = "subnet_created"
 
     netuid: int
     owner: str
@@ -222,33 +220,27 @@ class SubnetCreated(EventData):
     lock: int
 
 
-@dataclass(frozen=True)
+@event("subnet_param")
 class SubnetParam(EventData):
     """A subnet's owner changed a hyperparameter."""
-
-    TYPE = "subnet_param"
 
     netuid: int
     param: str
     value: int
 
 
-@dataclass(frozen=True)
+@event("subnet_dissolved")
 class SubnetDissolved(EventData):
     """A subnet was dissolved."""
-
-    TYPE = "subnet_dissolved"
 
     netuid: int
     returned: int
     burned_pending: int
 
 
-@dataclass(frozen=True)
+@event("neuron_registered")
 class NeuronRegistered(EventData):
     """A hotkey took a UID on a subnet."""
-
-    TYPE = "neuron_registered"
 
     netuid: int
     uid: int
@@ -257,11 +249,9 @@ class NeuronRegistered(EventData):
     burn: int
 
 
-@dataclass(frozen=True)
+@event("endpoint_announced")
 class EndpointAnnounced(EventData):
     """A neuron announced where and what it serves."""
-
-    TYPE = "endpoint_announced"
 
     netuid: int
     uid: int
@@ -274,63 +264,42 @@ class EndpointAnnounced(EventData):
 # --- messages ----------------------------------------------------------------------------------------------
 
 
-@message
-@dataclass(frozen=True)
+@message("subnets/create")
 class MsgCreateSubnet(Msg):
-    TYPE = "subnets/create"
-    FIELDS = (("modality", text(32)), ("name", text(64)))
-
-    modality: str
-    name: str
+    modality: Annotated[str, text(32)]
+    name: Annotated[str, text(64)]
 
 
-@message
-@dataclass(frozen=True)
+@message("subnets/set_param")
 class MsgSetHyperparam(Msg):
-    TYPE = "subnets/set_param"
-    FIELDS = (("netuid", u16), ("param", text(32)), ("value", u64))
-
-    netuid: int
-    param: str
-    value: int
+    netuid: U16
+    param: Annotated[str, text(32)]
+    value: U64
 
 
-@message
-@dataclass(frozen=True)
+@message("subnets/dissolve")
 class MsgDissolveSubnet(Msg):
-    TYPE = "subnets/dissolve"
-    FIELDS = (("netuid", u16),)
-
-    netuid: int
+    netuid: U16
 
 
-@message
-@dataclass(frozen=True)
+@message("subnets/register")
 class MsgRegister(Msg):
     """The signer (a coldkey) pays the burn to register ``hotkey`` on ``netuid``."""
 
-    TYPE = "subnets/register"
-    FIELDS = (("netuid", u16), ("hotkey", address), ("max_burn", u64))
-
-    netuid: int
-    hotkey: bytes
-    max_burn: int  # refuse if the price has risen above this (0: no limit)
+    netuid: U16
+    hotkey: Address
+    max_burn: U64  # refuse if the price has risen above this (0: no limit)
 
 
-@message
-@dataclass(frozen=True)
+@message("subnets/announce")
 class MsgAnnounceEndpoint(Msg):
     """The signer (a registered hotkey) announces where and what it serves."""
 
-    TYPE = "subnets/announce"
-    FIELDS = (("netuid", u16), ("url", text(MAX_URL_BYTES + 64)), ("models", text_list(MAX_MODELS, 64)),
-              ("price_per_1k", u64), ("protocol_version", u16))
-
-    netuid: int
-    url: str
-    models: list[str]
-    price_per_1k: int
-    protocol_version: int
+    netuid: U16
+    url: Annotated[str, text(MAX_URL_BYTES + 64)]
+    models: Annotated[list[str], text_list(MAX_MODELS, 64)]
+    price_per_1k: U64
+    protocol_version: U16
 
 
 def _require_owner(ctx: Context, subnet: dict[str, Any], netuid: int) -> None:

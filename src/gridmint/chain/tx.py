@@ -14,9 +14,9 @@ small for an attacker: size, envelope shape, **signature**, then everything else
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypeVar, dataclass_transform, get_args, get_origin, get_type_hints
 
 from gridmint.chain import codec
 from gridmint.chain.crypto import PUBLIC_KEY_BYTES, SIGNATURE_BYTES, PrivateKey, address_of, verify
@@ -40,7 +40,9 @@ CHAIN_ID_CHECK = text(50)
 
 
 class Msg:
-    """Base of every message. Subclasses are frozen dataclasses with ``TYPE`` and ``FIELDS``."""
+    """Base of every message: a frozen dataclass declared with ``@message("module/name")``, each field with its
+    codec (``amount: Amount``). ``TYPE`` (the wire name) and ``FIELDS`` (name and check of each field, in declared
+    order: the wire order) are derived from that declaration."""
 
     TYPE: ClassVar[str]
     FIELDS: ClassVar[tuple[tuple[str, FieldCheck], ...]]
@@ -52,15 +54,34 @@ class Msg:
 # The message types a chain reads, by wire name. The modules are the one registry: a type is known because a module
 # of the app handles it (module.message_registry), so nothing decodes that no handler would run.
 MessageTypes = Mapping[str, type[Msg]]
+M = TypeVar("M", bound=Msg)
 
 
-def message(cls: type[Msg]) -> type[Msg]:
-    """Class decorator for a message type: its ``FIELDS`` must name its dataclass fields, in order (the wire form
-    lists them so). A module makes it known by handling it."""
-    declared = [f.name for f in fields(cls)]  # type: ignore[arg-type]
-    if declared != [name for name, _ in cls.FIELDS]:
-        raise TypeError(f"{cls.__name__}: FIELDS must list the dataclass fields in order")
-    return cls
+@dataclass_transform(frozen_default=True)
+def message(wire_name: str) -> Callable[[type[M]], type[M]]:
+    """Class decorator for a message type: makes it a frozen dataclass named ``wire_name`` on the wire, whose fields
+    each carry their codec (``Annotated[int, u64]`` or an alias such as ``U64``), in wire order. A module makes it
+    known by handling it."""
+
+    def declare(cls: type[M]) -> type[M]:
+        declared = dataclass(frozen=True)(cls)
+        declared.TYPE = wire_name
+        # Read once, here: the hints are evaluated from the module's names, and the wire order is declaration order.
+        hints = get_type_hints(declared, include_extras=True)
+        declared.FIELDS = tuple((field.name, _codec(declared, field.name, hints[field.name]))
+                                for field in fields(declared))  # type: ignore[arg-type]
+        return declared
+
+    return declare
+
+
+def _codec(cls: type, name: str, hint: Any) -> FieldCheck:
+    """The one check a field's ``Annotated`` hint carries; a field without one could not be decoded."""
+    metadata = get_args(hint)[1:] if get_origin(hint) is Annotated else ()
+    if len(metadata) != 1 or not callable(metadata[0]):
+        raise TypeError(f"{cls.__name__}.{name}: declare the field with its codec, as Annotated[type, check]")
+    check: FieldCheck = metadata[0]
+    return check
 
 
 def decode_message(wire: Any, types: MessageTypes) -> Msg:

@@ -15,15 +15,14 @@ State:
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 
 from gridmint.chain import codec, neurons
 from gridmint.chain.errors import register
-from gridmint.chain.fields import bytes32, u16, u16_list
-from gridmint.chain.module import Context, EventData, ModuleSpec
+from gridmint.chain.fields import U16, Bytes32, u16_list
+from gridmint.chain.module import Context, EventData, ModuleSpec, event
 from gridmint.chain.module_genesis import ModuleGenesis
 from gridmint.chain.records import BYTES, INT, MAP, TUPLE, RecordKind
 from gridmint.chain.state import Reader, State
@@ -76,33 +75,27 @@ def epoch_index(subnet: dict[str, Any]) -> int:
 # --- events ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@event("weights_set")
 class WeightsSet(EventData):
     """A validator set its weights."""
-
-    TYPE = "weights_set"
 
     netuid: int
     uid: int
     count: int
 
 
-@dataclass(frozen=True)
+@event("weights_committed")
 class WeightsCommitted(EventData):
     """A validator committed the hash of its weights."""
-
-    TYPE = "weights_committed"
 
     netuid: int
     uid: int
     epoch: int
 
 
-@dataclass(frozen=True)
+@event("weights_revealed")
 class WeightsRevealed(EventData):
     """A validator revealed committed weights."""
-
-    TYPE = "weights_revealed"
 
     netuid: int
     uid: int
@@ -112,38 +105,25 @@ class WeightsRevealed(EventData):
 # --- messages ----------------------------------------------------------------------------------------------
 
 
-@message
-@dataclass(frozen=True)
+@message("weights/set")
 class MsgSetWeights(Msg):
-    TYPE = "weights/set"
-    FIELDS = (("netuid", u16), ("uids", u16_list(MAX_WEIGHTS)), ("weights", u16_list(MAX_WEIGHTS)))
-
-    netuid: int
-    uids: list[int]
-    weights: list[int]
+    netuid: U16
+    uids: Annotated[list[int], u16_list(MAX_WEIGHTS)]
+    weights: Annotated[list[int], u16_list(MAX_WEIGHTS)]
 
 
-@message
-@dataclass(frozen=True)
+@message("weights/commit")
 class MsgCommitWeights(Msg):
-    TYPE = "weights/commit"
-    FIELDS = (("netuid", u16), ("hash", bytes32))
-
-    netuid: int
-    hash: bytes
+    netuid: U16
+    hash: Bytes32
 
 
-@message
-@dataclass(frozen=True)
+@message("weights/reveal")
 class MsgRevealWeights(Msg):
-    TYPE = "weights/reveal"
-    FIELDS = (("netuid", u16), ("uids", u16_list(MAX_WEIGHTS)), ("weights", u16_list(MAX_WEIGHTS)),
-              ("salt", bytes32))
-
-    netuid: int
-    uids: list[int]
-    weights: list[int]
-    salt: bytes
+    netuid: U16
+    uids: Annotated[list[int], u16_list(MAX_WEIGHTS)]
+    weights: Annotated[list[int], u16_list(MAX_WEIGHTS)]
+    salt: Bytes32
 
 
 def _validator(ctx: Context, netuid: int) -> tuple[dict[str, Any], int]:
