@@ -338,7 +338,7 @@ class App:
         for module in self.modules:
             function = getattr(module, hook)
             if function is not None:
-                ctx = Context(state, block)
+                ctx = Context(state, block, modules=self.modules)
                 function(ctx)
                 events.extend(ctx.events)
                 updates.extend(ctx.validator_updates)
@@ -367,7 +367,7 @@ class App:
             used = self._block_units
         fees.check_block_room(bank.get_params(state), cost, used)
         envelope_state = TxState(state)
-        envelope = Context(envelope_state, block, signer, record_events=delivering)
+        envelope = Context(envelope_state, block, signer, record_events=delivering, modules=self.modules)
         bank.charge_fee(envelope, body.fee, cost.fee)
         if delivering:
             self._block_units = used + cost.block_units
@@ -375,7 +375,7 @@ class App:
         if delivering:  # the fee and the nonce stay even if a message fails, so the messages get their own state
             envelope_state.apply()
             messages_state = TxState(envelope_state)
-            ctx = Context(messages_state, block, signer)
+            ctx = Context(messages_state, block, signer, modules=self.modules)
         else:  # a check keeps nothing when a message fails: its messages run where the fee was charged
             messages_state, ctx = envelope_state, envelope
         try:

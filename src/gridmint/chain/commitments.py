@@ -10,6 +10,9 @@ History is bounded: each (subnet, hotkey) keeps its commitments of the last ``re
 commitment deletes at most ``PRUNED_PER_COMMIT`` of the hotkey's expired ones, oldest first, so a commit's work is
 flat and the number kept per (subnet, hotkey) never exceeds ``retention_epochs`` (a commit adds one entry only when
 none has expired, and then the live ones, one per epoch of the window, number fewer than ``retention_epochs``).
+A hotkey whose UID is pruned can no longer commit, so nothing would prune what it kept: its commitments on that
+subnet are deleted with the UID (``uid_freed``), and a dissolved subnet's with it (``subnet_dissolved``). Each
+commitment's flat price covers its later deletion (two keys), as it covers the two that ``_prune`` deletes.
 
 State:
 - ``commitments/params`` -> Params
@@ -153,6 +156,26 @@ def process_commit(ctx: Context, msg: MsgCommit) -> None:
     ctx.state.set_value(_block_key(msg.netuid, ctx.block.height, ctx.signer), epoch)
     ctx.emit(Committed(netuid=msg.netuid, uid=uid, hotkey=format_address(ctx.signer), epoch=epoch,
                        hash=msg.hash.hex(), pruned=pruned))
+
+
+# --- what subnets frees ----------------------------------------------------------------------------------
+
+
+def _delete_all(state: State, prefix: bytes) -> None:
+    """Delete every commitment under ``prefix`` (of ``commitments/c/``) and its block index entry, in key order."""
+    for key, _ in list(state.scan(prefix)):
+        netuid, hotkey, epoch = _split_commit_key(key)
+        record = state.get_value(key)
+        _delete(state, netuid, hotkey, epoch, int(record["block"]))
+
+
+def clear_uid(state: State, netuid: int, uid: int, hotkey: bytes) -> None:
+    """The commitments of a hotkey whose UID was pruned: it cannot commit again there, so nothing else would."""
+    _delete_all(state, _hotkey_prefix(netuid, hotkey))
+
+
+def clear_subnet(state: State, netuid: int) -> None:
+    _delete_all(state, COMMIT_PREFIX + neurons.netuid_bytes(netuid))
 
 
 # --- queries -----------------------------------------------------------------------------------------------
@@ -345,5 +368,7 @@ MODULE = ModuleSpec(
     init_genesis=init_genesis,
     export_genesis=export_genesis,
     invariants={"indexed": invariant_indexed, "bounded": invariant_bounded},
+    uid_freed=clear_uid,
+    subnet_dissolved=clear_subnet,
 )
 
