@@ -55,9 +55,10 @@ from gridmint.chain.tx import SignedTx, TxBody, decode_tx
 
 APP_NAME = "gridmint"
 # The state machine's version: raised whenever blocks or stored records change meaning (2: credit lines on fixed
-# terms and receipt-backed settlement; 3: the commitments module, and results that carry what a message created),
-# so that a node, or `gridmint up` resuming a local network, can tell.
-APP_VERSION = 3
+# terms and receipt-backed settlement; 3: the commitments module, and results that carry what a message created;
+# 4: a pruned hotkey's and a dissolved subnet's commitments are deleted, escrow and emission parameters), so that
+# a node, or `gridmint up` resuming a local network, can tell.
+APP_VERSION = 4
 # Order matters only for block hooks: emission's end_block runs after every message of the block.
 MODULES: tuple[ModuleSpec, ...] = (bank.MODULE, authority.MODULE, subnets.MODULE, staking.MODULE, weights.MODULE,
                                    emission.MODULE, market.MODULE, escrow.MODULE, credit.MODULE, commitments.MODULE)
