@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gridmint.chain import neurons
+import pytest
+
+from gridmint.chain import commitments, neurons
 from gridmint.chain.app import MODULES
 from gridmint.chain.commitments import MsgCommit
-from gridmint.chain.errors import lookup
+from gridmint.chain.errors import ChainError, lookup
 from gridmint.chain.module import BlockInfo, Context, ModuleSpec
 from gridmint.chain.state import CommittedView, State
 from gridmint.chain.store import Store
@@ -121,3 +123,36 @@ def test_the_chain_clears_uids_and_subnets_through_weights_and_commitments() -> 
     """Which modules keep per-UID or per-subnet state of their own, in the order their hooks run."""
     assert [m.name for m in MODULES if m.uid_freed] == ["weights", "commitments"]
     assert [m.name for m in MODULES if m.subnet_dissolved] == ["weights", "commitments"]
+
+
+def test_a_dissolved_subnets_commitments_go_at_most_cleared_per_block_a_block(tmp_path: Path) -> None:
+    """Dissolving queues the subnet; end_block deletes ``cleared_per_block`` of its commitments per block (the
+    dissolving block included), and the subnet leaves the queue once none is left. The queue is exported."""
+    sections = {"commitments": {"params": {"retention_epochs": 8, "cleared_per_block": 2}}}
+    net = build(tmp_path, {"v1": 300 * MINT, "v2": 200 * MINT}, (), sections=sections)
+    for _ in range(2):
+        net.ok(hot("v1"), MsgCommit(1, b"\x01" * 32, b""))
+        net.ok(hot("v2"), MsgCommit(1, b"\x02" * 32, b""))
+        net.until_epoch()
+    assert len(keys(net, b"commitments/c/")) == 4
+    net.ok("owner", MsgDissolveSubnet(1))
+    assert len(keys(net, b"commitments/c/")) == 2 and keys(net, b"commitments/dissolved/") == [
+        b"commitments/dissolved/" + neurons.netuid_bytes(1)]
+    assert net.app.check_invariants() == []
+    section = net.app.export_genesis("2026-01-01T00:00:00Z")["app_state"]["commitments"]
+    assert section["dissolved"] == [1] and len(section["commitments"]) == 2
+    assert commitments.validate_genesis(section).dissolved == (1,)
+    net.block()
+    assert keys(net, b"commitments/c/") == [] and keys(net, b"commitments/block/") == []
+    assert keys(net, b"commitments/dissolved/") == []
+    assert "dissolved" not in net.app.export_genesis("2026-01-01T00:00:00Z")["app_state"]["commitments"]
+    assert net.app.check_invariants() == []
+
+
+@pytest.mark.parametrize(("dissolved", "words"), [([2, 1], "increasing order"), ([1, 1], "increasing order"),
+                                                  (["1"], "dissolved[0]"), ([70_000], "dissolved[0]"),
+                                                  (7, "a list of netuids")])
+def test_a_bad_dissolved_queue_in_genesis_is_refused(dissolved: object, words: str) -> None:
+    with pytest.raises(ChainError) as refused:
+        commitments.validate_genesis({"dissolved": dissolved})
+    assert refused.value.kind.name == "invalid_genesis" and words in refused.value.message
