@@ -34,13 +34,13 @@ CREDIT_GENESIS = {"params": {"min_bond": MINT, "settle_grace": 5, "max_duration"
 # modules register has a shape here, so a new query is fuzzed as soon as it exists.
 QUERY_SHAPES = (
     "/bank/balance/{address}", "/bank/supply", "/bank/params",
-    "/authority/members", "/authority/proposals",
+    "/authority/members", "/authority/proposals", "/authority/params",
     "/subnets/list", "/subnets/lock_cost", "/subnets/params", "/subnets/hotkey/{address}",
     "/subnets/{netuid}", "/subnets/{netuid}/info", "/subnets/{netuid}/metagraph",
     "/staking/stakes/{address}", "/staking/hotkey/{netuid}/{address}", "/staking/params",
-    "/emission/info",
+    "/emission/info", "/emission/params",
     "/market/providers", "/market/orders", "/market/order/{id}", "/market/lease/{id}", "/market/params",
-    "/escrow/account/{id}",
+    "/escrow/account/{id}", "/escrow/params",
     "/credit/gateways", "/credit/line/{address}/{address}", "/credit/lines/{address}", "/credit/paid/{id}",
     "/credit/params",
     "/commitments/hotkey/{netuid}/{address}", "/commitments/epoch/{netuid}/{address}/{id}",

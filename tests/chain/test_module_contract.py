@@ -26,7 +26,7 @@ from gridmint.chain.state import CommittedView
 from gridmint.chain.store import Store
 from gridmint.chain.subnets import MsgCreateSubnet, MsgRegister
 from tests.chain.chain_world import GATEWAY, build_world
-from tests.helpers import MINT, genesis, key, signed
+from tests.helpers import MINT, Chain, genesis, key, signed
 
 SOURCES = Path(__file__).parents[2] / "src" / "gridmint" / "chain"
 
@@ -137,3 +137,30 @@ def test_each_module_declares_the_kinds_of_record_it_keeps() -> None:
         genesis_functions = getattr(sys.modules[f"gridmint.chain.{module.name}"], "GENESIS", None)
         if isinstance(genesis_functions, ModuleGenesis):
             assert genesis_functions.records is not None, f"{module.name} declares no kinds of record"
+
+
+def test_each_module_with_a_tunable_declares_bounded_params_in_genesis_export_and_a_query(tmp_path: Path) -> None:
+    """Params in every module that has one: each field bounded, stored under ``<module>/params``, read from genesis,
+    exported, and answered by ``/<module>/params``."""
+    gen = genesis()
+    app = App(Store(tmp_path / "s.sqlite"))
+    app.init_chain(gen)
+    Chain(app).block()
+    exported = app.export_genesis("2026-01-01T00:00:00Z")["app_state"]
+    with_params = []
+    for module in MODULES:
+        source = sys.modules[f"gridmint.chain.{module.name}"]
+        params = getattr(source, "Params", None)
+        if params is None:
+            continue
+        with_params.append(module.name)
+        names = [field.name for field in dataclasses.fields(params)]
+        assert sorted(source.BOUNDS) == sorted(names), module.name
+        assert all(low <= getattr(params(), name) <= high for name, (low, high) in source.BOUNDS.items()), module.name
+        assert f"{module.name}/params".encode() == source.PARAMS_KEY
+        in_force = gen.modules[module.name].params
+        assert isinstance(in_force, params), module.name
+        answer = app.query(f"/{module.name}/params")
+        assert answer.code == 0 and decode(answer.value) == dataclasses.asdict(in_force), module.name
+        assert exported[module.name]["params"] == dataclasses.asdict(in_force), module.name
+    assert "escrow" in with_params and len(with_params) == len(MODULES) - 1  # weights has no tunable of its own

@@ -55,9 +55,10 @@ from gridmint.chain.tx import SignedTx, TxBody, decode_tx
 
 APP_NAME = "gridmint"
 # The state machine's version: raised whenever blocks or stored records change meaning (2: credit lines on fixed
-# terms and receipt-backed settlement; 3: the commitments module, and results that carry what a message created),
-# so that a node, or `gridmint up` resuming a local network, can tell.
-APP_VERSION = 3
+# terms and receipt-backed settlement; 3: the commitments module, and results that carry what a message created;
+# 4: a pruned hotkey's and a dissolved subnet's commitments are deleted, escrow and emission parameters), so that
+# a node, or `gridmint up` resuming a local network, can tell.
+APP_VERSION = 4
 # Order matters only for block hooks: emission's end_block runs after every message of the block.
 MODULES: tuple[ModuleSpec, ...] = (bank.MODULE, authority.MODULE, subnets.MODULE, staking.MODULE, weights.MODULE,
                                    emission.MODULE, market.MODULE, escrow.MODULE, credit.MODULE, commitments.MODULE)
@@ -347,7 +348,7 @@ class App:
         for module in self.modules:
             function = getattr(module, hook)
             if function is not None:
-                ctx = Context(state, block)
+                ctx = Context(state, block, modules=self.modules)
                 function(ctx)
                 events.extend(ctx.events)
                 updates.extend(ctx.validator_updates)
@@ -376,7 +377,7 @@ class App:
             used = self._block_units
         fees.check_block_room(bank.get_params(state), cost, used)
         envelope_state = TxState(state)
-        envelope = Context(envelope_state, block, signer, record_events=delivering)
+        envelope = Context(envelope_state, block, signer, record_events=delivering, modules=self.modules)
         bank.charge_fee(envelope, body.fee, cost.fee)
         if delivering:
             self._block_units = used + cost.block_units
@@ -384,7 +385,7 @@ class App:
         if delivering:  # the fee and the nonce stay even if a message fails, so the messages get their own state
             envelope_state.apply()
             messages_state = TxState(envelope_state)
-            ctx = Context(messages_state, block, signer)
+            ctx = Context(messages_state, block, signer, modules=self.modules)
         else:  # a check keeps nothing when a message fails: its messages run where the fee was charged
             messages_state, ctx = envelope_state, envelope
         try:

@@ -248,6 +248,11 @@ def query_proposals(state: Reader, parts: list[str], data: bytes) -> Any:
     ]
 
 
+def query_params(state: Reader, parts: list[str], data: bytes) -> Any:
+    expect_args(parts, 0, "/authority/params")
+    return params_to_json(get_params(state))
+
+
 # --- genesis -----------------------------------------------------------------------------------------------
 
 
@@ -341,7 +346,7 @@ MODULE = ModuleSpec(
     events=(AuthorityProposal, AuthorityVote, AuthorityChange, AuthorityProposalExpired),
     handlers={MsgPropose: process_propose, MsgVote: process_vote},
     end_block=end_block,
-    queries={"members": query_members, "proposals": query_proposals},
+    queries={"members": query_members, "proposals": query_proposals, "params": query_params},
     validate_genesis=validate_genesis,
     init_genesis=init_genesis,
     export_genesis=export_genesis,

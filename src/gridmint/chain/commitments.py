@@ -10,12 +10,20 @@ History is bounded: each (subnet, hotkey) keeps its commitments of the last ``re
 commitment deletes at most ``PRUNED_PER_COMMIT`` of the hotkey's expired ones, oldest first, so a commit's work is
 flat and the number kept per (subnet, hotkey) never exceeds ``retention_epochs`` (a commit adds one entry only when
 none has expired, and then the live ones, one per epoch of the window, number fewer than ``retention_epochs``).
+A hotkey whose UID is pruned can no longer commit, so nothing would prune what it kept: its commitments on that
+subnet, ``retention_epochs`` at most, are deleted with the UID (``uid_freed``). A dissolved subnet's may number
+``max_uids × retention_epochs`` (262,144 at the caps and the default retention; 50-140 µs each with the block's
+digest and commit on the 2-core reference machine), so dissolving only queues the subnet (``subnet_dissolved``)
+and ``end_block`` deletes at most ``cleared_per_block`` of the queued subnets' commitments per block, lowest netuid
+first; until then they can still be read (a netuid is never used again). Each commitment's flat price covers its
+later deletion (two keys), as it covers the two that ``_prune`` deletes.
 
 State:
 - ``commitments/params`` -> Params
 - ``commitments/c/<netuid 2B><hotkey 20B><epoch 8B>`` -> {"hash": 32B, "data": bytes, "block": int}
 - ``commitments/block/<netuid 2B><block 8B><hotkey 20B>`` -> epoch: the same commitments by the block that made
   them, for queries by height
+- ``commitments/dissolved/<netuid 2B>`` -> b"": a dissolved subnet whose commitments are still being deleted
 """
 
 from __future__ import annotations
@@ -50,13 +58,17 @@ PAGE_SIZE = 100
 class Params:
     max_data_bytes: int = 128  # a root, a model hash and a short URI fit
     retention_epochs: int = 64  # at tempo 360 and 1 s blocks, about six hours of epochs
+    cleared_per_block: int = 512  # a dissolved subnet's commitments deleted per block: 37-70 ms
 
 
-BOUNDS = {"max_data_bytes": (0, ABSOLUTE_MAX_DATA_BYTES), "retention_epochs": (1, 100_000)}
+# A pruned UID's commitments, up to retention_epochs, go in its registration's block: at most 1,024 (50-140 ms).
+BOUNDS = {"max_data_bytes": (0, ABSOLUTE_MAX_DATA_BYTES), "retention_epochs": (1, 1_024),
+          "cleared_per_block": (1, 4_096)}
 
 PARAMS_KEY = b"commitments/params"
 COMMIT_PREFIX = b"commitments/c/"
 BLOCK_PREFIX = b"commitments/block/"
+DISSOLVED_PREFIX = b"commitments/dissolved/"
 
 
 def get_params(state: Reader) -> Params:
@@ -149,6 +161,44 @@ def process_commit(ctx: Context, msg: MsgCommit) -> None:
                        hash=msg.hash.hex(), pruned=pruned))
 
 
+# --- what subnets frees ----------------------------------------------------------------------------------
+
+
+def _delete_all(state: State, prefix: bytes, limit: int | None = None) -> int:
+    """Delete the commitments under ``prefix`` (of ``commitments/c/``), the first ``limit`` in key order when given,
+    each with its block index entry; returns how many."""
+    found = list(state.scan(prefix, limit=limit))
+    for key, _ in found:
+        netuid, hotkey, epoch = _split_commit_key(key)
+        record = state.get_value(key)
+        _delete(state, netuid, hotkey, epoch, int(record["block"]))
+    return len(found)
+
+
+def clear_uid(state: State, netuid: int, uid: int, hotkey: bytes) -> None:
+    """The commitments of a hotkey whose UID was pruned: it cannot commit again there, so nothing else would."""
+    _delete_all(state, _hotkey_prefix(netuid, hotkey))
+
+
+def queue_subnet(state: State, netuid: int) -> None:
+    """A dissolved subnet's commitments are deleted by ``end_block``, ``cleared_per_block`` at a time."""
+    state.set(DISSOLVED_PREFIX + neurons.netuid_bytes(netuid), b"")
+
+
+def clear_dissolved(ctx: Context) -> None:
+    """End of block: delete up to ``cleared_per_block`` commitments of dissolved subnets, lowest netuid first; a
+    subnet leaves the queue once none of its commitments is left."""
+    budget = get_params(ctx.state).cleared_per_block
+    for key, _ in list(ctx.state.scan(DISSOLVED_PREFIX)):
+        prefix = COMMIT_PREFIX + key[len(DISSOLVED_PREFIX):]
+        budget -= _delete_all(ctx.state, prefix, limit=budget)
+        if any(True for _ in ctx.state.scan(prefix, limit=1)):
+            return  # the budget ran out first: the next block goes on
+        ctx.state.delete(key)
+        if budget == 0:
+            return
+
+
 # --- queries -----------------------------------------------------------------------------------------------
 
 
@@ -216,6 +266,7 @@ def query_params(state: Reader, parts: list[str], data: bytes) -> Any:
 class Genesis:
     params: Params
     commitments: tuple[tuple[int, bytes, int, bytes, bytes, int], ...]  # (netuid, hotkey, epoch, hash, data, block)
+    dissolved: tuple[int, ...] = ()  # netuids whose commitments are still being deleted
 
 
 _ENTRY_FIELDS = {"netuid", "hotkey", "epoch", "hash", "data", "block"}
@@ -253,9 +304,22 @@ def _hex(name: str, value: Any) -> bytes:
         raise INVALID_FIELD(f"{name}: '{value[:40]}' is not hexadecimal") from None
 
 
+def _dissolved(raw: Any) -> tuple[int, ...]:
+    if not isinstance(raw, list):
+        raise INVALID_GENESIS("commitments.dissolved: expected a list of netuids")
+    try:
+        netuids = [u16(f"commitments.dissolved[{index}]", netuid) for index, netuid in enumerate(raw)]
+    except ChainError as exc:
+        raise INVALID_GENESIS(exc.message) from None
+    if netuids != sorted(set(netuids)):
+        raise INVALID_GENESIS("commitments.dissolved: expected netuids in increasing order, each once")
+    return tuple(netuids)
+
+
 def validate_genesis(raw: Any) -> Genesis:
-    if not isinstance(raw, dict) or set(raw) - {"params", "commitments"}:
-        raise INVALID_GENESIS("commitments: expected {\"params\": {...}, \"commitments\": [...]}")
+    if not isinstance(raw, dict) or set(raw) - {"params", "commitments", "dissolved"}:
+        raise INVALID_GENESIS("commitments: expected {\"params\": {...}, \"commitments\": [...], "
+                              "\"dissolved\": [...]}")
     params = params_from_json(Params, "commitments.params", raw.get("params", {}), BOUNDS)
     entries = raw.get("commitments", [])
     if not isinstance(entries, list):
@@ -273,7 +337,7 @@ def validate_genesis(raw: Any) -> Genesis:
         if kept[(netuid, hotkey)] > params.retention_epochs:
             raise INVALID_GENESIS(f"commitments.commitments[{index}]: more commitments by one hotkey on subnet "
                                   f"{netuid} than params.retention_epochs ({params.retention_epochs}) keeps")
-    return Genesis(params, tuple(sorted(checked)))
+    return Genesis(params, tuple(sorted(checked)), _dissolved(raw.get("dissolved", [])))
 
 
 def init_genesis(state: State, genesis: Genesis) -> None:
@@ -281,6 +345,8 @@ def init_genesis(state: State, genesis: Genesis) -> None:
     for netuid, hotkey, epoch, hash_, data, block in genesis.commitments:
         state.set_value(_commit_key(netuid, hotkey, epoch), {"hash": hash_, "data": data, "block": block})
         state.set_value(_block_key(netuid, block, hotkey), epoch)
+    for netuid in genesis.dissolved:
+        queue_subnet(state, netuid)
 
 
 def export_genesis(state: Reader) -> Any:
@@ -289,7 +355,9 @@ def export_genesis(state: Reader) -> Any:
         netuid, hotkey, epoch = _split_commit_key(COMMIT_PREFIX + key)
         entries.append({"netuid": netuid, "hotkey": format_address(hotkey), "epoch": epoch,
                         "hash": record["hash"].hex(), "data": record["data"].hex(), "block": record["block"]})
-    return {"params": params_to_json(get_params(state)), "commitments": entries}
+    dissolved = [int.from_bytes(key[len(DISSOLVED_PREFIX):], "big") for key, _ in state.scan(DISSOLVED_PREFIX)]
+    section = {"params": params_to_json(get_params(state)), "commitments": entries}
+    return {**section, "dissolved": dissolved} if dissolved else section
 
 
 # --- invariants --------------------------------------------------------------------------------------------
@@ -321,6 +389,15 @@ def invariant_bounded(state: Reader) -> str | None:
     return None
 
 
+def invariant_queued(state: Reader) -> str | None:
+    """Only dissolved subnets wait for their commitments to be deleted."""
+    for key, _ in state.scan(DISSOLVED_PREFIX):
+        netuid = int.from_bytes(key[len(DISSOLVED_PREFIX):], "big")
+        if neurons.get_subnet(state, netuid) is not None:
+            return f"subnet {netuid} exists but is queued as dissolved"
+    return None
+
+
 def _commitments(state: Reader) -> list[tuple[int, bytes, int, dict[str, Any]]]:
     found = []
     for suffix, record in state.scan_values(COMMIT_PREFIX):
@@ -338,6 +415,9 @@ MODULE = ModuleSpec(
     validate_genesis=validate_genesis,
     init_genesis=init_genesis,
     export_genesis=export_genesis,
-    invariants={"indexed": invariant_indexed, "bounded": invariant_bounded},
+    end_block=clear_dissolved,
+    invariants={"indexed": invariant_indexed, "bounded": invariant_bounded, "queued": invariant_queued},
+    uid_freed=clear_uid,
+    subnet_dissolved=queue_subnet,
 )
 

@@ -8,8 +8,9 @@
 - **Accrual.** Each subnet's share is minted into this module's keeping and booked as the subnet's pending
   emission, so supply grows by exactly the block rewards.
 - **Epoch** (due when ``tempo`` blocks have passed since the last one): Yuma consensus (chain/yuma.py) on the
-  subnet's stake, weights and bonds, then the pending emission E is paid: 18% to the owner, 41% to miners by
-  incentive, 41% to validators by dividends (each validator keeps its take and compounds the rest into its
+  subnet's stake, weights and bonds, then the pending emission E is paid: ``owner_share_bps`` (18%) to the owner,
+  ``miner_share_bps`` (41%) to miners by incentive, the rest (41%) to validators by dividends (shares in basis
+  points, at most 10,000 together; each validator keeps its take and compounds the rest into its
   stakers' share pool, chain/staking.py: one write per validator, whatever the number of its stakers).
   Without incentive the miners' part goes to validators; without dividends the validators' part goes by
   active stake; with no stake at all it stays pending for the next epoch.
@@ -29,8 +30,9 @@ import numpy as np
 
 from gridmint.chain import bank, neurons, staking
 from gridmint.chain import subnets as subnets_module
+from gridmint.chain.errors import INVALID_GENESIS
 from gridmint.chain.module import Context, EventData, ModuleSpec, event
-from gridmint.chain.module_genesis import ModuleGenesis
+from gridmint.chain.module_genesis import ModuleGenesis, SectionState
 from gridmint.chain.params import params_to_json, read_params
 from gridmint.chain.query_args import expect_args
 from gridmint.chain.records import INT, RecordKind
@@ -41,7 +43,7 @@ from gridmint.chain.weights import get_weights
 from gridmint.chain.yuma import EpochInput, EpochOutput, run_epoch, split_exactly
 
 NAME = "emission"
-OWNER_SHARE, MINER_SHARE = 18, 41  # percent; validators get the rest (41)
+BPS = 10_000  # shares of an epoch's emission are in basis points
 
 
 @dataclass(frozen=True)
@@ -49,9 +51,12 @@ class Params:
     initial_reward: int = GRAINS_PER_MINT
     halving_interval: int = 10_512_000
     cap: int = 21_000_000 * GRAINS_PER_MINT
+    owner_share_bps: int = 1_800  # of each epoch's emission, to the subnet's owner
+    miner_share_bps: int = 4_100  # to miners by incentive; validators get the rest (4,100)
 
 
-BOUNDS = {"initial_reward": (0, MAX_U64), "halving_interval": (1, MAX_U64), "cap": (0, MAX_U64)}
+BOUNDS = {"initial_reward": (0, MAX_U64), "halving_interval": (1, MAX_U64), "cap": (0, MAX_U64),
+          "owner_share_bps": (0, BPS), "miner_share_bps": (0, BPS)}  # and together at most BPS (validate_genesis)
 
 # --- state -------------------------------------------------------------------------------------------------
 # emission/params  -> Params
@@ -179,8 +184,9 @@ def _distribute(state: State, netuid: int, subnet: dict[str, Any], result: Epoch
     size = subnet["n"]
     paid = np.zeros(size, dtype=np.int64)
     pending = neurons.get_pending(state, netuid)
-    owner_part = pending * OWNER_SHARE // 100
-    miner_part = pending * MINER_SHARE // 100
+    params = get_params(state)
+    owner_part = pending * params.owner_share_bps // BPS
+    miner_part = pending * params.miner_share_bps // BPS
     validator_part = pending - owner_part - miner_part
     if sum(result.incentive) == 0:
         validator_part, miner_part = validator_part + miner_part, 0
@@ -224,6 +230,16 @@ RECORDS = (RecordKind(MINTED_KEY, 0, INT),)
 GENESIS = ModuleGenesis("emission", Params, BOUNDS, PARAMS_KEY, RECORDS)
 
 
+def validate_genesis(raw: Any) -> SectionState:
+    section = GENESIS.validate(raw)
+    params: Params = section.params
+    if params.owner_share_bps + params.miner_share_bps > BPS:
+        raise INVALID_GENESIS(f"emission.params: owner_share_bps ({params.owner_share_bps}) and miner_share_bps "
+                              f"({params.miner_share_bps}) together exceed {BPS} basis points (all of an epoch's "
+                              "emission); validators get what they leave")
+    return section
+
+
 def invariant_pending(state: Reader) -> str | None:
     pending = sum(neurons.get_pending(state, n) for n in neurons.netuids(state))
     held = bank.get_held(state, NAME)
@@ -239,8 +255,8 @@ MODULE = ModuleSpec(
     name=NAME,
     events=(EpochRun,),
     end_block=end_block,
-    queries={"info": query_info},
-    validate_genesis=GENESIS.validate,
+    queries={"info": query_info, "params": GENESIS.query},
+    validate_genesis=validate_genesis,
     init_genesis=GENESIS.init,
     export_genesis=GENESIS.export,
     invariants={"pending": invariant_pending, "cap": invariant_cap},

@@ -8,6 +8,7 @@ so the work per block follows what is due, not how many leases exist. Funds stay
 Σ (balance + withdrawable) over accounts = what the bank holds for escrow.
 
 State:
+- ``escrow/params`` -> Params
 - ``escrow/account/<id 8B>`` -> {tenant, provider, rate, start, settled, balance, withdrawable, open, reason}
 - ``escrow/due/<exhaustion block 8B><id 8B>`` -> b"" (open accounts only)
 - ``escrow/next_id`` -> int
@@ -15,6 +16,7 @@ State:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from gridmint.chain import bank
@@ -22,6 +24,7 @@ from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import register
 from gridmint.chain.module import Context, EventData, ModuleSpec, event
 from gridmint.chain.module_genesis import ModuleGenesis
+from gridmint.chain.params import read_params
 from gridmint.chain.query_args import expect_args, parse_id
 from gridmint.chain.records import ADDRESS, BOOL, INT, MAP, STR, RecordKind
 from gridmint.chain.state import Reader, State
@@ -33,14 +36,27 @@ NO_ACCOUNT = register(NAME, 1, "no_account")
 ACCOUNT_CLOSED = register(NAME, 2, "account_closed")
 NOTHING_TO_WITHDRAW = register(NAME, 3, "nothing_to_withdraw")
 
+
+@dataclass(frozen=True)
+class Params:
+    # Accounts end_block closes at most per block: ~70 µs each on the reference machine, so ~35 ms at the default;
+    # the worst block the other bounds allow (bench/adversarial_block.py) stays under a second with them. The upper
+    # bound (2,000: ~140 ms) spends more of that second to drain a burst of exhausted leases sooner.
+    closures_per_block: int = 500
+
+
+BOUNDS = {"closures_per_block": (1, 2_000)}  # at least one, so that every exhausted account is closed in time
+
+PARAMS_KEY = b"escrow/params"
 ACCOUNT_PREFIX = b"escrow/account/"
 DUE_PREFIX = b"escrow/due/"
 NEXT_ID_KEY = b"escrow/next_id"
 
 REASON_INSUFFICIENT_FUNDS = "insufficient_funds"
-# Accounts end_block closes at most per block: ~70 µs each on the reference machine, so ~35 ms; the worst block
-# the other bounds allow (bench/adversarial_block.py) stays under a second with them.
-CLOSURES_PER_BLOCK = 500
+
+
+def get_params(state: Reader) -> Params:
+    return read_params(state, PARAMS_KEY, Params)
 
 
 # --- events ----------------------------------------------------------------------------------------------
@@ -154,12 +170,12 @@ def close(state: State, account_id: int, height: int, reason: str) -> tuple[int,
 
 def end_block(ctx: Context) -> None:
     """Close the accounts whose funds ran out in this block or before, the earliest first and at most
-    ``CLOSURES_PER_BLOCK`` of them (only those are read): tenants choose when their deposits run out, so many can
+    ``closures_per_block`` of them (only those are read): tenants choose when their deposits run out, so many can
     be made to run out in one block, and the rest wait for the next. A late closure pays exactly what an
     on-time one would: an account earns nothing past its exhaustion block."""
     height = ctx.block.height
     due = list(ctx.state.scan(DUE_PREFIX, below=DUE_PREFIX + (height + 1).to_bytes(8, "big"),
-                              limit=CLOSURES_PER_BLOCK))
+                              limit=get_params(ctx.state).closures_per_block))
     for key, _ in due:
         account_id = int.from_bytes(key[-8:], "big")
         paid, refunded = close(ctx.state, account_id, height, REASON_INSUFFICIENT_FUNDS)
@@ -187,13 +203,13 @@ RECORDS = (
     RecordKind(DUE_PREFIX, 16, None),
     RecordKind(NEXT_ID_KEY, 0, INT),
 )
-GENESIS = ModuleGenesis(NAME, records=RECORDS)
+GENESIS = ModuleGenesis(NAME, Params, BOUNDS, PARAMS_KEY, RECORDS)
 
 MODULE = ModuleSpec(
     name=NAME,
     events=(EscrowExhausted,),
     end_block=end_block,
-    queries={"account": query_account},
+    queries={"account": query_account, "params": GENESIS.query},
     validate_genesis=GENESIS.validate,
     init_genesis=GENESIS.init,
     export_genesis=GENESIS.export,

@@ -2,6 +2,12 @@
 
 A module is one file that ends with a ``MODULE = ModuleSpec(...)``: its message handlers, block hooks,
 queries, genesis functions and invariants. The app knows nothing module-specific beyond this list.
+
+A module that keeps state per UID or per subnet (weights, commitments) also declares what to delete when
+``subnets`` frees a UID (prunes it for a new registration) or dissolves a subnet: ``uid_freed`` and
+``subnet_dissolved``. Each module builds and deletes its own keys; ``subnets`` calls every module's hook, in the
+app's module order (``Context.notify_uid_freed``, ``Context.notify_subnet_dissolved``), so that what a freed UID
+leaves behind is deleted in the same block, in the same order on every node.
 """
 
 from __future__ import annotations
@@ -79,10 +85,25 @@ class Context:
     events: list[Event] = field(default_factory=list)
     validator_updates: list[ValidatorUpdate] = field(default_factory=list)
     record_events: bool = True  # False in check_tx's scratch runs, whose events no one reads
+    # The chain's modules in the app's order: whom subnets tells of a freed UID or a dissolved subnet. The app
+    # always passes them; a Context built without them (a unit test of one handler) tells no one.
+    modules: tuple[ModuleSpec, ...] = ()
 
     def emit(self, event: EventData) -> None:
         if self.record_events:
             self.events.append(Event(event.TYPE, event.attributes()))
+
+    def notify_uid_freed(self, netuid: int, uid: int, hotkey: bytes) -> None:
+        """Every module deletes what it kept for ``hotkey`` as UID ``uid`` of ``netuid``, which was just freed."""
+        for module in self.modules:
+            if module.uid_freed is not None:
+                module.uid_freed(self.state, netuid, uid, hotkey)
+
+    def notify_subnet_dissolved(self, netuid: int) -> None:
+        """Every module deletes what it kept for subnet ``netuid``, which is being dissolved."""
+        for module in self.modules:
+            if module.subnet_dissolved is not None:
+                module.subnet_dissolved(self.state, netuid)
 
 
 # A handler returns what its message created for the sender to know (a new subnet's netuid, a UID, an order, a
@@ -91,6 +112,8 @@ Handler = Callable[[Context, Any], dict[str, int] | None]
 BlockHook = Callable[[Context], None]
 QueryHandler = Callable[[Reader, list[str], bytes], Any]  # (committed view, path parts, data) -> answer
 Invariant = Callable[[Reader], str | None]  # returns a description of the breach, or None
+UidFreedHook = Callable[[State, int, int, bytes], None]  # (state, netuid, uid, the hotkey that held the UID)
+SubnetDissolvedHook = Callable[[State, int], None]  # (state, netuid)
 
 
 @dataclass(frozen=True)
@@ -105,6 +128,8 @@ class ModuleSpec:
     init_genesis: Callable[[State, Any], None] | None = None
     export_genesis: Callable[[Reader], Any] | None = None
     invariants: Mapping[str, Invariant] = field(default_factory=dict)
+    uid_freed: UidFreedHook | None = None  # delete what the module keeps for a UID that subnets pruned
+    subnet_dissolved: SubnetDissolvedHook | None = None  # delete what it keeps for a dissolved subnet
 
 
 def message_registry(modules: tuple[ModuleSpec, ...]) -> MessageTypes:

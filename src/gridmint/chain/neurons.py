@@ -49,9 +49,6 @@ OWNER_PREFIX = b"subnets/owner/"
 VECTOR_PREFIX = b"subnets/vec/"
 BONDS_PREFIX = b"subnets/bonds/"
 PENDING_PREFIX = b"subnets/pending/"
-# The weights module's keys, here because subnets clears them when a UID is pruned or a subnet dissolved.
-WEIGHTS_PREFIX = b"weights/w/"
-COMMIT_PREFIX = b"weights/commit/"
 
 IntArray = npt.NDArray[np.int64]
 BondArray = npt.NDArray[np.uint32]

@@ -62,7 +62,7 @@ from gridmint.chain.module_genesis import ModuleGenesis, SectionState
 from gridmint.chain.params import params_to_json, read_params
 from gridmint.chain.query_args import expect_args, parse_address_arg, parse_netuid, parse_options
 from gridmint.chain.records import ADDRESS, BYTES, DICT, INT, LIST, MAP, ONE_OF, STR, RecordKind
-from gridmint.chain.state import Reader, State
+from gridmint.chain.state import Reader
 from gridmint.chain.subnets_errors import (
     BURN_ABOVE_LIMIT,
     EPOCH_TOO_COSTLY,
@@ -378,10 +378,10 @@ def process_dissolve(ctx: Context, msg: MsgDissolveSubnet) -> None:
         ctx.state.delete(neurons.HOTKEY_PREFIX + neurons.netuid_bytes(msg.netuid) + neuron["hotkey"])
     prefix = neurons.netuid_bytes(msg.netuid)
     ctx.state.delete(neurons.KEYS_PREFIX + prefix)
-    for key_prefix in (neurons.ENDPOINT_PREFIX + prefix, neurons.VECTOR_PREFIX + prefix, neurons.BONDS_PREFIX + prefix,
-                       neurons.WEIGHTS_PREFIX + prefix, neurons.COMMIT_PREFIX + prefix):
+    for key_prefix in (neurons.ENDPOINT_PREFIX + prefix, neurons.VECTOR_PREFIX + prefix, neurons.BONDS_PREFIX + prefix):
         for key, _ in list(ctx.state.scan(key_prefix)):
             ctx.state.delete(key)
+    ctx.notify_subnet_dissolved(msg.netuid)  # weights, commitments: each module deletes its own keys
     pending = neurons.get_pending(ctx.state, msg.netuid)
     if pending:
         bank.burn_held(ctx.state, "emission", pending)  # emission not yet paid out leaves with the subnet
@@ -406,7 +406,7 @@ def process_register(ctx: Context, msg: MsgRegister) -> dict[str, int]:
         raise BURN_ABOVE_LIMIT(f"registration costs {format_mint(price)}, more than your limit "
                                  f"{format_mint(msg.max_burn)}")
     bank.burn(ctx.state, ctx.signer, price, f"the registration burn of {format_mint(price)}")
-    uid = _free_uid(ctx.state, netuid, subnet, hyper, height)
+    uid = _free_uid(ctx, netuid, subnet, hyper)
     ctx.state.set_value(neurons.OWNER_PREFIX + hotkey, ctx.signer)
     neurons.set_neuron(ctx.state, netuid, uid, hotkey, ctx.signer)
     ctx.state.set_value(neurons.HOTKEY_PREFIX + neurons.netuid_bytes(netuid) + hotkey, uid)
@@ -423,8 +423,10 @@ def process_register(ctx: Context, msg: MsgRegister) -> dict[str, int]:
     return {"netuid": netuid, "uid": uid}
 
 
-def _free_uid(state: State, netuid: int, subnet: dict[str, Any], hyper: Hyperparams, height: int) -> int:
-    """A new UID while there is room; otherwise the pruned one (its previous occupant removed)."""
+def _free_uid(ctx: Context, netuid: int, subnet: dict[str, Any], hyper: Hyperparams) -> int:
+    """A new UID while there is room; otherwise the pruned one (its previous occupant removed, and every module
+    told, while the UID still names it)."""
+    state, height = ctx.state, ctx.block.height
     if subnet["n"] < hyper.max_uids:
         subnet["n"] += 1
         return int(subnet["n"] - 1)
@@ -437,13 +439,11 @@ def _free_uid(state: State, netuid: int, subnet: dict[str, Any], hyper: Hyperpar
                           "try again later")
     uid = min(candidates, key=lambda u: (int(emission[u]), int(registered_at[u]), u))
     previous = neurons.get_neuron(state, netuid, uid)
-    if previous is not None:
+    if previous is not None:  # always, for a UID below n
         staking.unstake_all(state, netuid, uid, previous["hotkey"])
         state.delete(neurons.HOTKEY_PREFIX + neurons.netuid_bytes(netuid) + previous["hotkey"])
+        ctx.notify_uid_freed(netuid, uid, previous["hotkey"])  # weights, commitments: each deletes its own keys
     state.delete(neurons.endpoint_key(netuid, uid))
-    uid_suffix = neurons.netuid_bytes(netuid) + uid.to_bytes(2, "big")
-    state.delete(neurons.WEIGHTS_PREFIX + uid_suffix)
-    state.delete(neurons.COMMIT_PREFIX + uid_suffix)
     neurons.set_bonds(state, netuid, uid, None)
     for key, _ in list(state.scan(neurons.BONDS_PREFIX + neurons.netuid_bytes(netuid))):
         validator = int.from_bytes(key[-2:], "big")
@@ -566,8 +566,10 @@ def metagraph(state: Reader, netuid: int, subnet: dict[str, Any], include: set[s
 
 
 def _weights_rows(state: Reader, netuid: int) -> list[tuple[int, Any]]:
-    prefix = neurons.WEIGHTS_PREFIX + neurons.netuid_bytes(netuid)
-    return [(int.from_bytes(key, "big"), value) for key, value in state.scan_values(prefix)]
+    # weights reads this module's hyperparameters, so it is loaded here, when a metagraph asks for its rows.
+    from gridmint.chain import weights
+
+    return weights.weights_rows(state, netuid)
 
 
 def query_hotkey(state: Reader, parts: list[str], data: bytes) -> Any:

@@ -48,8 +48,8 @@ REVEAL_TOO_LATE = register(NAME, 12, "reveal_too_late")
 REVEAL_MISMATCH = register(NAME, 13, "reveal_mismatch")
 ALL_ZERO = register(NAME, 14, "all_zero")
 
-WEIGHTS_PREFIX = neurons.WEIGHTS_PREFIX
-COMMIT_PREFIX = neurons.COMMIT_PREFIX
+WEIGHTS_PREFIX = b"weights/w/"
+COMMIT_PREFIX = b"weights/commit/"
 
 
 def _uid_suffix(netuid: int, uid: int) -> bytes:
@@ -66,6 +66,12 @@ def get_weights(state: Reader, netuid: int, uid: int) -> tuple[np.ndarray, np.nd
     if value is None:
         return None
     return np.frombuffer(value[0], dtype="<u2"), np.frombuffer(value[1], dtype="<u2")
+
+
+def weights_rows(state: Reader, netuid: int) -> list[tuple[int, Any]]:
+    """(validator UID, [packed target uids, packed weights]) of every validator with weights on ``netuid``."""
+    prefix = WEIGHTS_PREFIX + neurons.netuid_bytes(netuid)
+    return [(int.from_bytes(key, "big"), value) for key, value in state.scan_values(prefix)]
 
 
 def epoch_index(subnet: dict[str, Any]) -> int:
@@ -211,6 +217,22 @@ def process_reveal(ctx: Context, msg: MsgRevealWeights) -> None:
     ctx.emit(WeightsRevealed(netuid=msg.netuid, uid=uid, count=len(msg.uids)))
 
 
+# --- what subnets frees ----------------------------------------------------------------------------------
+
+
+def clear_uid(state: State, netuid: int, uid: int, hotkey: bytes) -> None:
+    """A pruned UID's weights and pending commit go with it: its next occupant starts with none."""
+    state.delete(WEIGHTS_PREFIX + _uid_suffix(netuid, uid))
+    state.delete(COMMIT_PREFIX + _uid_suffix(netuid, uid))
+
+
+def clear_subnet(state: State, netuid: int) -> None:
+    """A dissolved subnet's weights and commits, in key order."""
+    for prefix in (WEIGHTS_PREFIX, COMMIT_PREFIX):
+        for key, _ in list(state.scan(prefix + neurons.netuid_bytes(netuid))):
+            state.delete(key)
+
+
 RECORDS = (
     RecordKind(WEIGHTS_PREFIX, 4, TUPLE(BYTES(), BYTES())),
     RecordKind(COMMIT_PREFIX, 4, MAP(hash=BYTES(32), epoch=INT, block=INT)),
@@ -224,4 +246,6 @@ MODULE = ModuleSpec(
     validate_genesis=GENESIS.validate,
     init_genesis=GENESIS.init,
     export_genesis=GENESIS.export,
+    uid_freed=clear_uid,
+    subnet_dissolved=clear_subnet,
 )

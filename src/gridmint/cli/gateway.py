@@ -148,7 +148,8 @@ def open_line(ctx: click.Context, gateway_name: str, amount: int, blocks: int, m
             max_fee_bps = next(int(g["fee_bps"]) for g in client.query("/credit/gateways")
                                if parse_address(g["gateway"]) == target)
     outcome = send(node_url, key_, [MsgOpenCredit(target, amount, blocks, max_price, max_fee_bps, cap, cap_blocks)])
-    emit(ctx, receipt(outcome, key_), f"Opened credit line {outcome.attribute('credit_opened', 'line')} of "
+    line = outcome.created().get("line")
+    emit(ctx, {**receipt(outcome, key_), "line": line}, f"Opened credit line {line} of "
                                       f"{format_mint(amount)} in block {outcome.height} at a fee of "
                                       f"{outcome.attribute('credit_opened', 'fee_bps')} bps and at most "
                                       f"{format_mint(max_price)} per 1k tokens; it expires in block "

@@ -1,7 +1,8 @@
 """The chain's reference, written from the modules themselves: ``gridmint reference > docs/chain.md``.
 
 For each module of the app: what it is and what state it keeps (its docstring), its messages with their fields,
-its queries, the events it emits, its errors with their stable codes, and its invariants; then the fee schedule.
+its queries, the events it emits, its errors with their stable codes, its invariants and its parameters (default
+and bounds, what genesis may set); then the fee schedule.
 Generated, so it cannot drift from the code; a test regenerates it and compares it with the file in docs/.
 """
 
@@ -38,6 +39,18 @@ def _event_line(event: type[EventData]) -> str:
     return f"- `{event.TYPE}` ({fields}): {inspect.cleandoc(event.__doc__ or '').strip()}"
 
 
+def _params_table(module: ModuleType) -> list[str]:
+    """A module's parameters (``<module>.params`` in genesis) with their defaults and bounds, if it has any."""
+    params, bounds = getattr(module, "Params", None), getattr(module, "BOUNDS", {})
+    if params is None:
+        return []
+    lines = ["### Parameters", "", "| name | default | bounds |", "|---|---|---|"]
+    for field in dataclasses.fields(params):
+        low, high = bounds[field.name]
+        lines.append(f"| `{field.name}` | {field.default:,} | {low:,} to {high:,} |")
+    return [*lines, ""]
+
+
 def render() -> str:
     lines = ["# GridMint chain reference", "",
              "Generated from the modules by `gridmint reference` (a test keeps it current). Amounts "
@@ -70,6 +83,7 @@ def render() -> str:
             lines.append("")
         if spec.invariants:
             lines += ["### Invariants", "", *[f"- `{name}`" for name in spec.invariants], ""]
+        lines += _params_table(module)
     lines += ["## Fees", "", inspect.cleandoc(fees.__doc__ or "").strip(), "",
               "| message | work units (U: the subnet's max_uids) |", "|---|---|"]
     lines += [f"| `{message.TYPE}` | {rule.words} |" for message, rule in fees.SCHEDULE.items()]

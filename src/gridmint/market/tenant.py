@@ -21,6 +21,7 @@ from gridmint.chain.errors import ChainError, ErrorKind, lookup, register
 from gridmint.chain.market import NOT_PROVIDER, MsgAcceptBid, MsgCreateDeployment, mismatch
 from gridmint.chain.units import format_mint
 from gridmint.client.chain_client import ChainClient, TxOutcome
+from gridmint.client.errors import RPC_FAILED
 from gridmint.client.signing import sign_request
 from gridmint.market.deployment import Deployment
 
@@ -59,10 +60,12 @@ def explain_match(providers: list[dict[str, Any]], deployment: Deployment) -> li
 # --- the steps on chain --------------------------------------------------------------------------------------
 
 
-def _attribute(outcome: TxOutcome, event_type: str, key: str) -> str:
-    value = outcome.attribute(event_type, key)
+def _created(outcome: TxOutcome, name: str) -> int:
+    """The id the transaction's message created, from its result data (what the handler answered)."""
+    value = outcome.created().get(name)
     if value is None:
-        raise KeyError(f"{event_type}.{key} missing from the transaction's events")
+        raise RPC_FAILED(f"the result of transaction {outcome.hash} names no {name}; the node may run an older "
+                         "chain whose results carry no data")
     return value
 
 
@@ -71,7 +74,7 @@ def create_order(client: ChainClient, key: PrivateKey, deployment: Deployment) -
     outcome = client.execute(key, [MsgCreateDeployment(
         deployment.cpu_millis, deployment.memory_mb, deployment.gpu_units, deployment.gpu_models,
         deployment.min_vram_gb, deployment.max_price, deployment.manifest_hash, deployment.deposit)])
-    return int(_attribute(outcome, "order_created", "order")), outcome.height
+    return _created(outcome, "order"), outcome.height
 
 
 def describe_hold(order: dict[str, Any]) -> str:
@@ -100,7 +103,7 @@ def wait_for_bids(client: ChainClient, order_id: int, expected: int, wait_s: flo
 def accept_bid(client: ChainClient, key: PrivateKey, order_id: int, provider: str) -> int:
     """Accept ``provider``'s bid; returns the lease id."""
     outcome = client.execute(key, [MsgAcceptBid(order_id, parse_address(provider))])
-    return int(_attribute(outcome, "lease_started", "lease"))
+    return _created(outcome, "lease")
 
 
 def provider_uri(client: ChainClient, provider: str) -> str:
