@@ -13,6 +13,7 @@ from gridmint.cli.common import (
     MINT_AMOUNT,
     allow_endpoint_option,
     coldkey,
+    listen_options,
     node_option,
     password_option,
     receipt,
@@ -34,9 +35,7 @@ def gateway() -> None:
 
 
 @gateway.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8080, show_default=True)
-@click.option("--external-url", default=None, help="URL registered on chain (default http://HOST:PORT).")
+@listen_options(8080)
 @click.option("--fee-bps", type=click.IntRange(0, 10_000), default=100, show_default=True,
               help="The gateway's fee in basis points of what miners earn.")
 @click.option("--bond", type=MINT_AMOUNT, default="0", help="Bond to hold (default: the chain's minimum).")

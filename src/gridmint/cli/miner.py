@@ -12,6 +12,7 @@ from gridmint.cli.common import (
     MINT_AMOUNT,
     coldkey,
     hotkey_option,
+    listen_options,
     load_hotkey,
     node_option,
     password_option,
@@ -60,9 +61,7 @@ def open_book(wallet_name: str, hotkey: str, wallet_dir: Path | None, book_file:
 @click.option("--netuid", type=int, required=True)
 @click.option("--backend", type=click.Choice(BACKENDS), default="llama-cpp", show_default=True)
 @click.option("--model", default=None, help="Model path for the backend (default: the backend's packaged model).")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8091, show_default=True)
-@click.option("--external-url", default=None, help="URL announced on chain (default http://HOST:PORT).")
+@listen_options(8091)
 @click.option("--price", "price_per_1k", type=MINT_AMOUNT, default="0", show_default=True,
               help="MINT per 1k tokens, announced on chain.")
 @click.option("--max-concurrency", type=int, default=8, show_default=True)

@@ -10,7 +10,7 @@ import click
 
 from gridmint.chain.crypto import format_address, parse_address
 from gridmint.chain.errors import ChainError
-from gridmint.cli.common import MINT_AMOUNT, coldkey, node_option, password_option, wallet_dir_option
+from gridmint.cli.common import MINT_AMOUNT, coldkey, listen_options, node_option, password_option, wallet_dir_option
 from gridmint.cli.output import log_level_option, start_logging
 from gridmint.client.chain_client import ChainClient, default_node_url
 from gridmint.market.provider.daemon import Provider, ProviderConfig
@@ -35,9 +35,7 @@ def provider() -> None:
 
 
 @provider.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8443, show_default=True)
-@click.option("--external-url", default=None, help="The URI registered on chain (default http://HOST:PORT).")
+@listen_options(8443)
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="process", show_default=True)
 @click.option("--ray-address", default="http://127.0.0.1:8265", show_default=True,
               help="The Ray cluster's dashboard address (ray runtime).")
