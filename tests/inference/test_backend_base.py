@@ -17,7 +17,7 @@ def test_an_installed_package_is_found_where_python_imports_it_from() -> None:
 
 
 def test_a_missing_package_says_how_to_install_it() -> None:
-    with pytest.raises(FileNotFoundError, match="no_such_model_package.*pip install no-such-model-package"):
+    with pytest.raises(FileNotFoundError, match=r"no_such_model_package .*: pip install no-such-model-package"):
         installed_package_folder("no_such_model_package", "pip install no-such-model-package")
 
 
