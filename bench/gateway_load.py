@@ -32,6 +32,7 @@ import uvloop
 
 from bench_network import peak_memory_mb, start_network
 from gridmint.inference.http import HttpError, HttpPool
+from latency import p50_p99_ms
 
 PAYLOAD = orjson.dumps({"model": "echo", "stream": True, "max_tokens": 8,
                         "messages": [{"role": "user", "content": "many clients, one gateway"}]})
@@ -96,11 +97,10 @@ async def run(url: str, api_keys: list[str], clients: int, seconds: float, rate:
                                                 ttft, errors) for i in range(clients)))
     elapsed = time.perf_counter() - started
     pool.close()
-    ordered = sorted(ttft)
+    p50_ms, p99_ms = p50_p99_ms(ttft)
     kinds = collections.Counter(kind for kind, _ in errors)
     return {"errors": len(errors), "errors_by_kind": dict(sorted(kinds.items())), "completed": sum(counts),
-            "streams_per_s": sum(counts) / elapsed, "p50_ttft_ms": statistics.median(ordered) * 1000,
-            "p99_ttft_ms": ordered[int(len(ordered) * 0.99)] * 1000,
+            "streams_per_s": sum(counts) / elapsed, "p50_ttft_ms": p50_ms, "p99_ttft_ms": p99_ms,
             "alone_p50_ttft_ms": statistics.median(alone) * 1000, "first_error": " ".join(errors[0]) if errors else ""}
 
 

@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from gridmint.inference.http import HttpPool
 from gridmint.inference.structured import answer_problem
 from gridmint.node.processes import cpu_seconds
 from gridmint.ports import free_port
+from latency import p50_p99_ms
 
 PAYLOAD = {"model": "echo", "messages": [{"role": "user", "content": "ping through the gateway"}], "max_tokens": 8}
 Call = Callable[[], Awaitable[None]]
@@ -137,12 +137,12 @@ async def measure(net: BenchNetwork, seconds: float, rounds: int, levels: tuple[
                         elapsed[path] += spent
                 c = concurrency
                 for path in PATHS:
-                    ordered = sorted(samples[path])
-                    results[f"{stream}{path}_rps_c{c}"] = len(ordered) / elapsed[path]
-                    results[f"{stream}{path}_p50_ms_c{c}"] = statistics.median(ordered) * 1000
-                    results[f"{stream}{path}_p99_ms_c{c}"] = ordered[int(len(ordered) * 0.99)] * 1000
+                    count = len(samples[path])
+                    results[f"{stream}{path}_rps_c{c}"] = count / elapsed[path]
+                    results[f"{stream}{path}_p50_ms_c{c}"], results[f"{stream}{path}_p99_ms_c{c}"] = \
+                        p50_p99_ms(samples[path])
                     for name in pids:
-                        results[f"{stream}{path}_cpu_{name}_us_c{c}"] = cpu[path][name] / len(ordered) * 1e6
+                        results[f"{stream}{path}_cpu_{name}_us_c{c}"] = cpu[path][name] / count * 1e6
                 for path, prefix in (("gateway", stream), ("relay", f"{stream}relay_")):
                     for stat in ("p50", "p99"):
                         results[f"{prefix}added_{stat}_ms_c{c}"] = (results[f"{stream}{path}_{stat}_ms_c{c}"]

@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.client.signing import NonceWindow, sign_answer, sign_request, verify_answer, verify_request
 from gridmint.inference.client import MinerClient
 from gridmint.ports import free_port
+from latency import p50_p99_ms
 
 MINER_SEED, CALLER_SEED = b"\x11" * 32, b"\x22" * 32
 PAYLOAD = {"model": "echo", "messages": [{"role": "user", "content": "ping from the benchmark"}], "max_tokens": 8}
@@ -112,10 +112,8 @@ async def main_async(seconds: float, caller: str) -> dict[str, float]:
                 started = time.perf_counter()
                 latencies = await run_load(client, url, miner, concurrency, seconds)
                 elapsed = time.perf_counter() - started
-                ordered = sorted(latencies)
                 results[f"rps_c{concurrency}"] = len(latencies) / elapsed
-                results[f"p50_ms_c{concurrency}"] = statistics.median(ordered) * 1000
-                results[f"p99_ms_c{concurrency}"] = ordered[int(len(ordered) * 0.99)] * 1000
+                results[f"p50_ms_c{concurrency}"], results[f"p99_ms_c{concurrency}"] = p50_p99_ms(latencies)
                 results[f"requests_c{concurrency}"] = len(latencies)
         return results
     finally:

@@ -21,7 +21,6 @@ The last line is JSON: {"bytes_per_block_pruned", "bytes_per_block_unpruned", "f
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -30,64 +29,34 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
-from gridmint.chain import fees
+from busy_subnet import BusySubnet, sign_next
 from gridmint.chain.app import MODULES, App, TxResult
-from gridmint.chain.crypto import PrivateKey, format_address
-from gridmint.chain.genesis import make_genesis_document, validate_genesis
-from gridmint.chain.staking import MsgAddStake
-from gridmint.chain.state import BlockState
+from gridmint.chain.crypto import PrivateKey
+from gridmint.chain.genesis import validate_genesis
 from gridmint.chain.store import Store
-from gridmint.chain.subnets import MsgCreateSubnet, MsgRegister, MsgSetHyperparam
-from gridmint.chain.tx import Msg, TxBody, sign_tx
-from gridmint.chain.weights import MsgSetWeights
-
-CHAIN_ID = "gridmint-bench"
-MINT = 10**9
-FEE = 10_000
-NETUID = 1
-
-
-def private_key(label: str) -> PrivateKey:
-    return PrivateKey(hashlib.sha256(b"state_growth " + label.encode()).digest())
+from gridmint.chain.tx import Msg
 
 
 class TwoNodes:
     """The same blocks through a pruning App and an archive App; counts only blocks where every tx succeeded."""
 
-    def __init__(self, workdir: Path, keep_recent: int, balances: list[tuple[str, int]], authority: PrivateKey
-                 ) -> None:
-        document = make_genesis_document(CHAIN_ID, "2026-01-01T00:00:00Z", [("bench", authority.public_key)],
-                                         balances, min_tx_fee=FEE)
-        document["app_state"]["subnets"] = {"params": {"min_lock": MINT, "default_tempo": 360}}
-        document["app_state"]["tx"]["max_tx_bytes"] = 32_768
-        genesis = validate_genesis(document, MODULES)
+    def __init__(self, workdir: Path, keep_recent: int, subnet: BusySubnet) -> None:
+        genesis = validate_genesis(subnet.genesis_document(), MODULES)
         self.paths = {"pruned": workdir / "pruned.sqlite", "unpruned": workdir / "unpruned.sqlite"}
         self.apps = {"pruned": App(Store(self.paths["pruned"], keep_recent=keep_recent)),
                      "unpruned": App(Store(self.paths["unpruned"]))}
         for app in self.apps.values():
             app.init_chain(genesis)
-        self.proposer = authority.address
+        self.proposer = subnet.authority.address
         self.height = 0
         self.nonces: dict[bytes, int] = {}
         self.commit_s = {"pruned": 0.0, "unpruned": 0.0}
 
     def tx(self, signer: PrivateKey, *messages: Msg) -> bytes:
-        self.nonces[signer.address] = nonce = self.nonces.get(signer.address, 0) + 1
-        unsigned = TxBody(CHAIN_ID, signer.public_key, nonce, 0, messages)
-        # The fee the chain requires (chain/fees.py), priced on the committed state as a client would.
-        required = fees.get_tx_cost(BlockState(self.apps["pruned"].store), unsigned).fee
-        return sign_tx(TxBody(CHAIN_ID, signer.public_key, nonce, max(FEE, required), messages), signer)
+        return sign_next(self.apps["pruned"].store, self.nonces, signer, *messages)
 
-    def blocks(self, txs: list[bytes]) -> None:
-        """``txs`` in as few blocks as the chain's work budget allows, in order (as a proposer fills them)."""
-        while txs:
-            fitting = len(self.apps["pruned"].fitting(txs, self.height + 1))
-            if fitting == 0:
-                raise SystemExit(f"block {self.height + 1}: a transaction is larger than a whole block")
-            self.block(txs[:fitting])
-            txs = txs[fitting:]
+    def fitting(self, txs: list[bytes]) -> int:
+        return len(self.apps["pruned"].fitting(txs, self.height + 1).txs)
 
     def block(self, txs: list[bytes]) -> None:
         self.height += 1
@@ -137,54 +106,28 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=100, help="blocks between two size readings")
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
-    owner, authority = private_key("owner"), private_key("authority")
-    hotkeys = [private_key(f"hotkey {i}") for i in range(args.uids)]
-    validators = hotkeys[:args.validators]
-    balances = [(format_address(owner.address), 10**9 * MINT)] + [(format_address(k.address), 10**6 * MINT)
-                                                                    for k in validators]
+    subnet = BusySubnet("state_growth", args.uids, args.validators, args.tempo, args.seed)
     workdir = Path(tempfile.mkdtemp(prefix="gridmint-state-growth-"))
     try:
-        run(args, workdir, owner, authority, hotkeys, balances)
+        run(args, workdir, subnet)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run(args: argparse.Namespace, workdir: Path, owner: PrivateKey, authority: PrivateKey,
-        hotkeys: list[PrivateKey], balances: list[tuple[str, int]]) -> None:
-    validators = hotkeys[:args.validators]
-    nodes = TwoNodes(workdir, args.keep_recent, balances, authority)
+def run(args: argparse.Namespace, workdir: Path, subnet: BusySubnet) -> None:
+    nodes = TwoNodes(workdir, args.keep_recent, subnet)
 
     started = time.perf_counter()
-    params = {"max_uids": args.uids, "max_validators": args.validators, "tempo": args.tempo, "commit_reveal": 0,
-              "weights_rate_limit": 0, "immunity_period": 0, "burn_initial": MINT // 1_000, "burn_max": MINT // 100}
-    nodes.block([nodes.tx(owner, MsgCreateSubnet("text-generation", "busy subnet"))])
-    nodes.block([nodes.tx(owner, *(MsgSetHyperparam(NETUID, name, value) for name, value in params.items()))])
-    registrations = [MsgRegister(NETUID, k.address, 0) for k in hotkeys]
-    # A registration on a 1,024-UID subnet is ~84,000 work units (chain/fees.py): four a transaction, as many
-    # transactions a block as its budget takes.
-    nodes.blocks([nodes.tx(owner, *registrations[i:i + 4]) for i in range(0, len(registrations), 4)])
-    stakes = [MsgAddStake(NETUID, k.address, (1_000 + 10 * i) * MINT) for i, k in enumerate(validators)]
-    nodes.blocks([nodes.tx(owner, *stakes[i:i + 16]) for i in range(0, len(stakes), 16)])
-    for _ in range(args.tempo):  # an epoch hands out the validator permits
-        nodes.block([])
+    subnet.set_up(nodes)
     setup_blocks = nodes.height
     print(f"set up {args.uids} UIDs ({args.validators} validators) in {setup_blocks} blocks, "
           f"{time.perf_counter() - started:.1f} s; now {args.blocks} blocks, tempo {args.tempo}, "
           f"keep_recent {args.keep_recent} against an archive (store in {workdir})", flush=True)
 
-    rng = np.random.default_rng(args.seed)
-    miner_uids = list(range(args.validators, args.uids))
-    quality = rng.integers(1_000, 60_000, len(miner_uids))
     start = nodes.measure()
     series = [{"block": 0, "pruned": start["pruned"]["bytes"], "unpruned": start["unpruned"]["bytes"]}]
     for block in range(1, args.blocks + 1):
-        txs = []
-        for index, validator in enumerate(validators):
-            if index % args.tempo == (nodes.height + 1) % args.tempo:
-                noise = rng.integers(-2_000, 2_000, len(miner_uids))
-                scores = np.clip(quality + noise, 1, 65_535)
-                txs.append(nodes.tx(validator, MsgSetWeights(NETUID, miner_uids, [int(s) for s in scores])))
-        nodes.block(txs)
+        subnet.weights_block(nodes)
         if block % args.sample == 0:
             sizes = nodes.measure()
             series.append({"block": block, "pruned": sizes["pruned"]["bytes"], "unpruned": sizes["unpruned"]["bytes"]})

@@ -23,7 +23,6 @@ The last line is JSON: {"statesync_s", "replay_s", "ratio", ...}.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import tempfile
@@ -31,32 +30,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from gridmint.chain import fees
+from busy_subnet import CHAIN_ID, BusySubnet, sign_next
 from gridmint.chain.app import MODULES, App
-from gridmint.chain.crypto import PrivateKey, format_address
-from gridmint.chain.genesis import make_genesis_document, validate_genesis
-from gridmint.chain.staking import MsgAddStake
-from gridmint.chain.state import BlockState
+from gridmint.chain.crypto import PrivateKey
+from gridmint.chain.genesis import validate_genesis
 from gridmint.chain.store import Store
-from gridmint.chain.subnets import MsgCreateSubnet, MsgRegister, MsgSetHyperparam
-from gridmint.chain.tx import Msg, TxBody, sign_tx
-from gridmint.chain.weights import MsgSetWeights
+from gridmint.chain.tx import Msg
 from gridmint.node.abci import messages
 from gridmint.node.abci.proto import decode_oneof, encode_oneof
 from gridmint.node.abci.server import AbciServer
 from gridmint.node.snapshots import SnapshotStore
 
-CHAIN_ID = "gridmint-bench"
-MINT = 10**9
-FEE = 10_000
-NETUID = 1
 START_NS = 1_767_225_600 * 10**9
-
-
-def private_key(label: str) -> PrivateKey:
-    return PrivateKey(hashlib.sha256(b"state_sync " + label.encode()).digest())
 
 
 def call(server: AbciServer, kind: str, request: dict[str, Any]) -> dict[str, Any]:
@@ -85,11 +70,15 @@ class Source:
         self.blocks: list[tuple[list[bytes], bytes]] = []
         self.nonces: dict[bytes, int] = {}
 
+    @property
+    def height(self) -> int:
+        return len(self.blocks)
+
     def tx(self, signer: PrivateKey, *msgs: Msg) -> bytes:
-        self.nonces[signer.address] = nonce = self.nonces.get(signer.address, 0) + 1
-        unsigned = TxBody(CHAIN_ID, signer.public_key, nonce, 0, msgs)
-        required = fees.get_tx_cost(BlockState(self.app.store), unsigned).fee
-        return sign_tx(TxBody(CHAIN_ID, signer.public_key, nonce, max(FEE, required), msgs), signer)
+        return sign_next(self.app.store, self.nonces, signer, *msgs)
+
+    def fitting(self, txs: list[bytes]) -> int:
+        return len(self.app.fitting(txs, self.height + 1).txs)
 
     def block(self, txs: list[bytes]) -> None:
         height = len(self.blocks) + 1
@@ -100,12 +89,6 @@ class Source:
         call(self.server, "commit", {})
         self.blocks.append((txs, result["app_hash"]))
 
-    def blocks_of(self, txs: list[bytes]) -> None:
-        while txs:
-            fitting = len(self.app.fitting(txs, len(self.blocks) + 1).txs) or 1
-            self.block(txs[:fitting])
-            txs = txs[fitting:]
-
 
 def init_request(document: dict[str, Any]) -> dict[str, Any]:
     return {"time": {"seconds": START_NS // 10**9, "nanos": 0}, "chain_id": CHAIN_ID, "validators": [],
@@ -113,40 +96,15 @@ def init_request(document: dict[str, Any]) -> dict[str, Any]:
 
 
 def build(args: argparse.Namespace, workdir: Path) -> tuple[Source, dict[str, Any]]:
-    owner, authority = private_key("owner"), private_key("authority")
-    hotkeys = [private_key(f"hotkey {i}") for i in range(args.uids)]
-    validators = hotkeys[:args.validators]
-    balances = [(format_address(owner.address), 10**9 * MINT)] + [(format_address(k.address), 10**6 * MINT)
-                                                                    for k in validators]
-    document = make_genesis_document(CHAIN_ID, "2026-01-01T00:00:00Z", [("bench", authority.public_key)], balances,
-                                     min_tx_fee=FEE)
-    document["app_state"]["subnets"] = {"params": {"min_lock": MINT, "default_tempo": 360}}
-    document["app_state"]["tx"]["max_tx_bytes"] = 32_768
+    subnet = BusySubnet("state_sync", args.uids, args.validators, args.tempo, args.seed)
+    document = subnet.genesis_document()
     validate_genesis(document, MODULES)
     source = Source(workdir, document)
-    params = {"max_uids": args.uids, "max_validators": args.validators, "tempo": args.tempo, "commit_reveal": 0,
-              "weights_rate_limit": 0, "immunity_period": 0, "burn_initial": MINT // 1_000, "burn_max": MINT // 100}
-    source.block([source.tx(owner, MsgCreateSubnet("text-generation", "busy subnet"))])
-    source.block([source.tx(owner, *(MsgSetHyperparam(NETUID, name, value) for name, value in params.items()))])
-    registrations = [MsgRegister(NETUID, k.address, 0) for k in hotkeys]
-    source.blocks_of([source.tx(owner, *registrations[i:i + 4]) for i in range(0, len(registrations), 4)])
-    stakes = [MsgAddStake(NETUID, k.address, (1_000 + 10 * i) * MINT) for i, k in enumerate(validators)]
-    source.blocks_of([source.tx(owner, *stakes[i:i + 16]) for i in range(0, len(stakes), 16)])
-    for _ in range(args.tempo):  # an epoch hands out the validator permits
-        source.block([])
-    rng = np.random.default_rng(args.seed)
-    miner_uids = list(range(args.validators, args.uids))
-    quality = rng.integers(1_000, 60_000, len(miner_uids))
-    while len(source.blocks) < args.blocks:
-        height = len(source.blocks) + 1
-        txs = []
-        for index, validator in enumerate(validators):
-            if index % args.tempo == height % args.tempo:
-                scores = np.clip(quality + rng.integers(-2_000, 2_000, len(miner_uids)), 1, 65_535)
-                txs.append(source.tx(validator, MsgSetWeights(NETUID, miner_uids, [int(s) for s in scores])))
-        source.block(txs)
-        if height % 1_000 == 0:
-            print(f"built block {height}", flush=True)
+    subnet.set_up(source)
+    while source.height < args.blocks:
+        subnet.weights_block(source)
+        if source.height % 1_000 == 0:
+            print(f"built block {source.height}", flush=True)
     return source, document
 
 

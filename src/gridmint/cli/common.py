@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +60,19 @@ allow_endpoint_option = click.option(
     "--allow-endpoint", "allow_endpoints", multiple=True, callback=_allowed_endpoints, metavar="IP:PORT",
     help="A miner address that may be reached although it is not public (loopback, private, link-local, ...); "
          "exact, repeat for each. Every other miner must resolve to public addresses.")
+
+
+def listen_options(default_port: int) -> Callable[[Any], Any]:
+    """A server's --host and --port, where it listens, and --external-url, where others reach it: the address it
+    puts on chain (a gateway's, a miner's or a provider's)."""
+    def apply(function: Any) -> Any:
+        for option in (click.option("--external-url", default=None,
+                                    help="The URL put on chain for others to reach (default http://HOST:PORT)."),
+                       click.option("--port", type=int, default=default_port, show_default=True),
+                       click.option("--host", default="127.0.0.1", show_default=True)):
+            function = option(function)
+        return function
+    return apply
 
 
 def signer_options(function: Any) -> Any:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import click
@@ -14,6 +13,7 @@ from gridmint.cli.common import (
     MINT_AMOUNT,
     allow_endpoint_option,
     coldkey,
+    listen_options,
     node_option,
     password_option,
     receipt,
@@ -21,7 +21,7 @@ from gridmint.cli.common import (
     signer_options,
     wallet_dir_option,
 )
-from gridmint.cli.output import emit
+from gridmint.cli.output import emit, log_level_option, start_logging
 from gridmint.client.chain_client import ChainClient, default_node_url
 from gridmint.client.credit_audit import Paid, audit_line, fetch_usage, read_own_costs
 from gridmint.client.wallet import open_wallet
@@ -35,9 +35,7 @@ def gateway() -> None:
 
 
 @gateway.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8080, show_default=True)
-@click.option("--external-url", default=None, help="URL registered on chain (default http://HOST:PORT).")
+@listen_options(8080)
 @click.option("--fee-bps", type=click.IntRange(0, 10_000), default=100, show_default=True,
               help="The gateway's fee in basis points of what miners earn.")
 @click.option("--bond", type=MINT_AMOUNT, default="0", help="Bond to hold (default: the chain's minimum).")
@@ -53,14 +51,13 @@ def gateway() -> None:
 @node_option
 @password_option
 @allow_endpoint_option
-@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]), show_default=True)
+@log_level_option
 def run(host: str, port: int, external_url: str | None, fee_bps: int, bond: int, rate: float, burst: int,
         settle_seconds: float, sync_seconds: float, timeout_s: float, data_dir: Path, wallet_name: str,
         wallet_dir: Path | None, node_url: str | None, password_file: str | None, allow_endpoints: tuple[str, ...],
         log_level: str) -> None:
     """Register the gateway on chain and serve the OpenAI API, routing to the best-ranked miners."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    start_logging(log_level)
     _, key = coldkey(wallet_name, wallet_dir, password_file)
     client = ChainClient(node_url or default_node_url())
     fee = register_gateway(client, key, external_url or f"http://{host}:{port}", fee_bps, bond)

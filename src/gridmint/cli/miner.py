@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import click
@@ -13,12 +12,13 @@ from gridmint.cli.common import (
     MINT_AMOUNT,
     coldkey,
     hotkey_option,
+    listen_options,
     load_hotkey,
     node_option,
     password_option,
     wallet_dir_option,
 )
-from gridmint.cli.output import emit, fail
+from gridmint.cli.output import emit, fail, log_level_option, start_logging
 from gridmint.client.chain_client import ChainClient, default_node_url
 from gridmint.client.metagraph import Metagraph
 from gridmint.client.wallet import open_wallet
@@ -61,9 +61,7 @@ def open_book(wallet_name: str, hotkey: str, wallet_dir: Path | None, book_file:
 @click.option("--netuid", type=int, required=True)
 @click.option("--backend", type=click.Choice(BACKENDS), default="llama-cpp", show_default=True)
 @click.option("--model", default=None, help="Model path for the backend (default: the backend's packaged model).")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8091, show_default=True)
-@click.option("--external-url", default=None, help="URL announced on chain (default http://HOST:PORT).")
+@listen_options(8091)
 @click.option("--price", "price_per_1k", type=MINT_AMOUNT, default="0", show_default=True,
               help="MINT per 1k tokens, announced on chain.")
 @click.option("--max-concurrency", type=int, default=8, show_default=True)
@@ -81,14 +79,13 @@ def open_book(wallet_name: str, hotkey: str, wallet_dir: Path | None, book_file:
 @wallet_dir_option
 @node_option
 @password_option
-@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]), show_default=True)
+@log_level_option
 def run(netuid: int, backend: str, model: str | None, host: str, port: int, external_url: str | None, price_per_1k: int,
         max_concurrency: int, allow: str, gateways: tuple[str, ...], sync_seconds: float, no_announce: bool,
         claim_seconds: float, wallet_name: str, hotkey: str, book_file: Path | None, wallet_dir: Path | None,
         node_url: str | None, password_file: str | None, log_level: str) -> None:
     """Load the model, announce the endpoint on chain, and serve signed OpenAI-shaped requests."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per chain call would drown the sentences
+    start_logging(log_level)
     key = load_hotkey(wallet_name, hotkey, wallet_dir, password_file)
     node = node_url or default_node_url()
     served = load_backend(backend, model)

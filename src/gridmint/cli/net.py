@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import click
 
 from gridmint.chain.store import DEFAULT_KEEP_RECENT
-from gridmint.cli.output import emit
+from gridmint.cli.output import emit, start_logging
 from gridmint.client.amounts import parse_mint
 from gridmint.node.limits import RPCLimits
 from gridmint.node.network import init_network, network_status, run_app, start_network, stop_network
@@ -88,5 +87,5 @@ def status(ctx: click.Context, directory: Path) -> None:
 @click.option("--snapshot-interval", type=click.IntRange(min=0), default=0, show_default=True)
 def app(home: Path, keep_recent: int, snapshot_interval: int) -> None:
     """Serve ABCI for one node (started by `gridmint net start`)."""
-    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    start_logging("info")
     run_app(home, keep_recent, snapshot_interval)

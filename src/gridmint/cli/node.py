@@ -4,7 +4,6 @@ a running network on a host of its own (node/join.py) and start it."""
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import click
@@ -12,7 +11,7 @@ import click
 from gridmint.chain.crypto import parse_address
 from gridmint.chain.store import DEFAULT_KEEP_RECENT
 from gridmint.chain.units import format_mint
-from gridmint.cli.output import emit
+from gridmint.cli.output import emit, log_level_option, start_logging
 from gridmint.client.amounts import parse_mint
 from gridmint.client.wallet import DEV_ACCOUNT_BALANCE, dev_account
 from gridmint.node.devnode import GENESIS_FILE
@@ -111,7 +110,7 @@ def init(ctx: click.Context, data_dir: Path, chain_id: str, dev_accounts: int, f
               help="Seconds between blocks; 0 makes a block as soon as transactions wait.")
 @click.option("--rpc-laddr", default="127.0.0.1:26657", show_default=True,
               help="Where the devnode's RPC listens (a full node's is set by `node init`).")
-@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]), show_default=True)
+@log_level_option
 @click.option("--keep-recent", type=click.IntRange(min=0), default=DEFAULT_KEEP_RECENT, show_default=True,
               help="Heights of state history kept for queries at a height; 0 keeps every height (archive node).")
 @click.option("--rpc-limit", multiple=True, metavar="NAME=VALUE",
@@ -129,7 +128,7 @@ def start(data_dir: Path, dev: bool, block_time: float, rpc_laddr: str, log_leve
     from gridmint.node.limits import RPCLimits
     from gridmint.node.server import run_devnode
 
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    start_logging(log_level)
     if is_full_node_home(data_dir):
         from gridmint.node.join import run_full_node
 

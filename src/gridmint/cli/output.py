@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from typing import Any
@@ -17,6 +18,18 @@ def emit(ctx: click.Context, data: Any, human: str) -> None:
         click.echo(json.dumps(data, indent=2, sort_keys=True))
     else:
         click.echo(human)
+
+
+log_level_option = click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]),
+                                show_default=True)
+
+
+def start_logging(level: str) -> None:
+    """A long-running command's log lines (a node, a miner, a validator, a gateway, a provider, the explorer) on
+    stderr at ``level``; httpx's line per request only when it is a warning, since one line per chain call would
+    drown the sentences."""
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 def fail(ctx: click.Context | None, error: ChainError) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from dataclasses import replace
 from pathlib import Path
 
@@ -11,7 +10,8 @@ import click
 
 from gridmint.chain.crypto import format_address, parse_address
 from gridmint.chain.errors import ChainError
-from gridmint.cli.common import MINT_AMOUNT, coldkey, node_option, password_option, wallet_dir_option
+from gridmint.cli.common import MINT_AMOUNT, coldkey, listen_options, node_option, password_option, wallet_dir_option
+from gridmint.cli.output import log_level_option, start_logging
 from gridmint.client.chain_client import ChainClient, default_node_url
 from gridmint.market.provider.daemon import Provider, ProviderConfig
 from gridmint.market.provider.inventory import discover_capacity
@@ -35,9 +35,7 @@ def provider() -> None:
 
 
 @provider.command()
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", type=int, default=8443, show_default=True)
-@click.option("--external-url", default=None, help="The URI registered on chain (default http://HOST:PORT).")
+@listen_options(8443)
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="process", show_default=True)
 @click.option("--ray-address", default="http://127.0.0.1:8265", show_default=True,
               help="The Ray cluster's dashboard address (ray runtime).")
@@ -69,7 +67,7 @@ def provider() -> None:
 @wallet_dir_option
 @node_option
 @password_option
-@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]), show_default=True)
+@log_level_option
 def run(host: str, port: int, external_url: str | None, runtime: str, ray_address: str,
         trusted_tenants: tuple[str, ...], lease_disk_mb: int, cpu: float | None,
         memory_mb: int | None, region: str, tags: tuple[str, ...], bond: int, price_per_cpu: int, price_per_gb: int,
@@ -84,8 +82,7 @@ def run(host: str, port: int, external_url: str | None, runtime: str, ray_addres
         raise click.UsageError(f"the {runtime} runtime lets a lease's workload reach other leases (Ray has no "
                                "per-tenant access control), so it serves trusted tenants only: name them with "
                                "--trusted-tenant gm1... (repeatable), or use --runtime process or docker")
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per chain call would drown the sentences
+    start_logging(log_level)
     _, key = coldkey(wallet_name, wallet_dir, password_file)
     node = node_url or default_node_url()
     capacity = discover_capacity()

@@ -6,6 +6,7 @@ import json
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -222,7 +223,8 @@ def stake_list(ctx: click.Context, owner: str, wallet_dir: Path | None, node_url
 # --- weights -----------------------------------------------------------------------------------------------
 
 
-def _parse_weights(pairs: tuple[str, ...]) -> tuple[list[int], list[int]]:
+def _parse_weights(_ctx: click.Context, _param: click.Parameter, pairs: tuple[str, ...]) -> tuple[list[int], list[int]]:
+    """UID=WEIGHT pairs as the chain's two lists, checked where the command line is read."""
     uids, weights = [], []
     for pair in pairs:
         uid, sep, weight = pair.partition("=")
@@ -231,6 +233,15 @@ def _parse_weights(pairs: tuple[str, ...]) -> tuple[list[int], list[int]]:
         uids.append(int(uid))
         weights.append(int(weight))
     return uids, weights
+
+
+def _weights_arguments(command: Any) -> Any:
+    """What `weights set` and `weights commit` both read: NETUID, the UID=WEIGHT pairs, and who signs."""
+    for decorator in (click.pass_context, signer_options, hotkey_option,
+                      click.argument("pairs", nargs=-1, required=True, callback=_parse_weights),
+                      click.argument("netuid", type=int)):
+        command = decorator(command)
+    return command
 
 
 def _commit_file(wallet_dir: Path | None, wallet_name: str, hotkey_name: str, netuid: int) -> Path:
@@ -243,31 +254,23 @@ def weights() -> None:
 
 
 @weights.command(name="set")
-@click.argument("netuid", type=int)
-@click.argument("pairs", nargs=-1, required=True)
-@hotkey_option
-@signer_options
-@click.pass_context
-def weights_set(ctx: click.Context, netuid: int, pairs: tuple[str, ...], hotkey: str, wallet_name: str,
-                wallet_dir: Path | None, node_url: str | None, password_file: str | None) -> None:
+@_weights_arguments
+def weights_set(ctx: click.Context, netuid: int, pairs: tuple[list[int], list[int]], hotkey: str,
+                wallet_name: str, wallet_dir: Path | None, node_url: str | None, password_file: str | None) -> None:
     """Set weights UID=WEIGHT ... (subnets with commit-reveal off)."""
     key = load_hotkey(wallet_name, hotkey, wallet_dir, password_file)
-    uids, values = _parse_weights(pairs)
+    uids, values = pairs
     outcome = send(node_url, key, [MsgSetWeights(netuid, uids, values)])
     emit(ctx, receipt(outcome, key), f"Set {len(uids)} weights on subnet {netuid} in block {outcome.height}.")
 
 
 @weights.command(name="commit")
-@click.argument("netuid", type=int)
-@click.argument("pairs", nargs=-1, required=True)
-@hotkey_option
-@signer_options
-@click.pass_context
-def weights_commit(ctx: click.Context, netuid: int, pairs: tuple[str, ...], hotkey: str, wallet_name: str,
-                   wallet_dir: Path | None, node_url: str | None, password_file: str | None) -> None:
+@_weights_arguments
+def weights_commit(ctx: click.Context, netuid: int, pairs: tuple[list[int], list[int]], hotkey: str,
+                   wallet_name: str, wallet_dir: Path | None, node_url: str | None, password_file: str | None) -> None:
     """Commit the hash of weights UID=WEIGHT ...; the weights and salt are kept in the wallet for the reveal."""
     key = load_hotkey(wallet_name, hotkey, wallet_dir, password_file)
-    uids, values = _parse_weights(pairs)
+    uids, values = pairs
     salt = secrets.token_bytes(32)
     outcome = send(node_url, key, [MsgCommitWeights(netuid, commit_hash(netuid, key.address, uids, values, salt))])
     path = _commit_file(wallet_dir, wallet_name, hotkey, netuid)

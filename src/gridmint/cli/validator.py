@@ -18,6 +18,7 @@ from gridmint.cli.common import (
     password_option,
     wallet_dir_option,
 )
+from gridmint.cli.output import log_level_option, start_logging
 from gridmint.client.chain_client import ChainClient, default_node_url
 from gridmint.gateway.keys import gateway_at
 from gridmint.inference.validator.loop import Validator
@@ -50,13 +51,12 @@ def validator() -> None:
 @click.option("--series", type=click.Choice(SOURCES), default="hidden-regime", show_default=True,
               help="Prediction subnets: what miners forecast (a hidden-regime series drawn from future block hashes, "
                    "or GridMint's own demand read from chain events).")
-@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning"]), show_default=True)
+@log_level_option
 def run(netuid: int, interval: float, timeout: float, wallet_name: str, hotkey: str, wallet_dir: Path | None,
         node_url: str | None, password_file: str | None, allow_endpoints: tuple[str, ...], probe_gateway: str | None,
         probe_api_key: str | None, series: str, log_level: str) -> None:
     """Run rounds until interrupted; logs who was queried, their scores and the weights submitted."""
-    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    start_logging(log_level)
     key = load_hotkey(wallet_name, hotkey, wallet_dir, password_file)
     node = node_url or default_node_url()
     if (probe_gateway is None) != (probe_api_key is None):

@@ -18,7 +18,9 @@ from gridmint.market.provider.runtimes.base import (
     RUNNING,
     Endpoint,
     LaunchSpec,
+    PortMap,
     first_failure,
+    service_log_lines,
     substitute,
 )
 from gridmint.market.provider.runtimes.docker import PIDS_LIMIT, DockerRuntime
@@ -121,6 +123,16 @@ def test_a_missing_program_fails_the_service(tmp_path: Path) -> None:
 def test_port_variables_are_substituted_and_nothing_else() -> None:
     assert substitute(["serve", "--port=${PORT}", "${PORT_8080}", "${HOME}"], {"PORT": "9", "PORT_8080": "9"}) == \
         ["serve", "--port=9", "9", "${HOME}"]
+
+
+def test_a_service_is_reached_at_its_first_declared_port_and_without_ports_not_at_all() -> None:
+    assert PortMap("10.0.0.5", {8080: 41000, 9090: 41001}).first_endpoint() == Endpoint("10.0.0.5", 41000)
+    assert PortMap("10.0.0.5").first_endpoint() is None
+
+
+def test_log_lines_keep_the_last_ones_each_marked_with_its_service() -> None:
+    assert service_log_lines("web", "one\ntwo\nthree\n", 2) == ["[web] two", "[web] three"]
+    assert service_log_lines("web", "one\n", 0) == []
 
 
 class FakeContainer:

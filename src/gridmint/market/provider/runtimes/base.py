@@ -82,6 +82,13 @@ class PortMap:
             values["PORT"] = str(next(iter(self.ports.values())))
         return values
 
+    def first_endpoint(self, network: LeaseNetwork | None = None) -> Endpoint | None:
+        """Where the first declared port is reached (the one the provider's proxy forwards to); None when the
+        service declares no port."""
+        if not self.ports:
+            return None
+        return Endpoint(self.host, next(iter(self.ports.values())), network)
+
 
 class Workload(Protocol):
     def states(self) -> dict[str, ServiceState]: ...
@@ -117,6 +124,12 @@ def substitute(command: list[str], values: dict[str, str]) -> list[str]:
 
 def tail_lines(text: str, tail: int) -> list[str]:
     return text.splitlines()[-max(0, min(tail, MAX_LOG_LINES)):] if tail else []
+
+
+def service_log_lines(service: str, text: str, tail: int) -> list[str]:
+    """The last ``tail`` lines of one service's output, each marked ``[service]``, so that the services of a lease
+    can be told apart in its logs, which put their outputs one after another."""
+    return [f"[{service}] {line}" for line in tail_lines(text, tail)]
 
 
 def first_failure(states: dict[str, ServiceState]) -> tuple[str, ServiceState] | None:

@@ -48,7 +48,7 @@ from gridmint.market.provider.runtimes.base import (
     LaunchSpec,
     PortMap,
     ServiceState,
-    tail_lines,
+    service_log_lines,
 )
 
 log = logging.getLogger("gridmint.provider")
@@ -92,15 +92,13 @@ class DockerWorkload:
 
     def endpoint(self, service: str) -> Endpoint | None:
         entry = self.containers.get(service)
-        if entry is None or not entry[1].ports:
-            return None
-        return Endpoint(entry[1].host, next(iter(entry[1].ports.values())))
+        return entry[1].first_endpoint() if entry is not None else None
 
     def logs(self, tail: int) -> str:
         lines = []
         for name, (container, _) in self.containers.items():
             text = container.logs(tail=tail).decode(errors="replace")
-            lines += [f"[{name}] {line}" for line in tail_lines(text, tail)]
+            lines += service_log_lines(name, text, tail)
         return "\n".join(lines)
 
     def stop(self) -> None:

@@ -40,8 +40,8 @@ from gridmint.market.provider.runtimes.base import (
     PortMap,
     ServiceState,
     allocate_ports,
+    service_log_lines,
     substitute,
-    tail_lines,
 )
 from gridmint.market.provider.sandbox.cgroups import LeaseCgroup, Limits, create_cgroup
 from gridmint.market.provider.sandbox.disk import LeaseDisk
@@ -97,9 +97,9 @@ class ProcessWorkload:
 
     def endpoint(self, service: str) -> Endpoint | None:
         running = self.services.get(service)
-        if running is None or not running.ports.ports or running.network is None:
+        if running is None or running.network is None:
             return None
-        return Endpoint(running.ports.host, next(iter(running.ports.ports.values())), running.network)
+        return running.ports.first_endpoint(running.network)
 
     def logs(self, tail: int) -> str:
         lines = []
@@ -110,7 +110,7 @@ class ProcessWorkload:
                 text = os.pread(service.output, size - start, start).decode(errors="replace")
             except OSError:
                 continue
-            lines += [f"[{name}] {line}" for line in tail_lines(text, tail)]
+            lines += service_log_lines(name, text, tail)
         return "\n".join(lines)
 
     def stop(self) -> None:

@@ -33,8 +33,8 @@ from gridmint.market.provider.runtimes.base import (
     PortMap,
     ServiceState,
     allocate_ports,
+    service_log_lines,
     substitute,
-    tail_lines,
 )
 
 log = logging.getLogger("gridmint.provider")
@@ -65,9 +65,7 @@ class RayWorkload:
 
     def endpoint(self, service: str) -> Endpoint | None:
         entry = self.jobs.get(service)
-        if entry is None or not entry[1].ports:
-            return None
-        return Endpoint(entry[1].host, next(iter(entry[1].ports.values())))
+        return entry[1].first_endpoint() if entry is not None else None
 
     def logs(self, tail: int) -> str:
         lines = []
@@ -77,7 +75,7 @@ class RayWorkload:
             except Exception as error:
                 log.debug("No logs for Ray job %s: %s", job_id, error)
                 continue
-            lines += [f"[{name}] {line}" for line in tail_lines(text, tail)]
+            lines += service_log_lines(name, text, tail)
         return "\n".join(lines)
 
     def stop(self) -> None:
