@@ -17,7 +17,7 @@ from gridmint.chain.crypto import PUBLIC_KEY_BYTES, address_of, format_address
 from gridmint.chain.errors import INVALID_GENESIS, register
 from gridmint.chain.fields import U64, PublicKey, choice, text
 from gridmint.chain.module import Context, EventData, ModuleSpec, ValidatorUpdate, event
-from gridmint.chain.params import params_from_json, params_to_json, read_params
+from gridmint.chain.params import params_from_json, params_reader, params_to_json
 from gridmint.chain.query_args import expect_args
 from gridmint.chain.records import (
     ADDRESS,
@@ -68,8 +68,7 @@ PROPOSAL_PREFIX = b"authority/proposal/"
 NEXT_ID_KEY = b"authority/next_proposal_id"
 
 
-def get_params(state: Reader) -> Params:
-    return read_params(state, PARAMS_KEY, Params)
+get_params = params_reader(PARAMS_KEY, Params)
 
 
 def get_members(state: Reader) -> list[tuple[bytes, dict[str, Any]]]:

@@ -25,7 +25,7 @@ from gridmint.chain.errors import (
 )
 from gridmint.chain.fields import Address, Amount, amount
 from gridmint.chain.module import Context, EventData, ModuleSpec, event
-from gridmint.chain.params import params_from_json, params_to_json, read_params
+from gridmint.chain.params import params_from_json, params_reader, params_to_json
 from gridmint.chain.query_args import expect_args, parse_address_arg
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
@@ -65,8 +65,7 @@ BALANCE_PREFIX = b"bank/balance/"
 HELD_PREFIX = b"bank/held/"
 
 
-def get_params(state: Reader) -> Params:
-    return read_params(state, PARAMS_KEY, Params)
+get_params = params_reader(PARAMS_KEY, Params)
 
 
 def get_balance(state: Reader, account: bytes) -> int:

@@ -36,7 +36,7 @@ from gridmint.chain.crypto import ADDRESS_BYTES, format_address, parse_address
 from gridmint.chain.errors import INVALID_FIELD, INVALID_GENESIS, ChainError, register
 from gridmint.chain.fields import U16, Bytes32, address, bytes32, short_bytes, u16, u64
 from gridmint.chain.module import Context, EventData, ModuleSpec, event
-from gridmint.chain.params import params_from_json, params_to_json, read_params
+from gridmint.chain.params import params_from_json, params_reader, params_to_json
 from gridmint.chain.query_args import expect_args, parse_address_arg, parse_netuid, parse_page, parse_uint
 from gridmint.chain.state import Reader, State
 from gridmint.chain.tx import Msg, message
@@ -71,8 +71,7 @@ BLOCK_PREFIX = b"commitments/block/"
 DISSOLVED_PREFIX = b"commitments/dissolved/"
 
 
-def get_params(state: Reader) -> Params:
-    return read_params(state, PARAMS_KEY, Params)
+get_params = params_reader(PARAMS_KEY, Params)
 
 
 def _hotkey_prefix(netuid: int, hotkey: bytes) -> bytes:

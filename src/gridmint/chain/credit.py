@@ -70,7 +70,7 @@ from gridmint.chain.fields import (
 )
 from gridmint.chain.module import Context, EventData, ModuleSpec, event
 from gridmint.chain.module_genesis import ModuleGenesis
-from gridmint.chain.params import read_params
+from gridmint.chain.params import params_reader
 from gridmint.chain.query_args import expect_args, parse_address_arg, parse_id
 from gridmint.chain.receipts import Receipt, gateway_acknowledged, miner_signed
 from gridmint.chain.records import INT, MAP, STR, TUPLE, RecordKind
@@ -125,8 +125,7 @@ NEXT_LINE_KEY = b"credit/next_line"
 PAID_PREFIX = b"credit/paid/"
 
 
-def get_params(state: Reader) -> Params:
-    return read_params(state, PARAMS_KEY, Params)
+get_params = params_reader(PARAMS_KEY, Params)
 
 
 def get_gateway(state: Reader, gateway: bytes) -> dict[str, Any]:

@@ -33,7 +33,7 @@ from gridmint.chain import subnets as subnets_module
 from gridmint.chain.errors import INVALID_GENESIS
 from gridmint.chain.module import Context, EventData, ModuleSpec, event
 from gridmint.chain.module_genesis import ModuleGenesis, SectionState
-from gridmint.chain.params import params_to_json, read_params
+from gridmint.chain.params import params_reader, params_to_json
 from gridmint.chain.query_args import expect_args
 from gridmint.chain.records import INT, RecordKind
 from gridmint.chain.state import Reader, State
@@ -67,8 +67,7 @@ PARAMS_KEY = b"emission/params"
 MINTED_KEY = b"emission/minted"
 
 
-def get_params(state: Reader) -> Params:
-    return read_params(state, PARAMS_KEY, Params)
+get_params = params_reader(PARAMS_KEY, Params)
 
 
 def compute_block_reward(params: Params, height: int, minted: int) -> int:

@@ -24,7 +24,7 @@ from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import register
 from gridmint.chain.module import Context, EventData, ModuleSpec, event
 from gridmint.chain.module_genesis import ModuleGenesis
-from gridmint.chain.params import read_params
+from gridmint.chain.params import params_reader
 from gridmint.chain.query_args import expect_args, parse_id
 from gridmint.chain.records import ADDRESS, BOOL, INT, MAP, STR, RecordKind
 from gridmint.chain.state import Reader, State
@@ -55,8 +55,7 @@ NEXT_ID_KEY = b"escrow/next_id"
 REASON_INSUFFICIENT_FUNDS = "insufficient_funds"
 
 
-def get_params(state: Reader) -> Params:
-    return read_params(state, PARAMS_KEY, Params)
+get_params = params_reader(PARAMS_KEY, Params)
 
 
 # --- events ----------------------------------------------------------------------------------------------

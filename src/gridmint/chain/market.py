@@ -37,7 +37,7 @@ from gridmint.chain.errors import INVALID_FIELD, register
 from gridmint.chain.fields import U16, U64, Address, Amount, Bytes32, text, text_list
 from gridmint.chain.module import Context, EventData, ModuleSpec, event
 from gridmint.chain.module_genesis import ModuleGenesis
-from gridmint.chain.params import read_params
+from gridmint.chain.params import params_reader
 from gridmint.chain.query_args import expect_args, parse_choice, parse_id
 from gridmint.chain.records import ADDRESS, BYTES, INT, LIST, MAP, STR, RecordKind
 from gridmint.chain.state import Reader, State
@@ -95,8 +95,7 @@ UNITS_PER_GPU = 400_000
 ORDER_BASE_UNITS = 1_024
 
 
-def get_params(state: Reader) -> Params:
-    return read_params(state, PARAMS_KEY, Params)
+get_params = params_reader(PARAMS_KEY, Params)
 
 
 def compute_resource_units(cpu_millis: int, memory_mb: int, gpu_units: int) -> int:

@@ -7,7 +7,7 @@ against them and names the field at fault, so each new module's parameters are v
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from gridmint.chain import codec
@@ -46,6 +46,16 @@ def read_params(state: Reader, key: bytes, cls: type[P]) -> P:
             _DECODED.clear()
         params = _DECODED[(cls, raw)] = cls(**({} if raw is None else codec.decode_stored(raw)))
     return params
+
+
+def params_reader(key: bytes, cls: type[P]) -> Callable[[Reader], P]:
+    """A module's ``get_params``: its parameters of class ``cls`` stored at ``key``, as ``read_params`` reads
+    them."""
+
+    def get_params(state: Reader) -> P:
+        return read_params(state, key, cls)
+
+    return get_params
 
 
 _DECODED: dict[tuple[type[Any], bytes | None], Any] = {}

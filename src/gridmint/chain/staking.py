@@ -63,7 +63,7 @@ from gridmint.chain.errors import register
 from gridmint.chain.fields import U16, Address, Amount
 from gridmint.chain.module import Context, EventData, ModuleSpec, event
 from gridmint.chain.module_genesis import ModuleGenesis
-from gridmint.chain.params import read_params
+from gridmint.chain.params import params_reader
 from gridmint.chain.query_args import expect_args, parse_address_arg, parse_netuid, parse_page
 from gridmint.chain.records import ADDRESS, BYTES, INT, MAP, TUPLE, RecordKind
 from gridmint.chain.state import Reader, State
@@ -101,8 +101,7 @@ CLOSING_PREFIX = b"staking/closing/"
 TAKE_PREFIX = b"staking/take/"
 
 
-def get_params(state: Reader) -> Params:
-    return read_params(state, PARAMS_KEY, Params)
+get_params = params_reader(PARAMS_KEY, Params)
 
 
 # --- pools and positions -----------------------------------------------------------------------------------

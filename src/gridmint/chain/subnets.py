@@ -59,7 +59,7 @@ from gridmint.chain.errors import INVALID_FIELD, INVALID_GENESIS, UNKNOWN_QUERY,
 from gridmint.chain.fields import U16, U64, Address, text, text_list
 from gridmint.chain.module import Context, EventData, ModuleSpec, event
 from gridmint.chain.module_genesis import ModuleGenesis, SectionState
-from gridmint.chain.params import params_to_json, read_params
+from gridmint.chain.params import params_reader, params_to_json
 from gridmint.chain.query_args import expect_args, parse_address_arg, parse_netuid, parse_options
 from gridmint.chain.records import ADDRESS, BYTES, DICT, INT, LIST, MAP, ONE_OF, STR, RecordKind
 from gridmint.chain.state import Reader
@@ -160,8 +160,7 @@ LAST_LOCK_KEY = b"subnets/last_lock"
 RAISE_PREFIX = b"subnets/raise/"
 
 
-def get_params(state: Reader) -> Params:
-    return read_params(state, PARAMS_KEY, Params)
+get_params = params_reader(PARAMS_KEY, Params)
 
 
 def get_hyperparams(subnet: dict[str, Any]) -> Hyperparams:
