@@ -55,7 +55,9 @@ def gateway(tmp_path: Path) -> Iterator[tuple[str, str, Ledger, dict[str, str], 
     api_key = keys.issue(consumer_address, consumer.public_key.hex(), consumer.sign(
         key_message(address, consumer_address, keys.challenge(consumer_address))).hex())
     ledger = Ledger(db)
-    credit = CreditBook(LineStandIn(), address, ledger)  # type: ignore[arg-type]
+    chain = LineStandIn()
+    chain.line["balance"] = 10**12  # room for the largest forecasts, so that only the bounds refuse them
+    credit = CreditBook(chain, address, ledger)  # type: ignore[arg-type]
     allow = [url.removeprefix("http://") for url in (naive_url, unsigned_url)]
     app = GatewayApp(address, MinerClient(key("gateway"), timeout_s=5, allow=allow), directory, keys, ledger,
                      credit, RateLimiter(1_000, 1_000), timeout_s=5, idle_s=5)
