@@ -22,7 +22,7 @@ from gridmint.gateway.ledger import Ledger, open_db
 from gridmint.gateway.routing import BREAKER_FAILURES, Candidate, Directory
 from gridmint.inference.backends.forecast import NaiveBackend
 from gridmint.inference.client import MinerClient
-from gridmint.inference.forecast_wire import MAX_HORIZON, MAX_SERIES, PREDICTION
+from gridmint.inference.forecast_wire import MAX_HORIZON, MAX_SERIES, MIN_METERED_HISTORY, PREDICTION
 from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
 from tests.gateway.test_app import LineStandIn, unsigned_app
@@ -88,7 +88,8 @@ def test_a_timegpt_forecast_is_answered_in_its_shape_and_metered_per_series_and_
     lo90, lo80, hi80, hi90 = (np.array(result["intervals"][k]) for k in ("lo-90", "lo-80", "hi-80", "hi-90"))
     assert np.all(lo90 <= lo80) and np.all(lo80 <= hi80) and np.all(hi80 <= hi90)
     assert np.all(lo90[6:] == 5.0)  # a flat history: the naive walk has no spread
-    units = 30 + 2 * 6 * (1 + 4)  # 30 points of history; per series and step the mean and four interval bounds
+    # 30 points of history, metered as MIN_METERED_HISTORY a series; per series and step the mean and four bounds
+    units = 2 * MIN_METERED_HISTORY + 2 * 6 * (1 + 4)
     assert int(answer.headers["x-gridmint-units"]) == units
     rows = ledger.db.execute("SELECT miner, tokens, grains FROM metered").fetchall()
     assert rows == [(hotkeys["naive"], units, metering.cost(units, PRICE))]

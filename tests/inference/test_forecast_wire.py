@@ -17,6 +17,7 @@ from gridmint.inference.forecast_wire import (
     MAX_PATHS,
     MAX_QUANTILES,
     MAX_SERIES,
+    MIN_METERED_HISTORY,
     Forecast,
     check_level,
     forecast_answer,
@@ -36,7 +37,18 @@ def test_a_request_round_trips() -> None:
     request = parse_forecast_request(GOOD)
     assert request.quantiles == (0.1, 0.9) and [s.id for s in request.series] == ["a", "b"]
     assert forecast_payload(parse_forecast_request(forecast_payload(request))) == forecast_payload(request)
-    assert forecast_units(request) == (3 + 2) + 2 * 3 * (1 + 2 + 2)  # history points, then numbers answered
+    # history points (at least MIN_METERED_HISTORY a series), then the numbers answered
+    assert forecast_units(request) == 2 * MIN_METERED_HISTORY + 2 * 3 * (1 + 2 + 2)
+    long = parse_forecast_request({**GOOD, "series": [{"id": "a", "y": [1.0] * (MIN_METERED_HISTORY + 5)}]})
+    assert forecast_units(long) == MIN_METERED_HISTORY + 5 + 3 * (1 + 2 + 2)
+
+
+def test_many_short_series_pay_for_a_fit_each() -> None:
+    """Red team: 64 series of 8 points and one step were metered 576 numbers, for 64 model fits (~2.9 s of CPU on
+    statsmodels, 19× a typical request's CPU per number); each series now pays at least MIN_METERED_HISTORY."""
+    request = parse_forecast_request({"model": "naive", "horizon": 1,
+                                      "series": [{"id": str(i), "y": [1.0] * 8} for i in range(MAX_SERIES)]})
+    assert forecast_units(request) == MAX_SERIES * (MIN_METERED_HISTORY + 1)
 
 
 @pytest.mark.parametrize(("change", "words"), [

@@ -14,10 +14,11 @@ A forecast is admitted like a text request (API key, rate limit, credit line, mi
 the worst case reserved), sent to the prediction miners best-ranked first as a signed ``/v1/forecast`` (one series
 per TimeGPT series, quantiles for the interval bounds asked), failed over on anything but a signed answer of the
 shape asked (the consumer gets TimeGPT's shape, not the miner's signed body, so no miner proof headers are
-forwarded), and metered in numbers where text counts tokens — the history's points in, and per series and step the
-mean, each path and each quantile out: a miner's price per 1k tokens is its price per 1k numbers, and the miner
-counts the same units in its receipts (``forecast_wire.forecast_units``), so the usage settles on chain like tokens.
-Exogenous variables, fine-tuning and compressed bodies are refused with 400 naming what is not supported.
+forwarded), and metered in numbers where text counts tokens — the history's points in (at least 256 a series), and
+per series and step the mean, each path and each quantile out: a miner's price per 1k tokens is its price per 1k
+numbers, and the miner counts the same units in its receipts (``forecast_wire.forecast_units``), so the usage settles
+on chain like tokens. Exogenous variables, fine-tuning, ``stream`` and compressed bodies are refused with 400 naming
+what is not supported, and anything the miners would refuse is refused before one is asked (``parse_timegpt``).
 """
 
 from __future__ import annotations

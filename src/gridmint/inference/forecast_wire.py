@@ -37,6 +37,9 @@ MAX_QUANTILES = 32
 # and a failure counted against the miner.
 MAX_ANSWER_VALUES = 600_000
 MAX_ID_BYTES = 128
+# The history a series is metered as at least: a model's fit costs about the same from 8 points to a few hundred
+# (three ARIMA fits, ~45–85 ms), so a short series pays as the 256 points the gateway asks TimeGPT clients for.
+MIN_METERED_HISTORY = 256
 # The largest magnitude a history value may have: the backends square differences of values (a step's spread, a
 # likelihood), and from ~1e154 on that overflows, so a history of 1e200s made every miner answer NaN (null in JSON)
 # that every caller refuses. 1e100 leaves the squares finite and any real quantity room.
@@ -140,10 +143,12 @@ def parse_forecast_request(body: Any) -> ForecastRequest:
 
 def forecast_units(request: ForecastRequest) -> int:
     """What a forecast is metered in, where text counts tokens: every number in and out — the history's points
-    (what the model fits, as a prompt's tokens) and, per series and step, the point forecast, each path and each
-    quantile (what it answers, as completion tokens). Counting series × steps alone let 1,000 paths and 10,000
-    points of history per series cost what one point forecast costs."""
-    history = sum(len(series.y) for series in request.series)
+    (what the model fits, as a prompt's tokens), at least ``MIN_METERED_HISTORY`` a series, and, per series and
+    step, the point forecast, each path and each quantile (what it answers, as completion tokens). Counting series
+    × steps alone let 1,000 paths and 10,000 points of history per series cost what one point forecast costs; counting
+    short histories as they are let 64 series of 8 points and one step (576 numbers) buy 64 model fits, ~19× the CPU
+    per number of a typical request on the statsmodels backend (bench/forecast_cost.py)."""
+    history = sum(max(len(series.y), MIN_METERED_HISTORY) for series in request.series)
     return history + len(request.series) * request.horizon * (1 + request.paths + len(request.quantiles))
 
 
