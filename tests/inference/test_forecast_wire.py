@@ -19,6 +19,7 @@ from gridmint.inference.forecast_wire import (
     MAX_SERIES,
     MIN_METERED_HISTORY,
     Forecast,
+    answer_bytes_bound,
     check_level,
     forecast_answer,
     forecast_payload,
@@ -115,7 +116,7 @@ def test_the_largest_answer_a_request_may_ask_for_fits_what_callers_read() -> No
                           np.full((paths, horizon), worst)) for s in request.series]
     encoded = orjson.dumps(forecast_answer(request.model, forecasts))
     assert MAX_SERIES * horizon * (1 + paths + len(quantiles)) > 0.95 * MAX_ANSWER_VALUES  # the bound is reached
-    assert len(encoded) <= MAX_ANSWER_BYTES
+    assert len(encoded) <= answer_bytes_bound(request) <= MAX_ANSWER_BYTES
     with pytest.raises(ChainError, match="values"):
         parse_forecast_request({**body, "horizon": horizon + 1})
 

@@ -152,6 +152,15 @@ def forecast_units(request: ForecastRequest) -> int:
     return history + len(request.series) * request.horizon * (1 + request.paths + len(request.quantiles))
 
 
+def answer_bytes_bound(request: ForecastRequest) -> int:
+    """The most bytes the JSON of an answer to ``request`` takes when every number is at its longest (25 bytes
+    with its comma) and every id and model name at its most escaped: a longer body is padding, which a validator
+    keeping answers for their proofs must not keep."""
+    values = len(request.series) * request.horizon * (1 + request.paths + len(request.quantiles))
+    per_series = 6 * MAX_ID_BYTES + 64 + 32 * len(request.quantiles) + 3 * request.paths
+    return 25 * values + len(request.series) * per_series + 2048
+
+
 def forecast_payload(request: ForecastRequest) -> dict[str, Any]:
     """The JSON body of ``request`` (what a validator or a gateway sends a miner)."""
     return {"model": request.model, "horizon": request.horizon, "paths": request.paths,
