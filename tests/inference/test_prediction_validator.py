@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 
 import numpy as np
@@ -35,3 +36,29 @@ def test_a_padded_answer_is_a_miss_whose_body_the_validator_does_not_keep() -> N
         assert (received.forecasts is not None, bool(received.body)) == (kept, kept), received.note
     validator.close()
     assert validator.records.maxlen == MAX_RECORDS
+
+
+class SlowInBothPhases:
+    """A client whose call takes what connecting then answering each just under the timeout would: the real client
+    holds each phase to ``timeout_s`` on its own, so a miner slow at both (a dripped TLS handshake or DNS answer,
+    then a dripped body) took twice the timeout, and then answers."""
+
+    def __init__(self, timeout_s: float, body: bytes) -> None:
+        self.timeout_s, self.body = timeout_s, body
+
+    async def call(self, *args: object, **kwargs: object) -> Answer:
+        await asyncio.sleep(0.9 * self.timeout_s)  # connecting
+        await asyncio.sleep(0.9 * self.timeout_s)  # the answer
+        return Answer(200, self.body, 1.8 * self.timeout_s, False)
+
+
+def test_the_validator_waits_for_a_miner_no_longer_than_its_timeout_in_all() -> None:
+    """Red team: the prompt commits only once every miner answered or timed out, and must land before the future's
+    first block (20 blocks of lead); one miner at twice the timeout voided every prompt for everyone."""
+    validator = PredictionValidator(key("prediction-validator"), 1, "http://127.0.0.1:9", timeout_s=0.2)
+    spec = validator.source.draw(b"\x01" * 16, 100, 20, 12)
+    client = SlowInBothPhases(validator.timeout_s, b"{}")
+    received = asyncio.run(validator._ask_forecast(client, "1-2-x", 0, "gm1slow", {  # type: ignore[arg-type]
+        "url": "http://127.0.0.1:9", "models": ["naive"]}, [spec], [np.arange(64.0)], []))
+    validator.close()
+    assert received.forecasts is None and received.note == "no answer within 0.2 s", received.note

@@ -242,8 +242,15 @@ class PredictionValidator(Validator):
                                   self.settings.paths)
         late = 1 << 30  # a miss arrives after every answer
         try:
-            answer = await client.call(endpoint["url"], FORECAST_PATH, hotkey, forecast_payload(request),
-                                       timeout_s=self.timeout_s)
+            # One deadline for the whole call: the client's timeout holds each phase (connecting, which takes in a
+            # DNS answer and a TLS handshake, then the answer), so a miner slow at both kept the validator twice as
+            # long, and the prompt waits for its slowest miner before committing: 2 × 10 s is the 20 blocks of
+            # lead, and one miner made every prompt void.
+            async with asyncio.timeout(self.timeout_s):
+                answer = await client.call(endpoint["url"], FORECAST_PATH, hotkey, forecast_payload(request),
+                                           timeout_s=self.timeout_s)
+        except TimeoutError:
+            return Received(uid, hotkey, late + uid, None, f"no answer within {self.timeout_s:g} s")
         except HttpError as error:
             return Received(uid, hotkey, late + uid, None, f"no answer: {error}")
         except Exception as error:  # a URL refused, say: the miner's fault, never the round's
