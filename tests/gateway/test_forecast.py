@@ -163,3 +163,14 @@ def test_forecasts_no_miner_would_take_are_refused_before_any_miner_is_asked(
         assert (health.failures_in_row, health.served, health.error_rate) == (0, 0, 0.0)
     answer = httpx.post(f"{url}/v2/forecast", json=BODY, headers=auth, timeout=30)
     assert answer.status_code == 200 and answer.headers["x-gridmint-miner"] == hotkeys["naive"], answer.text
+
+
+def test_close_levels_keep_intervals_of_their_own(gateway: Gateway) -> None:
+    """Red team: interval keys kept 6 digits of the level, so 99.99991 and 99.99992 were both "lo-100"/"hi-100":
+    one interval silently replaced the other, and "lo-99.9999999" (what the client looks up) was never there."""
+    url, api_key, _, _, _ = gateway
+    answer = httpx.post(f"{url}/v2/forecast", json={**BODY, "level": [80, 99.99991, 99.99992, 99.9999999]},
+                        headers={"authorization": f"Bearer {api_key}"}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert sorted(answer.json()["intervals"]) == sorted(f"{side}-{level}" for side in ("lo", "hi")
+                                                        for level in ("80", "99.99991", "99.99992", "99.9999999"))

@@ -223,7 +223,7 @@ async def _forecast(app: GatewayApp, scope: dict[str, Any], receive: Receive, se
                 intervals = {}
                 for level in sorted(levels):
                     low, high = interval_bounds(level)
-                    label = f"{level:g}"
+                    label = f"{level:.15g}"  # :g kept 6 digits: 99.99991 and 99.99992 were both "100", one lost
                     intervals[f"lo-{label}"] = np.concatenate([f.quantiles[low] for f in forecasts]).tolist()
                     intervals[f"hi-{label}"] = np.concatenate([f.quantiles[high] for f in forecasts]).tolist()
             body = {"mean": np.concatenate([f.mean for f in forecasts]).tolist(), "intervals": intervals,
