@@ -14,6 +14,7 @@ from gridmint.chain.credit import compute_fee
 from gridmint.client.chain_client import ChainClient
 from gridmint.client.wallet import open_wallet
 from gridmint.gateway import metering
+from gridmint.inference.forecast_wire import MIN_METERED_HISTORY
 from tests.gateway_network import ledger_rows, start_gateway, start_miner, wait_for_models, wait_until_settled
 from tests.live_network import live_subnet
 
@@ -57,15 +58,16 @@ def test_the_nixtla_client_forecasts_through_the_gateway_and_the_line_pays_what_
             assert (forecast["TimeGPT"] <= forecast["TimeGPT-hi-80"]).all()
             assert (forecast["TimeGPT-hi-80"] <= forecast["TimeGPT-hi-90"]).all()
 
-            # Money: one row metered — 2 × 60 points of history, and per series and step the mean and four interval
-            # bounds — at the miner's price; settled; the line paid it and the fee.
+            # Money: one row metered — 2 × 60 points of history (metered as 256 each), and per series and step the
+            # mean and four interval bounds — at the miner's price; settled; the line paid it and the fee.
             wait_until_settled(tmp_path, 1, gateway)
             rows = ledger_rows(tmp_path)
             assert len(rows) == 1
             row_consumer, row_miner, grains, batch, _ = rows[0]
             price = int(float(PRICE_MINT) * 10**9)
             assert row_consumer == consumer and batch is not None
-            assert grains == metering.cost(2 * len(days) + 2 * H * (1 + 4), price)
+            history = 2 * max(len(days), MIN_METERED_HISTORY)  # each series pays for at least 256 points
+            assert grains == metering.cost(history + 2 * H * (1 + 4), price)
             assert row_miner == open_wallet("forecaster", live.wallets).hotkey_address("default")
             with ChainClient(live.node.url) as chain:
                 gateway_address = open_wallet("gw", live.wallets).address

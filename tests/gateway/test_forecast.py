@@ -19,10 +19,10 @@ from gridmint.gateway.app import GatewayApp, RateLimiter
 from gridmint.gateway.credit import CreditBook
 from gridmint.gateway.keys import ApiKeys, key_message
 from gridmint.gateway.ledger import Ledger, open_db
-from gridmint.gateway.routing import Candidate, Directory
+from gridmint.gateway.routing import BREAKER_FAILURES, Candidate, Directory
 from gridmint.inference.backends.forecast import NaiveBackend
 from gridmint.inference.client import MinerClient
-from gridmint.inference.forecast_wire import PREDICTION
+from gridmint.inference.forecast_wire import MAX_HORIZON, MAX_SERIES, MIN_METERED_HISTORY, PREDICTION
 from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
 from tests.gateway.test_app import LineStandIn, unsigned_app
@@ -35,10 +35,11 @@ BODY: dict[str, Any] = {"series": {"y": [float(v) for v in range(20)] + [5.0] * 
                         "model": "timegpt-2.1", "h": 6, "freq": "D", "clean_ex_first": True, "level": [80, 90],
                         "finetune_steps": 0, "finetune_depth": 1, "finetune_loss": "default",
                         "finetuned_model_id": None, "feature_contributions": False, "multivariate": False}
+Gateway = tuple[str, str, Ledger, dict[str, str], Directory]
 
 
 @pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[tuple[str, str, Ledger, dict[str, str]]]:
+def gateway(tmp_path: Path) -> Iterator[tuple[str, str, Ledger, dict[str, str], Directory]]:
     naive_url, naive_server, naive_thread = serve_asgi(MinerApp(key("naive"), NaiveBackend(),
                                                                 CallerPolicy(allow="any")))
     unsigned_url, unsigned_server, unsigned_thread = serve_asgi(unsigned_app)
@@ -54,13 +55,15 @@ def gateway(tmp_path: Path) -> Iterator[tuple[str, str, Ledger, dict[str, str]]]
     api_key = keys.issue(consumer_address, consumer.public_key.hex(), consumer.sign(
         key_message(address, consumer_address, keys.challenge(consumer_address))).hex())
     ledger = Ledger(db)
-    credit = CreditBook(LineStandIn(), address, ledger)  # type: ignore[arg-type]
+    chain = LineStandIn()
+    chain.line["balance"] = 10**12  # room for the largest forecasts, so that only the bounds refuse them
+    credit = CreditBook(chain, address, ledger)  # type: ignore[arg-type]
     allow = [url.removeprefix("http://") for url in (naive_url, unsigned_url)]
     app = GatewayApp(address, MinerClient(key("gateway"), timeout_s=5, allow=allow), directory, keys, ledger,
                      credit, RateLimiter(1_000, 1_000), timeout_s=5, idle_s=5)
     url, server, thread = serve_asgi(app)
     try:
-        yield url, api_key, ledger, hotkeys
+        yield url, api_key, ledger, hotkeys, directory
     finally:
         for running in (server, naive_server, unsigned_server):
             running.should_exit = True
@@ -69,8 +72,8 @@ def gateway(tmp_path: Path) -> Iterator[tuple[str, str, Ledger, dict[str, str]]]
 
 
 def test_a_timegpt_forecast_is_answered_in_its_shape_and_metered_per_series_and_step(
-        gateway: tuple[str, str, Ledger, dict[str, str]]) -> None:
-    url, api_key, ledger, hotkeys = gateway
+        gateway: Gateway) -> None:
+    url, api_key, ledger, hotkeys, _ = gateway
     auth = {"authorization": f"Bearer {api_key}"}
     models = httpx.get(f"{url}/v2/models", headers=auth).json()["models"]
     assert {"name": "timegpt-2.1"} in models and {"name": "naive"} in models
@@ -85,7 +88,8 @@ def test_a_timegpt_forecast_is_answered_in_its_shape_and_metered_per_series_and_
     lo90, lo80, hi80, hi90 = (np.array(result["intervals"][k]) for k in ("lo-90", "lo-80", "hi-80", "hi-90"))
     assert np.all(lo90 <= lo80) and np.all(lo80 <= hi80) and np.all(hi80 <= hi90)
     assert np.all(lo90[6:] == 5.0)  # a flat history: the naive walk has no spread
-    units = 30 + 2 * 6 * (1 + 4)  # 30 points of history; per series and step the mean and four interval bounds
+    # 30 points of history, metered as MIN_METERED_HISTORY a series; per series and step the mean and four bounds
+    units = 2 * MIN_METERED_HISTORY + 2 * 6 * (1 + 4)
     assert int(answer.headers["x-gridmint-units"]) == units
     rows = ledger.db.execute("SELECT miner, tokens, grains FROM metered").fetchall()
     assert rows == [(hotkeys["naive"], units, metering.cost(units, PRICE))]
@@ -104,16 +108,69 @@ def test_a_timegpt_forecast_is_answered_in_its_shape_and_metered_per_series_and_
     ({"model": "gpt-4"}, 404, "model_not_found"),
 ])
 def test_bad_forecasts_are_refused_with_a_code_and_nothing_metered(
-        gateway: tuple[str, str, Ledger, dict[str, str]], change: dict[str, Any], status: int, code: str) -> None:
-    url, api_key, ledger, _ = gateway
+        gateway: Gateway, change: dict[str, Any], status: int, code: str) -> None:
+    url, api_key, ledger, _, _ = gateway
     answer = httpx.post(f"{url}/v2/forecast", json={**BODY, **change}, headers={"authorization": f"Bearer {api_key}"},
                         timeout=10)
     assert answer.status_code == status and answer.json()["error"]["code"] == code, answer.text
     assert ledger.db.execute("SELECT COUNT(*) FROM metered").fetchone()[0] == 0
 
 
-def test_no_key_no_forecast(gateway: tuple[str, str, Ledger, dict[str, str]]) -> None:
-    url, _, ledger, _ = gateway
+def test_no_key_no_forecast(gateway: Gateway) -> None:
+    url, _, ledger, _, _ = gateway
     assert httpx.post(f"{url}/v2/forecast", json=BODY, timeout=10).status_code == 401
     assert httpx.get(f"{url}/v2/models", timeout=10).status_code == 401
     assert ledger.db.execute("SELECT COUNT(*) FROM metered").fetchone()[0] == 0
+
+
+MANY = {"series": {"y": [1.0, 2.0] * MAX_SERIES, "sizes": [2] * MAX_SERIES}, "h": MAX_HORIZON}
+
+
+@pytest.mark.parametrize(("change", "status", "code"), [
+    # the quantile 1.0, which every miner refuses
+    ({"level": [99.99999999999]}, 400, "bad_request"),
+    # 64 × 1,000 × 33 numbers: over what a miner answers
+    ({**MANY, "level": [5 * i for i in range(1, 17)]}, 400, "bad_request"),
+    # 64 × 1,000 × 17 numbers: ~20 MB of answer, computed in full, then dropped by the gateway as oversize
+    ({**MANY, "level": [10 * i for i in range(1, 9)]}, 400, "bad_request"),
+    # values whose squares overflow: every miner answered NaN (null)
+    ({"series": {**BODY["series"], "y": [1e200, -1e200] * 15}}, 400, "bad_request"),
+    # numbers as text and booleans, which numpy read as numbers
+    ({"series": {**BODY["series"], "y": ["1.5"] * 30}}, 400, "bad_request"),
+    ({"series": {**BODY["series"], "y": [True, False] * 15}}, 400, "bad_request"),
+    # a series that is not an object: an AttributeError, a 500
+    ({"series": [1, 2, 3]}, 400, "bad_request"),
+    ({"series": "y"}, 400, "bad_request"),
+    # a stream asked of an endpoint that answers whole
+    ({"stream": True}, 400, "unsupported"),
+    # 288,000 points of "1, " (~860 KB) that become ~1.15 MB of "1.0," for the miners, who take 1 MiB
+    ({"series": {"y": [1] * 4_500 * MAX_SERIES, "sizes": [4_500] * MAX_SERIES}, "level": []}, 413,
+     "body_too_large"),
+])
+def test_forecasts_no_miner_would_take_are_refused_before_any_miner_is_asked(
+        gateway: Gateway, change: dict[str, Any], status: int, code: str) -> None:
+    """Red team: each body passed the gateway and was refused (or answered unreadably) by every miner, which the
+    gateway counts as each miner's failure: a consumer repeating it opened every prediction miner's breaker, for
+    free. Now each is refused first, nothing is metered and no miner's health moves; a good forecast still goes."""
+    url, api_key, ledger, hotkeys, directory = gateway
+    auth = {"authorization": f"Bearer {api_key}"}
+    for _ in range(BREAKER_FAILURES):
+        answer = httpx.post(f"{url}/v2/forecast", json={**BODY, **change}, headers=auth, timeout=30)
+        assert answer.status_code == status and answer.json()["error"]["code"] == code, answer.text
+    assert ledger.db.execute("SELECT COUNT(*) FROM metered").fetchone()[0] == 0
+    for hotkey in hotkeys.values():
+        health = directory.health_of(hotkey)
+        assert (health.failures_in_row, health.served, health.error_rate) == (0, 0, 0.0)
+    answer = httpx.post(f"{url}/v2/forecast", json=BODY, headers=auth, timeout=30)
+    assert answer.status_code == 200 and answer.headers["x-gridmint-miner"] == hotkeys["naive"], answer.text
+
+
+def test_close_levels_keep_intervals_of_their_own(gateway: Gateway) -> None:
+    """Red team: interval keys kept 6 digits of the level, so 99.99991 and 99.99992 were both "lo-100"/"hi-100":
+    one interval silently replaced the other, and "lo-99.9999999" (what the client looks up) was never there."""
+    url, api_key, _, _, _ = gateway
+    answer = httpx.post(f"{url}/v2/forecast", json={**BODY, "level": [80, 99.99991, 99.99992, 99.9999999]},
+                        headers={"authorization": f"Bearer {api_key}"}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert sorted(answer.json()["intervals"]) == sorted(f"{side}-{level}" for side in ("lo", "hi")
+                                                        for level in ("80", "99.99991", "99.99992", "99.9999999"))

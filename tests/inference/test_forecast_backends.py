@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 
 import httpx
 import numpy as np
@@ -14,9 +15,15 @@ import pytest
 from gridmint.chain.crypto import format_address
 from gridmint.client.signing import NONCE, sign_request, verify_answer
 from gridmint.inference.backends.echo import EchoBackend
-from gridmint.inference.backends.forecast import MIN_SAMPLES, NaiveBackend
+from gridmint.inference.backends.forecast import MIN_SAMPLES, STOP, ForecastStoppedError, NaiveBackend
 from gridmint.inference.backends.registry import load_backend
-from gridmint.inference.forecast_wire import ForecastRequest, Series, parse_forecast_answer, parse_forecast_request
+from gridmint.inference.forecast_wire import (
+    Forecast,
+    ForecastRequest,
+    Series,
+    parse_forecast_answer,
+    parse_forecast_request,
+)
 from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
 from gridmint.inference.validator.forecast_scoring import crps_over_increments
@@ -96,3 +103,47 @@ def test_the_miner_answers_a_forecast_signed_and_refuses_what_it_does_not_serve(
     assert chat.status_code == 400 and chat.json()["error"]["code"] == "unsupported"
     echo, _ = post(miner(EchoBackend()), orjson.dumps({**payload, "model": "echo"}))
     assert echo.status_code == 400 and echo.json()["error"]["code"] == "unsupported"
+
+
+class GatedBackend(NaiveBackend):
+    """The naive walk, holding its first series until the test opens the gate, counting the series it forecasts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+        self.forecast_series = 0
+
+    def forecast_one(self, request: ForecastRequest, series: Series) -> Forecast:
+        self.gate.wait(30)
+        self.forecast_series += 1
+        return super().forecast_one(request, series)
+
+
+def test_a_forecast_whose_caller_timed_out_stops_at_its_next_series() -> None:
+    """Red team: a thread cannot be cancelled, so a forecast that timed out (504) ran every remaining series for
+    nobody, and those queued on statsmodels' lock ran in turn after their callers had left. Now the miner sets
+    ``STOP`` once the caller is gone and the backend stops at its next series."""
+    backend = GatedBackend()
+    app = MinerApp(MINER, backend, CallerPolicy(validators={format_address(VALIDATOR.address)}),
+                   request_timeout_s=0.2)
+    body = orjson.dumps({"model": "naive", "horizon": 6, "series": [{"id": str(i), "y": [1.0, 2.0, 4.0]}
+                                                                    for i in range(8)]})
+    headers = sign_request(VALIDATOR, format_address(MINER.address), body)
+
+    async def go() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://miner") as client:
+            answer = await client.post("/v1/forecast", content=body, headers=headers)
+        backend.gate.set()  # the caller has its answer: let the worker thread go on
+        return answer
+
+    response = asyncio.run(go())  # returns once the worker thread is done (the loop's executor is shut down)
+    assert response.status_code == 504 and response.json()["error"]["code"] == "timeout", response.text
+    assert backend.forecast_series == 1
+    with pytest.raises(ForecastStoppedError):  # the same check, without a miner: a set STOP stops at once
+        stop = threading.Event()
+        stop.set()
+        token = STOP.set(stop)
+        try:
+            NaiveBackend().forecast(ForecastRequest("naive", 2, (Series("s", np.arange(3.0)),)))
+        finally:
+            STOP.reset(token)

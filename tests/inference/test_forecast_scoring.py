@@ -92,3 +92,16 @@ def test_leaderboard_decays_old_prompts_and_drops_them_past_the_window() -> None
     weights = board.weights(10)
     assert weights["b"] == pytest.approx(4 / 5) and sum(weights.values()) == pytest.approx(1.0)
     assert board.scores(35) == {"a": 0.0, "b": 1.0}  # the first prompt left the window
+
+
+def test_answers_of_absurd_spread_cannot_make_honest_answers_copies() -> None:
+    """Red team: half the field (Sybils, cheap to register) answers paths of enormous spread. When the copy
+    tolerance was the field's median spread, it grew to 10,000 here, and every honest answer that arrived after the
+    attacker's own first one was ruled its copy, a miss; each pair is now held to its own spread."""
+    rng = np.random.default_rng(4)
+    leader = rng.normal(size=(100, 12))  # the attacker's one real forecast, sent first
+    sybils = [rng.normal(size=(100, 12)) * 1e6 for _ in range(5)]
+    honest = [rng.normal(size=(100, 12)) + shift for shift in (0.05, -0.05, 0.1)]
+    assert find_copies([leader, *sybils, *honest]) == set()
+    copied = leader[rng.permutation(100)] + 1e-9
+    assert find_copies([leader, *sybils, *honest, copied]) == {9}  # a real copy is still one

@@ -14,10 +14,11 @@ A forecast is admitted like a text request (API key, rate limit, credit line, mi
 the worst case reserved), sent to the prediction miners best-ranked first as a signed ``/v1/forecast`` (one series
 per TimeGPT series, quantiles for the interval bounds asked), failed over on anything but a signed answer of the
 shape asked (the consumer gets TimeGPT's shape, not the miner's signed body, so no miner proof headers are
-forwarded), and metered in numbers where text counts tokens — the history's points in, and per series and step the
-mean, each path and each quantile out: a miner's price per 1k tokens is its price per 1k numbers, and the miner
-counts the same units in its receipts (``forecast_wire.forecast_units``), so the usage settles on chain like tokens.
-Exogenous variables, fine-tuning and compressed bodies are refused with 400 naming what is not supported.
+forwarded), and metered in numbers where text counts tokens — the history's points in (at least 256 a series), and
+per series and step the mean, each path and each quantile out: a miner's price per 1k tokens is its price per 1k
+numbers, and the miner counts the same units in its receipts (``forecast_wire.forecast_units``), so the usage settles
+on chain like tokens. Exogenous variables, fine-tuning, ``stream`` and compressed bodies are refused with 400 naming
+what is not supported, and anything the miners would refuse is refused before one is asked (``parse_timegpt``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from gridmint.gateway.app import (
     _json,
     _json_body,
 )
+from gridmint.gateway.ledger import MAX_ROW
 from gridmint.gateway.routing import Candidate, Preferences
 from gridmint.inference.asgi import Receive, Send, send_raw
 from gridmint.inference.client import HttpError
@@ -56,13 +58,17 @@ from gridmint.inference.forecast_wire import (
     check_level,
     forecast_payload,
     forecast_units,
+    interval_bounds,
     parse_forecast_answer,
+    parse_forecast_request,
 )
+from gridmint.inference.miner.app import MAX_BODY_BYTES as MINER_BODY_BYTES
 
 ROUTES = TIMEGPT_PATHS
 TIMEGPT_MODELS = ("timegpt-1", "timegpt-1-long-horizon", "timegpt-2", "timegpt-2.1")
 INPUT_SIZE = 256  # history points the client sends per series without intervals
 MODEL_HORIZON = 64  # the horizon beyond which the client warns that forecasts may be less accurate
+MAX_MODEL_CHARS = 256  # the longest model name the miners' parser takes: what a miner's own name may add to a body
 UNSUPPORTED = {"X": "exogenous variables (X_df, hist_exog_list)", "X_future": "exogenous variables (X_df)",
                "categorical_exog": "categorical exogenous variables"}
 
@@ -104,9 +110,20 @@ def _candidates(app: GatewayApp, model: str) -> list[Candidate]:
 
 
 def parse_timegpt(payload: dict[str, Any]) -> tuple[str, ForecastRequest, list[float]]:
-    """TimeGPT's forecast body -> (model, the request for miners, the interval levels asked)."""
+    """TimeGPT's forecast body -> (model, the request for miners, the interval levels asked).
+
+    The request is then read back with the miners' own parser, and its body measured against their body limit: a
+    forecast any miner would refuse must be refused here, before it is sent, since the gateway counts a miner's
+    refusal as the miner's failure (a consumer repeating one could open the breaker of every prediction miner)."""
+    series = payload.get("series")
+    if not isinstance(series, dict):
+        raise RefusalError(400, "series: expected {y: [numbers], sizes: [counts], ...}", "invalid_request_error",
+                           "bad_request")
+    if payload.get("stream") not in (None, False):
+        raise RefusalError(400, "stream: forecasts are answered whole; leave stream unset or false",
+                           "invalid_request_error", "unsupported")
     for name, what in UNSUPPORTED.items():
-        if (payload.get("series") or {}).get(name) is not None:
+        if series.get(name) is not None:
             raise RefusalError(400, f"{what} are not supported by this gateway yet", "invalid_request_error",
                                "unsupported")
     if _int(payload.get("finetune_steps", 0)) != 0 or payload.get("finetuned_model_id") is not None:
@@ -115,10 +132,8 @@ def parse_timegpt(payload: dict[str, Any]) -> tuple[str, ForecastRequest, list[f
     if payload.get("feature_contributions") or payload.get("multivariate"):
         raise RefusalError(400, "feature contributions and multivariate forecasts are not supported",
                            "invalid_request_error", "unsupported")
-    series = payload.get("series")
     horizon = payload.get("h")
-    if not isinstance(series, dict) or not isinstance(horizon, int) or isinstance(horizon, bool) or \
-            not 1 <= horizon <= MAX_HORIZON:
+    if not isinstance(horizon, int) or isinstance(horizon, bool) or not 1 <= horizon <= MAX_HORIZON:
         raise RefusalError(400, f"expected {{series: {{y, sizes}}, h: 1..{MAX_HORIZON}, ...}}",
                            "invalid_request_error", "bad_request")
     sizes, values = series.get("sizes"), series.get("y")
@@ -126,23 +141,41 @@ def parse_timegpt(payload: dict[str, Any]) -> tuple[str, ForecastRequest, list[f
             isinstance(s, int) and not isinstance(s, bool) and MIN_HISTORY <= s <= MAX_HISTORY for s in sizes):
         raise RefusalError(400, f"series.sizes: expected 1 to {MAX_SERIES} series of {MIN_HISTORY} to {MAX_HISTORY} "
                            "values each", "invalid_request_error", "bad_request")
-    try:
-        flat = np.asarray(values, dtype=np.float64)
+    try:  # no dtype: numpy would read "1.5" and true as numbers; text, null or nesting make another dtype here
+        flat = np.asarray(values)
     except (TypeError, ValueError):
-        flat = np.asarray([])
-    if flat.ndim != 1 or len(flat) != sum(sizes) or not np.isfinite(flat).all():
+        flat = np.asarray([], dtype=object)
+    if flat.ndim != 1 or flat.dtype.kind not in "iuf" or len(flat) != sum(sizes) or \
+            not np.isfinite(flat.astype(np.float64)).all():
         raise RefusalError(400, "series.y: expected the finite values of every series, sum(sizes) of them",
                            "invalid_request_error", "bad_request")
+    flat = flat.astype(np.float64)
     try:
         levels = check_level(payload.get("level") or [])
     except ChainError as error:
         raise RefusalError(400, error.message, "invalid_request_error", "bad_request") from None
-    bounds = sorted({q for level in levels for q in (round(0.5 - level / 200, 10), round(0.5 + level / 200, 10))})
+    bounds = sorted({q for level in levels for q in interval_bounds(level)})
     starts = np.cumsum([0, *sizes])
     request = ForecastRequest(str(payload.get("model", "timegpt-2.1")), horizon,
                               tuple(Series(str(i), flat[starts[i]:starts[i + 1]]) for i in range(len(sizes))),
                               0, tuple(bounds))
+    _check_as_miners_do(request)
     return request.model, request, levels
+
+
+def _check_as_miners_do(request: ForecastRequest) -> None:
+    """Refuse what the miners' parser or body limit would: the values' magnitude, the answer's size, the body's."""
+    forwarded = forecast_payload(ForecastRequest("m" * MAX_MODEL_CHARS, request.horizon, request.series,
+                                                 request.paths, request.quantiles))  # the longest name a miner has
+    try:
+        parse_forecast_request(forwarded)
+    except ChainError as error:
+        raise RefusalError(400, error.message, "invalid_request_error", "bad_request") from None
+    size = len(orjson.dumps(forwarded))
+    if size > MINER_BODY_BYTES:
+        raise RefusalError(413, f"the series make a {size}-byte request to the miners, who take at most "
+                           f"{MINER_BODY_BYTES}: send fewer or shorter series per request (num_partitions)",
+                           "invalid_request_error", "body_too_large")
 
 
 async def _forecast(app: GatewayApp, scope: dict[str, Any], receive: Receive, send: Send) -> int:
@@ -164,7 +197,7 @@ async def _forecast(app: GatewayApp, scope: dict[str, Any], receive: Receive, se
     units = forecast_units(request)
     call = Call(consumer, line, secrets.token_hex(12), units, 0)
     call.worst = metering.cost(units, max(c.price_per_1k for c in ordered))
-    reserved = app.credit.reserve(consumer, call.worst, line.fee_bps)
+    reserved = None if call.worst > MAX_ROW else app.credit.reserve(consumer, call.worst, line.fee_bps)
     if reserved is None:
         raise RefusalError(402, f"this forecast may cost up to {call.worst} grains with the fee on top; your line "
                            "cannot pay that now", "insufficient_quota", "insufficient_credit")
@@ -189,8 +222,8 @@ async def _forecast(app: GatewayApp, scope: dict[str, Any], receive: Receive, se
             if levels:
                 intervals = {}
                 for level in sorted(levels):
-                    low, high = round(0.5 - level / 200, 10), round(0.5 + level / 200, 10)
-                    label = f"{level:g}"
+                    low, high = interval_bounds(level)
+                    label = f"{level:.15g}"  # :g kept 6 digits: 99.99991 and 99.99992 were both "100", one lost
                     intervals[f"lo-{label}"] = np.concatenate([f.quantiles[low] for f in forecasts]).tolist()
                     intervals[f"hi-{label}"] = np.concatenate([f.quantiles[high] for f in forecasts]).tolist()
             body = {"mean": np.concatenate([f.mean for f in forecasts]).tolist(), "intervals": intervals,

@@ -30,8 +30,20 @@ MIN_HISTORY = 2
 MAX_HORIZON = 1_000
 MAX_PATHS = 1_000
 MAX_QUANTILES = 32
-MAX_ANSWER_VALUES = 2_000_000  # floats in one answer (series × horizon × (paths + quantiles + 1)): ~40 MB of JSON
+# Floats in one answer (series × horizon × (paths + quantiles + 1)), so that the largest answer fits in what a
+# caller reads (``http.MAX_ANSWER_BYTES``, 16 MiB): a float is at most 25 bytes of JSON with its comma
+# ("-2.2250738585072014e-308,"), 600,000 of them 15 MB, and ids, keys and brackets stay under a megabyte. At 2,000,000
+# a miner could be asked for ~40 MB it computed in full, only for every caller to drop it as oversize: unpaid work,
+# and a failure counted against the miner.
+MAX_ANSWER_VALUES = 600_000
 MAX_ID_BYTES = 128
+# The history a series is metered as at least: a model's fit costs about the same from 8 points to a few hundred
+# (three ARIMA fits, ~45–85 ms), so a short series pays as the 256 points the gateway asks TimeGPT clients for.
+MIN_METERED_HISTORY = 256
+# The largest magnitude a history value may have: the backends square differences of values (a step's spread, a
+# likelihood), and from ~1e154 on that overflows, so a history of 1e200s made every miner answer NaN (null in JSON)
+# that every caller refuses. 1e100 leaves the squares finite and any real quantity room.
+MAX_ABS_VALUE = 1e100
 
 Floats = npt.NDArray[np.float64]
 
@@ -75,6 +87,8 @@ def _finite_array(value: Any, what: str, low: int, high: int) -> Floats:
     array = np.asarray(value, dtype=np.float64)
     if not np.isfinite(array).all():
         raise BAD_REQUEST(f"{what}: expected finite numbers (no NaN or infinity)")
+    if len(array) and float(np.abs(array).max()) > MAX_ABS_VALUE:
+        raise BAD_REQUEST(f"{what}: expected numbers of magnitude at most {MAX_ABS_VALUE:g} (rescale the series)")
     return array
 
 
@@ -129,11 +143,22 @@ def parse_forecast_request(body: Any) -> ForecastRequest:
 
 def forecast_units(request: ForecastRequest) -> int:
     """What a forecast is metered in, where text counts tokens: every number in and out — the history's points
-    (what the model fits, as a prompt's tokens) and, per series and step, the point forecast, each path and each
-    quantile (what it answers, as completion tokens). Counting series × steps alone let 1,000 paths and 10,000
-    points of history per series cost what one point forecast costs."""
-    history = sum(len(series.y) for series in request.series)
+    (what the model fits, as a prompt's tokens), at least ``MIN_METERED_HISTORY`` a series, and, per series and
+    step, the point forecast, each path and each quantile (what it answers, as completion tokens). Counting series
+    × steps alone let 1,000 paths and 10,000 points of history per series cost what one point forecast costs; counting
+    short histories as they are let 64 series of 8 points and one step (576 numbers) buy 64 model fits, ~19× the CPU
+    per number of a typical request on the statsmodels backend (bench/forecast_cost.py)."""
+    history = sum(max(len(series.y), MIN_METERED_HISTORY) for series in request.series)
     return history + len(request.series) * request.horizon * (1 + request.paths + len(request.quantiles))
+
+
+def answer_bytes_bound(request: ForecastRequest) -> int:
+    """The most bytes the JSON of an answer to ``request`` takes when every number is at its longest (25 bytes
+    with its comma) and every id and model name at its most escaped: a longer body is padding, which a validator
+    keeping answers for their proofs must not keep."""
+    values = len(request.series) * request.horizon * (1 + request.paths + len(request.quantiles))
+    per_series = 6 * MAX_ID_BYTES + 64 + 32 * len(request.quantiles) + 3 * request.paths
+    return 25 * values + len(request.series) * per_series + 2048
 
 
 def forecast_payload(request: ForecastRequest) -> dict[str, Any]:
@@ -148,6 +173,14 @@ def _quantile_key(q: float) -> str:
 
 
 def forecast_answer(model: str, forecasts: list[Forecast]) -> dict[str, Any]:
+    """The JSON body of a miner's answer. A forecast holding a value that is not finite is refused
+    (``bad_request``) instead of signed: JSON has no NaN (orjson writes null), so every caller would drop the answer
+    and count it as the miner's failure, after the miner did the work."""
+    for forecast in forecasts:
+        blocks = (forecast.mean, *forecast.quantiles.values(), *(() if forecast.paths is None else (forecast.paths,)))
+        if not all(np.isfinite(block).all() for block in blocks):
+            raise BAD_REQUEST(f"the model's forecast of series '{forecast.id[:40]}' is not finite: this model cannot "
+                              "forecast that history")
     return {"model": model, "object": "forecast", "forecasts": [
         {"id": f.id, "mean": f.mean.tolist(),
          "quantiles": {_quantile_key(q): values.tolist() for q, values in f.quantiles.items()},
@@ -180,10 +213,19 @@ def parse_forecast_answer(request: ForecastRequest, body: Any) -> list[Forecast]
     return forecasts
 
 
+def interval_bounds(level: float) -> tuple[float, float]:
+    """The quantiles that bound a central prediction interval of ``level`` percent (rounded, so that 80 asks for
+    0.1 and 0.9, not 0.09999999999999998)."""
+    return round(0.5 - level / 200, 10), round(0.5 + level / 200, 10)
+
+
 def check_level(level: Any) -> list[float]:
-    """Prediction-interval levels in percent (TimeGPT's ``level``), each in (0, 100)."""
+    """Prediction-interval levels in percent (TimeGPT's ``level``), each in (0, 100) and short of 100 by enough that
+    its bounds stay strictly between 0 and 1 once rounded: 99.99999999999 would ask miners for the quantile 1.0,
+    which every miner refuses."""
     if not isinstance(level, list) or len(level) > MAX_QUANTILES // 2 or not all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 100 and math.isfinite(v)
-            for v in level):
-        raise BAD_REQUEST(f"level: expected up to {MAX_QUANTILES // 2} numbers strictly between 0 and 100")
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and 0 < v < 100
+            and interval_bounds(v)[0] > 0 and interval_bounds(v)[1] < 1 for v in level):
+        raise BAD_REQUEST(f"level: expected up to {MAX_QUANTILES // 2} numbers strictly between 0 and 100 (at most "
+                          "99.9999999)")
     return [float(v) for v in level]

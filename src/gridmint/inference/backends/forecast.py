@@ -13,7 +13,9 @@ their own (``forecast_statsmodels``), imported only when chosen.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
+from contextvars import ContextVar
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -41,6 +43,26 @@ class ForecastBackend(Protocol):
     def forecast(self, request: ForecastRequest) -> list[Forecast]:
         """CPU-bound: the miner calls it in a worker thread."""
         ...
+
+
+# Set by the miner around a forecast's worker thread (``asyncio.to_thread`` carries context variables into it) and
+# set once the caller is gone: the request timed out, or the caller hung up. A thread cannot be stopped from outside,
+# so without it a timed-out forecast ran to its end for nobody, and requests queued on statsmodels' lock each ran in
+# turn after their callers had left: unpaid work a consumer could repeat, and validators' prompts waiting behind it.
+STOP: ContextVar[threading.Event | None] = ContextVar("gridmint_forecast_stop", default=None)
+
+
+class ForecastStoppedError(Exception):
+    """The caller of a forecast left before it was done: the backend stops at the next series."""
+
+
+def series_while_wanted(request: ForecastRequest) -> Iterator[Series]:
+    """The request's series one at a time, stopping (``ForecastStoppedError``) once ``STOP`` is set."""
+    stop = STOP.get()
+    for series in request.series:
+        if stop is not None and stop.is_set():
+            raise ForecastStoppedError("the caller left before the forecast was done")
+        yield series
 
 
 def request_rng(request: ForecastRequest, series: Series) -> np.random.Generator:
@@ -101,4 +123,4 @@ class NaiveBackend(ForecastOnly):
         return forecast_from_samples(request, series, np.full(request.horizon, float(series.y[-1])), samples)
 
     def forecast(self, request: ForecastRequest) -> list[Forecast]:
-        return [self.forecast_one(request, series) for series in request.series]
+        return [self.forecast_one(request, series) for series in series_while_wanted(request)]

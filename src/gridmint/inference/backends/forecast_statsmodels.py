@@ -30,6 +30,7 @@ from gridmint.inference.backends.forecast import (
     forecast_from_samples,
     request_rng,
     sample_count,
+    series_while_wanted,
 )
 from gridmint.inference.forecast_wire import Forecast, ForecastRequest, Series
 
@@ -86,5 +87,5 @@ class StatsmodelsBackend(ForecastOnly):
         return forecast_from_samples(request, series, mean, samples)
 
     def forecast(self, request: ForecastRequest) -> list[Forecast]:
-        with self._one_at_a_time, self._one_thread(limits=1):
-            return [self.forecast_one(request, series) for series in request.series]
+        with self._one_at_a_time, self._one_thread(limits=1):  # a request whose caller left meanwhile stops here
+            return [self.forecast_one(request, series) for series in series_while_wanted(request)]

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -47,7 +48,7 @@ from gridmint.inference.backends.base import (
     Generation,
     UnsupportedError,
 )
-from gridmint.inference.backends.forecast import ForecastBackend
+from gridmint.inference.backends.forecast import STOP, ForecastBackend
 from gridmint.inference.miner.book import Asked, ReceiptBook
 from gridmint.inference.miner.metrics import MinerMetrics
 from gridmint.inference.protocol import CallerPolicy, ExposureError
@@ -260,7 +261,13 @@ class MinerApp:
         self._check_model(request.model, forecast_wire.PREDICTION)
         if not isinstance(self.backend, ForecastBackend):  # the echo backend claims every modality, not this one
             raise UnsupportedError("this miner serves no forecasts")
-        forecasts = await asyncio.to_thread(self.backend.forecast, request)
+        stop = threading.Event()
+        token = STOP.set(stop)  # to_thread copies the context: the backend sees this event
+        try:
+            forecasts = await asyncio.to_thread(self.backend.forecast, request)
+        finally:
+            stop.set()  # timed out or the caller left: the worker thread stops at its next series
+            STOP.reset(token)
         if gateway:
             self.book.count(caller.address, forecast_wire.forecast_units(request), self.price_per_1k)
         await self._signed_json(send, caller, forecast_wire.forecast_answer(request.model, forecasts))

@@ -11,9 +11,11 @@
 3. **Leaderboard** (``Leaderboard``): each miner's time-decayed mean of its prompt scores (half-life and window in
    blocks, the chain's clock), and weights ∝ score^``power`` (Synth: 2).
 
-**Copies** (``find_copies``): an answer whose paths, sorted at each step, lie within ``tolerance`` × the field's
-median ensemble spread of an answer that reached the validator earlier is a copy and scores as a miss, so a miner
-that waits for another's answer and sends it on earns less than the one it copies.
+**Copies** (``find_copies``): an answer whose paths, sorted at each step, lie within ``tolerance`` × the ensemble
+spread of an answer that reached the validator earlier (the smaller of the two answers' spreads) is a copy and
+scores as a miss, so a miner that waits for another's answer and sends it on earns less than the one it copies. The
+tolerance is the pair's own, never the field's: when it was the field's median spread, answers of absurd spread from
+half the field (cheap to register) widened it until every honest answer "copied" the attacker's first one.
 
 Everything here is numpy over whole fields at once: 256 miners × 288 steps × 100 paths in ~1 ms per miner
 (bench/forecast_scoring.py).
@@ -101,7 +103,7 @@ def normalise_prompt(loss: Floats, beta: float = BETA, cap_multiple: float = CAP
 
 def find_copies(paths: list[Floats | None], tolerance: float = COPY_TOLERANCE) -> set[int]:
     """Indices of answers (in arrival order; None = no answer) that copy an earlier one: their paths, sorted at
-    each step, within ``tolerance`` × the field's median spread of an earlier answer's (mean absolute gap).
+    each step, within ``tolerance`` × the smaller spread of the two of an earlier answer's (mean absolute gap).
 
     The mean of sorted members is the mean of the members, and a mean gap bounds the gap of the means, so pairs
     whose per-step means are further apart than the limit are ruled out all at once; only the rest are sorted and
@@ -114,9 +116,11 @@ def find_copies(paths: list[Floats | None], tolerance: float = COPY_TOLERANCE) -
         return set()
     stacked = np.stack([p for p in paths if p is not None])  # [n, m, H]
     horizon = stacked.shape[2]
-    # The spread only scales the tolerance: a sample of steps measures it well enough.
-    spread = float(np.median(stacked[:, :, ::max(1, horizon // 32)].std(axis=1).mean(axis=1)))
-    limit = tolerance * max(spread, 1e-12)
+    # The spread only scales the tolerance: a sample of steps measures it well enough. Each pair is held to its
+    # own (the smaller of its two spreads), so nobody's answer can widen the tolerance another pair is held to.
+    with np.errstate(over="ignore", invalid="ignore"):  # values near float64's limit: an infinite spread, harmless
+        spreads = stacked[:, :, ::max(1, horizon // 32)].std(axis=1).mean(axis=1)  # [n]
+    limits = tolerance * np.maximum(np.minimum(spreads[:, None], spreads[None, :]), 1e-12)  # [n, n]
     # Over chunks of equal length, the mean gap is at least the mean of the chunks' gaps of means: a lower bound
     # on n × n × chunks numbers instead of n × n × H.
     chunks = max(1, min(16, horizon))
@@ -132,10 +136,10 @@ def find_copies(paths: list[Floats | None], tolerance: float = COPY_TOLERANCE) -
         return sorted_cache[position]
 
     for position in range(1, len(present)):
-        for earlier in np.flatnonzero(gaps[position, :position] <= limit):
+        for earlier in np.flatnonzero(gaps[position, :position] <= limits[position, :position]):
             if present[earlier] in copies:
                 continue
-            if float(np.mean(np.abs(ranked(int(earlier)) - ranked(position)))) <= limit:
+            if float(np.mean(np.abs(ranked(int(earlier)) - ranked(position)))) <= limits[position, earlier]:
                 copies.add(present[position])
                 break
     return copies

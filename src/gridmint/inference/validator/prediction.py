@@ -16,8 +16,10 @@ arrived earlier) at the field's 95th percentile, a softmax per series, the promp
 it joins a time-decayed leaderboard by hotkey. The leaderboard's weights (score², normalised) become the UID
 averages the base validator submits through commit-reveal once an epoch (``loop.Validator.submit_weights``).
 
-``records`` keeps, for each scored answer, its leaf, its proof and the committed root, so anyone holding the
-answer can check it against the chain's ``/commitments/epoch/<netuid>/<validator>/<epoch>``.
+``records`` keeps, for each of the last ``MAX_RECORDS`` scored answers, its leaf, its proof and the committed root,
+so anyone holding the answer can check it against the chain's ``/commitments/epoch/<netuid>/<validator>/<epoch>``.
+An answer longer than its shape can take (``forecast_wire.answer_bytes_bound``: padding) is a miss whose body is
+not kept; its hash is committed all the same.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import asyncio
 import logging
 import secrets
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -44,6 +47,7 @@ from gridmint.inference.forecast_wire import (
     Forecast,
     ForecastRequest,
     Series,
+    answer_bytes_bound,
     forecast_payload,
     parse_forecast_answer,
 )
@@ -61,6 +65,10 @@ from gridmint.inference.validator.scoring import Scorer
 from gridmint.inference.validator.series import HiddenRegimeSource, RegimeParams, SeriesSource, SeriesSpec
 
 log = logging.getLogger("gridmint.validator.prediction")
+
+# Scored answers kept with their proofs, the latest first to stay: each holds the miner's body (~100 KB for the
+# default prompt), and a list of every one since start grew without end (256 miners, an epoch a prompt: gigabytes).
+MAX_RECORDS = 4_096
 
 __all__ = ["PREDICTION", "SOURCES", "PredictionSettings", "PredictionValidator", "ScoredRecord"]
 
@@ -155,7 +163,7 @@ class PredictionValidator(Validator):
         self.source = make_source(settings, self.hashes, self.chain)
         self.leaderboard = leaderboard or Leaderboard()
         self.pending: list[Prompt] = []
-        self.records: list[ScoredRecord] = []
+        self.records: deque[ScoredRecord] = deque(maxlen=MAX_RECORDS)
         self.last_prompt_epoch = -1
         self.void_prompts = 0
 
@@ -234,8 +242,15 @@ class PredictionValidator(Validator):
                                   self.settings.paths)
         late = 1 << 30  # a miss arrives after every answer
         try:
-            answer = await client.call(endpoint["url"], FORECAST_PATH, hotkey, forecast_payload(request),
-                                       timeout_s=self.timeout_s)
+            # One deadline for the whole call: the client's timeout holds each phase (connecting, which takes in a
+            # DNS answer and a TLS handshake, then the answer), so a miner slow at both kept the validator twice as
+            # long, and the prompt waits for its slowest miner before committing: 2 × 10 s is the 20 blocks of
+            # lead, and one miner made every prompt void.
+            async with asyncio.timeout(self.timeout_s):
+                answer = await client.call(endpoint["url"], FORECAST_PATH, hotkey, forecast_payload(request),
+                                           timeout_s=self.timeout_s)
+        except TimeoutError:
+            return Received(uid, hotkey, late + uid, None, f"no answer within {self.timeout_s:g} s")
         except HttpError as error:
             return Received(uid, hotkey, late + uid, None, f"no answer: {error}")
         except Exception as error:  # a URL refused, say: the miner's fault, never the round's
@@ -252,6 +267,10 @@ class PredictionValidator(Validator):
             return Received(uid, hotkey, arrival, None, "answer not signed by the miner's hotkey")
         signed = SignedAnswer(challenge_id, hotkey, answer.proof[SIGNER], self.address, int(answer.proof[NONCE]),
                               answer.proof[BODY], answer.proof[SIGNATURE])
+        bound = answer_bytes_bound(request)
+        if len(answer.body) > bound:  # committed (its hash is in the leaf), scored a miss, and its body not kept
+            return Received(uid, hotkey, arrival, None, f"answer of {len(answer.body)} bytes, over the {bound} its "
+                            "shape can take", signed)
         try:
             forecasts = parse_forecast_answer(request, orjson.loads(answer.body))
         except Exception as error:  # malformed JSON or a shape other than asked: a miss, still committed
