@@ -50,6 +50,7 @@ BENCHES = (
     Bench("sandbox_overhead", needs_root=True),
     Bench("validator_round"),
     Bench("forecast_scoring"),
+    Bench("forecast_cost"),
 )
 
 
