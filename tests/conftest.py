@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import Chain, make_app
+from tests.support.chain import Chain, make_app
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # no test downloads a model: the ones it needs ship or are cached
 
 
 @pytest.fixture

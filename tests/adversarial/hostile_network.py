@@ -18,8 +18,8 @@ import httpx
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.client.chain_client import ChainClient
 from gridmint.node.network import NodeSpec, init_network, node_status, start_network, stop_network
-from tests.helpers import CHAIN_ID, MINT, key
-from tests.live_network import free_port_range
+from tests.support.chain import CHAIN_ID, MINT, key
+from tests.support.ports import free_port_range
 
 # An app process starts at ~90 MB (Python, numpy, libsodium, SQLite). The cache of verified transactions is
 # bounded in bytes and every other structure by the chain's limits; 400 MB leaves room for those and for

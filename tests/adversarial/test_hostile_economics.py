@@ -13,7 +13,7 @@ from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import FEE_TOO_LOW, ChainError
 from gridmint.client.chain_client import ChainClient, TxOutcome
 from tests.adversarial.hostile_network import ATTACKER, HostileNetwork
-from tests.helpers import MINT
+from tests.support.chain import MINT
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cometbft")]
 

@@ -12,7 +12,7 @@ import pytest
 
 from tests.adversarial.hostile_network import HostileNetwork, is_coded_refusal
 from tests.adversarial.test_hostile_queries import REPORTED, every_query_path
-from tests.helpers import DevnodeProcess, write_data_dir
+from tests.support.nodes import DevnodeProcess, write_data_dir
 
 pytestmark = [pytest.mark.slow]
 

@@ -24,7 +24,7 @@ from gridmint.chain.staking import MsgAddStake
 from gridmint.chain.store import Store
 from gridmint.chain.subnets import MsgCreateSubnet, MsgRegister, MsgSetHyperparam
 from gridmint.chain.tx import decode_tx
-from tests.helpers import MINT, Driver, genesis, key
+from tests.support.chain import MINT, Driver, genesis, key
 
 VALIDATORS = ("v1", "v2")
 MINERS = ("m1", "m2", "m3")

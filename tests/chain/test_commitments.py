@@ -16,7 +16,7 @@ from gridmint.chain.genesis import validate_genesis
 from gridmint.chain.state import CommittedView
 from gridmint.chain.tx import Msg
 from tests.chain.incentive_network import Network, build, hot
-from tests.helpers import FEE, MINT, key, required_fee, signed
+from tests.support.chain import FEE, MINT, key, required_fee, signed
 
 ROOT = b"\x11" * 32
 

@@ -27,7 +27,7 @@ from gridmint.chain.receipts import Receipt, acknowledge_receipt, sign_receipt
 from gridmint.chain.state import CommittedView
 from gridmint.chain.subnets import MsgCreateSubnet, MsgRegister
 from gridmint.chain.tx import Msg
-from tests.helpers import CHAIN_ID, FEE, MINT, Driver, genesis, key, make_app
+from tests.support.chain import CHAIN_ID, FEE, MINT, Driver, genesis, key, make_app
 
 CREDIT = {"params": {"min_bond": MINT, "settle_grace": 5, "max_duration": 1_000, "close_notice": 10}}
 FEE_BPS = 250  # 2.5%

@@ -76,7 +76,7 @@ from tests.chain.chain_world import (
     build_world,
     world_genesis,
 )
-from tests.helpers import CHAIN_ID, FEE, MINT, key, required_fee, signed
+from tests.support.chain import CHAIN_ID, FEE, MINT, key, required_fee, signed
 
 BLOCKS, SEED = 300, 21
 LONG_BLOCKS = int(os.environ.get("GRIDMINT_DEEP_FUZZ_BLOCKS", "5000"))

@@ -49,7 +49,7 @@ from gridmint.chain.subnets import (
 from gridmint.chain.tx import Msg
 from gridmint.chain.weights import MsgCommitWeights, MsgRevealWeights, MsgSetWeights
 from tests.chain.incentive_network import build
-from tests.helpers import MIN_TX_FEE, MINT, Chain, Driver, genesis, key, make_app, required_fee, signed, snapshot
+from tests.support.chain import MIN_TX_FEE, MINT, Chain, Driver, genesis, key, make_app, required_fee, signed, snapshot
 
 A = key("alice").address
 PK, SIG = key("alice").public_key, bytes(64)

@@ -15,7 +15,7 @@ from gridmint.chain.subnets import MsgAnnounceEndpoint, MsgRegister, MsgSetHyper
 from gridmint.chain.tx import Msg
 from gridmint.chain.weights import MsgCommitWeights, MsgRevealWeights, MsgSetWeights, commit_hash
 from tests.chain.incentive_network import Network, build, hot
-from tests.helpers import FEE, MINT, key, required_fee, signed
+from tests.support.chain import FEE, MINT, key, required_fee, signed
 
 SALT = b"\x07" * 32
 

@@ -12,7 +12,7 @@ from gridmint.chain.subnets import MsgRegister, MsgSetHyperparam, compute_burn, 
 from gridmint.chain.weights import MsgCommitWeights, MsgRevealWeights, commit_hash
 from gridmint.chain.yuma import ONE
 from tests.chain.incentive_network import TEMPO, build, hot
-from tests.helpers import FEE, MINT, key
+from tests.support.chain import FEE, MINT, key
 
 
 def test_a_honest_validators_with_different_views_rank_miners_by_true_quality(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from gridmint.chain.market import (
 )
 from gridmint.chain.state import CommittedView
 from gridmint.chain.tx import Msg
-from tests.helpers import FEE, MINT, Driver, genesis, key, make_app
+from tests.support.chain import FEE, MINT, Driver, genesis, key, make_app
 
 PRICE_A, PRICE_B = MINT, 3 * MINT // 2
 MARKET = {"params": {"min_bond": MINT, "bid_deposit": MINT // 10, "max_bids": 5, "order_ttl": 50}}

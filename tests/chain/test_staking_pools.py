@@ -17,7 +17,7 @@ from gridmint.chain.state import CommittedView, Reader, State
 from gridmint.chain.subnets import MsgDissolveSubnet, MsgRegister
 from gridmint.chain.yuma import split_exactly
 from tests.chain.incentive_network import Network, build, hot
-from tests.helpers import FEE, MINT, genesis, key
+from tests.support.chain import FEE, MINT, genesis, key
 
 MIN_STAKE = staking.Params().min_stake
 

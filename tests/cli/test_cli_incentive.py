@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from gridmint.cli.main import cli
-from tests.helpers import MINT
-from tests.live_network import live_subnet
+from tests.support.chain import MINT
+from tests.support.live_subnet import live_subnet
 
 pytestmark = pytest.mark.slow
 

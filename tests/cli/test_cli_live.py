@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from gridmint.chain.crypto import format_address
 from gridmint.cli.main import cli
-from tests.helpers import MIN_TX_FEE, MINT, key
-from tests.live_network import funded_devnode
+from tests.support.chain import MIN_TX_FEE, MINT, key
+from tests.support.nodes import funded_devnode
 
 pytestmark = pytest.mark.slow
 

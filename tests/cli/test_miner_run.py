@@ -13,8 +13,9 @@ import pytest
 
 from gridmint.client.wallet import open_wallet
 from gridmint.inference.client import MinerClient
-from tests.helpers import free_port, wait_healthy
-from tests.live_network import live_subnet
+from gridmint.ports import free_port
+from tests.support.live_subnet import live_subnet
+from tests.support.waiting import wait_healthy
 
 pytestmark = pytest.mark.slow
 

@@ -20,8 +20,9 @@ from gridmint.inference.backends.base import EMBEDDING, EmbeddingResult, Generat
 from gridmint.inference.backends.wordllama import WORDLLAMA_CONFIG, WORDLLAMA_DIM
 from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
-from tests.helpers import free_port, wait_healthy
-from tests.live_network import live_subnet
+from gridmint.ports import free_port
+from tests.support.live_subnet import live_subnet
+from tests.support.waiting import wait_healthy
 
 pytestmark = pytest.mark.slow
 ONE = 1 << 30

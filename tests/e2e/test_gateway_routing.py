@@ -15,8 +15,9 @@ import openai
 import pytest
 
 from gridmint.client.wallet import open_wallet
-from tests.gateway_network import Process, start_gateway, start_miner, wait_for_miners, wait_for_models
-from tests.live_network import LiveSubnet, live_subnet
+from tests.support.gateway_network import start_gateway, start_miner, wait_for_miners, wait_for_models
+from tests.support.live_subnet import LiveSubnet, live_subnet
+from tests.support.processes import LoggedProcess
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gateway")]
 
@@ -60,7 +61,7 @@ def test_requests_follow_the_ranking_fail_over_and_honour_preferences(
         assert incentive["garbage"] < 0.01
         gateway = start_gateway(tmp_path, "gw", "--rate", "20", "--burst", "100",
                                 miners=("m1", "m2", "garbage"))
-        miners: dict[str, Process] = {}
+        miners: dict[str, LoggedProcess] = {}
         try:
             for name, price in (("m1", "0.001"), ("m2", "0.002"), ("garbage", "0.0005")):
                 # room for the flood below, which must meet the rate limit, not the miners' busy limit
@@ -110,7 +111,7 @@ def test_requests_follow_the_ranking_fail_over_and_honour_preferences(
                 process.stop()
 
 
-def _errors_are_openai_shaped(live: LiveSubnet, gateway: Process, key: str) -> None:
+def _errors_are_openai_shaped(live: LiveSubnet, gateway: LoggedProcess, key: str) -> None:
     def error_of(answer: httpx.Response, status: int, code: str) -> None:
         assert answer.status_code == status, answer.text
         error = answer.json()["error"]

@@ -30,8 +30,9 @@ from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
 from gridmint.inference.validator.loop import Validator
 from gridmint.inference.validator.scoring import TextScorer
-from tests.helpers import free_port, wait_healthy
-from tests.live_network import live_subnet
+from gridmint.ports import free_port
+from tests.support.live_subnet import live_subnet
+from tests.support.waiting import wait_healthy
 
 pytestmark = pytest.mark.slow
 ONE = 1 << 30

@@ -31,8 +31,8 @@ from gridmint.inference.client import MinerClient
 from gridmint.inference.validator.answer_root import answer_headers, verify_proof
 from gridmint.inference.validator.forecast_scoring import Leaderboard
 from gridmint.inference.validator.prediction import PredictionSettings, PredictionValidator
-from tests import gateway_network as network
-from tests.live_network import live_subnet
+from tests.support import gateway_network as network
+from tests.support.live_subnet import live_subnet
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import free_port
-from tests.market_network import deployment_yaml, live_market
+from gridmint.ports import free_port
+from tests.support.market_network import deployment_yaml, live_market
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 

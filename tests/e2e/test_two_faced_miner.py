@@ -26,8 +26,8 @@ from gridmint.gateway.keys import gateway_at
 from gridmint.inference.client import MinerClient
 from gridmint.inference.validator.probes import GatewayProbes, ProbeGateway
 from gridmint.inference.validator.scoring import TextScorer
-from tests import gateway_network as network
-from tests.live_network import live_subnet
+from tests.support import gateway_network as network
+from tests.support.live_subnet import live_subnet
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gateway")]
 

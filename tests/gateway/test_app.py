@@ -30,7 +30,8 @@ from gridmint.inference.backends.echo import EchoBackend
 from gridmint.inference.client import MinerClient
 from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
-from tests.helpers import key, serve_asgi
+from tests.support.asgi import serve_asgi
+from tests.support.chain import key
 
 ONE = 1 << 30
 FEE_BPS = 100

@@ -26,7 +26,8 @@ from gridmint.inference.forecast_wire import PREDICTION
 from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
 from tests.gateway.test_app import LineStandIn, unsigned_app
-from tests.helpers import key, serve_asgi
+from tests.support.asgi import serve_asgi
+from tests.support.chain import key
 
 ONE = 1 << 30
 PRICE = 900_000  # grains per 1k series-steps (the line pays at most 1,000,000)

@@ -31,8 +31,10 @@ from gridmint.inference.backends.echo import ECHO_CAPABILITIES, EchoBackend
 from gridmint.inference.client import MinerClient
 from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
+from gridmint.ports import free_port
 from tests.gateway.test_app import FEE_BPS, ONE, LineStandIn
-from tests.helpers import free_port, key, serve_asgi
+from tests.support.asgi import serve_asgi
+from tests.support.chain import key
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}

@@ -34,7 +34,7 @@ from gridmint.inference.miner.claims import (
     review_receipts,
 )
 from gridmint.inference.miner.runner import gateways_on_chain
-from tests.helpers import CHAIN_ID, MINT, Driver, genesis, key, make_app, signed
+from tests.support.chain import CHAIN_ID, MINT, Driver, genesis, key, make_app, signed
 
 NAMES = ("owner", "gateway", "alice", "bob", "carol", "miner", "miner_hot")
 HOTKEY, GATEWAY = key("miner_hot"), key("gateway")

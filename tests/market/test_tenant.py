@@ -10,8 +10,8 @@ from gridmint.chain.market import MsgCreateDeployment, MsgRegisterProvider
 from gridmint.market.deployment import parse_deployment
 from gridmint.market.tenant import describe_hold, explain_match
 from tests.chain.test_market import MARKET
-from tests.helpers import MINT, Driver, genesis, make_app
 from tests.market.test_deployment import GOOD
+from tests.support.chain import MINT, Driver, genesis, make_app
 
 
 def test_match_explains_every_provider(tmp_path: Path) -> None:

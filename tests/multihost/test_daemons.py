@@ -31,10 +31,12 @@ from gridmint.client.wallet import create_wallet, open_wallet
 from gridmint.inference.address_guard import RefusedAddressError
 from gridmint.inference.client import MinerClient
 from gridmint.market.deployment import parse_deployment
-from tests.helpers import MINT, wait_healthy, write_data_dir
-from tests.live_network import FAST_KDF, fees_paid
-from tests.market_network import deployment_yaml
 from tests.multihost.hosts import Hosts, can_make_hosts
+from tests.support.chain import MINT
+from tests.support.live_subnet import fees_paid
+from tests.support.market_network import deployment_yaml
+from tests.support.nodes import FAST_KDF, write_data_dir
+from tests.support.waiting import wait_healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multihost"),
               pytest.mark.skipif(not can_make_hosts(), reason="needs root and iproute2 (network namespaces)")]

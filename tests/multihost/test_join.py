@@ -33,8 +33,8 @@ from gridmint.chain.subnets import MsgCreateSubnet, MsgRegister, MsgSetHyperpara
 from gridmint.chain.weights import MsgSetWeights
 from gridmint.client.chain_client import ChainClient
 from gridmint.node.network import NodeSpec, init_network, validator_key
-from tests.helpers import key
 from tests.multihost.hosts import Hosts, can_make_hosts
+from tests.support.chain import key
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cometbft"),
               pytest.mark.skipif(not can_make_hosts(), reason="needs root and iproute2 (network namespaces)")]

@@ -19,7 +19,8 @@ from gridmint.chain.genesis import load_genesis
 from gridmint.chain.store import Store
 from gridmint.client.chain_client import ChainClient
 from gridmint.node.blockstore import BlockStore
-from tests.helpers import DevnodeProcess, key, signed, write_data_dir
+from tests.support.chain import key, signed
+from tests.support.nodes import DevnodeProcess, write_data_dir
 
 pytestmark = pytest.mark.slow
 

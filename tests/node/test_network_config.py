@@ -18,7 +18,7 @@ from websockets.sync.client import connect
 from gridmint.cli.main import cli
 from gridmint.node.limits import RPCLimits
 from gridmint.node.network import find_cometbft, init_network
-from tests.live_network import free_port_range
+from tests.support.ports import free_port_range
 
 
 def _rpc_section(home: str | Path) -> dict:  # type: ignore[type-arg]

@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from gridmint.client.wallet import open_wallet
-from tests.live_network import LiveSubnet, free_port_range, live_subnet
+from tests.support.live_subnet import LiveSubnet, live_subnet
+from tests.support.ports import free_port_range
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
 

@@ -17,7 +17,7 @@ from gridmint.market.provider.daemon import Lease, Provider, ProviderConfig
 from gridmint.market.provider.inventory import Capacity, Need
 from gridmint.market.provider.pricing import PerUnit
 from gridmint.market.provider.runtimes.base import LaunchSpec
-from tests.helpers import key
+from tests.support.chain import key
 
 
 class RecordingRuntime:

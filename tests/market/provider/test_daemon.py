@@ -20,8 +20,8 @@ from gridmint.market.provider.inventory import Capacity, Need
 from gridmint.market.provider.pricing import PerUnit
 from gridmint.market.provider.runtimes.base import LaunchSpec
 from gridmint.market.provider.runtimes.ray import RayRuntime
-from tests.helpers import key
 from tests.market.provider.test_runtimes import FakeJobs
+from tests.support.chain import key
 
 TRUSTED, STRANGER = format_address(key("trusted").address), format_address(key("stranger").address)
 MANIFEST = {"version": 1, "services": {"job": {"image": None, "command": ["python", "train.py"], "env": {},

@@ -24,7 +24,7 @@ from gridmint.market.provider.runtimes.base import (
 from gridmint.market.provider.runtimes.docker import PIDS_LIMIT, DockerRuntime
 from gridmint.market.provider.runtimes.process import ProcessRuntime
 from gridmint.market.provider.runtimes.ray import RayRuntime
-from tests.helpers import processes_of
+from tests.support.processes import processes_of
 
 SERVE = ("import http.server, os\n"
          "print('env', os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'), os.environ.get('SECRET', 'none'), flush=True)\n"
