@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 from gridmint.chain.app import MODULES, App
@@ -126,3 +127,25 @@ class Driver(Chain):
     def advance(self, blocks: int) -> None:
         for _ in range(blocks):
             self.block()
+
+
+def assert_refused(driver: Driver, signer: str, message: Msg, expected: str,
+                   module_state: Callable[[], object]) -> None:
+    """``message`` from ``signer`` is refused with the error named ``expected`` both by check_tx (the mempool,
+    which changes no state) and in a block, where only the fee and the nonce move: ``module_state()`` (what the
+    module under test stores) and the invariants are as before."""
+    from gridmint.chain.errors import lookup
+    from gridmint.chain.state import CommittedView
+
+    nonce = CommittedView(driver.app.store).get_int(b"tx/nonce/" + key(signer).address) + 1
+    raw = signed(key(signer), nonce, message, fee=max(FEE, required_fee(driver.app, message)))
+    app_hash, before = driver.app.store.app_hash, module_state()
+    checked = driver.app.check_tx(raw)
+    kind = lookup(checked.codespace, checked.code)
+    assert kind is not None and kind.name == expected, checked.log
+    assert checked.log and driver.app.store.app_hash == app_hash
+    (in_block,) = driver.block(raw)
+    driver.nonces.pop(signer, None)  # the fee and nonce were spent outside the driver: it re-reads the nonce
+    assert lookup(in_block.codespace, in_block.code) == kind
+    assert module_state() == before
+    assert driver.app.check_invariants() == []
