@@ -33,6 +33,7 @@ from gridmint.inference.validator.forecast_scoring import Leaderboard
 from gridmint.inference.validator.prediction import PredictionSettings, PredictionValidator
 from tests.support import gateway_network as network
 from tests.support.live_subnet import live_subnet
+from tests.support.processes import start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -54,13 +55,13 @@ def test_the_calibrated_forecaster_leads_the_copier_trails_and_every_scored_answ
         processes = [
             network.start_miner(tmp_path, "smart", 1, "statsmodels", "0", "--allow", "registered"),
             network.start_miner(tmp_path, "naive", 1, "naive", "0"),
-            network.start("overconf", ["--kind", "overconfident", "--wallet", "overconf", "--netuid", "1", "--port",
-                                       str(ports["overconf"])], tmp_path, ports["overconf"],
-                          module="tests.e2e.prediction_miners"),
-            network.start("copier", ["--kind", "copier", "--wallet", "copier", "--netuid", "1", "--port",
-                                     str(ports["copier"]), "--victim", urls["smart"], hotkeys["smart"],
-                                     "statsmodels-arima"], tmp_path, ports["copier"],
-                          module="tests.e2e.prediction_miners"),
+            start_server("overconf", ["--kind", "overconfident", "--wallet", "overconf", "--netuid", "1", "--port",
+                                      str(ports["overconf"])], tmp_path, ports["overconf"],
+                         module="tests.e2e.prediction_miners"),
+            start_server("copier", ["--kind", "copier", "--wallet", "copier", "--netuid", "1", "--port",
+                                    str(ports["copier"]), "--victim", urls["smart"], hotkeys["smart"],
+                                    "statsmodels-arima"], tmp_path, ports["copier"],
+                         module="tests.e2e.prediction_miners"),
         ]
         key = open_wallet("val", live.wallets).hotkey("default")
         validator = PredictionValidator(key, 1, live.node.url, SETTINGS, Leaderboard(10_000, 100_000),
