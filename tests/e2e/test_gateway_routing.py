@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from gridmint.client.wallet import open_wallet
 from tests.support.gateway_network import start_gateway, start_miner, wait_for_miners, wait_for_models
 from tests.support.live_subnet import LiveSubnet, live_subnet
 from tests.support.processes import LoggedProcess
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gateway")]
 
@@ -165,10 +165,8 @@ def test_a_killed_gateway_loses_no_metered_usage(tmp_path: Path, monkeypatch: py
             gateway = start_gateway(tmp_path, "gw", "--settle-seconds", "0.5", miners=("m1",))
             consumer = open_wallet("consumer", live.wallets).address
             gateway_address = open_wallet("gw", live.wallets).address
-            deadline = time.monotonic() + 30
-            while live.run("credit", "status", "--wallet", "consumer")[0]["spent"] == 0:
-                assert time.monotonic() < deadline, gateway.log()
-                time.sleep(0.2)
+            wait_for(lambda: live.run("credit", "status", "--wallet", "consumer")[0]["spent"] > 0,
+                     "the restarted gateway to settle", timeout_s=30, interval_s=0.2, detail=gateway.log)
             line = live.run("credit", "status", "--wallet", "consumer")[0]
             assert line["gateway"] == gateway_address and line["spent"] == sum(costs) + sum(costs) // 100
             assert "Settled batch 1" in gateway.log()

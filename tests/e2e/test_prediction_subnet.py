@@ -34,6 +34,7 @@ from gridmint.inference.validator.prediction import PredictionSettings, Predicti
 from tests.support import gateway_network as network
 from tests.support.live_subnet import live_subnet
 from tests.support.processes import start_server
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -68,10 +69,8 @@ def test_the_calibrated_forecaster_leads_the_copier_trails_and_every_scored_answ
                                         timeout_s=6.0, allow=[f"127.0.0.1:{port}" for port in ports.values()])
         try:
             with ChainClient(live.node.url) as client:
-                deadline = time.monotonic() + 60
-                while sum(e is not None for e in Metagraph.fetch(client, 1).endpoints) < len(MINERS):
-                    assert time.monotonic() < deadline, "the miners did not announce their endpoints"
-                    time.sleep(0.2)
+                wait_for(lambda: sum(e is not None for e in Metagraph.fetch(client, 1).endpoints) >= len(MINERS),
+                         "the miners to announce their endpoints", timeout_s=60, interval_s=0.2)
 
                 def standing() -> dict[str, float]:
                     graph = Metagraph.fetch(client, 1)

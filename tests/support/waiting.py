@@ -25,8 +25,8 @@ def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 60, int
 
 
 def wait_healthy(url: str, process: subprocess.Popen[bytes] | None = None, log: Path | None = None,
-                 timeout_s: float = 60) -> None:
-    """Until ``url``/health answers 200; fails at once if ``process`` exits meanwhile (quoting ``log``)."""
+                 timeout_s: float = 60, path: str = "/health") -> None:
+    """Until ``url`` + ``path`` answers 200; fails at once if ``process`` exits meanwhile (quoting ``log``)."""
     import httpx  # only the tests that start servers pay for the import
 
     def log_tail() -> str:
@@ -37,7 +37,7 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes] | None = None, log: 
         if process is not None and process.poll() is not None:
             raise AssertionError(f"{url}: the process exited with {process.returncode}{log_tail()}")
         try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
+            if httpx.get(url + path, timeout=1).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
