@@ -17,7 +17,7 @@ from gridmint.chain.errors import lookup
 from gridmint.chain.receipts import Receipt, acknowledge_receipt, sign_receipt
 from gridmint.chain.state import CommittedView
 from gridmint.chain.tx import Msg
-from tests.support.chain import CHAIN_ID, FEE, MINT, Driver, genesis, key, make_app
+from tests.support.chain import CHAIN_ID, FEE, MINT, Driver, balance, genesis, key, make_app
 
 CREDIT = {"params": {"min_bond": MINT, "settle_grace": 5, "max_duration": 1_000, "close_notice": 10}}
 FEE_BPS = 250  # 2.5%
@@ -45,10 +45,6 @@ def net(tmp_path: Path) -> Driver:
 
 def view(net: Driver) -> CommittedView:
     return CommittedView(net.app.store)
-
-
-def balance(net: Driver, name: str) -> int:
-    return bank.get_balance(view(net), key(name).address)
 
 
 def line(net: Driver, consumer: str = "consumer") -> dict[str, Any]:
@@ -94,12 +90,12 @@ def module_state(net: Driver) -> list[tuple[bytes, bytes]]:
 def refuse(net: Driver, name: str, msg: Msg, expected: str) -> str:
     """Send ``msg``; it must be refused with ``expected`` and change nothing but the sender's fee."""
     others = [n for n in NAMES if n != name]
-    before = module_state(net), {n: balance(net, n) for n in others}, balance(net, name)
+    before = module_state(net), {n: balance(net.app, n) for n in others}, balance(net.app, name)
     net.send(name, msg)
     (result,) = net.commit()[name]
     kind = lookup(result.codespace, result.code)
     assert kind is not None and kind.name == expected, result.log
-    after = module_state(net), {n: balance(net, n) for n in others}, balance(net, name)
+    after = module_state(net), {n: balance(net.app, n) for n in others}, balance(net.app, name)
     assert after[:2] == before[:2] and after[2] == before[2] - FEE  # only the sender's fee moved
     assert net.app.check_invariants() == []
     return result.log  # type: ignore[no-any-return]
@@ -113,22 +109,22 @@ def paid(net: Driver, line_id: int) -> list[dict[str, Any]]:
 
 
 def test_settlement_pays_the_difference_of_cumulative_receipts_to_the_grain(net: Driver) -> None:
-    before = {name: balance(net, name) for name in ("miner_a", "miner_b", "gateway", "consumer")}
+    before = {name: balance(net.app, name) for name in ("miner_a", "miner_b", "gateway", "consumer")}
     # Two receipts of miner_a in one batch: the second is cumulative over the first.
     net.ok("gateway", credit.MsgSettle(1, [entry(net, "miner_a", 1_001, 1_000_003, 3),
                                            entry(net, "miner_b", 50, 40_000, 1),
                                            entry(net, "miner_a", 1_009, 1_000_010, 4)]))
     fees = fee(1_000_003) + fee(40_000) + fee(7)
-    assert balance(net, "miner_a") - before["miner_a"] == 1_000_010
-    assert balance(net, "miner_b") - before["miner_b"] == 40_000
-    assert balance(net, "gateway") - before["gateway"] == fees - FEE
-    assert balance(net, "consumer") == before["consumer"]  # paid out of the held line, not the balance
+    assert balance(net.app, "miner_a") - before["miner_a"] == 1_000_010
+    assert balance(net.app, "miner_b") - before["miner_b"] == 40_000
+    assert balance(net.app, "gateway") - before["gateway"] == fees - FEE
+    assert balance(net.app, "consumer") == before["consumer"]  # paid out of the held line, not the balance
     assert line(net)["balance"] == 10 * MINT - 1_040_010 - fees and line(net)["spent"] == 1_040_010 + fees
     # A later receipt pays only what it adds.
     net.ok("gateway", credit.MsgSettle(2, [entry(net, "miner_a", 3_000, 3_000_000, 9)]))
-    assert balance(net, "miner_a") - before["miner_a"] == 3_000_000
+    assert balance(net.app, "miner_a") - before["miner_a"] == 3_000_000
     more = fees + fee(3_000_000 - 1_000_010)
-    assert balance(net, "gateway") - before["gateway"] == more - 2 * FEE
+    assert balance(net.app, "gateway") - before["gateway"] == more - 2 * FEE
     assert line(net)["balance"] == 10 * MINT - 3_040_000 - more
     line_id = int(line(net)["id"])
     records = sorted(paid(net, line_id), key=lambda r: r["miner"])
@@ -179,9 +175,9 @@ def test_replayed_and_older_receipts_are_stale(net: Driver) -> None:
 
 def test_a_line_keeps_the_fee_it_opened_with(net: Driver) -> None:
     net.ok("gateway", credit.MsgRegisterGateway("https://gateway.example", 10_000, BOND))  # 100%, after the line opened
-    before = balance(net, "gateway")
+    before = balance(net.app, "gateway")
     net.ok("gateway", credit.MsgSettle(1, [entry(net, "miner_a", 1_000, 1_000_000, 1)]))
-    assert balance(net, "gateway") == before + fee(1_000_000) - FEE  # 2.5%, the line's fee
+    assert balance(net.app, "gateway") == before + fee(1_000_000) - FEE  # 2.5%, the line's fee
     # A new line gets the new fee only if the consumer accepts it.
     log = refuse(net, "consumer_b", terms(max_fee_bps=FEE_BPS), "fee_above_limit")
     assert "10000 bps" in log
@@ -249,9 +245,9 @@ def test_lines_open_on_valid_terms_once_and_top_up(net: Driver) -> None:
     refuse(net, "consumer", credit.MsgReclaimCredit(gateway), "not_expired")
     net.ok("gateway", credit.MsgSettle(1, [entry(net, "miner_a", 1_000, MINT // 1_000, 1)]))
     net.advance(line(net)["expires"] + CREDIT["params"]["settle_grace"] - net.height - 1)
-    before, left = balance(net, "consumer"), line(net)["balance"]
+    before, left = balance(net.app, "consumer"), line(net)["balance"]
     net.ok("consumer", credit.MsgReclaimCredit(gateway))
-    assert balance(net, "consumer") == before + left - FEE
+    assert balance(net.app, "consumer") == before + left - FEE
     refuse(net, "consumer", credit.MsgReclaimCredit(gateway), "no_line")
 
 
@@ -272,10 +268,10 @@ def test_an_early_close_returns_exactly_the_unsettled_remainder_after_the_notice
     assert line(net)["balance"] == unsettled
     net.advance(closing_at - net.height - 2)
     refuse(net, "consumer", credit.MsgReclaimCredit(gateway), "not_expired")  # the block before the notice ends
-    line_id, before = int(line(net)["id"]), balance(net, "consumer")
+    line_id, before = int(line(net)["id"]), balance(net.app, "consumer")
     net.ok("consumer", credit.MsgReclaimCredit(gateway))
     assert net.height == closing_at
-    assert balance(net, "consumer") == before + unsettled - FEE
+    assert balance(net.app, "consumer") == before + unsettled - FEE
     assert paid(net, line_id) == [] and bank.get_held(view(net), "credit") == BOND
     # A new line starts from zero under a new id: the old receipts pay nothing on it.
     net.ok("consumer", terms())
@@ -290,9 +286,9 @@ def test_gateway_registration_is_bounded(net: Driver) -> None:
     refuse(net, "stranger", credit.MsgRegisterGateway("https://x.example", 10_001, 2 * MINT), "fee_too_high")
     refuse(net, "stranger", credit.MsgRegisterGateway("https://x.example", 10, MINT // 2), "bond_too_low")
     refuse(net, "stranger", credit.MsgRegisterGateway("ftp://x.example", 10, 2 * MINT), "invalid_field")
-    before = balance(net, "gateway")
+    before = balance(net.app, "gateway")
     net.ok("gateway", credit.MsgRegisterGateway("https://gateway.example/v2", 100, MINT))  # a lower bond comes back
-    assert balance(net, "gateway") == before + MINT - FEE
+    assert balance(net.app, "gateway") == before + MINT - FEE
     gateways = credit.query_gateways(view(net), [], b"")
     assert [(g["url"], g["fee_bps"], g["last_batch"]) for g in gateways] == [("https://gateway.example/v2", 100, 0)]
 
@@ -307,23 +303,23 @@ def test_a_miner_claims_acknowledged_receipts_from_the_line_then_the_bond(tmp_pa
     net.ok("miner_a", subnets.MsgRegister(1, key("miner_a_hot").address, 0))
     net.ok("gateway", credit.MsgRegisterGateway("https://gateway.example", FEE_BPS, BOND))
     net.ok("consumer", terms(amount=MINT, max_price=10 * MINT))
-    before = {name: balance(net, name) for name in ("miner_a", "gateway", "consumer")}
+    before = {name: balance(net.app, name) for name in ("miner_a", "gateway", "consumer")}
     # Paid from the line, with the gateway's fee, like a settlement (anyone may send it: here the miner's coldkey).
     net.ok("miner_a", claim(claim_entry(net, "miner_a", 1_000, 400_000_000, 1)))
-    assert balance(net, "miner_a") == before["miner_a"] + 400_000_000 - FEE
-    assert balance(net, "gateway") == before["gateway"] + fee(400_000_000)
+    assert balance(net.app, "miner_a") == before["miner_a"] + 400_000_000 - FEE
+    assert balance(net.app, "gateway") == before["gateway"] + fee(400_000_000)
     assert line(net)["balance"] == MINT - 400_000_000 - fee(400_000_000) and bond(net) == BOND
     # The line has 590,000,000 left: it pays them to the miner (no fee), the bond pays the other 1,410,000,000.
     left = line(net)["balance"]
     net.ok("miner_a", claim(claim_entry(net, "miner_a", 3_000, 2_400_000_000, 2)))
-    assert balance(net, "miner_a") == before["miner_a"] + 2_400_000_000 - 2 * FEE
+    assert balance(net.app, "miner_a") == before["miner_a"] + 2_400_000_000 - 2 * FEE
     assert line(net)["balance"] == 0 and bond(net) == BOND - (2_000_000_000 - left)
-    assert balance(net, "gateway") == before["gateway"] + fee(400_000_000)
+    assert balance(net.app, "gateway") == before["gateway"] + fee(400_000_000)
     assert net.app.check_invariants() == []
     # The bond runs out: it pays what it has and no more; the record advances by what was paid.
     slashed_to = bond(net)
     net.ok("miner_a", claim(claim_entry(net, "miner_a", 9_000, 9_000_000_000, 3)))
-    assert bond(net) == 0 and balance(net, "miner_a") == before["miner_a"] + 2_400_000_000 + slashed_to - 3 * FEE
+    assert bond(net) == 0 and balance(net.app, "miner_a") == before["miner_a"] + 2_400_000_000 + slashed_to - 3 * FEE
     (record,) = paid(net, int(line(net)["id"]))
     assert (record["tokens"], record["grains"], record["requests"]) == (3_000, 2_400_000_000 + slashed_to, 2)
     assert bank.get_held(view(net), "credit") == 0 and net.app.check_invariants() == []
@@ -332,7 +328,7 @@ def test_a_miner_claims_acknowledged_receipts_from_the_line_then_the_bond(tmp_pa
     refuse(net, "miner_a", again, "beyond_credit")
     net.ok("gateway", credit.MsgRegisterGateway("https://gateway.example", FEE_BPS, 10 * MINT))
     net.ok("miner_a", again)
-    assert balance(net, "miner_a") == before["miner_a"] + 9_000_000_000 - 5 * FEE  # five claims, one refused
+    assert balance(net.app, "miner_a") == before["miner_a"] + 9_000_000_000 - 5 * FEE  # five claims, one refused
     (record,) = paid(net, int(line(net)["id"]))
     assert (record["tokens"], record["grains"], record["requests"]) == (9_000, 9_000_000_000, 3)
     assert bond(net) == 10 * MINT - (9_000_000_000 - 2_400_000_000 - slashed_to)

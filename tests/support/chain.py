@@ -75,11 +75,17 @@ class Chain:
 
 
 def balances(app: App, *names: str) -> dict[str, int]:
+    """Each named account's balance (of ``key(name)``) in committed state."""
     from gridmint.chain.bank import get_balance
     from gridmint.chain.state import CommittedView
 
     view = CommittedView(app.store)
     return {name: get_balance(view, key(name).address) for name in names}
+
+
+def balance(app: App, name: str) -> int:
+    """``key(name)``'s balance in committed state."""
+    return balances(app, name)[name]
 
 
 def snapshot(app: App) -> tuple[bytes, int, dict[str, int]]:
