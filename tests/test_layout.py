@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import imported_modules
+from tests.support.source import imported_modules
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "gridmint"
 TOOLS = {"ports", "servers"}

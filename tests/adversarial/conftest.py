@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.adversarial.hostile_network import ATTACKER, HostileNetwork
-from tests.helpers import MINT
+from tests.support.chain import MINT
 
 
 @pytest.fixture(scope="package")

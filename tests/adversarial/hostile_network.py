@@ -8,7 +8,6 @@ every node, the same app hash on every node at every height since the attack beg
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,9 @@ import httpx
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.client.chain_client import ChainClient
 from gridmint.node.network import NodeSpec, init_network, node_status, start_network, stop_network
-from tests.helpers import CHAIN_ID, MINT, key
-from tests.live_network import free_port_range
+from tests.support.chain import CHAIN_ID, MINT, key
+from tests.support.ports import free_port_range
+from tests.support.waiting import wait_for
 
 # An app process starts at ~90 MB (Python, numpy, libsodium, SQLite). The cache of verified transactions is
 # bounded in bytes and every other structure by the chain's limits; 400 MB leaves room for those and for
@@ -69,12 +69,8 @@ class HostileNetwork:
         return [int(node_status(node).get("height", -1)) for node in self.nodes]
 
     def wait_for_height(self, height: int, timeout_s: float = AUTHORITY_TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if min(self.heights()) >= height:
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"not every node reached height {height} within {timeout_s} s: {self.heights()}")
+        wait_for(lambda: min(self.heights()) >= height, f"every node to reach height {height}", timeout_s,
+                 interval_s=0.2, detail=lambda: f"heights {self.heights()}")
 
     def rpc(self, method: str, params: dict[str, Any] | None = None, index: int = 0) -> dict[str, Any]:
         answer = httpx.post(self.url(index), json={"jsonrpc": "2.0", "id": 1, "method": method,

@@ -4,7 +4,6 @@ Each is performed on the real network through signed transactions, and each ends
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
@@ -13,7 +12,8 @@ from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import FEE_TOO_LOW, ChainError
 from gridmint.client.chain_client import ChainClient, TxOutcome
 from tests.adversarial.hostile_network import ATTACKER, HostileNetwork
-from tests.helpers import MINT
+from tests.support.chain import MINT
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cometbft")]
 
@@ -104,8 +104,6 @@ def test_dust_stake_spam(hostile_network: HostileNetwork) -> None:
         stakes = [staking.MsgAddStake(netuid, validator.address, minimum)] * 16
         assert client.required_fee(stakes) > 16 * client.required_fee(stakes[:1]) // 2  # priced per message
         client.execute(ATTACKER, stakes)
-        deadline = time.monotonic() + 30
-        while client.query(f"/staking/hotkey/{netuid}/{format_address(validator.address)}")["total"] < 16 * minimum:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        wait_for(lambda: client.query(f"/staking/hotkey/{netuid}/{format_address(validator.address)}")["total"]
+                 >= 16 * minimum, "the 16 stakes to be committed", timeout_s=30, interval_s=0.2)
     hostile_network.assert_healthy(since)

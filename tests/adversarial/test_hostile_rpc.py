@@ -3,7 +3,6 @@ subset and must keep the same limits), and the query catalogue against the devno
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +11,8 @@ import pytest
 
 from tests.adversarial.hostile_network import HostileNetwork, is_coded_refusal
 from tests.adversarial.test_hostile_queries import REPORTED, every_query_path
-from tests.helpers import DevnodeProcess, write_data_dir
+from tests.support.nodes import DevnodeProcess, write_data_dir
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow]
 
@@ -57,10 +57,7 @@ def _height(url: str) -> int:
 
 def _assert_devnode_healthy(node: DevnodeProcess, since: int) -> None:
     """Still answering and still making blocks (a block every 0.1 s: 5 more within 30 s is ample)."""
-    deadline = time.monotonic() + 30
-    while _height(node.url) < since + 5:
-        assert time.monotonic() < deadline, "the devnode stopped making blocks"
-        time.sleep(0.1)
+    wait_for(lambda: _height(node.url) >= since + 5, "5 more blocks (the devnode stopped making them)", timeout_s=30)
 
 
 def test_huge_batch_and_body_on_the_devnode(devnode: DevnodeProcess) -> None:

@@ -17,7 +17,7 @@ from gridmint.chain.weights import MsgSetWeights
 from gridmint.client.chain_client import ChainClient, TxOutcome
 from gridmint.node.network import validator_key
 from tests.adversarial.hostile_network import ATTACKER, UNFUNDED, HostileNetwork, rss_bytes
-from tests.helpers import CHAIN_ID, key
+from tests.support.chain import CHAIN_ID, key
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cometbft")]
 

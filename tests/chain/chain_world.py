@@ -1,10 +1,10 @@
 """A small world on the real app for the invariant machine and the deep fuzz: a subnet with validators and miners,
 a gateway with a credit line, two providers, and an app that checks itself after every block.
 
-``CheckedDriver`` is the ``Driver`` of tests/helpers.py that, after every block, requires every module's invariants
-to hold and every result to be a success or a registered refusal (never ``app/internal_error``), and records each
-block so that ``replay`` can feed the same blocks to a fresh app from genesis and compare the app hash at every
-height and the final state.
+``CheckedDriver`` is the ``Driver`` of tests/support/chain.py that, after every block, requires every module's
+invariants to hold and every result to be a success or a registered refusal (never ``app/internal_error``), and
+records each block so that ``replay`` can feed the same blocks to a fresh app from genesis and compare the app hash
+at every height and the final state.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from gridmint.chain.staking import MsgAddStake
 from gridmint.chain.store import Store
 from gridmint.chain.subnets import MsgCreateSubnet, MsgRegister, MsgSetHyperparam
 from gridmint.chain.tx import decode_tx
-from tests.helpers import MINT, Driver, genesis, key
+from tests.support.chain import MINT, Driver, genesis, key
 
 VALIDATORS = ("v1", "v2")
 MINERS = ("m1", "m2", "m3")

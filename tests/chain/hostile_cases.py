@@ -1,6 +1,6 @@
 """Hostile input for the App, as a stranger could send it: query paths of every real shape with mutated arguments,
 data and heights, and signed transactions of every message type with mutated fields and envelopes (plus the
-byte-level mutations of tests/fuzzing.py). A world with something in every module gives the real paths real
+byte-level mutations of tests/support/fuzzing.py). A world with something in every module gives the real paths real
 objects to find, so that mutations reach past the parsers into the handlers."""
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from gridmint.chain.market import MsgAcceptBid, MsgBid, MsgCreateDeployment, Msg
 from gridmint.chain.staking import MsgAddStake
 from gridmint.chain.subnets import HYPERPARAM_NAMES, MsgCreateSubnet, MsgRegister, MsgSetHyperparam
 from gridmint.chain.tx import TX_VERSION, Msg
-from tests.fuzzing import fuzz_cases
-from tests.helpers import CHAIN_ID, FEE, MINT, Driver, genesis, key, make_app
+from tests.support.chain import CHAIN_ID, FEE, MINT, Driver, genesis, key, make_app
+from tests.support.fuzzing import fuzz_cases
 
 SIGNERS = ("owner", "val", "miner", "tenant", "prov", "gateway", "consumer", "authority-0", "authority-1")
 HOTKEYS = ("val/hot", "miner/hot")

@@ -9,7 +9,7 @@ from gridmint.chain.staking import MsgAddStake
 from gridmint.chain.state import CommittedView
 from gridmint.chain.subnets import MsgCreateSubnet, MsgRegister, MsgSetHyperparam
 from gridmint.chain.weights import MsgSetWeights
-from tests.helpers import MINT, Driver, genesis, key, make_app
+from tests.support.chain import MINT, Driver, genesis, key, make_app
 
 TEMPO = 10
 SUBNETS_GENESIS = {"params": {"min_lock": 10 * MINT, "lock_decay_period": 100, "max_subnets": 8,

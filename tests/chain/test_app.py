@@ -14,7 +14,7 @@ from gridmint.chain.bank import MsgSend
 from gridmint.chain.errors import ChainError
 from gridmint.chain.tx import ABSOLUTE_MAX_TX_BYTES, Msg, decode_tx
 from gridmint.chain.weights import MAX_WEIGHTS, MsgSetWeights
-from tests.helpers import START_BALANCE, Chain, balances, key, signed, snapshot
+from tests.support.chain import START_BALANCE, Chain, balances, key, signed, snapshot
 
 
 def test_check_tx_admits_without_recording_events_and_the_block_records_them(chain: Chain) -> None:

@@ -8,7 +8,7 @@ from gridmint.chain import authority, codec
 from gridmint.chain.authority import MsgPropose, MsgVote
 from gridmint.chain.errors import lookup
 from gridmint.chain.state import CommittedView
-from tests.helpers import Chain, genesis, key, make_app, signed
+from tests.support.chain import Chain, genesis, key, make_app, signed
 
 NEWCOMER = key("newcomer")
 

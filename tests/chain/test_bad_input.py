@@ -13,7 +13,7 @@ from gridmint.chain.bank import MsgSend
 from gridmint.chain.errors import lookup
 from gridmint.chain.tx import TxBody
 from gridmint.chain.units import format_mint
-from tests.helpers import CHAIN_ID, FEE, MIN_TX_FEE, MINT, START_BALANCE, Chain, key, signed, snapshot
+from tests.support.chain import CHAIN_ID, FEE, MIN_TX_FEE, MINT, START_BALANCE, Chain, key, signed, snapshot
 
 ALICE, BOB = key("alice"), key("bob")
 

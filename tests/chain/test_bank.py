@@ -7,7 +7,7 @@ from gridmint.chain.bank import MsgSend
 from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import ChainError
 from gridmint.chain.state import BlockState, CommittedView
-from tests.helpers import FEE, MINT, START_BALANCE, Chain, balances, key, signed
+from tests.support.chain import FEE, MINT, START_BALANCE, Chain, balances, key, signed
 
 
 def test_transfer_moves_funds_and_burns_the_fee(chain: Chain) -> None:

@@ -16,7 +16,7 @@ from gridmint.chain.genesis import validate_genesis
 from gridmint.chain.state import CommittedView
 from gridmint.chain.tx import Msg
 from tests.chain.incentive_network import Network, build, hot
-from tests.helpers import FEE, MINT, key, required_fee, signed
+from tests.support.chain import MINT, assert_refused, key
 
 ROOT = b"\x11" * 32
 
@@ -38,18 +38,7 @@ def module_state(net: Network) -> list[tuple[bytes, bytes]]:
 
 
 def refuse(net: Network, signer: str, message: Msg, expected: str) -> None:
-    nonce = CommittedView(net.app.store).get_int(b"tx/nonce/" + key(signer).address) + 1
-    raw = signed(key(signer), nonce, message, fee=max(FEE, required_fee(net.app, message)))
-    app_hash, before = net.app.store.app_hash, module_state(net)
-    checked = net.app.check_tx(raw)
-    kind = lookup(checked.codespace, checked.code)
-    assert kind is not None and kind.name == expected, checked.log
-    assert checked.log and net.app.store.app_hash == app_hash
-    (in_block,) = net.block(raw)
-    net.nonces.pop(signer, None)
-    assert lookup(in_block.codespace, in_block.code) == kind
-    assert module_state(net) == before  # only the fee and the nonce moved
-    assert net.app.check_invariants() == []
+    assert_refused(net, signer, message, expected, lambda: module_state(net))
 
 
 def test_a_validator_commits_a_root_and_anyone_reads_it_by_hotkey_epoch_subnet_and_height(net: Network) -> None:

@@ -11,23 +11,13 @@ from typing import Any
 
 import pytest
 
-from gridmint.chain import bank, codec, credit
-from gridmint.chain.credit import (
-    MsgClaim,
-    MsgCloseCredit,
-    MsgOpenCredit,
-    MsgReclaimCredit,
-    MsgRegisterGateway,
-    MsgSettle,
-    MsgTopUpCredit,
-)
+from gridmint.chain import bank, codec, credit, subnets
 from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import lookup
 from gridmint.chain.receipts import Receipt, acknowledge_receipt, sign_receipt
 from gridmint.chain.state import CommittedView
-from gridmint.chain.subnets import MsgCreateSubnet, MsgRegister
 from gridmint.chain.tx import Msg
-from tests.helpers import CHAIN_ID, FEE, MINT, Driver, genesis, key, make_app
+from tests.support.chain import CHAIN_ID, FEE, MINT, Driver, balance, genesis, key, make_app
 
 CREDIT = {"params": {"min_bond": MINT, "settle_grace": 5, "max_duration": 1_000, "close_notice": 10}}
 FEE_BPS = 250  # 2.5%
@@ -37,28 +27,24 @@ NAMES = ("owner", "gateway", "consumer", "consumer_b", "miner_a", "miner_b", "st
 
 
 def terms(amount: int = 10 * MINT, duration: int = 100, max_price: int = PRICE, max_fee_bps: int = FEE_BPS,
-          cap: int = 0, cap_period: int = 0, gateway: str = "gateway") -> MsgOpenCredit:
-    return MsgOpenCredit(key(gateway).address, amount, duration, max_price, max_fee_bps, cap, cap_period)
+          cap: int = 0, cap_period: int = 0, gateway: str = "gateway") -> credit.MsgOpenCredit:
+    return credit.MsgOpenCredit(key(gateway).address, amount, duration, max_price, max_fee_bps, cap, cap_period)
 
 
 @pytest.fixture
 def net(tmp_path: Path) -> Driver:
     driver = Driver(make_app(tmp_path, genesis(accounts=NAMES, balance=1_000 * MINT, credit=CREDIT,
                                                subnets={"params": {"min_lock": MINT}})))
-    driver.ok("owner", MsgCreateSubnet("text-generation", "chat"))
+    driver.ok("owner", subnets.MsgCreateSubnet("text-generation", "chat"))
     for name in ("miner_a", "miner_b"):
-        driver.ok(name, MsgRegister(1, key(f"{name}_hot").address, 0))
-    driver.ok("gateway", MsgRegisterGateway("https://gateway.example", FEE_BPS, BOND))
+        driver.ok(name, subnets.MsgRegister(1, key(f"{name}_hot").address, 0))
+    driver.ok("gateway", credit.MsgRegisterGateway("https://gateway.example", FEE_BPS, BOND))
     driver.ok("consumer", terms())
     return driver
 
 
 def view(net: Driver) -> CommittedView:
     return CommittedView(net.app.store)
-
-
-def balance(net: Driver, name: str) -> int:
-    return bank.get_balance(view(net), key(name).address)
 
 
 def line(net: Driver, consumer: str = "consumer") -> dict[str, Any]:
@@ -89,8 +75,8 @@ def claim_entry(net: Driver, miner: str, tokens: int, grains: int, requests: int
     return [*entry(net, miner, tokens, grains, requests), acknowledged]
 
 
-def claim(*entries: list[Any]) -> MsgClaim:
-    return MsgClaim(key("gateway").address, key("gateway").public_key, list(entries))
+def claim(*entries: list[Any]) -> credit.MsgClaim:
+    return credit.MsgClaim(key("gateway").address, key("gateway").public_key, list(entries))
 
 
 def fee(grains: int) -> int:
@@ -104,12 +90,12 @@ def module_state(net: Driver) -> list[tuple[bytes, bytes]]:
 def refuse(net: Driver, name: str, msg: Msg, expected: str) -> str:
     """Send ``msg``; it must be refused with ``expected`` and change nothing but the sender's fee."""
     others = [n for n in NAMES if n != name]
-    before = module_state(net), {n: balance(net, n) for n in others}, balance(net, name)
+    before = module_state(net), {n: balance(net.app, n) for n in others}, balance(net.app, name)
     net.send(name, msg)
     (result,) = net.commit()[name]
     kind = lookup(result.codespace, result.code)
     assert kind is not None and kind.name == expected, result.log
-    after = module_state(net), {n: balance(net, n) for n in others}, balance(net, name)
+    after = module_state(net), {n: balance(net.app, n) for n in others}, balance(net.app, name)
     assert after[:2] == before[:2] and after[2] == before[2] - FEE  # only the sender's fee moved
     assert net.app.check_invariants() == []
     return result.log  # type: ignore[no-any-return]
@@ -123,21 +109,22 @@ def paid(net: Driver, line_id: int) -> list[dict[str, Any]]:
 
 
 def test_settlement_pays_the_difference_of_cumulative_receipts_to_the_grain(net: Driver) -> None:
-    before = {name: balance(net, name) for name in ("miner_a", "miner_b", "gateway", "consumer")}
+    before = {name: balance(net.app, name) for name in ("miner_a", "miner_b", "gateway", "consumer")}
     # Two receipts of miner_a in one batch: the second is cumulative over the first.
-    net.ok("gateway", MsgSettle(1, [entry(net, "miner_a", 1_001, 1_000_003, 3), entry(net, "miner_b", 50, 40_000, 1),
-                                    entry(net, "miner_a", 1_009, 1_000_010, 4)]))
+    net.ok("gateway", credit.MsgSettle(1, [entry(net, "miner_a", 1_001, 1_000_003, 3),
+                                           entry(net, "miner_b", 50, 40_000, 1),
+                                           entry(net, "miner_a", 1_009, 1_000_010, 4)]))
     fees = fee(1_000_003) + fee(40_000) + fee(7)
-    assert balance(net, "miner_a") - before["miner_a"] == 1_000_010
-    assert balance(net, "miner_b") - before["miner_b"] == 40_000
-    assert balance(net, "gateway") - before["gateway"] == fees - FEE
-    assert balance(net, "consumer") == before["consumer"]  # paid out of the held line, not the balance
+    assert balance(net.app, "miner_a") - before["miner_a"] == 1_000_010
+    assert balance(net.app, "miner_b") - before["miner_b"] == 40_000
+    assert balance(net.app, "gateway") - before["gateway"] == fees - FEE
+    assert balance(net.app, "consumer") == before["consumer"]  # paid out of the held line, not the balance
     assert line(net)["balance"] == 10 * MINT - 1_040_010 - fees and line(net)["spent"] == 1_040_010 + fees
     # A later receipt pays only what it adds.
-    net.ok("gateway", MsgSettle(2, [entry(net, "miner_a", 3_000, 3_000_000, 9)]))
-    assert balance(net, "miner_a") - before["miner_a"] == 3_000_000
+    net.ok("gateway", credit.MsgSettle(2, [entry(net, "miner_a", 3_000, 3_000_000, 9)]))
+    assert balance(net.app, "miner_a") - before["miner_a"] == 3_000_000
     more = fees + fee(3_000_000 - 1_000_010)
-    assert balance(net, "gateway") - before["gateway"] == more - 2 * FEE
+    assert balance(net.app, "gateway") - before["gateway"] == more - 2 * FEE
     assert line(net)["balance"] == 10 * MINT - 3_040_000 - more
     line_id = int(line(net)["id"])
     records = sorted(paid(net, line_id), key=lambda r: r["miner"])
@@ -151,12 +138,12 @@ def test_settlement_pays_the_difference_of_cumulative_receipts_to_the_grain(net:
 
 def test_a_gateway_cannot_settle_to_itself(net: Driver) -> None:
     # The gateway's own account key as a hotkey, and a hotkey it owns, both registered by the gateway.
-    net.ok("gateway", MsgRegister(1, key("gateway").address, 0))
-    net.ok("gateway", MsgRegister(1, key("gateway_hot").address, 0))
+    net.ok("gateway", subnets.MsgRegister(1, key("gateway").address, 0))
+    net.ok("gateway", subnets.MsgRegister(1, key("gateway_hot").address, 0))
     own_key = entry(net, "gateway", 1_000, 1_000_000, 1, hotkey="gateway")
     owned = entry(net, "gateway", 1_000, 1_000_000, 1, hotkey="gateway_hot")
-    assert "gateway" in refuse(net, "gateway", MsgSettle(1, [own_key]), "self_dealing")
-    refuse(net, "gateway", MsgSettle(1, [entry(net, "miner_a", 10, 10, 1), owned]), "self_dealing")
+    assert "gateway" in refuse(net, "gateway", credit.MsgSettle(1, [own_key]), "self_dealing")
+    refuse(net, "gateway", credit.MsgSettle(1, [entry(net, "miner_a", 10, 10, 1), owned]), "self_dealing")
 
 
 def test_receipts_without_the_miners_signature_are_refused(net: Driver) -> None:
@@ -168,27 +155,29 @@ def test_receipts_without_the_miners_signature_are_refused(net: Driver) -> None:
     other_line[0] = key("consumer_b").address
     net.ok("consumer_b", terms())  # the consumer_b line exists, but the signature names the consumer's
     for bad in (unsigned, forged, inflated, other_line):
-        log = refuse(net, "gateway", MsgSettle(1, [entry(net, "miner_b", 5, 5, 1), bad]), "bad_receipt")
+        log = refuse(net, "gateway", credit.MsgSettle(1, [entry(net, "miner_b", 5, 5, 1), bad]), "bad_receipt")
         assert log.startswith("entry 1:")
-    net.ok("gateway", MsgSettle(1, [good]))
+    net.ok("gateway", credit.MsgSettle(1, [good]))
 
 
 def test_replayed_and_older_receipts_are_stale(net: Driver) -> None:
     newer, older = entry(net, "miner_a", 2_000, 2_000_000, 5), entry(net, "miner_a", 1_000, 1_000_000, 2)
-    net.ok("gateway", MsgSettle(1, [newer]))
-    refuse(net, "gateway", MsgSettle(2, [newer]), "receipt_stale")  # replayed under a new batch id
-    refuse(net, "gateway", MsgSettle(2, [older]), "receipt_stale")
-    refuse(net, "gateway", MsgSettle(2, [entry(net, "miner_a", 3_000, 2_500_000, 5)]), "receipt_stale")  # no request
-    refuse(net, "gateway", MsgSettle(2, [entry(net, "miner_a", 1_999, 2_000_001, 6)]), "receipt_stale")  # fewer tokens
-    refuse(net, "gateway", MsgSettle(1, [entry(net, "miner_a", 3_000, 3_000_000, 6)]), "batch_replayed")
-    net.ok("gateway", MsgSettle(2, [entry(net, "miner_a", 3_000, 3_000_000, 6)]))
+    net.ok("gateway", credit.MsgSettle(1, [newer]))
+    refuse(net, "gateway", credit.MsgSettle(2, [newer]), "receipt_stale")  # replayed under a new batch id
+    refuse(net, "gateway", credit.MsgSettle(2, [older]), "receipt_stale")
+    no_request = entry(net, "miner_a", 3_000, 2_500_000, 5)
+    refuse(net, "gateway", credit.MsgSettle(2, [no_request]), "receipt_stale")
+    fewer_tokens = entry(net, "miner_a", 1_999, 2_000_001, 6)
+    refuse(net, "gateway", credit.MsgSettle(2, [fewer_tokens]), "receipt_stale")
+    refuse(net, "gateway", credit.MsgSettle(1, [entry(net, "miner_a", 3_000, 3_000_000, 6)]), "batch_replayed")
+    net.ok("gateway", credit.MsgSettle(2, [entry(net, "miner_a", 3_000, 3_000_000, 6)]))
 
 
 def test_a_line_keeps_the_fee_it_opened_with(net: Driver) -> None:
-    net.ok("gateway", MsgRegisterGateway("https://gateway.example", 10_000, BOND))  # 100%, after the line opened
-    before = balance(net, "gateway")
-    net.ok("gateway", MsgSettle(1, [entry(net, "miner_a", 1_000, 1_000_000, 1)]))
-    assert balance(net, "gateway") == before + fee(1_000_000) - FEE  # 2.5%, the line's fee
+    net.ok("gateway", credit.MsgRegisterGateway("https://gateway.example", 10_000, BOND))  # 100%, after the line opened
+    before = balance(net.app, "gateway")
+    net.ok("gateway", credit.MsgSettle(1, [entry(net, "miner_a", 1_000, 1_000_000, 1)]))
+    assert balance(net.app, "gateway") == before + fee(1_000_000) - FEE  # 2.5%, the line's fee
     # A new line gets the new fee only if the consumer accepts it.
     log = refuse(net, "consumer_b", terms(max_fee_bps=FEE_BPS), "fee_above_limit")
     assert "10000 bps" in log
@@ -201,39 +190,40 @@ def test_receipts_above_the_lines_price_are_refused(net: Driver) -> None:
     # 1,000 tokens over 3 requests at 1,000,000 per 1k: 1,000,000 grains, plus under a grain per request.
     limit = credit.max_grains(1_000, 3, PRICE)
     assert limit == 1_000_002
-    refuse(net, "gateway", MsgSettle(1, [entry(net, "miner_a", 1_000, limit + 1, 3)]), "above_max_price")
-    net.ok("gateway", MsgSettle(1, [entry(net, "miner_a", 1_000, limit, 3)]))
+    refuse(net, "gateway", credit.MsgSettle(1, [entry(net, "miner_a", 1_000, limit + 1, 3)]), "above_max_price")
+    net.ok("gateway", credit.MsgSettle(1, [entry(net, "miner_a", 1_000, limit, 3)]))
 
 
 def test_a_cap_bounds_each_period_and_the_next_period_starts_fresh(net: Driver) -> None:
     cap = 1_025_000  # 1,000,000 to miners and their 2.5% fee
     net.ok("consumer_b", terms(cap=cap, cap_period=10))
     opened = int(line(net, "consumer_b")["opened"])
-    net.ok("gateway", MsgSettle(1, [entry(net, "miner_a", 600, 600_000, 1, consumer="consumer_b")]))
-    log = refuse(net, "gateway", MsgSettle(2, [entry(net, "miner_a", 1_001, 1_000_001, 2, consumer="consumer_b")]),
-                 "beyond_cap")
+    net.ok("gateway", credit.MsgSettle(1, [entry(net, "miner_a", 600, 600_000, 1, consumer="consumer_b")]))
+    log = refuse(net, "gateway",
+                 credit.MsgSettle(2, [entry(net, "miner_a", 1_001, 1_000_001, 2, consumer="consumer_b")]), "beyond_cap")
     assert f"block {opened + 10}" in log
-    net.ok("gateway", MsgSettle(2, [entry(net, "miner_a", 1_000, 1_000_000, 2, consumer="consumer_b")]))  # exactly
-    refuse(net, "gateway", MsgSettle(3, [entry(net, "miner_a", 1_001, 1_000_001, 3, consumer="consumer_b")]),
+    exactly_the_cap = entry(net, "miner_a", 1_000, 1_000_000, 2, consumer="consumer_b")
+    net.ok("gateway", credit.MsgSettle(2, [exactly_the_cap]))
+    refuse(net, "gateway", credit.MsgSettle(3, [entry(net, "miner_a", 1_001, 1_000_001, 3, consumer="consumer_b")]),
            "beyond_cap")
     net.advance(opened + 10 - net.height - 1)  # the next block starts the second period
-    net.ok("gateway", MsgSettle(3, [entry(net, "miner_a", 1_001, 1_000_001, 3, consumer="consumer_b")]))
+    net.ok("gateway", credit.MsgSettle(3, [entry(net, "miner_a", 1_001, 1_000_001, 3, consumer="consumer_b")]))
     assert line(net, "consumer_b")["period_start"] == opened + 10
     assert line(net, "consumer_b")["period_spent"] == 1 + fee(1)
 
 
 def test_bad_batches_change_nothing(net: Driver) -> None:
-    net.ok("gateway", MsgSettle(5, [entry(net, "miner_a", 100, 100, 1)]))
-    refuse(net, "gateway", MsgSettle(4, [entry(net, "miner_a", 200, 200, 2)]), "batch_replayed")
-    refuse(net, "gateway", MsgSettle(6, [entry(net, "miner_a", 200, 200, 2),
+    net.ok("gateway", credit.MsgSettle(5, [entry(net, "miner_a", 100, 100, 1)]))
+    refuse(net, "gateway", credit.MsgSettle(4, [entry(net, "miner_a", 200, 200, 2)]), "batch_replayed")
+    refuse(net, "gateway", credit.MsgSettle(6, [entry(net, "miner_a", 200, 200, 2),
                                          entry(net, "miner_b", 10_000_000, 10 * MINT, 9)]), "beyond_credit")
-    refuse(net, "gateway", MsgSettle(6, [entry(net, "miner_a", 200, 200, 2),
+    refuse(net, "gateway", credit.MsgSettle(6, [entry(net, "miner_a", 200, 200, 2),
                                          entry(net, "stranger", 100, 100, 1, hotkey="stranger")]), "unknown_miner")
-    refuse(net, "gateway", MsgSettle(6, [entry(net, "miner_a", 200, 200, 0)]), "empty_entry")
-    refuse(net, "gateway", MsgSettle(6, [[key("stranger").address, *entry(net, "miner_a", 200, 200, 2)[1:]]]),
+    refuse(net, "gateway", credit.MsgSettle(6, [entry(net, "miner_a", 200, 200, 0)]), "empty_entry")
+    refuse(net, "gateway", credit.MsgSettle(6, [[key("stranger").address, *entry(net, "miner_a", 200, 200, 2)[1:]]]),
            "no_line")
-    refuse(net, "stranger", MsgSettle(6, [entry(net, "miner_a", 200, 200, 2)]), "not_gateway")
-    refuse(net, "consumer", MsgSettle(6, [entry(net, "miner_a", 200, 200, 2)]), "not_gateway")
+    refuse(net, "stranger", credit.MsgSettle(6, [entry(net, "miner_a", 200, 200, 2)]), "not_gateway")
+    refuse(net, "consumer", credit.MsgSettle(6, [entry(net, "miner_a", 200, 200, 2)]), "not_gateway")
 
 
 # --- lines: terms, top-up, close, reclaim ------------------------------------------------------------------
@@ -248,57 +238,57 @@ def test_lines_open_on_valid_terms_once_and_top_up(net: Driver) -> None:
     refuse(net, "stranger", terms(max_price=0), "bad_terms")
     refuse(net, "stranger", terms(cap=MINT), "bad_terms")
     refuse(net, "stranger", terms(cap_period=10), "bad_terms")
-    refuse(net, "stranger", MsgTopUpCredit(gateway, MINT, 0), "no_line")
+    refuse(net, "stranger", credit.MsgTopUpCredit(gateway, MINT, 0), "no_line")
     expires = line(net)["expires"]
-    net.ok("consumer", MsgTopUpCredit(gateway, 5 * MINT, 10))
+    net.ok("consumer", credit.MsgTopUpCredit(gateway, 5 * MINT, 10))
     assert line(net)["balance"] == 15 * MINT and line(net)["expires"] == expires + 10
-    refuse(net, "consumer", MsgReclaimCredit(gateway), "not_expired")
-    net.ok("gateway", MsgSettle(1, [entry(net, "miner_a", 1_000, MINT // 1_000, 1)]))
+    refuse(net, "consumer", credit.MsgReclaimCredit(gateway), "not_expired")
+    net.ok("gateway", credit.MsgSettle(1, [entry(net, "miner_a", 1_000, MINT // 1_000, 1)]))
     net.advance(line(net)["expires"] + CREDIT["params"]["settle_grace"] - net.height - 1)
-    before, left = balance(net, "consumer"), line(net)["balance"]
-    net.ok("consumer", MsgReclaimCredit(gateway))
-    assert balance(net, "consumer") == before + left - FEE
-    refuse(net, "consumer", MsgReclaimCredit(gateway), "no_line")
+    before, left = balance(net.app, "consumer"), line(net)["balance"]
+    net.ok("consumer", credit.MsgReclaimCredit(gateway))
+    assert balance(net.app, "consumer") == before + left - FEE
+    refuse(net, "consumer", credit.MsgReclaimCredit(gateway), "no_line")
 
 
 def test_an_early_close_returns_exactly_the_unsettled_remainder_after_the_notice(net: Driver) -> None:
     gateway = key("gateway").address
-    net.ok("gateway", MsgSettle(1, [entry(net, "miner_a", 1_000, 1_000_000, 2)]))
-    net.ok("consumer", MsgCloseCredit(gateway))
+    net.ok("gateway", credit.MsgSettle(1, [entry(net, "miner_a", 1_000, 1_000_000, 2)]))
+    net.ok("consumer", credit.MsgCloseCredit(gateway))
     closing_at = net.height + CREDIT["params"]["close_notice"]
     assert line(net)["closing_at"] == closing_at
     assert codec.decode(net.app.query(f"/credit/line/{format_address(key('consumer').address)}/"
                                       f"{format_address(gateway)}").value)["reclaimable_from"] == closing_at
-    refuse(net, "consumer", MsgCloseCredit(gateway), "line_closing")
-    refuse(net, "consumer", MsgTopUpCredit(gateway, MINT, 0), "line_closing")
-    assert str(closing_at) in refuse(net, "consumer", MsgReclaimCredit(gateway), "not_expired")
+    refuse(net, "consumer", credit.MsgCloseCredit(gateway), "line_closing")
+    refuse(net, "consumer", credit.MsgTopUpCredit(gateway, MINT, 0), "line_closing")
+    assert str(closing_at) in refuse(net, "consumer", credit.MsgReclaimCredit(gateway), "not_expired")
     # Settlement during the notice still works: that is what the notice is for.
-    net.ok("gateway", MsgSettle(2, [entry(net, "miner_a", 2_000, 2_000_000, 4)]))
+    net.ok("gateway", credit.MsgSettle(2, [entry(net, "miner_a", 2_000, 2_000_000, 4)]))
     unsettled = 10 * MINT - 2_000_000 - fee(1_000_000) - fee(1_000_000)
     assert line(net)["balance"] == unsettled
     net.advance(closing_at - net.height - 2)
-    refuse(net, "consumer", MsgReclaimCredit(gateway), "not_expired")  # the block before the notice ends
-    line_id, before = int(line(net)["id"]), balance(net, "consumer")
-    net.ok("consumer", MsgReclaimCredit(gateway))
+    refuse(net, "consumer", credit.MsgReclaimCredit(gateway), "not_expired")  # the block before the notice ends
+    line_id, before = int(line(net)["id"]), balance(net.app, "consumer")
+    net.ok("consumer", credit.MsgReclaimCredit(gateway))
     assert net.height == closing_at
-    assert balance(net, "consumer") == before + unsettled - FEE
+    assert balance(net.app, "consumer") == before + unsettled - FEE
     assert paid(net, line_id) == [] and bank.get_held(view(net), "credit") == BOND
     # A new line starts from zero under a new id: the old receipts pay nothing on it.
     net.ok("consumer", terms())
     assert line(net)["id"] == line_id + 1
-    refuse(net, "gateway", MsgSettle(3, [[*entry(net, "miner_a", 2_000, 2_000_000, 4)[:5],
+    refuse(net, "gateway", credit.MsgSettle(3, [[*entry(net, "miner_a", 2_000, 2_000_000, 4)[:5],
                                           sign_receipt(key("miner_a_hot"), Receipt(
                                               CHAIN_ID, line_id, gateway, key("consumer").address,
                                               key("miner_a_hot").address, 2_000, 2_000_000, 4))]]), "bad_receipt")
 
 
 def test_gateway_registration_is_bounded(net: Driver) -> None:
-    refuse(net, "stranger", MsgRegisterGateway("https://x.example", 10_001, 2 * MINT), "fee_too_high")
-    refuse(net, "stranger", MsgRegisterGateway("https://x.example", 10, MINT // 2), "bond_too_low")
-    refuse(net, "stranger", MsgRegisterGateway("ftp://x.example", 10, 2 * MINT), "invalid_field")
-    before = balance(net, "gateway")
-    net.ok("gateway", MsgRegisterGateway("https://gateway.example/v2", 100, MINT))  # a lower bond comes back
-    assert balance(net, "gateway") == before + MINT - FEE
+    refuse(net, "stranger", credit.MsgRegisterGateway("https://x.example", 10_001, 2 * MINT), "fee_too_high")
+    refuse(net, "stranger", credit.MsgRegisterGateway("https://x.example", 10, MINT // 2), "bond_too_low")
+    refuse(net, "stranger", credit.MsgRegisterGateway("ftp://x.example", 10, 2 * MINT), "invalid_field")
+    before = balance(net.app, "gateway")
+    net.ok("gateway", credit.MsgRegisterGateway("https://gateway.example/v2", 100, MINT))  # a lower bond comes back
+    assert balance(net.app, "gateway") == before + MINT - FEE
     gateways = credit.query_gateways(view(net), [], b"")
     assert [(g["url"], g["fee_bps"], g["last_batch"]) for g in gateways] == [("https://gateway.example/v2", 100, 0)]
 
@@ -309,36 +299,36 @@ def test_gateway_registration_is_bounded(net: Driver) -> None:
 def test_a_miner_claims_acknowledged_receipts_from_the_line_then_the_bond(tmp_path: Path) -> None:
     net = Driver(make_app(tmp_path, genesis(accounts=NAMES, balance=1_000 * MINT, credit=CREDIT,
                                             subnets={"params": {"min_lock": MINT}})))
-    net.ok("owner", MsgCreateSubnet("text-generation", "chat"))
-    net.ok("miner_a", MsgRegister(1, key("miner_a_hot").address, 0))
-    net.ok("gateway", MsgRegisterGateway("https://gateway.example", FEE_BPS, BOND))
+    net.ok("owner", subnets.MsgCreateSubnet("text-generation", "chat"))
+    net.ok("miner_a", subnets.MsgRegister(1, key("miner_a_hot").address, 0))
+    net.ok("gateway", credit.MsgRegisterGateway("https://gateway.example", FEE_BPS, BOND))
     net.ok("consumer", terms(amount=MINT, max_price=10 * MINT))
-    before = {name: balance(net, name) for name in ("miner_a", "gateway", "consumer")}
+    before = {name: balance(net.app, name) for name in ("miner_a", "gateway", "consumer")}
     # Paid from the line, with the gateway's fee, like a settlement (anyone may send it: here the miner's coldkey).
     net.ok("miner_a", claim(claim_entry(net, "miner_a", 1_000, 400_000_000, 1)))
-    assert balance(net, "miner_a") == before["miner_a"] + 400_000_000 - FEE
-    assert balance(net, "gateway") == before["gateway"] + fee(400_000_000)
+    assert balance(net.app, "miner_a") == before["miner_a"] + 400_000_000 - FEE
+    assert balance(net.app, "gateway") == before["gateway"] + fee(400_000_000)
     assert line(net)["balance"] == MINT - 400_000_000 - fee(400_000_000) and bond(net) == BOND
     # The line has 590,000,000 left: it pays them to the miner (no fee), the bond pays the other 1,410,000,000.
     left = line(net)["balance"]
     net.ok("miner_a", claim(claim_entry(net, "miner_a", 3_000, 2_400_000_000, 2)))
-    assert balance(net, "miner_a") == before["miner_a"] + 2_400_000_000 - 2 * FEE
+    assert balance(net.app, "miner_a") == before["miner_a"] + 2_400_000_000 - 2 * FEE
     assert line(net)["balance"] == 0 and bond(net) == BOND - (2_000_000_000 - left)
-    assert balance(net, "gateway") == before["gateway"] + fee(400_000_000)
+    assert balance(net.app, "gateway") == before["gateway"] + fee(400_000_000)
     assert net.app.check_invariants() == []
     # The bond runs out: it pays what it has and no more; the record advances by what was paid.
     slashed_to = bond(net)
     net.ok("miner_a", claim(claim_entry(net, "miner_a", 9_000, 9_000_000_000, 3)))
-    assert bond(net) == 0 and balance(net, "miner_a") == before["miner_a"] + 2_400_000_000 + slashed_to - 3 * FEE
+    assert bond(net) == 0 and balance(net.app, "miner_a") == before["miner_a"] + 2_400_000_000 + slashed_to - 3 * FEE
     (record,) = paid(net, int(line(net)["id"]))
     assert (record["tokens"], record["grains"], record["requests"]) == (3_000, 2_400_000_000 + slashed_to, 2)
     assert bank.get_held(view(net), "credit") == 0 and net.app.check_invariants() == []
     # Nothing left anywhere: refused, nothing changes. Once the gateway bonds again, the same receipt pays the rest.
     again = claim(claim_entry(net, "miner_a", 9_000, 9_000_000_000, 3))
     refuse(net, "miner_a", again, "beyond_credit")
-    net.ok("gateway", MsgRegisterGateway("https://gateway.example", FEE_BPS, 10 * MINT))
+    net.ok("gateway", credit.MsgRegisterGateway("https://gateway.example", FEE_BPS, 10 * MINT))
     net.ok("miner_a", again)
-    assert balance(net, "miner_a") == before["miner_a"] + 9_000_000_000 - 5 * FEE  # five claims, one refused
+    assert balance(net.app, "miner_a") == before["miner_a"] + 9_000_000_000 - 5 * FEE  # five claims, one refused
     (record,) = paid(net, int(line(net)["id"]))
     assert (record["tokens"], record["grains"], record["requests"]) == (9_000, 9_000_000_000, 3)
     assert bond(net) == 10 * MINT - (9_000_000_000 - 2_400_000_000 - slashed_to)
@@ -351,8 +341,8 @@ def test_a_claim_needs_the_gateways_acknowledgement(net: Driver) -> None:
     refuse(net, "miner_a", claim(claim_entry(net, "miner_a", 1_000, 1_000_000, 1, acknowledger="miner_a")),
            "bad_receipt")
     good = claim_entry(net, "miner_a", 1_000, 1_000_000, 1)
-    refuse(net, "miner_a", MsgClaim(key("gateway").address, key("miner_a").public_key, [good]), "bad_receipt")
+    refuse(net, "miner_a", credit.MsgClaim(key("gateway").address, key("miner_a").public_key, [good]), "bad_receipt")
     refuse(net, "miner_a", claim([*good[:5], bytes(64), good[6]]), "bad_receipt")  # the miner's signature missing
-    refuse(net, "miner_a", MsgClaim(key("stranger").address, key("stranger").public_key, [good]), "not_gateway")
+    refuse(net, "miner_a", credit.MsgClaim(key("stranger").address, key("stranger").public_key, [good]), "not_gateway")
     net.ok("miner_a", claim(good))
     refuse(net, "miner_a", claim(good), "receipt_stale")

@@ -26,46 +26,27 @@ from typing import Any
 
 import pytest
 
-from gridmint.chain import authority, bank, codec, credit, escrow, fields, market
+from gridmint.chain import (
+    authority,
+    bank,
+    codec,
+    commitments,
+    credit,
+    escrow,
+    fields,
+    market,
+    staking,
+    subnets,
+    weights,
+)
 from gridmint.chain.app import MESSAGE_TYPES, App
-from gridmint.chain.authority import MsgPropose, MsgVote
-from gridmint.chain.bank import MsgSend
-from gridmint.chain.commitments import MsgCommit
-from gridmint.chain.credit import (
-    MsgClaim,
-    MsgCloseCredit,
-    MsgOpenCredit,
-    MsgReclaimCredit,
-    MsgRegisterGateway,
-    MsgSettle,
-    MsgTopUpCredit,
-)
 from gridmint.chain.errors import ChainError
-from gridmint.chain.market import (
-    MsgAcceptBid,
-    MsgBid,
-    MsgCloseDeployment,
-    MsgCloseLease,
-    MsgCreateDeployment,
-    MsgRegisterProvider,
-    MsgTopUp,
-    MsgWithdraw,
-)
 from gridmint.chain.receipts import Receipt, acknowledge_receipt, sign_receipt
-from gridmint.chain.staking import MsgAddStake, MsgRemoveStake, MsgSetTake
 from gridmint.chain.state import CommittedView
 from gridmint.chain.store import Store
-from gridmint.chain.subnets import (
-    HYPERPARAM_NAMES,
-    MsgAnnounceEndpoint,
-    MsgCreateSubnet,
-    MsgDissolveSubnet,
-    MsgRegister,
-    MsgSetHyperparam,
-)
+from gridmint.chain.subnets import HYPERPARAM_NAMES
 from gridmint.chain.tx import Msg, decode_tx
 from gridmint.chain.units import MAX_AMOUNT, MAX_U64
-from gridmint.chain.weights import MsgCommitWeights, MsgRevealWeights, MsgSetWeights
 from tests.chain.chain_world import (
     ACCOUNTS,
     AUTHORITIES,
@@ -76,7 +57,7 @@ from tests.chain.chain_world import (
     build_world,
     world_genesis,
 )
-from tests.helpers import CHAIN_ID, FEE, MINT, key, required_fee, signed
+from tests.support.chain import CHAIN_ID, FEE, MINT, key, required_fee, signed
 
 BLOCKS, SEED = 300, 21
 LONG_BLOCKS = int(os.environ.get("GRIDMINT_DEEP_FUZZ_BLOCKS", "5000"))
@@ -124,38 +105,40 @@ def _last_batch(fuzz: Fuzz) -> int:
 
 
 SEEDS: dict[str, Seed] = {
-    "authority/propose": lambda f: ("authority-0", MsgPropose("add", key("new-authority").public_key, 10, "new")),
-    "authority/vote": lambda f: ("new-authority", MsgVote(_last(f, authority.NEXT_ID_KEY))),
-    "bank/send": lambda f: ("c1", MsgSend(key("c2").address, MINT)),
-    "credit/register_gateway": lambda f: (GATEWAY, MsgRegisterGateway("https://gateway.example", 250, 5 * MINT)),
-    "credit/open": lambda f: ("c2", MsgOpenCredit(GW, 10 * MINT, 50, LINE_PRICE, 250, 0, 0)),
-    "credit/top_up": lambda f: ("c1", MsgTopUpCredit(GW, MINT, 5)),
-    "credit/close": lambda f: ("c2", MsgCloseCredit(GW)),
-    "credit/reclaim": lambda f: ("c2", MsgReclaimCredit(GW)),
-    "credit/settle": lambda f: (GATEWAY, MsgSettle(_last_batch(f) + 1, [_receipt_entry(f, "m1", False)])),
-    "credit/claim": lambda f: ("m2", MsgClaim(GW, key(GATEWAY).public_key, [_receipt_entry(f, "m2", True)])),
-    "market/register_provider": lambda f: ("p1", MsgRegisterProvider(
+    "authority/propose": lambda f: ("authority-0",
+                                    authority.MsgPropose("add", key("new-authority").public_key, 10, "new")),
+    "authority/vote": lambda f: ("new-authority", authority.MsgVote(_last(f, authority.NEXT_ID_KEY))),
+    "bank/send": lambda f: ("c1", bank.MsgSend(key("c2").address, MINT)),
+    "credit/register_gateway": lambda f: (GATEWAY, credit.MsgRegisterGateway("https://gateway.example", 250, 5 * MINT)),
+    "credit/open": lambda f: ("c2", credit.MsgOpenCredit(GW, 10 * MINT, 50, LINE_PRICE, 250, 0, 0)),
+    "credit/top_up": lambda f: ("c1", credit.MsgTopUpCredit(GW, MINT, 5)),
+    "credit/close": lambda f: ("c2", credit.MsgCloseCredit(GW)),
+    "credit/reclaim": lambda f: ("c2", credit.MsgReclaimCredit(GW)),
+    "credit/settle": lambda f: (GATEWAY, credit.MsgSettle(_last_batch(f) + 1, [_receipt_entry(f, "m1", False)])),
+    "credit/claim": lambda f: ("m2", credit.MsgClaim(GW, key(GATEWAY).public_key, [_receipt_entry(f, "m2", True)])),
+    "market/register_provider": lambda f: ("p1", market.MsgRegisterProvider(
         "https://provider.example", "A100", 4, 80, 32_000, 128_000, 1_000_000, "eu", ["datacenter"], 2 * MINT)),
-    "market/create_deployment": lambda f: ("t1", MsgCreateDeployment(1_000, 2_048, 1, ["A100"], 40, MINT // 100,
+    "market/create_deployment": lambda f: ("t1", market.MsgCreateDeployment(1_000, 2_048, 1, ["A100"], 40, MINT // 100,
                                                                      b"\x01" * 32, MINT)),
-    "market/bid": lambda f: ("p1", MsgBid(_last(f, market.NEXT_ORDER_KEY), MINT // 200)),
-    "market/accept_bid": lambda f: ("t1", MsgAcceptBid(_last(f, market.NEXT_ORDER_KEY), key("p1").address)),
-    "market/close_deployment": lambda f: ("t1", MsgCloseDeployment(_last(f, market.NEXT_ORDER_KEY) - 1)),
-    "market/close_lease": lambda f: ("p1", MsgCloseLease(_last(f, escrow.NEXT_ID_KEY), 2)),
-    "market/withdraw": lambda f: ("p1", MsgWithdraw(_last(f, escrow.NEXT_ID_KEY))),
-    "market/top_up": lambda f: ("t1", MsgTopUp(_last(f, escrow.NEXT_ID_KEY), MINT // 10)),
-    "staking/add": lambda f: ("d1", MsgAddStake(1, key("v1/hot").address, MINT)),
-    "staking/remove": lambda f: ("d1", MsgRemoveStake(1, key("v1/hot").address, MINT // 2)),
-    "staking/set_take": lambda f: ("v1", MsgSetTake(key("v1/hot").address, 1_000)),
-    "subnets/create": lambda f: ("owner", MsgCreateSubnet("text-generation", "fuzzed")),
-    "subnets/set_param": lambda f: ("owner", MsgSetHyperparam(1, "kappa", 30_000)),
-    "subnets/dissolve": lambda f: ("owner", MsgDissolveSubnet(2)),
-    "subnets/register": lambda f: ("m3", MsgRegister(1, key("m3/hot").address, 0)),
-    "subnets/announce": lambda f: ("m1/hot", MsgAnnounceEndpoint(1, "https://miner.example", ["model"], 1_000, 1)),
-    "weights/set": lambda f: ("v1/hot", MsgSetWeights(1, [0, 1, 2, 3], [10, 20, 30, 40])),
-    "weights/commit": lambda f: ("v2/hot", MsgCommitWeights(1, bytes(32))),
-    "weights/reveal": lambda f: ("v2/hot", MsgRevealWeights(1, [0], [1], bytes(32))),
-    "commitments/commit": lambda f: ("v1/hot", MsgCommit(1, bytes(32), b"root")),
+    "market/bid": lambda f: ("p1", market.MsgBid(_last(f, market.NEXT_ORDER_KEY), MINT // 200)),
+    "market/accept_bid": lambda f: ("t1", market.MsgAcceptBid(_last(f, market.NEXT_ORDER_KEY), key("p1").address)),
+    "market/close_deployment": lambda f: ("t1", market.MsgCloseDeployment(_last(f, market.NEXT_ORDER_KEY) - 1)),
+    "market/close_lease": lambda f: ("p1", market.MsgCloseLease(_last(f, escrow.NEXT_ID_KEY), 2)),
+    "market/withdraw": lambda f: ("p1", market.MsgWithdraw(_last(f, escrow.NEXT_ID_KEY))),
+    "market/top_up": lambda f: ("t1", market.MsgTopUp(_last(f, escrow.NEXT_ID_KEY), MINT // 10)),
+    "staking/add": lambda f: ("d1", staking.MsgAddStake(1, key("v1/hot").address, MINT)),
+    "staking/remove": lambda f: ("d1", staking.MsgRemoveStake(1, key("v1/hot").address, MINT // 2)),
+    "staking/set_take": lambda f: ("v1", staking.MsgSetTake(key("v1/hot").address, 1_000)),
+    "subnets/create": lambda f: ("owner", subnets.MsgCreateSubnet("text-generation", "fuzzed")),
+    "subnets/set_param": lambda f: ("owner", subnets.MsgSetHyperparam(1, "kappa", 30_000)),
+    "subnets/dissolve": lambda f: ("owner", subnets.MsgDissolveSubnet(2)),
+    "subnets/register": lambda f: ("m3", subnets.MsgRegister(1, key("m3/hot").address, 0)),
+    "subnets/announce": lambda f: ("m1/hot",
+                                   subnets.MsgAnnounceEndpoint(1, "https://miner.example", ["model"], 1_000, 1)),
+    "weights/set": lambda f: ("v1/hot", weights.MsgSetWeights(1, [0, 1, 2, 3], [10, 20, 30, 40])),
+    "weights/commit": lambda f: ("v2/hot", weights.MsgCommitWeights(1, bytes(32))),
+    "weights/reveal": lambda f: ("v2/hot", weights.MsgRevealWeights(1, [0], [1], bytes(32))),
+    "commitments/commit": lambda f: ("v1/hot", commitments.MsgCommit(1, bytes(32), b"root")),
 }
 
 
@@ -384,37 +367,37 @@ def caught(tmp_path: Path, blocks: int = 60) -> str:
 
 def test_the_fuzz_catches_a_transfer_that_credits_a_grain_too_many(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    send = bank.MODULE.handlers[MsgSend]
+    send = bank.MODULE.handlers[bank.MsgSend]
 
-    def one_grain_too_many(ctx: Any, msg: MsgSend) -> None:
+    def one_grain_too_many(ctx: Any, msg: bank.MsgSend) -> None:
         send(ctx, msg)
         bank.credit(ctx.state, msg.to, 1)
 
-    monkeypatch.setitem(bank.MODULE.handlers, MsgSend, one_grain_too_many)
+    monkeypatch.setitem(bank.MODULE.handlers, bank.MsgSend, one_grain_too_many)
     assert "bank/supply" in caught(tmp_path)
 
 
 def test_the_fuzz_catches_an_unforeseen_exception_on_a_large_price(tmp_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    bid = market.MODULE.handlers[MsgBid]
+    bid = market.MODULE.handlers[market.MsgBid]
 
-    def overflow(ctx: Any, msg: MsgBid) -> None:
+    def overflow(ctx: Any, msg: market.MsgBid) -> None:
         if msg.price > 2**63:
             raise OverflowError("price does not fit an int64")  # as a careless conversion would
         bid(ctx, msg)
 
-    monkeypatch.setitem(market.MODULE.handlers, MsgBid, overflow)
+    monkeypatch.setitem(market.MODULE.handlers, market.MsgBid, overflow)
     assert "internal error" in caught(tmp_path, blocks=200)
 
 
 def test_the_fuzz_catches_two_apps_that_disagree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    create = market.MODULE.handlers[MsgCreateDeployment]
+    create = market.MODULE.handlers[market.MsgCreateDeployment]
     calls = Counter[str]()
 
-    def counted(ctx: Any, msg: MsgCreateDeployment) -> None:
+    def counted(ctx: Any, msg: market.MsgCreateDeployment) -> None:
         create(ctx, msg)
         calls["orders"] += 1
         ctx.state.set_int(b"market/calls", calls["orders"])  # process-wide: the second app writes other numbers
 
-    monkeypatch.setitem(market.MODULE.handlers, MsgCreateDeployment, counted)
+    monkeypatch.setitem(market.MODULE.handlers, market.MsgCreateDeployment, counted)
     assert "disagree" in caught(tmp_path)

@@ -11,7 +11,7 @@ from gridmint.chain.app import App
 from gridmint.chain.authority import MsgPropose
 from gridmint.chain.bank import MsgSend
 from gridmint.chain.store import Store
-from tests.helpers import MINT, genesis, key, signed
+from tests.support.chain import MINT, genesis, key, signed
 
 NAMES = ("alice", "bob", "carol", "dave", "authority-0")
 

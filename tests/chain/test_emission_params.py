@@ -11,7 +11,7 @@ from gridmint.chain import bank, emission, neurons
 from gridmint.chain.errors import ChainError
 from gridmint.chain.state import CommittedView
 from tests.chain.incentive_network import Network, build
-from tests.helpers import MINT, genesis, key
+from tests.support.chain import MINT, genesis, key
 
 
 def split_net(tmp_path: Path, owner_bps: int, miner_bps: int) -> Network:

@@ -14,7 +14,7 @@ from gridmint.chain.params import params_to_json
 from gridmint.chain.state import BlockState, State
 from gridmint.chain.store import Store
 from gridmint.chain.units import MAX_U64
-from tests.helpers import Chain, genesis, make_app
+from tests.support.chain import Chain, genesis, make_app
 
 TENANT, PROVIDER = b"\x01" * 20, b"\x02" * 20
 

@@ -31,7 +31,7 @@ from gridmint.chain.store import Store
 from gridmint.chain.subnets import MsgAnnounceEndpoint, MsgSetHyperparam
 from gridmint.chain.weights import MsgCommitWeights, MsgSetWeights, commit_hash
 from tests.chain.chain_world import GATEWAY, CheckedDriver, build_world, expect_ok
-from tests.helpers import CHAIN_ID, MINT, Chain, genesis, key, signed
+from tests.support.chain import CHAIN_ID, MINT, Chain, genesis, key, signed
 
 GENESIS_TIME = "2026-06-01T00:00:00Z"
 APP_KEYS = (b"app/chain_id", b"app/tx_params", b"tx/nonce/")  # the app's own keys; every other is a module's

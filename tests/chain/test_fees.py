@@ -9,47 +9,16 @@ from typing import Any
 
 import pytest
 
-from gridmint.chain import bank, fees, neurons, subnets
+from gridmint.chain import authority, bank, commitments, credit, fees, market, neurons, staking, subnets, weights
 from gridmint.chain.app import MESSAGE_TYPES, BlockFill
-from gridmint.chain.authority import MsgPropose, MsgVote
-from gridmint.chain.commitments import MsgCommit
-from gridmint.chain.credit import (
-    MsgClaim,
-    MsgCloseCredit,
-    MsgOpenCredit,
-    MsgReclaimCredit,
-    MsgRegisterGateway,
-    MsgSettle,
-    MsgTopUpCredit,
-)
 from gridmint.chain.emission import schedule_epochs
 from gridmint.chain.errors import lookup
-from gridmint.chain.market import (
-    MsgAcceptBid,
-    MsgBid,
-    MsgCloseDeployment,
-    MsgCloseLease,
-    MsgCreateDeployment,
-    MsgRegisterProvider,
-    MsgTopUp,
-    MsgWithdraw,
-)
 from gridmint.chain.params import params_to_json
-from gridmint.chain.staking import MsgAddStake, MsgRemoveStake, MsgSetTake
 from gridmint.chain.state import BlockState, CommittedView
-from gridmint.chain.subnets import (
-    MsgAnnounceEndpoint,
-    MsgCreateSubnet,
-    MsgDissolveSubnet,
-    MsgRegister,
-    MsgSetHyperparam,
-    compute_epoch_cells,
-    get_lock_cost,
-)
+from gridmint.chain.subnets import compute_epoch_cells, get_lock_cost
 from gridmint.chain.tx import Msg, TxBody
-from gridmint.chain.weights import MsgCommitWeights, MsgRevealWeights, MsgSetWeights
 from tests.chain.incentive_network import build
-from tests.helpers import (
+from tests.support.chain import (
     CHAIN_ID,
     MIN_TX_FEE,
     MINT,
@@ -67,7 +36,7 @@ A = key("alice").address
 PK, SIG = key("alice").public_key, bytes(64)
 # A settlement of 72 entries: 300 + 72 × 180 units, 13,560 with the envelope, and 9,091 bytes (the tests that fill
 # blocks with it allow 16 kB transactions).
-FILLER = MsgSettle(1, [[key("c").address, key("m").public_key, 1, 1, 1, SIG]] * 72)
+FILLER = credit.MsgSettle(1, [[key("c").address, key("m").public_key, 1, 1, 1, SIG]] * 72)
 LARGE_TXS = {"max_tx_bytes": 16_384}
 DEFAULT_SHAPE = params_to_json(subnets.Hyperparams())  # 256 UIDs, 64 validators, tempo 360
 DEFAULT_EPOCHS = 33_024 * 600 * 7_200 // (360 * 1_000)  # a day of the default shape's epochs: 396,288 units
@@ -75,38 +44,39 @@ DEFAULT_EPOCHS = 33_024 * 600 * 7_200 // (360 * 1_000)  # a day of the default s
 # Each message type with an example and its units under the default shape, worked out by hand from the schedule.
 SCHEDULE: list[tuple[Msg, int]] = [
     (bank.MsgSend(A, MINT), 30),
-    (MsgPropose("add", key("x").public_key, 10, "newcomer"), 100 + 8),
-    (MsgVote(1), 100),
-    (MsgCreateSubnet("text-generation", "chat"), 500 + 19 + DEFAULT_EPOCHS),
-    (MsgSetHyperparam(1, "kappa", 100), 100),
-    (MsgSetHyperparam(1, "tempo", 720), 100 + DEFAULT_EPOCHS // 2),  # half the epochs of tempo 360
-    (MsgSetHyperparam(1, "max_uids", 4_096), 100 + (64 * 4_096 + 4_096 + 16_384) * 12),  # 0.6 unit/cell × 20
-    (MsgDissolveSubnet(1), 500),
-    (MsgRegister(1, A, 0), 550 + 82 * 256),  # ten vectors and a prune scan per UID it may hold
-    (MsgAnnounceEndpoint(1, "http://a.b/", ["m1", "m2"], 5, 1), 200 + 11 + 4),
-    (MsgAddStake(1, A, MINT), 300 + 8 * 256),
-    (MsgRemoveStake(1, A, MINT), 200 + 8 * 256),
-    (MsgSetTake(A, 100), 50),
-    (MsgSetWeights(1, [0, 1, 2], [1, 2, 3]), 200 + 6 * 3 + 9 * 256),
-    (MsgCommitWeights(1, b"\x01" * 32), 200 + 256),
-    (MsgRevealWeights(1, [0, 1], [1, 2], b"\x02" * 32), 200 + 6 * 2 + 9 * 256),
-    (MsgRegisterProvider("http://p.q", "h100", 1, 80, 1000, 1024, 1024, "eu", ["fast"], MINT), 300 + 10 + 4 + 2 + 4),
-    (MsgCreateDeployment(1000, 1024, 1, ["h100", "a100"], 40, MINT, b"\x03" * 32, 2 * MINT), 400 + 8),
-    (MsgBid(1, MINT), 400),
-    (MsgAcceptBid(1, A), 500),
-    (MsgCloseLease(1, 0), 300),
-    (MsgWithdraw(1), 200),
-    (MsgTopUp(1, MINT), 200),
-    (MsgCloseDeployment(1), 300),
-    (MsgRegisterGateway("https://gw.example", 100, MINT), 300 + 18),
-    (MsgOpenCredit(A, MINT, 100, 1_000, 100, 0, 0), 200),
-    (MsgTopUpCredit(A, MINT, 0), 200),
-    (MsgCloseCredit(A), 100),
+    (authority.MsgPropose("add", key("x").public_key, 10, "newcomer"), 100 + 8),
+    (authority.MsgVote(1), 100),
+    (subnets.MsgCreateSubnet("text-generation", "chat"), 500 + 19 + DEFAULT_EPOCHS),
+    (subnets.MsgSetHyperparam(1, "kappa", 100), 100),
+    (subnets.MsgSetHyperparam(1, "tempo", 720), 100 + DEFAULT_EPOCHS // 2),  # half the epochs of tempo 360
+    (subnets.MsgSetHyperparam(1, "max_uids", 4_096), 100 + (64 * 4_096 + 4_096 + 16_384) * 12),  # 0.6 unit/cell × 20
+    (subnets.MsgDissolveSubnet(1), 500),
+    (subnets.MsgRegister(1, A, 0), 550 + 82 * 256),  # ten vectors and a prune scan per UID it may hold
+    (subnets.MsgAnnounceEndpoint(1, "http://a.b/", ["m1", "m2"], 5, 1), 200 + 11 + 4),
+    (staking.MsgAddStake(1, A, MINT), 300 + 8 * 256),
+    (staking.MsgRemoveStake(1, A, MINT), 200 + 8 * 256),
+    (staking.MsgSetTake(A, 100), 50),
+    (weights.MsgSetWeights(1, [0, 1, 2], [1, 2, 3]), 200 + 6 * 3 + 9 * 256),
+    (weights.MsgCommitWeights(1, b"\x01" * 32), 200 + 256),
+    (weights.MsgRevealWeights(1, [0, 1], [1, 2], b"\x02" * 32), 200 + 6 * 2 + 9 * 256),
+    (market.MsgRegisterProvider("http://p.q", "h100", 1, 80, 1000, 1024, 1024, "eu", ["fast"], MINT),
+     300 + 10 + 4 + 2 + 4),
+    (market.MsgCreateDeployment(1000, 1024, 1, ["h100", "a100"], 40, MINT, b"\x03" * 32, 2 * MINT), 400 + 8),
+    (market.MsgBid(1, MINT), 400),
+    (market.MsgAcceptBid(1, A), 500),
+    (market.MsgCloseLease(1, 0), 300),
+    (market.MsgWithdraw(1), 200),
+    (market.MsgTopUp(1, MINT), 200),
+    (market.MsgCloseDeployment(1), 300),
+    (credit.MsgRegisterGateway("https://gw.example", 100, MINT), 300 + 18),
+    (credit.MsgOpenCredit(A, MINT, 100, 1_000, 100, 0, 0), 200),
+    (credit.MsgTopUpCredit(A, MINT, 0), 200),
+    (credit.MsgCloseCredit(A), 100),
     # A settlement entry: 100 (lookup, line, payment) + 20 (its paid record) + 60 (one ed25519 verification).
-    (MsgSettle(7, [[A, PK, 5, 5, 1, SIG], [A, PK, 6, 6, 2, SIG]]), 300 + 2 * 180),
-    (MsgClaim(A, PK, [[A, PK, 5, 5, 1, SIG, SIG]]), 300 + 240),  # two verifications per entry
-    (MsgReclaimCredit(A), 200),
-    (MsgCommit(1, b"\x04" * 32, b"root"), 200 + 4),
+    (credit.MsgSettle(7, [[A, PK, 5, 5, 1, SIG], [A, PK, 6, 6, 2, SIG]]), 300 + 2 * 180),
+    (credit.MsgClaim(A, PK, [[A, PK, 5, 5, 1, SIG, SIG]]), 300 + 240),  # two verifications per entry
+    (credit.MsgReclaimCredit(A), 200),
+    (commitments.MsgCommit(1, b"\x04" * 32, b"root"), 200 + 4),
 ]
 
 
@@ -128,27 +98,28 @@ def test_the_schedule(message: Msg, units: int) -> None:
 
 
 def test_a_transaction_pays_the_sum_of_its_messages_and_its_memo() -> None:
-    chosen = [(message, units) for message, units in SCHEDULE if not isinstance(message, MsgSetHyperparam)][:16]
+    chosen = [(message, units) for message, units in SCHEDULE if not isinstance(message, subnets.MsgSetHyperparam)][:16]
     assert units_of(*[m for m, _ in chosen], memo="hello").units == sum(units for _, units in chosen) + 5
 
 
 def test_work_grows_with_the_subnet_and_the_weights() -> None:
     big = {**DEFAULT_SHAPE, "max_uids": 4_096}
-    assert units_of(MsgRegister(1, A, 0), shape=big).units == 550 + 82 * 4_096
+    assert units_of(subnets.MsgRegister(1, A, 0), shape=big).units == 550 + 82 * 4_096
     everyone = list(range(4_096))
-    assert units_of(MsgSetWeights(1, everyone, [1] * 4_096), shape=big).units == 200 + 6 * 4_096 + 9 * 4_096
+    assert units_of(weights.MsgSetWeights(1, everyone, [1] * 4_096), shape=big).units == 200 + 6 * 4_096 + 9 * 4_096
 
 
 def test_shape_changes_are_priced_in_order_and_on_the_resulting_shape() -> None:
     # max_uids then max_validators in one transaction: the second is priced on 4,096 UIDs and 256 validators,
     # so splitting a costly shape into steps saves nothing.
-    both = units_of(MsgSetHyperparam(1, "max_uids", 4_096), MsgSetHyperparam(1, "max_validators", 256)).units
+    both = units_of(subnets.MsgSetHyperparam(1, "max_uids", 4_096),
+                    subnets.MsgSetHyperparam(1, "max_validators", 256)).units
     full = compute_epoch_cells(4_096, 256) * 12
     assert both == 100 + (64 * 4_096 + 4_096 + 16_384) * 12 + 100 + full
     # A value out of bounds changes no shape (the message will be refused): only the base is due beyond it.
-    assert units_of(MsgSetHyperparam(1, "tempo", 0)).units == 100 + DEFAULT_EPOCHS
+    assert units_of(subnets.MsgSetHyperparam(1, "tempo", 0)).units == 100 + DEFAULT_EPOCHS
     # Prepaid epoch work is paid for but does not fill the block: the block counts the envelope and the rest.
-    cost = units_of(MsgCreateSubnet("text-generation", "chat"))
+    cost = units_of(subnets.MsgCreateSubnet("text-generation", "chat"))
     assert cost.block_units == fees.ENVELOPE_UNITS + 500 + 19
 
 
@@ -198,7 +169,7 @@ def test_a_block_takes_at_most_max_block_units_and_a_refused_transaction_keeps_i
     (again,) = chain.block(raws[7])
     assert lookup(again.codespace, again.code).name == "not_gateway"  # type: ignore[union-attr]
     # A transaction bigger than a whole block never enters the mempool: five registrations on a 256-UID subnet.
-    registrations = [MsgRegister(9, key(f"hot{i}").address, 0) for i in range(5)]
+    registrations = [subnets.MsgRegister(9, key(f"hot{i}").address, 0) for i in range(5)]
     huge = signed(key(accounts[8]), 1, *registrations, fee=required_fee(chain.app, *registrations))
     app_hash = chain.app.store.app_hash
     refused = chain.app.check_tx(huge)
@@ -221,7 +192,7 @@ def test_costly_shapes_are_refused_with_a_code_and_change_nothing(tmp_path: Path
                                                                   code: str) -> None:
     net = build(tmp_path, {"v1": 100 * MINT}, ("m1",))
     before = net.subnet()
-    net.send("owner", MsgSetHyperparam(net.netuid, param, value))
+    net.send("owner", subnets.MsgSetHyperparam(net.netuid, param, value))
     (result,) = net.commit()["owner"]
     assert lookup(result.codespace, result.code).name == code, result.log  # type: ignore[union-attr]
     assert net.subnet()["params"] == before["params"]
@@ -231,11 +202,11 @@ def test_the_largest_shape_is_allowed_at_a_tempo_that_fits_its_share(tmp_path: P
     net = build(tmp_path, {"v1": 100 * MINT}, ("m1",))
     cells = compute_epoch_cells(4_096, 256)
     shortest = -(-cells * 8 // subnets.Params().epoch_budget)  # the test genesis allows 8 subnets
-    net.ok("owner", MsgSetHyperparam(net.netuid, "tempo", shortest))
-    net.ok("owner", MsgSetHyperparam(net.netuid, "max_uids", 4_096))
-    net.ok("owner", MsgSetHyperparam(net.netuid, "max_validators", 256))
+    net.ok("owner", subnets.MsgSetHyperparam(net.netuid, "tempo", shortest))
+    net.ok("owner", subnets.MsgSetHyperparam(net.netuid, "max_uids", 4_096))
+    net.ok("owner", subnets.MsgSetHyperparam(net.netuid, "max_validators", 256))
     before = net.subnet()["params"]
-    net.send("owner", MsgSetHyperparam(net.netuid, "tempo", shortest - 1))
+    net.send("owner", subnets.MsgSetHyperparam(net.netuid, "tempo", shortest - 1))
     (result,) = net.commit()["owner"]
     assert lookup(result.codespace, result.code).name == "epoch_too_costly"  # type: ignore[union-attr]
     assert f"tempo of at least {shortest}" in result.log and net.subnet()["params"] == before
@@ -322,7 +293,7 @@ def test_subnets_all_due_in_one_block_are_spread_over_the_next_ones(tmp_path: Pa
               "balances": [{"address": bank_address("owner"), "amount": 10_000 * MINT}]}
     net = Driver(make_app(tmp_path, genesis(accounts=(), subnets={"params": params}, bank=limits, tx=LARGE_TXS)))
     for _ in range(5):
-        net.send("owner", *[MsgCreateSubnet("text-generation", "s")] * 16)
+        net.send("owner", *[subnets.MsgCreateSubnet("text-generation", "s")] * 16)
     net.commit()
     created = net.height
     view = CommittedView(net.app.store)
@@ -360,7 +331,7 @@ def test_six_create_and_dissolve_pairs_raise_the_lock_only_until_it_decays_back_
     net.block()
     attack: list[Msg] = []
     for netuid in range(1, 7):
-        attack += [MsgCreateSubnet("text-generation", "spam"), MsgDissolveSubnet(netuid)]
+        attack += [subnets.MsgCreateSubnet("text-generation", "spam"), subnets.MsgDissolveSubnet(netuid)]
     net.ok("owner", *attack)
     attacked = net.height
     min_lock = 1_000 * MINT
@@ -375,7 +346,7 @@ def test_six_create_and_dissolve_pairs_raise_the_lock_only_until_it_decays_back_
     view = CommittedView(net.app.store)
     assert get_lock_cost(view, net.height + 1) == min_lock
     before = bank.get_balance(view, key("owner").address)
-    net.ok("owner", MsgCreateSubnet("text-generation", "honest"))
+    net.ok("owner", subnets.MsgCreateSubnet("text-generation", "honest"))
     view = CommittedView(net.app.store)
     assert neurons.require_subnet(view, 7)["lock"] == min_lock
     assert before - bank.get_balance(view, key("owner").address) > min_lock  # the lock and the fee
@@ -388,11 +359,11 @@ def test_a_max_uids_raise_takes_effect_at_the_end_of_its_block(tmp_path: Path) -
     miners = tuple(f"miner{i}" for i in range(6))
     net = Driver(make_app(tmp_path, genesis(accounts=("owner", *miners), balance=10_000 * MINT,
                                             subnets={"params": {"min_lock": 0, "default_tempo": 100}})))
-    net.ok("owner", MsgCreateSubnet("text-generation", "s"))
-    net.ok("owner", MsgSetHyperparam(1, "max_uids", 1), MsgSetHyperparam(1, "immunity_period", 1_000))
-    net.send("owner", MsgSetHyperparam(1, "max_uids", 64))
+    net.ok("owner", subnets.MsgCreateSubnet("text-generation", "s"))
+    net.ok("owner", subnets.MsgSetHyperparam(1, "max_uids", 1), subnets.MsgSetHyperparam(1, "immunity_period", 1_000))
+    net.send("owner", subnets.MsgSetHyperparam(1, "max_uids", 64))
     for name in miners:
-        net.send(name, MsgRegister(1, key(name).address, 0))
+        net.send(name, subnets.MsgRegister(1, key(name).address, 0))
     raws = [raw for _, raw in net.queued]
     assert net.app.fitting(raws, net.height + 1).txs == raws  # the proposer's prices...
     results = net.commit()
@@ -401,7 +372,7 @@ def test_a_max_uids_raise_takes_effect_at_the_end_of_its_block(tmp_path: Path) -
     view = CommittedView(net.app.store)
     assert neurons.require_subnet(view, 1)["params"]["max_uids"] == 64  # in force from the next block
     for name in miners[1:]:
-        net.send(name, MsgRegister(1, key(name).address, 0))
+        net.send(name, subnets.MsgRegister(1, key(name).address, 0))
     assert [r.log for rs in net.commit().values() for r in rs if r.code] == []
     assert neurons.require_subnet(CommittedView(net.app.store), 1)["n"] == 6
 
@@ -413,16 +384,18 @@ def test_the_epoch_rate_rule_counts_a_raise_still_pending_in_the_block(tmp_path:
     net = Driver(make_app(tmp_path, genesis(accounts=("owner",), balance=10_000 * MINT,
                                             subnets={"params": {"min_lock": 0, "default_tempo": 100,
                                                                    "max_subnets": 8}})))
-    net.ok("owner", MsgCreateSubnet("text-generation", "s"))
+    net.ok("owner", subnets.MsgCreateSubnet("text-generation", "s"))
     before = neurons.require_subnet(CommittedView(net.app.store), 1)["params"]
-    net.send("owner", MsgSetHyperparam(1, "max_uids", subnets.MAX_UIDS_CAP),
-             MsgSetHyperparam(1, "max_validators", subnets.MAX_VALIDATORS_CAP), MsgSetHyperparam(1, "tempo", 2))
+    net.send("owner", subnets.MsgSetHyperparam(1, "max_uids", subnets.MAX_UIDS_CAP),
+             subnets.MsgSetHyperparam(1, "max_validators", subnets.MAX_VALIDATORS_CAP),
+             subnets.MsgSetHyperparam(1, "tempo", 2))
     (result,) = net.commit()["owner"]
     assert lookup(result.codespace, result.code) == subnets.EPOCH_TOO_COSTLY
     assert neurons.require_subnet(CommittedView(net.app.store), 1)["params"] == before
-    net.send("owner", MsgSetHyperparam(1, "max_uids", subnets.MAX_UIDS_CAP))  # the raise alone, one transaction...
-    net.send("owner", MsgSetHyperparam(1, "max_validators", subnets.MAX_VALIDATORS_CAP),
-             MsgSetHyperparam(1, "tempo", 2))  # ...and the rest in the next, same block
+    # the raise alone, one transaction...
+    net.send("owner", subnets.MsgSetHyperparam(1, "max_uids", subnets.MAX_UIDS_CAP))
+    net.send("owner", subnets.MsgSetHyperparam(1, "max_validators", subnets.MAX_VALIDATORS_CAP),
+             subnets.MsgSetHyperparam(1, "tempo", 2))  # ...and the rest in the next, same block
     results = net.commit()["owner"]
     assert results[0].code == 0 and lookup(results[1].codespace, results[1].code) == subnets.EPOCH_TOO_COSTLY
     assert neurons.require_subnet(CommittedView(net.app.store), 1)["params"]["tempo"] == before["tempo"]

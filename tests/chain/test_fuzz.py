@@ -8,8 +8,8 @@ import os
 import pytest
 
 from gridmint.chain.bank import MsgSend
-from tests.fuzzing import fuzz_cases
-from tests.helpers import MINT, Chain, key, signed, snapshot
+from tests.support.chain import MINT, Chain, key, signed, snapshot
+from tests.support.fuzzing import fuzz_cases
 
 COUNT = 10_000
 

@@ -8,7 +8,7 @@ import pytest
 from gridmint.chain.app import MODULES
 from gridmint.chain.errors import ChainError
 from gridmint.chain.genesis import parse_time_ns, validate_genesis
-from tests.helpers import genesis
+from tests.support.chain import genesis
 
 
 def document() -> dict[str, Any]:
@@ -78,7 +78,7 @@ def test_duplicates_are_refused() -> None:
 
 
 def test_export_round_trips(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from tests.helpers import Chain, make_app
+    from tests.support.chain import Chain, make_app
 
     chain = Chain(make_app(tmp_path, genesis(authorities=2)))
     chain.block()

@@ -24,7 +24,7 @@ from gridmint.chain.errors import lookup
 from gridmint.chain.staking import MsgSetTake
 from gridmint.chain.state import CommittedView
 from tests.chain.hostile_cases import ADDRESS, QUERY_SHAPES, TxMaker, build_world, message_classes, query_case
-from tests.helpers import FEE, Driver, balances, key
+from tests.support.chain import FEE, Driver, balances, key
 
 CI_CASES = 10_000
 LONG_CASES = 1_000_000

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from gridmint.chain.errors import lookup
 from gridmint.chain.staking import MsgAddStake, MsgRemoveStake, MsgSetTake
 from gridmint.chain.state import CommittedView
 from gridmint.chain.subnets import MsgAnnounceEndpoint, MsgRegister, MsgSetHyperparam
 from gridmint.chain.tx import Msg
 from gridmint.chain.weights import MsgCommitWeights, MsgRevealWeights, MsgSetWeights, commit_hash
 from tests.chain.incentive_network import Network, build, hot
-from tests.helpers import FEE, MINT, key, required_fee, signed
+from tests.support.chain import MINT, assert_refused, key
 
 SALT = b"\x07" * 32
 
@@ -45,18 +44,7 @@ def module_state(net: Network) -> list[tuple[bytes, bytes]]:
 
 
 def refuse(net: Network, signer: str, message: Msg, expected: str) -> None:
-    nonce = CommittedView(net.app.store).get_int(b"tx/nonce/" + key(signer).address) + 1
-    raw = signed(key(signer), nonce, message, fee=max(FEE, required_fee(net.app, message)))
-    app_hash, before = net.app.store.app_hash, module_state(net)
-    result = net.app.check_tx(raw)
-    kind = lookup(result.codespace, result.code)
-    assert kind is not None and kind.name == expected, result.log
-    assert result.log and net.app.store.app_hash == app_hash
-    (in_block,) = net.block(raw)
-    net.nonces.pop(signer, None)  # the fee and nonce were spent outside the driver
-    assert lookup(in_block.codespace, in_block.code) == kind
-    assert module_state(net) == before  # only the fee and the nonce moved
-    assert net.app.check_invariants() == []
+    assert_refused(net, signer, message, expected, lambda: module_state(net))
 
 
 def m_uid(net: Network, name: str) -> int:

@@ -8,7 +8,7 @@ from pathlib import Path
 from gridmint.chain.staking import MsgAddStake
 from gridmint.chain.weights import MsgSetWeights
 from tests.chain.incentive_network import build, hot
-from tests.helpers import MINT, key
+from tests.support.chain import MINT, key
 
 VALIDATORS = {"v1": 500 * MINT, "v2": 300 * MINT, "v3": 200 * MINT}
 MINERS = ("m1", "m2", "m3", "m4", "m5")

@@ -21,7 +21,7 @@ from gridmint.chain.subnets import (
 from gridmint.chain.weights import MsgSetWeights
 from gridmint.chain.yuma import ONE
 from tests.chain.incentive_network import build, hot
-from tests.helpers import FEE, MINT, key
+from tests.support.chain import FEE, MINT, key
 
 
 def test_lock_cost_doubles_and_decays_linearly() -> None:

@@ -12,7 +12,7 @@ from gridmint.chain.subnets import MsgRegister, MsgSetHyperparam, compute_burn, 
 from gridmint.chain.weights import MsgCommitWeights, MsgRevealWeights, commit_hash
 from gridmint.chain.yuma import ONE
 from tests.chain.incentive_network import TEMPO, build, hot
-from tests.helpers import FEE, MINT, key
+from tests.support.chain import FEE, MINT, balance, key
 
 
 def test_a_honest_validators_with_different_views_rank_miners_by_true_quality(tmp_path: Path) -> None:
@@ -133,9 +133,9 @@ def test_f_registration_price_rises_per_registration_and_halves_over_its_half_li
     hyper = get_hyperparams(net.subnet())
     for name in ("a", "b", "c"):
         price = get_burn(net.subnet(), net.height + 1)
-        before = bank.get_balance(CommittedView(net.app.store), key(name).address)
+        before = balance(net.app, name)
         net.ok(name, MsgRegister(net.netuid, key(hot(name)).address, 0))
-        spent = before - bank.get_balance(CommittedView(net.app.store), key(name).address)
+        spent = before - balance(net.app, name)
         assert spent == price + FEE  # the burn plus the fee (the driver pays FEE, more than required)
         prices.append(price)
     for earlier, later in itertools.pairwise(prices):  # ×1.26 per registration, one block of decay in between

@@ -3,7 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.chain.incentive_network import build
-from tests.helpers import MINT
+from tests.support.chain import MINT
 
 
 def test_a_subnet_runs_epochs_and_pays(tmp_path: Path) -> None:

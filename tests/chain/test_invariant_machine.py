@@ -73,7 +73,7 @@ from tests.chain.chain_world import (
     build_world,
     replay,
 )
-from tests.helpers import CHAIN_ID, MINT, key
+from tests.support.chain import CHAIN_ID, MINT, key
 
 EXAMPLES, STEPS = 25, 50  # CI: derandomized, so that what the runs must reach is reached on every run
 LONG_EXAMPLES = int(os.environ.get("GRIDMINT_MACHINE_EXAMPLES", "300"))

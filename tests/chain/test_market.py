@@ -27,7 +27,7 @@ from gridmint.chain.market import (
 )
 from gridmint.chain.state import CommittedView
 from gridmint.chain.tx import Msg
-from tests.helpers import FEE, MINT, Driver, genesis, key, make_app
+from tests.support.chain import FEE, MINT, Driver, balance, genesis, key, make_app
 
 PRICE_A, PRICE_B = MINT, 3 * MINT // 2
 MARKET = {"params": {"min_bond": MINT, "bid_deposit": MINT // 10, "max_bids": 5, "order_ttl": 50}}
@@ -52,10 +52,6 @@ def market(tmp_path: Path) -> Driver:
     return net
 
 
-def balance(net: Driver, name: str) -> int:
-    return bank.get_balance(CommittedView(net.app.store), key(name).address)
-
-
 def open_lease(net: Driver, deposit: int = 10 * MINT) -> tuple[int, int]:
     net.ok("tenant", deployment(deposit, gpu_models=("A100", "H100")))
     order_id = 1
@@ -66,22 +62,22 @@ def open_lease(net: Driver, deposit: int = 10 * MINT) -> tuple[int, int]:
 
 
 def test_the_cheapest_bid_wins_and_the_provider_gets_exactly_rate_times_blocks(market: Driver) -> None:
-    before = {name: balance(market, name) for name in ("tenant", "prov_a", "prov_b")}
+    before = {name: balance(market.app, name) for name in ("tenant", "prov_a", "prov_b")}
     _, lease = open_lease(market)
     start = market.height
-    assert balance(market, "prov_b") == before["prov_b"] - FEE  # its bid deposit came back on acceptance
+    assert balance(market.app, "prov_b") == before["prov_b"] - FEE  # its bid deposit came back on acceptance
     market.advance(4)
     market.ok("tenant", MsgCloseLease(lease, 0))
     blocks = market.height - start
     paid = blocks * PRICE_A
-    assert balance(market, "prov_a") == before["prov_a"] - FEE + paid
-    assert balance(market, "tenant") == before["tenant"] - 3 * FEE - paid
+    assert balance(market.app, "prov_a") == before["prov_a"] - FEE + paid
+    assert balance(market.app, "tenant") == before["tenant"] - 3 * FEE - paid
     assert market.app.check_invariants() == []
 
 
 def test_a_lease_funded_for_n_blocks_closes_in_block_n(market: Driver) -> None:
     n = 7
-    before = {name: balance(market, name) for name in ("tenant", "prov_a")}
+    before = {name: balance(market.app, name) for name in ("tenant", "prov_a")}
     _, lease = open_lease(market, deposit=n * PRICE_A)
     start = market.height
     market.advance(n - 1)
@@ -90,8 +86,8 @@ def test_a_lease_funded_for_n_blocks_closes_in_block_n(market: Driver) -> None:
     account = escrow.get_account(CommittedView(market.app.store), lease)
     assert not account["open"] and account["reason"] == escrow.REASON_INSUFFICIENT_FUNDS
     assert account["closed_at"] == start + n == market.height
-    gained = balance(market, "prov_a") - (before["prov_a"] - FEE)
-    spent = (before["tenant"] - 2 * FEE) - balance(market, "tenant")  # two fees: deployment, acceptance
+    gained = balance(market.app, "prov_a") - (before["prov_a"] - FEE)
+    spent = (before["tenant"] - 2 * FEE) - balance(market.app, "tenant")  # two fees: deployment, acceptance
     assert gained == spent == n * PRICE_A  # nobody gains or loses a grain
     assert market.app.check_invariants() == []
 
@@ -130,15 +126,15 @@ def test_the_hold_deposit_is_priced_from_resources_and_duration() -> None:
 
 
 def test_the_hold_deposit_is_taken_and_comes_back_in_full_when_a_lease_starts(market: Driver) -> None:
-    before = balance(market, "tenant")
+    before = balance(market.app, "tenant")
     market.ok("tenant", deployment())
     opened = order(market, 1)
     assert (opened["hold"], opened["hold_per_bid"], opened["hold_paid"]) == (HOLD, HOLD_PER_BID, 0)
-    assert balance(market, "tenant") == before - FEE - 10 * MINT - HOLD
+    assert balance(market.app, "tenant") == before - FEE - 10 * MINT - HOLD
     assert market.app.check_invariants() == []
     market.ok("prov_a", MsgBid(1, PRICE_A))
     market.ok("tenant", MsgAcceptBid(1, key("prov_a").address))
-    assert balance(market, "tenant") == before - 2 * FEE - 10 * MINT  # only the deposit stays, in escrow
+    assert balance(market.app, "tenant") == before - 2 * FEE - 10 * MINT  # only the deposit stays, in escrow
     (started,) = [e for e in market.last["tenant"][0].events if e.type == "lease_started"]
     assert dict(started.attributes)["hold_returned"] == str(HOLD)
     assert order(market, 1)["hold_paid"] == 0
@@ -146,22 +142,22 @@ def test_the_hold_deposit_is_taken_and_comes_back_in_full_when_a_lease_starts(ma
 
 
 def test_an_order_that_expires_pays_each_bidder_its_share_of_the_hold(market: Driver) -> None:
-    before = {name: balance(market, name) for name in ("tenant", "prov_a", "prov_b")}
+    before = {name: balance(market.app, name) for name in ("tenant", "prov_a", "prov_b")}
     supply = bank.get_supply(CommittedView(market.app.store))
     market.ok("tenant", deployment(gpu_models=("A100", "H100")))
     market.ok("prov_a", MsgBid(1, PRICE_A))
     market.ok("prov_b", MsgBid(1, PRICE_B))
     market.advance(50)
     assert order(market, 1)["state"] == "expired" and order(market, 1)["hold_paid"] == 2 * HOLD_PER_BID
-    assert balance(market, "tenant") == before["tenant"] - FEE - 2 * HOLD_PER_BID
+    assert balance(market.app, "tenant") == before["tenant"] - FEE - 2 * HOLD_PER_BID
     for name in ("prov_a", "prov_b"):  # bid deposit back, and paid more than the bid's fee
-        assert balance(market, name) == before[name] - FEE + HOLD_PER_BID > before[name]
+        assert balance(market.app, name) == before[name] - FEE + HOLD_PER_BID > before[name]
     assert bank.get_supply(CommittedView(market.app.store)) == supply - 3 * FEE  # nothing burned but fees
     assert market.app.check_invariants() == []
 
 
 def test_an_order_closed_without_a_lease_pays_its_bidders_and_returns_the_rest(market: Driver) -> None:
-    before = {name: balance(market, name) for name in ("tenant", "prov_a")}
+    before = {name: balance(market.app, name) for name in ("tenant", "prov_a")}
     market.ok("tenant", deployment())
     market.ok("prov_a", MsgBid(1, PRICE_A))
     market.ok("tenant", MsgCloseDeployment(1))
@@ -169,20 +165,20 @@ def test_an_order_closed_without_a_lease_pays_its_bidders_and_returns_the_rest(m
     assert dict(closed.attributes)["hold_paid"] == str(HOLD_PER_BID)
     assert dict(closed.attributes)["hold_returned"] == str(HOLD - HOLD_PER_BID)
     assert order(market, 1)["state"] == "closed" and order(market, 1)["hold_paid"] == HOLD_PER_BID
-    assert balance(market, "tenant") == before["tenant"] - 2 * FEE - HOLD_PER_BID
-    assert balance(market, "prov_a") == before["prov_a"] - FEE + HOLD_PER_BID
+    assert balance(market.app, "tenant") == before["tenant"] - 2 * FEE - HOLD_PER_BID
+    assert balance(market.app, "prov_a") == before["prov_a"] - FEE + HOLD_PER_BID
     assert market.app.check_invariants() == []
 
 
 def test_an_order_nobody_bid_on_returns_its_whole_hold(market: Driver) -> None:
-    before = balance(market, "tenant")
+    before = balance(market.app, "tenant")
     market.ok("tenant", deployment())  # expires unbid
     market.ok("tenant", deployment())  # closed unbid
     market.ok("tenant", MsgCloseDeployment(2))
     market.advance(50)
     assert [order(market, i)["state"] for i in (1, 2)] == ["expired", "closed"]
     assert [order(market, i)["hold_paid"] for i in (1, 2)] == [0, 0]
-    assert balance(market, "tenant") == before - 3 * FEE
+    assert balance(market.app, "tenant") == before - 3 * FEE
     assert market.app.check_invariants() == []
 
 
@@ -191,7 +187,7 @@ def test_fake_orders_cost_their_sender_what_they_made_bidders_hold_and_the_bidde
     share of every bid it drew (far more than its own fee), and each bidder comes out ahead of its bid fees."""
     n = 6
     providers = ("prov_a", "prov_b")
-    before = {name: balance(market, name) for name in ("tenant", *providers)}
+    before = {name: balance(market.app, name) for name in ("tenant", *providers)}
     for _ in range(n):
         market.send("tenant", deployment(gpu_models=("A100", "H100")))
     market.commit()
@@ -201,10 +197,10 @@ def test_fake_orders_cost_their_sender_what_they_made_bidders_hold_and_the_bidde
     market.commit()
     market.advance(50)
     assert all(order(market, i)["state"] == "expired" for i in range(1, n + 1))
-    cost = before["tenant"] - balance(market, "tenant")
+    cost = before["tenant"] - balance(market.app, "tenant")
     assert cost == n * (FEE + len(providers) * HOLD_PER_BID) >= n * len(providers) * HOLD_PER_BID
     for name in providers:
-        gained = balance(market, name) - before[name]
+        gained = balance(market.app, name) - before[name]
         assert gained == n * (HOLD_PER_BID - FEE) > 0  # every bid fee repaid, and the capacity kept free
     assert bank.get_held(CommittedView(market.app.store), "market") == 4 * MINT  # only the two bonds remain
     assert market.app.check_invariants() == []
@@ -252,10 +248,10 @@ def test_bad_input_changes_nothing(market: Driver) -> None:
 
 
 def test_a_balance_that_cannot_cover_the_hold_deposit_is_refused_and_nothing_changes(market: Driver) -> None:
-    spare = balance(market, "stranger") - 10 * MINT - HOLD + 1 - 2 * FEE  # one grain short, after both fees
+    spare = balance(market.app, "stranger") - 10 * MINT - HOLD + 1 - 2 * FEE  # one grain short, after both fees
     market.ok("stranger", MsgSend(key("tenant").address, spare))
-    assert balance(market, "stranger") == 10 * MINT + HOLD - 1 + FEE
+    assert balance(market.app, "stranger") == 10 * MINT + HOLD - 1 + FEE
     refuse(market, "stranger", deployment(), "insufficient_funds")
     assert "hold deposit" in market.last["stranger"][0].log
-    assert balance(market, "stranger") == 10 * MINT + HOLD - 1  # only the fee went
+    assert balance(market.app, "stranger") == 10 * MINT + HOLD - 1  # only the fee went
     assert market.app.check_invariants() == []

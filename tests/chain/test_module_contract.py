@@ -26,7 +26,7 @@ from gridmint.chain.state import CommittedView
 from gridmint.chain.store import Store
 from gridmint.chain.subnets import MsgCreateSubnet, MsgRegister
 from tests.chain.chain_world import GATEWAY, build_world
-from tests.helpers import MINT, Chain, genesis, key, signed
+from tests.support.chain import MINT, Chain, genesis, key, signed
 
 SOURCES = Path(__file__).parents[2] / "src" / "gridmint" / "chain"
 

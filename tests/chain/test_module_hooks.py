@@ -17,7 +17,7 @@ from gridmint.chain.store import Store
 from gridmint.chain.subnets import MsgCreateSubnet, MsgDissolveSubnet, MsgRegister, MsgSetHyperparam
 from gridmint.chain.weights import MsgCommitWeights, MsgSetWeights
 from tests.chain.incentive_network import Network, build, hot
-from tests.helpers import MINT, key
+from tests.support.chain import MINT, key
 
 COMMITMENTS = {"commitments": {"params": {"retention_epochs": 8}}}
 

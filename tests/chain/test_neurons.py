@@ -63,7 +63,7 @@ def test_bond_rows_are_dense_by_validator(state: BlockState) -> None:
 
 def test_an_epoch_stores_a_validators_few_bonds_sparsely_and_the_metagraph_shows_them_dense(tmp_path: Path) -> None:
     from tests.chain.incentive_network import build
-    from tests.helpers import MINT
+    from tests.support.chain import MINT
 
     miners = tuple(f"m{i}" for i in range(20))
     net = build(tmp_path, {"v1": 300 * MINT}, miners)

@@ -7,7 +7,7 @@ from pathlib import Path
 from gridmint.chain import bank
 from gridmint.chain.params import params_to_json, read_params
 from gridmint.chain.state import BlockState, CommittedView
-from tests.helpers import MIN_TX_FEE, make_app
+from tests.support.chain import MIN_TX_FEE, make_app
 
 
 def test_read_params_gives_defaults_where_nothing_is_stored(tmp_path: Path) -> None:

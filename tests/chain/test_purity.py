@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import imported_modules
+from tests.support.source import imported_modules
 
 CHAIN = Path(__file__).resolve().parents[2] / "src" / "gridmint" / "chain"
 ALLOWED_THIRD_PARTY = {"msgpack", "nacl", "numpy"}

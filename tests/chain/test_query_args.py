@@ -19,7 +19,7 @@ from gridmint.chain.query_args import (
     parse_netuid,
     parse_options,
 )
-from tests.helpers import key
+from tests.support.chain import key
 
 
 @pytest.mark.parametrize("text, value", [("0", 0), ("7", 7), ("65535", 65_535)])

@@ -17,7 +17,7 @@ from gridmint.chain.state import CommittedView, Reader, State
 from gridmint.chain.subnets import MsgDissolveSubnet, MsgRegister
 from gridmint.chain.yuma import split_exactly
 from tests.chain.incentive_network import Network, build, hot
-from tests.helpers import FEE, MINT, genesis, key
+from tests.support.chain import FEE, MINT, balance, genesis, key
 
 MIN_STAKE = staking.Params().min_stake
 
@@ -157,13 +157,13 @@ def test_an_unstake_that_would_leave_dust_closes_the_position(tmp_path: Path) ->
     v1_hot = key(hot("v1")).address
     net.ok("alice", staking.MsgAddStake(1, v1_hot, 5 * MIN_STAKE))
     worth = staking.get_stake(view(net), 1, v1_hot, key("alice").address)
-    balance = bank.get_balance(view(net), key("alice").address)
+    before = balance(net.app, "alice")
     net.ok("alice", staking.MsgRemoveStake(1, v1_hot, 2 * MIN_STAKE))  # leaves 3 × the minimum: partial
     assert staking.get_stake(view(net), 1, v1_hot, key("alice").address) >= worth - 2 * MIN_STAKE - 1
     left = staking.get_stake(view(net), 1, v1_hot, key("alice").address)
     net.ok("alice", staking.MsgRemoveStake(1, v1_hot, left - MIN_STAKE + 1))  # would leave a grain under it
     assert staking.get_stake(view(net), 1, v1_hot, key("alice").address) == 0
-    assert bank.get_balance(view(net), key("alice").address) == balance + 2 * MIN_STAKE + left - 2 * FEE  # fees
+    assert balance(net.app, "alice") == before + 2 * MIN_STAKE + left - 2 * FEE  # fees
     assert codec.decode(net.app.query(f"/staking/stakes/{format_address(key('alice').address)}").value) == []
     assert net.app.check_invariants() == []
 
@@ -221,7 +221,7 @@ def test_a_pruned_hotkeys_stakers_are_returned_within_the_per_block_budget(tmp_p
     m1_hot = key(hot("m1")).address
     worth = {name: staking.get_stake(view(net), 1, m1_hot, key(name).address) for name in names}
     closed_stake = staking.hotkey_total(view(net), 1, m1_hot)
-    balances = {name: bank.get_balance(view(net), key(name).address) for name in names}
+    balances = {name: balance(net.app, name) for name in names}
     net.ok("newbie", MsgRegister(1, key(hot("newbie")).address, 0))
     assert net.uid("newbie") == 1 and net.vector("stake")[1] == 0  # m1 was pruned; its stake left the UID
     left = []
@@ -236,7 +236,7 @@ def test_a_pruned_hotkeys_stakers_are_returned_within_the_per_block_budget(tmp_p
         assert counting.touched(staking.POSITION_PREFIX) == min(3, pool.count)  # the budget, not the pool's size
         net.block()
     assert left == [5, 2]  # 8 positions, 3 per block: 3 in the pruning block, then 3, then the last 2
-    back = {name: bank.get_balance(view(net), key(name).address) - balances[name] for name in names}
+    back = {name: balance(net.app, name) - balances[name] for name in names}
     assert sum(back.values()) == closed_stake  # to the grain, dust included
     assert all(worth[name] <= back[name] <= worth[name] + len(names) for name in names)
     assert bank.get_held(view(net), "staking") == staking.hotkey_total(view(net), 1, key(hot("v1")).address)
@@ -254,13 +254,13 @@ def test_dissolving_returns_every_stake_and_empties_the_index(tmp_path: Path) ->
     staked = {name: sum(row["amount"] for row in codec.decode(
         net.app.query(f"/staking/stakes/{format_address(key(name).address)}").value)) for name in everyone}
     held = bank.get_held(view(net), "staking")
-    balances = {name: bank.get_balance(view(net), key(name).address) for name in everyone}
+    balances = {name: balance(net.app, name) for name in everyone}
     net.ok("owner", MsgDissolveSubnet(1))
     for name in everyone:
-        gained = bank.get_balance(view(net), key(name).address) - balances[name]
+        gained = balance(net.app, name) - balances[name]
         assert staked[name] <= gained < staked[name] + len(everyone), name  # the last out of a pool: its dust
         assert codec.decode(net.app.query(f"/staking/stakes/{format_address(key(name).address)}").value) == []
-    assert sum(bank.get_balance(view(net), key(n).address) - balances[n] for n in everyone) == held
+    assert sum(balance(net.app, n) - balances[n] for n in everyone) == held
     assert [k for k, _ in view(net).scan(b"staking/")] == [staking.NEXT_POOL_KEY, staking.PARAMS_KEY]
     assert net.app.check_invariants() == []
 

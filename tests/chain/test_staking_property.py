@@ -16,7 +16,7 @@ from gridmint.chain.errors import ChainError
 from gridmint.chain.module import BlockInfo, Context
 from gridmint.chain.state import CommittedView, State, TxState
 from tests.chain.incentive_network import Network, build, hot
-from tests.helpers import MINT, key
+from tests.support.chain import MINT, key
 
 EXAMPLES = int(os.environ.get("GRIDMINT_PROPERTY_EXAMPLES", "1000")) // 4
 STAKERS = ("v1", "alice", "bob", "carol")

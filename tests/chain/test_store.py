@@ -13,7 +13,7 @@ from gridmint.chain.app import App
 from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import ChainError
 from gridmint.chain.store import Store
-from tests.helpers import Chain, genesis, key
+from tests.support.chain import Chain, genesis, key
 
 
 def test_commit_is_incremental_and_matches_a_full_recomputation(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from gridmint.chain.app import App
 from gridmint.chain.bank import MsgSend
 from gridmint.chain.store import Store
-from tests.helpers import FEE, MINT, START_BALANCE, genesis, key, signed
+from tests.support.chain import FEE, MINT, START_BALANCE, genesis, key, signed
 
 NAMES = ("alice", "bob", "carol")
 EXAMPLES = int(os.environ.get("GRIDMINT_PROPERTY_EXAMPLES", "1000"))

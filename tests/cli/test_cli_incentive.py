@@ -1,17 +1,17 @@
 """The incentive-layer commands against a real devnode and a 4-authority CometBFT network: subnet, register,
 stake, commit-reveal, set weights, endpoint, metagraph, dissolve (the subnet and its first registrations come from
-tests/live_network.py, which drives the same commands)."""
+tests/support/live_subnet.py, which drives the same commands)."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
 
 from gridmint.cli.main import cli
-from tests.helpers import MINT
-from tests.live_network import live_subnet
+from tests.support.chain import MINT
+from tests.support.live_subnet import live_subnet
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -28,9 +28,8 @@ def test_subnet_lifecycle_through_the_cli(tmp_path: Path, monkeypatch: pytest.Mo
         for _ in range(5):  # a loaded machine can miss the reveal epoch; then the chain says so and we commit again
             run("weights", "commit", "1", "1=65535", "--wallet", "val")
             epoch = run("subnet", "show", "1")["epoch"]
-            deadline = time.monotonic() + 30
-            while run("subnet", "show", "1")["epoch"] == epoch and time.monotonic() < deadline:
-                time.sleep(0.05)
+            wait_for(lambda epoch=epoch: run("subnet", "show", "1")["epoch"] != epoch, "the next epoch",
+                     timeout_s=30, interval_s=0.05)
             revealed = runner.invoke(cli, ["weights", "reveal", "1", "--wallet", "val"])
             if revealed.exit_code == 0:
                 break

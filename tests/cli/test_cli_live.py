@@ -4,7 +4,6 @@ commands."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -12,8 +11,9 @@ from click.testing import CliRunner
 
 from gridmint.chain.crypto import format_address
 from gridmint.cli.main import cli
-from tests.helpers import MIN_TX_FEE, MINT, key
-from tests.live_network import funded_devnode
+from tests.support.chain import MIN_TX_FEE, MINT, key
+from tests.support.nodes import funded_devnode
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -52,10 +52,8 @@ def test_transfer_balance_and_chain_commands(tmp_path: Path, monkeypatch: pytest
         def status() -> dict[str, dict[str, str]]:
             return dict(json.loads(runner.invoke(cli, ["--json", "chain", "status"]).output))
 
-        deadline = time.monotonic() + 30
-        while int(status()["sync_info"]["latest_block_height"]) < receipt["height"] + 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_for(lambda: int(status()["sync_info"]["latest_block_height"]) >= receipt["height"] + 2,
+                 "the transfer's block to be two behind", timeout_s=30)
         app_hash = status()["sync_info"]["latest_app_hash"]
         monkeypatch.setenv("GRIDMINT_PASSWORD", "pw")
         later = status()

@@ -12,8 +12,8 @@ from gridmint.chain.credit import MsgRegisterGateway
 from gridmint.chain.crypto import format_address
 from gridmint.cli import gateway as gateway_cli
 from gridmint.cli.main import cli
-from tests.helpers import MINT, Driver, genesis, key, make_app
-from tests.in_process_client import InProcessClient
+from tests.support.chain import MINT, Driver, genesis, key, make_app
+from tests.support.in_process_client import InProcessClient
 
 CREDIT = {"params": {"min_bond": MINT}}
 

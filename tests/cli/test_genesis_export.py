@@ -14,7 +14,8 @@ from gridmint.chain.genesis import load_genesis
 from gridmint.chain.store import Store
 from gridmint.cli.main import cli
 from gridmint.client.chain_client import ChainClient
-from tests.helpers import START_BALANCE, Chain, DevnodeProcess, genesis, key, signed, write_data_dir
+from tests.support.chain import START_BALANCE, Chain, genesis, key, signed
+from tests.support.nodes import DevnodeProcess, write_data_dir
 
 
 def node_with_blocks(data_dir: Path, blocks: int, keep_recent: int = 0) -> list[bytes]:

@@ -4,17 +4,14 @@ and answers the validator with signed answers while refusing hotkeys without a p
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from gridmint.client.wallet import open_wallet
 from gridmint.inference.client import MinerClient
-from tests.helpers import free_port, wait_healthy
-from tests.live_network import live_subnet
+from tests.support import gateway_network as network
+from tests.support.live_subnet import live_subnet
 
 pytestmark = pytest.mark.slow
 
@@ -22,15 +19,9 @@ pytestmark = pytest.mark.slow
 
 def test_miner_run_announces_and_serves(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with live_subnet(tmp_path, monkeypatch) as live:
-        port = free_port()
-        log = (tmp_path / "miner.log").open("w")
-        miner = subprocess.Popen(
-            [sys.executable, "-m", "gridmint.cli.main", "miner", "run", "--netuid", "1", "--backend", "echo",
-             "--wallet", "miner", "--port", str(port), "--price", "0.001", "--sync-seconds", "0.5"],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
+        miner = network.start_miner(tmp_path, "miner", 1, "echo", "0.001")
         try:
-            url = f"http://127.0.0.1:{port}"
-            wait_healthy(url, timeout_s=30)
+            url = miner.url
             graph = live.metagraph()
             announced = graph["uids"][1]["endpoint"]
             assert announced["url"] == url and announced["models"] == ["echo"]
@@ -47,7 +38,5 @@ def test_miner_run_announces_and_serves(tmp_path: Path, monkeypatch: pytest.Monk
             assert asyncio.run(call("val")) == (200, True)
             assert asyncio.run(call("owner")) == (403, False)  # no UID, no permit
         finally:
-            miner.terminate()
-            miner.wait(timeout=10)
-            log.close()
-        assert "Announced http://127.0.0.1" in (tmp_path / "miner.log").read_text()
+            miner.stop()
+        assert "Announced http://127.0.0.1" in miner.log()

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from gridmint.chain.crypto import format_address
 from gridmint.cli import provider as provider_cli
 from gridmint.cli.main import cli
-from tests.helpers import key
+from tests.support.chain import key
 
 TENANT = format_address(key("tenant").address)
 

@@ -18,7 +18,7 @@ import pytest
 from gridmint.cli.up import statsmodels_installed
 from gridmint.client.chain_client import ChainClient
 from gridmint.node.processes import process_alive
-from tests.live_network import free_port_range
+from tests.support.ports import free_port_range
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("up")]
 

@@ -12,7 +12,7 @@ from gridmint.client.chain_client import ChainClient, TxOutcome, _result_data, r
 from gridmint.node.devnode import result_to_record
 from gridmint.node.rpc import tx_result_json
 from tests.chain.chain_world import build_world
-from tests.helpers import key
+from tests.support.chain import key
 
 
 def test_result_codes_become_the_registered_errors() -> None:

@@ -9,7 +9,7 @@ from gridmint.chain.crypto import format_address
 from gridmint.chain.subnets import MsgAnnounceEndpoint
 from gridmint.client.metagraph import Metagraph
 from tests.chain.incentive_network import build, hot
-from tests.helpers import MINT, key
+from tests.support.chain import MINT, key
 
 
 def test_metagraph_from_the_chain_answer(tmp_path: Path) -> None:

@@ -16,9 +16,9 @@ from gridmint.client.wallet import open_wallet
 from gridmint.market.deployment import parse_deployment
 from gridmint.market.tenant import ProviderClient, accept_bid, create_order, wait_for_bids, wait_running
 from gridmint.web.data import Explorer
-from tests.helpers import wait_for
-from tests.live_network import fees_paid
-from tests.market_network import deployment_yaml, live_market
+from tests.support.live_subnet import fees_paid
+from tests.support.market_network import deployment_yaml, live_market
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("market")]
 

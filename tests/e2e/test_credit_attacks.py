@@ -34,9 +34,10 @@ from gridmint.gateway import metering
 from gridmint.gateway.keys import gateway_at, request_api_key
 from gridmint.gateway.ledger import charge
 from gridmint.inference import wire
-from tests.gateway_network import Process, ledger_rows, start_gateway, start_miner, wait_for_models, wait_until_settled
-from tests.helpers import wait_for
-from tests.live_network import fees_paid, live_subnet
+from tests.support.gateway_network import ledger_rows, start_gateway, start_miner, wait_for_models, wait_until_settled
+from tests.support.live_subnet import fees_paid, live_subnet
+from tests.support.processes import LoggedProcess
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gateway")]
 
@@ -47,7 +48,7 @@ CHAT = {"model": "echo", "messages": [{"role": "user", "content": "pay me for th
 PASSWORD = "pw"
 
 
-def _chat(gateway: Process, api_key: str, body: dict[str, Any] = CHAT) -> httpx.Response:
+def _chat(gateway: LoggedProcess, api_key: str, body: dict[str, Any] = CHAT) -> httpx.Response:
     return httpx.post(f"{gateway.url}/v1/chat/completions", json=body, timeout=30,
                       headers={"authorization": f"Bearer {api_key}"})
 

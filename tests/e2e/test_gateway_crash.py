@@ -13,8 +13,8 @@ import pytest
 from gridmint.chain.credit import compute_fee
 from gridmint.client.chain_client import ChainClient
 from gridmint.client.wallet import open_wallet
-from tests.gateway_network import ledger_rows, start_gateway, start_miner, wait_for_models, wait_until_settled
-from tests.live_network import live_subnet
+from tests.support.gateway_network import ledger_rows, start_gateway, start_miner, wait_for_models, wait_until_settled
+from tests.support.live_subnet import live_subnet
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gateway")]
 

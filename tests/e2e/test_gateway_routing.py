@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +14,10 @@ import openai
 import pytest
 
 from gridmint.client.wallet import open_wallet
-from tests.gateway_network import Process, start_gateway, start_miner, wait_for_miners, wait_for_models
-from tests.live_network import LiveSubnet, live_subnet
+from tests.support.gateway_network import start_gateway, start_miner, wait_for_miners, wait_for_models
+from tests.support.live_subnet import LiveSubnet, live_subnet
+from tests.support.processes import LoggedProcess
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gateway")]
 
@@ -60,7 +61,7 @@ def test_requests_follow_the_ranking_fail_over_and_honour_preferences(
         assert incentive["garbage"] < 0.01
         gateway = start_gateway(tmp_path, "gw", "--rate", "20", "--burst", "100",
                                 miners=("m1", "m2", "garbage"))
-        miners: dict[str, Process] = {}
+        miners: dict[str, LoggedProcess] = {}
         try:
             for name, price in (("m1", "0.001"), ("m2", "0.002"), ("garbage", "0.0005")):
                 # room for the flood below, which must meet the rate limit, not the miners' busy limit
@@ -110,7 +111,7 @@ def test_requests_follow_the_ranking_fail_over_and_honour_preferences(
                 process.stop()
 
 
-def _errors_are_openai_shaped(live: LiveSubnet, gateway: Process, key: str) -> None:
+def _errors_are_openai_shaped(live: LiveSubnet, gateway: LoggedProcess, key: str) -> None:
     def error_of(answer: httpx.Response, status: int, code: str) -> None:
         assert answer.status_code == status, answer.text
         error = answer.json()["error"]
@@ -164,10 +165,8 @@ def test_a_killed_gateway_loses_no_metered_usage(tmp_path: Path, monkeypatch: py
             gateway = start_gateway(tmp_path, "gw", "--settle-seconds", "0.5", miners=("m1",))
             consumer = open_wallet("consumer", live.wallets).address
             gateway_address = open_wallet("gw", live.wallets).address
-            deadline = time.monotonic() + 30
-            while live.run("credit", "status", "--wallet", "consumer")[0]["spent"] == 0:
-                assert time.monotonic() < deadline, gateway.log()
-                time.sleep(0.2)
+            wait_for(lambda: live.run("credit", "status", "--wallet", "consumer")[0]["spent"] > 0,
+                     "the restarted gateway to settle", timeout_s=30, interval_s=0.2, detail=gateway.log)
             line = live.run("credit", "status", "--wallet", "consumer")[0]
             assert line["gateway"] == gateway_address and line["spent"] == sum(costs) + sum(costs) // 100
             assert "Settled batch 1" in gateway.log()

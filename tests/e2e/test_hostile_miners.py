@@ -36,7 +36,7 @@ from gridmint.client.signing import CALLER, NONCE, sign_answer
 from gridmint.client.wallet import open_wallet
 from gridmint.inference.backends.wordllama import WORDLLAMA_CONFIG, WORDLLAMA_DIM
 from gridmint.ports import free_port
-from tests.gateway_network import (
+from tests.support.gateway_network import (
     ledger_rows,
     miner_port,
     start_gateway,
@@ -45,7 +45,7 @@ from tests.gateway_network import (
     wait_for_miners,
     wait_for_models,
 )
-from tests.live_network import live_subnet
+from tests.support.live_subnet import live_subnet
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gateway")]
 

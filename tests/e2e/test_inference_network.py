@@ -6,16 +6,11 @@ first and the other two near 0."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import subprocess
-import sys
-import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
-import uvicorn
 
 from gridmint.client.wallet import open_wallet
 from gridmint.inference.backends.base import (
@@ -30,8 +25,9 @@ from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
 from gridmint.inference.validator.loop import Validator
 from gridmint.inference.validator.scoring import TextScorer
-from tests.helpers import free_port, wait_healthy
-from tests.live_network import live_subnet
+from tests.support import gateway_network as network
+from tests.support.live_subnet import live_subnet
+from tests.support.ports import unused_port
 
 pytestmark = pytest.mark.slow
 ONE = 1 << 30
@@ -62,28 +58,17 @@ class GarbageBackend:
 
 
 
-def test_validator_ranks_a_real_model_above_garbage_and_dead_miners(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_validator_ranks_a_real_model_above_garbage_and_dead_miners(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                   serve: Callable[..., str]) -> None:
     names = ("owner", "val", "smol", "garbage", "dead")
     with live_subnet(tmp_path, monkeypatch, names=names, tempo=80) as live:
-        smol_port, garbage_port, dead_port = free_port(), free_port(), free_port()
-        log = (tmp_path / "smol.log").open("w")
-        smol = subprocess.Popen(
-            [sys.executable, "-m", "gridmint.cli.main", "miner", "run", "--netuid", "1", "--backend", "llama-cpp",
-             "--wallet", "smol", "--port", str(smol_port), "--sync-seconds", "0.5"],
-            stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
-        garbage_app = MinerApp(open_wallet("garbage", live.wallets).hotkey("default"), GarbageBackend(),
-                               CallerPolicy(allow="any"))
-        garbage_server = uvicorn.Server(uvicorn.Config(garbage_app, host="127.0.0.1", port=garbage_port,
-                                                       log_level="warning", lifespan="off"))
-        garbage_thread = threading.Thread(target=garbage_server.run, daemon=True)
-        garbage_thread.start()
+        smol = network.start_miner(tmp_path, "smol", 1, "llama-cpp", "0")
         try:
-            wait_healthy(f"http://127.0.0.1:{smol_port}")
-            wait_healthy(f"http://127.0.0.1:{garbage_port}")
-            live.run("endpoint", "announce", "1", f"http://127.0.0.1:{garbage_port}", "--model", SMOLLM2,
-                     "--wallet", "garbage")
-            live.run("endpoint", "announce", "1", f"http://127.0.0.1:{dead_port}", "--model", SMOLLM2,
+            garbage_url = serve(MinerApp(open_wallet("garbage", live.wallets).hotkey("default"), GarbageBackend(),
+                                         CallerPolicy(allow="any")))
+            dead_url = f"http://127.0.0.1:{unused_port()}"
+            live.run("endpoint", "announce", "1", garbage_url, "--model", SMOLLM2, "--wallet", "garbage")
+            live.run("endpoint", "announce", "1", dead_url, "--model", SMOLLM2,
                      "--wallet", "dead")  # announced, but nothing listens there
             uid = {name: live.metagraph()["uids"][i]["uid"] for i, name in enumerate(names[1:])}
             validator = Validator(open_wallet("val", live.wallets).hotkey("default"), 1, live.node.url,
@@ -92,7 +77,7 @@ def test_validator_ranks_a_real_model_above_garbage_and_dead_miners(tmp_path: Pa
             summaries: list[str] = []
 
             async def validate() -> None:
-                allow = [f"127.0.0.1:{port}" for port in (smol_port, garbage_port, dead_port)]  # exactly its miners
+                allow = [url.removeprefix("http://") for url in (smol.url, garbage_url, dead_url)]  # exactly its miners
                 async with MinerClient(validator.key, timeout_s=5, allow=allow) as client:
                     revealed_in = None
                     for _ in range(300):
@@ -116,8 +101,4 @@ def test_validator_ranks_a_real_model_above_garbage_and_dead_miners(tmp_path: Pa
             assert incentive["garbage"] < 0.05 and incentive["dead"] < 0.05, incentive
             assert validator.state.scores[uid["smol"]] > 10 * max(validator.state.scores[uid["garbage"]], 1e-9)
         finally:
-            smol.terminate()
-            smol.wait(timeout=10)
-            log.close()
-            garbage_server.should_exit = True
-            garbage_thread.join(timeout=10)
+            smol.stop()

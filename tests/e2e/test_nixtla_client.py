@@ -15,8 +15,8 @@ from gridmint.client.chain_client import ChainClient
 from gridmint.client.wallet import open_wallet
 from gridmint.gateway import metering
 from gridmint.inference.forecast_wire import MIN_METERED_HISTORY
-from tests.gateway_network import ledger_rows, start_gateway, start_miner, wait_for_models, wait_until_settled
-from tests.live_network import live_subnet
+from tests.support.gateway_network import ledger_rows, start_gateway, start_miner, wait_for_models, wait_until_settled
+from tests.support.live_subnet import live_subnet
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gateway")]
 

@@ -6,7 +6,6 @@ model when the first has no healthy miner, billed at the model that answered."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +15,9 @@ from pydantic import BaseModel
 
 from gridmint.chain.credit import compute_fee
 from gridmint.client.wallet import open_wallet
-from tests.gateway_network import ledger_rows, start_gateway, start_miner, wait_for_models
-from tests.live_network import live_subnet
+from tests.support.gateway_network import ledger_rows, start_gateway, start_miner, wait_for_models
+from tests.support.live_subnet import live_subnet
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gateway")]
 
@@ -127,9 +127,9 @@ def test_the_openai_package_uses_tools_structured_outputs_logprobs_and_fallbacks
                                                       max_tokens=8, extra_body={"models": [SMOLLM2]})
             assert fallback.model == SMOLLM2 and fallback.usage is not None
             smol_hotkey = open_wallet("smol", live.wallets).hotkey_address("default")
-            deadline = time.monotonic() + 10  # the gateway writes its ledger just after the answer's last byte
-            while len(ledger_rows(tmp_path)) == rows and time.monotonic() < deadline:
-                time.sleep(0.05)
+            # The gateway writes its ledger just after the answer's last byte.
+            wait_for(lambda: len(ledger_rows(tmp_path)) > rows, "the answer's ledger row", timeout_s=10,
+                     interval_s=0.05)
             served = ledger_rows(tmp_path)[rows:]
             # Billed at SmolLM2's price, for at most the tokens its miner counted (the gateway caps counts by what
             # the text could hold), and the usage says exactly what the ledger holds.

@@ -31,8 +31,10 @@ from gridmint.inference.client import MinerClient
 from gridmint.inference.validator.answer_root import answer_headers, verify_proof
 from gridmint.inference.validator.forecast_scoring import Leaderboard
 from gridmint.inference.validator.prediction import PredictionSettings, PredictionValidator
-from tests import gateway_network as network
-from tests.live_network import live_subnet
+from tests.support import gateway_network as network
+from tests.support.live_subnet import live_subnet
+from tests.support.processes import start_server
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -54,23 +56,21 @@ def test_the_calibrated_forecaster_leads_the_copier_trails_and_every_scored_answ
         processes = [
             network.start_miner(tmp_path, "smart", 1, "statsmodels", "0", "--allow", "registered"),
             network.start_miner(tmp_path, "naive", 1, "naive", "0"),
-            network.start("overconf", ["--kind", "overconfident", "--wallet", "overconf", "--netuid", "1", "--port",
-                                       str(ports["overconf"])], tmp_path, ports["overconf"],
-                          module="tests.e2e.prediction_miners"),
-            network.start("copier", ["--kind", "copier", "--wallet", "copier", "--netuid", "1", "--port",
-                                     str(ports["copier"]), "--victim", urls["smart"], hotkeys["smart"],
-                                     "statsmodels-arima"], tmp_path, ports["copier"],
-                          module="tests.e2e.prediction_miners"),
+            start_server("overconf", ["--kind", "overconfident", "--wallet", "overconf", "--netuid", "1", "--port",
+                                      str(ports["overconf"])], tmp_path, ports["overconf"],
+                         module="tests.e2e.prediction_miners"),
+            start_server("copier", ["--kind", "copier", "--wallet", "copier", "--netuid", "1", "--port",
+                                    str(ports["copier"]), "--victim", urls["smart"], hotkeys["smart"],
+                                    "statsmodels-arima"], tmp_path, ports["copier"],
+                         module="tests.e2e.prediction_miners"),
         ]
         key = open_wallet("val", live.wallets).hotkey("default")
         validator = PredictionValidator(key, 1, live.node.url, SETTINGS, Leaderboard(10_000, 100_000),
                                         timeout_s=6.0, allow=[f"127.0.0.1:{port}" for port in ports.values()])
         try:
             with ChainClient(live.node.url) as client:
-                deadline = time.monotonic() + 60
-                while sum(e is not None for e in Metagraph.fetch(client, 1).endpoints) < len(MINERS):
-                    assert time.monotonic() < deadline, "the miners did not announce their endpoints"
-                    time.sleep(0.2)
+                wait_for(lambda: sum(e is not None for e in Metagraph.fetch(client, 1).endpoints) >= len(MINERS),
+                         "the miners to announce their endpoints", timeout_s=60, interval_s=0.2)
 
                 def standing() -> dict[str, float]:
                     graph = Metagraph.fetch(client, 1)

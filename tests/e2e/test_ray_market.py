@@ -12,8 +12,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import free_port
-from tests.market_network import deployment_yaml, live_market
+from gridmint.ports import free_port
+from tests.support.market_network import deployment_yaml, live_market
+from tests.support.waiting import wait_healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("ray")]
 
@@ -32,14 +33,7 @@ def ray_head(tmp_path: Path) -> Iterator[str]:
                     f"--temp-dir={temp}"], check=True, capture_output=True, timeout=180)
     try:
         address = f"http://127.0.0.1:{dashboard}"
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{address}/api/version", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
+        wait_healthy(address, timeout_s=60, path="/api/version")
         yield address
     finally:
         subprocess.run([str(ray), "stop", "--force"], capture_output=True, timeout=120)

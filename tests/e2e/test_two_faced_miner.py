@@ -26,8 +26,9 @@ from gridmint.gateway.keys import gateway_at
 from gridmint.inference.client import MinerClient
 from gridmint.inference.validator.probes import GatewayProbes, ProbeGateway
 from gridmint.inference.validator.scoring import TextScorer
-from tests import gateway_network as network
-from tests.live_network import live_subnet
+from tests.support import gateway_network as network
+from tests.support.live_subnet import live_subnet
+from tests.support.processes import start_server
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gateway")]
 
@@ -56,8 +57,8 @@ def test_a_miner_that_serves_validators_well_and_customers_badly_loses_its_rank(
         gateway = network.start_gateway(tmp_path, "gw", miners=("honest", "twofaced"))
         honest = network.start_miner(tmp_path, "honest", 1, "llama-cpp", "0.001")
         port = network.miner_port(tmp_path, "twofaced")
-        twofaced = network.start("twofaced", ["--wallet", "twofaced", "--netuid", "1", "--port", str(port), "--price",
-                                              "0.001"], tmp_path, port, module="tests.e2e.two_faced_miner")
+        twofaced = start_server("twofaced", ["--wallet", "twofaced", "--netuid", "1", "--port", str(port), "--price",
+                                             "0.001"], tmp_path, port, module="tests.e2e.two_faced_miner")
         validator = None
         try:
             network.wait_for_models(gateway, MODEL)

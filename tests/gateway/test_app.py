@@ -8,9 +8,8 @@ tests/gateway/test_settlement.py and tests/e2e run the gateway against a real ch
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,8 +20,8 @@ from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import ChainError
 from gridmint.gateway.app import GatewayApp, RateLimiter
 from gridmint.gateway.credit import CreditBook
-from gridmint.gateway.keys import ApiKeys, key_message, request_api_key
-from gridmint.gateway.ledger import Ledger, charge, open_db
+from gridmint.gateway.keys import request_api_key
+from gridmint.gateway.ledger import Ledger, charge
 from gridmint.gateway.routing import Candidate, Directory
 from gridmint.inference.asgi import CoalescingHttpToolsProtocol, read_body
 from gridmint.inference.backends.base import TEXT_GENERATION, Generation, GenerationResult, StreamPiece
@@ -30,10 +29,9 @@ from gridmint.inference.backends.echo import EchoBackend
 from gridmint.inference.client import MinerClient
 from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
-from tests.helpers import key, serve_asgi
+from tests.support.chain import key
+from tests.support.gateway_app import FEE_BPS, ONE, GatewayBooks, LineStandIn, unsigned_app
 
-ONE = 1 << 30
-FEE_BPS = 100
 CHAT = {"model": "echo", "messages": [{"role": "user", "content": "one two three"}], "max_tokens": 8}
 
 
@@ -49,30 +47,6 @@ class BreakingBackend(EchoBackend):
         return GenerationResult("fine", 3, 1)
 
 
-async def unsigned_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """Answers 200 with a plausible body and no signature."""
-    if scope["type"] != "http":
-        return
-    body = orjson.dumps({"choices": [{"message": {"content": "trust me"}}], "usage": {"completion_tokens": 999}})
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": body})
-
-
-class LineStandIn:
-    """The chain as CreditBook reads it: one credit line, whatever the consumer, on terms a test sets."""
-
-    def __init__(self) -> None:
-        self.line: dict[str, Any] = {"id": 3, "balance": 10**9, "spent": 0, "opened": 1, "expires": 10**6,
-                                     "fee_bps": FEE_BPS, "max_price_per_1k": 10**6, "cap": 0, "cap_period": 0,
-                                     "period_start": 1, "period_spent": 0, "closing_at": 0}
-
-    def query(self, path: str) -> dict[str, Any]:
-        return dict(self.line)
-
-    def height(self) -> int:
-        return 10
-
-
 @dataclass
 class Network:
     url: str
@@ -81,41 +55,26 @@ class Network:
     hotkeys: dict[str, str]
     chain: LineStandIn
     app: GatewayApp
-    keys: ApiKeys
+    books: GatewayBooks
 
 
 @pytest.fixture
-def network(tmp_path: Path) -> Iterator[Network]:
-    miners = {"breaking": MinerApp(key("breaking"), BreakingBackend(), CallerPolicy(allow="any")),
-              "echo": MinerApp(key("echo"), EchoBackend(), CallerPolicy(allow="any"))}
-    served = {name: serve_asgi(app) for name, app in miners.items()}
-    unsigned_url, unsigned_server, unsigned_thread = serve_asgi(unsigned_app)
-    hotkeys = {name: format_address(key(name).address) for name in ("breaking", "echo", "unsigned")}
+def network(books: GatewayBooks, serve: Callable[..., str]) -> Network:
+    urls = {"breaking": serve(MinerApp(key("breaking"), BreakingBackend(), CallerPolicy(allow="any"))),
+            "echo": serve(MinerApp(key("echo"), EchoBackend(), CallerPolicy(allow="any"))),
+            "unsigned": serve(unsigned_app)}
+    hotkeys = {name: format_address(key(name).address) for name in urls}
     directory = Directory([
-        Candidate(1, 0, hotkeys["unsigned"], unsigned_url, ("echo",), 1_000, ONE, TEXT_GENERATION),
-        Candidate(1, 1, hotkeys["breaking"], served["breaking"][0], ("echo",), 1_000, ONE // 2, TEXT_GENERATION),
-        Candidate(1, 2, hotkeys["echo"], served["echo"][0], ("echo",), 1_000, ONE // 4, TEXT_GENERATION)])
-    db = open_db(str(tmp_path / "gateway.db"))
-    gateway_address = format_address(key("gateway").address)
-    keys = ApiKeys(db, gateway_address)
-    consumer = key("consumer")
-    address = format_address(consumer.address)
-    api_key = keys.issue(address, consumer.public_key.hex(),
-                         consumer.sign(key_message(gateway_address, address, keys.challenge(address))).hex())
-    ledger = Ledger(db)
+        Candidate(1, 0, hotkeys["unsigned"], urls["unsigned"], ("echo",), 1_000, ONE, TEXT_GENERATION),
+        Candidate(1, 1, hotkeys["breaking"], urls["breaking"], ("echo",), 1_000, ONE // 2, TEXT_GENERATION),
+        Candidate(1, 2, hotkeys["echo"], urls["echo"], ("echo",), 1_000, ONE // 4, TEXT_GENERATION)])
     chain = LineStandIn()
-    credit = CreditBook(chain, gateway_address, ledger)  # type: ignore[arg-type]
-    allow = [url.removeprefix("http://") for url in (unsigned_url, *(url for url, _, _ in served.values()))]
-    app = GatewayApp(gateway_address, MinerClient(key("gateway"), timeout_s=5, allow=allow), directory, keys, ledger,
-                     credit, RateLimiter(1_000, 1_000), timeout_s=5, idle_s=5)
-    url, server, thread = serve_asgi(app, http=CoalescingHttpToolsProtocol)  # as serve_gateway runs it
-    try:
-        yield Network(url, api_key, ledger, hotkeys, chain, app, keys)
-    finally:
-        for running in (server, unsigned_server, *(s for _, s, _ in served.values())):
-            running.should_exit = True
-        for waiting in (thread, unsigned_thread, *(t for _, _, t in served.values())):
-            waiting.join(timeout=10)
+    credit = CreditBook(chain, books.address, books.ledger)  # type: ignore[arg-type]
+    allow = [url.removeprefix("http://") for url in urls.values()]
+    app = GatewayApp(books.address, MinerClient(key("gateway"), timeout_s=5, allow=allow), directory, books.keys,
+                     books.ledger, credit, RateLimiter(1_000, 1_000), timeout_s=5, idle_s=5)
+    url = serve(app, http=CoalescingHttpToolsProtocol)  # as serve_gateway runs it
+    return Network(url, books.issue_api_key(), books.ledger, hotkeys, chain, app, books)
 
 
 def test_an_unsigned_answer_is_never_passed_on_and_the_next_miner_serves(network: Network) -> None:
@@ -198,10 +157,7 @@ def test_answers_name_their_request_cost_and_tokens_and_usage_lists_them(network
 
 def test_the_rate_limit_is_per_account_however_many_keys_it_holds(network: Network) -> None:
     network.app.limiter = RateLimiter(0.001, 2)
-    consumer = key("consumer")
-    address = format_address(consumer.address)
-    second_key = network.keys.issue(address, consumer.public_key.hex(), consumer.sign(key_message(
-        network.app.address, address, network.keys.challenge(address))).hex())
+    second_key = network.books.issue_api_key()
     only_echo = {"provider": {"only": [network.hotkeys["echo"]]}}
     assert _chat(network, **only_echo).status_code == 200
     assert _chat(network, second_key, **only_echo).status_code == 200
@@ -251,25 +207,21 @@ class RelayingGateway:
 
 
 @pytest.mark.parametrize("rewrite", [False, True])
-def test_a_gateway_relaying_anothers_challenge_gets_no_key_for_the_consumer(network: Network, rewrite: bool) -> None:
+def test_a_gateway_relaying_anothers_challenge_gets_no_key_for_the_consumer(network: Network, rewrite: bool,
+                                                                           serve: Callable[..., str]) -> None:
     victim = key("alice")
     address = format_address(victim.address)
     relay_address = format_address(key("gateway-b").address)  # what the chain lists at B's URL
     relay = RelayingGateway(network.url, relay_address if rewrite else None)
-    relay_url, server, thread = serve_asgi(relay)
-    try:
-        with pytest.raises(ChainError) as caught:
-            request_api_key(relay_url, victim, relay_address)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+    with pytest.raises(ChainError) as caught:
+        request_api_key(serve(relay), victim, relay_address)
     if rewrite:  # B names itself: the consumer signs for B, which A (checking its own name) refuses
         assert caught.value.kind.name == "bad_proof" and relay.key_requests == 1
     else:  # A's challenge names A, not the gateway the consumer meant: refused before anything is signed
         assert caught.value.kind.name == "gateway_mismatch" and relay.key_requests == 0
-    assert network.keys.count(address) == 0
+    assert network.books.keys.count(address) == 0
     assert request_api_key(network.url, victim, network.app.address).startswith("gmk_")  # A itself, directly
-    assert network.keys.count(address) == 1
+    assert network.books.keys.count(address) == 1
 
 
 @pytest.mark.parametrize("query", ["after=9223372036854775808", "line=18446744073709551616", "after=-1"])

@@ -15,7 +15,7 @@ from gridmint.chain.credit import compute_fee
 from gridmint.chain.crypto import format_address
 from gridmint.gateway.credit import CreditBook
 from gridmint.gateway.ledger import Entry, Ledger, Usage, charge, open_db
-from tests.helpers import key
+from tests.support.chain import key
 
 CONSUMER, MINER, GATEWAY = (format_address(key(name).address) for name in ("alice", "m1", "gateway"))
 FEE_BPS = 250

@@ -5,8 +5,7 @@ the stand-in of tests/gateway/test_app.py; tests/e2e/test_nixtla_client.py runs 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -17,18 +16,16 @@ from gridmint.chain.crypto import format_address
 from gridmint.gateway import metering
 from gridmint.gateway.app import GatewayApp, RateLimiter
 from gridmint.gateway.credit import CreditBook
-from gridmint.gateway.keys import ApiKeys, key_message
-from gridmint.gateway.ledger import Ledger, open_db
+from gridmint.gateway.ledger import Ledger
 from gridmint.gateway.routing import BREAKER_FAILURES, Candidate, Directory
 from gridmint.inference.backends.forecast import NaiveBackend
 from gridmint.inference.client import MinerClient
 from gridmint.inference.forecast_wire import MAX_HORIZON, MAX_SERIES, MIN_METERED_HISTORY, PREDICTION
 from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
-from tests.gateway.test_app import LineStandIn, unsigned_app
-from tests.helpers import key, serve_asgi
+from tests.support.chain import key
+from tests.support.gateway_app import ONE, GatewayBooks, LineStandIn, unsigned_app
 
-ONE = 1 << 30
 PRICE = 900_000  # grains per 1k series-steps (the line pays at most 1,000,000)
 BODY: dict[str, Any] = {"series": {"y": [float(v) for v in range(20)] + [5.0] * 10, "sizes": [20, 10], "X": None,
                                    "X_future": None},
@@ -39,36 +36,20 @@ Gateway = tuple[str, str, Ledger, dict[str, str], Directory]
 
 
 @pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[tuple[str, str, Ledger, dict[str, str], Directory]]:
-    naive_url, naive_server, naive_thread = serve_asgi(MinerApp(key("naive"), NaiveBackend(),
-                                                                CallerPolicy(allow="any")))
-    unsigned_url, unsigned_server, unsigned_thread = serve_asgi(unsigned_app)
-    hotkeys = {name: format_address(key(name).address) for name in ("naive", "unsigned")}
+def gateway(books: GatewayBooks, serve: Callable[..., str]) -> Gateway:
+    urls = {"naive": serve(MinerApp(key("naive"), NaiveBackend(), CallerPolicy(allow="any"))),
+            "unsigned": serve(unsigned_app)}
+    hotkeys = {name: format_address(key(name).address) for name in urls}
     directory = Directory([
-        Candidate(3, 0, hotkeys["unsigned"], unsigned_url, ("naive",), PRICE, ONE, PREDICTION),
-        Candidate(3, 1, hotkeys["naive"], naive_url, ("naive",), PRICE, ONE // 2, PREDICTION)])
-    db = open_db(str(tmp_path / "gateway.db"))
-    address = format_address(key("gateway").address)
-    keys = ApiKeys(db, address)
-    consumer = key("consumer")
-    consumer_address = format_address(consumer.address)
-    api_key = keys.issue(consumer_address, consumer.public_key.hex(), consumer.sign(
-        key_message(address, consumer_address, keys.challenge(consumer_address))).hex())
-    ledger = Ledger(db)
+        Candidate(3, 0, hotkeys["unsigned"], urls["unsigned"], ("naive",), PRICE, ONE, PREDICTION),
+        Candidate(3, 1, hotkeys["naive"], urls["naive"], ("naive",), PRICE, ONE // 2, PREDICTION)])
     chain = LineStandIn()
     chain.line["balance"] = 10**12  # room for the largest forecasts, so that only the bounds refuse them
-    credit = CreditBook(chain, address, ledger)  # type: ignore[arg-type]
-    allow = [url.removeprefix("http://") for url in (naive_url, unsigned_url)]
-    app = GatewayApp(address, MinerClient(key("gateway"), timeout_s=5, allow=allow), directory, keys, ledger,
-                     credit, RateLimiter(1_000, 1_000), timeout_s=5, idle_s=5)
-    url, server, thread = serve_asgi(app)
-    try:
-        yield url, api_key, ledger, hotkeys, directory
-    finally:
-        for running in (server, naive_server, unsigned_server):
-            running.should_exit = True
-        for waiting in (thread, naive_thread, unsigned_thread):
-            waiting.join(timeout=10)
+    credit = CreditBook(chain, books.address, books.ledger)  # type: ignore[arg-type]
+    allow = [url.removeprefix("http://") for url in urls.values()]
+    app = GatewayApp(books.address, MinerClient(key("gateway"), timeout_s=5, allow=allow), directory, books.keys,
+                     books.ledger, credit, RateLimiter(1_000, 1_000), timeout_s=5, idle_s=5)
+    return serve(app), books.issue_api_key(), books.ledger, hotkeys, directory
 
 
 def test_a_timegpt_forecast_is_answered_in_its_shape_and_metered_per_series_and_step(

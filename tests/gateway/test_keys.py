@@ -11,7 +11,7 @@ from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import ChainError
 from gridmint.gateway.keys import MAX_KEYS_PER_ACCOUNT, ApiKeys, gateway_at, key_message
 from gridmint.gateway.ledger import open_db
-from tests.helpers import key
+from tests.support.chain import key
 
 GATEWAY = format_address(key("gateway").address)
 

@@ -11,7 +11,7 @@ import pytest
 
 from gridmint.chain.crypto import format_address
 from gridmint.gateway.ledger import MAX_ROW, Cumulative, Entry, Ledger, Usage, charge, open_db, transaction
-from tests.helpers import key
+from tests.support.chain import key
 
 ALICE, BOB = format_address(key("alice").address), format_address(key("bob").address)
 M1, M2 = format_address(key("m1").address), format_address(key("m2").address)

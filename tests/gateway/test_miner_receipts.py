@@ -19,7 +19,9 @@ from gridmint.inference.backends.echo import EchoBackend
 from gridmint.inference.http import HttpPool
 from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
-from tests.helpers import CHAIN_ID, free_port, key, serve_asgi
+from gridmint.ports import free_port
+from tests.support.asgi import serve_asgi
+from tests.support.chain import CHAIN_ID, key
 
 GATEWAY, MINER, CONSUMER = key("gateway"), key("m1"), key("alice")
 HOTKEY = format_address(MINER.address)

@@ -6,10 +6,8 @@ checked before they are paid, tool calls streamed, n choices, and unknown fields
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -21,8 +19,7 @@ from gridmint.chain.crypto import format_address
 from gridmint.client.signing import BODY, NONCE, SIGNATURE, SIGNER, verify_answer
 from gridmint.gateway.app import GatewayApp, RateLimiter
 from gridmint.gateway.credit import CreditBook
-from gridmint.gateway.keys import ApiKeys, key_message
-from gridmint.gateway.ledger import Ledger, open_db
+from gridmint.gateway.ledger import Ledger
 from gridmint.gateway.routing import Candidate, Directory, Preferences
 from gridmint.gateway.server import refresh_capabilities
 from gridmint.inference import wire
@@ -31,8 +28,10 @@ from gridmint.inference.backends.echo import ECHO_CAPABILITIES, EchoBackend
 from gridmint.inference.client import MinerClient
 from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
-from tests.gateway.test_app import FEE_BPS, ONE, LineStandIn
-from tests.helpers import free_port, key, serve_asgi
+from gridmint.ports import free_port
+from tests.support.chain import key
+from tests.support.gateway_app import FEE_BPS, ONE, GatewayBooks, LineStandIn
+from tests.support.waiting import wait_for
 
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}
@@ -56,50 +55,36 @@ class Surface:
     def metered(self, rows: int | None = None) -> list[tuple[str, int]]:
         """The ledger's rows, once it holds ``rows`` of them (the gateway writes at the end of its loop's turn,
         which may come just after the answer's last byte)."""
-        deadline = time.monotonic() + 5
-        while True:
-            found = [(m, int(g)) for m, g in self.ledger.db.execute("SELECT miner, grains FROM metered ORDER BY rowid")]
-            if rows is None or len(found) >= rows or time.monotonic() > deadline:
-                return found
-            time.sleep(0.01)
+        def found() -> list[tuple[str, int]]:
+            return [(m, int(g)) for m, g in self.ledger.db.execute("SELECT miner, grains FROM metered ORDER BY rowid")]
+
+        if rows is not None:
+            wait_for(lambda: len(found()) >= rows, f"{rows} metered rows", timeout_s=5, interval_s=0.01,
+                     detail=lambda: str(found()))
+        return found()
 
 
 @pytest.fixture
-def surface(tmp_path: Path) -> Iterator[Surface]:
+def surface(books: GatewayBooks, serve: Callable[..., str]) -> Surface:
     backends = {"plain": EchoBackend("alpha", capabilities={}),
                 "q8": EchoBackend("alpha", capabilities={**ECHO_CAPABILITIES, "quantization": "q8_0"}),
                 "beta": EchoBackend("beta")}
-    served = {name: serve_asgi(MinerApp(key(name), backend, CallerPolicy(allow="any")))
-              for name, backend in backends.items()}
-    hotkeys = {name: format_address(key(name).address) for name in (*backends, "gone")}
-    gone_url = f"http://127.0.0.1:{free_port()}"  # nothing listens: the one miner of "gamma" has no healthy server
+    urls = {name: serve(MinerApp(key(name), backend, CallerPolicy(allow="any"))) for name, backend in backends.items()}
+    urls["gone"] = f"http://127.0.0.1:{free_port()}"  # nothing listens: the one miner of "gamma" has no healthy server
+    hotkeys = {name: format_address(key(name).address) for name in urls}
     directory = Directory([
-        Candidate(1, 0, hotkeys["plain"], served["plain"][0], ("alpha",), PRICES["plain"], ONE, TEXT_GENERATION),
-        Candidate(1, 1, hotkeys["q8"], served["q8"][0], ("alpha",), PRICES["q8"], ONE // 2, TEXT_GENERATION),
-        Candidate(2, 0, hotkeys["beta"], served["beta"][0], ("beta",), PRICES["beta"], ONE, TEXT_GENERATION),
-        Candidate(3, 0, hotkeys["gone"], gone_url, ("gamma",), 100, ONE, TEXT_GENERATION)])
-    db = open_db(str(tmp_path / "gateway.db"))
-    gateway_address = format_address(key("gateway").address)
-    keys = ApiKeys(db, gateway_address)
-    consumer = key("consumer")
-    address = format_address(consumer.address)
-    api_key = keys.issue(address, consumer.public_key.hex(),
-                         consumer.sign(key_message(gateway_address, address, keys.challenge(address))).hex())
-    ledger = Ledger(db)
-    allow = [url.removeprefix("http://") for url in (gone_url, *(url for url, _, _ in served.values()))]
+        Candidate(1, 0, hotkeys["plain"], urls["plain"], ("alpha",), PRICES["plain"], ONE, TEXT_GENERATION),
+        Candidate(1, 1, hotkeys["q8"], urls["q8"], ("alpha",), PRICES["q8"], ONE // 2, TEXT_GENERATION),
+        Candidate(2, 0, hotkeys["beta"], urls["beta"], ("beta",), PRICES["beta"], ONE, TEXT_GENERATION),
+        Candidate(3, 0, hotkeys["gone"], urls["gone"], ("gamma",), 100, ONE, TEXT_GENERATION)])
+    allow = [url.removeprefix("http://") for url in urls.values()]
     miners = MinerClient(key("gateway"), timeout_s=5, allow=allow)
     asyncio.run(refresh_capabilities(directory, MinerClient(key("gateway"), timeout_s=5, allow=allow), {}))
-    app = GatewayApp(gateway_address, miners, directory, keys, ledger,
-                     CreditBook(LineStandIn(), gateway_address, ledger),  # type: ignore[arg-type]
+    app = GatewayApp(books.address, miners, directory, books.keys, books.ledger,
+                     CreditBook(LineStandIn(), books.address, books.ledger),  # type: ignore[arg-type]
                      RateLimiter(1_000, 1_000), timeout_s=5, idle_s=5)
-    url, server, thread = serve_asgi(app)
-    try:
-        yield Surface(url, {"authorization": f"Bearer {api_key}"}, hotkeys, backends, ledger, directory)
-    finally:
-        for running in (server, *(s for _, s, _ in served.values())):
-            running.should_exit = True
-        for waiting in (thread, *(t for _, _, t in served.values())):
-            waiting.join(timeout=10)
+    headers = {"authorization": f"Bearer {books.issue_api_key()}"}
+    return Surface(serve(app), headers, hotkeys, backends, books.ledger, directory)
 
 
 def chat(content: str = "one two three", **fields: Any) -> dict[str, Any]:

@@ -21,8 +21,8 @@ from gridmint.gateway.credit import read_line
 from gridmint.gateway.ledger import Ledger, open_db
 from gridmint.gateway.metrics import GatewayMetrics
 from gridmint.gateway.settlement import settle_forever
-from tests.gateway.settlement_market import FEE_BPS, Market, open_market, serve_requests, settle_once
-from tests.helpers import key
+from tests.support.chain import key
+from tests.support.settlement_market import FEE_BPS, Market, open_market, serve_requests, settle_once
 
 PRICE = {"m1": 2_000, "m2": 1_000}  # grains per 1k tokens
 

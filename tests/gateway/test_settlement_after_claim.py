@@ -19,8 +19,8 @@ from gridmint.client.errors import TX_TIMEOUT
 from gridmint.gateway import settlement
 from gridmint.gateway.credit import read_line
 from gridmint.inference.miner import claims
-from tests.gateway.settlement_market import Market, open_market, serve_requests, settle_once
-from tests.helpers import key
+from tests.support.chain import key
+from tests.support.settlement_market import Market, open_market, serve_requests, settle_once
 
 PRICE = 1_000
 

@@ -20,7 +20,7 @@ from gridmint.inference.miner.book import (
     cost,
     open_db,
 )
-from tests.helpers import CHAIN_ID, key
+from tests.support.chain import CHAIN_ID, key
 
 MINER, GATEWAY, ALICE, BOB = key("miner-hot"), key("gateway"), key("alice"), key("bob")
 GW = format_address(GATEWAY.address)

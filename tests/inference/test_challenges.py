@@ -6,8 +6,8 @@ import random
 
 from gridmint.inference.validator.challenges import TEMPLATES, draw_messages, draw_question, draw_sentences
 from gridmint.inference.validator.loop import Validator
-from tests.helpers import key
 from tests.inference.test_validator import ConstantScorer
+from tests.support.chain import key
 
 
 def test_questions_are_rarely_repeated_and_use_every_template() -> None:

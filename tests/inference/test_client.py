@@ -10,7 +10,8 @@ import pytest
 
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.inference.client import HttpError, MinerClient
-from tests.helpers import free_port, wait_healthy
+from gridmint.ports import free_port
+from tests.support.waiting import wait_healthy
 
 pytestmark = pytest.mark.slow
 

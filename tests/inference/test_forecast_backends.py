@@ -28,7 +28,7 @@ from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
 from gridmint.inference.validator.forecast_scoring import crps_over_increments
 from gridmint.inference.validator.series import HiddenRegimeSource
-from tests.helpers import key
+from tests.support.chain import key
 
 MINER, VALIDATOR = key("forecast-miner-hot"), key("forecast-validator-hot")
 

@@ -11,12 +11,11 @@ from typing import Any
 
 import pytest
 
-from gridmint.chain import bank, codec
+from gridmint.chain import codec
 from gridmint.chain.credit import MsgClaim, MsgOpenCredit, MsgRegisterGateway
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.genesis import TxParams
 from gridmint.chain.receipts import Receipt, acknowledge_receipt
-from gridmint.chain.state import CommittedView
 from gridmint.chain.subnets import MsgCreateSubnet, MsgRegister
 from gridmint.chain.tx import Msg
 from gridmint.client.chain_client import raise_for_code
@@ -34,7 +33,7 @@ from gridmint.inference.miner.claims import (
     review_receipts,
 )
 from gridmint.inference.miner.runner import gateways_on_chain
-from tests.helpers import CHAIN_ID, MINT, Driver, genesis, key, make_app, signed
+from tests.support.chain import CHAIN_ID, MINT, Driver, balance, genesis, key, make_app, signed
 
 NAMES = ("owner", "gateway", "alice", "bob", "carol", "miner", "miner_hot")
 HOTKEY, GATEWAY = key("miner_hot"), key("gateway")
@@ -105,7 +104,7 @@ def sign(chain: InProcessChain, book: ReceiptBook, *wanted: tuple[str, int, int,
 
 
 def coldkey_balance(chain: InProcessChain) -> int:
-    return bank.get_balance(CommittedView(chain.driver.app.store), key("miner").address)
+    return balance(chain.driver.app, "miner")
 
 
 def test_acknowledged_receipts_are_claimed_once_and_paid_to_the_grain(chain: InProcessChain) -> None:

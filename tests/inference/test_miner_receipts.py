@@ -18,7 +18,7 @@ from gridmint.inference.backends.echo import EchoBackend
 from gridmint.inference.miner.app import MAX_RECEIPTS, MinerApp
 from gridmint.inference.miner.book import Served, cost
 from gridmint.inference.protocol import CallerPolicy
-from tests.helpers import CHAIN_ID, key
+from tests.support.chain import CHAIN_ID, key
 
 MINER, GATEWAY, VALIDATOR, ALICE = key("miner-hot"), key("gateway"), key("validator-hot"), key("alice")
 GW, VAL = format_address(GATEWAY.address), format_address(VALIDATOR.address)

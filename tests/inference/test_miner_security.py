@@ -17,7 +17,7 @@ from gridmint.client.signing import CALLEE, NONCE, SIGNATURE, sign_request, veri
 from gridmint.inference.backends.echo import EchoBackend
 from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
-from tests.helpers import key
+from tests.support.chain import key
 
 MINER, VALIDATOR, STRANGER = key("miner-hot"), key("validator-hot"), key("stranger-hot")
 CHAT = {"model": "echo", "messages": [{"role": "user", "content": "hello signed world"}], "max_tokens": 8}

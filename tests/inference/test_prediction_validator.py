@@ -13,7 +13,7 @@ from gridmint.client.signing import BODY, NONCE, SIGNATURE, SIGNER
 from gridmint.inference.client import Answer
 from gridmint.inference.forecast_wire import Forecast, ForecastRequest, Series, answer_bytes_bound, forecast_answer
 from gridmint.inference.validator.prediction import MAX_RECORDS, PredictionValidator
-from tests.helpers import key
+from tests.support.chain import key
 
 
 def test_a_padded_answer_is_a_miss_whose_body_the_validator_does_not_keep() -> None:

@@ -15,7 +15,7 @@ from gridmint.client.metagraph import Metagraph
 from gridmint.inference.client import Answer, MinerClient
 from gridmint.inference.validator.loop import Validator
 from gridmint.inference.validator.scoring import Challenge, EmbeddingScorer, TextScorer
-from tests.helpers import key
+from tests.support.chain import key
 
 
 @dataclass

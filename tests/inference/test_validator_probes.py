@@ -18,8 +18,9 @@ from gridmint.inference.asgi import read_body, send_raw
 from gridmint.inference.client import Answer
 from gridmint.inference.validator.loop import Validator
 from gridmint.inference.validator.probes import GatewayProbes, GatewayRefusedError, ProbeGateway
-from tests.helpers import key, serve_asgi
 from tests.inference.test_validator import ConstantScorer
+from tests.support.asgi import serve_asgi
+from tests.support.chain import key
 
 MINER, OTHER, GATEWAY = key("probed miner"), key("another miner"), key("probe gateway")
 MINER_ADDRESS = format_address(MINER.address)

@@ -25,8 +25,9 @@ import gridmint
 from gridmint.client.wallet import open_wallet
 from gridmint.market.provider.sandbox.identity import FIRST_UID
 from gridmint.market.tenant import for_lease
-from tests.helpers import processes_of, wait_for
-from tests.market_network import LiveMarket, ProviderProcess, live_market
+from tests.support.market_network import LiveMarket, ProviderProcess, live_market
+from tests.support.processes import processes_of
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("sandbox")]
 

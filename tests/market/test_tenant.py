@@ -12,9 +12,9 @@ from gridmint.chain.market import MsgBid, MsgCreateDeployment, MsgRegisterProvid
 from gridmint.market.deployment import parse_deployment
 from gridmint.market.tenant import accept_bid, create_order, describe_hold, explain_match
 from tests.chain.test_market import MARKET
-from tests.helpers import MINT, Driver, genesis, key, make_app
-from tests.in_process_client import InProcessClient
 from tests.market.test_deployment import GOOD
+from tests.support.chain import MINT, Driver, genesis, key, make_app
+from tests.support.in_process_client import InProcessClient
 
 
 def test_match_explains_every_provider(tmp_path: Path) -> None:

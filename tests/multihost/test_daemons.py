@@ -15,7 +15,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,10 +30,12 @@ from gridmint.client.wallet import create_wallet, open_wallet
 from gridmint.inference.address_guard import RefusedAddressError
 from gridmint.inference.client import MinerClient
 from gridmint.market.deployment import parse_deployment
-from tests.helpers import MINT, wait_healthy, write_data_dir
-from tests.live_network import FAST_KDF, fees_paid
-from tests.market_network import deployment_yaml
 from tests.multihost.hosts import Hosts, can_make_hosts
+from tests.support.chain import MINT
+from tests.support.live_subnet import fees_paid
+from tests.support.market_network import deployment_yaml
+from tests.support.nodes import FAST_KDF, write_data_dir
+from tests.support.waiting import wait_for, wait_healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("multihost"),
               pytest.mark.skipif(not can_make_hosts(), reason="needs root and iproute2 (network namespaces)")]
@@ -88,13 +89,7 @@ class Site:
         return self.from_clients(run)
 
     def wait(self, condition: Callable[[], Any], what: str, timeout_s: float, logs: tuple[str, ...] = ()) -> Any:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            found = condition()
-            if found:
-                return found
-            time.sleep(0.3)
-        raise AssertionError(f"timed out waiting for {what}\n" + "\n".join(
+        return wait_for(condition, what, timeout_s, interval_s=0.3, detail=lambda: "\n".join(
             f"--- {name}.log\n{self.log(name)[-3000:]}" for name in logs))
 
 

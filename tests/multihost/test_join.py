@@ -33,8 +33,9 @@ from gridmint.chain.subnets import MsgCreateSubnet, MsgRegister, MsgSetHyperpara
 from gridmint.chain.weights import MsgSetWeights
 from gridmint.client.chain_client import ChainClient
 from gridmint.node.network import NodeSpec, init_network, validator_key
-from tests.helpers import key
 from tests.multihost.hosts import Hosts, can_make_hosts
+from tests.support.chain import key
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cometbft"),
               pytest.mark.skipif(not can_make_hosts(), reason="needs root and iproute2 (network namespaces)")]
@@ -99,12 +100,8 @@ class Network:
         return found
 
     def wait(self, condition: Callable[[], bool], what: str, timeout_s: float = 120) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if condition():
-                return
-            time.sleep(0.3)
-        raise AssertionError(f"timed out waiting for {what}; heights {[self.height(i) for i in range(5)]}")
+        wait_for(condition, what, timeout_s, interval_s=0.3,
+                 detail=lambda: f"heights {[self.height(i) for i in range(5)]}")
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from gridmint.node.devnode import DevNode
-from tests.helpers import DevnodeProcess, write_data_dir
+from tests.support.nodes import DevnodeProcess, write_data_dir
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from gridmint.chain.store import Store
 from gridmint.node.abci import messages
 from gridmint.node.abci.proto import decode_oneof, decode_uvarint, encode, frame
 from gridmint.node.abci.server import ANSWERS_PER_TURN, AbciApplication, AbciServer
-from tests.helpers import CHAIN_ID, MIN_TX_FEE, MINT, genesis, key, required_fee, signed
+from tests.support.chain import CHAIN_ID, MIN_TX_FEE, MINT, genesis, key, required_fee, signed
 
 ONE_SECOND = {"seconds": 1_767_225_600, "nanos": 0}
 

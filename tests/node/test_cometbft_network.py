@@ -28,8 +28,8 @@ from gridmint.node.network import (
     validator_key,
 )
 from gridmint.web.data import Explorer
-from tests.helpers import wait_for
-from tests.live_network import free_port_range
+from tests.support.ports import free_port_range
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cometbft")]
 

@@ -19,7 +19,9 @@ from gridmint.chain.genesis import load_genesis
 from gridmint.chain.store import Store
 from gridmint.client.chain_client import ChainClient
 from gridmint.node.blockstore import BlockStore
-from tests.helpers import DevnodeProcess, key, signed, write_data_dir
+from tests.support.chain import key, signed
+from tests.support.nodes import DevnodeProcess, write_data_dir
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -87,10 +89,8 @@ def test_sigkill_under_load(tmp_path: Path) -> None:
     node.start()
     with ChainClient(node.url) as client:
         height = client.height()
-        deadline = time.monotonic() + 20
-        while client.height() < height + 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert client.height() >= height + 3, "the node stopped producing blocks"
+        wait_for(lambda: client.height() >= height + 3, "three more blocks (the node stopped producing them)",
+                 timeout_s=20, interval_s=0.05)
     node.stop()
     assert len(reported) >= 50
 

@@ -9,7 +9,8 @@ import pytest
 from gridmint.chain.bank import MsgSend
 from gridmint.node.blockstore import Block, Header, data_hash
 from gridmint.node.devnode import DevNode, NodeSetupError, result_to_record, write_node_key
-from tests.helpers import MINT, START_BALANCE, balances, key, signed, write_data_dir
+from tests.support.chain import MINT, START_BALANCE, balances, key, signed
+from tests.support.nodes import write_data_dir
 
 
 def test_restart_continues_from_the_last_committed_height(data_dir: Path) -> None:

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from gridmint.chain.errors import ChainError
 from gridmint.cli.main import cli
 from gridmint.node.join import fetch_genesis, init_full_node, is_full_node_home, listen_address, parse_peers
-from tests.helpers import DevnodeProcess
+from tests.support.nodes import DevnodeProcess
 
 PEER_ID = "3f" * 20
 PEERS = f"{PEER_ID}@10.77.0.1:26656,{'a1' * 20}@node-b.example:26656"

@@ -3,7 +3,7 @@ from __future__ import annotations
 from gridmint.chain.bank import MsgSend
 from gridmint.node.devnode import DevNode
 from gridmint.node.mempool import Mempool, MempoolLimits
-from tests.helpers import MINT, START_BALANCE, key, signed
+from tests.support.chain import MINT, START_BALANCE, key, signed
 
 
 def test_full_mempool_refuses_with_a_clear_error(node: DevNode) -> None:

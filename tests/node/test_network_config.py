@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import subprocess
-import time
 import tomllib
 from pathlib import Path
 
@@ -18,7 +16,8 @@ from websockets.sync.client import connect
 from gridmint.cli.main import cli
 from gridmint.node.limits import RPCLimits
 from gridmint.node.network import find_cometbft, init_network
-from tests.live_network import free_port_range
+from tests.support.ports import free_port_range
+from tests.support.waiting import wait_healthy
 
 
 def _rpc_section(home: str | Path) -> dict:  # type: ignore[type-arg]
@@ -73,13 +72,7 @@ def test_cometbft_enforces_the_limits_net_init_writes(tmp_path: Path) -> None:
                                stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{node.rpc_port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            assert time.monotonic() < deadline, "cometbft did not start"
-            time.sleep(0.1)
+        wait_healthy(url, process, Path(node.home) / "cometbft.log", timeout_s=30)
         health = {"jsonrpc": "2.0", "method": "health", "params": {}}
         refused = httpx.post(url, json=[{**health, "id": i} for i in range(4)]).json()["error"]
         assert refused["code"] == -32600 and "exceeds maximum (3)" in refused["data"]

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from gridmint.node.processes import cpu_seconds, process_alive, stop_process_group
+from tests.support.waiting import wait_for
 
 
 def detached(code: str) -> subprocess.Popen[bytes]:
@@ -19,18 +20,12 @@ def detached(code: str) -> subprocess.Popen[bytes]:
 
 
 def wait_for_file(path: Path, timeout_s: float = 10) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.02)
+    wait_for(path.exists, f"{path} to appear", timeout_s, interval_s=0.02)
 
 
 def read_pid(path: Path, timeout_s: float = 10) -> int:
     """The pid another process writes to ``path``: the file exists before its text is written, so wait for both."""
-    deadline = time.monotonic() + timeout_s
-    while not (path.exists() and path.read_text().strip()):
-        assert time.monotonic() < deadline, f"{path} never held a pid"
-        time.sleep(0.02)
+    wait_for(lambda: path.exists() and path.read_text().strip(), f"{path} to hold a pid", timeout_s, interval_s=0.02)
     return int(path.read_text())
 
 
@@ -62,10 +57,8 @@ def test_what_the_leader_started_stops_with_it(tmp_path: Path) -> None:
                       f"pathlib.Path({str(pid_file)!r}).write_text(str(child.pid)); time.sleep(60)")
     child = read_pid(pid_file)
     assert stop_process_group(leader.pid, timeout_s=10)
-    deadline = time.monotonic() + 5
-    while process_alive(child) and time.monotonic() < deadline:  # the child is init's to reap, not ours
-        time.sleep(0.02)
-    assert not process_alive(child)
+    # The child is init's to reap, not ours.
+    wait_for(lambda: not process_alive(child), "the leader's child to be gone", timeout_s=5, interval_s=0.02)
 
 
 def test_a_child_that_ignores_sigterm_does_not_outlive_its_leader(tmp_path: Path) -> None:
@@ -77,10 +70,7 @@ def test_a_child_that_ignores_sigterm_does_not_outlive_its_leader(tmp_path: Path
     child = read_pid(pid_file)
     time.sleep(0.3)  # the child has set its handler
     assert stop_process_group(leader.pid, timeout_s=10)
-    deadline = time.monotonic() + 5
-    while process_alive(child) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert not process_alive(child)
+    wait_for(lambda: not process_alive(child), "the stubborn child to be gone", timeout_s=5, interval_s=0.02)
 
 
 def test_a_pid_that_is_gone_is_reported_as_not_running() -> None:

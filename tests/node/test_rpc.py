@@ -16,7 +16,7 @@ from gridmint.chain.crypto import format_address
 from gridmint.node.devnode import DevNode
 from gridmint.node.limits import RPCLimits
 from gridmint.node.rpc import RPCServer
-from tests.helpers import CHAIN_ID, MINT, START_BALANCE, key, signed
+from tests.support.chain import CHAIN_ID, MINT, START_BALANCE, key, signed
 
 
 @contextlib.asynccontextmanager

@@ -13,9 +13,9 @@ import pytest
 from gridmint.chain.bank import MsgSend
 from gridmint.node.devnode import DevNode
 from gridmint.node.limits import RPCLimits
-from tests.fuzzing import fuzz_cases
-from tests.helpers import MINT, key, signed
 from tests.node.test_rpc import call, running
+from tests.support.chain import MINT, key, signed
+from tests.support.fuzzing import fuzz_cases
 
 BATCH = 500
 

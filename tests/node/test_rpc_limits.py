@@ -17,8 +17,8 @@ from gridmint.chain.crypto import format_address
 from gridmint.node.devnode import DevNode, NodeSetupError
 from gridmint.node.limits import RPCLimits
 from gridmint.node.rpc import INTERNAL_ERROR, INVALID_REQUEST, SERVER_BUSY
-from tests.helpers import MINT, START_BALANCE, key, signed
 from tests.node.test_rpc import b64tx, call, running, serving
+from tests.support.chain import MINT, START_BALANCE, key, signed
 
 
 def _send(nonce: int) -> dict[str, object]:

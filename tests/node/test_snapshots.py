@@ -23,7 +23,7 @@ from gridmint.node.abci import messages
 from gridmint.node.abci.proto import decode_oneof, encode_oneof
 from gridmint.node.abci.server import AbciApplication, AbciServer
 from gridmint.node.snapshots import Snapshot, SnapshotStore
-from tests.helpers import Chain, key, make_app, signed
+from tests.support.chain import Chain, key, make_app, signed
 
 INFO = {"version": "0.38.25", "block_version": 11, "p2p_version": 8, "abci_version": "2.0.0"}
 NAMES = ("alice", "bob", "carol")
@@ -31,7 +31,7 @@ NAMES = ("alice", "bob", "carol")
 
 def _busy_app(folder: Path, blocks: int = 6) -> tuple[App, Chain]:
     """An app with a few blocks of transfers to many fresh accounts (enough keys for several small chunks)."""
-    from tests.helpers import genesis
+    from tests.support.chain import genesis
 
     folder.mkdir(parents=True, exist_ok=True)
     app = make_app(folder, genesis(accounts=NAMES))

@@ -16,8 +16,8 @@ import pytest
 
 from gridmint.node.network import init_network, node_status, start_network, stop_network
 from gridmint.node.processes import stop_process_group
-from tests.helpers import wait_for
-from tests.live_network import free_port_range
+from tests.support.ports import free_port_range
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("cometbft")]
 

@@ -12,7 +12,8 @@ from gridmint.chain.bank import MsgSend
 from gridmint.chain.crypto import format_address
 from gridmint.client.chain_client import ChainClient
 from gridmint.node.events import QueryError, parse_query
-from tests.helpers import MINT, DevnodeProcess, key, signed
+from tests.support.chain import MINT, key, signed
+from tests.support.nodes import DevnodeProcess
 
 pytestmark = pytest.mark.slow
 

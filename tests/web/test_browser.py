@@ -8,15 +8,15 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from gridmint.client.wallet import open_wallet
-from tests.live_network import LiveSubnet, free_port_range, live_subnet
+from tests.support.live_subnet import LiveSubnet, live_subnet
+from tests.support.ports import free_port_range
+from tests.support.waiting import wait_healthy
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("browser")]
 
@@ -37,15 +37,7 @@ def explorer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[
                                    env=os.environ.copy())
         url = f"http://127.0.0.1:{port}/"
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(url + "api/status", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline and process.poll() is None, "the explorer did not start"
-                time.sleep(0.1)
+            wait_healthy(url.removesuffix("/"), process, timeout_s=30, path="/api/status")
             yield url, live
         finally:
             process.terminate()

@@ -12,7 +12,7 @@ from gridmint.chain.commitments import MsgCommit
 from gridmint.client.chain_client import ChainClient
 from gridmint.client.wallet import open_wallet
 from gridmint.web.app import make_app
-from tests.live_network import live_subnet
+from tests.support.live_subnet import live_subnet
 
 pytestmark = pytest.mark.slow
 

@@ -16,20 +16,8 @@ from gridmint.market.provider.api import MAX_TENANT_BODY, ProviderAPI
 from gridmint.market.provider.daemon import Lease, Provider, ProviderConfig
 from gridmint.market.provider.inventory import Capacity, Need
 from gridmint.market.provider.pricing import PerUnit
-from gridmint.market.provider.runtimes.base import LaunchSpec
-from tests.helpers import key
-
-
-class RecordingRuntime:
-    name = "recording"
-    single_tenant = False
-
-    def __init__(self) -> None:
-        self.started: list[LaunchSpec] = []
-
-    def start(self, spec: LaunchSpec) -> Any:
-        self.started.append(spec)
-        raise AssertionError("the runtime must not be reached")
+from tests.support.chain import key
+from tests.support.runtimes import UnstartableRuntime
 
 
 class NoChain:
@@ -38,8 +26,8 @@ class NoChain:
 
 
 @pytest.fixture
-def setup(tmp_path: Path) -> tuple[TestClient, Provider, RecordingRuntime]:
-    runtime = RecordingRuntime()
+def setup(tmp_path: Path) -> tuple[TestClient, Provider, UnstartableRuntime]:
+    runtime = UnstartableRuntime("recording")
     provider = Provider(key("provider"), NoChain(), Capacity(2_000, 2_048, 1_000), PerUnit(1, 1, 1),  # type: ignore[arg-type]
                         runtime, ProviderConfig("http://127.0.0.1:1"), tmp_path)
     provider.leases[5] = Lease(5, 1, format_address(key("tenant").address), 10, Need(500, 256, 0), ())

@@ -18,10 +18,10 @@ from gridmint.market.deployment import manifest_hash
 from gridmint.market.provider.daemon import REASON_UNSUPPORTED, Lease, Provider, ProviderConfig
 from gridmint.market.provider.inventory import Capacity, Need
 from gridmint.market.provider.pricing import PerUnit
-from gridmint.market.provider.runtimes.base import LaunchSpec
 from gridmint.market.provider.runtimes.ray import RayRuntime
-from tests.helpers import key
 from tests.market.provider.test_runtimes import FakeJobs
+from tests.support.chain import key
+from tests.support.runtimes import UnstartableRuntime
 
 TRUSTED, STRANGER = format_address(key("trusted").address), format_address(key("stranger").address)
 MANIFEST = {"version": 1, "services": {"job": {"image": None, "command": ["python", "train.py"], "env": {},
@@ -48,20 +48,6 @@ class FakeChain:
                                  "manifest_hash": manifest_hash(MANIFEST).hex()}
 
 
-class ProcessLike:
-    """A runtime that isolates leases from each other."""
-
-    name = "process"
-    single_tenant = False
-
-    def __init__(self) -> None:
-        self.started: list[LaunchSpec] = []
-
-    def start(self, spec: LaunchSpec) -> Any:
-        self.started.append(spec)
-        raise AssertionError("not started in these tests")
-
-
 def _provider(tmp_path: Path, runtime: Any, trusted: tuple[str, ...] = (TRUSTED,)) -> tuple[Provider, FakeChain]:
     chain = FakeChain()
     provider = Provider(key("provider"), chain, Capacity(4_000, 8_192, 10_000), PerUnit(1, 1, 1),  # type: ignore[arg-type]
@@ -84,7 +70,7 @@ def test_a_single_tenant_runtime_bids_only_on_trusted_tenants_orders(tmp_path: P
 
 
 def test_other_runtimes_bid_on_anyones_order(tmp_path: Path) -> None:
-    provider, chain = _provider(tmp_path, ProcessLike(), trusted=())
+    provider, chain = _provider(tmp_path, UnstartableRuntime(), trusted=())
     chain.order(1, STRANGER)
     assert provider.consider_order(1) is True and chain.sent == [MsgBid(1, 2)]
 

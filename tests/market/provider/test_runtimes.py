@@ -3,7 +3,6 @@ their SDK seams with fakes (the ray runtime also runs against a real Ray head in
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,8 @@ from gridmint.market.provider.runtimes.base import (
 from gridmint.market.provider.runtimes.docker import PIDS_LIMIT, DockerRuntime
 from gridmint.market.provider.runtimes.process import ProcessRuntime
 from gridmint.market.provider.runtimes.ray import RayRuntime
-from tests.helpers import processes_of
+from tests.support.processes import processes_of
+from tests.support.waiting import wait_for
 
 SERVE = ("import http.server, os\n"
          "print('env', os.environ.get('CUDA_VISIBLE_DEVICES', 'unset'), os.environ.get('SECRET', 'none'), flush=True)\n"
@@ -39,10 +39,7 @@ def _spec(tmp_path: Path, *services: Service, memory_mb: int = 256) -> LaunchSpe
 
 
 def _wait(condition: Any, timeout_s: float = 20) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
+    wait_for(condition, "the runtime", timeout_s, interval_s=0.05)
 
 
 def _get(endpoint: Endpoint | None, path: str) -> str | None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from gridmint.market.provider.sandbox import cgroups
 from gridmint.market.provider.sandbox.cgroups import Limits, V2Cgroup, create_cgroup
+from tests.support.waiting import wait_for
 
 LIMITS = Limits(memory_bytes=64 * 2**20, pids=32, cpu_millis=500, cpus="0")
 
@@ -25,9 +25,7 @@ def test_a_v1_group_sets_every_limit_and_kills_all_its_members() -> None:
         assert (group.dirs["cpuset"] / "cpuset.cpus").read_text().strip() == "0"
         join = 'for f in "$@"; do echo $$ > "$f"; done; sleep 600 & sleep 600 & wait'
         process = subprocess.Popen(["/bin/sh", "-c", join, "sh", *map(str, group.procs_files())])
-        deadline = time.monotonic() + 10
-        while len(group.members()) < 3 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: len(group.members()) >= 3, "the shell and both sleeps to join", timeout_s=10, interval_s=0.01)
         assert len(group.members()) == 3  # the shell and both sleeps, all inside
         group.kill_all()
         assert group.members() == [] and process.wait(10) == -9

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,8 +14,9 @@ from click.testing import CliRunner
 from gridmint.cli.main import cli
 from gridmint.client.chain_client import ChainClient
 from gridmint.client.wallet import open_wallet
-from tests.helpers import DevnodeProcess, free_port, wait_healthy
-from tests.live_network import CometNetwork, funded_devnode
+from gridmint.ports import free_port
+from tests.support.nodes import CometNetwork, DevnodeProcess, funded_devnode
+from tests.support.processes import LoggedProcess, start_server
 
 # A small HTTP service: answers GET with its greeting and logs each request, listening where the provider says.
 SERVICE = """
@@ -48,26 +46,11 @@ def deployment_yaml(max_price: str = "0.001", deposit: str = "5", greeting: str 
     }, indent=2)
 
 
-
 @dataclass
-class ProviderProcess:
-    name: str
-    url: str
+class ProviderProcess(LoggedProcess):
+    """A `gridmint provider run` process and the provider's address on chain."""
+
     address: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 @dataclass
@@ -101,16 +84,13 @@ class LiveMarket:
 
     def start_provider(self, wallet: str, *options: str) -> ProviderProcess:
         port = free_port()
-        log_path = self.tmp / f"provider-{wallet}.log"
-        env = {**os.environ, "GRIDMINT_PASSWORD": "pw", "GRIDMINT_WALLET_DIR": str(self.wallets)}
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "gridmint.cli.main", "provider", "run", "--wallet", wallet, "--node",
-                 self.node.url, "--port", str(port), "--data-dir", str(self.tmp / f"provider-{wallet}"),
-                 "--health-seconds", "0.5", *options], stdout=log, stderr=subprocess.STDOUT, env=env)
-        provider = ProviderProcess(wallet, f"http://127.0.0.1:{port}", self.address(wallet), process, log_path)
+        started = start_server(
+            f"provider-{wallet}", ["provider", "run", "--wallet", wallet, "--node", self.node.url, "--port", str(port),
+                                   "--data-dir", str(self.tmp / f"provider-{wallet}"), "--health-seconds", "0.5",
+                                   *options],
+            self.tmp, port, env={"GRIDMINT_PASSWORD": "pw", "GRIDMINT_WALLET_DIR": str(self.wallets)}, timeout_s=60)
+        provider = ProviderProcess(wallet, started.url, started.process, started.log_path, self.address(wallet))
         self.providers[wallet] = provider
-        wait_healthy(provider.url, process, log_path)
         return provider
 
     def write(self, name: str, text: str) -> Path:

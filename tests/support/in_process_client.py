@@ -14,7 +14,7 @@ from gridmint.chain.state import CommittedView
 from gridmint.chain.tx import Msg, tx_hash
 from gridmint.client.chain_client import TxOutcome, raise_for_code
 from gridmint.node.rpc import events_json
-from tests.helpers import FEE, Driver, required_fee, signed
+from tests.support.chain import FEE, Driver, required_fee, signed
 
 
 class InProcessClient:

@@ -32,7 +32,9 @@ from gridmint.inference.http import HttpPool
 from gridmint.inference.miner.app import MinerApp
 from gridmint.inference.protocol import CallerPolicy
 from gridmint.node.setup import init_data_dir
-from tests.helpers import CHAIN_ID, DevnodeProcess, key, serve_asgi
+from tests.support.asgi import serve_asgi
+from tests.support.chain import CHAIN_ID, key
+from tests.support.nodes import DevnodeProcess
 
 FEE_BPS = 100
 CHAT = {"model": "echo", "messages": [{"role": "user", "content": "settle these tokens"}], "max_tokens": 8}

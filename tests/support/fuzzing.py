@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from gridmint.chain import codec
 from gridmint.chain.bank import MsgSend
-from tests.helpers import CHAIN_ID, FEE, MINT, key, signed
+from tests.support.chain import CHAIN_ID, FEE, MINT, key, signed
 
 ALICE, BOB = key("alice"), key("bob")
 WRONG_VALUES: list[object] = [None, True, -1, 2**64, 2**70, "text", b"", b"\x00" * 33, [], {"a": 1}, [[1]], "x" * 300]
