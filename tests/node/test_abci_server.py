@@ -97,19 +97,25 @@ def _exchange(tmp_path: Path, requests: list[dict[str, Any]], chunk: int) -> lis
             for offset in range(0, len(wire), chunk):
                 writer.write(wire[offset:offset + chunk])
                 await writer.drain()
-            data, responses = b"", []
-            while len(responses) < len(requests):
-                data += await asyncio.wait_for(reader.read(65_536), 5)
-                while data:
-                    length, start = decode_uvarint(data, 0)
-                    if len(data) < start + length:
-                        break
-                    responses.append(decode_oneof(data[start:start + length], messages.RESPONSES))
-                    data = data[start + length:]
+            responses = await _receive(reader, len(requests))
             writer.close()
             return responses
 
     return asyncio.run(scenario())
+
+
+async def _receive(reader: asyncio.StreamReader, count: int, timeout_s: float = 5) -> list[tuple[str, dict[str, Any]]]:
+    """The next ``count`` responses on a connection, as (case, fields)."""
+    data, responses = b"", []
+    while len(responses) < count:
+        data += await asyncio.wait_for(reader.read(65_536), timeout_s)
+        while data:
+            length, start = decode_uvarint(data, 0)
+            if len(data) < start + length:
+                break
+            responses.append(decode_oneof(data[start:start + length], messages.RESPONSES))
+            data = data[start + length:]
+    return responses
 
 
 def test_pipelined_requests_are_answered_in_order_over_a_socket(tmp_path: Path) -> None:
@@ -202,18 +208,6 @@ def test_a_query_that_takes_long_holds_back_no_block(tmp_path: Path, monkeypatch
         writer.write(b"".join(frame(encode(r, messages.REQUESTS)) for r in requests))
         await writer.drain()
 
-    async def receive(reader: asyncio.StreamReader, count: int) -> list[tuple[str, dict[str, Any]]]:
-        data, responses = b"", []
-        while len(responses) < count:
-            data += await asyncio.wait_for(reader.read(65_536), 30)
-            while data:
-                length, start = decode_uvarint(data, 0)
-                if len(data) < start + length:
-                    break
-                responses.append(decode_oneof(data[start:start + length], messages.RESPONSES))
-                data = data[start + length:]
-        return responses
-
     async def scenario() -> tuple[list[tuple[str, dict[str, Any]]], list[tuple[str, dict[str, Any]]]]:
         path = str(tmp_path / "app.sock")
         async with await asyncio.start_unix_server(server.serve_connection, path=path):
@@ -225,9 +219,9 @@ def test_a_query_that_takes_long_holds_back_no_block(tmp_path: Path, monkeypatch
             await send(block_writer, {"finalize_block": {"txs": [], "hash": b"", "height": 2, "time": ONE_SECOND,
                                                          "proposer_address": b"\x01" * 20}},
                        {"commit": {}}, {"flush": {}})
-            block_answers = await receive(block_reader, 3)  # while the query is still held
+            block_answers = await _receive(block_reader, 3, 30)  # while the query is still held
             release.set()
-            query_answers = await receive(query_reader, 3)
+            query_answers = await _receive(query_reader, 3, 30)
             for writer in (query_writer, block_writer):
                 writer.close()
             return block_answers, query_answers
