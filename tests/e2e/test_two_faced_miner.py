@@ -29,6 +29,7 @@ from gridmint.inference.validator.scoring import TextScorer
 from tests.support import gateway_network as network
 from tests.support.live_subnet import live_subnet
 from tests.support.processes import start_server
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gateway")]
 
@@ -87,11 +88,15 @@ def test_a_miner_that_serves_validators_well_and_customers_badly_loses_its_rank(
             assert direct_scores["honest"] > 0.8 and direct_scores["twofaced"] > 0.8, direct_scores
             assert gateway_scores["honest"] > 0.8 and gateway_scores["twofaced"] == 0.0, gateway_scores
 
-            # 2. The defence: a validator whose probes go through the gateway.
-            with ChainClient(live.node.url) as client:
-                started_epoch = int(client.query("/subnets/1")["epoch"])
+            # 2. The defence: a validator whose probes go through the gateway. Its epochs count from when it is
+            # ready (its reference model loaded), not from when its process was started: on a loaded machine the
+            # loading alone can take an epoch of 10 s.
             validator = network.start_validator(tmp_path, "--interval", "1", "--timeout", "60", "--probe-gateway",
                                                 gateway.url, env={"GRIDMINT_PROBE_API_KEY": api_key})
+            wait_for(lambda: "probing through the gateway" in validator.log(), "the validator to be ready",
+                     timeout_s=120)
+            with ChainClient(live.node.url) as client:
+                started_epoch = int(client.query("/subnets/1")["epoch"])
             uid = {entry["hotkey"]: entry["uid"] for entry in live.metagraph()["uids"]}
 
             def ranked(graph: dict[str, Any]) -> bool:
