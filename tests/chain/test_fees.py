@@ -11,6 +11,7 @@ import pytest
 
 from gridmint.chain import authority, bank, commitments, credit, fees, market, neurons, staking, subnets, weights
 from gridmint.chain.app import MESSAGE_TYPES, BlockFill
+from gridmint.chain.crypto import format_address
 from gridmint.chain.emission import schedule_epochs
 from gridmint.chain.errors import lookup
 from gridmint.chain.params import params_to_json
@@ -399,3 +400,73 @@ def test_the_epoch_rate_rule_counts_a_raise_still_pending_in_the_block(tmp_path:
     results = net.commit()["owner"]
     assert results[0].code == 0 and lookup(results[1].codespace, results[1].code) == subnets.EPOCH_TOO_COSTLY
     assert neurons.require_subnet(CommittedView(net.app.store), 1)["params"]["tempo"] == before["tempo"]
+
+
+# --- commitment deletions count against the block (s27-red) ------------------------------------------------
+
+# The least a commitment's deletion has taken on the reference machine (two keys, the digest, the commit), in µs:
+# a block's counted units must cover at least this much per commitment it deletes.
+LEAST_DELETION_US = 50
+
+
+def loaded_subnet(tmp_path: Path, retention: int, uids: int) -> Driver:
+    """Subnet 1, full, every UID prunable at once, each held by a hotkey with ``retention`` commitments on it."""
+    loaded = [key(f"loaded-{i}") for i in range(uids)]
+    entries = [{"netuid": 1, "hotkey": format_address(k.address), "epoch": epoch, "hash": "11" * 32,
+                "data": "", "block": epoch} for k in loaded for epoch in range(1, retention + 1)]
+    net = Driver(make_app(tmp_path, genesis(balance=100_000 * MINT, commitments={
+        "params": {"retention_epochs": retention}, "commitments": entries})))
+    net.ok("alice", subnets.MsgCreateSubnet("text", "loaded"))
+    for param, value in (("max_uids", uids), ("immunity_period", 0), ("burn_initial", 0), ("burn_min", 0)):
+        net.ok("alice", subnets.MsgSetHyperparam(1, param, value))
+    for hotkey in loaded:
+        net.send("alice", subnets.MsgRegister(1, hotkey.address, 0))
+    net.commit()
+    net.advance(1)
+    return net
+
+
+def test_registrations_that_prune_hotkeys_full_of_commitments_cannot_overrun_the_block(tmp_path: Path) -> None:
+    """The attack: hotkeys each keep ``retention_epochs`` (the bound, 1,024) commitments, and a block is filled
+    with registrations that prune them. Each deletion was prepaid by its commitment's fee, but the block that does
+    them must count them: at most max_block_units / (1,024 × 50 µs) such registrations fit a block."""
+    retention = 1_024
+    net = loaded_subnet(tmp_path, retention, uids=2)
+    view = CommittedView(net.app.store)
+    assert sum(1 for _ in view.scan(commitments.COMMIT_PREFIX)) == 2 * retention
+    registrations = [TxBody(CHAIN_ID, key(f"fresh-{i}").public_key, 1, 0,
+                            (subnets.MsgRegister(1, key(f"fresh-hot-{i}").address, 0),), "") for i in range(200)]
+    fitting = fees.select_fitting(BlockState(net.app.store), registrations, net.height + 1)
+    max_block_units = bank.get_params(view).max_block_units
+    assert len(fitting.positions) * retention * LEAST_DELETION_US <= max_block_units
+    # Two of them run: each prunes one loaded hotkey and deletes its commitments, and counted at least that work.
+    counted = sum(fees.get_tx_cost(view, body).block_units for body in registrations[:2])
+    net.send("bob", subnets.MsgRegister(1, key("fresh-hot-0").address, 0))
+    net.send("bob", subnets.MsgRegister(1, key("fresh-hot-1").address, 0))
+    assert all(result.code == 0 for result in net.commit()["bob"])
+    assert list(CommittedView(net.app.store).scan(commitments.COMMIT_PREFIX)) == []
+    assert counted >= 2 * retention * LEAST_DELETION_US
+    assert net.app.check_invariants() == []
+
+
+def test_a_dissolved_subnets_clearing_is_reserved_in_every_block_until_it_is_done(tmp_path: Path) -> None:
+    """end_block deletes up to cleared_per_block (bound 4,096) of dissolved subnets' commitments a block: a
+    dissolve counts its own block's share, and each later block reserves it before any transaction, until the
+    queue is empty."""
+    entries = [{"netuid": 7, "hotkey": format_address(key("gone").address), "epoch": epoch,
+                "hash": "11" * 32, "data": "", "block": epoch} for epoch in range(1, 6)]
+    chain = Chain(make_app(tmp_path, genesis(commitments={
+        "params": {"cleared_per_block": 2}, "commitments": entries, "dissolved": [7]})))
+    chain.block()  # genesis is committed with the first block, whose end_block deleted two
+    view = CommittedView(chain.app.store)
+    dissolve = TxBody(CHAIN_ID, PK, 1, 0, (subnets.MsgDissolveSubnet(1),), "")
+    assert fees.get_tx_cost(view, dissolve).block_units >= 2 * LEAST_DELETION_US
+    reserved = []
+    while True:
+        reserved.append(fees.get_reserved_units(CommittedView(chain.app.store), chain.height + 1))
+        if not list(CommittedView(chain.app.store).scan(commitments.DISSOLVED_PREFIX)):
+            break
+        chain.block()
+    assert reserved == [2 * fees.COMMITMENT_DELETION] * 2 + [0]  # three left, two a block
+    assert list(CommittedView(chain.app.store).scan(commitments.COMMIT_PREFIX)) == []
+    assert chain.app.check_invariants() == []

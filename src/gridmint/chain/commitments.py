@@ -184,6 +184,11 @@ def queue_subnet(state: State, netuid: int) -> None:
     state.set(DISSOLVED_PREFIX + neurons.netuid_bytes(netuid), b"")
 
 
+def is_clearing(state: Reader) -> bool:
+    """Whether dissolved subnets' commitments wait to be deleted (each block then reserves the work: fees.py)."""
+    return any(True for _ in state.scan(DISSOLVED_PREFIX, limit=1))
+
+
 def clear_dissolved(ctx: Context) -> None:
     """End of block: delete up to ``cleared_per_block`` commitments of dissolved subnets, lowest netuid first; a
     subnet leaves the queue once none of its commitments is left."""

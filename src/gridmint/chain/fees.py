@@ -25,6 +25,13 @@ a subnet whose shape changed in the block waits for the next one, so no transact
 then transactions take the rest, each counted with ``ENVELOPE_UNITS`` for its envelope, less the epoch work it
 prepays (later blocks do that within their own budget). A transaction that does not fit is refused with
 ``block_full`` and changes nothing (not even its nonce), so it can be sent again.
+
+**Deleting commitments.** Each commitment's fee prepays its deletion, but not the block that does it: a
+registration may prune a hotkey that kept ``retention_epochs`` commitments on the subnet (up to 1,024, deleted in
+its block), and end_block deletes up to ``cleared_per_block`` of dissolved subnets' commitments. So a registration
+counts ``retention_epochs × COMMITMENT_DELETION`` more against ``max_block_units`` (not in its fee), a dissolve the
+first block's clearing, and while subnets wait in the dissolved queue each block reserves ``cleared_per_block ×
+COMMITMENT_DELETION`` before any transaction, as it reserves its epochs.
 """
 
 from __future__ import annotations
@@ -64,6 +71,9 @@ BID_REFUND = 100
 # 1,069,056 cells, took 641 ms in bench/adversarial_block.py (its Yuma math alone 80-100 ms).
 EPOCH_UNITS_PER_KILOCELL = 600
 ENVELOPE_UNITS = 300  # what an envelope counts against max_block_units: decoding, an unseen signature (~250 µs)
+# Per commitment deleted (its two keys, with the block's digest and commit): 65,536 pruned by 64 registrations in one
+# block took 4.8 s (73 µs each, registrations included) on the 2-core reference machine; 50-140 µs under load.
+COMMITMENT_DELETION = 100
 
 ShapeLookup = Callable[[int], Mapping[str, int] | None]  # netuid -> its hyperparameters, None if no such subnet
 NewShape = Callable[[], Mapping[str, int]]  # the hyperparameters a subnet created now starts with
@@ -108,7 +118,8 @@ def get_reserved_units(state: Reader, height: int) -> int:
     """What the epochs due at the end of block ``height`` take from its ``max_block_units`` before any
     transaction: end-block work and transactions share one budget."""
     cells = sum(cells for _, _, cells in emission.select_epochs(state, neurons.netuids(state), height))
-    return cells * EPOCH_UNITS_PER_KILOCELL // 1_000
+    clearing = commitments.get_params(state).cleared_per_block if commitments.is_clearing(state) else 0
+    return cells * EPOCH_UNITS_PER_KILOCELL // 1_000 + clearing * COMMITMENT_DELETION
 
 
 def _prepay_epochs(shapes: Shapes, hyper: subnets.Hyperparams, params: bank.Params) -> int:
@@ -205,14 +216,30 @@ class TxCost:
 
 
 def compute_tx_cost(params: bank.Params, messages: Sequence[Msg], memo: str, lookup: ShapeLookup,
-                    new_subnet: NewShape) -> TxCost:
-    """What a transaction of ``messages`` costs under ``params``; the chain and every client call this."""
+                    new_subnet: NewShape, deleting: commitments.Params | None = None) -> TxCost:
+    """What a transaction of ``messages`` costs under ``params``; the chain and every client call this.
+    ``deleting``: the commitments parameters that bound the deletions its block does for it (the defaults if not
+    given; they change ``block_units`` only, never the fee)."""
     shapes = Shapes(lookup, new_subnet)
     units = BYTE * len(memo.encode())
     for msg in messages:
         units += SCHEDULE[type(msg)].units(msg, shapes, params)
     return TxCost(units, params.min_tx_fee + params.fee_per_unit * units,
-                  ENVELOPE_UNITS + units - shapes.epoch_prepaid)
+                  ENVELOPE_UNITS + units - shapes.epoch_prepaid + _deletion_units(messages, deleting))
+
+
+def _deletion_units(messages: Sequence[Msg], deleting: commitments.Params | None) -> int:
+    """The commitment deletions the block does for these messages, prepaid by each commitment's fee: a
+    registration may prune a hotkey with ``retention_epochs`` of them, and a dissolve starts ``cleared_per_block``
+    of them in its own block's end_block."""
+    deleting = deleting or commitments.Params()
+    count = 0
+    for msg in messages:
+        if isinstance(msg, subnets.MsgRegister):
+            count += deleting.retention_epochs
+        elif isinstance(msg, subnets.MsgDissolveSubnet):
+            count += deleting.cleared_per_block
+    return count * COMMITMENT_DELETION
 
 
 def compute_required_fee(params: bank.Params, messages: Sequence[Msg], memo: str, lookup: ShapeLookup,
@@ -230,7 +257,8 @@ def get_tx_cost(state: Reader, body: TxBody) -> TxCost:
     def new_subnet() -> Mapping[str, int]:
         return params_to_json(subnets.Hyperparams(tempo=subnets.get_params(state).default_tempo))
 
-    return compute_tx_cost(bank.get_params(state), body.messages, body.memo, lookup, new_subnet)
+    return compute_tx_cost(bank.get_params(state), body.messages, body.memo, lookup, new_subnet,
+                           commitments.get_params(state))
 
 
 def check_block_room(params: bank.Params, cost: TxCost, used: int) -> None:
