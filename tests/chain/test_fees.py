@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from gridmint.chain import authority, bank, commitments, credit, fees, market, neurons, staking, subnets, weights
-from gridmint.chain.app import MESSAGE_TYPES, BlockFill
+from gridmint.chain.app import MESSAGE_TYPES, MODULES, BlockFill
 from gridmint.chain.crypto import format_address
 from gridmint.chain.emission import schedule_epochs
 from gridmint.chain.errors import lookup
+from gridmint.chain.genesis import validate_genesis
 from gridmint.chain.params import params_to_json
 from gridmint.chain.state import BlockState, CommittedView
 from gridmint.chain.subnets import compute_epoch_cells, get_lock_cost
@@ -409,21 +410,29 @@ def test_the_epoch_rate_rule_counts_a_raise_still_pending_in_the_block(tmp_path:
 LEAST_DELETION_US = 50
 
 
-def loaded_subnet(tmp_path: Path, retention: int, uids: int) -> Driver:
-    """Subnet 1, full, every UID prunable at once, each held by a hotkey with ``retention`` commitments on it."""
+def loaded_subnet(tmp_path: Path, retention: int, uids: int, cleared_per_block: int = 512) -> Driver:
+    """Subnet 1, full, every UID prunable at once, each held by a hotkey with ``retention`` commitments on it: the
+    chain is built, exported, given the commitments (a genesis may carry them for registered hotkeys) and
+    started again from the export."""
     loaded = [key(f"loaded-{i}") for i in range(uids)]
-    entries = [{"netuid": 1, "hotkey": format_address(k.address), "epoch": epoch, "hash": "11" * 32,
-                "data": "", "block": epoch} for k in loaded for epoch in range(1, retention + 1)]
-    net = Driver(make_app(tmp_path, genesis(balance=100_000 * MINT, commitments={
-        "params": {"retention_epochs": retention}, "commitments": entries})))
+    (tmp_path / "built").mkdir()
+    (tmp_path / "loaded").mkdir()
+    net = Driver(make_app(tmp_path / "built", genesis(balance=100_000 * MINT)))
     net.ok("alice", subnets.MsgCreateSubnet("text", "loaded"))
     for param, value in (("max_uids", uids), ("immunity_period", 0), ("burn_initial", 0), ("burn_min", 0)):
         net.ok("alice", subnets.MsgSetHyperparam(1, param, value))
     for hotkey in loaded:
         net.send("alice", subnets.MsgRegister(1, hotkey.address, 0))
     net.commit()
-    net.advance(1)
-    return net
+    document = net.app.export_genesis("2026-01-01T00:00:00Z")
+    params = {"retention_epochs": retention, "cleared_per_block": cleared_per_block}
+    document["app_state"]["commitments"] = {"params": params, "commitments": [
+        {"netuid": 1, "hotkey": format_address(k.address), "epoch": epoch, "hash": "11" * 32, "data": "",
+         "block": epoch} for k in loaded for epoch in range(1, retention + 1)]}
+    restarted = Driver(make_app(tmp_path / "loaded", validate_genesis(document, MODULES)))
+    restarted.height = int(document["initial_height"]) - 1  # the exported chain goes on from there
+    restarted.block()  # genesis is committed with the first block
+    return restarted
 
 
 def test_registrations_that_prune_hotkeys_full_of_commitments_cannot_overrun_the_block(tmp_path: Path) -> None:
@@ -453,20 +462,18 @@ def test_a_dissolved_subnets_clearing_is_reserved_in_every_block_until_it_is_don
     """end_block deletes up to cleared_per_block (bound 4,096) of dissolved subnets' commitments a block: a
     dissolve counts its own block's share, and each later block reserves it before any transaction, until the
     queue is empty."""
-    entries = [{"netuid": 7, "hotkey": format_address(key("gone").address), "epoch": epoch,
-                "hash": "11" * 32, "data": "", "block": epoch} for epoch in range(1, 6)]
-    chain = Chain(make_app(tmp_path, genesis(commitments={
-        "params": {"cleared_per_block": 2}, "commitments": entries, "dissolved": [7]})))
-    chain.block()  # genesis is committed with the first block, whose end_block deleted two
-    view = CommittedView(chain.app.store)
+    net = loaded_subnet(tmp_path, 5, uids=1, cleared_per_block=2)
+    view = CommittedView(net.app.store)
+    assert fees.get_reserved_units(view, net.height + 1) == 0  # nothing queued: nothing reserved
     dissolve = TxBody(CHAIN_ID, PK, 1, 0, (subnets.MsgDissolveSubnet(1),), "")
     assert fees.get_tx_cost(view, dissolve).block_units >= 2 * LEAST_DELETION_US
+    net.ok("alice", subnets.MsgDissolveSubnet(1))  # its end_block deletes two of the five
     reserved = []
     while True:
-        reserved.append(fees.get_reserved_units(CommittedView(chain.app.store), chain.height + 1))
-        if not list(CommittedView(chain.app.store).scan(commitments.DISSOLVED_PREFIX)):
+        reserved.append(fees.get_reserved_units(CommittedView(net.app.store), net.height + 1))
+        if not list(CommittedView(net.app.store).scan(commitments.DISSOLVED_PREFIX)):
             break
-        chain.block()
+        net.block()
     assert reserved == [2 * fees.COMMITMENT_DELETION] * 2 + [0]  # three left, two a block
-    assert list(CommittedView(chain.app.store).scan(commitments.COMMIT_PREFIX)) == []
-    assert chain.app.check_invariants() == []
+    assert list(CommittedView(net.app.store).scan(commitments.COMMIT_PREFIX)) == []
+    assert net.app.check_invariants() == []

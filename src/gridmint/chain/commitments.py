@@ -402,6 +402,25 @@ def invariant_queued(state: Reader) -> str | None:
     return None
 
 
+def invariant_owned(state: Reader) -> str | None:
+    """Every commitment is its hotkey's on a subnet where it holds a UID, or waits in the dissolved queue; and
+    every queued netuid was used (``subnets/next_netuid`` passed it), so the queue never clears a subnet created
+    later. A genesis that breaks this would credit a later registrant with commitments it never made, or delete
+    a new subnet's."""
+    from gridmint.chain.subnets import NEXT_NETUID_KEY  # subnets reads its own modules lazily; this one too
+
+    used_through = state.get_int(NEXT_NETUID_KEY)
+    queued = {int.from_bytes(key[len(DISSOLVED_PREFIX):], "big") for key, _ in state.scan(DISSOLVED_PREFIX)}
+    for netuid in sorted(queued):
+        if netuid > used_through:
+            return f"subnet {netuid} is queued as dissolved but no subnet above {used_through} was ever created"
+    for netuid, hotkey, epoch, _ in _commitments(state):
+        if netuid not in queued and neurons.uid_of(state, netuid, hotkey) is None:
+            return (f"{format_address(hotkey)} keeps a commitment on subnet {netuid} (epoch {epoch}) without a UID "
+                    "there, and the subnet is not queued as dissolved")
+    return None
+
+
 def _commitments(state: Reader) -> list[tuple[int, bytes, int, dict[str, Any]]]:
     found = []
     for suffix, record in state.scan_values(COMMIT_PREFIX):
@@ -420,7 +439,8 @@ MODULE = ModuleSpec(
     init_genesis=init_genesis,
     export_genesis=export_genesis,
     end_block=clear_dissolved,
-    invariants={"indexed": invariant_indexed, "bounded": invariant_bounded, "queued": invariant_queued},
+    invariants={"indexed": invariant_indexed, "bounded": invariant_bounded, "queued": invariant_queued,
+                "owned": invariant_owned},
     uid_freed=clear_uid,
     subnet_dissolved=queue_subnet,
 )
