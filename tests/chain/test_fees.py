@@ -52,8 +52,9 @@ SCHEDULE: list[tuple[Msg, int]] = [
     (subnets.MsgSetHyperparam(1, "kappa", 100), 100),
     (subnets.MsgSetHyperparam(1, "tempo", 720), 100 + DEFAULT_EPOCHS // 2),  # half the epochs of tempo 360
     (subnets.MsgSetHyperparam(1, "max_uids", 4_096), 100 + (64 * 4_096 + 4_096 + 16_384) * 12),  # 0.6 unit/cell × 20
-    (subnets.MsgDissolveSubnet(1), 500),
-    (subnets.MsgRegister(1, A, 0), 550 + 82 * 256),  # ten vectors and a prune scan per UID it may hold
+    (subnets.MsgDissolveSubnet(1), 500 + 100 * 512),  # and its block's clearing of commitments
+    # ten vectors and a prune scan per UID it may hold, and the commitments of the hotkey it may prune
+    (subnets.MsgRegister(1, A, 0), 550 + 82 * 256 + 100 * 64),
     (subnets.MsgAnnounceEndpoint(1, "http://a.b/", ["m1", "m2"], 5, 1), 200 + 11 + 4),
     (staking.MsgAddStake(1, A, MINT), 300 + 8 * 256),
     (staking.MsgRemoveStake(1, A, MINT), 200 + 8 * 256),
@@ -106,7 +107,7 @@ def test_a_transaction_pays_the_sum_of_its_messages_and_its_memo() -> None:
 
 def test_work_grows_with_the_subnet_and_the_weights() -> None:
     big = {**DEFAULT_SHAPE, "max_uids": 4_096}
-    assert units_of(subnets.MsgRegister(1, A, 0), shape=big).units == 550 + 82 * 4_096
+    assert units_of(subnets.MsgRegister(1, A, 0), shape=big).units == 550 + 82 * 4_096 + 100 * 64
     everyone = list(range(4_096))
     assert units_of(weights.MsgSetWeights(1, everyone, [1] * 4_096), shape=big).units == 200 + 6 * 4_096 + 9 * 4_096
 
@@ -477,3 +478,15 @@ def test_a_dissolved_subnets_clearing_is_reserved_in_every_block_until_it_is_don
     assert reserved == [2 * fees.COMMITMENT_DELETION] * 2 + [0]  # three left, two a block
     assert list(CommittedView(net.app.store).scan(commitments.COMMIT_PREFIX)) == []
     assert net.app.check_invariants() == []
+
+
+@pytest.mark.parametrize("message", [subnets.MsgRegister(1, A, 0), subnets.MsgDissolveSubnet(1)],
+                         ids=lambda m: m.TYPE)
+def test_no_transaction_takes_more_of_a_block_than_its_fee_pays_for(tmp_path: Path, message: Msg) -> None:
+    """Block units a sender does not pay for would let anyone fill blocks (and make a devnode produce them back
+    to back) with transactions that fail cheaply, say a registration of a hotkey already registered or a stranger's
+    dissolve: the deletions counted in a block are priced in the fee too, at the largest commitments bounds."""
+    net = loaded_subnet(tmp_path, 1_024, uids=1, cleared_per_block=4_096)
+    cost = fees.get_tx_cost(CommittedView(net.app.store), TxBody(CHAIN_ID, PK, 1, 0, (message,), ""))
+    assert cost.block_units - fees.ENVELOPE_UNITS <= cost.units
+    assert cost.units >= LEAST_DELETION_US * (1_024 if isinstance(message, subnets.MsgRegister) else 4_096)

@@ -26,12 +26,14 @@ then transactions take the rest, each counted with ``ENVELOPE_UNITS`` for its en
 prepays (later blocks do that within their own budget). A transaction that does not fit is refused with
 ``block_full`` and changes nothing (not even its nonce), so it can be sent again.
 
-**Deleting commitments.** Each commitment's fee prepays its deletion, but not the block that does it: a
-registration may prune a hotkey that kept ``retention_epochs`` commitments on the subnet (up to 1,024, deleted in
-its block), and end_block deletes up to ``cleared_per_block`` of dissolved subnets' commitments. So a registration
-counts ``retention_epochs × COMMITMENT_DELETION`` more against ``max_block_units`` (not in its fee), a dissolve the
-first block's clearing, and while subnets wait in the dissolved queue each block reserves ``cleared_per_block ×
-COMMITMENT_DELETION`` before any transaction, as it reserves its epochs.
+**Deleting commitments.** Each commitment's fee prepays its deletion as state, but the block that deletes it does
+the work: a registration may prune a hotkey that kept ``retention_epochs`` commitments on the subnet (up to 1,024,
+deleted in its block), and a dissolve starts end_block's clearing of the subnet's commitments, ``cleared_per_block``
+a block. So a registration costs ``COMMITMENT_DELETION × retention_epochs`` more and a dissolve ``COMMITMENT_DELETION
+× cleared_per_block`` (commitments parameters), in its fee as in its block units (block units a sender does not pay
+for would let anyone fill blocks cheaply with transactions that fail), and while subnets wait in the dissolved
+queue each block reserves ``cleared_per_block × COMMITMENT_DELETION`` units before any transaction, as it reserves
+its epochs.
 """
 
 from __future__ import annotations
@@ -84,9 +86,10 @@ class Shapes:
     ``subnets/set_param`` within bounds is applied in order, so a later message is priced on the new shape.
     An unknown netuid gets a new subnet's hyperparameters (one created earlier in the same transaction)."""
 
-    def __init__(self, lookup: ShapeLookup, new_subnet: NewShape) -> None:
+    def __init__(self, lookup: ShapeLookup, new_subnet: NewShape, deleting: commitments.Params | None = None) -> None:
         self._lookup = lookup
         self._new_subnet = new_subnet
+        self.deleting = deleting or commitments.Params()  # what bounds the commitment deletions a message causes
         self._known: dict[int, dict[str, int]] = {}
         self.epoch_prepaid = 0  # units of future epoch work priced so far: paid now, not worked in this block
 
@@ -137,7 +140,12 @@ def _text_bytes(*texts: str | Sequence[str]) -> int:
 
 def _register_units(msg: Any, shapes: Shapes, params: bank.Params) -> int:
     uids = shapes.of(msg.netuid).max_uids
-    return 500 + REMOVAL + uids * (VECTOR * VECTORS_ON_REGISTER + PRUNE_SCAN)
+    pruned_commitments = shapes.deleting.retention_epochs  # the pruned hotkey's, deleted in this block
+    return 500 + REMOVAL + uids * (VECTOR * VECTORS_ON_REGISTER + PRUNE_SCAN) + COMMITMENT_DELETION * pruned_commitments
+
+
+def _dissolve_units(msg: Any, shapes: Shapes, params: bank.Params) -> int:
+    return 500 + COMMITMENT_DELETION * shapes.deleting.cleared_per_block  # its block's end_block starts clearing
 
 
 def _weights_units(msg: Any, shapes: Shapes, params: bank.Params) -> int:
@@ -173,8 +181,9 @@ SCHEDULE: dict[type[Msg], Rule] = {
     authority.MsgVote: _flat(100),
     subnets.MsgCreateSubnet: Rule(_create_units, "500 + 1/byte of modality and name + epoch shape of a new subnet"),
     subnets.MsgSetHyperparam: Rule(_set_param_units, "100, + epoch shape for tempo, max_uids, max_validators"),
-    subnets.MsgDissolveSubnet: _flat(500),
-    subnets.MsgRegister: Rule(_register_units, f"{500 + REMOVAL} + {VECTOR * VECTORS_ON_REGISTER + PRUNE_SCAN}·U"),
+    subnets.MsgDissolveSubnet: Rule(_dissolve_units, f"500 + {COMMITMENT_DELETION}·cleared_per_block (commitments)"),
+    subnets.MsgRegister: Rule(_register_units, f"{500 + REMOVAL} + {VECTOR * VECTORS_ON_REGISTER + PRUNE_SCAN}·U + "
+                                               f"{COMMITMENT_DELETION}·retention_epochs (commitments)"),
     subnets.MsgAnnounceEndpoint: Rule(lambda m, s, p: 200 + BYTE * _text_bytes(m.url, m.models),
                                       "200 + 1/byte of url and models"),
     staking.MsgAddStake: Rule(lambda m, s, p: 300 + VECTOR * s.of(m.netuid).max_uids, f"300 + {VECTOR}·U"),
@@ -218,33 +227,19 @@ class TxCost:
 def compute_tx_cost(params: bank.Params, messages: Sequence[Msg], memo: str, lookup: ShapeLookup,
                     new_subnet: NewShape, deleting: commitments.Params | None = None) -> TxCost:
     """What a transaction of ``messages`` costs under ``params``; the chain and every client call this.
-    ``deleting``: the commitments parameters that bound the deletions its block does for it (the defaults if not
-    given; they change ``block_units`` only, never the fee)."""
-    shapes = Shapes(lookup, new_subnet)
+    ``deleting``: the chain's commitments parameters, which bound the deletions a registration or a dissolve causes
+    (their defaults when not given)."""
+    shapes = Shapes(lookup, new_subnet, deleting)
     units = BYTE * len(memo.encode())
     for msg in messages:
         units += SCHEDULE[type(msg)].units(msg, shapes, params)
     return TxCost(units, params.min_tx_fee + params.fee_per_unit * units,
-                  ENVELOPE_UNITS + units - shapes.epoch_prepaid + _deletion_units(messages, deleting))
-
-
-def _deletion_units(messages: Sequence[Msg], deleting: commitments.Params | None) -> int:
-    """The commitment deletions the block does for these messages, prepaid by each commitment's fee: a
-    registration may prune a hotkey with ``retention_epochs`` of them, and a dissolve starts ``cleared_per_block``
-    of them in its own block's end_block."""
-    deleting = deleting or commitments.Params()
-    count = 0
-    for msg in messages:
-        if isinstance(msg, subnets.MsgRegister):
-            count += deleting.retention_epochs
-        elif isinstance(msg, subnets.MsgDissolveSubnet):
-            count += deleting.cleared_per_block
-    return count * COMMITMENT_DELETION
+                  ENVELOPE_UNITS + units - shapes.epoch_prepaid)
 
 
 def compute_required_fee(params: bank.Params, messages: Sequence[Msg], memo: str, lookup: ShapeLookup,
-                         new_subnet: NewShape) -> int:
-    return compute_tx_cost(params, messages, memo, lookup, new_subnet).fee
+                         new_subnet: NewShape, deleting: commitments.Params | None = None) -> int:
+    return compute_tx_cost(params, messages, memo, lookup, new_subnet, deleting).fee
 
 
 def get_tx_cost(state: Reader, body: TxBody) -> TxCost:
