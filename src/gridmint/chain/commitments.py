@@ -16,7 +16,9 @@ subnet, ``retention_epochs`` at most, are deleted with the UID (``uid_freed``). 
 digest and commit on the 2-core reference machine), so dissolving only queues the subnet (``subnet_dissolved``)
 and ``end_block`` deletes at most ``cleared_per_block`` of the queued subnets' commitments per block, lowest netuid
 first; until then they can still be read (a netuid is never used again). Each commitment's flat price covers its
-later deletion (two keys), as it covers the two that ``_prune`` deletes.
+later deletion (two keys), as it covers the two that ``_prune`` deletes; the blocks that delete them in bulk count
+the work (chain/fees.py): a registration pays for ``retention_epochs`` deletions, a dissolve for one block's
+``cleared_per_block``, and while the queue is not empty every block reserves ``cleared_per_block`` of them.
 
 State:
 - ``commitments/params`` -> Params
