@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from gridmint.chain import bank, fees, neurons
+from gridmint.chain import bank, commitments, fees, neurons
 from gridmint.chain.app import MODULES, App
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.genesis import make_genesis_document, validate_genesis
@@ -129,7 +129,9 @@ class Bench:
 def build(bench: Bench, owner: PrivateKey, hotkeys: list[PrivateKey], full: int) -> None:
     rng = np.random.default_rng(1)
     uids = len(hotkeys)
-    register_units = 550 + 82 * uids + fees.ENVELOPE_UNITS  # chain/fees.py's schedule at the full shape
+    # chain/fees.py's schedule at the full shape, with the pruned hotkey's commitments (default retention)
+    register_units = 550 + 82 * uids + fees.COMMITMENT_DELETION * commitments.Params().retention_epochs + \
+        fees.ENVELOPE_UNITS
     stake_units = 300 + 8 * uids
     weight_units = 200 + 15 * uids + fees.ENVELOPE_UNITS
     bench.block([bench.tx(owner, *[MsgCreateSubnet("text-generation", f"full-{i}") for i in range(full)])])

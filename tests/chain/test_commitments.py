@@ -9,14 +9,15 @@ from typing import Any
 import pytest
 
 from gridmint.chain import codec, commitments
+from gridmint.chain.app import MODULES
 from gridmint.chain.commitments import MsgCommit
 from gridmint.chain.crypto import format_address
-from gridmint.chain.errors import ChainError, lookup
+from gridmint.chain.errors import INVALID_GENESIS, ChainError, lookup
 from gridmint.chain.genesis import validate_genesis
 from gridmint.chain.state import CommittedView
 from gridmint.chain.tx import Msg
 from tests.chain.incentive_network import Network, build, hot
-from tests.support.chain import MINT, assert_refused, key
+from tests.support.chain import MINT, assert_refused, key, make_app
 
 ROOT = b"\x11" * 32
 
@@ -139,3 +140,22 @@ def test_bad_genesis_entries_are_refused_with_the_field_named(change: dict[str, 
     with pytest.raises(ChainError) as refused:
         validate_genesis(doc, (commitments.MODULE,))
     assert words in str(refused.value) and "commitments.commitments[0]" in str(refused.value)
+
+
+@pytest.mark.parametrize(("section", "words"), [
+    # Queued for clearing before any subnet took the netuid: the queue would delete the new subnet's commitments.
+    ({"dissolved": [3]}, "subnet 3 is queued as dissolved but no subnet above"),
+    # Commitments of a hotkey that holds no UID there: a later registrant would find a history it never made, and
+    # nothing would ever delete them.
+    ({"commitments": [{"netuid": 1, "hotkey": format_address(key("stranger").address), "epoch": 0,
+                       "hash": "11" * 32, "data": "", "block": 1}]}, "without a UID there"),
+])
+def test_a_genesis_whose_commitments_no_subnet_owns_is_refused(net: Network, tmp_path: Path,
+                                                               section: dict[str, Any], words: str) -> None:
+    """An exported chain (which passes) with the section changed: init_chain's invariant check refuses it."""
+    document = net.app.export_genesis("2026-01-01T00:00:00Z")
+    document["app_state"]["commitments"].update(section)
+    (tmp_path / "again").mkdir()
+    with pytest.raises(ChainError) as refused:
+        make_app(tmp_path / "again", validate_genesis(document, MODULES))
+    assert refused.value.kind is INVALID_GENESIS and words in refused.value.message

@@ -10,9 +10,11 @@ from typing import Any
 import pytest
 
 from gridmint.chain import authority, bank, commitments, credit, fees, market, neurons, staking, subnets, weights
-from gridmint.chain.app import MESSAGE_TYPES, BlockFill
+from gridmint.chain.app import MESSAGE_TYPES, MODULES, BlockFill
+from gridmint.chain.crypto import format_address
 from gridmint.chain.emission import schedule_epochs
 from gridmint.chain.errors import lookup
+from gridmint.chain.genesis import validate_genesis
 from gridmint.chain.params import params_to_json
 from gridmint.chain.state import BlockState, CommittedView
 from gridmint.chain.subnets import compute_epoch_cells, get_lock_cost
@@ -50,8 +52,9 @@ SCHEDULE: list[tuple[Msg, int]] = [
     (subnets.MsgSetHyperparam(1, "kappa", 100), 100),
     (subnets.MsgSetHyperparam(1, "tempo", 720), 100 + DEFAULT_EPOCHS // 2),  # half the epochs of tempo 360
     (subnets.MsgSetHyperparam(1, "max_uids", 4_096), 100 + (64 * 4_096 + 4_096 + 16_384) * 12),  # 0.6 unit/cell × 20
-    (subnets.MsgDissolveSubnet(1), 500),
-    (subnets.MsgRegister(1, A, 0), 550 + 82 * 256),  # ten vectors and a prune scan per UID it may hold
+    (subnets.MsgDissolveSubnet(1), 500 + 100 * 512),  # and its block's clearing of commitments
+    # ten vectors and a prune scan per UID it may hold, and the commitments of the hotkey it may prune
+    (subnets.MsgRegister(1, A, 0), 550 + 82 * 256 + 100 * 64),
     (subnets.MsgAnnounceEndpoint(1, "http://a.b/", ["m1", "m2"], 5, 1), 200 + 11 + 4),
     (staking.MsgAddStake(1, A, MINT), 300 + 8 * 256),
     (staking.MsgRemoveStake(1, A, MINT), 200 + 8 * 256),
@@ -104,7 +107,7 @@ def test_a_transaction_pays_the_sum_of_its_messages_and_its_memo() -> None:
 
 def test_work_grows_with_the_subnet_and_the_weights() -> None:
     big = {**DEFAULT_SHAPE, "max_uids": 4_096}
-    assert units_of(subnets.MsgRegister(1, A, 0), shape=big).units == 550 + 82 * 4_096
+    assert units_of(subnets.MsgRegister(1, A, 0), shape=big).units == 550 + 82 * 4_096 + 100 * 64
     everyone = list(range(4_096))
     assert units_of(weights.MsgSetWeights(1, everyone, [1] * 4_096), shape=big).units == 200 + 6 * 4_096 + 9 * 4_096
 
@@ -399,3 +402,91 @@ def test_the_epoch_rate_rule_counts_a_raise_still_pending_in_the_block(tmp_path:
     results = net.commit()["owner"]
     assert results[0].code == 0 and lookup(results[1].codespace, results[1].code) == subnets.EPOCH_TOO_COSTLY
     assert neurons.require_subnet(CommittedView(net.app.store), 1)["params"]["tempo"] == before["tempo"]
+
+
+# --- commitment deletions count against the block (s27-red) ------------------------------------------------
+
+# The least a commitment's deletion has taken on the reference machine (two keys, the digest, the commit), in µs:
+# a block's counted units must cover at least this much per commitment it deletes.
+LEAST_DELETION_US = 50
+
+
+def loaded_subnet(tmp_path: Path, retention: int, uids: int, cleared_per_block: int = 512) -> Driver:
+    """Subnet 1, full, every UID prunable at once, each held by a hotkey with ``retention`` commitments on it: the
+    chain is built, exported, given the commitments (a genesis may carry them for registered hotkeys) and
+    started again from the export."""
+    loaded = [key(f"loaded-{i}") for i in range(uids)]
+    (tmp_path / "built").mkdir()
+    (tmp_path / "loaded").mkdir()
+    net = Driver(make_app(tmp_path / "built", genesis(balance=100_000 * MINT)))
+    net.ok("alice", subnets.MsgCreateSubnet("text", "loaded"))
+    for param, value in (("max_uids", uids), ("immunity_period", 0), ("burn_initial", 0), ("burn_min", 0)):
+        net.ok("alice", subnets.MsgSetHyperparam(1, param, value))
+    for hotkey in loaded:
+        net.send("alice", subnets.MsgRegister(1, hotkey.address, 0))
+    net.commit()
+    document = net.app.export_genesis("2026-01-01T00:00:00Z")
+    params = {"retention_epochs": retention, "cleared_per_block": cleared_per_block}
+    document["app_state"]["commitments"] = {"params": params, "commitments": [
+        {"netuid": 1, "hotkey": format_address(k.address), "epoch": epoch, "hash": "11" * 32, "data": "",
+         "block": epoch} for k in loaded for epoch in range(1, retention + 1)]}
+    restarted = Driver(make_app(tmp_path / "loaded", validate_genesis(document, MODULES)))
+    restarted.height = int(document["initial_height"]) - 1  # the exported chain goes on from there
+    restarted.block()  # genesis is committed with the first block
+    return restarted
+
+
+def test_registrations_that_prune_hotkeys_full_of_commitments_cannot_overrun_the_block(tmp_path: Path) -> None:
+    """The attack: hotkeys each keep ``retention_epochs`` (the bound, 1,024) commitments, and a block is filled
+    with registrations that prune them. Each deletion was prepaid by its commitment's fee, but the block that does
+    them must count them: at most max_block_units / (1,024 × 50 µs) such registrations fit a block."""
+    retention = 1_024
+    net = loaded_subnet(tmp_path, retention, uids=2)
+    view = CommittedView(net.app.store)
+    assert sum(1 for _ in view.scan(commitments.COMMIT_PREFIX)) == 2 * retention
+    registrations = [TxBody(CHAIN_ID, key(f"fresh-{i}").public_key, 1, 0,
+                            (subnets.MsgRegister(1, key(f"fresh-hot-{i}").address, 0),), "") for i in range(200)]
+    fitting = fees.select_fitting(BlockState(net.app.store), registrations, net.height + 1)
+    max_block_units = bank.get_params(view).max_block_units
+    assert len(fitting.positions) * retention * LEAST_DELETION_US <= max_block_units
+    # Two of them run: each prunes one loaded hotkey and deletes its commitments, and counted at least that work.
+    counted = sum(fees.get_tx_cost(view, body).block_units for body in registrations[:2])
+    net.send("bob", subnets.MsgRegister(1, key("fresh-hot-0").address, 0))
+    net.send("bob", subnets.MsgRegister(1, key("fresh-hot-1").address, 0))
+    assert all(result.code == 0 for result in net.commit()["bob"])
+    assert list(CommittedView(net.app.store).scan(commitments.COMMIT_PREFIX)) == []
+    assert counted >= 2 * retention * LEAST_DELETION_US
+    assert net.app.check_invariants() == []
+
+
+def test_a_dissolved_subnets_clearing_is_reserved_in_every_block_until_it_is_done(tmp_path: Path) -> None:
+    """end_block deletes up to cleared_per_block (bound 4,096) of dissolved subnets' commitments a block: a
+    dissolve counts its own block's share, and each later block reserves it before any transaction, until the
+    queue is empty."""
+    net = loaded_subnet(tmp_path, 5, uids=1, cleared_per_block=2)
+    view = CommittedView(net.app.store)
+    assert fees.get_reserved_units(view, net.height + 1) == 0  # nothing queued: nothing reserved
+    dissolve = TxBody(CHAIN_ID, PK, 1, 0, (subnets.MsgDissolveSubnet(1),), "")
+    assert fees.get_tx_cost(view, dissolve).block_units >= 2 * LEAST_DELETION_US
+    net.ok("alice", subnets.MsgDissolveSubnet(1))  # its end_block deletes two of the five
+    reserved = []
+    while True:
+        reserved.append(fees.get_reserved_units(CommittedView(net.app.store), net.height + 1))
+        if not list(CommittedView(net.app.store).scan(commitments.DISSOLVED_PREFIX)):
+            break
+        net.block()
+    assert reserved == [2 * fees.COMMITMENT_DELETION] * 2 + [0]  # three left, two a block
+    assert list(CommittedView(net.app.store).scan(commitments.COMMIT_PREFIX)) == []
+    assert net.app.check_invariants() == []
+
+
+@pytest.mark.parametrize("message", [subnets.MsgRegister(1, A, 0), subnets.MsgDissolveSubnet(1)],
+                         ids=lambda m: m.TYPE)
+def test_no_transaction_takes_more_of_a_block_than_its_fee_pays_for(tmp_path: Path, message: Msg) -> None:
+    """Block units a sender does not pay for would let anyone fill blocks (and make a devnode produce them back
+    to back) with transactions that fail cheaply, say a registration of a hotkey already registered or a stranger's
+    dissolve: the deletions counted in a block are priced in the fee too, at the largest commitments bounds."""
+    net = loaded_subnet(tmp_path, 1_024, uids=1, cleared_per_block=4_096)
+    cost = fees.get_tx_cost(CommittedView(net.app.store), TxBody(CHAIN_ID, PK, 1, 0, (message,), ""))
+    assert cost.block_units - fees.ENVELOPE_UNITS <= cost.units
+    assert cost.units >= LEAST_DELETION_US * (1_024 if isinstance(message, subnets.MsgRegister) else 4_096)

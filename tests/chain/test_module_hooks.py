@@ -11,13 +11,14 @@ from gridmint.chain import commitments, neurons
 from gridmint.chain.app import MODULES
 from gridmint.chain.commitments import MsgCommit
 from gridmint.chain.errors import ChainError, lookup
+from gridmint.chain.genesis import validate_genesis
 from gridmint.chain.module import BlockInfo, Context, ModuleSpec
 from gridmint.chain.state import CommittedView, State
 from gridmint.chain.store import Store
 from gridmint.chain.subnets import MsgCreateSubnet, MsgDissolveSubnet, MsgRegister, MsgSetHyperparam
 from gridmint.chain.weights import MsgCommitWeights, MsgSetWeights
 from tests.chain.incentive_network import Network, build, hot
-from tests.support.chain import MINT, key
+from tests.support.chain import MINT, key, make_app
 
 COMMITMENTS = {"commitments": {"params": {"retention_epochs": 8}}}
 
@@ -156,3 +157,31 @@ def test_a_bad_dissolved_queue_in_genesis_is_refused(dissolved: object, words: s
     with pytest.raises(ChainError) as refused:
         commitments.validate_genesis({"dissolved": dissolved})
     assert refused.value.kind.name == "invalid_genesis" and words in refused.value.message
+
+
+def test_a_chain_restarted_from_an_export_mid_clearing_agrees_with_the_one_that_ran_on(tmp_path: Path) -> None:
+    """Two nodes must agree on every app hash: one that goes on clearing a dissolved subnet's queue, and one
+    started from the export taken halfway (the queue and the rest of the commitments in its genesis), given the
+    same blocks."""
+    sections = {"commitments": {"params": {"retention_epochs": 8, "cleared_per_block": 1}}}
+    (tmp_path / "ran").mkdir()
+    net = build(tmp_path / "ran", {"v1": 300 * MINT, "v2": 200 * MINT}, (), sections=sections)
+    for _ in range(2):
+        net.ok(hot("v1"), MsgCommit(1, b"\x01" * 32, b""))
+        net.ok(hot("v2"), MsgCommit(1, b"\x02" * 32, b""))
+        net.until_epoch()
+    net.ok("owner", MsgDissolveSubnet(1))
+    assert len(keys(net, b"commitments/c/")) == 3 and keys(net, b"commitments/dissolved/")
+    document = net.app.export_genesis("2026-01-01T00:00:00Z")
+    (tmp_path / "restarted").mkdir()
+    restarted = make_app(tmp_path / "restarted", validate_genesis(document, MODULES))
+    hashes: dict[str, list[bytes]] = {"ran": [], "restarted": []}
+    for step in range(4):  # three blocks clear the queue, one more runs with it empty
+        height, time_ns = net.height + 1 + step, (1_800_000_000 + step) * 10**9
+        for name, app in (("ran", net.app), ("restarted", restarted)):
+            hashes[name].append(app.finalize_block([], height, time_ns, key("authority-0").address).app_hash)
+            app.commit()
+    assert hashes["ran"] == hashes["restarted"]
+    for app in (net.app, restarted):
+        assert [k for k, _ in CommittedView(app.store).scan(b"commitments/")] == [b"commitments/params"]
+        assert app.check_invariants() == []

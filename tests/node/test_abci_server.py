@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,10 @@ async def _receive(reader: asyncio.StreamReader, count: int, timeout_s: float = 
     """The next ``count`` responses on a connection, as (case, fields)."""
     data, responses = b"", []
     while len(responses) < count:
-        data += await asyncio.wait_for(reader.read(65_536), timeout_s)
+        chunk = await asyncio.wait_for(reader.read(65_536), timeout_s)
+        if not chunk:
+            raise ConnectionError(f"the app closed the connection after {len(responses)} of {count} responses")
+        data += chunk
         while data:
             length, start = decode_uvarint(data, 0)
             if len(data) < start + length:
@@ -175,6 +179,23 @@ def test_errors_in_queries_and_checks_are_answered_with_codes_and_the_connection
     assert responses[1][1]["codespace"] == "app" and responses[1][1]["code"] != 0
     assert responses[2][1]["codespace"] == "query" and "not UTF-8" in responses[2][1]["log"]
     assert responses[3][1]["message"] == "still here"
+
+
+def test_a_query_whose_reader_fails_is_answered_with_a_code_and_the_connection_stays(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The query thread's own read snapshot can fail outside the app (SQLite busy while a WAL is recovered, no file
+    descriptor left for a reader): the query is still answered with a code and the connection goes on; a
+    dropped query connection stops CometBFT."""
+    def busy(self: Store) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(Store, "read_snapshot", busy)
+    requests: list[dict[str, Any]] = [{"query": {"path": "/bank/supply"}}, {"echo": {"message": "still here"}},
+                                      {"flush": {}}]
+    responses = _exchange(tmp_path, requests, 1 << 20)
+    assert [case for case, _ in responses] == ["query", "echo", "flush"]
+    assert responses[0][1]["code"] != 0 and "OperationalError" in responses[0][1]["log"]
+    assert responses[1][1]["message"] == "still here"
 
 
 def test_a_proposal_that_makes_decoding_raise_is_rejected(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

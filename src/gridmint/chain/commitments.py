@@ -16,7 +16,9 @@ subnet, ``retention_epochs`` at most, are deleted with the UID (``uid_freed``). 
 digest and commit on the 2-core reference machine), so dissolving only queues the subnet (``subnet_dissolved``)
 and ``end_block`` deletes at most ``cleared_per_block`` of the queued subnets' commitments per block, lowest netuid
 first; until then they can still be read (a netuid is never used again). Each commitment's flat price covers its
-later deletion (two keys), as it covers the two that ``_prune`` deletes.
+later deletion (two keys), as it covers the two that ``_prune`` deletes; the blocks that delete them in bulk count
+the work (chain/fees.py): a registration pays for ``retention_epochs`` deletions, a dissolve for one block's
+``cleared_per_block``, and while the queue is not empty every block reserves ``cleared_per_block`` of them.
 
 State:
 - ``commitments/params`` -> Params
@@ -182,6 +184,11 @@ def clear_uid(state: State, netuid: int, uid: int, hotkey: bytes) -> None:
 def queue_subnet(state: State, netuid: int) -> None:
     """A dissolved subnet's commitments are deleted by ``end_block``, ``cleared_per_block`` at a time."""
     state.set(DISSOLVED_PREFIX + neurons.netuid_bytes(netuid), b"")
+
+
+def is_clearing(state: Reader) -> bool:
+    """Whether dissolved subnets' commitments wait to be deleted (each block then reserves the work: fees.py)."""
+    return any(True for _ in state.scan(DISSOLVED_PREFIX, limit=1))
 
 
 def clear_dissolved(ctx: Context) -> None:
@@ -397,6 +404,25 @@ def invariant_queued(state: Reader) -> str | None:
     return None
 
 
+def invariant_owned(state: Reader) -> str | None:
+    """Every commitment is its hotkey's on a subnet where it holds a UID, or waits in the dissolved queue; and
+    every queued netuid was used (``subnets/next_netuid`` passed it), so the queue never clears a subnet created
+    later. A genesis that breaks this would credit a later registrant with commitments it never made, or delete
+    a new subnet's."""
+    from gridmint.chain.subnets import NEXT_NETUID_KEY  # subnets reads its own modules lazily; this one too
+
+    used_through = state.get_int(NEXT_NETUID_KEY)
+    queued = {int.from_bytes(key[len(DISSOLVED_PREFIX):], "big") for key, _ in state.scan(DISSOLVED_PREFIX)}
+    for netuid in sorted(queued):
+        if netuid > used_through:
+            return f"subnet {netuid} is queued as dissolved but no subnet above {used_through} was ever created"
+    for netuid, hotkey, epoch, _ in _commitments(state):
+        if netuid not in queued and neurons.uid_of(state, netuid, hotkey) is None:
+            return (f"{format_address(hotkey)} keeps a commitment on subnet {netuid} (epoch {epoch}) without a UID "
+                    "there, and the subnet is not queued as dissolved")
+    return None
+
+
 def _commitments(state: Reader) -> list[tuple[int, bytes, int, dict[str, Any]]]:
     found = []
     for suffix, record in state.scan_values(COMMIT_PREFIX):
@@ -415,7 +441,8 @@ MODULE = ModuleSpec(
     init_genesis=init_genesis,
     export_genesis=export_genesis,
     end_block=clear_dissolved,
-    invariants={"indexed": invariant_indexed, "bounded": invariant_bounded, "queued": invariant_queued},
+    invariants={"indexed": invariant_indexed, "bounded": invariant_bounded, "queued": invariant_queued,
+                "owned": invariant_owned},
     uid_freed=clear_uid,
     subnet_dissolved=queue_subnet,
 )

@@ -25,6 +25,15 @@ a subnet whose shape changed in the block waits for the next one, so no transact
 then transactions take the rest, each counted with ``ENVELOPE_UNITS`` for its envelope, less the epoch work it
 prepays (later blocks do that within their own budget). A transaction that does not fit is refused with
 ``block_full`` and changes nothing (not even its nonce), so it can be sent again.
+
+**Deleting commitments.** Each commitment's fee prepays its deletion as state, but the block that deletes it does
+the work: a registration may prune a hotkey that kept ``retention_epochs`` commitments on the subnet (up to 1,024,
+deleted in its block), and a dissolve starts end_block's clearing of the subnet's commitments, ``cleared_per_block``
+a block. So a registration costs ``COMMITMENT_DELETION × retention_epochs`` more and a dissolve ``COMMITMENT_DELETION
+× cleared_per_block`` (commitments parameters), in its fee as in its block units (block units a sender does not pay
+for would let anyone fill blocks cheaply with transactions that fail), and while subnets wait in the dissolved
+queue each block reserves ``cleared_per_block × COMMITMENT_DELETION`` units before any transaction, as it reserves
+its epochs.
 """
 
 from __future__ import annotations
@@ -64,6 +73,9 @@ BID_REFUND = 100
 # 1,069,056 cells, took 641 ms in bench/adversarial_block.py (its Yuma math alone 80-100 ms).
 EPOCH_UNITS_PER_KILOCELL = 600
 ENVELOPE_UNITS = 300  # what an envelope counts against max_block_units: decoding, an unseen signature (~250 µs)
+# Per commitment deleted (its two keys, with the block's digest and commit): 65,536 pruned by 64 registrations in one
+# block took 4.8 s (73 µs each, registrations included) on the 2-core reference machine; 50-140 µs under load.
+COMMITMENT_DELETION = 100
 
 ShapeLookup = Callable[[int], Mapping[str, int] | None]  # netuid -> its hyperparameters, None if no such subnet
 NewShape = Callable[[], Mapping[str, int]]  # the hyperparameters a subnet created now starts with
@@ -74,9 +86,10 @@ class Shapes:
     ``subnets/set_param`` within bounds is applied in order, so a later message is priced on the new shape.
     An unknown netuid gets a new subnet's hyperparameters (one created earlier in the same transaction)."""
 
-    def __init__(self, lookup: ShapeLookup, new_subnet: NewShape) -> None:
+    def __init__(self, lookup: ShapeLookup, new_subnet: NewShape, deleting: commitments.Params | None = None) -> None:
         self._lookup = lookup
         self._new_subnet = new_subnet
+        self.deleting = deleting or commitments.Params()  # what bounds the commitment deletions a message causes
         self._known: dict[int, dict[str, int]] = {}
         self.epoch_prepaid = 0  # units of future epoch work priced so far: paid now, not worked in this block
 
@@ -108,7 +121,8 @@ def get_reserved_units(state: Reader, height: int) -> int:
     """What the epochs due at the end of block ``height`` take from its ``max_block_units`` before any
     transaction: end-block work and transactions share one budget."""
     cells = sum(cells for _, _, cells in emission.select_epochs(state, neurons.netuids(state), height))
-    return cells * EPOCH_UNITS_PER_KILOCELL // 1_000
+    clearing = commitments.get_params(state).cleared_per_block if commitments.is_clearing(state) else 0
+    return cells * EPOCH_UNITS_PER_KILOCELL // 1_000 + clearing * COMMITMENT_DELETION
 
 
 def _prepay_epochs(shapes: Shapes, hyper: subnets.Hyperparams, params: bank.Params) -> int:
@@ -126,7 +140,12 @@ def _text_bytes(*texts: str | Sequence[str]) -> int:
 
 def _register_units(msg: Any, shapes: Shapes, params: bank.Params) -> int:
     uids = shapes.of(msg.netuid).max_uids
-    return 500 + REMOVAL + uids * (VECTOR * VECTORS_ON_REGISTER + PRUNE_SCAN)
+    pruned_commitments = shapes.deleting.retention_epochs  # the pruned hotkey's, deleted in this block
+    return 500 + REMOVAL + uids * (VECTOR * VECTORS_ON_REGISTER + PRUNE_SCAN) + COMMITMENT_DELETION * pruned_commitments
+
+
+def _dissolve_units(msg: Any, shapes: Shapes, params: bank.Params) -> int:
+    return 500 + COMMITMENT_DELETION * shapes.deleting.cleared_per_block  # its block's end_block starts clearing
 
 
 def _weights_units(msg: Any, shapes: Shapes, params: bank.Params) -> int:
@@ -162,8 +181,9 @@ SCHEDULE: dict[type[Msg], Rule] = {
     authority.MsgVote: _flat(100),
     subnets.MsgCreateSubnet: Rule(_create_units, "500 + 1/byte of modality and name + epoch shape of a new subnet"),
     subnets.MsgSetHyperparam: Rule(_set_param_units, "100, + epoch shape for tempo, max_uids, max_validators"),
-    subnets.MsgDissolveSubnet: _flat(500),
-    subnets.MsgRegister: Rule(_register_units, f"{500 + REMOVAL} + {VECTOR * VECTORS_ON_REGISTER + PRUNE_SCAN}·U"),
+    subnets.MsgDissolveSubnet: Rule(_dissolve_units, f"500 + {COMMITMENT_DELETION}·cleared_per_block (commitments)"),
+    subnets.MsgRegister: Rule(_register_units, f"{500 + REMOVAL} + {VECTOR * VECTORS_ON_REGISTER + PRUNE_SCAN}·U + "
+                                               f"{COMMITMENT_DELETION}·retention_epochs (commitments)"),
     subnets.MsgAnnounceEndpoint: Rule(lambda m, s, p: 200 + BYTE * _text_bytes(m.url, m.models),
                                       "200 + 1/byte of url and models"),
     staking.MsgAddStake: Rule(lambda m, s, p: 300 + VECTOR * s.of(m.netuid).max_uids, f"300 + {VECTOR}·U"),
@@ -205,9 +225,11 @@ class TxCost:
 
 
 def compute_tx_cost(params: bank.Params, messages: Sequence[Msg], memo: str, lookup: ShapeLookup,
-                    new_subnet: NewShape) -> TxCost:
-    """What a transaction of ``messages`` costs under ``params``; the chain and every client call this."""
-    shapes = Shapes(lookup, new_subnet)
+                    new_subnet: NewShape, deleting: commitments.Params | None = None) -> TxCost:
+    """What a transaction of ``messages`` costs under ``params``; the chain and every client call this.
+    ``deleting``: the chain's commitments parameters, which bound the deletions a registration or a dissolve causes
+    (their defaults when not given)."""
+    shapes = Shapes(lookup, new_subnet, deleting)
     units = BYTE * len(memo.encode())
     for msg in messages:
         units += SCHEDULE[type(msg)].units(msg, shapes, params)
@@ -216,8 +238,8 @@ def compute_tx_cost(params: bank.Params, messages: Sequence[Msg], memo: str, loo
 
 
 def compute_required_fee(params: bank.Params, messages: Sequence[Msg], memo: str, lookup: ShapeLookup,
-                         new_subnet: NewShape) -> int:
-    return compute_tx_cost(params, messages, memo, lookup, new_subnet).fee
+                         new_subnet: NewShape, deleting: commitments.Params | None = None) -> int:
+    return compute_tx_cost(params, messages, memo, lookup, new_subnet, deleting).fee
 
 
 def get_tx_cost(state: Reader, body: TxBody) -> TxCost:
@@ -230,7 +252,8 @@ def get_tx_cost(state: Reader, body: TxBody) -> TxCost:
     def new_subnet() -> Mapping[str, int]:
         return params_to_json(subnets.Hyperparams(tempo=subnets.get_params(state).default_tempo))
 
-    return compute_tx_cost(bank.get_params(state), body.messages, body.memo, lookup, new_subnet)
+    return compute_tx_cost(bank.get_params(state), body.messages, body.memo, lookup, new_subnet,
+                           commitments.get_params(state))
 
 
 def check_block_room(params: bank.Params, cost: TxCost, used: int) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from gridmint.chain import bank, codec, fees, neurons, subnets
+from gridmint.chain import bank, codec, commitments, fees, neurons, subnets
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.errors import ChainError, ErrorKind, lookup
 from gridmint.chain.params import params_to_json
@@ -204,7 +204,10 @@ class ChainClient:
             default_tempo = int(self.query("/subnets/params")["default_tempo"])
             return params_to_json(subnets.Hyperparams(tempo=default_tempo))
 
-        return fees.compute_required_fee(params, messages, memo, shape_of, new_subnet)
+        deleting = None  # the commitments parameters bound what registering and dissolving delete
+        if any(isinstance(msg, subnets.MsgRegister | subnets.MsgDissolveSubnet) for msg in messages):
+            deleting = commitments.Params(**self.query("/commitments/params"))
+        return fees.compute_required_fee(params, messages, memo, shape_of, new_subnet, deleting)
 
     def send(self, key: PrivateKey, messages: list[Msg], fee: int | None = None, memo: str = "") -> TxOutcome:
         """Sign with the next nonce, submit, and wait for the block that includes it. The fee defaults to the

@@ -314,14 +314,19 @@ class AbciServer:
         return offset, responses, flush, None
 
     def _answer_query(self, payload: bytes) -> bytes:
-        """On a query thread: the query's answer from this thread's reader, at one committed height."""
-        reader = getattr(self._local, "reader", None)
-        if reader is None:
-            reader = self._local.reader = self.application.app.store.open_reader()
-            with self._readers_lock:
-                self._readers.append(reader)
-        with reader.read_snapshot():
-            return self._respond(payload, reader)[0]
+        """On a query thread: the query's answer from this thread's reader, at one committed height. A reader
+        that cannot be opened or read (SQLite busy, no file descriptor left) still gets the query a coded answer:
+        an exception here would end the connection, and CometBFT with it."""
+        try:
+            reader = getattr(self._local, "reader", None)
+            if reader is None:
+                reader = self._local.reader = self.application.app.store.open_reader()
+                with self._readers_lock:
+                    self._readers.append(reader)
+            with reader.read_snapshot():
+                return self._respond(payload, reader)[0]
+        except Exception as error:
+            return self._refusal("query", error)
 
     def _respond(self, payload: bytes, reader: Store | None = None) -> tuple[bytes, bool]:
         kind = ""
