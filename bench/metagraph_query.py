@@ -95,7 +95,8 @@ def main() -> None:
                     time.sleep(0.1)
             print(f"registering {args.uids} hotkeys on subnet 1 ...", file=sys.stderr)
             started = time.perf_counter()
-            for phase in (setup + registrations, announcements):
+            # The max_uids raise takes effect at the end of its block: registrations past 256 wait for it.
+            for phase in (setup, registrations, announcements):
                 for offset in range(0, len(phase), 512):
                     batch = phase[offset:offset + 512]
                     answers = http.post("/", json=[{"jsonrpc": "2.0", "id": i, "method": "broadcast_tx_sync",

@@ -129,11 +129,14 @@ class World:
         return time.perf_counter() - started, time.process_time() - cpu, result.tx_results
 
     def setup(self, txs: list[bytes]) -> None:
-        for start in range(0, len(txs), 40):
-            _, _, results = self.block(txs[start:start + 40])
+        """``txs`` in as many blocks as the chain's work budget needs, as a proposer would fill them."""
+        while txs:
+            block = self.app.fitting(txs, self.height + 1).txs or txs[:1]
+            _, _, results = self.block(block)
             failed = [r.log for r in results if not r.ok]
             if failed:
                 raise SystemExit(f"setup failed: {failed[0]}")
+            txs = [tx for tx in txs if tx not in block]
 
 
 def build(folder: Path, modules: tuple[ModuleSpec, ...], consumers: list[str], miners: list[str]) -> World:

@@ -169,7 +169,8 @@ def main() -> None:
         logger.propagate = False
 
         async def run() -> dict[str, Any]:
-            async with MinerClient(validator_key, timeout_s=60, connections=args.miners) as client:
+            allow = [url.removeprefix("http://") for url in urls]  # the miners on loopback (the address guard)
+            async with MinerClient(validator_key, timeout_s=60, connections=args.miners, allow=allow) as client:
                 # The baseline's answers first, while every connection is fresh; each set is scored after a round.
                 baseline = [await answers_for_baseline(validator, client, urls, hotkeys) for _ in range(args.rounds)]
                 await one_round(validator, client, notes, args.miners)  # warm-up: connections, llama.cpp buffers
