@@ -86,7 +86,7 @@ def test_the_openai_package_uses_tools_structured_outputs_logprobs_and_fallbacks
         try:
             live.run("credit", "open", gateway.url, "50", "--blocks", "100000", "--wallet", "consumer")
             api_key = live.run("gateway", "key", "--gateway", gateway.url, "--wallet", "consumer")["api_key"]
-            listed = {m["id"]: m for m in wait_for_models(gateway, SMOLLM2, GHOST)}
+            wait_for_models(gateway, SMOLLM2, GHOST)
             client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=api_key, max_retries=0, timeout=300)
 
             parsed = client.chat.completions.parse(
@@ -120,7 +120,14 @@ def test_the_openai_package_uses_tools_structured_outputs_logprobs_and_fallbacks
             assert extra["cost_grains"] == grains + compute_fee(grains, FEE_BPS) and float(extra["cost"]) > 0
 
             # The ghost miner stops: its model has no healthy miner, and the list falls back to SmolLM2.
-            assert "capabilities" in listed[SMOLLM2] and listed[SMOLLM2]["capabilities"]["tools"] is True
+            # The gateway asks miners what they serve apart from listing them: wait for SmolLM2's announcement.
+            def smol_capabilities() -> dict[str, Any] | None:
+                entry = {m["id"]: m for m in wait_for_models(gateway, SMOLLM2)}[SMOLLM2]
+                return entry.get("capabilities")  # type: ignore[no-any-return]
+
+            announced = wait_for(smol_capabilities, "SmolLM2's capabilities in the model list", timeout_s=30,
+                                 interval_s=0.2)
+            assert announced["tools"] is True
             ghost.kill()
             rows = len(ledger_rows(tmp_path))
             fallback = client.chat.completions.create(model=GHOST, messages=[{"role": "user", "content": "Hi"}],

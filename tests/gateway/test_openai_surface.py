@@ -21,7 +21,7 @@ from gridmint.gateway.app import GatewayApp, RateLimiter
 from gridmint.gateway.credit import CreditBook
 from gridmint.gateway.ledger import Ledger
 from gridmint.gateway.routing import Candidate, Directory, Preferences
-from gridmint.gateway.server import refresh_capabilities
+from gridmint.gateway.server import UNANSWERED_RETRY_S, refresh_capabilities
 from gridmint.inference import wire
 from gridmint.inference.backends.base import TEXT_GENERATION
 from gridmint.inference.backends.echo import ECHO_CAPABILITIES, EchoBackend
@@ -197,3 +197,25 @@ def test_unknown_fields_are_refused_by_name_before_any_miner_works(surface: Surf
         assert f"'{named}'" in answer.json()["error"]["message"]
     assert surface.post(chat(user="me", metadata={"a": "b"})).status_code == 200  # ignored, as OpenAI does
     assert sum(backend.calls for backend in surface.backends.values()) == 1
+
+
+def test_a_miner_that_did_not_answer_is_asked_again_soon_and_one_that_did_is_not(surface: Surface) -> None:
+    seen: dict[tuple[str, str], float] = {}
+    miners = MinerClient(key("gateway"), timeout_s=5, allow=[])  # nothing allowed: no miner is reachable
+    answered = MinerClient(key("gateway"), timeout_s=5, allow=[c.url.removeprefix("http://")
+                                                                for c in surface.directory.candidates])
+    asyncio.run(refresh_capabilities(surface.directory, miners, seen))
+    assert surface.directory.capabilities[surface.hotkeys["q8"]] == {}  # refused locally: announces nothing for now
+    not_answered = dict(seen)
+    asyncio.run(refresh_capabilities(surface.directory, answered, seen))
+    assert seen == not_answered  # asked again only once UNANSWERED_RETRY_S passed, not on every sync
+    for pair in seen:
+        seen[pair] -= UNANSWERED_RETRY_S
+    asyncio.run(refresh_capabilities(surface.directory, answered, seen))
+    assert surface.directory.capabilities[surface.hotkeys["q8"]]["quantization"] == "q8_0"
+    asked = dict(seen)
+    for pair in seen:
+        seen[pair] -= UNANSWERED_RETRY_S
+    asyncio.run(refresh_capabilities(surface.directory, answered, seen))
+    q8 = (surface.hotkeys["q8"], next(c.url for c in surface.directory.candidates if c.hotkey == surface.hotkeys["q8"]))
+    assert seen[q8] == asked[q8] - UNANSWERED_RETRY_S  # it answered: not asked again before CAPABILITIES_EVERY_S

@@ -45,11 +45,13 @@ def register_gateway(client: ChainClient, key: PrivateKey, url: str, fee_bps: in
 
 
 CAPABILITIES_EVERY_S = 60.0
+UNANSWERED_RETRY_S = 5.0  # a miner still starting (loading its model) is asked again soon, not a minute later
 
 
 async def refresh_capabilities(directory: Directory, miners: MinerClient, seen: dict[tuple[str, str], float]) -> None:
     """Ask each miner that is new, moved, or last asked ``CAPABILITIES_EVERY_S`` ago what it serves besides plain
-    text (its public /v1/models); a miner that does not answer announces nothing until it does."""
+    text (its public /v1/models); a miner that does not answer announces nothing until it does, and is asked again
+    after ``UNANSWERED_RETRY_S``."""
     now = time.monotonic()
     due = [c for c in directory.candidates if now - seen.get((c.hotkey, c.url), -CAPABILITIES_EVERY_S) >=
            CAPABILITIES_EVERY_S]
@@ -60,6 +62,7 @@ async def refresh_capabilities(directory: Directory, miners: MinerClient, seen: 
             announced = await miners.capabilities(candidate.url, timeout_s=2.0)
         except HttpError:
             announced = {}
+            seen[(candidate.hotkey, candidate.url)] = now - CAPABILITIES_EVERY_S + UNANSWERED_RETRY_S
         ours = next((announced[m] for m in candidate.models if m in announced), {})
         directory.capabilities[candidate.hotkey] = ours
 
