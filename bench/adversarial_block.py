@@ -15,8 +15,8 @@ Also timed in the same run: the block after it (the other full epoch, no transac
 ``max_block_units`` without an epoch, one with a registration that prunes a UID of a full subnet (every
 validator's dense bonds rewritten) and transfers for the rest, and the ordinary block: ``--ordinary`` transfers
 that passed check_tx, as the mempool hands them over. Each figure is finalize_block + commit, wall clock (this
-process's CPU time beside it: the machine may be shared). The last line is JSON with ``worst_block_ms`` and
-``ordinary_block_ms``.
+process's CPU time beside it: the machine may be shared). The last line is JSON with ``worst_block_ms`` (the slowest
+of the four attack blocks, named in ``worst_block``) and ``ordinary_block_ms``.
 """
 
 from __future__ import annotations
@@ -221,17 +221,19 @@ def main() -> None:
         progress(f"worst block: {len(ran)} of {len(due)} due full epochs ({reserved} units reserved) and {room} "
                  f"unverified transfers: {worst_ms:8.1f} ms (CPU {worst_cpu:.1f})")
         next_ms = bench.block([])
-        progress(f"next block: the waiting full epoch alone, no transactions: {next_ms:8.1f} ms "
-                 f"(CPU {bench.cpu_ms:.1f})")
+        next_cpu = bench.cpu_ms
+        progress(f"next block: the waiting full epoch alone, no transactions: {next_ms:8.1f} ms (CPU {next_cpu:.1f})")
         attack = transfers(bench, senders[room:room + attack_count], owner.address)
         messages_ms = bench.block(attack)
+        messages_cpu = bench.cpu_ms
         progress(f"a block of {len(attack)} unverified transfers (max_block_units), no epoch: {messages_ms:8.1f} ms "
-                 f"(CPU {bench.cpu_ms:.1f})")
+                 f"(CPU {messages_cpu:.1f})")
         prune = bench.tx(pruner, MsgRegister(1, make_key("newcomer").address, 0))
         rest = senders[room + attack_count:room + attack_count + filler_count]
         prune_ms = bench.block([prune, *transfers(bench, rest, owner.address)])
+        prune_cpu = bench.cpu_ms
         progress(f"a pruning registration on a full subnet and {len(rest)} unverified transfers: {prune_ms:8.1f} ms "
-                 f"(CPU {bench.cpu_ms:.1f})")
+                 f"(CPU {prune_cpu:.1f})")
         first = room + attack_count + filler_count
         ordinary = transfers(bench, senders[first:first + args.ordinary], owner.address)
         for raw in ordinary:
@@ -245,10 +247,16 @@ def main() -> None:
         problems = bench.app.check_invariants()
         if problems:
             raise SystemExit(f"invariants broken: {problems}")
-    print(json.dumps({"worst_block_ms": round(worst_ms, 1), "ordinary_block_ms": round(ordinary_ms, 1),
-                      "worst_block_cpu_ms": round(worst_cpu, 1), "ordinary_block_cpu_ms": round(ordinary_cpu, 1),
-                      "next_block_ms": round(next_ms, 1), "transfers_block_ms": round(messages_ms, 1),
-                      "prune_block_ms": round(prune_ms, 1),
+    # The figure is the slowest of the attack blocks, whichever it was in this run.
+    attacks = {"epochs_and_transfers": (worst_ms, worst_cpu), "next": (next_ms, next_cpu),
+               "transfers": (messages_ms, messages_cpu), "prune": (prune_ms, prune_cpu)}
+    slowest = max(attacks, key=lambda name: attacks[name][0])
+    progress(f"slowest attack block: {slowest}, {attacks[slowest][0]:.1f} ms against an ordinary {ordinary_ms:.1f} ms")
+    print(json.dumps({"worst_block_ms": round(attacks[slowest][0], 1), "ordinary_block_ms": round(ordinary_ms, 1),
+                      "worst_block_cpu_ms": round(attacks[slowest][1], 1),
+                      "ordinary_block_cpu_ms": round(ordinary_cpu, 1), "worst_block": slowest,
+                      "epochs_block_ms": round(worst_ms, 1), "next_block_ms": round(next_ms, 1),
+                      "transfers_block_ms": round(messages_ms, 1), "prune_block_ms": round(prune_ms, 1),
                       "full_epochs_due": len(due), "full_epochs_run": len(ran), "subnets": MAX_SUBNETS,
                       "worst_txs": len(worst_txs), "ordinary_txs": len(ordinary), "uids": len(hotkeys),
                       "max_block_units": args.max_block_units}))
