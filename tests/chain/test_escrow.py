@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gridmint.chain import bank, codec, escrow
+from gridmint.chain import bank, codec, escrow, fees
 from gridmint.chain.errors import ChainError
 from gridmint.chain.module import BlockInfo, Context
 from gridmint.chain.params import params_to_json
@@ -48,12 +48,14 @@ def test_a_block_closes_at_most_its_share_of_accounts_and_a_late_closure_pays_th
     if per_block != escrow.Params().closures_per_block:
         state.set_value(escrow.PARAMS_KEY, params_to_json(escrow.Params(closures_per_block=per_block)))
     ids = [escrow.open_account(state, "market", TENANT, PROVIDER, 2, 10, 100) for _ in range(count)]  # out at 105
-    closed_per_block = []
-    for height in (105, 106, 107, 108):
+    closed_per_block, reserved = [], []
+    for height in (104, 105, 106, 107, 108):
+        reserved.append(fees.get_reserved_units(state, height))  # what the block keeps from transactions
         ctx = Context(state, BlockInfo(height, 0, b"", "test"))
         escrow.end_block(ctx)
         closed_per_block.append(len(ctx.events))
-    assert closed_per_block == [per_block, per_block, 3, 0]
+    assert closed_per_block == [0, per_block, per_block, 3, 0]
+    assert reserved == [closed * fees.ESCROW_CLOSURE for closed in closed_per_block]
     for account_id in ids:
         account = escrow.get_account(state, account_id)
         assert not account["open"] and account["closed_at"] == 105
@@ -62,7 +64,7 @@ def test_a_block_closes_at_most_its_share_of_accounts_and_a_late_closure_pays_th
 
 
 def test_closures_per_block_is_a_bounded_genesis_parameter_that_export_keeps(tmp_path: Path) -> None:
-    for bad in ({"params": {"closures_per_block": 0}}, {"params": {"closures_per_block": 2_001}},
+    for bad in ({"params": {"closures_per_block": 0}}, {"params": {"closures_per_block": 1_001}},
                 {"params": {"closures_per_block": "9"}}, {"params": {"speed": 1}}):
         with pytest.raises(ChainError) as refused:
             genesis(escrow=bad)

@@ -460,7 +460,7 @@ def test_registrations_that_prune_hotkeys_full_of_commitments_cannot_overrun_the
 
 
 def test_a_dissolved_subnets_clearing_is_reserved_in_every_block_until_it_is_done(tmp_path: Path) -> None:
-    """end_block deletes up to cleared_per_block (bound 4,096) of dissolved subnets' commitments a block: a
+    """end_block deletes up to cleared_per_block (bound 1,024) of dissolved subnets' commitments a block: a
     dissolve counts its own block's share, and each later block reserves it before any transaction, until the
     queue is empty."""
     net = loaded_subnet(tmp_path, 5, uids=1, cleared_per_block=2)
@@ -486,7 +486,7 @@ def test_no_transaction_takes_more_of_a_block_than_its_fee_pays_for(tmp_path: Pa
     """Block units a sender does not pay for would let anyone fill blocks (and make a devnode produce them back
     to back) with transactions that fail cheaply, say a registration of a hotkey already registered or a stranger's
     dissolve: the deletions counted in a block are priced in the fee too, at the largest commitments bounds."""
-    net = loaded_subnet(tmp_path, 1_024, uids=1, cleared_per_block=4_096)
+    net = loaded_subnet(tmp_path, 1_024, uids=1, cleared_per_block=1_024)
     cost = fees.get_tx_cost(CommittedView(net.app.store), TxBody(CHAIN_ID, PK, 1, 0, (message,), ""))
     assert cost.block_units - fees.ENVELOPE_UNITS <= cost.units
-    assert cost.units >= LEAST_DELETION_US * (1_024 if isinstance(message, subnets.MsgRegister) else 4_096)
+    assert cost.units >= LEAST_DELETION_US * 1_024

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gridmint.chain import bank, codec, emission, neurons, staking
+from gridmint.chain import bank, codec, emission, fees, neurons, staking
 from gridmint.chain.crypto import format_address, parse_address
 from gridmint.chain.errors import ChainError, lookup
 from gridmint.chain.module import BlockInfo, Context
@@ -231,11 +231,16 @@ def test_a_pruned_hotkeys_stakers_are_returned_within_the_per_block_budget(tmp_p
         assert pool is not None and pool.hotkey == m1_hot
         left.append(pool.count)
         assert net.app.check_invariants() == []
+        epochs = emission.select_epochs(view(net), neurons.netuids(view(net)), net.height + 1)
+        epoch_units = sum(cells for _, _, cells in epochs) * fees.EPOCH_UNITS_PER_KILOCELL // 1_000
+        # The block reserves the returns' work before any transaction, whatever the pool has left.
+        assert fees.get_reserved_units(view(net), net.height + 1) == epoch_units + 3 * fees.STAKE_RETURN
         counting = CountingReader(view(net))
         staking.return_closed_pools(block_context(net, State(counting)))
         assert counting.touched(staking.POSITION_PREFIX) == min(3, pool.count)  # the budget, not the pool's size
         net.block()
     assert left == [5, 2]  # 8 positions, 3 per block: 3 in the pruning block, then 3, then the last 2
+    assert not staking.is_returning(view(net))
     back = {name: balance(net.app, name) - balances[name] for name in names}
     assert sum(back.values()) == closed_stake  # to the grain, dust included
     assert all(worth[name] <= back[name] <= worth[name] + len(names) for name in names)

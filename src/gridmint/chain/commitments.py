@@ -65,7 +65,7 @@ class Params:
 
 # A pruned UID's commitments, up to retention_epochs, go in its registration's block: at most 1,024 (50-140 ms).
 BOUNDS = {"max_data_bytes": (0, ABSOLUTE_MAX_DATA_BYTES), "retention_epochs": (1, 1_024),
-          "cleared_per_block": (1, 4_096)}
+          "cleared_per_block": (1, 1_024)}  # with the other end-block queues: chain/fees.py
 
 PARAMS_KEY = b"commitments/params"
 COMMIT_PREFIX = b"commitments/c/"

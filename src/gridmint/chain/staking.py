@@ -89,7 +89,9 @@ class Params:
     returns_per_block: int = 1_024  # positions of closed pools returned per block at most
 
 
-BOUNDS = {"min_stake": (1, MAX_U64), "returns_per_block": (1, 65_535)}
+# At most 1,024 returns a block: each block reserves them while pools wait (chain/fees.py STAKE_RETURN), and the
+# end-block queues together must leave a block with its largest epoch under a second.
+BOUNDS = {"min_stake": (1, MAX_U64), "returns_per_block": (1, 1_024)}
 
 PARAMS_KEY = b"staking/params"
 NEXT_POOL_KEY = b"staking/next_pool"
@@ -304,6 +306,11 @@ def unstake_all(state: State, netuid: int, uid: int, hotkey: bytes, keep_totals:
     state.set_value(CLOSING_PREFIX + _id_bytes(pool.id), 1)
     if keep_totals:
         _change_total(state, netuid, uid, -pool.stake)
+
+
+def is_returning(state: Reader) -> bool:
+    """Whether closed pools wait to return positions (each block then reserves the work: chain/fees.py)."""
+    return any(True for _ in state.scan(CLOSING_PREFIX, limit=1))
 
 
 def return_closed_pools(ctx: Context) -> None:
