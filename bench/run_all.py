@@ -38,7 +38,7 @@ BENCHES = (
     Bench("chain_throughput"),
     Bench("yuma_epoch"),
     Bench("adversarial_block"),
-    Bench("metagraph_query"),
+    Bench("metagraph_query", timeout_s=1_800),  # its setup registers 4,096 UIDs at full-subnet prices: ~14 min
     Bench("miner_rpc"),
     Bench("escrow_settlement"),
     Bench("settlement"),
