@@ -24,6 +24,7 @@ from gridmint.chain.genesis import load_genesis, validate_genesis, write_genesis
 from gridmint.chain.market import MsgAcceptBid, MsgBid, MsgCreateDeployment, MsgWithdraw
 from gridmint.chain.module import ModuleSpec
 from gridmint.chain.module_genesis import ModuleGenesis
+from gridmint.chain.params import params_reader
 from gridmint.chain.receipts import Receipt, sign_receipt
 from gridmint.chain.staking import MsgAddStake, MsgRemoveStake, MsgSetTake
 from gridmint.chain.state import CommittedView
@@ -208,6 +209,7 @@ def test_a_module_with_a_new_parameter_runs_from_an_exported_state(exported: Exp
     bounds = {**market.BOUNDS, "max_leases_per_tenant": (1, 1_000)}
     upgraded_genesis = ModuleGenesis(market.NAME, MarketParamsV2, bounds, market.PARAMS_KEY)
     monkeypatch.setattr(market, "Params", MarketParamsV2)  # what the module's code reads its parameters as
+    monkeypatch.setattr(market, "get_params", params_reader(market.PARAMS_KEY, MarketParamsV2))
     upgraded_market = dataclasses.replace(
         market.MODULE, validate_genesis=upgraded_genesis.validate, init_genesis=upgraded_genesis.init,
         export_genesis=upgraded_genesis.export, queries={**market.MODULE.queries, "params": upgraded_genesis.query})

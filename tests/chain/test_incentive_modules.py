@@ -49,6 +49,7 @@ def test_second_subnet_costs_double_and_dissolve_returns_everything(tmp_path: Pa
     staked = staking.get_stake(view, 1, key(hot("v1")).address, key("v1").address)
     v1_before = bank.get_balance(view, key("v1").address)
     net.ok("owner", MsgDissolveSubnet(1))
+    net.block()  # the stakes come back from the block after the dissolve's (which reserves their work)
     view = CommittedView(net.app.store)
     assert neurons.get_subnet(view, 1) is None
     assert bank.get_balance(view, key("owner").address) == owner_before + first_lock - FEE

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gridmint.chain import bank, escrow
+from gridmint.chain import bank, escrow, fees
 from gridmint.chain.bank import MsgSend
 from gridmint.chain.errors import INVALID_GENESIS, ChainError, lookup
 from gridmint.chain.market import (
@@ -26,8 +26,8 @@ from gridmint.chain.market import (
     get_order,
 )
 from gridmint.chain.state import CommittedView
-from gridmint.chain.tx import Msg
-from tests.support.chain import FEE, MINT, Driver, balance, genesis, key, make_app
+from gridmint.chain.tx import Msg, TxBody
+from tests.support.chain import CHAIN_ID, FEE, MINT, Driver, balance, genesis, key, make_app
 
 PRICE_A, PRICE_B = MINT, 3 * MINT // 2
 MARKET = {"params": {"min_bond": MINT, "bid_deposit": MINT // 10, "max_bids": 5, "order_ttl": 50}}
@@ -255,3 +255,46 @@ def test_a_balance_that_cannot_cover_the_hold_deposit_is_refused_and_nothing_cha
     assert "hold deposit" in market.last["stranger"][0].log
     assert balance(market.app, "stranger") == 10 * MINT + HOLD - 1  # only the fee went
     assert market.app.check_invariants() == []
+
+
+def test_orders_due_together_expire_a_budget_a_block_and_take_nothing_once_past_due(tmp_path: Path) -> None:
+    """The attack: many orders made in one block, each with bids, all due in one later block. end_block ends at most
+    ``expiries_per_block`` of them and their bids (the block reserved that work), the rest in the next block, each
+    paying what an on-time expiry pays; an order past its expiry block takes no bid or close meanwhile."""
+    params = {**MARKET["params"], "expiries_per_block": 6}  # two orders of two bids each a block
+    net = Driver(make_app(tmp_path, genesis(accounts=("tenant", "prov_a", "prov_b"), balance=1_000 * MINT,
+                                            market={"params": params})))
+    net.ok("prov_a", provider())
+    net.ok("prov_b", provider("H100", 4, 80))
+    for _ in range(4):
+        net.send("tenant", deployment(gpu_models=("A100", "H100")))
+    net.commit()
+    due = order(net, 1)["expires"]
+    for order_id in range(1, 5):
+        net.send("prov_a", MsgBid(order_id, PRICE_A))
+        net.send("prov_b", MsgBid(order_id, PRICE_B))
+    net.commit()
+    while net.height + 1 < due:
+        net.block()
+    view = CommittedView(net.app.store)
+    assert fees.get_reserved_units(view, due) == 6 * fees.BID_REFUND  # max(6, 1 + max_bids 5)
+    net.block()
+    assert [order(net, i)["state"] for i in range(1, 5)] == ["expired", "expired", "open", "open"]
+    net.send("prov_a", MsgBid(3, PRICE_A))
+    net.send("tenant", MsgCloseDeployment(4))
+    results = net.commit()
+    for result in (*results["prov_a"], *results["tenant"]):
+        assert (result.codespace, result.code) == ("market", 3) and f"expired at block {due}" in result.log
+    assert [order(net, i)["state"] for i in range(1, 5)] == ["expired"] * 4
+    assert all(order(net, i)["hold_paid"] == 2 * HOLD_PER_BID for i in range(1, 5))  # late pays the same
+    assert fees.get_reserved_units(CommittedView(net.app.store), net.height + 1) == 0
+    assert net.app.check_invariants() == []
+
+
+def test_ending_an_order_counts_its_bids_refunds_against_its_block(market: Driver) -> None:
+    """The refunds were prepaid by the bids' fees, so the fee is flat; the block that does them counts them."""
+    view = CommittedView(market.app.store)
+    for message, flat in ((MsgCloseDeployment(1), 300), (MsgAcceptBid(1, key("prov_a").address), 500)):
+        cost = fees.get_tx_cost(view, TxBody(CHAIN_ID, key("tenant").public_key, 1, 0, (message,), ""))
+        assert cost.units == flat
+        assert cost.block_units == fees.ENVELOPE_UNITS + flat + 5 * fees.BID_REFUND  # max_bids 5 in this genesis

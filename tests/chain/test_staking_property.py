@@ -67,7 +67,7 @@ def apply(net: Network, state: State, op: tuple[str, str, str, int]) -> tuple[st
             bank.mint_held(tx, "emission", amount)
             staking.pay_dividends(tx, 1, [(neurons.require_uid(tx, 1, hotkey), hotkey, amount)], "emission")
         elif kind == "prune":
-            staking.unstake_all(tx, 1, neurons.require_uid(tx, 1, hotkey), hotkey)
+            staking.unstake_all(tx, 1, neurons.require_uid(tx, 1, hotkey), hotkey, 0)
         else:
             staking.return_closed_pools(Context(tx, block))
     except ChainError as error:

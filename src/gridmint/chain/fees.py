@@ -36,10 +36,15 @@ queue each block reserves ``cleared_per_block × COMMITMENT_DELETION`` units bef
 its epochs.
 
 **The other end-block queues** are reserved the same way: while closed staking pools wait to return positions,
-each block reserves ``returns_per_block × STAKE_RETURN`` (staking parameters), and a block in which escrow accounts
-fall due reserves ``ESCROW_CLOSURE`` for each it will close (at most ``closures_per_block``). The three queues' bounds
-(1,024, 1,024 and 1,000 items) keep their reservations together at 305,000 units, so that with the largest epoch
-(641,434 units, which always runs) a block's end-block work stays under 1,000,000 units.
+each block reserves ``returns_per_block × STAKE_RETURN`` (staking parameters; a pool closed by a block's own
+transactions is returned from the next block on, which reserves it); a block in which escrow accounts fall due
+reserves ``ESCROW_CLOSURE`` for each it will close (at most ``closures_per_block``); and a block in which orders
+expire reserves ``BID_REFUND`` for each order and bid it may end (``expiries_per_block``, or one order with
+``max_bids`` bids if that is more). A message that ends an order in a transaction (``market/accept_bid``,
+``market/close_deployment``) counts ``max_bids × BID_REFUND`` more against its block: the bids prepaid their
+refunds in their own fees, but this block does them. At the defaults the four queues reserve at most 304,800 units
+together, so that with the largest epoch (641,434 units, which always runs) a block's end-block work stays under
+950,000 units; at their bounds, 456,100.
 """
 
 from __future__ import annotations
@@ -95,8 +100,9 @@ ENVELOPE_UNITS = 300  # what an envelope counts against max_block_units: decodin
 # block took 4.8 s (73 µs each, registrations included) on the 2-core reference machine; 50-140 µs under load.
 COMMITMENT_DELETION = 100
 # Per staked position a closed pool returns at the end of a block (its slot and position read and deleted, the
-# staker's balance and staking's hold written): a transfer's state work without its envelope, ~60-80 µs.
-STAKE_RETURN = 100
+# staker's balance and staking's hold written): 72 µs from one large pool, 148 µs from pools of one position each
+# (the pool read, written and deleted, and an event, per position).
+STAKE_RETURN = 150
 # Per escrow account closed at the end of a block (read, settled, provider and tenant paid, written back): 55-85 µs
 # on the reference machine.
 ESCROW_CLOSURE = 100
@@ -110,12 +116,19 @@ class Shapes:
     ``subnets/set_param`` within bounds is applied in order, so a later message is priced on the new shape.
     An unknown netuid gets a new subnet's hyperparameters (one created earlier in the same transaction)."""
 
-    def __init__(self, lookup: ShapeLookup, new_subnet: NewShape, deleting: commitments.Params | None = None) -> None:
+    def __init__(self, lookup: ShapeLookup, new_subnet: NewShape, deleting: commitments.Params | None = None,
+                 max_bids: Callable[[], int] | None = None) -> None:
         self._lookup = lookup
         self._new_subnet = new_subnet
         self.deleting = deleting or commitments.Params()  # what bounds the commitment deletions a message causes
+        self._max_bids = max_bids or (lambda: market.Params().max_bids)
         self._known: dict[int, dict[str, int]] = {}
         self.epoch_prepaid = 0  # units of future epoch work priced so far: paid now, not worked in this block
+        self.refunds_done = 0  # units of bid refunds prepaid by earlier bids and worked in this block
+
+    def refund_bids(self) -> None:
+        """A message ends an order in its block: up to ``max_bids`` bids are refunded there (the market's params)."""
+        self.refunds_done += self._max_bids() * BID_REFUND
 
     def of(self, netuid: int) -> subnets.Hyperparams:
         return subnets.Hyperparams(**self._raw(netuid))
@@ -148,14 +161,26 @@ def get_reserved_units(state: Reader, height: int) -> int:
     clearing = commitments.get_params(state).cleared_per_block if commitments.is_clearing(state) else 0
     returning = staking.get_params(state).returns_per_block if staking.is_returning(state) else 0
     closing = escrow.count_due(state, height)
+    expiring = 0
+    if market.has_due_orders(state, height):  # the first due order always goes, with all of its bids
+        trade = market.get_params(state)
+        expiring = max(trade.expiries_per_block, 1 + trade.max_bids)
     return (cells * EPOCH_UNITS_PER_KILOCELL // 1_000 + clearing * COMMITMENT_DELETION + returning * STAKE_RETURN
-            + closing * ESCROW_CLOSURE)
+            + closing * ESCROW_CLOSURE + expiring * BID_REFUND)
 
 
 def _prepay_epochs(shapes: Shapes, hyper: subnets.Hyperparams, params: bank.Params) -> int:
     units = compute_epoch_units(hyper, params.epoch_fee_blocks)
     shapes.epoch_prepaid += units
     return units
+
+
+def _ending_order(units: int) -> Callable[[Msg, Shapes, bank.Params], int]:
+    """A message that ends an order: its bids' refunds were prepaid by the bids, but its block does them."""
+    def rule(message: Msg, shapes: Shapes, params: bank.Params) -> int:
+        shapes.refund_bids()
+        return units
+    return rule
 
 
 def _text_bytes(*texts: str | Sequence[str]) -> int:
@@ -225,11 +250,12 @@ SCHEDULE: dict[type[Msg], Rule] = {
     market.MsgCreateDeployment: Rule(lambda m, s, p: 400 + BYTE * _text_bytes(m.gpu_models),
                                      "400 + 1/byte of gpu_models"),
     market.MsgBid: _flat(300 + BID_REFUND),
-    market.MsgAcceptBid: _flat(500),
+    market.MsgAcceptBid: Rule(_ending_order(500), "500; its block counts max_bids × BID_REFUND more (prepaid)"),
     market.MsgCloseLease: _flat(300),
     market.MsgWithdraw: _flat(200),
     market.MsgTopUp: _flat(200),
-    market.MsgCloseDeployment: _flat(300),
+    market.MsgCloseDeployment: Rule(_ending_order(300),
+                                    "300; its block counts max_bids × BID_REFUND more (prepaid)"),
     credit.MsgRegisterGateway: Rule(lambda m, s, p: 300 + BYTE * _text_bytes(m.url), "300 + 1/byte of url"),
     credit.MsgOpenCredit: _flat(200),
     credit.MsgTopUpCredit: _flat(200),
@@ -252,16 +278,18 @@ class TxCost:
 
 
 def compute_tx_cost(params: bank.Params, messages: Sequence[Msg], memo: str, lookup: ShapeLookup,
-                    new_subnet: NewShape, deleting: commitments.Params | None = None) -> TxCost:
+                    new_subnet: NewShape, deleting: commitments.Params | None = None,
+                    max_bids: Callable[[], int] | None = None) -> TxCost:
     """What a transaction of ``messages`` costs under ``params``; the chain and every client call this.
     ``deleting``: the chain's commitments parameters, which bound the deletions a registration or a dissolve causes
-    (their defaults when not given)."""
-    shapes = Shapes(lookup, new_subnet, deleting)
+    (their defaults when not given); ``max_bids``: the market's, which bounds the refunds ending an order causes
+    (read only for such a message). The fee is the same whatever they are; the block units are not."""
+    shapes = Shapes(lookup, new_subnet, deleting, max_bids)
     units = BYTE * len(memo.encode())
     for msg in messages:
         units += SCHEDULE[type(msg)].units(msg, shapes, params)
     return TxCost(units, params.min_tx_fee + params.fee_per_unit * units,
-                  ENVELOPE_UNITS + units - shapes.epoch_prepaid)
+                  ENVELOPE_UNITS + units - shapes.epoch_prepaid + shapes.refunds_done)
 
 
 def compute_required_fee(params: bank.Params, messages: Sequence[Msg], memo: str, lookup: ShapeLookup,
@@ -280,7 +308,7 @@ def get_tx_cost(state: Reader, body: TxBody) -> TxCost:
         return params_to_json(subnets.Hyperparams(tempo=subnets.get_params(state).default_tempo))
 
     return compute_tx_cost(bank.get_params(state), body.messages, body.memo, lookup, new_subnet,
-                           commitments.get_params(state))
+                           commitments.get_params(state), lambda: market.get_params(state).max_bids)
 
 
 def check_block_room(params: bank.Params, cost: TxCost, used: int) -> None:

@@ -70,10 +70,13 @@ class Params:
     # Grains per resource unit per block of order_ttl that each bidder is paid when an order ends without a lease.
     # At 1, a bidder on a 0.5-CPU, 256 MB order is paid 5,280 × 600 = 3.2 M grains (0.0032 MINT), ~60 bid fees.
     hold_fee: int = 1
+    # Orders end_block expires at most per block, counted with their bids (an order with 20 bids counts 21): each
+    # bid is a refund, and orders made together fall due together. The block reserves the work (chain/fees.py).
+    expiries_per_block: int = 500
 
 
 BOUNDS = {"min_bond": (0, MAX_U64), "bid_deposit": (0, MAX_U64), "max_bids": (1, 1_000),
-          "order_ttl": (1, 10_000_000), "hold_fee": (0, GRAINS_PER_MINT)}
+          "order_ttl": (1, 10_000_000), "hold_fee": (0, GRAINS_PER_MINT), "expiries_per_block": (1, 1_000)}
 
 PARAMS_KEY = b"market/params"
 PROVIDER_PREFIX = b"market/provider/"
@@ -335,10 +338,14 @@ def process_create_deployment(ctx: Context, msg: MsgCreateDeployment) -> dict[st
     return {"order": order_id}
 
 
-def _open_order(state: State, order_id: int) -> dict[str, Any]:
+def _open_order(state: State, order_id: int, height: int) -> dict[str, Any]:
+    """An open order; one past its expiry block counts as expired even while end_block has yet to reach it."""
     order = get_order(state, order_id)
     if order["state"] != "open":
         raise ORDER_NOT_OPEN(f"order {order_id} is {order['state']}; it takes no bids and no acceptance")
+    if order["expires"] < height:
+        raise ORDER_NOT_OPEN(f"order {order_id} expired at block {order['expires']}; it takes no bids and no "
+                             "acceptance")
     return order
 
 
@@ -346,7 +353,7 @@ def process_bid(ctx: Context, msg: MsgBid) -> None:
     provider = ctx.state.get_value(PROVIDER_PREFIX + ctx.signer)
     if provider is None:
         raise NOT_PROVIDER(f"{format_address(ctx.signer)} is not a registered provider")
-    order = _open_order(ctx.state, msg.order_id)
+    order = _open_order(ctx.state, msg.order_id, ctx.block.height)
     if msg.price > order["max_price"]:
         raise BID_ABOVE_MAX(f"bid {format_mint(msg.price)} per block is above the order's max "
                             f"{format_mint(order['max_price'])}")
@@ -384,7 +391,7 @@ def _settle_bids(state: State, order_id: int, per_bid: int, pot: int) -> int:
 
 
 def process_accept(ctx: Context, msg: MsgAcceptBid) -> dict[str, int]:
-    order = _open_order(ctx.state, msg.order_id)
+    order = _open_order(ctx.state, msg.order_id, ctx.block.height)
     if order["tenant"] != ctx.signer:
         raise NOT_TENANT(f"order {msg.order_id} belongs to {format_address(order['tenant'])}")
     provider = msg.provider
@@ -455,18 +462,37 @@ def _end_order(state: State, order_id: int, order: dict[str, Any], new_state: st
 
 
 def process_close_deployment(ctx: Context, msg: MsgCloseDeployment) -> None:
-    order = _open_order(ctx.state, msg.order_id)
+    order = _open_order(ctx.state, msg.order_id, ctx.block.height)
     if order["tenant"] != ctx.signer:
         raise NOT_TENANT(f"order {msg.order_id} belongs to {format_address(order['tenant'])}")
     paid, returned = _end_order(ctx.state, msg.order_id, order, "closed")
     ctx.emit(OrderClosed(order=msg.order_id, hold_paid=paid, hold_returned=returned))
 
 
+def _due_orders(state: Reader, height: int, limit: int) -> list[tuple[bytes, Any]]:
+    return list(state.scan(ORDER_DUE_PREFIX, below=ORDER_DUE_PREFIX + _id(height + 1), limit=limit))
+
+
+def has_due_orders(state: Reader, height: int) -> bool:
+    """Whether end_block of block ``height`` expires orders (the block then reserves the work: chain/fees.py)."""
+    return bool(_due_orders(state, height, 1))
+
+
 def end_block(ctx: Context) -> None:
-    """Expire orders that found no lease in time (only due entries are read)."""
-    height = ctx.block.height
-    for key, _ in list(ctx.state.scan(ORDER_DUE_PREFIX, below=ORDER_DUE_PREFIX + _id(height + 1))):
+    """Expire orders that found no lease in time, the earliest due first, while what they count (each order one,
+    each of its bids one more) stays within ``expiries_per_block``; the first always goes, and the rest wait for the
+    next block. Only due entries are read. A late expiry pays exactly what an on-time one would, and an order past
+    its expiry block takes no bids, acceptance or close in the meantime (``_open_order``)."""
+    if not has_due_orders(ctx.state, ctx.block.height):  # most blocks: one key looked for, no parameters read
+        return
+    budget = get_params(ctx.state).expiries_per_block
+    counted = 0
+    for key, _ in _due_orders(ctx.state, ctx.block.height, budget):
         order_id = int.from_bytes(key[-8:], "big")
+        bids = len(bids_of(ctx.state, order_id))
+        if counted and counted + 1 + bids > budget:
+            return
+        counted += 1 + bids
         paid, returned = _end_order(ctx.state, order_id, get_order(ctx.state, order_id), "expired")
         ctx.emit(OrderExpired(order=order_id, hold_paid=paid, hold_returned=returned))
 

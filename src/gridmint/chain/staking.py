@@ -294,7 +294,7 @@ def remove_stake(state: State, netuid: int, uid: int, hotkey: bytes, coldkey: by
     return grains
 
 
-def unstake_all(state: State, netuid: int, uid: int, hotkey: bytes, keep_totals: bool = True) -> None:
+def unstake_all(state: State, netuid: int, uid: int, hotkey: bytes, height: int, keep_totals: bool = True) -> None:
     """Close ``hotkey``'s pool (a pruned UID or a dissolved subnet) in O(1): its stake leaves the UID's total
     now, and ``end_block`` returns its positions to their stakers, ``returns_per_block`` at most per block.
     ``keep_totals=False`` leaves the subnet's stake vector alone, for a dissolve that deletes it: rewriting a
@@ -303,7 +303,9 @@ def unstake_all(state: State, netuid: int, uid: int, hotkey: bytes, keep_totals:
     if pool is None:
         return
     state.delete(_live_key(netuid, hotkey))
-    state.set_value(CLOSING_PREFIX + _id_bytes(pool.id), 1)
+    # The block that closes it returns nothing of it: its units were counted before the pool joined the queue, so
+    # the returns wait for the next block, which reserves them (chain/fees.py).
+    state.set_value(CLOSING_PREFIX + _id_bytes(pool.id), height)
     if keep_totals:
         _change_total(state, netuid, uid, -pool.stake)
 
@@ -322,6 +324,8 @@ def return_closed_pools(ctx: Context) -> None:
     for key, _ in list(state.scan(CLOSING_PREFIX, limit=budget)):
         if budget == 0:
             return
+        if state.get_value(key) == ctx.block.height:  # closed by this block's transactions: the next returns it
+            continue
         pool = _read_pool(state, int.from_bytes(key[len(CLOSING_PREFIX):], "big"))
         if pool is None:
             raise RuntimeError(f"staking: closed pool {key.hex()} has no record")

@@ -373,7 +373,8 @@ def process_dissolve(ctx: Context, msg: MsgDissolveSubnet) -> None:
     subnet = neurons.require_subnet(ctx.state, msg.netuid)
     _require_owner(ctx, subnet, msg.netuid)
     for uid, neuron in neurons.neurons(ctx.state, msg.netuid):
-        staking.unstake_all(ctx.state, msg.netuid, uid, neuron["hotkey"], keep_totals=False)  # vectors go below
+        # keep_totals=False: the stake vector goes below
+        staking.unstake_all(ctx.state, msg.netuid, uid, neuron["hotkey"], ctx.block.height, keep_totals=False)
         ctx.state.delete(neurons.HOTKEY_PREFIX + neurons.netuid_bytes(msg.netuid) + neuron["hotkey"])
     prefix = neurons.netuid_bytes(msg.netuid)
     ctx.state.delete(neurons.KEYS_PREFIX + prefix)
@@ -439,7 +440,7 @@ def _free_uid(ctx: Context, netuid: int, subnet: dict[str, Any], hyper: Hyperpar
     uid = min(candidates, key=lambda u: (int(emission[u]), int(registered_at[u]), u))
     previous = neurons.get_neuron(state, netuid, uid)
     if previous is not None:  # always, for a UID below n
-        staking.unstake_all(state, netuid, uid, previous["hotkey"])
+        staking.unstake_all(state, netuid, uid, previous["hotkey"], height)
         state.delete(neurons.HOTKEY_PREFIX + neurons.netuid_bytes(netuid) + previous["hotkey"])
         ctx.notify_uid_freed(netuid, uid, previous["hotkey"])  # weights, commitments: each deletes its own keys
     state.delete(neurons.endpoint_key(netuid, uid))
