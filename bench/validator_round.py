@@ -10,13 +10,19 @@ than fetched from a node (``metagraph_query.py`` measures that fetch: 26–30 ms
 
 Measured per round (a fresh challenge each): wall time and the validator process's CPU time (all its threads),
 per miner. Baseline, in the same run and interleaved with the rounds: the scoring alone, i.e. ``TextScorer.score``
-on another challenge's 64 answers (fetched beforehand) one after the other with no network; and once, the same
+on the same challenge's 64 answers (fetched beforehand) one after the other with no network; and once, the same
 with the prompt run again for every answer (how the scorer worked before it kept the prompt's pass across a
-round). Only rounds in which every miner answered, signed, are counted.
+round). A round and its baseline share the challenge (the validator's challenges are seeded, and each round
+starts from the generator state its baseline's challenge was drawn from): challenges differ in length, so two
+different ones differ by more than the round's own work. The challenges are plain ones (``structured_share`` 0):
+the fifth of probes that ask for a structured answer run no model pass over the answers, only a comparison with a
+reference generated once, and take about a second a round here. "The round beyond scoring" is the median of each
+round's difference from its own baseline. Only rounds in which every miner answered, signed, are counted.
 
     .venv/bin/python bench/validator_round.py [--miners 64] [--rounds 5]
 
-The last line is JSON: {"round_s", "cpu_ms_per_miner", "scoring_alone_s", "scoring_cpu_ms_per_miner", ...}.
+The last line is JSON: {"round_s", "cpu_ms_per_miner", "scoring_alone_s", "scoring_cpu_ms_per_miner",
+"beyond_scoring_s", ...}.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -43,6 +50,7 @@ from gridmint.inference.validator.scoring import TextScorer
 from gridmint.ports import free_port
 
 VALIDATOR_SEED = b"\x22" * 32
+VALIDATOR_RNG_SEED = 5  # the same challenges every run, so runs compare
 
 MINERS_MAIN = """
 import asyncio, json, sys
@@ -119,12 +127,20 @@ async def one_round(validator: Validator, client: MinerClient, notes: Notes, cou
     return wall, cpu
 
 
+@dataclass(frozen=True)
+class Baseline:
+    rng_state: Any  # the validator's generator before the challenge was drawn: its round draws the same one
+    challenge: Any
+    bodies: list[Any]
+
+
 async def answers_for_baseline(validator: Validator, client: MinerClient, urls: list[str],
-                               hotkeys: list[str]) -> tuple[Any, list[Any]]:
+                               hotkeys: list[str]) -> Baseline:
+    rng_state = validator.rng.getstate()
     challenge = validator.scorer.draw(validator.rng)
     answers = await asyncio.gather(*(client.call(url, challenge.path, hotkey, challenge.payload)
                                      for url, hotkey in zip(urls, hotkeys, strict=True)))
-    return challenge, [answer.json() for answer in answers]
+    return Baseline(rng_state, challenge, [answer.json() for answer in answers])
 
 
 def score_alone(scorer: TextScorer, challenge: Any, bodies: list[Any],
@@ -155,8 +171,8 @@ def main() -> None:
     miners = subprocess.Popen([sys.executable, "-c", MINERS_MAIN, validator_address, SMOLLM2_MODEL, spec])
     try:
         wait_until_up(ports, miners)
-        scorer = TextScorer()
-        validator = Validator(validator_key, 1, "http://127.0.0.1:9", scorer, timeout_s=60)
+        scorer = TextScorer(structured_share=0.0)  # every answer through the model pass (see above)
+        validator = Validator(validator_key, 1, "http://127.0.0.1:9", scorer, timeout_s=60, seed=VALIDATOR_RNG_SEED)
         graph = Metagraph(netuid=1, n=args.miners + 1, hotkey_bytes=b"")
         graph._decoded["hotkeys"] = [validator_address, *hotkeys]
         graph._decoded["endpoints"] = [None, *({"url": url} for url in urls)]
@@ -176,16 +192,17 @@ def main() -> None:
                 await one_round(validator, client, notes, args.miners)  # warm-up: connections, llama.cpp buffers
                 rounds, alone = [], []
                 miners_cpu = 0.0
-                for challenge, bodies in baseline:  # interleaved, so both see the same moments of a shared machine
+                for base in baseline:  # interleaved, so both see the same moments of a shared machine
+                    validator.rng.setstate(base.rng_state)  # the round draws its baseline's challenge
                     before = process_cpu_s(miners.pid)
                     rounds.append(await one_round(validator, client, notes, args.miners))
                     miners_cpu += process_cpu_s(miners.pid) - before
-                    alone.append(score_alone(scorer, challenge, bodies))
+                    alone.append(score_alone(scorer, base.challenge, base.bodies))
                     print(f"  round {len(rounds)}: {rounds[-1][0]:.2f} s wall, {rounds[-1][1]:.2f} s CPU; "
                           f"scoring alone {alone[-1][0]:.2f} s wall, {alone[-1][1]:.2f} s CPU", flush=True)
             # Once: the same answers with the prompt run again for every answer, as the scorer did before it kept
             # the prompt's pass.
-            no_reuse = score_alone(scorer, *baseline[0], reuse_prompt=False)
+            no_reuse = score_alone(scorer, baseline[0].challenge, baseline[0].bodies, reuse_prompt=False)
             return {"rounds": rounds, "alone": alone, "miners_cpu": miners_cpu, "no_reuse": no_reuse}
 
         measured = asyncio.run(run())
@@ -199,21 +216,27 @@ def main() -> None:
     cpu_ms = statistics.median(cpu for _, cpu in measured["rounds"]) * 1000 / count
     alone_s = statistics.median(wall for wall, _ in measured["alone"])
     alone_cpu_ms = statistics.median(cpu for _, cpu in measured["alone"]) * 1000 / count
+    pairs = list(zip(measured["rounds"], measured["alone"], strict=True))
+    beyond_s = statistics.median(own[0] - alone[0] for own, alone in pairs)
+    beyond_cpu_ms = statistics.median(own[1] - alone[1] for own, alone in pairs) * 1000 / count
     miners_cpu_ms = measured["miners_cpu"] * 1000 / (count * args.rounds)
     no_reuse_s, no_reuse_cpu = measured["no_reuse"]
     print(f"{count} echo miners, {args.rounds} rounds (median), os.cpu_count() = {os.cpu_count()}")
     print(f"  validator round:          {round_s:7.3f} s wall, {cpu_ms:6.1f} ms CPU per miner "
           f"(rounds: {', '.join(f'{wall:.2f}' for wall, _ in measured['rounds'])} s)")
     print(f"  baseline, scoring alone:  {alone_s:7.3f} s wall, {alone_cpu_ms:6.1f} ms CPU per miner "
-          f"({count} answers to another challenge, scored one after another, no network)")
+          f"(the same challenges' {count} answers, scored one after another, no network)")
     print(f"  scoring alone, prompt run for every answer (once): {no_reuse_s:.3f} s wall, "
           f"{no_reuse_cpu * 1000 / count:.1f} ms CPU per miner")
-    print(f"  the round beyond scoring: {round_s - alone_s:7.3f} s wall, {cpu_ms - alone_cpu_ms:6.1f} ms CPU per miner"
-          f" (signed calls, signature checks, JSON, threads); the miners spent {miners_cpu_ms:.1f} ms each")
+    print(f"  the round beyond scoring: {beyond_s:7.3f} s wall, {beyond_cpu_ms:6.1f} ms CPU per miner (median of each "
+          f"round's difference from its baseline: signed calls, signature checks, JSON, threads); "
+          f"the miners spent {miners_cpu_ms:.1f} ms each")
     print(json.dumps({"round_s": round(round_s, 4), "cpu_ms_per_miner": round(cpu_ms, 2),
                       "scoring_alone_s": round(alone_s, 4), "scoring_cpu_ms_per_miner": round(alone_cpu_ms, 2),
                       "miners": count, "rounds": args.rounds, "miner_cpu_ms_per_answer": round(miners_cpu_ms, 2),
-                      "no_reuse_cpu_ms_per_miner": round(no_reuse_cpu * 1000 / count, 2)}))
+                      "no_reuse_cpu_ms_per_miner": round(no_reuse_cpu * 1000 / count, 2),
+                      "beyond_scoring_s": round(beyond_s, 4),
+                      "beyond_scoring_cpu_ms_per_miner": round(beyond_cpu_ms, 2)}))
 
 
 if __name__ == "__main__":
