@@ -18,6 +18,7 @@ from gridmint.gateway.app import GatewayApp, RateLimiter
 from gridmint.gateway.credit import CreditBook
 from gridmint.gateway.ledger import Ledger
 from gridmint.gateway.routing import BREAKER_FAILURES, Candidate, Directory
+from gridmint.inference.asgi import CoalescingHttpToolsProtocol
 from gridmint.inference.backends.forecast import NaiveBackend
 from gridmint.inference.client import MinerClient
 from gridmint.inference.forecast_wire import MAX_HORIZON, MAX_SERIES, MIN_METERED_HISTORY, PREDICTION
@@ -49,7 +50,8 @@ def gateway(books: GatewayBooks, serve: Callable[..., str]) -> Gateway:
     allow = [url.removeprefix("http://") for url in urls.values()]
     app = GatewayApp(books.address, MinerClient(key("gateway"), timeout_s=5, allow=allow), directory, books.keys,
                      books.ledger, credit, RateLimiter(1_000, 1_000), timeout_s=5, idle_s=5)
-    return serve(app), books.issue_api_key(), books.ledger, hotkeys, directory
+    # as serve_gateway runs it: the ledger's rows are committed before the answer leaves, which the tests read
+    return serve(app, http=CoalescingHttpToolsProtocol), books.issue_api_key(), books.ledger, hotkeys, directory
 
 
 def test_a_timegpt_forecast_is_answered_in_its_shape_and_metered_per_series_and_step(
