@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import itertools
+import logging
 import os
 import socket
 import time
@@ -18,12 +19,15 @@ import httpx
 
 from gridmint.chain import bank, codec, commitments, fees, neurons, subnets
 from gridmint.chain.crypto import PrivateKey, format_address
-from gridmint.chain.errors import ChainError, ErrorKind, lookup
+from gridmint.chain.errors import NONCE_REPLAYED, ChainError, ErrorKind, lookup
 from gridmint.chain.params import params_to_json
 from gridmint.chain.tx import Msg, TxBody, sign_tx
 from gridmint.client.errors import NODE_UNREACHABLE, RPC_FAILED, TX_TIMEOUT
 
 DEFAULT_NODE = "http://127.0.0.1:26657"
+NONCE_RETRIES = 8  # signing again after another sender of the same key took the nonce (ChainClient.send)
+
+log = logging.getLogger("gridmint.client")
 
 
 def default_node_url() -> str:
@@ -211,10 +215,40 @@ class ChainClient:
 
     def send(self, key: PrivateKey, messages: list[Msg], fee: int | None = None, memo: str = "") -> TxOutcome:
         """Sign with the next nonce, submit, and wait for the block that includes it. The fee defaults to the
-        one the chain requires (``required_fee``)."""
+        one the chain requires (``required_fee``).
+
+        Another sender with the same key (one validator hotkey on several subnets, each its own process) may take
+        the nonce first: the chain then refuses this transaction before running any of it (``nonce_replayed``),
+        so it is signed again with the nonce after the other's, once that one is committed, at most
+        ``NONCE_RETRIES`` times."""
         if fee is None:
             fee = self.required_fee(messages, memo)
-        return self.broadcast_commit(self.sign(key, messages, fee, memo))
+        address = format_address(key.address)
+        retries = 0
+        while True:
+            nonce = self.nonce(address) + 1
+            try:
+                outcome = self.broadcast_commit(self.sign(key, messages, fee, memo, nonce=nonce))
+                # a network's nodes may each admit one of two such transactions; the block then refuses one
+                replayed = (outcome.codespace, outcome.code) == (NONCE_REPLAYED.module, NONCE_REPLAYED.code)
+                if not replayed or retries == NONCE_RETRIES:
+                    return outcome
+            except ChainError as error:
+                if error.kind != NONCE_REPLAYED or retries == NONCE_RETRIES:
+                    raise
+            retries += 1
+            log.info("Nonce %d of %s was taken by another transaction of the same key; signing again after it.",
+                     nonce, address)
+            self._wait_for_nonce(address, nonce)
+
+    def _wait_for_nonce(self, address: str, used: int, timeout_s: float = 30.0) -> None:
+        """Until the transaction that took nonce ``used`` is committed (the account's nonce reaches it)."""
+        deadline = time.monotonic() + timeout_s
+        while self.nonce(address) < used:
+            if time.monotonic() > deadline:
+                raise TX_TIMEOUT(f"the transaction that took nonce {used} of {address} was not committed within "
+                                 f"{timeout_s:.0f} s")
+            time.sleep(0.05)
 
     def execute(self, key: PrivateKey, messages: list[Msg], memo: str = "") -> TxOutcome:
         """``send`` at the fee the chain requires, raising the chain's error if the transaction failed."""
