@@ -109,7 +109,7 @@ def test_logprobs_spell_the_answer_and_greedy_stays_greedy(llama: Any) -> None:
     for step in answer.logprobs:  # greedy: each token is the likeliest, and it is listed first among the top 3
         assert step.logprob <= 0 and len(step.top) == 3 and step.top[0] == (step.token, step.logprob)
     plain = asyncio.run(llama.generate(wire.parse_chat({**body, "logprobs": False, "top_logprobs": None})[0]))
-    assert plain.text == answer.text  # recording logprobs changes nothing
+    assert plain.text == answer.text  # the same prompt again, without logprobs: recording them changes nothing
     seeded = [asyncio.run(llama.generate(wire.parse_chat({**body, "temperature": 1, "seed": 5})[0])).text
               for _ in range(2)]
     assert seeded[0] == seeded[1]
