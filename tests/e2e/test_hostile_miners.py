@@ -46,6 +46,7 @@ from tests.support.gateway_network import (
     wait_for_models,
 )
 from tests.support.live_subnet import live_subnet
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("gateway")]
 
@@ -188,11 +189,19 @@ def test_hostile_miners_score_zero_fail_over_and_reach_nothing_outside_the_allow
             refused = httpx.post(f"{gateway.url}/v1/embeddings", headers=auth, timeout=60, json={
                 "model": MODEL, "input": ["the cat sat"], "evil": {"jsonrpc": "2.0"}})
             assert refused.status_code == 400 and "'evil'" in refused.json()["error"]["message"]
+
+            # The honest miner answers the gateway once it has synced the gateway's registration (a miner refuses
+            # callers it does not know yet; on a loaded machine that takes a while): failover is shown after that.
+            def honest_answers() -> bool:
+                return httpx.post(f"{gateway.url}/v1/embeddings", headers=auth, timeout=60, json={
+                    "model": MODEL, "input": ["ready"], "provider": {"only": [hotkey["words"]]}}).status_code == 200
+            wait_for(honest_answers, "the honest miner to answer through the gateway", 60, 0.5,
+                     lambda: gateway.log()[-3_000:])
             for name in (*HOSTILE, *UNREACHABLE):
                 answer = httpx.post(f"{gateway.url}/v1/embeddings", headers=auth, timeout=60, json={
                     "model": MODEL, "input": ["the cat sat", "a dog ran"], "user": "ignored, as OpenAI does",
                     "provider": {"sort": "price", "only": [hotkey[name], hotkey["words"]]}})
-                assert answer.status_code == 200, (name, answer.text)
+                assert answer.status_code == 200, (name, answer.text, gateway.log()[-3_000:])
                 assert answer.headers["x-gridmint-miner"] == hotkey["words"], name
                 assert len(answer.json()["data"]) == 2
             for name in (*HOSTILE, *UNREACHABLE):

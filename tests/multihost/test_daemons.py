@@ -254,8 +254,9 @@ def test_miner_validator_gateway_provider_and_clients_each_on_a_host_of_their_ow
     earned = site.wait(incentive, "the miner's incentive from the validator's weights", 120, ("validator", "miner"))
     assert earned > 0
     validator_log = site.log("validator")
-    # The model's answers agree with the validator's reference (quality); the score also weighs latency, which on a
-    # loaded machine says nothing about where the daemons run (CI: quality 1.000 in 12.6 s scored 0.874).
+    # The validator judged the miner's answers to be the model it claims: a quality above 0 (an answer agreeing with
+    # the reference on less than 0.8 of its tokens scores 0; an honest one dips to 0.86 in CI). The score also weighs
+    # latency, which on a loaded machine says nothing about where the daemons run (CI: 1.000 in 12.6 s scored 0.874).
     qualities = re.findall(rf"at {re.escape(site.url(MINER, MINER_PORT))}\): score [0-9.]+ \(quality ([0-9.]+)",
                            validator_log)
-    assert qualities and max(map(float, qualities)) >= 0.9 and "set 1 weights" in validator_log, validator_log[-3000:]
+    assert qualities and max(map(float, qualities)) > 0 and "set 1 weights" in validator_log, validator_log[-3000:]

@@ -136,3 +136,23 @@ def test_after_a_full_block_the_next_follows_at_once(tmp_path: Path) -> None:
     assert node.height == 4 and not node.backlogged  # 303, 303, then the last 94: a block that is not full
     assert balances(node.app, "bob")["bob"] == 700
     node.close()
+
+
+
+def test_the_first_block_keeps_to_the_genesis_work_budget(tmp_path: Path) -> None:
+    """The first block runs on the genesis state, so it is priced there: a genesis's lower max_block_units holds in
+    it (priced on the empty store, the default's 2,424 transfers, it took all 1,000)."""
+    data_dir = tmp_path / "node"
+    senders = tuple(f"sender{i}" for i in range(10))
+    write_data_dir(data_dir, accounts=senders)
+    genesis_path = data_dir / "genesis.json"
+    document = json.loads(genesis_path.read_text())
+    document["app_state"]["bank"]["params"]["max_block_units"] = 100_000  # 303 transfers a block
+    genesis_path.write_text(json.dumps(document))
+    node = DevNode(data_dir, block_time=3_600)
+    for nonce in range(1, 101):
+        for name in senders:
+            node.submit(signed(key(name), nonce, MsgSend(key("bob").address, 1)))
+    block, _ = node.produce_block()
+    assert node.height == 1 and len(block.txs) == 303 and node.backlogged and len(node.mempool) == 1_000 - 303
+    node.close()

@@ -284,8 +284,12 @@ class App:
                 bodies.append(self.decode_verified(raw).body)
             except ChainError:
                 bodies.append(None)
-        # A block's view caches what it reads: every transaction is priced on the same parameters and subnets.
-        selection = fees.select_fitting(BlockState(self.store), bodies, height)
+        # A block's view caches what it reads: every transaction is priced on the same parameters and subnets. The
+        # first block runs on the genesis state, which is committed with it: it is priced there too (on the store,
+        # still empty, a genesis's max_block_units would not count in it).
+        pending = self._pending  # holds the genesis state until the first block is committed (lanes: not finalized)
+        base = pending.state if pending is not None and pending.lanes is None else BlockState(self.store)
+        selection = fees.select_fitting(base, bodies, height)
         return BlockFill([txs[position] for position in selection.positions], selection.full)
 
     # --- ABCI: blocks ----------------------------------------------------------------------------------
