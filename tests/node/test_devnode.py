@@ -103,22 +103,30 @@ def test_keep_recent_is_an_option_of_every_command_that_runs_a_store() -> None:
     assert refused.exit_code == 2 and "--keep-recent" in refused.output
 
 
+SENDERS = tuple(f"sender{i}" for i in range(10))
+
+
+def small_blocks_node(tmp_path: Path) -> DevNode:
+    """A devnode of an hour's block time whose genesis lets a block hold 303 transfers (max_block_units 100,000),
+    SENDERS funded."""
+    data_dir = tmp_path / "node"
+    write_data_dir(data_dir, accounts=SENDERS)
+    genesis_path = data_dir / "genesis.json"
+    document = json.loads(genesis_path.read_text())
+    document["app_state"]["bank"]["params"]["max_block_units"] = 100_000
+    genesis_path.write_text(json.dumps(document))
+    return DevNode(data_dir, block_time=3_600)
+
+
 def test_after_a_full_block_the_next_follows_at_once(tmp_path: Path) -> None:
     """Blocks come a block time apart, except behind a backlog: a block full of work is followed at once, so what
     waits does not wait a block time for room it could have now. An hour's block time shows it: the backlog is
     committed in three blocks long before the first timed block would be due."""
-    data_dir = tmp_path / "node"
-    senders = tuple(f"sender{i}" for i in range(10))
-    write_data_dir(data_dir, accounts=senders)
-    genesis_path = data_dir / "genesis.json"
-    document = json.loads(genesis_path.read_text())
-    document["app_state"]["bank"]["params"]["max_block_units"] = 100_000  # 303 transfers a block
-    genesis_path.write_text(json.dumps(document))
-    node = DevNode(data_dir, block_time=3_600)
+    node = small_blocks_node(tmp_path)
     node.produce_block()  # a first block, empty: not full, so the loop below would wait an hour for the next
     assert not node.backlogged
     for nonce in range(1, 71):
-        for name in senders:
+        for name in SENDERS:
             node.submit(signed(key(name), nonce, MsgSend(key("bob").address, 1)))
     node.produce_block()
     assert node.backlogged and len(node.mempool) == 700 - 303
@@ -138,20 +146,12 @@ def test_after_a_full_block_the_next_follows_at_once(tmp_path: Path) -> None:
     node.close()
 
 
-
 def test_the_first_block_keeps_to_the_genesis_work_budget(tmp_path: Path) -> None:
     """The first block runs on the genesis state, so it is priced there: a genesis's lower max_block_units holds in
     it (priced on the empty store, the default's 2,424 transfers, it took all 1,000)."""
-    data_dir = tmp_path / "node"
-    senders = tuple(f"sender{i}" for i in range(10))
-    write_data_dir(data_dir, accounts=senders)
-    genesis_path = data_dir / "genesis.json"
-    document = json.loads(genesis_path.read_text())
-    document["app_state"]["bank"]["params"]["max_block_units"] = 100_000  # 303 transfers a block
-    genesis_path.write_text(json.dumps(document))
-    node = DevNode(data_dir, block_time=3_600)
+    node = small_blocks_node(tmp_path)
     for nonce in range(1, 101):
-        for name in senders:
+        for name in SENDERS:
             node.submit(signed(key(name), nonce, MsgSend(key("bob").address, 1)))
     block, _ = node.produce_block()
     assert node.height == 1 and len(block.txs) == 303 and node.backlogged and len(node.mempool) == 1_000 - 303
