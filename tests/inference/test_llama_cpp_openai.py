@@ -8,6 +8,8 @@ import asyncio
 import collections
 import re
 import shlex
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -113,3 +115,42 @@ def test_logprobs_spell_the_answer_and_greedy_stays_greedy(llama: Any) -> None:
     seeded = [asyncio.run(llama.generate(wire.parse_chat({**body, "temperature": 1, "seed": 5})[0])).text
               for _ in range(2)]
     assert seeded[0] == seeded[1]
+
+
+def test_no_completion_starts_from_a_prompt_the_context_already_holds(llama: Any, monkeypatch: pytest.MonkeyPatch
+                                                                     ) -> None:
+    """Each llama.cpp completion (the tool choice's too) evaluates at least two new prompt tokens in a batch: a
+    prompt held whole would have its last token evaluated alone, and a greedy answer could change."""
+    held: list[tuple[int, int]] = []
+    real = llama.llama.create_completion
+
+    def watching(prompt: list[int], **options: Any) -> Any:
+        held.append((llama.llama.longest_token_prefix(llama.llama._input_ids.tolist(), prompt), len(prompt)))
+        return real(prompt=prompt, **options)
+
+    monkeypatch.setattr(llama.llama, "create_completion", watching)
+    body = {"model": llama.model, "messages": [{"role": "user", "content": "What is the weather in Paris?"}],
+            "tools": WEATHER, "tool_choice": "required", "max_tokens": 16, "temperature": 0}
+    calls = [asyncio.run(llama.generate(wire.parse_chat(body)[0])).tool_calls[0] for _ in range(2)]
+    assert (calls[0].name, calls[0].arguments) == (calls[1].name, calls[1].arguments)
+    assert len(held) == 4 and all(prefix < length - 1 for prefix, length in held), held
+
+
+def test_a_stream_the_consumer_leaves_stops_before_the_next_request_runs(llama: Any) -> None:
+    """Leaving a stream (a disconnect) stops its generation before the context serves anyone else: no producer is
+    left decoding, and the next greedy request gets the answer it gets alone."""
+    question = {"model": llama.model, "messages": [{"role": "user", "content": "Name a color."}], "max_tokens": 12,
+                "temperature": 0}
+    alone = asyncio.run(llama.generate(wire.parse_chat(question)[0])).text
+
+    async def leave_after_one_piece() -> None:
+        pieces = llama.stream(wire.parse_chat({**question, "max_tokens": 200, "stream": True})[0])
+        await anext(pieces)
+        await pieces.aclose()
+
+    asyncio.run(leave_after_one_piece())
+    decoded = llama.llama.n_tokens
+    assert not [t for t in threading.enumerate() if t.name == "llama-cpp-stream"]
+    time.sleep(0.3)
+    assert llama.llama.n_tokens == decoded  # nothing decodes after the consumer left
+    assert asyncio.run(llama.generate(wire.parse_chat(question)[0])).text == alone

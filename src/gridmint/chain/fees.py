@@ -330,9 +330,10 @@ class Fitting:
 
 def select_fitting(state: Reader, bodies: Sequence[TxBody | None], height: int) -> Fitting:
     """The positions of the transactions, in order, that a proposer should put in block ``height`` so that they
-    fit in what its due epochs leave of ``max_block_units``, priced on ``state`` (the last committed one). A
-    transaction that does not fit is passed over, with every later one of its signer (their nonces follow it),
-    and the rest still get their turn: one transaction too large for this block holds back no one else's.
+    fit in what its due epochs leave of ``max_block_units``, priced on ``state`` (what the block runs on: the
+    last committed state, or the genesis before the first block). A transaction that does not fit is passed over,
+    with every later one of its signer (their nonces follow it), and the rest still get their turn: one
+    transaction too large for this block holds back no one else's.
     ``None`` stands for one that will not decode: it is left out. Proposers (the devnode, ABCI PrepareProposal)
     call this, and ProcessProposal checks that a proposal keeps to it.
 

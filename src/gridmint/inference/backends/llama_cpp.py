@@ -20,7 +20,7 @@ import asyncio
 import functools
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -224,7 +224,9 @@ class LlamaCppBackend:
         if len(names) == 1:
             return names[0]
         grammar = LlamaGrammar.from_string("root ::= " + " | ".join(f'"{n}\\""' for n in names), verbose=False)
-        answer: Any = self.llama.create_completion(prompt=self._tokens(prompt), max_tokens=32, grammar=grammar,
+        tokens = self._tokens(prompt)
+        self._evaluate_whole_if_held(tokens)
+        answer: Any = self.llama.create_completion(prompt=tokens, max_tokens=32, grammar=grammar,
                                                    **self._sampling(request))
         chosen = str(answer["choices"][0]["text"]).removesuffix('"')
         return chosen if chosen in names else names[0]
@@ -232,19 +234,22 @@ class LlamaCppBackend:
     def _complete(self, request: Generation, plan: Plan, stream: bool, recorder: LogprobRecorder | None) -> Any:
         from llama_cpp import LogitsProcessorList
 
-        # llama.cpp keeps the last request's tokens and evaluates only what a new prompt adds. When that is all of
-        # the prompt (the same prompt again) or its last token, the last token is evaluated alone, by other kernels
-        # than in a batch, and its logits differ enough to change a greedy answer: "Name a color." answered twice
-        # in a row gave two answers. Evaluated whole, a repeated prompt gets the answer it got the first time. A
-        # longer new part is evaluated in a batch as before (40 drawn validator probes, 10 repeated: the same 40
-        # answers with and without the cache, at 0.4 of the time).
-        llama: Any = self.llama
-        if llama.longest_token_prefix(llama._input_ids.tolist(), plan.tokens) >= len(plan.tokens) - 1:
-            llama.reset()
+        self._evaluate_whole_if_held(plan.tokens)
         return self.llama.create_completion(
             prompt=plan.tokens, max_tokens=request.max_tokens, stream=stream, grammar=plan.grammar,
             stop=request.stop or None,  # the end-of-turn token ends a chat by itself
             logits_processor=None if recorder is None else LogitsProcessorList([recorder]), **self._sampling(request))
+
+    def _evaluate_whole_if_held(self, tokens: list[int]) -> None:
+        """llama.cpp keeps the last request's tokens and evaluates only what a new prompt adds. When that is all of
+        the prompt (the same prompt again) or its last token, the last token is evaluated alone, by other kernels
+        than in a batch, and its logits differ enough to change a greedy answer: "Name a color." answered twice in a
+        row gave two answers. Such a prompt is evaluated whole, and gets the answer it got the first time. A longer
+        new part is evaluated in a batch as before (40 drawn validator probes, 10 repeated: the same 40 answers with
+        and without the cache, at 0.4 of the time)."""
+        llama: Any = self.llama
+        if llama.longest_token_prefix(llama._input_ids.tolist(), tokens) >= len(tokens) - 1:
+            llama.reset()
 
     def _recorder(self, request: Generation, plan: Plan) -> LogprobRecorder | None:
         if not request.logprobs or plan.tool is not None:
@@ -282,62 +287,71 @@ class LlamaCppBackend:
     async def stream(self, request: Generation) -> AsyncIterator[StreamPiece]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[tuple[str, str | None, list[TokenLogprob]] | BaseException | None] = asyncio.Queue()
-        ready = threading.Event()
+        left = threading.Event()  # the consumer stopped reading: the producer stops at its next token
         state: dict[str, Any] = {}
 
         def produce() -> None:
             try:
                 plan = state["plan"] = self._plan(request)
                 recorder = state["recorder"] = self._recorder(request, plan)
-                ready.set()
-                pieces: Iterator[Any] = self._complete(request, plan, True, recorder)
+                pieces: Generator[Any, None, None] = self._complete(request, plan, True, recorder)
                 for part in pieces:
+                    if left.is_set():
+                        pieces.close()  # llama.cpp's generation ends here, on this thread, before the join
+                        return
                     choice = part["choices"][0]
                     taken = recorder.take() if recorder is not None else []
                     loop.call_soon_threadsafe(queue.put_nowait,
                                               (str(choice.get("text") or ""), choice.get("finish_reason"), taken))
                 loop.call_soon_threadsafe(queue.put_nowait, None)
             except BaseException as error:  # handed to the event loop, which re-raises it there
-                ready.set()
-                loop.call_soon_threadsafe(queue.put_nowait, error)
+                if not left.is_set():
+                    loop.call_soon_threadsafe(queue.put_nowait, error)
 
         async with self._lock:
-            threading.Thread(target=produce, name="llama-cpp-stream", daemon=True).start()
-            produced: list[str] = []
-            held: list[str] = []  # text that may still turn out to be a tool call ("auto")
-            held_logprobs: list[TokenLogprob] = []
-            covered = 0  # characters of the answer that the logprobs sent so far spell
-            finish = "stop"
-            started_call = False
-            while True:
-                item = await queue.get()
-                if item is None:
-                    break
-                if isinstance(item, BaseException):
-                    raise item
-                text, reason, logprobs = item
-                finish = reason or finish
-                plan = state["plan"]
-                if text:
-                    produced.append(text)
-                if plan.tool is not None:  # a forced call: its arguments stream as OpenAI streams them
-                    if not started_call:
-                        started_call = True
-                        yield StreamPiece("", tool_call=ToolCall(tool_prompt.new_call_id(), plan.tool, ""))
+            # The context is released only once the producer is done with it: a consumer who leaves mid-stream (a
+            # disconnect, a cancellation) would otherwise leave it decoding while the next request runs on it.
+            producer = threading.Thread(target=produce, name="llama-cpp-stream", daemon=True)
+            producer.start()
+            try:
+                produced: list[str] = []
+                held: list[str] = []  # text that may still turn out to be a tool call ("auto")
+                held_logprobs: list[TokenLogprob] = []
+                covered = 0  # characters of the answer that the logprobs sent so far spell
+                finish = "stop"
+                started_call = False
+                while True:
+                    item = await queue.get()
+                    if item is None:
+                        break
+                    if isinstance(item, BaseException):
+                        raise item
+                    text, reason, logprobs = item
+                    finish = reason or finish
+                    plan = state["plan"]
                     if text:
-                        yield StreamPiece("", tool_arguments=text)
-                    continue
-                if plan.tool_choice == "auto" and (held or not produced[:-1]) and \
-                        tool_prompt.may_become_call("".join(produced)):
-                    held.append(text)
-                    held_logprobs += logprobs
-                    continue
-                if held:
-                    text, held, logprobs, held_logprobs = "".join(held) + text, [], held_logprobs + logprobs, []
-                if text or logprobs:
-                    covered += sum(len(step.token) for step in logprobs)
-                    yield StreamPiece(text, logprobs=logprobs or None)
-            plan, recorder = state["plan"], state.get("recorder")
+                        produced.append(text)
+                    if plan.tool is not None:  # a forced call: its arguments stream as OpenAI streams them
+                        if not started_call:
+                            started_call = True
+                            yield StreamPiece("", tool_call=ToolCall(tool_prompt.new_call_id(), plan.tool, ""))
+                        if text:
+                            yield StreamPiece("", tool_arguments=text)
+                        continue
+                    if plan.tool_choice == "auto" and (held or not produced[:-1]) and \
+                            tool_prompt.may_become_call("".join(produced)):
+                        held.append(text)
+                        held_logprobs += logprobs
+                        continue
+                    if held:
+                        text, held, logprobs, held_logprobs = "".join(held) + text, [], held_logprobs + logprobs, []
+                    if text or logprobs:
+                        covered += sum(len(step.token) for step in logprobs)
+                        yield StreamPiece(text, logprobs=logprobs or None)
+                plan, recorder = state["plan"], state.get("recorder")
+            finally:
+                left.set()
+                await asyncio.to_thread(producer.join)
         full = "".join(produced)
         completion_tokens = self.count_tokens(full)
         if plan.tool is not None:
