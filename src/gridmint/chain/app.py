@@ -284,12 +284,9 @@ class App:
                 bodies.append(self.decode_verified(raw).body)
             except ChainError:
                 bodies.append(None)
-        # A block's view caches what it reads: every transaction is priced on the same parameters and subnets. The
-        # first block runs on the genesis state, which is committed with it: it is priced there too (on the store,
-        # still empty, a genesis's max_block_units would not count in it).
-        pending = self._pending  # holds the genesis state until the first block is committed (lanes: not finalized)
-        base = pending.state if pending is not None and pending.lanes is None else BlockState(self.store)
-        selection = fees.select_fitting(base, bodies, height)
+        # A block's view caches what it reads: every transaction is priced on the same parameters and subnets, on
+        # the state the block will run on (for the first block, the genesis: a genesis's max_block_units holds there).
+        selection = fees.select_fitting(self._next_block().state, bodies, height)
         return BlockFill([txs[position] for position in selection.positions], selection.full)
 
     # --- ABCI: blocks ----------------------------------------------------------------------------------
@@ -300,9 +297,7 @@ class App:
         chain that runs on with, say, no emission or no escrow closures, where a halt at the same height on every
         node is safe, visible and resumed by a fixed release replaying the block. Validator updates go out one
         per key (``coalesce_updates``)."""
-        pending = self._pending
-        if pending is None or pending.lanes is not None:
-            pending = _Pending(height=self.store.height, state=BlockState(self.store))
+        pending = self._next_block()
         if height != pending.height + 1:
             raise BAD_BLOCK(f"block {height} does not follow committed height {pending.height}")
         block = BlockInfo(height, time_ns, proposer, self._chain_id)
@@ -322,6 +317,14 @@ class App:
         pending.lanes = self.store.digest_with(state.writes, pending.diff)
         self._pending = pending
         return BlockResult(results, coalesce_updates(updates, set_at_start), checksum(pending.lanes), block_events)
+
+    def _next_block(self) -> _Pending:
+        """What the next block runs on: the genesis state until the first block is committed with it (not yet
+        finalized: no lanes), else a fresh view of the committed store."""
+        pending = self._pending
+        if pending is None or pending.lanes is not None:
+            return _Pending(height=self.store.height, state=BlockState(self.store))
+        return pending
 
     def _deliver(self, state: State, raw: bytes, block: BlockInfo, updates: list[ValidatorUpdate]) -> TxResult:
         """One transaction of a block. Whatever the bytes hold, it ends as a result: a failed transaction keeps at

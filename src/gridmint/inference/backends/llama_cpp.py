@@ -224,32 +224,31 @@ class LlamaCppBackend:
         if len(names) == 1:
             return names[0]
         grammar = LlamaGrammar.from_string("root ::= " + " | ".join(f'"{n}\\""' for n in names), verbose=False)
-        tokens = self._tokens(prompt)
-        self._evaluate_whole_if_held(tokens)
-        answer: Any = self.llama.create_completion(prompt=tokens, max_tokens=32, grammar=grammar,
-                                                   **self._sampling(request))
+        answer: Any = self._completion(self._tokens(prompt), max_tokens=32, grammar=grammar, **self._sampling(request))
         chosen = str(answer["choices"][0]["text"]).removesuffix('"')
         return chosen if chosen in names else names[0]
 
     def _complete(self, request: Generation, plan: Plan, stream: bool, recorder: LogprobRecorder | None) -> Any:
         from llama_cpp import LogitsProcessorList
 
-        self._evaluate_whole_if_held(plan.tokens)
-        return self.llama.create_completion(
-            prompt=plan.tokens, max_tokens=request.max_tokens, stream=stream, grammar=plan.grammar,
+        return self._completion(
+            plan.tokens, max_tokens=request.max_tokens, stream=stream, grammar=plan.grammar,
             stop=request.stop or None,  # the end-of-turn token ends a chat by itself
             logits_processor=None if recorder is None else LogitsProcessorList([recorder]), **self._sampling(request))
 
-    def _evaluate_whole_if_held(self, tokens: list[int]) -> None:
-        """llama.cpp keeps the last request's tokens and evaluates only what a new prompt adds. When that is all of
-        the prompt (the same prompt again) or its last token, the last token is evaluated alone, by other kernels
-        than in a batch, and its logits differ enough to change a greedy answer: "Name a color." answered twice in a
-        row gave two answers. Such a prompt is evaluated whole, and gets the answer it got the first time. A longer
-        new part is evaluated in a batch as before (40 drawn validator probes, 10 repeated: the same 40 answers with
-        and without the cache, at 0.4 of the time)."""
+    def _completion(self, tokens: list[int], **options: Any) -> Any:
+        """llama.cpp's completion of ``tokens``: the one way this backend asks for one.
+
+        llama.cpp keeps the last request's tokens and evaluates only what a new prompt adds. When that is all of the
+        prompt (the same prompt again) or its last token, the last token is evaluated alone, by other kernels than in
+        a batch, and its logits differ enough to change a greedy answer: "Name a color." answered twice in a row gave
+        two answers. Such a prompt is evaluated whole, and gets the answer it got the first time. A longer new part
+        is evaluated in a batch as before (40 drawn validator probes, 10 repeated: the same 40 answers with and
+        without the cache, at 0.4 of the time)."""
         llama: Any = self.llama
         if llama.longest_token_prefix(llama._input_ids.tolist(), tokens) >= len(tokens) - 1:
             llama.reset()
+        return llama.create_completion(prompt=tokens, **options)
 
     def _recorder(self, request: Generation, plan: Plan) -> LogprobRecorder | None:
         if not request.logprobs or plan.tool is not None:
