@@ -119,6 +119,17 @@ def test_the_openai_package_uses_tools_structured_outputs_logprobs_and_fallbacks
             grains = (last.usage.total_tokens * SMOL_PRICE + 999) // 1000  # the chunk's counts are the billed ones
             assert extra["cost_grains"] == grains + compute_fee(grains, FEE_BPS) and float(extra["cost"]) > 0
 
+            # A consumer who leaves a stream after its first chunk (a disconnect): the miner stops that generation
+            # before serving anyone else, and the next greedy request gets the answer it got before.
+            greedy: dict[str, Any] = {"model": SMOLLM2, "max_tokens": 12, "temperature": 0,
+                                      "messages": [{"role": "user", "content": "Name a color."}]}
+            alone = client.chat.completions.create(**greedy).choices[0].message.content
+            with client.chat.completions.create(model=SMOLLM2, max_tokens=200, stream=True, messages=[
+                    {"role": "user", "content": "Tell me a long story about the sea."}]) as chunks:
+                next(iter(chunks))
+            assert client.chat.completions.create(**greedy).choices[0].message.content == alone
+            assert smol.process.poll() is None, smol.log()[-3_000:]
+
             # The ghost miner stops: its model has no healthy miner, and the list falls back to SmolLM2.
             # The gateway asks miners what they serve apart from listing them: wait for SmolLM2's announcement.
             def smol_capabilities() -> dict[str, Any] | None:
