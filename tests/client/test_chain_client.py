@@ -1,19 +1,18 @@
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from gridmint.chain.app import BlockResult
 from gridmint.chain.bank import MsgSend
 from gridmint.chain.crypto import format_address
 from gridmint.chain.errors import NONCE_REPLAYED, ChainError
 from gridmint.chain.subnets import MsgRegister
 from gridmint.client.chain_client import NONCE_RETRIES, ChainClient, TxOutcome, _result_data, raise_for_code
-from gridmint.node.devnode import result_to_record
-from gridmint.node.rpc import tx_result_json
+from gridmint.node.results_json import encode_tx_result
 from tests.chain.chain_world import build_world
 from tests.support.chain import key
 from tests.support.nodes import DevnodeProcess, write_data_dir
@@ -36,12 +35,12 @@ def test_an_unreachable_node_is_a_clear_error() -> None:
 
 
 def test_what_a_transaction_created_is_read_from_its_result_data(tmp_path: Path) -> None:
-    """A registration's UID travels as the result's data (hex in the block log, base64 over the RPC, as CometBFT
+    """A registration's UID travels as the result's data (base64 in the block log and over the RPC, as CometBFT
     sends it) and comes out of ``TxOutcome.created``; a transfer created nothing."""
     net = build_world(tmp_path)
     net.send("owner", MsgRegister(1, key("x1/hot").address, 0), MsgSend(key("c1").address, 1))
     (result,) = net.commit()["owner"]
-    over_rpc = tx_result_json(result_to_record(BlockResult([result], [], b"", []))["tx_results"][0])
+    over_rpc = json.loads(encode_tx_result(result))
     outcome = TxOutcome("", 1, 0, "", "", over_rpc["events"], _result_data(over_rpc))
     assert outcome.created() == {"netuid": 1, "uid": 4} and outcome.created(1) == {} and outcome.created(5) == {}
     assert outcome.attribute("neuron_registered", "uid") == "4"  # the event says the same

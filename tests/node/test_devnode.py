@@ -2,13 +2,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from pathlib import Path
 
 import pytest
 
 from gridmint.chain.bank import MsgSend
-from gridmint.node.blockstore import Block, Header, data_hash
-from gridmint.node.devnode import DevNode, NodeSetupError, result_to_record, write_node_key
+from gridmint.node.blockstore import RESULTS_FORMAT, Block, Header, data_hash
+from gridmint.node.devnode import DevNode, NodeSetupError, write_node_key
+from gridmint.node.results_json import encode_block_results
 from tests.support.chain import MINT, START_BALANCE, balances, key, signed
 from tests.support.nodes import write_data_dir
 
@@ -37,7 +39,7 @@ def test_a_block_saved_but_not_committed_is_replayed_at_start(data_dir: Path) ->
     header = Header(node.genesis.chain_id, 2, node.last_block_time_ns + 1, node.last_block_hash, data_hash([tx]),
                     node.last_app_hash, node.key.address)
     result = node.app.finalize_block([tx], 2, header.time_ns, node.key.address)
-    node.blocks.save(Block(header, [tx]), result_to_record(result))
+    node.blocks.save(Block(header, [tx]), encode_block_results(result))
     node.close()
     again = DevNode(data_dir, block_time=0)
     assert again.height == 2 and again.last_app_hash == result.app_hash
@@ -48,6 +50,16 @@ def test_a_block_saved_but_not_committed_is_replayed_at_start(data_dir: Path) ->
 def test_a_node_whose_key_is_not_an_authority_refuses_to_start(data_dir: Path) -> None:
     write_node_key(data_dir, key("stranger").seed)
     with pytest.raises(NodeSetupError, match="not an authority"):
+        DevNode(data_dir)
+
+
+def test_a_node_whose_block_log_it_cannot_read_refuses_to_start(data_dir: Path) -> None:
+    DevNode(data_dir, block_time=0).close()
+    db = sqlite3.connect(data_dir / "blocks.sqlite")
+    db.execute(f"PRAGMA user_version = {RESULTS_FORMAT + 1}")
+    db.commit()
+    db.close()
+    with pytest.raises(NodeSetupError, match=r"block log .* cannot be opened: .* written by a newer GridMint"):
         DevNode(data_dir)
 
 

@@ -13,6 +13,7 @@ import httpx
 from gridmint.chain import codec
 from gridmint.chain.bank import MsgSend
 from gridmint.chain.crypto import format_address
+from gridmint.chain.tx import tx_hash
 from gridmint.node.devnode import DevNode
 from gridmint.node.limits import RPCLimits
 from gridmint.node.rpc import RPCServer
@@ -75,6 +76,34 @@ def test_broadcast_commit_then_tx_block_and_query(node: DevNode) -> None:
             assert uri["value"] == response["value"]
             metrics = (await client.get("/metrics")).text
             assert "gridmint_block_height" in metrics
+
+    asyncio.run(scenario())
+
+
+def test_block_results_and_tx_answer_from_the_results_kept_in_the_log(node: DevNode) -> None:
+    """A block of two transfers, one of which fails in the block (its sender spent everything first): block_results
+    gives CometBFT's fields in order, and ``tx`` gives each transaction the result block_results lists for it."""
+    async def scenario() -> None:
+        async with running(node) as client:
+            everything = signed(key("alice"), 1, MsgSend(key("bob").address, START_BALANCE - MINT))
+            too_much = signed(key("alice"), 2, MsgSend(key("bob").address, 2 * MINT))
+            # A proposer may include what check_tx would refuse; the block runs both, and the second fails.
+            for raw in (everything, too_much):
+                node.mempool._txs[tx_hash(raw)] = raw
+            block, _ = node.produce_block()
+            height = block.header.height
+            results = (await call(client, "block_results", height=str(height)))["result"]
+            assert list(results) == ["height", "txs_results", "finalize_block_events", "validator_updates",
+                                     "consensus_param_updates", "app_hash"]
+            assert results["height"] == str(height)
+            codes = [r["code"] for r in results["txs_results"]]
+            assert codes[0] == 0 and codes[1] != 0 and "insufficient" in results["txs_results"][1]["log"]
+            for index, raw in enumerate(block.txs):
+                found = (await call(client, "tx", hash=base64.b64encode(tx_hash(raw)).decode()))["result"]
+                assert (found["height"], found["index"], found["tx"]) == (str(height), index, b64tx(raw))
+                assert found["tx_result"] == results["txs_results"][index]
+            latest = (await call(client, "block_results"))["result"]
+            assert int(latest["height"]) >= height
 
     asyncio.run(scenario())
 

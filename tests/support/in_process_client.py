@@ -6,6 +6,7 @@ code under test reads ids from the result's data (``TxOutcome.created``), not fr
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from gridmint.chain import codec
@@ -13,7 +14,7 @@ from gridmint.chain.crypto import PrivateKey
 from gridmint.chain.state import CommittedView
 from gridmint.chain.tx import Msg, tx_hash
 from gridmint.client.chain_client import TxOutcome, raise_for_code
-from gridmint.node.rpc import events_json
+from gridmint.node.results_json import encode_events
 from tests.support.chain import FEE, Driver, required_fee, signed
 
 
@@ -33,7 +34,7 @@ class InProcessClient:
         (result,) = self.net.block(raw)
         raise_for_code(result.code, result.codespace, result.log)
         return TxOutcome(tx_hash(raw).hex().upper(), self.net.height, result.code, result.codespace, result.log,
-                         events_json(result.events) if self.with_events else [], result.data)
+                         json.loads(encode_events(result.events)) if self.with_events else [], result.data)
 
     def query(self, path: str, data: bytes = b"", height: int = 0) -> Any:
         answer = self.net.app.query(path, data, height)

@@ -47,10 +47,10 @@ def block_time(data_dir: Path, height: int) -> str | None:
 
     blocks = BlockStore(data_dir / "blocks.sqlite")
     try:
-        stored = blocks.block(height)
+        block = blocks.block(height)
     finally:
         blocks.close()
-    return None if stored is None else rfc3339(stored[0].header.time_ns)
+    return None if block is None else rfc3339(block.header.time_ns)
 
 
 @genesis.command("export")

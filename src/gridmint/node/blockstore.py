@@ -1,7 +1,10 @@
 """The devnode's block log: headers, transactions and their results, in SQLite beside the app's state.
 
-Headers and transactions use the canonical codec; results are JSON (they are the node's record of what the app
-answered, never hashed into consensus, and JSON is the cheapest to write for large blocks).
+Headers and transactions use the canonical codec. Results are kept as the JSON ``block_results`` answers with
+(``node/results_json``: the node's record of what the app answered, never hashed into consensus), encoded once
+when the block is saved; each transaction's row says where its result lies in that text, so ``tx`` reads one
+result without the rest. Logs written before that (``user_version`` 0, results as a JSON record) are converted
+in place, in one transaction, when first opened.
 
 A block is saved with its results *after* ``finalize_block`` and *before* the app's ``commit``. If the node dies
 between the two, the block store is one block ahead of the app, and start-up replays that block (as CometBFT's
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import sqlite3
 import urllib.parse
 from dataclasses import dataclass
@@ -19,6 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from gridmint.chain import codec
+from gridmint.chain.app import BlockResult, TxResult
+from gridmint.chain.module import Event, ValidatorUpdate
+from gridmint.node.results_json import EncodedResults, encode_block_results
+
+log = logging.getLogger("gridmint.blockstore")
 
 
 @dataclass(frozen=True)
@@ -54,11 +63,16 @@ def data_hash(txs: list[bytes]) -> bytes:
     return digest.digest()
 
 
+RESULTS_FORMAT = 1  # the log's user_version: 1 = results as block_results' JSON, with each transaction's span
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS blocks (
     height INTEGER PRIMARY KEY, hash BLOB NOT NULL, header BLOB NOT NULL, txs BLOB NOT NULL, results BLOB NOT NULL
 );
-CREATE TABLE IF NOT EXISTS txs (hash BLOB PRIMARY KEY, height INTEGER NOT NULL, idx INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS txs (
+    hash BLOB PRIMARY KEY, height INTEGER NOT NULL, idx INTEGER NOT NULL,
+    result_at INTEGER NOT NULL DEFAULT 0, result_len INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
 """
 
 
@@ -69,6 +83,7 @@ class BlockStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
+        _upgrade(self._db)
         row = self._db.execute("SELECT MAX(height) FROM blocks").fetchone()
         self.height: int = row[0] or 0
 
@@ -85,7 +100,7 @@ class BlockStore:
         reader._path = self._path
         return reader
 
-    def save(self, block: Block, results: dict[str, Any]) -> None:
+    def save(self, block: Block, results: EncodedResults) -> None:
         header = block.header
         if header.height != self.height + 1 and self.height != 0:
             raise ValueError(f"block {header.height} saved after block {self.height}")
@@ -94,12 +109,12 @@ class BlockStore:
         try:
             db.execute(
                 "INSERT OR REPLACE INTO blocks (height, hash, header, txs, results) VALUES (?, ?, ?, ?, ?)",
-                (header.height, block.hash, _encode_header(header), codec.encode(block.txs),
-                 json.dumps(results, separators=(",", ":")).encode()),
+                (header.height, block.hash, _encode_header(header), codec.encode(block.txs), results.text.encode()),
             )
             db.executemany(
-                "INSERT OR REPLACE INTO txs (hash, height, idx) VALUES (?, ?, ?)",
-                [(hashlib.sha256(tx).digest(), header.height, index) for index, tx in enumerate(block.txs)],
+                "INSERT OR REPLACE INTO txs (hash, height, idx, result_at, result_len) VALUES (?, ?, ?, ?, ?)",
+                [(hashlib.sha256(tx).digest(), header.height, index, at, length)
+                 for index, (tx, (at, length)) in enumerate(zip(block.txs, results.tx_spans, strict=True))],
             )
             db.execute("COMMIT")
         except BaseException:
@@ -107,15 +122,23 @@ class BlockStore:
             raise
         self.height = header.height
 
-    def block(self, height: int) -> tuple[Block, dict[str, Any]] | None:
-        row = self._db.execute("SELECT header, txs, results FROM blocks WHERE height = ?", (height,)).fetchone()
+    def block(self, height: int) -> Block | None:
+        row = self._db.execute("SELECT header, txs FROM blocks WHERE height = ?", (height,)).fetchone()
         if row is None:
             return None
-        return Block(_decode_header(bytes(row[0])), codec.decode(bytes(row[1]))), json.loads(bytes(row[2]))
+        return Block(_decode_header(bytes(row[0])), codec.decode(bytes(row[1])))
 
-    def find_tx(self, tx_hash: bytes) -> tuple[int, int] | None:
-        row = self._db.execute("SELECT height, idx FROM txs WHERE hash = ?", (tx_hash,)).fetchone()
-        return None if row is None else (int(row[0]), int(row[1]))
+    def results(self, height: int) -> str | None:
+        """Block ``height``'s results as ``block_results``' JSON, without its height (``node/results_json``)."""
+        row = self._db.execute("SELECT results FROM blocks WHERE height = ?", (height,)).fetchone()
+        return None if row is None else bytes(row[0]).decode()
+
+    def find_tx(self, tx_hash: bytes) -> tuple[int, int, str] | None:
+        """The height, index and result (ExecTxResult's JSON) of the committed transaction with this hash."""
+        row = self._db.execute(
+            "SELECT t.height, t.idx, substr(b.results, t.result_at + 1, t.result_len) FROM txs t "
+            "JOIN blocks b ON b.height = t.height WHERE t.hash = ?", (tx_hash,)).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]), bytes(row[2]).decode())
 
     def base_height(self) -> int:
         row = self._db.execute("SELECT MIN(height) FROM blocks").fetchone()
@@ -130,3 +153,55 @@ def _encode_header(header: Header) -> bytes:
 def _decode_header(raw: bytes) -> Header:
     chain_id, height, time_ns, last_hash, data, app_hash, proposer = codec.decode(raw)
     return Header(chain_id, height, time_ns, last_hash, data, app_hash, proposer)
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Bring a block log to ``RESULTS_FORMAT``: a log of format 0 kept results as a JSON record (hex bytes, events
+    as lists), re-encoded here block by block, all or nothing (a crash leaves the old log to convert again)."""
+    version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version == RESULTS_FORMAT:
+        return
+    if version > RESULTS_FORMAT:
+        raise ValueError(f"this block log has format {version}, written by a newer GridMint; this one reads "
+                         f"format {RESULTS_FORMAT}")
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        columns = {str(row[1]) for row in db.execute("PRAGMA table_info(txs)")}
+        for column in ("result_at", "result_len"):
+            if column not in columns:
+                db.execute(f"ALTER TABLE txs ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+        heights = [int(row[0]) for row in db.execute("SELECT height FROM blocks ORDER BY height")]
+        if heights:
+            log.info("Converting the results of %d blocks in the block log to format %d.", len(heights),
+                     RESULTS_FORMAT)
+        for height in heights:
+            txs_blob, record = db.execute("SELECT txs, results FROM blocks WHERE height = ?", (height,)).fetchone()
+            try:
+                encoded = encode_block_results(_result_from_record(json.loads(bytes(record))))
+            except (KeyError, TypeError, ValueError) as error:
+                raise ValueError(f"block {height}'s results cannot be converted to format {RESULTS_FORMAT} "
+                                 f"({type(error).__name__}: {error}); the log is left as it was") from None
+            db.execute("UPDATE blocks SET results = ? WHERE height = ?", (encoded.text.encode(), height))
+            db.executemany("UPDATE txs SET result_at = ?, result_len = ? WHERE hash = ? AND height = ?",
+                           [(at, length, hashlib.sha256(tx).digest(), height)
+                            for tx, (at, length) in zip(codec.decode(bytes(txs_blob)), encoded.tx_spans,
+                                                        strict=True)])
+        db.execute(f"PRAGMA user_version = {RESULTS_FORMAT}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+
+
+def _result_from_record(record: dict[str, Any]) -> BlockResult:
+    """A format-0 results record (what ``save`` wrote before format 1) as the app's BlockResult."""
+
+    def events(raw: list[Any]) -> list[Event]:
+        return [Event(event_type, tuple((str(key), str(value)) for key, value in attributes))
+                for event_type, attributes in raw]
+
+    return BlockResult(
+        [TxResult(result["code"], result["codespace"], result["log"], bytes.fromhex(result["data"]),
+                  events(result["events"])) for result in record["tx_results"]],
+        [ValidatorUpdate(bytes.fromhex(key), power) for key, power in record.get("validator_updates", [])],
+        bytes.fromhex(record.get("app_hash", "")), events(record.get("events", [])))

@@ -22,7 +22,6 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from gridmint.chain import authority
 from gridmint.chain.app import MODULES, App, BlockResult, TxResult
@@ -36,6 +35,7 @@ from gridmint.node.blockstore import Block, BlockStore, Header, data_hash
 from gridmint.node.events import EventBus, EventMap
 from gridmint.node.mempool import Mempool, MempoolLimits
 from gridmint.node.metrics import NodeMetrics
+from gridmint.node.results_json import encode_block_results
 
 log = logging.getLogger("gridmint.devnode")
 
@@ -95,7 +95,11 @@ class DevNode:
         self.genesis: Genesis = load_genesis(data_dir / GENESIS_FILE, MODULES)
         self.key = read_node_key(data_dir)
         self.store = Store(data_dir / "state.sqlite", keep_recent=keep_recent)
-        self.blocks = BlockStore(data_dir / "blocks.sqlite")
+        try:
+            self.blocks = BlockStore(data_dir / "blocks.sqlite")
+        except ValueError as error:
+            self.store.close()
+            raise NodeSetupError(f"the block log in {data_dir} cannot be opened: {error}") from None
         self.app = App(self.store)
         self.mempool = Mempool(self.app, mempool_limits)
         self.events = EventBus()
@@ -123,19 +127,18 @@ class DevNode:
         if self.app.chain_id != self.genesis.chain_id:
             raise NodeSetupError(f"state belongs to chain {self.app.chain_id}, genesis to {self.genesis.chain_id}")
         for height in range(app_height + 1, self.blocks.height + 1):
-            stored = self.blocks.block(height)
-            if stored is None:
+            block = self.blocks.block(height)
+            if block is None:
                 raise NodeSetupError(f"block {height} is missing from the block log")
-            block, _ = stored
             log.info("Replaying block %d that was saved but not committed.", height)
             result = self.app.finalize_block(block.txs, height, block.header.time_ns, block.header.proposer)
             self.app.commit()
             self.last_app_hash = result.app_hash
         if self.blocks.height:
-            stored = self.blocks.block(self.blocks.height)
-            if stored is not None:
-                self.last_block_hash = stored[0].hash
-                self.last_block_time_ns = stored[0].header.time_ns
+            last = self.blocks.block(self.blocks.height)
+            if last is not None:
+                self.last_block_hash = last.hash
+                self.last_block_time_ns = last.header.time_ns
         members = (authority.get_members(CommittedView(self.store)) if self.store.height
                    else self.genesis.modules["authority"].members)
         if self.key.address not in {account for account, _ in members}:
@@ -183,7 +186,7 @@ class DevNode:
                         self.last_app_hash, self.key.address)
         block = Block(header, txs)
         result = self.app.finalize_block(txs, height, time_ns, self.key.address)
-        self.blocks.save(block, result_to_record(result))
+        self.blocks.save(block, encode_block_results(result))
         self.app.commit()
         self.last_block_hash = block.hash
         self.last_app_hash = result.app_hash
@@ -240,17 +243,3 @@ class DevNode:
     def close(self) -> None:
         self.store.close()
         self.blocks.close()
-
-
-def result_to_record(result: BlockResult) -> dict[str, Any]:
-    """A block's results as JSON types, as the block log keeps them (bytes in hex)."""
-    return {
-        "tx_results": [
-            {"code": r.code, "codespace": r.codespace, "log": r.log, "data": r.data.hex(),
-             "events": [[e.type, e.attributes] for e in r.events]}
-            for r in result.tx_results
-        ],
-        "validator_updates": [[u.pub_key.hex(), u.power] for u in result.validator_updates],
-        "app_hash": result.app_hash.hex(),
-        "events": [[e.type, e.attributes] for e in result.events],
-    }

@@ -32,7 +32,7 @@ import binascii
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,13 +44,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from gridmint import __version__
 from gridmint.chain.app import TxResult
-from gridmint.chain.module import Event
 from gridmint.chain.tx import tx_hash
-from gridmint.node.blockstore import Block
+from gridmint.node.blockstore import Block, BlockStore
 from gridmint.node.devnode import Committed, DevNode
 from gridmint.node.events import EventMap, QueryError, Subscription, parse_query
 from gridmint.node.limits import RPCLimits
 from gridmint.node.queries import QueriesBusyError, QueryPool, Snapshot
+from gridmint.node.results_json import encode_events, encode_tx_result, encode_validator_updates
 
 log = logging.getLogger("gridmint.rpc")
 
@@ -88,28 +88,6 @@ def hex_upper(raw: bytes) -> str:
 
 def b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode()
-
-
-def events_json(events: list[Event] | list[Any]) -> list[dict[str, Any]]:
-    out = []
-    for event in events:
-        if isinstance(event, Event):
-            out.append(event.to_json())
-        else:  # the block log's [type, [[key, value], ...]]
-            event_type, attributes = event
-            out.append({"type": event_type,
-                        "attributes": [{"key": k, "value": v, "index": True} for k, v in attributes]})
-    return out
-
-
-def tx_result_json(result: TxResult | dict[str, Any]) -> dict[str, Any]:
-    if isinstance(result, TxResult):
-        code, codespace, log_text, data, events = result.code, result.codespace, result.log, result.data, result.events
-    else:
-        code, codespace, log_text = result["code"], result["codespace"], result["log"]
-        data, events = bytes.fromhex(result["data"]), result["events"]
-    return {"code": code, "data": b64(data), "log": log_text, "info": "", "gas_wanted": "0", "gas_used": "0",
-            "events": events_json(events), "codespace": codespace}
 
 
 def block_json(block: Block) -> dict[str, Any]:
@@ -242,7 +220,7 @@ class RPCMethods:
 
         def read(snapshot: Snapshot) -> Encoded:
             result = app.query(path, data, height, store=snapshot.state)
-            return Encoded({"response": {
+            return Encoded.of({"response": {
                 "code": result.code, "log": result.log, "info": "", "index": "0", "key": b64(data),
                 "value": b64(result.value), "proofOps": None, "height": str(result.height),
                 "codespace": result.codespace}})
@@ -268,10 +246,8 @@ class RPCMethods:
         timeout = self.limits.timeout_broadcast_tx_commit_s
         try:
             digest, check = self.node.submit(tx)
-            answer: dict[str, Any] = {"check_tx": tx_result_json(check), "tx_result": tx_result_json(TxResult()),
-                                      "hash": hex_upper(digest), "height": "0"}
             if not check.ok:
-                return answer
+                return _commit_answer(check, TxResult(), digest, 0)
             try:
                 committed: Committed = await asyncio.wait_for(asyncio.shield(future), timeout)
             except TimeoutError:
@@ -279,9 +255,7 @@ class RPCMethods:
                                f"timed out waiting for tx to be included in a block after {timeout}s "
                                "(timeout_broadcast_tx_commit); it may still be committed: look it up with tx"
                                ) from None
-            answer["tx_result"] = tx_result_json(committed.result)
-            answer["height"] = str(committed.height)
-            return answer
+            return _commit_answer(check, committed.result, digest, committed.height)
         finally:
             self.node.forget_waiter(digest, future)
 
@@ -289,33 +263,36 @@ class RPCMethods:
         return {"n_txs": str(len(self.node.mempool)), "total": str(len(self.node.mempool)),
                 "total_bytes": str(self.node.mempool.size_bytes), "txs": None}
 
-    async def _stored_block(self, params: dict[str, Any], answer: Any) -> Any:
-        """``answer(height, block, results)`` for the committed block at ``height`` (0: the latest)."""
+    async def _stored_block(self, params: dict[str, Any],
+                            answer: Callable[[BlockStore, int], Encoded | None]) -> Any:
+        """``answer(blocks, height)`` for the committed block at ``height`` (0: the latest); None where the log
+        has no such block."""
         wanted = _height(params.get("height"))
 
         def read(snapshot: Snapshot) -> Encoded:
             height = wanted or snapshot.height
             # The block log holds a block before the state commits it: only committed heights are served.
-            stored = snapshot.blocks.block(height) if height <= snapshot.height else None
-            if stored is None:
+            found = answer(snapshot.blocks, height) if height <= snapshot.height else None
+            if found is None:
                 raise _invalid(f"height {height} must be less than or equal to the current blockchain height "
                                f"{snapshot.height}")
-            return Encoded(answer(height, *stored))
+            return found
 
         return await self._read(read)
 
     async def block(self, params: dict[str, Any], uri: bool) -> Any:
-        return await self._stored_block(params, lambda height, block, results: block_json(block))
+        def answer(blocks: BlockStore, height: int) -> Encoded | None:
+            block = blocks.block(height)
+            return None if block is None else Encoded.of(block_json(block))
+
+        return await self._stored_block(params, answer)
 
     async def block_results(self, params: dict[str, Any], uri: bool) -> Any:
-        """CometBFT 0.38's shape: each transaction's result, then the block's own (end-block) events."""
-        def answer(height: int, block: Block, results: dict[str, Any]) -> Any:
-            return {"height": str(height), "txs_results": [tx_result_json(r) for r in results["tx_results"]],
-                    "finalize_block_events": events_json(results.get("events", [])),
-                    "validator_updates": [{"pub_key": {"type": "tendermint/PubKeyEd25519",
-                                                       "value": b64(bytes.fromhex(key))}, "power": str(power)}
-                                          for key, power in results.get("validator_updates", [])],
-                    "consensus_param_updates": None, "app_hash": b64(bytes.fromhex(results.get("app_hash", "")))}
+        """CometBFT 0.38's shape: each transaction's result, then the block's own (end-block) events. The log
+        keeps it encoded (``node/results_json``) but for the height, which CometBFT writes first."""
+        def answer(blocks: BlockStore, height: int) -> Encoded | None:
+            results = blocks.results(height)
+            return None if results is None else Encoded('{"height":"' + str(height) + '",' + results[1:])
 
         return await self._stored_block(params, answer)
 
@@ -323,18 +300,23 @@ class RPCMethods:
         digest = _decode_hash(params.get("hash"))
 
         def read(snapshot: Snapshot) -> Encoded:
-            location = snapshot.blocks.find_tx(digest)
-            if location is None or location[0] > snapshot.height:
+            found = snapshot.blocks.find_tx(digest)
+            if found is None or found[0] > snapshot.height:
                 raise RPCError(INTERNAL_ERROR, "Internal error", f"tx ({hex_upper(digest)}) not found")
-            height, index = location
-            stored = snapshot.blocks.block(height)
-            if stored is None:
+            height, index, result = found
+            block = snapshot.blocks.block(height)
+            if block is None:
                 raise RPCError(INTERNAL_ERROR, "Internal error", f"block {height} is missing")
-            block, results = stored
-            return Encoded({"hash": hex_upper(digest), "height": str(height), "index": index,
-                            "tx_result": tx_result_json(results["tx_results"][index]), "tx": b64(block.txs[index])})
+            return Encoded('{"hash":"' + hex_upper(digest) + '","height":"' + str(height) + '","index":'
+                           + str(index) + ',"tx_result":' + result + ',"tx":"' + b64(block.txs[index]) + '"}')
 
         return await self._read(read)
+
+
+def _commit_answer(check: TxResult, result: TxResult, digest: bytes, height: int) -> Encoded:
+    """broadcast_tx_commit's answer: the check, and the result in its block (empty, at height 0, if refused)."""
+    return Encoded('{"check_tx":' + encode_tx_result(check) + ',"tx_result":' + encode_tx_result(result)
+                   + ',"hash":"' + hex_upper(digest) + '","height":"' + str(height) + '"}')
 
 
 class RPCServer:
@@ -498,8 +480,7 @@ class RPCServer:
         key = id(data)
         cached = self._event_cache.get(key)
         if cached is None or cached[0] is not data:
-            text = (',"data":' + json.dumps(_event_data(data), separators=(",", ":")) + ',"events":'
-                    + json.dumps(events, separators=(",", ":")))
+            text = ',"data":' + _event_data(data) + ',"events":' + json.dumps(events, separators=(",", ":"))
             cached = self._event_cache[key] = (data, text)
             while len(self._event_cache) > EVENT_CACHE_SIZE:
                 self._event_cache.popitem(last=False)
@@ -515,30 +496,31 @@ class RPCServer:
             INTERNAL_ERROR, "Internal error", "subscription was cancelled: the client did not keep up"))))
 
 
-def _event_data(data: tuple[Any, ...]) -> dict[str, Any]:
+def _event_data(data: tuple[Any, ...]) -> str:
+    """A Tx or NewBlock event's data as CometBFT's JSON."""
     if data[0] == "Tx":
         _, block, index, result = data
-        return {"type": "tendermint/event/Tx", "value": {"TxResult": {
-            "height": str(block.header.height), "index": index, "tx": b64(block.txs[index]),
-            "result": tx_result_json(result)}}}
+        return ('{"type":"tendermint/event/Tx","value":{"TxResult":{"height":"' + str(block.header.height)
+                + '","index":' + str(index) + ',"tx":"' + b64(block.txs[index]) + '","result":'
+                + encode_tx_result(result) + "}}}")
     _, block, block_result = data
-    return {"type": "tendermint/event/NewBlock", "value": {
-        **block_json(block),
-        "result_finalize_block": {
-            "events": events_json(block_result.events),
-            "tx_results": [tx_result_json(r) for r in block_result.tx_results],
-            "validator_updates": [
-                {"pub_key": {"type": "tendermint/PubKeyEd25519", "value": b64(u.pub_key)}, "power": str(u.power)}
-                for u in block_result.validator_updates],
-            "app_hash": b64(block_result.app_hash),
-        }}}
+    return ('{"type":"tendermint/event/NewBlock","value":' + json.dumps(block_json(block), separators=(",", ":"))[:-1]
+            + ',"result_finalize_block":{"events":' + encode_events(block_result.events) + ',"tx_results":['
+            + ",".join([encode_tx_result(result) for result in block_result.tx_results])
+            + '],"validator_updates":' + encode_validator_updates(block_result.validator_updates)
+            + ',"app_hash":"' + b64(block_result.app_hash) + '"}}}')
 
 
 class Encoded:
-    """A result already encoded as JSON (by a query worker), spliced into the answer as it is."""
+    """A result already encoded as JSON (by a query worker, or kept so in the block log), spliced into the answer
+    as it is."""
 
-    def __init__(self, result: Any) -> None:
-        self.text = json.dumps(result, separators=(",", ":"))
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    @classmethod
+    def of(cls, result: Any) -> Encoded:
+        return cls(json.dumps(result, separators=(",", ":")))
 
 
 def _error(request_id: Any, error: RPCError) -> dict[str, Any]:
