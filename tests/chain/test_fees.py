@@ -286,6 +286,29 @@ def test_a_transaction_too_large_for_the_room_left_holds_back_no_one_else(tmp_pa
     assert fees.select_fitting(state, [*four, huge], chain.height + 1) == fees.Fitting([0, 1, 2, 3], True)
 
 
+def test_a_proposer_prices_a_backlog_only_until_no_transaction_could_fit(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """No transaction counts less than its envelope, so once less than that is left, the rest of a backlog (the
+    devnode reaps up to 10,000) waits unpriced: the same selection, for the price of what fits."""
+    limits = {"params": {"min_tx_fee": MIN_TX_FEE, "max_block_units": 100_000}}
+    chain = Chain(make_app(tmp_path, genesis(accounts=(), bank=limits, tx=LARGE_TXS)))
+    chain.block()
+    fillers = [TxBody(CHAIN_ID, key(f"filler{i}").public_key, 1, 0, (FILLER,)) for i in range(7)]  # 94,920 units
+    transfers = [TxBody(CHAIN_ID, key(f"sender{i}").public_key, 1, 0, (bank.MsgSend(key("x").address, 1),))
+                 for i in range(100)]  # 330 units each: 15 fit in the 5,080 left, leaving 130
+    priced: list[TxBody] = []
+    price = fees.get_tx_cost
+
+    def counting(state: Any, body: TxBody, params: Any = None) -> fees.TxCost:
+        priced.append(body)
+        return price(state, body, params)
+
+    monkeypatch.setattr(fees, "get_tx_cost", counting)
+    selection = fees.select_fitting(BlockState(chain.app.store), [*fillers, *transfers], chain.height + 1)
+    assert selection == fees.Fitting(list(range(7 + 15)), True)
+    assert len(priced) == 7 + 15
+
+
 
 def test_subnets_all_due_in_one_block_are_spread_over_the_next_ones(tmp_path: Path) -> None:
     """On the real app: 80 empty subnets created in one block fall due together; a block runs at most

@@ -376,13 +376,14 @@ class App:
             raise NONCE_FUTURE(f"nonce {body.nonce} is ahead; the next nonce of {format_address(signer)} "
                                f"is {last_nonce + 1}")
         # The fee covers the work of the messages (chain/fees.py), and the block has room for that work.
-        cost = fees.get_tx_cost(state, body)
+        params = bank.get_params(state)
+        cost = fees.get_tx_cost(state, body, params)
         used = 0
         if delivering:
             if self._block_units is None:  # the block's first transaction: its due epochs go first
                 self._block_units = fees.get_reserved_units(state, block.height)
             used = self._block_units
-        fees.check_block_room(bank.get_params(state), cost, used)
+        fees.check_block_room(params, cost, used)
         envelope_state = TxState(state)
         envelope = Context(envelope_state, block, signer, record_events=delivering, modules=self.modules)
         bank.charge_fee(envelope, body.fee, cost.fee)

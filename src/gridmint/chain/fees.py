@@ -217,14 +217,18 @@ def _create_units(msg: Any, shapes: Shapes, params: bank.Params) -> int:
 
 @dataclass(frozen=True)
 class Rule:
-    """One message type's price: ``units(message, shapes, params)`` and the same rule in words (docs/chain.md)."""
+    """One message type's price: ``units(message, shapes, params)`` and the same rule in words (docs/chain.md).
+    ``flat``: the units of a rule that reads neither the message nor the chain (most messages), so that pricing a
+    transaction of only such messages, a transfer say, costs an addition: every transaction is priced three times
+    (check_tx, the proposal, its block)."""
 
     units: Callable[[Any, Shapes, bank.Params], int]
     words: str
+    flat: int | None = None
 
 
 def _flat(units: int) -> Rule:
-    return Rule(lambda msg, shapes, params: units, str(units))
+    return Rule(lambda msg, shapes, params: units, str(units), units)
 
 
 SCHEDULE: dict[type[Msg], Rule] = {
@@ -275,6 +279,7 @@ class TxCost:
     units: int  # work units of the messages and memo
     fee: int  # grains the fee must reach
     block_units: int  # what it counts against max_block_units: its envelope and units, less prepaid epoch work
+    # (never below ENVELOPE_UNITS: the epoch work a message prepays is part of its units)
 
 
 def compute_tx_cost(params: bank.Params, messages: Sequence[Msg], memo: str, lookup: ShapeLookup,
@@ -284,12 +289,18 @@ def compute_tx_cost(params: bank.Params, messages: Sequence[Msg], memo: str, loo
     ``deleting``: the chain's commitments parameters, which bound the deletions a registration or a dissolve causes
     (their defaults when not given); ``max_bids``: the market's, which bounds the refunds ending an order causes
     (read only for such a message). The fee is the same whatever they are; the block units are not."""
-    shapes = Shapes(lookup, new_subnet, deleting, max_bids)
+    shapes: Shapes | None = None
     units = BYTE * len(memo.encode())
     for msg in messages:
-        units += SCHEDULE[type(msg)].units(msg, shapes, params)
-    return TxCost(units, params.min_tx_fee + params.fee_per_unit * units,
-                  ENVELOPE_UNITS + units - shapes.epoch_prepaid + shapes.refunds_done)
+        rule = SCHEDULE[type(msg)]
+        if rule.flat is not None:
+            units += rule.flat
+            continue
+        if shapes is None:
+            shapes = Shapes(lookup, new_subnet, deleting, max_bids)
+        units += rule.units(msg, shapes, params)
+    adjustment = 0 if shapes is None else shapes.refunds_done - shapes.epoch_prepaid
+    return TxCost(units, params.min_tx_fee + params.fee_per_unit * units, ENVELOPE_UNITS + units + adjustment)
 
 
 def compute_required_fee(params: bank.Params, messages: Sequence[Msg], memo: str, lookup: ShapeLookup,
@@ -297,8 +308,9 @@ def compute_required_fee(params: bank.Params, messages: Sequence[Msg], memo: str
     return compute_tx_cost(params, messages, memo, lookup, new_subnet, deleting).fee
 
 
-def get_tx_cost(state: Reader, body: TxBody) -> TxCost:
-    """``compute_tx_cost`` against the chain's state (the app calls this in the envelope stage)."""
+def get_tx_cost(state: Reader, body: TxBody, params: bank.Params | None = None) -> TxCost:
+    """``compute_tx_cost`` against the chain's state (the app calls this in the envelope stage); ``params``: the
+    bank's parameters in ``state``, where the caller has read them already."""
 
     def lookup(netuid: int) -> Mapping[str, int] | None:
         subnet = neurons.get_subnet(state, netuid)
@@ -307,7 +319,7 @@ def get_tx_cost(state: Reader, body: TxBody) -> TxCost:
     def new_subnet() -> Mapping[str, int]:
         return params_to_json(subnets.Hyperparams(tempo=subnets.get_params(state).default_tempo))
 
-    return compute_tx_cost(bank.get_params(state), body.messages, body.memo, lookup, new_subnet,
+    return compute_tx_cost(params or bank.get_params(state), body.messages, body.memo, lookup, new_subnet,
                            commitments.get_params(state), lambda: market.get_params(state).max_bids)
 
 
@@ -340,7 +352,8 @@ def select_fitting(state: Reader, bodies: Sequence[TxBody | None], height: int) 
     ``full`` tells a proposer with a backlog that the next block can follow at once. Half the room must be taken:
     a transaction that fits in no block left over (a large one behind a full epoch reserve) must not make every
     later block follow at once for the price of one small transaction each."""
-    room = bank.get_params(state).max_block_units - get_reserved_units(state, height)
+    params = bank.get_params(state)
+    room = params.max_block_units - get_reserved_units(state, height)
     used = 0
     waiting = False
     chosen: list[int] = []
@@ -348,9 +361,12 @@ def select_fitting(state: Reader, bodies: Sequence[TxBody | None], height: int) 
     for position, body in enumerate(bodies):
         if body is None:  # it would fail in the block, and a proposer has no reason to include it
             continue
+        if room - used < ENVELOPE_UNITS:  # no transaction counts less: none of the rest can fit (a backlog's tail)
+            waiting = True
+            break
         if body.signer in passed_over:
             continue
-        units = get_tx_cost(state, body).block_units
+        units = get_tx_cost(state, body, params).block_units
         if used + units > room:
             passed_over.add(body.signer)
             waiting = True
