@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-from gridmint.chain.app import MODULES, App
+from gridmint.chain.app import MODULES, App, BlockResult
 from gridmint.chain.bank import MsgSend
 from gridmint.chain.crypto import format_address
 from gridmint.chain.genesis import load_genesis
 from gridmint.chain.store import Store
 from gridmint.cli.main import cli
 from gridmint.client.chain_client import ChainClient
+from gridmint.node.blockstore import RESULTS_FORMAT, Block, BlockStore, Header, data_hash
+from gridmint.node.results_json import encode_block_results
 from tests.support.chain import START_BALANCE, Chain, genesis, key, signed
 from tests.support.nodes import DevnodeProcess, write_data_dir
 
@@ -72,6 +75,27 @@ def test_what_cannot_be_exported_is_refused_and_nothing_is_written(tmp_path: Pat
     missing = export("--data-dir", str(tmp_path / "nowhere"), "-o", str(output))
     assert missing.exit_code == 2 and "no chain state" in missing.output
     assert not output.exists() and not (tmp_path / "nowhere").exists()
+
+
+def test_export_reads_a_block_log_of_another_format_as_it_is(tmp_path: Path) -> None:
+    """The genesis time comes from the block's header, alike in every format of the block log: an export neither
+    converts the log nor stops at one written by a newer GridMint."""
+    node_with_blocks(tmp_path / "node", 2)
+    blocks = BlockStore(tmp_path / "node" / "blocks.sqlite")
+    blocks.save(Block(Header("chain", 1, 1_780_000_000 * 10**9, b"", data_hash([]), b"", b"\x00" * 20), []),
+                encode_block_results(BlockResult([], [], b"", [])))
+    blocks.close()
+    db = sqlite3.connect(tmp_path / "node" / "blocks.sqlite")
+    db.execute(f"PRAGMA user_version = {RESULTS_FORMAT + 1}")
+    db.commit()
+    db.close()
+    output = tmp_path / "exported.json"
+    result = export("--data-dir", str(tmp_path / "node"), "--height", "1", "-o", str(output))
+    assert result.exit_code == 0, result.output
+    assert json.loads(output.read_text())["genesis_time"].startswith("2026-05-28T")
+    db = sqlite3.connect(tmp_path / "node" / "blocks.sqlite")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == RESULTS_FORMAT + 1
+    db.close()
 
 
 def test_a_devnode_started_from_the_export_goes_on_from_the_next_height(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ import pytest
 from gridmint.chain import codec
 from gridmint.chain.app import BlockResult, TxResult
 from gridmint.chain.module import Event, ValidatorUpdate
-from gridmint.node.blockstore import RESULTS_FORMAT, Block, BlockStore, Header, data_hash
+from gridmint.node.blockstore import RESULTS_FORMAT, Block, BlockLogError, BlockStore, Header, data_hash
 from gridmint.node.results_json import encode_block_results, encode_tx_result
 
 TXS = [b"first transaction", b"second transaction", b"third"]
@@ -65,8 +65,8 @@ def write_old_log(path: Path, records: list[bytes]) -> None:
     db.executescript(OLD_SCHEMA)
     for height, record in enumerate(records, 1):
         txs = [tx + str(height).encode() for tx in TXS]
-        db.execute("INSERT INTO blocks VALUES (?, ?, ?, ?, ?)",
-                   (height, b"h" * 32, b"header", codec.encode(txs), record))
+        header = codec.encode(["chain", height, height * 10**9, b"\x00" * 32, data_hash(txs), b"", b"\x22" * 20])
+        db.execute("INSERT INTO blocks VALUES (?, ?, ?, ?, ?)", (height, b"h" * 32, header, codec.encode(txs), record))
         db.executemany("INSERT INTO txs VALUES (?, ?, ?)",
                        [(hashlib.sha256(tx).digest(), height, index) for index, tx in enumerate(txs)])
     db.commit()
@@ -102,9 +102,47 @@ def test_a_log_that_cannot_be_converted_is_left_as_it_was(tmp_path: Path) -> Non
     path = tmp_path / "blocks.sqlite"
     write_old_log(path, [json.dumps(old_record(RESULT)).encode(), b'{"tx_results": "damaged"}'])
     before = contents(path)
-    with pytest.raises(ValueError, match=r"block 2's results cannot be converted .* left as it was"):
+    with pytest.raises(BlockLogError, match=r"block 2 cannot be converted .* left as it was"):
         BlockStore(path)
     assert contents(path) == before and before[0] == 0
+    db = sqlite3.connect(path)  # a record that converts, but transactions that do not decode
+    db.execute("UPDATE blocks SET results = ?, txs = ? WHERE height = 2", (json.dumps(old_record(RESULT)).encode(),
+                                                                          b"\xc1"))
+    db.commit()
+    db.close()
+    before = contents(path)
+    with pytest.raises(BlockLogError, match=r"block 2 cannot be converted to format 1 \(ChainError: .*left as it was"):
+        BlockStore(path)
+    assert contents(path) == before
+
+
+def test_read_only_serves_blocks_of_any_format_and_converts_nothing(tmp_path: Path) -> None:
+    """What ``genesis export`` reads (a header's time): an old log stays old, a newer one is still readable."""
+    path = tmp_path / "blocks.sqlite"
+    write_old_log(path, [json.dumps(old_record(RESULT)).encode()])
+    before = contents(path)
+    reader = BlockStore.read_only(path)
+    block = reader.block(1)
+    reader.close()
+    assert block is not None and block.txs == [tx + b"1" for tx in TXS] and block.header.time_ns == 10**9
+    assert contents(path) == before
+
+
+def test_a_transaction_without_a_span_is_a_clear_error(tmp_path: Path) -> None:
+    """Rows an older GridMint wrote into a converted log have no span: ``tx`` must say so, not splice nothing."""
+    path = tmp_path / "blocks.sqlite"
+    blocks = BlockStore(path)
+    blocks.save(block_at(1, TXS), encode_block_results(RESULT))
+    blocks.close()
+    db = sqlite3.connect(path)
+    db.execute("UPDATE txs SET result_at = 0, result_len = 0 WHERE idx = 1")
+    db.commit()
+    db.close()
+    blocks = BlockStore(path)
+    with pytest.raises(BlockLogError, match=r"no result for transaction .* older GridMint"):
+        blocks.find_tx(hashlib.sha256(TXS[1]).digest())
+    assert blocks.find_tx(hashlib.sha256(TXS[0]).digest()) == (1, 0, encode_tx_result(RESULT.tx_results[0]))
+    blocks.close()
 
 
 def test_a_log_of_a_newer_format_is_refused_unchanged(tmp_path: Path) -> None:
@@ -115,6 +153,6 @@ def test_a_log_of_a_newer_format_is_refused_unchanged(tmp_path: Path) -> None:
     db.commit()
     db.close()
     before = contents(path)
-    with pytest.raises(ValueError, match=f"format {RESULTS_FORMAT + 1}, written by a newer GridMint"):
+    with pytest.raises(BlockLogError, match=f"format {RESULTS_FORMAT + 1}, written by a newer GridMint"):
         BlockStore(path)
     assert contents(path) == before

@@ -24,6 +24,7 @@ from typing import Any
 
 from gridmint.chain import codec
 from gridmint.chain.app import BlockResult, TxResult
+from gridmint.chain.errors import ChainError
 from gridmint.chain.module import Event, ValidatorUpdate
 from gridmint.node.results_json import EncodedResults, encode_block_results
 
@@ -76,16 +77,37 @@ CREATE TABLE IF NOT EXISTS txs (
 """
 
 
+class BlockLogError(ValueError):
+    """The block log cannot be read as this code writes it: a newer format, a damaged record, or rows an older
+    GridMint wrote after the log was converted."""
+
+
 class BlockStore:
     def __init__(self, path: Path) -> None:
+        """Open (and create) the log for writing, converting one of an earlier format first."""
         self._path = str(path)
         self._db = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        _upgrade(self._db)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            _upgrade(self._db)
+        except BaseException:
+            self._db.close()
+            raise
         row = self._db.execute("SELECT MAX(height) FROM blocks").fetchone()
         self.height: int = row[0] or 0
+
+    @classmethod
+    def read_only(cls, path: Path) -> BlockStore:
+        """The log on a read-only connection, as it is: nothing is created or converted, so ``block`` (headers and
+        transactions are alike in every format) serves any log, and ``results`` only one of ``RESULTS_FORMAT``."""
+        reader = cls.__new__(cls)
+        reader._path = str(path)
+        reader._db = sqlite3.connect(f"file:{urllib.parse.quote(reader._path)}?mode=ro", uri=True,
+                                     isolation_level=None, check_same_thread=False)
+        row = reader._db.execute("SELECT MAX(height) FROM blocks").fetchone()
+        reader.height = row[0] or 0
+        return reader
 
     def close(self) -> None:
         self._db.close()
@@ -93,12 +115,7 @@ class BlockStore:
     def open_reader(self) -> BlockStore:
         """The block log on a second, read-only connection, for reads on another thread (WAL: they do not wait
         for ``save``)."""
-        reader = BlockStore.__new__(BlockStore)
-        reader._db = sqlite3.connect(f"file:{urllib.parse.quote(self._path)}?mode=ro", uri=True,
-                                     isolation_level=None, check_same_thread=False)
-        reader.height = self.height
-        reader._path = self._path
-        return reader
+        return BlockStore.read_only(Path(self._path))
 
     def save(self, block: Block, results: EncodedResults) -> None:
         header = block.header
@@ -138,7 +155,12 @@ class BlockStore:
         row = self._db.execute(
             "SELECT t.height, t.idx, substr(b.results, t.result_at + 1, t.result_len) FROM txs t "
             "JOIN blocks b ON b.height = t.height WHERE t.hash = ?", (tx_hash,)).fetchone()
-        return None if row is None else (int(row[0]), int(row[1]), bytes(row[2]).decode())
+        if row is None:
+            return None
+        if not row[2]:  # a result is never empty: this row has no span
+            raise BlockLogError(f"the block log holds no result for transaction {tx_hash.hex().upper()} at height "
+                                f"{row[0]}: an older GridMint wrote it after the log was converted")
+        return int(row[0]), int(row[1]), bytes(row[2]).decode()
 
     def base_height(self) -> int:
         row = self._db.execute("SELECT MIN(height) FROM blocks").fetchone()
@@ -156,14 +178,16 @@ def _decode_header(raw: bytes) -> Header:
 
 
 def _upgrade(db: sqlite3.Connection) -> None:
-    """Bring a block log to ``RESULTS_FORMAT``: a log of format 0 kept results as a JSON record (hex bytes, events
-    as lists), re-encoded here block by block, all or nothing (a crash leaves the old log to convert again)."""
+    """Create the log's tables, or bring an earlier log to ``RESULTS_FORMAT``: a log of format 0 kept results as a
+    JSON record (hex bytes, events as lists), re-encoded here block by block, all or nothing (a crash leaves the
+    old log to convert again)."""
     version = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if version > RESULTS_FORMAT:
+        raise BlockLogError(f"this block log has format {version}, written by a newer GridMint; this one reads "
+                            f"format {RESULTS_FORMAT}")
+    db.executescript(_SCHEMA)
     if version == RESULTS_FORMAT:
         return
-    if version > RESULTS_FORMAT:
-        raise ValueError(f"this block log has format {version}, written by a newer GridMint; this one reads "
-                         f"format {RESULTS_FORMAT}")
     db.execute("BEGIN IMMEDIATE")
     try:
         columns = {str(row[1]) for row in db.execute("PRAGMA table_info(txs)")}
@@ -178,14 +202,13 @@ def _upgrade(db: sqlite3.Connection) -> None:
             txs_blob, record = db.execute("SELECT txs, results FROM blocks WHERE height = ?", (height,)).fetchone()
             try:
                 encoded = encode_block_results(_result_from_record(json.loads(bytes(record))))
-            except (KeyError, TypeError, ValueError) as error:
-                raise ValueError(f"block {height}'s results cannot be converted to format {RESULTS_FORMAT} "
-                                 f"({type(error).__name__}: {error}); the log is left as it was") from None
+                spans = [(at, length, hashlib.sha256(tx).digest(), height)
+                         for tx, (at, length) in zip(codec.decode(bytes(txs_blob)), encoded.tx_spans, strict=True)]
+            except (ChainError, KeyError, TypeError, ValueError) as error:
+                raise BlockLogError(f"block {height} cannot be converted to format {RESULTS_FORMAT} "
+                                    f"({type(error).__name__}: {error}); the log is left as it was") from None
             db.execute("UPDATE blocks SET results = ? WHERE height = ?", (encoded.text.encode(), height))
-            db.executemany("UPDATE txs SET result_at = ?, result_len = ? WHERE hash = ? AND height = ?",
-                           [(at, length, hashlib.sha256(tx).digest(), height)
-                            for tx, (at, length) in zip(codec.decode(bytes(txs_blob)), encoded.tx_spans,
-                                                        strict=True)])
+            db.executemany("UPDATE txs SET result_at = ?, result_len = ? WHERE hash = ? AND height = ?", spans)
         db.execute(f"PRAGMA user_version = {RESULTS_FORMAT}")
         db.execute("COMMIT")
     except BaseException:

@@ -45,7 +45,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from gridmint import __version__
 from gridmint.chain.app import TxResult
 from gridmint.chain.tx import tx_hash
-from gridmint.node.blockstore import Block, BlockStore
+from gridmint.node.blockstore import Block, BlockLogError, BlockStore
 from gridmint.node.devnode import Committed, DevNode
 from gridmint.node.events import EventMap, QueryError, Subscription, parse_query
 from gridmint.node.limits import RPCLimits
@@ -300,7 +300,10 @@ class RPCMethods:
         digest = _decode_hash(params.get("hash"))
 
         def read(snapshot: Snapshot) -> Encoded:
-            found = snapshot.blocks.find_tx(digest)
+            try:
+                found = snapshot.blocks.find_tx(digest)
+            except BlockLogError as error:
+                raise RPCError(INTERNAL_ERROR, "Internal error", str(error)) from None
             if found is None or found[0] > snapshot.height:
                 raise RPCError(INTERNAL_ERROR, "Internal error", f"tx ({hex_upper(digest)}) not found")
             height, index, result = found
