@@ -73,6 +73,14 @@ def write_old_log(path: Path, records: list[bytes]) -> None:
     db.close()
 
 
+def tamper(path: Path, statement: str, *parameters: Any) -> None:
+    """Change the log behind the store's back, as a damaged disk or another program would."""
+    db = sqlite3.connect(path)
+    db.execute(statement, parameters)
+    db.commit()
+    db.close()
+
+
 def contents(path: Path) -> tuple[int, list[Any], list[Any]]:
     db = sqlite3.connect(path)
     try:
@@ -105,11 +113,9 @@ def test_a_log_that_cannot_be_converted_is_left_as_it_was(tmp_path: Path) -> Non
     with pytest.raises(BlockLogError, match=r"block 2 cannot be converted .* left as it was"):
         BlockStore(path)
     assert contents(path) == before and before[0] == 0
-    db = sqlite3.connect(path)  # a record that converts, but transactions that do not decode
-    db.execute("UPDATE blocks SET results = ?, txs = ? WHERE height = 2", (json.dumps(old_record(RESULT)).encode(),
-                                                                          b"\xc1"))
-    db.commit()
-    db.close()
+    # A record that converts, but transactions that do not decode.
+    tamper(path, "UPDATE blocks SET results = ?, txs = ? WHERE height = 2", json.dumps(old_record(RESULT)).encode(),
+           b"\xc1")
     before = contents(path)
     with pytest.raises(BlockLogError, match=r"block 2 cannot be converted to format 1 \(ChainError: .*left as it was"):
         BlockStore(path)
@@ -134,10 +140,7 @@ def test_a_transaction_without_a_span_is_a_clear_error(tmp_path: Path) -> None:
     blocks = BlockStore(path)
     blocks.save(block_at(1, TXS), encode_block_results(RESULT))
     blocks.close()
-    db = sqlite3.connect(path)
-    db.execute("UPDATE txs SET result_at = 0, result_len = 0 WHERE idx = 1")
-    db.commit()
-    db.close()
+    tamper(path, "UPDATE txs SET result_at = 0, result_len = 0 WHERE idx = 1")
     blocks = BlockStore(path)
     with pytest.raises(BlockLogError, match=r"no result for transaction .* older GridMint"):
         blocks.find_tx(hashlib.sha256(TXS[1]).digest())
@@ -148,10 +151,7 @@ def test_a_transaction_without_a_span_is_a_clear_error(tmp_path: Path) -> None:
 def test_a_log_of_a_newer_format_is_refused_unchanged(tmp_path: Path) -> None:
     path = tmp_path / "blocks.sqlite"
     BlockStore(path).close()
-    db = sqlite3.connect(path)
-    db.execute(f"PRAGMA user_version = {RESULTS_FORMAT + 1}")
-    db.commit()
-    db.close()
+    tamper(path, f"PRAGMA user_version = {RESULTS_FORMAT + 1}")
     before = contents(path)
     with pytest.raises(BlockLogError, match=f"format {RESULTS_FORMAT + 1}, written by a newer GridMint"):
         BlockStore(path)
