@@ -34,7 +34,7 @@ def test_a_saved_block_serves_its_results_and_each_transaction_alone(tmp_path: P
     blocks = BlockStore(tmp_path / "blocks.sqlite")
     blocks.save(block_at(1, TXS), encode_block_results(RESULT))
     assert blocks.block(1) == block_at(1, TXS) and blocks.block(2) is None and blocks.results(2) is None
-    assert blocks.results(1) == encode_block_results(RESULT).text
+    assert blocks.results(1) == encode_block_results(RESULT).block_results()[0]
     for index, (tx, result) in enumerate(zip(TXS, RESULT.tx_results, strict=True)):
         assert blocks.find_tx(hashlib.sha256(tx).digest()) == (1, index, encode_tx_result(result))
     assert blocks.find_tx(b"\x00" * 32) is None
@@ -96,14 +96,14 @@ def test_a_log_of_the_earlier_format_is_converted_when_opened(tmp_path: Path) ->
     blocks = BlockStore(path)
     assert blocks.height == 2
     for height in (1, 2):
-        assert blocks.results(height) == encode_block_results(RESULT).text
+        assert blocks.results(height) == encode_block_results(RESULT).block_results()[0]
         for index, result in enumerate(RESULT.tx_results):
             digest = hashlib.sha256(TXS[index] + str(height).encode()).digest()
             assert blocks.find_tx(digest) == (height, index, encode_tx_result(result))
     blocks.close()
     assert contents(path)[0] == RESULTS_FORMAT
     BlockStore(path).close()  # opened again: nothing left to convert
-    assert BlockStore(path).results(1) == encode_block_results(RESULT).text
+    assert BlockStore(path).results(1) == encode_block_results(RESULT).block_results()[0]
 
 
 def test_a_log_that_cannot_be_converted_is_left_as_it_was(tmp_path: Path) -> None:

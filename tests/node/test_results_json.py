@@ -51,14 +51,14 @@ def test_a_transaction_result_is_the_json_of_its_cometbft_shape() -> None:
 def test_block_results_are_the_json_of_their_shape_and_each_span_is_its_transaction() -> None:
     block = BlockResult(RESULTS, [ValidatorUpdate(b"\x01" * 32, 10), ValidatorUpdate(b"\x02" * 32, 0)],
                         b"\xab" * 32, [Event("epoch", (("netuid", "1"), ("note", AWKWARD)))])
-    encoded = encode_block_results(block)
-    assert encoded.text == dumps({
+    text, spans = encode_block_results(block).block_results()
+    assert text == dumps({
         "txs_results": [tx_result_shape(r) for r in RESULTS],
         "finalize_block_events": events_shape(block.events),
         "validator_updates": [{"pub_key": {"type": "tendermint/PubKeyEd25519", "value": b64(u.pub_key)},
                                "power": str(u.power)} for u in block.validator_updates],
         "consensus_param_updates": None, "app_hash": b64(block.app_hash)})
-    assert encoded.text.isascii()  # so the spans, counted in characters, are byte offsets in the log too
-    assert [encoded.text[at:at + length] for at, length in encoded.tx_spans] == [encode_tx_result(r) for r in RESULTS]
-    empty = encode_block_results(BlockResult([], [], b"", []))
-    assert json.loads(empty.text)["txs_results"] == [] and empty.tx_spans == []
+    assert text.isascii()  # so the spans, counted in characters, are byte offsets in the log too
+    assert [text[at:at + length] for at, length in spans] == [encode_tx_result(r) for r in RESULTS]
+    empty_text, empty_spans = encode_block_results(BlockResult([], [], b"", [])).block_results()
+    assert json.loads(empty_text)["txs_results"] == [] and empty_spans == []

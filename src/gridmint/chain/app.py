@@ -98,10 +98,6 @@ class TxResult:
     def ok(self) -> bool:
         return self.code == 0
 
-    def to_json(self) -> dict[str, Any]:
-        return {"code": self.code, "codespace": self.codespace, "log": self.log,
-                "data": self.data.hex(), "events": [e.to_json() for e in self.events]}
-
 
 @dataclass
 class BlockResult:

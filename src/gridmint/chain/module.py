@@ -27,10 +27,6 @@ class Event:
     type: str
     attributes: tuple[tuple[str, str], ...]
 
-    def to_json(self) -> dict[str, Any]:
-        return {"type": self.type,
-                "attributes": [{"key": k, "value": v, "index": True} for k, v in self.attributes]}
-
 
 class EventData:
     """Base of the events a module declares (``ModuleSpec.events``): frozen dataclasses declared with

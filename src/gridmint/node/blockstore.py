@@ -121,17 +121,18 @@ class BlockStore:
         header = block.header
         if header.height != self.height + 1 and self.height != 0:
             raise ValueError(f"block {header.height} saved after block {self.height}")
+        text, spans = results.block_results()
         db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute(
                 "INSERT OR REPLACE INTO blocks (height, hash, header, txs, results) VALUES (?, ?, ?, ?, ?)",
-                (header.height, block.hash, _encode_header(header), codec.encode(block.txs), results.text.encode()),
+                (header.height, block.hash, _encode_header(header), codec.encode(block.txs), text.encode()),
             )
             db.executemany(
                 "INSERT OR REPLACE INTO txs (hash, height, idx, result_at, result_len) VALUES (?, ?, ?, ?, ?)",
                 [(hashlib.sha256(tx).digest(), header.height, index, at, length)
-                 for index, (tx, (at, length)) in enumerate(zip(block.txs, results.tx_spans, strict=True))],
+                 for index, (tx, (at, length)) in enumerate(zip(block.txs, spans, strict=True))],
             )
             db.execute("COMMIT")
         except BaseException:
@@ -201,14 +202,14 @@ def _upgrade(db: sqlite3.Connection) -> None:
         for height in heights:
             txs_blob, record = db.execute("SELECT txs, results FROM blocks WHERE height = ?", (height,)).fetchone()
             try:
-                encoded = encode_block_results(_result_from_record(json.loads(bytes(record))))
-                spans = [(at, length, hashlib.sha256(tx).digest(), height)
-                         for tx, (at, length) in zip(codec.decode(bytes(txs_blob)), encoded.tx_spans, strict=True)]
+                text, spans = encode_block_results(_result_from_record(json.loads(bytes(record)))).block_results()
+                located = [(at, length, hashlib.sha256(tx).digest(), height)
+                           for tx, (at, length) in zip(codec.decode(bytes(txs_blob)), spans, strict=True)]
             except (ChainError, KeyError, TypeError, ValueError) as error:
                 raise BlockLogError(f"block {height} cannot be converted to format {RESULTS_FORMAT} "
                                     f"({type(error).__name__}: {error}); the log is left as it was") from None
-            db.execute("UPDATE blocks SET results = ? WHERE height = ?", (encoded.text.encode(), height))
-            db.executemany("UPDATE txs SET result_at = ?, result_len = ? WHERE hash = ? AND height = ?", spans)
+            db.execute("UPDATE blocks SET results = ? WHERE height = ?", (text.encode(), height))
+            db.executemany("UPDATE txs SET result_at = ?, result_len = ? WHERE hash = ? AND height = ?", located)
         db.execute(f"PRAGMA user_version = {RESULTS_FORMAT}")
         db.execute("COMMIT")
     except BaseException:

@@ -35,7 +35,7 @@ from gridmint.node.blockstore import Block, BlockStore, Header, data_hash
 from gridmint.node.events import EventBus, EventMap
 from gridmint.node.mempool import Mempool, MempoolLimits
 from gridmint.node.metrics import NodeMetrics
-from gridmint.node.results_json import encode_block_results
+from gridmint.node.results_json import EncodedResults, encode_block_results
 
 log = logging.getLogger("gridmint.devnode")
 
@@ -186,20 +186,23 @@ class DevNode:
                         self.last_app_hash, self.key.address)
         block = Block(header, txs)
         result = self.app.finalize_block(txs, height, time_ns, self.key.address)
-        self.blocks.save(block, encode_block_results(result))
+        encoded = encode_block_results(result)
+        self.blocks.save(block, encoded)
         self.app.commit()
         self.last_block_hash = block.hash
         self.last_app_hash = result.app_hash
         self.last_block_time_ns = time_ns
         self.mempool.update(txs)
         self.metrics.block_committed(height, time_ns, len(txs), len(self.mempool))
-        self._announce(block, result)
+        self._announce(block, result, encoded)
         if len(txs) or height % 100 == 0:
             log.info("Committed block %d with %d transactions; %d wait in the mempool.", height, len(txs),
                      len(self.mempool))
         return block, result
 
-    def _announce(self, block: Block, result: BlockResult) -> None:
+    def _announce(self, block: Block, result: BlockResult, encoded: EncodedResults) -> None:
+        """Answer those waiting for the block's transactions, and publish its Tx and NewBlock events (their data
+        the block's results as the block log encoded them)."""
         height = block.header.height
         for index, (raw, tx_result) in enumerate(zip(block.txs, result.tx_results, strict=True)):
             digest = tx_hash(raw)
@@ -211,10 +214,10 @@ class DevNode:
                 for event in tx_result.events:
                     for key, value in event.attributes:
                         events.setdefault(f"{event.type}.{key}", []).append(value)
-                self.events.publish(events, ("Tx", block, index, tx_result))
+                self.events.publish(events, ("Tx", block, index, encoded.tx_results[index]))
         if len(self.events):
             block_events: EventMap = {"tm.event": ["NewBlock"], "block.height": [str(height)]}
-            self.events.publish(block_events, ("NewBlock", block, result))
+            self.events.publish(block_events, ("NewBlock", block, encoded))
 
     async def produce_forever(self) -> None:
         """Make a block every ``block_time`` seconds, or (at 0) as soon as transactions wait; after a full block,

@@ -46,24 +46,30 @@ def encode_validator_updates(updates: Sequence[ValidatorUpdate]) -> str:
 
 @dataclass(frozen=True)
 class EncodedResults:
-    """A block's results in ``block_results``'s shape without its height, and where in that text (ASCII: characters
-    are bytes) each transaction's result lies, so that ``tx`` can cut out one without reading the rest."""
+    """A block's results, each part encoded once as CometBFT's JSON: the block log keeps them assembled as
+    ``block_results`` answers, and the websocket's Tx and NewBlock events splice the same parts."""
 
-    text: str
-    tx_spans: list[tuple[int, int]]  # (offset, length) of each transaction's result, in block order
+    tx_results: list[str]  # each transaction's ExecTxResult, in block order
+    events: str  # the block's own (end-block) events
+    validator_updates: str
+    app_hash: str  # base64
+
+    def block_results(self) -> tuple[str, list[tuple[int, int]]]:
+        """``block_results``' answer less its height, and where each transaction's result lies in it, as (offset,
+        length): ASCII, so characters are bytes, and ``tx`` can cut out one result without reading the rest."""
+        head = '{"txs_results":['
+        spans: list[tuple[int, int]] = []
+        offset = len(head)
+        for text in self.tx_results:
+            spans.append((offset, len(text)))
+            offset += len(text) + 1  # and its comma
+        text = (head + ",".join(self.tx_results) + '],"finalize_block_events":' + self.events
+                + ',"validator_updates":' + self.validator_updates + ',"consensus_param_updates":null,"app_hash":"'
+                + self.app_hash + '"}')
+        return text, spans
 
 
 def encode_block_results(result: BlockResult) -> EncodedResults:
-    head = '{"txs_results":['
-    parts: list[str] = []
-    spans: list[tuple[int, int]] = []
-    offset = len(head)
-    for tx_result in result.tx_results:
-        text = encode_tx_result(tx_result)
-        spans.append((offset, len(text)))
-        parts.append(text)
-        offset += len(text) + 1  # and its comma
-    text = (head + ",".join(parts) + '],"finalize_block_events":' + encode_events(result.events)
-            + ',"validator_updates":' + encode_validator_updates(result.validator_updates)
-            + ',"consensus_param_updates":null,"app_hash":"' + _b64(result.app_hash) + '"}')
-    return EncodedResults(text, spans)
+    return EncodedResults([encode_tx_result(tx_result) for tx_result in result.tx_results],
+                          encode_events(result.events), encode_validator_updates(result.validator_updates),
+                          _b64(result.app_hash))

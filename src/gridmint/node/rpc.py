@@ -50,7 +50,7 @@ from gridmint.node.devnode import Committed, DevNode
 from gridmint.node.events import EventMap, QueryError, Subscription, parse_query
 from gridmint.node.limits import RPCLimits
 from gridmint.node.queries import QueriesBusyError, QueryPool, Snapshot
-from gridmint.node.results_json import encode_events, encode_tx_result, encode_validator_updates
+from gridmint.node.results_json import EncodedResults, encode_tx_result
 
 log = logging.getLogger("gridmint.rpc")
 
@@ -500,18 +500,18 @@ class RPCServer:
 
 
 def _event_data(data: tuple[Any, ...]) -> str:
-    """A Tx or NewBlock event's data as CometBFT's JSON."""
+    """A Tx or NewBlock event's data as CometBFT's JSON, from the results the devnode encoded for its block log."""
     if data[0] == "Tx":
-        _, block, index, result = data
+        _, block, index, tx_result = data
+        result_text: str = tx_result
         return ('{"type":"tendermint/event/Tx","value":{"TxResult":{"height":"' + str(block.header.height)
-                + '","index":' + str(index) + ',"tx":"' + b64(block.txs[index]) + '","result":'
-                + encode_tx_result(result) + "}}}")
-    _, block, block_result = data
+                + '","index":' + str(index) + ',"tx":"' + b64(block.txs[index]) + '","result":' + result_text + "}}}")
+    _, block, encoded = data
+    results: EncodedResults = encoded
     return ('{"type":"tendermint/event/NewBlock","value":' + json.dumps(block_json(block), separators=(",", ":"))[:-1]
-            + ',"result_finalize_block":{"events":' + encode_events(block_result.events) + ',"tx_results":['
-            + ",".join([encode_tx_result(result) for result in block_result.tx_results])
-            + '],"validator_updates":' + encode_validator_updates(block_result.validator_updates)
-            + ',"app_hash":"' + b64(block_result.app_hash) + '"}}}')
+            + ',"result_finalize_block":{"events":' + results.events + ',"tx_results":['
+            + ",".join(results.tx_results) + '],"validator_updates":' + results.validator_updates
+            + ',"app_hash":"' + results.app_hash + '"}}}')
 
 
 class Encoded:
