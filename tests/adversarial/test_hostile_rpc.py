@@ -3,8 +3,10 @@ subset and must keep the same limits), and the query catalogue against the devno
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -82,4 +84,30 @@ def test_query_catalogue_on_the_devnode(devnode: DevnodeProcess) -> None:
                 continue
             response = answer["result"]["response"]
             assert int(response.get("code", 0)) == 0 or is_coded_refusal(response), (path, response)
+    _assert_devnode_healthy(devnode, since)
+
+
+def test_hostile_reads_of_the_block_log_on_the_devnode(devnode: DevnodeProcess) -> None:
+    """``block``, ``block_results`` and ``tx`` read the block log (results spliced from stored text): heights and
+    hashes out of range or malformed, in the JSON and the URI form, each get a coded error, and the node goes on
+    making blocks and serving the real ones."""
+    since = _height(devnode.url)
+    heights = ["-1", "abc", str(2**63), str(2**64), "1e9", "0x10", " 5", str(since + 10**6)]
+    hashes = ["", "abc", "A" * 64, base64.b64encode(b"\x00" * 32).decode(), base64.b64encode(b"\x01" * 5).decode(),
+              "%%%", "A" * 100_000]
+    with httpx.Client(timeout=30) as http:
+        def call(method: str, **params: object) -> Any:
+            return http.post(devnode.url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).json()
+
+        for method in ("block", "block_results"):
+            for height in heights:
+                answer = call(method, height=height)
+                assert "error" in answer and answer["error"]["code"], (method, height, answer)
+                uri = http.get(f"{devnode.url}/{method}", params={"height": height}).json()
+                assert uri["error"]["code"], (method, height, uri)
+        for digest in hashes:
+            answer = call("tx", hash=digest)
+            assert "error" in answer and answer["error"]["code"], (digest[:20], answer)
+        results = call("block_results", height=str(since))["result"]
+        assert results["height"] == str(since)
     _assert_devnode_healthy(devnode, since)

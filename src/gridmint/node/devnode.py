@@ -31,7 +31,7 @@ from gridmint.chain.genesis import Genesis, load_genesis
 from gridmint.chain.state import CommittedView
 from gridmint.chain.store import DEFAULT_KEEP_RECENT, Store
 from gridmint.chain.tx import tx_hash
-from gridmint.node.blockstore import Block, BlockStore, Header, data_hash
+from gridmint.node.blockstore import Block, BlockLogError, BlockStore, Header, data_hash
 from gridmint.node.events import EventBus, EventMap
 from gridmint.node.mempool import Mempool, MempoolLimits
 from gridmint.node.metrics import NodeMetrics
@@ -97,7 +97,7 @@ class DevNode:
         self.store = Store(data_dir / "state.sqlite", keep_recent=keep_recent)
         try:
             self.blocks = BlockStore(data_dir / "blocks.sqlite")
-        except ValueError as error:
+        except BlockLogError as error:
             self.store.close()
             raise NodeSetupError(f"the block log in {data_dir} cannot be opened: {error}") from None
         self.app = App(self.store)
