@@ -11,8 +11,14 @@ from typing import Any
 import httpx
 import pytest
 
+from gridmint.chain import codec
+from gridmint.chain.bank import MsgSend
+from gridmint.chain.crypto import format_address
+from gridmint.chain.errors import BAD_SIGNATURE, MALFORMED
+from gridmint.node.sigverify import default_workers
 from tests.adversarial.hostile_network import HostileNetwork, is_coded_refusal
 from tests.adversarial.test_hostile_queries import REPORTED, every_query_path
+from tests.support.chain import key, signed
 from tests.support.nodes import DevnodeProcess, write_data_dir
 from tests.support.waiting import wait_for
 
@@ -110,4 +116,38 @@ def test_hostile_reads_of_the_block_log_on_the_devnode(devnode: DevnodeProcess) 
             assert "error" in answer and answer["error"]["code"], (digest[:20], answer)
         results = call("block_results", height=str(since))["result"]
         assert results["height"] == str(since)
+    _assert_devnode_healthy(devnode, since)
+
+
+def _worker_processes(pid: int) -> list[str]:
+    """The command lines of a process's children (the devnode's signature workers)."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [Path(f"/proc/{child}/cmdline").read_bytes().decode(errors="replace") for child in children]
+
+
+def test_forged_signatures_in_a_batch_of_broadcasts_on_the_devnode(devnode: DevnodeProcess) -> None:
+    """A batch's signatures are checked by the devnode's worker processes (one per spare core): forged ones and
+    garbage among honest transfers are each refused with their code, the honest ones are admitted and committed
+    in order, and the node goes on making blocks."""
+    honest = [signed(key("alice"), nonce, MsgSend(key("bob").address, 1)) for nonce in range(1, 6)]
+    forged = [codec.encode([codec.decode(raw)[0], key("mallory").sign(codec.decode(raw)[0])])
+              for raw in (signed(key("alice"), nonce, MsgSend(key("mallory").address, 10**6)) for nonce in (6, 7))]
+    batch = [honest[0], forged[0], honest[1], b"garbage", honest[2], forged[1], honest[3], honest[4]]
+    since = _height(devnode.url)
+    requests = [{"jsonrpc": "2.0", "id": n, "method": "broadcast_tx_sync",
+                 "params": {"tx": base64.b64encode(raw).decode()}} for n, raw in enumerate(batch)]
+    answers = httpx.post(devnode.url, json=requests, timeout=30).json()
+    codes = [(answer["result"]["codespace"], answer["result"]["code"]) for answer in answers]
+    bad_signature, malformed = (BAD_SIGNATURE.module, BAD_SIGNATURE.code), (MALFORMED.module, MALFORMED.code)
+    assert codes == [("", 0), bad_signature, ("", 0), malformed, ("", 0), bad_signature, ("", 0), ("", 0)]
+    if default_workers():
+        assert devnode.process is not None
+        assert any("multiprocessing" in line for line in _worker_processes(devnode.process.pid))
+
+    def alice_nonce() -> int:
+        answer = httpx.post(devnode.url, json={"jsonrpc": "2.0", "id": 1, "method": "abci_query", "params": {
+            "path": f"/tx/nonce/{format_address(key('alice').address)}"}}, timeout=10).json()
+        return int(codec.decode(base64.b64decode(answer["result"]["response"]["value"]))["nonce"])
+
+    wait_for(lambda: alice_nonce() == 5, "the 5 honest transfers to be committed", timeout_s=30)
     _assert_devnode_healthy(devnode, since)

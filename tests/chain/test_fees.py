@@ -112,6 +112,24 @@ def test_work_grows_with_the_subnet_and_the_weights() -> None:
     assert units_of(weights.MsgSetWeights(1, everyone, [1] * 4_096), shape=big).units == 200 + 6 * 4_096 + 9 * 4_096
 
 
+def test_the_commitments_parameters_are_read_only_for_a_message_that_deletes_commitments() -> None:
+    reads: list[str] = []
+
+    def deleting() -> commitments.Params:
+        reads.append("commitments")
+        return commitments.Params(retention_epochs=7, cleared_per_block=3)
+
+    def cost_of(*messages: Msg) -> int:
+        return fees.compute_tx_cost(bank.Params(), messages, "", lambda netuid: DEFAULT_SHAPE, lambda: DEFAULT_SHAPE,
+                                    deleting).units
+
+    assert cost_of(bank.MsgSend(A, 1), weights.MsgSetWeights(1, [0], [1])) == 30 + 200 + 6 + 9 * 256
+    assert reads == []  # a transfer or weights: priced without reading them
+    assert cost_of(subnets.MsgRegister(1, A, 0), subnets.MsgDissolveSubnet(1)) == (
+        550 + 82 * 256 + 100 * 7) + (500 + 100 * 3)
+    assert reads == ["commitments"]  # read once for the transaction, and used
+
+
 def test_shape_changes_are_priced_in_order_and_on_the_resulting_shape() -> None:
     # max_uids then max_validators in one transaction: the second is priced on 4,096 UIDs and 256 validators,
     # so splitting a costly shape into steps saves nothing.

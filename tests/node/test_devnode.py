@@ -77,6 +77,7 @@ def test_missing_and_broken_genesis_give_clear_errors(tmp_path: Path, data_dir: 
 
 def test_metrics_follow_blocks(node: DevNode) -> None:
     node.submit(signed(key("alice"), 1, MsgSend(key("bob").address, MINT)))
+    assert "gridmint_mempool_size 1.0" in node.metrics.render().decode()  # read when scraped
     node.produce_block()
     node.produce_block()
     text = node.metrics.render().decode()

@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import pytest
 
 from gridmint.chain import codec
 from gridmint.chain.bank import MsgSend
-from gridmint.chain.crypto import format_address
+from gridmint.chain.crypto import format_address, verify
 from gridmint.chain.tx import tx_hash
 from gridmint.node.devnode import DevNode
 from gridmint.node.limits import RPCLimits
@@ -21,10 +22,11 @@ from tests.support.chain import CHAIN_ID, MINT, START_BALANCE, key, signed
 
 
 @contextlib.asynccontextmanager
-async def serving(node: DevNode, limits: RPCLimits | None = None
+async def serving(node: DevNode, limits: RPCLimits | None = None, signature_workers: int = 0
                   ) -> AsyncIterator[tuple[httpx.AsyncClient, RPCServer]]:
+    """The node's RPC in process; by default with no signature workers (check_tx verifies every signature)."""
     producer = asyncio.create_task(node.produce_forever())
-    server = RPCServer(node, limits)
+    server = RPCServer(node, limits, signature_workers)
     transport = httpx.ASGITransport(app=server.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://devnode") as client:
         try:
@@ -135,3 +137,37 @@ def test_refusals_errors_and_batches(node: DevNode) -> None:
             assert (await client.get("/unknown_method")).status_code == 404
 
     asyncio.run(scenario())
+
+
+def test_a_batch_of_broadcasts_has_its_signatures_checked_by_a_worker_process(
+        node: DevNode, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The worker's verdict spares check_tx the verification of each signature that held, and only those: a
+    forged signature is verified again here and refused with its code, and the batch is answered in order."""
+    from gridmint.chain import tx as tx_module
+    from gridmint.chain.errors import BAD_SIGNATURE
+
+    transfers = [signed(key("alice"), nonce, MsgSend(key("bob").address, 1)) for nonce in range(1, 101)]
+    forged = [codec.encode([codec.decode(raw)[0], key("mallory").sign(codec.decode(raw)[0])])
+              for raw in (signed(key("carol"), nonce, MsgSend(key("bob").address, 1)) for nonce in range(1, 11))]
+    batch = [*transfers[:50], *forged, *transfers[50:]]
+    verified_here: list[bytes] = []
+
+    def counting(public_key: bytes, message: bytes, signature: bytes) -> bool:
+        verified_here.append(public_key)
+        return verify(public_key, message, signature)
+
+    monkeypatch.setattr(tx_module, "verify", counting)  # this process only: the worker imports its own
+
+    async def scenario() -> list[dict[str, Any]]:
+        limits = RPCLimits(max_request_batch_size=200)
+        async with serving(node, limits, signature_workers=1) as (client, server):
+            server.verifier.start()
+            requests = [{"jsonrpc": "2.0", "id": n, "method": "broadcast_tx_sync", "params": {"tx": b64tx(raw)}}
+                        for n, raw in enumerate(batch)]
+            return (await client.post("/", json=requests)).json()  # type: ignore[no-any-return]
+
+    answers = asyncio.run(scenario())
+    assert [answer["id"] for answer in answers] == list(range(len(batch)))
+    codes = [(answer["result"]["codespace"], answer["result"]["code"]) for answer in answers]
+    assert codes == [("", 0)] * 50 + [(BAD_SIGNATURE.module, BAD_SIGNATURE.code)] * 10 + [("", 0)] * 50
+    assert verified_here == [key("carol").public_key] * 10  # the forged ones, and none of the 100 that held

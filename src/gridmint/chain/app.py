@@ -217,16 +217,17 @@ class App:
 
     # --- ABCI: mempool ---------------------------------------------------------------------------------
 
-    def check_tx(self, raw: bytes) -> TxResult:
+    def check_tx(self, raw: bytes, signature_verified: bool = False) -> TxResult:
         """Admit a transaction to the mempool if it would succeed on top of what the mempool already holds.
 
         Rechecks after each block cost little: a transaction that passed is remembered decoded and verified. The
         run records no events: it is a scratch run whose events no one reads (CometBFT neither indexes nor
         forwards them). Never raises: whatever goes wrong is a refusal with a code, and refuses nothing else.
+        ``signature_verified``: ``tx.signatures_hold`` said so for these very bytes (see ``decode_tx``).
         """
         tx: SignedTx | None = None
         try:
-            tx = self.decode_verified(raw)
+            tx = self.decode_verified(raw, signature_verified)
             block = BlockInfo(self.store.height + 1, self._last_block_time, b"", self._chain_id)
             result = self._run_tx(self._check_state, tx, block, [], delivering=False)
         except ChainError as error:
@@ -239,14 +240,15 @@ class App:
             self._forget(raw)  # passed once, fails now (its nonce used, its funds spent): no longer worth keeping
         return result
 
-    def decode_verified(self, raw: bytes) -> SignedTx:
+    def decode_verified(self, raw: bytes, signature_verified: bool = False) -> SignedTx:
         """Decode and verify (size, shape, signature: what no state can change). A transaction that passed
         check_tx is remembered by its bytes (identical bytes always give an identical answer), so it is not
         verified again in a proposal, a recheck or its block. Raises the ChainError that names the problem."""
         cached = self._verified.get(raw)
         if cached is not None:
             return cached[0]
-        return decode_tx(raw, self._tx_params.max_tx_bytes, types=self._message_types)
+        return decode_tx(raw, self._tx_params.max_tx_bytes, types=self._message_types,
+                         signature_verified=signature_verified)
 
     @property
     def verified_cache_bytes(self) -> int:

@@ -49,6 +49,7 @@ together, so that with the largest epoch (641,434 units, which always runs) a bl
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -116,15 +117,21 @@ class Shapes:
     ``subnets/set_param`` within bounds is applied in order, so a later message is priced on the new shape.
     An unknown netuid gets a new subnet's hyperparameters (one created earlier in the same transaction)."""
 
-    def __init__(self, lookup: ShapeLookup, new_subnet: NewShape, deleting: commitments.Params | None = None,
+    def __init__(self, lookup: ShapeLookup, new_subnet: NewShape,
+                 deleting: Callable[[], commitments.Params] | None = None,
                  max_bids: Callable[[], int] | None = None) -> None:
         self._lookup = lookup
         self._new_subnet = new_subnet
-        self.deleting = deleting or commitments.Params()  # what bounds the commitment deletions a message causes
+        self._deleting = deleting or commitments.Params
         self._max_bids = max_bids or (lambda: market.Params().max_bids)
         self._known: dict[int, dict[str, int]] = {}
         self.epoch_prepaid = 0  # units of future epoch work priced so far: paid now, not worked in this block
         self.refunds_done = 0  # units of bid refunds prepaid by earlier bids and worked in this block
+
+    @functools.cached_property
+    def deleting(self) -> commitments.Params:
+        """What bounds the commitment deletions a message causes (read only for a message that deletes)."""
+        return self._deleting()
 
     def refund_bids(self) -> None:
         """A message ends an order in its block: up to ``max_bids`` bids are refunded there (the market's params)."""
@@ -283,12 +290,13 @@ class TxCost:
 
 
 def compute_tx_cost(params: bank.Params, messages: Sequence[Msg], memo: str, lookup: ShapeLookup,
-                    new_subnet: NewShape, deleting: commitments.Params | None = None,
+                    new_subnet: NewShape, deleting: Callable[[], commitments.Params] | None = None,
                     max_bids: Callable[[], int] | None = None) -> TxCost:
     """What a transaction of ``messages`` costs under ``params``; the chain and every client call this.
-    ``deleting``: the chain's commitments parameters, which bound the deletions a registration or a dissolve causes
-    (their defaults when not given); ``max_bids``: the market's, which bounds the refunds ending an order causes
-    (read only for such a message). The fee is the same whatever they are; the block units are not."""
+    ``deleting``: reads the chain's commitments parameters, which bound the deletions a registration or a dissolve
+    causes (their defaults when not given); ``max_bids``: the market's, which bounds the refunds ending an order
+    causes. Each is called only for a message that needs it. The fee is the same whatever they are; the block units
+    are not."""
     shapes: Shapes | None = None
     units = BYTE * len(memo.encode())
     for msg in messages:
@@ -304,7 +312,7 @@ def compute_tx_cost(params: bank.Params, messages: Sequence[Msg], memo: str, loo
 
 
 def compute_required_fee(params: bank.Params, messages: Sequence[Msg], memo: str, lookup: ShapeLookup,
-                         new_subnet: NewShape, deleting: commitments.Params | None = None) -> int:
+                         new_subnet: NewShape, deleting: Callable[[], commitments.Params] | None = None) -> int:
     return compute_tx_cost(params, messages, memo, lookup, new_subnet, deleting).fee
 
 
@@ -320,7 +328,7 @@ def get_tx_cost(state: Reader, body: TxBody, params: bank.Params | None = None) 
         return params_to_json(subnets.Hyperparams(tempo=subnets.get_params(state).default_tempo))
 
     return compute_tx_cost(params or bank.get_params(state), body.messages, body.memo, lookup, new_subnet,
-                           commitments.get_params(state), lambda: market.get_params(state).max_bids)
+                           lambda: commitments.get_params(state), lambda: market.get_params(state).max_bids)
 
 
 def check_block_room(params: bank.Params, cost: TxCost, used: int) -> None:

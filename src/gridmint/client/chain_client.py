@@ -208,9 +208,9 @@ class ChainClient:
             default_tempo = int(self.query("/subnets/params")["default_tempo"])
             return params_to_json(subnets.Hyperparams(tempo=default_tempo))
 
-        deleting = None  # the commitments parameters bound what registering and dissolving delete
-        if any(isinstance(msg, subnets.MsgRegister | subnets.MsgDissolveSubnet) for msg in messages):
-            deleting = commitments.Params(**self.query("/commitments/params"))
+        def deleting() -> commitments.Params:  # what bounds the deletions of a registration or a dissolve
+            return commitments.Params(**self.query("/commitments/params"))
+
         return fees.compute_required_fee(params, messages, memo, shape_of, new_subnet, deleting)
 
     def send(self, key: PrivateKey, messages: list[Msg], fee: int | None = None, memo: str = "") -> TxOutcome:

@@ -103,7 +103,7 @@ class DevNode:
         self.app = App(self.store)
         self.mempool = Mempool(self.app, mempool_limits)
         self.events = EventBus()
-        self.metrics = NodeMetrics()
+        self.metrics = NodeMetrics(mempool_size=self.mempool.__len__)
         self.last_block_hash = b""
         self.last_app_hash = b""
         self.last_block_time_ns = self.genesis.genesis_time_ns
@@ -152,11 +152,11 @@ class DevNode:
 
     # --- transactions ----------------------------------------------------------------------------------
 
-    def submit(self, raw: bytes) -> tuple[bytes, TxResult]:
-        digest, result = self.mempool.add(raw)
+    def submit(self, raw: bytes, signature_verified: bool = False) -> tuple[bytes, TxResult]:
+        """``signature_verified``: see ``App.check_tx``."""
+        digest, result = self.mempool.add(raw, signature_verified)
         if result.ok:
             self._tx_arrived.set()
-        self.metrics.mempool_size.set(len(self.mempool))
         return digest, result
 
     def wait_for(self, digest: bytes) -> asyncio.Future[Committed]:
@@ -193,7 +193,7 @@ class DevNode:
         self.last_app_hash = result.app_hash
         self.last_block_time_ns = time_ns
         self.mempool.update(txs)
-        self.metrics.block_committed(height, time_ns, len(txs), len(self.mempool))
+        self.metrics.block_committed(height, time_ns, len(txs))
         self._announce(block, result, encoded)
         if len(txs) or height % 100 == 0:
             log.info("Committed block %d with %d transactions; %d wait in the mempool.", height, len(txs),

@@ -38,8 +38,9 @@ class Mempool:
     def size_bytes(self) -> int:
         return self._bytes
 
-    def add(self, raw: bytes) -> tuple[bytes, TxResult]:
-        """Check and admit a transaction; returns its hash and the check result (code 0 = admitted)."""
+    def add(self, raw: bytes, signature_verified: bool = False) -> tuple[bytes, TxResult]:
+        """Check and admit a transaction; returns its hash and the check result (code 0 = admitted).
+        ``signature_verified``: see ``App.check_tx``."""
         digest = tx_hash(raw)
         if digest in self._txs:
             return digest, TxResult.failure(ALREADY_IN_MEMPOOL("transaction is already in the mempool"))
@@ -47,7 +48,7 @@ class Mempool:
             return digest, TxResult.failure(MEMPOOL_FULL(
                 f"mempool is full ({len(self._txs)} transactions, {self._bytes} bytes); "
                 "resubmit after the next block"))
-        result = self.app.check_tx(raw)
+        result = self.app.check_tx(raw, signature_verified)
         if result.ok:
             self._txs[digest] = raw
             self._bytes += len(raw)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 
 class NodeMetrics:
-    def __init__(self) -> None:
+    def __init__(self, mempool_size: Callable[[], int]) -> None:
+        """``mempool_size``: read when the metrics are scraped (setting a gauge on every submitted transaction
+        costs the node a lock and a float each time)."""
         self.registry = CollectorRegistry()
         self.height = Gauge("gridmint_block_height", "Height of the last committed block", registry=self.registry)
         self.block_interval = Histogram(
@@ -18,6 +21,7 @@ class NodeMetrics:
                                    buckets=(0, 1, 10, 100, 1000, 5000, 10000))
         self.mempool_size = Gauge("gridmint_mempool_size", "Transactions waiting in the mempool",
                                   registry=self.registry)
+        self.mempool_size.set_function(mempool_size)
         self.txs_total = Counter("gridmint_txs_committed", "Transactions committed in blocks",
                                  registry=self.registry)
         self.txs_per_second = Gauge("gridmint_txs_per_second",
@@ -25,14 +29,13 @@ class NodeMetrics:
                                     registry=self.registry)
         self._recent: deque[tuple[int, int]] = deque(maxlen=11)  # (time_ns, txs) per block
 
-    def block_committed(self, height: int, time_ns: int, txs: int, mempool_size: int) -> None:
+    def block_committed(self, height: int, time_ns: int, txs: int) -> None:
         if self._recent:
             self.block_interval.observe((time_ns - self._recent[-1][0]) / 1e9)
         self._recent.append((time_ns, txs))
         self.height.set(height)
         self.block_txs.observe(txs)
         self.txs_total.inc(txs)
-        self.mempool_size.set(mempool_size)
         if len(self._recent) > 1:
             span_ns = self._recent[-1][0] - self._recent[0][0]
             counted = sum(n for _, n in list(self._recent)[1:])

@@ -29,10 +29,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
@@ -51,6 +53,7 @@ from gridmint.node.events import EventMap, QueryError, Subscription, parse_query
 from gridmint.node.limits import RPCLimits
 from gridmint.node.queries import QueriesBusyError, QueryPool, Snapshot
 from gridmint.node.results_json import EncodedResults, encode_tx_result
+from gridmint.node.sigverify import SignatureVerifier
 
 log = logging.getLogger("gridmint.rpc")
 
@@ -63,6 +66,10 @@ EVENT_CACHE_SIZE = 64  # events whose JSON is kept for the subscribers still to 
 # Requests of a batch answered between two turns of the event loop: a turn per request cost the devnode a
 # tenth of its transfers per second; 32 broadcasts (~5 ms) keep block production on time.
 BATCH_ITEMS_PER_TURN = 32
+BROADCASTS = frozenset({"broadcast_tx_sync", "broadcast_tx_async", "broadcast_tx_commit"})
+# The transactions of the batch being answered whose signatures held in the signature workers (node/sigverify.py);
+# each request runs in its own task, so its own context.
+_SIGNATURES_HELD: ContextVar[set[bytes] | frozenset[bytes]] = ContextVar("signatures_held", default=frozenset())
 
 class RPCError(Exception):
     def __init__(self, code: int, message: str, data: str = "") -> None:
@@ -230,7 +237,8 @@ class RPCMethods:
     def _submit(self, params: dict[str, Any], uri: bool) -> tuple[bytes, TxResult]:
         if "tx" not in params:
             raise _invalid("tx: missing; send the signed transaction as base64")
-        return self.node.submit(_decode_bytes(params["tx"], "tx", uri))
+        raw = _decode_bytes(params["tx"], "tx", uri)
+        return self.node.submit(raw, signature_verified=raw in _SIGNATURES_HELD.get())
 
     def broadcast_tx_sync(self, params: dict[str, Any], uri: bool) -> Any:
         digest, result = self._submit(params, uri)
@@ -245,7 +253,7 @@ class RPCMethods:
         future = self.node.wait_for(digest)  # wait first: a block may be made before this coroutine resumes
         timeout = self.limits.timeout_broadcast_tx_commit_s
         try:
-            digest, check = self.node.submit(tx)
+            digest, check = self.node.submit(tx, signature_verified=tx in _SIGNATURES_HELD.get())
             if not check.ok:
                 return _commit_answer(check, TxResult(), digest, 0)
             try:
@@ -324,11 +332,13 @@ def _commit_answer(check: TxResult, result: TxResult, digest: bytes, height: int
 
 class RPCServer:
     """Routes JSON-RPC calls to ``RPCMethods`` and websocket subscriptions to the node's event bus, within
-    ``limits``. ``close`` stops its query workers."""
+    ``limits``. The signatures of a batch's broadcasts are checked in ``signature_workers`` processes first
+    (node/sigverify.py; None: one per spare core, 0: none). ``close`` stops its query and signature workers."""
 
-    def __init__(self, node: DevNode, limits: RPCLimits | None = None) -> None:
+    def __init__(self, node: DevNode, limits: RPCLimits | None = None, signature_workers: int | None = None) -> None:
         self.node = node
         self.limits = limits or RPCLimits()
+        self.verifier = SignatureVerifier(signature_workers)
         self.queries = QueryPool(node.store, node.blocks, self.limits.query_workers, self.limits.max_pending_queries)
         self.methods = RPCMethods(node, self.queries, self.limits)
         self._names = {"health", "status", "abci_info", "abci_query", "broadcast_tx_sync", "broadcast_tx_async",
@@ -344,6 +354,7 @@ class RPCServer:
 
     def close(self) -> None:
         self.queries.close()
+        self.verifier.close()
 
     async def call(self, method: str, params: Any, uri: bool) -> Any:
         if method not in self._names:
@@ -388,11 +399,20 @@ class RPCServer:
                 return _json(_error(-1, RPCError(INVALID_REQUEST, "Invalid Request",
                                                  f"batch request exceeds maximum ({most}) allowed number of "
                                                  "requests (max_request_batch_size)")))
-            answers = []
-            for index, item in enumerate(payload, 1):
-                answers.append(await self._one(item))
-                if index % BATCH_ITEMS_PER_TURN == 0:
-                    await asyncio.sleep(0)  # the loop may make a block within a long batch
+            txs = [_broadcast_tx(item) for item in payload]
+            pending = self.verifier.check([tx for tx in txs if tx is not None])
+            held = _SIGNATURES_HELD.set(pending.held)
+            try:
+                answers = []
+                for index, (item, tx) in enumerate(zip(payload, txs, strict=True), 1):
+                    if tx is not None:
+                        await pending.settle(tx)
+                    answers.append(await self._one(item))
+                    if index % BATCH_ITEMS_PER_TURN == 0:
+                        await asyncio.sleep(0)  # the loop may make a block within a long batch
+            finally:
+                _SIGNATURES_HELD.reset(held)
+                pending.abandon()
             return _json(answers)
         return _json(await self._one(payload))
 
@@ -531,8 +551,19 @@ def _error(request_id: Any, error: RPCError) -> dict[str, Any]:
             "error": {"code": error.code, "message": error.message, "data": error.data}}
 
 
+def _broadcast_tx(item: Any) -> bytes | None:
+    """The transaction a batch item broadcasts; None if it is not a broadcast (or not one its method would take:
+    its method refuses it)."""
+    if isinstance(item, dict) and item.get("method") in BROADCASTS and isinstance(item.get("params"), dict):
+        with contextlib.suppress(RPCError):
+            return _decode_bytes(item["params"].get("tx"), "tx", uri=False)
+    return None
+
+
 def encode_answer(answer: dict[str, Any] | list[dict[str, Any]]) -> str:
     if isinstance(answer, list):
+        if not any(isinstance(one.get("result"), Encoded) for one in answer):  # a batch of broadcasts, say:
+            return json.dumps(answer, separators=(",", ":"))  # one call instead of one per answer (half the time)
         return "[" + ",".join(encode_answer(one) for one in answer) + "]"
     result = answer.get("result")
     if isinstance(result, Encoded):

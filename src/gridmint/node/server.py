@@ -107,6 +107,7 @@ def server_config(rpc: RPCServer) -> uvicorn.Config:
 async def serve(node: DevNode, host: str, port: int, limits: RPCLimits | None = None) -> None:
     listener = listen(host, port)
     rpc = RPCServer(node, limits)
+    rpc.verifier.start()
     try:
         await _serve(node, rpc, listener, host, port)
     finally:

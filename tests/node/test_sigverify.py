@@ -1,0 +1,75 @@
+"""Signature workers (node/sigverify.py): real worker processes check a batch's signatures, part by part; they can
+only save check_tx work, so a small batch, no workers or a killed worker leave every signature to check_tx."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+
+import pytest
+
+from gridmint.chain import codec
+from gridmint.chain.bank import MsgSend
+from gridmint.node.sigverify import PART, SignatureVerifier
+from tests.support.chain import key, signed
+
+
+def _batch(good: int, forged: int) -> tuple[list[bytes], list[bytes]]:
+    """``good`` transfers signed by their signer and ``forged`` ones whose signature is another's, interleaved."""
+    valid = [signed(key("alice"), nonce, MsgSend(key("bob").address, 1)) for nonce in range(1, good + 1)]
+    bad = [codec.encode([codec.decode(raw)[0], key("mallory").sign(codec.decode(raw)[0])])
+           for raw in (signed(key("bob"), nonce, MsgSend(key("alice").address, 1)) for nonce in range(1, forged + 1))]
+    mixed = [*[raw for pair in zip(valid, bad, strict=False) for raw in pair], *valid[len(bad):]]
+    return [*mixed, b"garbage", valid[0]], valid  # and something that does not open, and a duplicate
+
+
+async def _settle_all(verifier: SignatureVerifier, raws: list[bytes]) -> set[bytes]:
+    pending = verifier.check(raws)
+    for raw in raws:
+        await pending.settle(raw)
+    return pending.held
+
+
+def test_the_workers_find_exactly_the_signatures_that_hold() -> None:
+    raws, valid = _batch(good=2 * PART, forged=PART // 2)
+    verifier = SignatureVerifier(workers=1)
+    try:
+        assert asyncio.run(_settle_all(verifier, raws)) == set(valid)
+    finally:
+        verifier.close()
+
+
+def test_no_workers_or_a_small_batch_sends_nothing() -> None:
+    raws, _ = _batch(good=3, forged=0)
+    for verifier, batch in ((SignatureVerifier(workers=0), raws * 10), (SignatureVerifier(workers=1), raws[:3])):
+        pending = verifier.check(batch)
+        assert verifier._pool is None  # no process was started for it
+        asyncio.run(pending.settle(batch[0]))
+        assert pending.held == set()
+
+
+def test_a_killed_worker_leaves_its_batch_to_check_tx_and_the_workers_start_again(
+        caplog: pytest.LogCaptureFixture) -> None:
+    raws, valid = _batch(good=2 * PART, forged=4)
+    verifier = SignatureVerifier(workers=1)
+
+    async def scenario() -> tuple[set[bytes], set[bytes]]:
+        verifier.start()
+        assert await _settle_all(verifier, raws[:PART]) == set(raws[:PART]) & set(valid)  # the worker is up
+        assert verifier._pool is not None
+        for pid in list(verifier._pool._processes):  # type: ignore[attr-defined]
+            os.kill(pid, signal.SIGKILL)
+        first = await _settle_all(verifier, raws)
+        again = await _settle_all(verifier, raws)
+        return first, again
+
+    try:
+        with caplog.at_level(logging.WARNING, logger="gridmint.node"):
+            first, again = asyncio.run(scenario())
+    finally:
+        verifier.close()
+    assert first == set()  # nothing held: check_tx verifies every one of them itself
+    assert "Signature workers failed" in caplog.text
+    assert again == set(valid)
