@@ -7,13 +7,16 @@ import asyncio
 import logging
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
 from gridmint.chain import codec
 from gridmint.chain.bank import MsgSend
-from gridmint.node.sigverify import PART, SignatureVerifier
+from gridmint.node.sigverify import PART, SignatureVerifier, default_workers
 from tests.support.chain import key, signed
+from tests.support.nodes import DevnodeProcess
+from tests.support.waiting import wait_for
 
 
 def _batch(good: int, forged: int) -> tuple[list[bytes], list[bytes]]:
@@ -73,3 +76,16 @@ def test_a_killed_worker_leaves_its_batch_to_check_tx_and_the_workers_start_agai
     assert first == set()  # nothing held: check_tx verifies every one of them itself
     assert "Signature workers failed" in caplog.text
     assert again == set(valid)
+
+
+def test_a_killed_node_leaves_no_worker_behind(devnode_process: DevnodeProcess) -> None:
+    """SIGKILL gives the node no chance to stop its workers: they notice it is gone and end, and with them the
+    resource tracker they hold open."""
+    assert devnode_process.process is not None
+    pid = devnode_process.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    if default_workers():
+        assert len(children) >= 2  # the worker and multiprocessing's resource tracker
+    devnode_process.kill()
+    wait_for(lambda: not any(Path(f"/proc/{child}").exists() for child in children),
+             "the killed node's worker processes to end", timeout_s=10)

@@ -18,6 +18,8 @@ import asyncio
 import logging
 import multiprocessing
 import os
+import threading
+import time
 from collections import deque
 from concurrent.futures import ProcessPoolExecutor
 
@@ -28,6 +30,7 @@ log = logging.getLogger("gridmint.node")
 MOST_WORKERS = 4  # beyond this the loop's own share of each transaction, not verification, is the bound
 SMALLEST_BATCH = 4  # below this, sending the batch to a worker costs about what verifying it here does
 PART = 64  # signatures sent to a worker at once: ~3 ms of its work, and about what check_tx does in that time
+PARENT_CHECK_S = 0.5  # how often a worker looks whether the node that started it is still there
 
 
 def default_workers() -> int:
@@ -46,7 +49,8 @@ class SignatureVerifier:
     def start(self) -> None:
         """Start the workers now (each takes ~0.1 s to import what it needs), so no batch waits for that."""
         if self.workers and self._pool is None:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_leave_with, initargs=(os.getpid(),))
             for _ in range(self.workers):
                 self._pool.submit(signatures_hold, [])
 
@@ -78,6 +82,19 @@ class SignatureVerifier:
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _leave_with(node: int) -> None:
+    """In each worker: end it once the node process ``node`` is gone, killed included (a worker waits on a queue
+    that only a node's orderly shutdown closes, and would otherwise outlive a killed node, with the resource
+    tracker it holds open)."""
+
+    def watch() -> None:
+        while os.getppid() == node:
+            time.sleep(PARENT_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="node-watch", daemon=True).start()
 
 
 class PendingSignatures:
