@@ -19,6 +19,7 @@ from gridmint.node.devnode import DevNode
 from gridmint.node.limits import RPCLimits
 from gridmint.node.rpc import RPCServer
 from tests.support.chain import CHAIN_ID, MINT, START_BALANCE, key, signed
+from tests.support.waiting import wait_for
 
 
 @contextlib.asynccontextmanager
@@ -128,10 +129,13 @@ def test_refusals_errors_and_batches(node: DevNode) -> None:
             assert (await client.post("/", content=b"[]")).json()["error"]["code"] == -32600
             batch = [{"jsonrpc": "2.0", "id": n, "method": "broadcast_tx_sync",
                       "params": {"tx": b64tx(signed(key("alice"), n, MsgSend(key("bob").address, MINT)))}}
-                     for n in range(1, 4)] + [{"jsonrpc": "2.0", "id": 9, "method": "health"}, 5]
+                     for n in range(1, 4)] + [{"jsonrpc": "2.0", "id": 9, "method": "health"}, 5,
+                                              {"jsonrpc": "2.0", "id": 10, "method": ["broadcast_tx_sync"]},
+                                              {"jsonrpc": "2.0", "id": 11, "method": {}}]
             answers = (await client.post("/", json=batch)).json()
             assert [a["result"]["code"] for a in answers[:3]] == [0, 0, 0]
             assert answers[3]["result"] == {} and answers[4]["error"]["code"] == -32600
+            assert [a["error"]["code"] for a in answers[5:]] == [-32600, -32600]  # a method that is not a name
             query = (await call(client, "abci_query", path="/bank/nothing"))["result"]["response"]
             assert (query["code"], query["codespace"]) == (1, "query")
             assert (await client.get("/unknown_method")).status_code == 404
@@ -162,6 +166,7 @@ def test_a_batch_of_broadcasts_has_its_signatures_checked_by_a_worker_process(
         limits = RPCLimits(max_request_batch_size=200)
         async with serving(node, limits, signature_workers=1) as (client, server):
             server.verifier.start()
+            await asyncio.to_thread(wait_for, server.verifier.ready, "the signature worker to start", 30)
             requests = [{"jsonrpc": "2.0", "id": n, "method": "broadcast_tx_sync", "params": {"tx": b64tx(raw)}}
                         for n, raw in enumerate(batch)]
             return (await client.post("/", json=requests)).json()  # type: ignore[no-any-return]
@@ -171,3 +176,4 @@ def test_a_batch_of_broadcasts_has_its_signatures_checked_by_a_worker_process(
     codes = [(answer["result"]["codespace"], answer["result"]["code"]) for answer in answers]
     assert codes == [("", 0)] * 50 + [(BAD_SIGNATURE.module, BAD_SIGNATURE.code)] * 10 + [("", 0)] * 50
     assert verified_here == [key("carol").public_key] * 10  # the forged ones, and none of the 100 that held
+    assert "gridmint_worker_verified_signatures_total 110.0" in node.metrics.render().decode()

@@ -13,7 +13,7 @@ import pytest
 
 from gridmint.chain import codec
 from gridmint.chain.bank import MsgSend
-from gridmint.node.sigverify import PART, SignatureVerifier, default_workers
+from gridmint.node.sigverify import PART, SMALLEST_BATCH, SignatureVerifier, default_workers
 from tests.support.chain import key, signed
 from tests.support.nodes import DevnodeProcess
 from tests.support.waiting import wait_for
@@ -28,6 +28,12 @@ def _batch(good: int, forged: int) -> tuple[list[bytes], list[bytes]]:
     return [*mixed, b"garbage", valid[0]], valid  # and something that does not open, and a duplicate
 
 
+def _started(verifier: SignatureVerifier) -> SignatureVerifier:
+    verifier.start()
+    wait_for(verifier.ready, "the signature workers to start", timeout_s=30, interval_s=0.05)
+    return verifier
+
+
 async def _settle_all(verifier: SignatureVerifier, raws: list[bytes]) -> set[bytes]:
     pending = verifier.check(raws)
     for raw in raws:
@@ -37,16 +43,34 @@ async def _settle_all(verifier: SignatureVerifier, raws: list[bytes]) -> set[byt
 
 def test_the_workers_find_exactly_the_signatures_that_hold() -> None:
     raws, valid = _batch(good=2 * PART, forged=PART // 2)
+    counted: list[int] = []
+    verifier = _started(SignatureVerifier(workers=1, on_verified=counted.append))
+    try:
+        assert asyncio.run(_settle_all(verifier, raws)) == set(valid)
+    finally:
+        verifier.close()
+    assert sum(counted) == len(set(raws)) and max(counted) == PART  # each part counted once it came back
+
+
+def test_a_batch_waits_for_no_worker_that_is_still_starting() -> None:
+    raws, valid = _batch(good=SMALLEST_BATCH, forged=0)
     verifier = SignatureVerifier(workers=1)
     try:
+        verifier.start()
+        assert not verifier.ready()  # spawned, still importing
+        pending = verifier.check(raws)
+        asyncio.run(pending.settle(raws[-1]))
+        assert pending.held == set()  # left to check_tx, not waited for
+        wait_for(verifier.ready, "the signature workers to start", timeout_s=30, interval_s=0.05)
         assert asyncio.run(_settle_all(verifier, raws)) == set(valid)
     finally:
         verifier.close()
 
 
 def test_no_workers_or_a_small_batch_sends_nothing() -> None:
-    raws, _ = _batch(good=3, forged=0)
-    for verifier, batch in ((SignatureVerifier(workers=0), raws * 10), (SignatureVerifier(workers=1), raws[:3])):
+    many, _ = _batch(good=SMALLEST_BATCH, forged=0)
+    small = many[:SMALLEST_BATCH - 1]
+    for verifier, batch in ((SignatureVerifier(workers=0), many), (SignatureVerifier(workers=1), small)):
         pending = verifier.check(batch)
         assert verifier._pool is None  # no process was started for it
         asyncio.run(pending.settle(batch[0]))
@@ -56,15 +80,15 @@ def test_no_workers_or_a_small_batch_sends_nothing() -> None:
 def test_a_killed_worker_leaves_its_batch_to_check_tx_and_the_workers_start_again(
         caplog: pytest.LogCaptureFixture) -> None:
     raws, valid = _batch(good=2 * PART, forged=4)
-    verifier = SignatureVerifier(workers=1)
+    verifier = _started(SignatureVerifier(workers=1))
 
     async def scenario() -> tuple[set[bytes], set[bytes]]:
-        verifier.start()
-        assert await _settle_all(verifier, raws[:PART]) == set(raws[:PART]) & set(valid)  # the worker is up
+        assert await _settle_all(verifier, raws) == set(valid)  # the worker is up
         assert verifier._pool is not None
         for pid in list(verifier._pool._processes):  # type: ignore[attr-defined]
             os.kill(pid, signal.SIGKILL)
         first = await _settle_all(verifier, raws)
+        await asyncio.to_thread(_started, verifier)  # new workers
         again = await _settle_all(verifier, raws)
         return first, again
 

@@ -36,9 +36,11 @@ def write_data_dir(data_dir: Path, accounts: tuple[str, ...] = ("alice", "bob"))
 class DevnodeProcess:
     """A real devnode process on a loopback port, for tests that need sockets, signals or restarts."""
 
-    def __init__(self, data_dir: Path, block_time: float = 0.2) -> None:
+    def __init__(self, data_dir: Path, block_time: float = 0.2, rpc_limits: tuple[str, ...] = ()) -> None:
+        """``rpc_limits``: ``NAME=VALUE`` settings for ``--rpc-limit``."""
         self.data_dir = data_dir
         self.block_time = block_time
+        self.rpc_limits = rpc_limits
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -48,7 +50,8 @@ class DevnodeProcess:
         log = (self.data_dir / "devnode.log").open("a")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gridmint.cli.main", "node", "start", "--data-dir", str(self.data_dir),
-             "--block-time", str(self.block_time), "--rpc-laddr", f"127.0.0.1:{self.port}"],
+             "--block-time", str(self.block_time), "--rpc-laddr", f"127.0.0.1:{self.port}",
+             *[argument for limit in self.rpc_limits for argument in ("--rpc-limit", limit)]],
             stdout=log, stderr=subprocess.STDOUT)
         log.close()
         wait_for(self._has_started, "the devnode to answer", timeout_s=timeout, interval_s=0.05)

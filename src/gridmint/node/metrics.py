@@ -24,6 +24,9 @@ class NodeMetrics:
         self.mempool_size.set_function(mempool_size)
         self.txs_total = Counter("gridmint_txs_committed", "Transactions committed in blocks",
                                  registry=self.registry)
+        self.worker_signatures = Counter("gridmint_worker_verified_signatures",
+                                         "Transaction signatures checked by the signature workers (node/sigverify.py)",
+                                         registry=self.registry)
         self.txs_per_second = Gauge("gridmint_txs_per_second",
                                     "Committed transactions per second over the last 10 blocks",
                                     registry=self.registry)

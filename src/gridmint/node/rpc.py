@@ -338,7 +338,7 @@ class RPCServer:
     def __init__(self, node: DevNode, limits: RPCLimits | None = None, signature_workers: int | None = None) -> None:
         self.node = node
         self.limits = limits or RPCLimits()
-        self.verifier = SignatureVerifier(signature_workers)
+        self.verifier = SignatureVerifier(signature_workers, on_verified=node.metrics.worker_signatures.inc)
         self.queries = QueryPool(node.store, node.blocks, self.limits.query_workers, self.limits.max_pending_queries)
         self.methods = RPCMethods(node, self.queries, self.limits)
         self._names = {"health", "status", "abci_info", "abci_query", "broadcast_tx_sync", "broadcast_tx_async",
@@ -554,7 +554,8 @@ def _error(request_id: Any, error: RPCError) -> dict[str, Any]:
 def _broadcast_tx(item: Any) -> bytes | None:
     """The transaction a batch item broadcasts; None if it is not a broadcast (or not one its method would take:
     its method refuses it)."""
-    if isinstance(item, dict) and item.get("method") in BROADCASTS and isinstance(item.get("params"), dict):
+    if (isinstance(item, dict) and isinstance(item.get("method"), str) and item["method"] in BROADCASTS
+            and isinstance(item.get("params"), dict)):
         with contextlib.suppress(RPCError):
             return _decode_bytes(item["params"].get("tx"), "tx", uri=False)
     return None
