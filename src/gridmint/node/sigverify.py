@@ -1,15 +1,16 @@
 """Checking the signatures of a batch of transactions in worker processes, on the machine's other cores.
 
 The devnode runs check_tx and makes blocks on one event loop, so on one core, and an ed25519 verification is a
-third of what a transfer costs it there (~45 of ~150 µs). When a JSON-RPC batch brings several broadcasts, their
-signatures are checked together in worker processes first (``tx.signatures_hold``: it opens the envelope and
-verifies, and reads no state), while the loop goes on serving other requests and making blocks; check_tx then
-skips the verification of each transaction whose signature held, and does every other check as before, on the
-loop, in the batch's order.
+third of what a transfer costs it there (~45 of ~150 µs). When a JSON-RPC batch brings ``SMALLEST_BATCH``
+broadcasts or more, their signatures are checked in worker processes first, part by part (``tx.signatures_hold``:
+it opens the envelope and verifies, and reads no state), while the loop goes on serving other requests and making
+blocks; check_tx then skips the verification of each transaction whose signature held, and does every other check
+as before, on the loop, in the batch's order.
 
-Workers can only save work, never admit anything: a signature that did not hold, a worker that failed or a batch
-too small to be worth sending leaves the transaction to check_tx's own verification. Processes, not threads: the
-verification holds the interpreter lock between its C calls, so a thread would wait for the loop's turn.
+Workers can only save work, never admit anything: a signature that did not hold, a worker that failed or is still
+starting, or a batch too small to be worth sending leaves the transaction to check_tx's own verification.
+Processes, not threads: the verification holds the interpreter lock between its C calls, so a thread would wait
+for the loop's turn.
 """
 
 from __future__ import annotations
