@@ -18,7 +18,7 @@ from gridmint.chain.errors import BAD_SIGNATURE, MALFORMED
 from gridmint.node.sigverify import default_workers
 from tests.adversarial.hostile_network import HostileNetwork, is_coded_refusal
 from tests.adversarial.test_hostile_queries import REPORTED, every_query_path
-from tests.support.chain import key, signed
+from tests.support.chain import forged, key, signed
 from tests.support.nodes import DevnodeProcess, write_data_dir
 from tests.support.waiting import wait_for
 
@@ -127,11 +127,6 @@ def _worker_signatures(url: str) -> float:
     raise AssertionError("the devnode exposes no gridmint_worker_verified_signatures_total")
 
 
-def _forged(raw: bytes) -> bytes:
-    """The same body under mallory's signature instead of its signer's."""
-    return codec.encode([codec.decode(raw)[0], key("mallory").sign(codec.decode(raw)[0])])
-
-
 def test_forged_signatures_in_batches_of_broadcasts_on_the_devnode(tmp_path: Path) -> None:
     """A batch's signatures are checked by the devnode's worker processes (one per spare core): batches of forged
     signatures, and forged ones and garbage among honest transfers, are each refused with their code; the honest
@@ -151,7 +146,7 @@ def test_forged_signatures_in_batches_of_broadcasts_on_the_devnode(tmp_path: Pat
 
         bad_signature, malformed = (BAD_SIGNATURE.module, BAD_SIGNATURE.code), (MALFORMED.module, MALFORMED.code)
         since = _height(node.url)
-        stolen = [_forged(signed(key("alice"), nonce, MsgSend(key("mallory").address, 10**6)))
+        stolen = [forged(signed(key("alice"), nonce, MsgSend(key("mallory").address, 10**6)))
                   for nonce in range(1, 121)]
         if default_workers():  # forged batches, until the workers have started and checked one
             wait_for(lambda: post(stolen) == [bad_signature] * len(stolen) and _worker_signatures(node.url) > 0,

@@ -18,7 +18,7 @@ from gridmint.chain.tx import tx_hash
 from gridmint.node.devnode import DevNode
 from gridmint.node.limits import RPCLimits
 from gridmint.node.rpc import RPCServer
-from tests.support.chain import CHAIN_ID, MINT, START_BALANCE, key, signed
+from tests.support.chain import CHAIN_ID, MINT, START_BALANCE, forged, key, signed
 from tests.support.waiting import wait_for
 
 
@@ -151,9 +151,8 @@ def test_a_batch_of_broadcasts_has_its_signatures_checked_by_a_worker_process(
     from gridmint.chain.errors import BAD_SIGNATURE
 
     transfers = [signed(key("alice"), nonce, MsgSend(key("bob").address, 1)) for nonce in range(1, 101)]
-    forged = [codec.encode([codec.decode(raw)[0], key("mallory").sign(codec.decode(raw)[0])])
-              for raw in (signed(key("carol"), nonce, MsgSend(key("bob").address, 1)) for nonce in range(1, 11))]
-    batch = [*transfers[:50], *forged, *transfers[50:]]
+    forgeries = [forged(signed(key("carol"), nonce, MsgSend(key("bob").address, 1))) for nonce in range(1, 11)]
+    batch = [*transfers[:50], *forgeries, *transfers[50:]]
     verified_here: list[bytes] = []
 
     def counting(public_key: bytes, message: bytes, signature: bytes) -> bool:

@@ -11,19 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from gridmint.chain import codec
 from gridmint.chain.bank import MsgSend
 from gridmint.node.sigverify import PART, SMALLEST_BATCH, SignatureVerifier, default_workers
-from tests.support.chain import key, signed
+from tests.support.chain import forged, key, signed
 from tests.support.nodes import DevnodeProcess
 from tests.support.waiting import wait_for
 
 
-def _batch(good: int, forged: int) -> tuple[list[bytes], list[bytes]]:
-    """``good`` transfers signed by their signer and ``forged`` ones whose signature is another's, interleaved."""
+def _batch(good: int, forging: int) -> tuple[list[bytes], list[bytes]]:
+    """``good`` transfers signed by their signer and ``forging`` ones whose signature is another's, interleaved."""
     valid = [signed(key("alice"), nonce, MsgSend(key("bob").address, 1)) for nonce in range(1, good + 1)]
-    bad = [codec.encode([codec.decode(raw)[0], key("mallory").sign(codec.decode(raw)[0])])
-           for raw in (signed(key("bob"), nonce, MsgSend(key("alice").address, 1)) for nonce in range(1, forged + 1))]
+    bad = [forged(signed(key("bob"), nonce, MsgSend(key("alice").address, 1))) for nonce in range(1, forging + 1)]
     mixed = [*[raw for pair in zip(valid, bad, strict=False) for raw in pair], *valid[len(bad):]]
     return [*mixed, b"garbage", valid[0]], valid  # and something that does not open, and a duplicate
 
@@ -42,7 +40,7 @@ async def _settle_all(verifier: SignatureVerifier, raws: list[bytes]) -> set[byt
 
 
 def test_the_workers_find_exactly_the_signatures_that_hold() -> None:
-    raws, valid = _batch(good=2 * PART, forged=PART // 2)
+    raws, valid = _batch(good=2 * PART, forging=PART // 2)
     counted: list[int] = []
     verifier = _started(SignatureVerifier(workers=1, on_verified=counted.append))
     try:
@@ -53,7 +51,7 @@ def test_the_workers_find_exactly_the_signatures_that_hold() -> None:
 
 
 def test_a_batch_waits_for_no_worker_that_is_still_starting() -> None:
-    raws, valid = _batch(good=SMALLEST_BATCH, forged=0)
+    raws, valid = _batch(good=SMALLEST_BATCH, forging=0)
     verifier = SignatureVerifier(workers=1)
     try:
         verifier.start()
@@ -68,7 +66,7 @@ def test_a_batch_waits_for_no_worker_that_is_still_starting() -> None:
 
 
 def test_no_workers_or_a_small_batch_sends_nothing() -> None:
-    many, _ = _batch(good=SMALLEST_BATCH, forged=0)
+    many, _ = _batch(good=SMALLEST_BATCH, forging=0)
     small = many[:SMALLEST_BATCH - 1]
     for verifier, batch in ((SignatureVerifier(workers=0), many), (SignatureVerifier(workers=1), small)):
         pending = verifier.check(batch)
@@ -79,7 +77,7 @@ def test_no_workers_or_a_small_batch_sends_nothing() -> None:
 
 def test_a_killed_worker_leaves_its_batch_to_check_tx_and_the_workers_start_again(
         caplog: pytest.LogCaptureFixture) -> None:
-    raws, valid = _batch(good=2 * PART, forged=4)
+    raws, valid = _batch(good=2 * PART, forging=4)
     verifier = _started(SignatureVerifier(workers=1))
 
     async def scenario() -> tuple[set[bytes], set[bytes]]:

@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
+from gridmint.chain import codec
 from gridmint.chain.app import MODULES, App
 from gridmint.chain.crypto import PrivateKey, format_address
 from gridmint.chain.genesis import Genesis, make_genesis_document, validate_genesis
@@ -48,6 +49,13 @@ def make_app(path: Path, gen: Genesis | None = None) -> App:
 def signed(signer: PrivateKey, nonce: int, *messages: Msg, fee: int = FEE, chain_id: str = CHAIN_ID,
            memo: str = "") -> bytes:
     return sign_tx(TxBody(chain_id, signer.public_key, nonce, fee, tuple(messages), memo), signer)
+
+
+def forged(raw: bytes, by: PrivateKey | None = None) -> bytes:
+    """The same transaction body under another key's signature (``by``, mallory's by default): its signature does not
+    hold for its signer."""
+    body_bytes = codec.decode(raw)[0]
+    return codec.encode([body_bytes, (by or key("mallory")).sign(body_bytes)])
 
 
 def required_fee(app: App, *messages: Msg, memo: str = "") -> int:
