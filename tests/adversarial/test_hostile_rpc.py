@@ -75,6 +75,24 @@ def test_huge_batch_and_body_on_the_devnode(devnode: DevnodeProcess) -> None:
     _assert_devnode_healthy(devnode, since)
 
 
+def test_batch_items_of_every_shape_on_the_devnode(devnode: DevnodeProcess) -> None:
+    """A batch is read item by item before any runs (the broadcasts among them go to the signature workers): an item
+    of any shape gets its own coded error in its place, never a failed batch, and the node goes on."""
+    since = _height(devnode.url)
+    items: list[Any] = [{"jsonrpc": "2.0", "id": 1, "method": method} for method in ([], {}, 7, None)]
+    items += [{"jsonrpc": "2.0", "id": 2, "method": "broadcast_tx_sync", "params": params}
+              for params in ([], {"tx": 5}, {"tx": "%%%"}, {"tx": [base64.b64encode(b"x").decode()]})]
+    items += [5, {"jsonrpc": "2.0", "id": 3, "method": "broadcast_tx_sync",
+                     "params": {"tx": base64.b64encode(b"garbage").decode()}}]
+    answer = httpx.post(devnode.url, json=items, timeout=30)
+    assert answer.status_code == 200
+    answers = answer.json()
+    assert len(answers) == len(items)
+    assert all(one["error"]["code"] for one in answers[:-1]), answers
+    assert (answers[-1]["result"]["codespace"], answers[-1]["result"]["code"]) == (MALFORMED.module, MALFORMED.code)
+    _assert_devnode_healthy(devnode, since)
+
+
 def test_query_catalogue_on_the_devnode(devnode: DevnodeProcess) -> None:
     since = _height(devnode.url)
     with httpx.Client(timeout=30) as http:
